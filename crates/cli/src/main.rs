@@ -1,0 +1,25 @@
+//! `teamvirt`: the thin binary. Each verb lives in its own module under
+//! `cmd/`; this file only wires clap to them.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "teamvirt", version, about = "libvirt-compatible NIC teaming (virtio-net failover) for QEMU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    // Each helper adds its verbs here, one variant per verb, args in cmd/<verb>.rs.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
+}
