@@ -1,1 +1,8 @@
-//! placeholder: see DESIGN.md
+//! QEMU side of teamvirt: what a QEMU binary can do (capabilities), what the
+//! QEMU driver refuses (validation), what libvirt fills in when a domain is
+//! defined (defaults, PCI addresses), and the command line it builds.
+
+/// Capabilities: libvirt's caps cache XML and live probing over QMP.
+pub mod caps;
+/// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
+pub mod validate;
