@@ -1,1 +1,11 @@
-//! placeholder: see DESIGN.md
+//! Running teamvirt domains: the per-host state directory and its locks,
+//! VF pools, QEMU processes, lifecycle verbs and the guest's failover state.
+//! libvirt counterparts: `qemu_process.c`, the network driver's port
+//! allocation, `qemu_migration.c` (in `migrate`, separate).
+
+/// flock-based advisory locks.
+pub mod lock;
+/// VF pools of hostdev networks.
+pub mod pool;
+/// State directory layout, atomic writes.
+pub mod state;

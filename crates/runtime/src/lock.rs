@@ -1,0 +1,130 @@
+//! Advisory file locks (`flock(2)`): held for the lifetime of a [`FileLock`],
+//! released by the kernel when the holder dies, so a crashed `teamvirt`
+//! never leaves a stale lock behind.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot open lock file {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+}
+
+/// Shared (readers) or exclusive (writers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+/// A held `flock` on a file; dropping it unlocks.
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Block until the lock is acquired.
+    pub fn acquire(path: &Path, mode: LockMode) -> Result<FileLock, LockError> {
+        Self::take(path, mode, true).map(|l| l.expect("blocking lock always returns a lock"))
+    }
+
+    /// Take the lock only if nobody holds a conflicting one (`None` otherwise).
+    pub fn try_acquire(path: &Path, mode: LockMode) -> Result<Option<FileLock>, LockError> {
+        Self::take(path, mode, false)
+    }
+
+    fn take(path: &Path, mode: LockMode, block: bool) -> Result<Option<FileLock>, LockError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| LockError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut op = match mode {
+            LockMode::Shared => libc::LOCK_SH,
+            LockMode::Exclusive => libc::LOCK_EX,
+        };
+        if !block {
+            op |= libc::LOCK_NB;
+        }
+        loop {
+            // SAFETY: flock on a valid, owned descriptor.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+            if rc == 0 {
+                return Ok(Some(FileLock {
+                    file,
+                    path: path.to_owned(),
+                }));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if !block => return Ok(None),
+                _ => {
+                    return Err(LockError::Lock {
+                        path: path.to_owned(),
+                        source: err,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying file (e.g. to keep it open across a fork).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_excludes_and_releases_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        let a = FileLock::acquire(&p, LockMode::Exclusive).unwrap();
+        assert!(FileLock::try_acquire(&p, LockMode::Exclusive)
+            .unwrap()
+            .is_none());
+        assert!(FileLock::try_acquire(&p, LockMode::Shared)
+            .unwrap()
+            .is_none());
+        drop(a);
+        assert!(FileLock::try_acquire(&p, LockMode::Exclusive)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn shared_locks_coexist() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        let _a = FileLock::acquire(&p, LockMode::Shared).unwrap();
+        let b = FileLock::try_acquire(&p, LockMode::Shared).unwrap();
+        assert!(b.is_some());
+        assert!(FileLock::try_acquire(&p, LockMode::Exclusive)
+            .unwrap()
+            .is_none());
+    }
+}

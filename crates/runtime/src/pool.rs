@@ -1,0 +1,255 @@
+//! VF pools of `<forward mode='hostdev'>` networks. The pool's members come
+//! from the network XML; which of them are in use lives in
+//! `networks/NAME.state.json`, read and rewritten under the network's flock,
+//! so concurrent `teamvirt` processes never hand out a VF twice and the
+//! allocations survive a restart of teamvirt.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{read_optional, write_atomic, StateDir, StateError};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// libvirt's text (`networkAllocatePort`, VIR_ERR_INTERNAL_ERROR).
+    #[error("internal error: network '{network}' requires exclusive access to interfaces, but none are available")]
+    Exhausted { network: String },
+    #[error("internal error: network '{network}' state file {path} is corrupt: {reason}")]
+    Corrupt {
+        network: String,
+        path: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// One VF handed to a domain's device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfAllocation {
+    /// PCI address `DDDD:BB:SS.F`.
+    pub address: String,
+    /// Domain owning it.
+    pub domain: String,
+    /// Device alias in that domain (e.g. `hostdev0`).
+    pub device: String,
+}
+
+/// Runtime state of a network (`networks/NAME.state.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// Lab mode: primaries from this network are emulated (`net-define --emulate-vf`).
+    #[serde(default)]
+    pub emulate_vf: bool,
+    /// VFs currently in use.
+    #[serde(default)]
+    pub allocations: Vec<VfAllocation>,
+}
+
+/// Handle on one network's pool state in a state directory.
+#[derive(Debug, Clone)]
+pub struct VfPool {
+    sd: StateDir,
+    network: String,
+}
+
+impl VfPool {
+    pub fn new(sd: &StateDir, network: &str) -> VfPool {
+        VfPool {
+            sd: sd.clone(),
+            network: network.to_owned(),
+        }
+    }
+
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// Current state (read without the lock: the file is replaced atomically).
+    pub fn state(&self) -> Result<NetworkState, PoolError> {
+        self.load()
+    }
+
+    fn load(&self) -> Result<NetworkState, PoolError> {
+        let path = self.sd.network_state(&self.network)?;
+        match read_optional(&path)? {
+            None => Ok(NetworkState::default()),
+            Some(s) => serde_json::from_str(&s).map_err(|e| PoolError::Corrupt {
+                network: self.network.clone(),
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn save(&self, st: &NetworkState) -> Result<(), PoolError> {
+        let path = self.sd.network_state(&self.network)?;
+        let json = serde_json::to_string_pretty(st).expect("state serializes");
+        write_atomic(&path, json.as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    /// Read-modify-write under the network lock.
+    pub fn update<T>(
+        &self,
+        f: impl FnOnce(&mut NetworkState) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        let _lock = self.sd.lock_network(&self.network)?;
+        let mut st = self.load()?;
+        let before = st.clone();
+        let out = f(&mut st)?;
+        if st != before {
+            self.save(&st)?;
+        }
+        Ok(out)
+    }
+
+    /// Give `domain`'s `device` the first member of `members` (XML order)
+    /// that nobody uses. A device that already holds a VF of this pool keeps
+    /// it (idempotent, so a retried start does not leak).
+    pub fn allocate(
+        &self,
+        members: &[String],
+        domain: &str,
+        device: &str,
+    ) -> Result<String, PoolError> {
+        self.update(|st| {
+            if let Some(a) = st
+                .allocations
+                .iter()
+                .find(|a| a.domain == domain && a.device == device)
+            {
+                return Ok(a.address.clone());
+            }
+            let free = members
+                .iter()
+                .find(|m| !st.allocations.iter().any(|a| &a.address == *m))
+                .ok_or_else(|| PoolError::Exhausted {
+                    network: self.network.clone(),
+                })?;
+            st.allocations.push(VfAllocation {
+                address: free.clone(),
+                domain: domain.to_owned(),
+                device: device.to_owned(),
+            });
+            Ok(free.clone())
+        })
+    }
+
+    /// Take a specific VF (e.g. the one recorded in a live XML being adopted).
+    pub fn reserve(&self, address: &str, domain: &str, device: &str) -> Result<(), PoolError> {
+        self.update(
+            |st| match st.allocations.iter().find(|a| a.address == address) {
+                Some(a) if a.domain == domain && a.device == device => Ok(()),
+                Some(_) => Err(PoolError::Exhausted {
+                    network: self.network.clone(),
+                }),
+                None => {
+                    st.allocations.push(VfAllocation {
+                        address: address.to_owned(),
+                        domain: domain.to_owned(),
+                        device: device.to_owned(),
+                    });
+                    Ok(())
+                }
+            },
+        )
+    }
+
+    /// Return one VF held by `domain`.
+    pub fn release(&self, address: &str, domain: &str) -> Result<bool, PoolError> {
+        self.update(|st| {
+            let n = st.allocations.len();
+            st.allocations
+                .retain(|a| !(a.address == address && a.domain == domain));
+            Ok(st.allocations.len() != n)
+        })
+    }
+
+    /// Return every VF held by `domain`; returns what was released.
+    pub fn release_domain(&self, domain: &str) -> Result<Vec<VfAllocation>, PoolError> {
+        self.update(|st| {
+            let (gone, keep): (Vec<_>, Vec<_>) =
+                st.allocations.drain(..).partition(|a| a.domain == domain);
+            st.allocations = keep;
+            Ok(gone)
+        })
+    }
+
+    /// Set or clear lab mode for this network.
+    pub fn set_emulate_vf(&self, on: bool) -> Result<(), PoolError> {
+        self.update(|st| {
+            st.emulate_vf = on;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("0000:03:{:02x}.{}", i / 8, i % 8))
+            .collect()
+    }
+
+    #[test]
+    fn first_free_in_order_and_release() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let pool = VfPool::new(&sd, "pool");
+        let m = members(3);
+        assert_eq!(pool.allocate(&m, "a", "hostdev0").unwrap(), m[0]);
+        assert_eq!(pool.allocate(&m, "b", "hostdev0").unwrap(), m[1]);
+        // Idempotent for the same device.
+        assert_eq!(pool.allocate(&m, "a", "hostdev0").unwrap(), m[0]);
+        assert!(pool.release(&m[0], "a").unwrap());
+        assert_eq!(pool.allocate(&m, "c", "hostdev0").unwrap(), m[0]);
+        assert_eq!(pool.allocate(&m, "c", "hostdev1").unwrap(), m[2]);
+        let err = pool.allocate(&m, "d", "hostdev0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "internal error: network 'pool' requires exclusive access to interfaces, but none are available"
+        );
+        let gone = pool.release_domain("c").unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(pool.state().unwrap().allocations.len(), 1);
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let m = members(2);
+        {
+            let sd = StateDir::open(t.path()).unwrap();
+            VfPool::new(&sd, "p").allocate(&m, "a", "hostdev0").unwrap();
+            VfPool::new(&sd, "p").set_emulate_vf(true).unwrap();
+        }
+        let sd = StateDir::open(t.path()).unwrap();
+        let st = VfPool::new(&sd, "p").state().unwrap();
+        assert!(st.emulate_vf);
+        assert_eq!(st.allocations[0].address, m[0]);
+        assert_eq!(VfPool::new(&sd, "p").allocate(&m, "b", "x").unwrap(), m[1]);
+    }
+
+    #[test]
+    fn reserve_conflicts() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let pool = VfPool::new(&sd, "p");
+        pool.reserve("0000:01:00.1", "a", "hostdev0").unwrap();
+        pool.reserve("0000:01:00.1", "a", "hostdev0").unwrap();
+        assert!(pool.reserve("0000:01:00.1", "b", "hostdev0").is_err());
+    }
+
+    #[test]
+    fn corrupt_state_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        std::fs::write(sd.network_state("p").unwrap(), "{not json").unwrap();
+        let e = VfPool::new(&sd, "p").state().unwrap_err();
+        assert!(e.to_string().contains("is corrupt"), "{e}");
+    }
+}
