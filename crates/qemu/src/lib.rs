@@ -6,3 +6,7 @@
 pub mod caps;
 /// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
 pub mod validate;
+/// Command-line building and its output formats.
+pub mod command;
+/// PCI address assignment (libvirt's `qemu_domain_address.c`).
+pub mod pci;

@@ -1,0 +1,5 @@
+//! PCI addressing as libvirt's QEMU driver does it for `pc` and `q35`.
+
+pub mod alloc;
+
+pub use alloc::{AddressSet, Bus, BusModel, Connect, PciAddr, PciError};
