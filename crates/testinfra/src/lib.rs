@@ -4,6 +4,12 @@
 
 use std::path::PathBuf;
 
+mod qemu;
+mod util;
+
+pub use qemu::{qemu_binary, qemu_or_skip};
+pub use util::{free_port, temp_dir};
+
 /// The libvirt conformance corpus (`../shared/conformance/libvirt` beside the
 /// checkout), or `TEAMVIRT_CORPUS` when set. `None` in a user's clone that
 /// lacks it: callers print a skip message and return.
