@@ -3,9 +3,13 @@
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 
+/// kvm or tcg.
+pub mod accel;
 /// flock-based advisory locks.
 pub mod lock;
 /// VF pools of hostdev networks.
 pub mod pool;
+/// Detached QEMU processes, identity across pid reuse.
+pub mod process;
 /// State directory layout, atomic writes.
 pub mod state;

@@ -1,0 +1,266 @@
+//! QEMU processes: started detached (new session, reparented to init, so
+//! they outlive `teamvirt`), identified later by pid + start time (so a
+//! recycled pid is never mistaken for our QEMU), and stopped with
+//! libvirt's "kill painfully" pattern (SIGTERM, wait, SIGKILL).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot execute {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("cannot open log file {path}: {source}")]
+    Log { path: PathBuf, source: io::Error },
+    #[error("failed to kill process {pid}: {source}")]
+    Kill { pid: i32, source: io::Error },
+    #[error("process {pid} did not exit within {secs} s of SIGKILL")]
+    Stuck { pid: i32, secs: u64 },
+}
+
+/// A process identity that survives pid reuse: the pid plus the kernel's
+/// start time of that process (`/proc/PID/stat` field 22, in clock ticks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcId {
+    /// Identify a running pid (`None` if it does not exist).
+    pub fn of(pid: i32) -> Option<ProcId> {
+        let st = read_stat(pid)?;
+        Some(ProcId {
+            pid,
+            start_time: st.start_time,
+        })
+    }
+
+    /// True while this very process exists and is not a zombie. (A QEMU
+    /// reparented to an init that does not reap stays a zombie; it is dead.)
+    pub fn is_alive(&self) -> bool {
+        match read_stat(self.pid) {
+            Some(st) => st.start_time == self.start_time && st.state != 'Z' && st.state != 'X',
+            None => false,
+        }
+    }
+
+    /// Send a signal (only if the process is still this one).
+    pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        if !self.is_alive() {
+            return Ok(());
+        }
+        // SAFETY: kill has no memory preconditions.
+        if unsafe { libc::kill(self.pid, sig) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(ProcessError::Kill {
+                    pid: self.pid,
+                    source: e,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the process is gone or `timeout` passes; true if gone.
+    pub fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.is_alive() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, up to `grace` for a clean exit, then SIGKILL and 5 s more
+    /// (libvirt's virProcessKillPainfully uses 10 s + 5 s).
+    pub fn kill_painfully(&self, grace: Duration) -> Result<(), ProcessError> {
+        self.signal(libc::SIGTERM)?;
+        if self.wait_gone(grace) {
+            return Ok(());
+        }
+        self.signal(libc::SIGKILL)?;
+        if self.wait_gone(Duration::from_secs(5)) {
+            return Ok(());
+        }
+        Err(ProcessError::Stuck {
+            pid: self.pid,
+            secs: 5,
+        })
+    }
+}
+
+struct Stat {
+    state: char,
+    start_time: u64,
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&s)
+}
+
+/// `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so
+/// split after the last `)`. Field 3 is the state, field 22 the start time.
+fn parse_stat(s: &str) -> Option<Stat> {
+    let rest = &s[s.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+/// Start `program args` detached: its own session, stdin from /dev/null,
+/// stdout and stderr appended to `log`, and (by forking twice) a child of
+/// init rather than of this process, so it outlives us and never lingers as
+/// our zombie. Returns the identity of the exec'd process. A failure to
+/// exec is reported here; anything later shows up in `log`.
+pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<ProcId, ProcessError> {
+    let logf = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|source| ProcessError::Log {
+            path: log.to_owned(),
+            source,
+        })?;
+    let logf2 = logf.try_clone().map_err(|source| ProcessError::Log {
+        path: log.to_owned(),
+        source,
+    })?;
+    let spawn_err = |source| ProcessError::Spawn {
+        program: program.display().to_string(),
+        source,
+    };
+
+    // The grandchild reports its pid through this pipe (closed at exec).
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(spawn_err(io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let wfd = wr.as_raw_fd();
+
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(logf))
+        .stderr(Stdio::from(logf2));
+    // SAFETY: only async-signal-safe calls (setsid, fork, _exit, getpid,
+    // write) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => return Err(io::Error::last_os_error()),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+            let me = libc::getpid().to_ne_bytes();
+            libc::write(wfd, me.as_ptr().cast(), me.len());
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    // Reap the intermediate process; the grandchild is init's now.
+    let _ = child.wait();
+    drop(wr);
+    let mut buf = [0u8; 4];
+    rd.read_exact(&mut buf).map_err(spawn_err)?;
+    let pid = i32::from_ne_bytes(buf);
+    // The process exists until it is reaped, so /proc/PID/stat is readable
+    // even if QEMU already failed.
+    ProcId::of(pid)
+        .ok_or_else(|| spawn_err(io::Error::other(format!("process {pid} vanished at start"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_with_odd_comm() {
+        let s = "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.start_time, 987654);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn self_is_alive_and_bogus_pid_is_not() {
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        let other = ProcId {
+            pid: me.pid,
+            start_time: me.start_time + 1,
+        };
+        assert!(!other.is_alive(), "a recycled pid is a different process");
+        assert!(ProcId::of(-1).is_none());
+    }
+
+    #[test]
+    fn detached_process_outlives_and_is_killed() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("log");
+        let p = spawn_detached(
+            Path::new("/bin/sh"),
+            &[
+                "-c".into(),
+                "echo started; echo err >&2; exec sleep 30".into(),
+            ],
+            &log,
+        )
+        .unwrap();
+        assert!(p.is_alive());
+        // A session of its own (the intermediate's), not ours.
+        // SAFETY: getsid has no memory preconditions.
+        let (sid, mine) = unsafe { (libc::getsid(p.pid), libc::getsid(0)) };
+        assert_ne!(sid, mine);
+        // Not our child: reparented away from this process.
+        let ppid = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap();
+        let ppid: i32 = ppid[ppid.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_ne!(ppid, std::process::id() as i32);
+        std::thread::sleep(Duration::from_millis(200));
+        p.kill_painfully(Duration::from_secs(5)).unwrap();
+        assert!(!p.is_alive());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("started") && text.contains("err"), "{text}");
+    }
+
+    #[test]
+    fn exec_failure_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let e =
+            spawn_detached(Path::new("/nonexistent/qemu"), &[], &t.path().join("log")).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot execute /nonexistent/qemu"),
+            "{e}"
+        );
+    }
+}
