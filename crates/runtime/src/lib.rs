@@ -13,3 +13,5 @@ pub mod pool;
 pub mod process;
 /// State directory layout, atomic writes.
 pub mod state;
+/// Failover state of teaming pairs (over QMP).
+pub mod teaming;

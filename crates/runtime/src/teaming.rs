@@ -1,0 +1,267 @@
+//! Failover state of a running domain's teaming pairs, observed over QMP.
+//!
+//! `teamvirt` is not a daemon, so the one-shot `FAILOVER_NEGOTIATED` event
+//! is only seen by an invocation that is connected when it fires (`start
+//! --wait-failover`). Every other invocation infers it from QEMU's state:
+//! QEMU keeps a primary *hidden* (not created, absent from
+//! `/machine/peripheral`) until the guest acks VIRTIO_NET_F_STANDBY on its
+//! standby, and never deletes it afterwards (even a migration's unplug keeps
+//! it there). So "primary exists under `/machine/peripheral`" is exactly
+//! "negotiated". "Plugged" means the primary is on the guest's PCI bus
+//! (`query-pci`, bridges included). Where QEMU has `x-query-virtio-status`
+//! the standby's acked feature bits are reported too, as a cross-check.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use teamvirt_qmp::{EventStream, Qmp, QmpError};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum TeamingError {
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("QEMU exited while waiting for failover negotiation")]
+    QemuGone,
+}
+
+/// A standby/primary pair as started (recorded in the run state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamingPair {
+    /// QEMU id (= libvirt alias) of the virtio-net standby (`failover=on`).
+    pub standby: String,
+    /// QEMU id of the primary (`failover_pair_id=STANDBY`).
+    pub primary: String,
+    pub standby_mac: Option<String>,
+    pub primary_mac: Option<String>,
+    /// Host PCI address of the VF backing the primary, if any.
+    pub vf: Option<String>,
+    /// Network the VF came from, for `<interface type='network'>`.
+    pub network: Option<String>,
+    /// Lab mode: the primary is an emulated e1000e, not a VF.
+    #[serde(default)]
+    pub emulated: bool,
+}
+
+impl TeamingPair {
+    /// Linux net_failover pairs the two NICs by MAC: a mismatch means the
+    /// guest never bonds them even though QEMU negotiates.
+    pub fn mac_match(&self) -> bool {
+        match (&self.standby_mac, &self.primary_mac) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            // A VF whose MAC teamvirt does not set (plain <hostdev>) cannot
+            // be judged here.
+            _ => true,
+        }
+    }
+}
+
+/// Observed state of one pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairState {
+    #[serde(flatten)]
+    pub pair: TeamingPair,
+    /// The guest negotiated failover on the standby.
+    pub negotiated: bool,
+    /// The primary is plugged into the guest's PCI bus.
+    pub plugged: bool,
+    /// Standby and primary MACs are equal.
+    pub mac_match: bool,
+    /// VIRTIO_NET_F_STANDBY among the standby's guest-acked features
+    /// (`x-query-virtio-status`); `None` when QEMU cannot tell.
+    pub standby_feature_acked: Option<bool>,
+}
+
+impl PairState {
+    /// Would the guest bond this pair?
+    pub fn is_working(&self) -> bool {
+        self.negotiated && self.mac_match
+    }
+
+    /// Why the pair does not work (for error messages).
+    pub fn problem(&self) -> Option<String> {
+        let p = &self.pair;
+        if !self.negotiated {
+            Some(format!(
+                "pair {} (standby) / {} (primary): the guest did not negotiate failover on {}: its virtio-net driver lacks VIRTIO_NET_F_STANDBY support (no net_failover/failover modules, or virtio_net not loaded), so QEMU keeps {} hidden",
+                p.standby, p.primary, p.standby, p.primary
+            ))
+        } else if !self.mac_match {
+            Some(format!(
+                "pair {} (standby) / {} (primary): MACs differ ({} vs {}): the guest's net_failover pairs devices by MAC and will not bond them; give both interfaces the same <mac address=.../>",
+                p.standby,
+                p.primary,
+                p.standby_mac.as_deref().unwrap_or("?"),
+                p.primary_mac.as_deref().unwrap_or("?")
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// qdev ids of every device in `query-pci`, recursing into bridges.
+pub async fn pci_device_ids(qmp: &Qmp) -> Result<HashSet<String>, QmpError> {
+    let v = qmp.execute("query-pci", Value::Null).await?;
+    let mut ids = HashSet::new();
+    fn walk(devs: &Value, ids: &mut HashSet<String>) {
+        for d in devs.as_array().into_iter().flatten() {
+            if let Some(id) = d
+                .get("qdev_id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                ids.insert(id.to_owned());
+            }
+            if let Some(sub) = d.get("pci_bridge").and_then(|b| b.get("devices")) {
+                walk(sub, ids);
+            }
+        }
+    }
+    for bus in v.as_array().into_iter().flatten() {
+        walk(&bus["devices"], &mut ids);
+    }
+    Ok(ids)
+}
+
+/// `Some(acked)` when `x-query-virtio-status` can tell whether the guest
+/// acked VIRTIO_NET_F_STANDBY on the standby `id`.
+async fn standby_feature_acked(qmp: &Qmp, id: &str) -> Option<bool> {
+    let list = qmp.execute("x-query-virtio", Value::Null).await.ok()?;
+    let prefix = format!("/machine/peripheral/{id}/");
+    let path = list
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.get("path").and_then(Value::as_str))
+        .find(|p| p.starts_with(&prefix))?
+        .to_owned();
+    let st = qmp
+        .execute("x-query-virtio-status", json!({ "path": path }))
+        .await
+        .ok()?;
+    let feats = st.get("guest-features")?.get("dev-features")?.as_array()?;
+    Some(
+        feats
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|f| f.starts_with("VIRTIO_NET_F_STANDBY")),
+    )
+}
+
+/// Current state of every pair (see the module comment for the method).
+pub async fn query(qmp: &Qmp, pairs: &[TeamingPair]) -> Result<Vec<PairState>, QmpError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let periph: HashSet<String> = qmp.peripherals().await?.into_iter().collect();
+    let pci = pci_device_ids(qmp).await?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        out.push(PairState {
+            negotiated: periph.contains(&p.primary),
+            plugged: pci.contains(&p.primary),
+            mac_match: p.mac_match(),
+            standby_feature_acked: standby_feature_acked(qmp, &p.standby).await,
+            pair: p.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Wait until every pair negotiated (the `FAILOVER_NEGOTIATED` event on
+/// `events`, subscribed before the vCPUs started, or the primary appearing,
+/// checked every 500 ms) and its primary is plugged, or `timeout` passes.
+/// Returns the final state of all pairs; the caller decides on failure.
+pub async fn wait_negotiated(
+    qmp: &Qmp,
+    events: &mut EventStream,
+    pairs: &[TeamingPair],
+    timeout: Duration,
+) -> Result<Vec<PairState>, TeamingError> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: HashSet<String> = HashSet::new();
+    loop {
+        let states = query(qmp, pairs).await.map_err(gone)?;
+        let done = states
+            .iter()
+            .all(|s| (s.negotiated || seen.contains(&s.pair.standby)) && s.plugged);
+        if done || Instant::now() >= deadline {
+            return Ok(states);
+        }
+        let tick = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        loop {
+            match tokio::time::timeout_at(tick.into(), events.recv()).await {
+                Err(_) => break,
+                Ok(None) => return Err(TeamingError::QemuGone),
+                Ok(Some(ev)) if ev.name == "FAILOVER_NEGOTIATED" => {
+                    if let Some(id) = ev.data_str("device-id") {
+                        seen.insert(id.to_owned());
+                    }
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+fn gone(e: QmpError) -> TeamingError {
+    match e {
+        QmpError::Disconnected => TeamingError::QemuGone,
+        e => TeamingError::Qmp(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(sm: &str, pm: &str) -> TeamingPair {
+        TeamingPair {
+            standby: "ua-sb".into(),
+            primary: "hostdev0".into(),
+            standby_mac: Some(sm.into()),
+            primary_mac: Some(pm.into()),
+            vf: None,
+            network: None,
+            emulated: true,
+        }
+    }
+
+    #[test]
+    fn problems_name_the_pair_and_cause() {
+        let st = |neg, p: TeamingPair| PairState {
+            negotiated: neg,
+            plugged: neg,
+            mac_match: p.mac_match(),
+            standby_feature_acked: None,
+            pair: p,
+        };
+        let ok = st(true, pair("52:54:00:00:00:01", "52:54:00:00:00:01"));
+        assert!(ok.is_working() && ok.problem().is_none());
+        let no = st(false, pair("52:54:00:00:00:01", "52:54:00:00:00:01"));
+        assert!(no
+            .problem()
+            .unwrap()
+            .contains("did not negotiate failover on ua-sb"));
+        let mac = st(true, pair("52:54:00:00:00:01", "52:54:00:00:00:02"));
+        assert!(!mac.is_working());
+        assert!(mac.problem().unwrap().contains("MACs differ"));
+    }
+
+    #[test]
+    fn json_shape_is_flat() {
+        let s = PairState {
+            negotiated: true,
+            plugged: false,
+            mac_match: true,
+            standby_feature_acked: Some(true),
+            pair: pair("a", "a"),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["standby"], "ua-sb");
+        assert_eq!(v["negotiated"], true);
+        assert_eq!(v["plugged"], false);
+    }
+}
