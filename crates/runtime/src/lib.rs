@@ -11,6 +11,8 @@ pub mod lock;
 pub mod pool;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
+/// Launching and finding running QEMUs (XML-agnostic).
+pub mod run;
 /// State directory layout, atomic writes.
 pub mod state;
 /// Failover state of teaming pairs (over QMP).

@@ -1,0 +1,86 @@
+//! `run::launch` against a real QEMU (no guest: an empty q35 machine).
+
+use std::time::Duration;
+
+use teamvirt_runtime::accel::Accel;
+use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunError, RunRecord};
+use teamvirt_runtime::state::StateDir;
+
+fn spec(sd: &StateDir, qemu: &std::path::Path, name: &str, extra: &[&str]) -> LaunchSpec {
+    let p = sd.run_paths(name).unwrap();
+    let mut args: Vec<String> = [
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-m",
+        "64",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(monitor_args(&p.qmp_sock));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    LaunchSpec {
+        name: name.into(),
+        uuid: None,
+        emulator: qemu.to_owned(),
+        args,
+        accel: Accel::Tcg,
+        serial_log: None,
+        pairs: vec![],
+        vfs: vec![],
+        substitutions: vec![],
+        live_xml: "<domain/>".into(),
+        incoming: false,
+        monitor_timeout: Duration::from_secs(20),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn launch_find_and_notice_death() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("launch_find_and_notice_death") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sd = StateDir::open(t.path()).unwrap();
+    let l = run::launch(&sd, spec(&sd, &qemu, "vm", &[])).await.unwrap();
+    assert_eq!(l.qmp.query_status().await.unwrap(), "running");
+    drop(l.qmp);
+
+    // A later "invocation" finds it through the record.
+    let rec = run::running(&sd, "vm").unwrap().expect("running");
+    let q = run::connect(&rec, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(q.query_status().await.unwrap(), "running");
+    // One client at a time: a second connection is reported as busy.
+    let e = run::connect(&rec, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RunError::MonitorBusy { .. }), "{e}");
+    drop(q);
+
+    // QEMU dies behind our back: the next look cleans up.
+    rec.proc.kill_painfully(Duration::from_secs(5)).unwrap();
+    assert!(run::running(&sd, "vm").unwrap().is_none());
+    assert!(RunRecord::load(&sd, "vm").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn qemu_error_at_start_is_reported() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("qemu_error_at_start_is_reported") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sd = StateDir::open(t.path()).unwrap();
+    let e = run::launch(&sd, spec(&sd, &qemu, "bad", &["-device", "no-such-device"]))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("exited while starting"), "{msg}");
+    assert!(msg.contains("no-such-device"), "{msg}");
+    assert!(RunRecord::load(&sd, "bad").unwrap().is_none());
+}
