@@ -10,3 +10,5 @@ pub mod validate;
 pub mod command;
 /// PCI address assignment (libvirt's `qemu_domain_address.c`).
 pub mod pci;
+/// Define-time defaults (libvirt's QEMU post-parse).
+pub mod defaults;

@@ -231,7 +231,7 @@ impl Bus {
         self.max_slot = max;
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         (self.min_slot..=self.max_slot).all(|s| self.slots[s as usize].functions == 0)
     }
 

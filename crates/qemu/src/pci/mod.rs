@@ -3,3 +3,6 @@
 pub mod alloc;
 
 pub use alloc::{AddressSet, Bus, BusModel, Connect, PciAddr, PciError};
+pub mod assign;
+
+pub use assign::{assign_pci_addresses, AssignError};
