@@ -104,6 +104,35 @@ impl VfPool {
         Ok(out)
     }
 
+    /// Read-modify-write several pools at once, as one step: their locks are
+    /// taken in name order (so two callers cannot deadlock), `f` sees every
+    /// state, and changed states are written back before the locks go.
+    /// Used when a domain takes VFs from more than one pool, or resolution
+    /// of all its interfaces must see every pool's allocations.
+    pub fn update_many<T>(
+        pools: &[VfPool],
+        f: impl FnOnce(&mut [NetworkState]) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        let mut order: Vec<usize> = (0..pools.len()).collect();
+        order.sort_by(|&a, &b| pools[a].network.cmp(&pools[b].network));
+        order.dedup_by(|a, b| pools[*a].network == pools[*b].network);
+        assert_eq!(order.len(), pools.len(), "update_many: each pool at most once");
+        let mut locks = Vec::with_capacity(pools.len());
+        for &i in &order {
+            locks.push(pools[i].sd.lock_network(&pools[i].network)?);
+        }
+        let mut states = pools.iter().map(|p| p.load()).collect::<Result<Vec<_>, _>>()?;
+        let before = states.clone();
+        let out = f(&mut states)?;
+        for ((p, st), old) in pools.iter().zip(&states).zip(&before) {
+            if st != old {
+                p.save(st)?;
+            }
+        }
+        drop(locks);
+        Ok(out)
+    }
+
     /// Give `domain`'s `device` the first member of `members` (XML order)
     /// that nobody uses. A device that already holds a VF of this pool keeps
     /// it (idempotent, so a retried start does not leak).
@@ -232,6 +261,28 @@ mod tests {
         assert!(st.emulate_vf);
         assert_eq!(st.allocations[0].address, m[0]);
         assert_eq!(VfPool::new(&sd, "p").allocate(&m, "b", "x").unwrap(), m[1]);
+    }
+
+    #[test]
+    fn update_many_is_atomic_over_pools() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let (a, b) = (VfPool::new(&sd, "b-pool"), VfPool::new(&sd, "a-pool"));
+        VfPool::update_many(&[a.clone(), b.clone()], |st| {
+            st[0].allocations.push(VfAllocation { address: "0000:01:00.1".into(), domain: "d".into(), device: "x".into() });
+            st[1].emulate_vf = true;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(a.state().unwrap().allocations.len(), 1);
+        assert!(b.state().unwrap().emulate_vf);
+        // An error writes nothing.
+        let r: Result<(), _> = VfPool::update_many(&[a.clone()], |st| {
+            st[0].allocations.clear();
+            Err(PoolError::Exhausted { network: "b-pool".into() })
+        });
+        assert!(r.is_err());
+        assert_eq!(a.state().unwrap().allocations.len(), 1);
     }
 
     #[test]
