@@ -1,0 +1,173 @@
+//! On-disk cache of live probes: one JSON file per binary in the cache
+//! directory, valid while the binary's canonical path, size and mtime are
+//! unchanged (and the file was written by this cache format and teamvirt
+//! version, so a teamvirt upgrade that derives more flags re-probes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CapsError, QemuCaps};
+
+const FORMAT: u32 = 1;
+
+/// Identity of a binary for caching purposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheKey {
+    /// Canonical (symlink-free, absolute) path.
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl CacheKey {
+    /// The key of `binary` as it is on disk now.
+    pub fn of(binary: &Path) -> Result<CacheKey, CapsError> {
+        let io = |source| CapsError::Io {
+            path: binary.to_path_buf(),
+            source,
+        };
+        let path = std::fs::canonicalize(binary).map_err(io)?;
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        let modified = meta.modified().map_err(io)?;
+        let mtime_ns = match modified.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        Ok(CacheKey {
+            path,
+            size: meta.len(),
+            mtime_ns,
+        })
+    }
+
+    /// The cache file for this binary inside `dir`: named after the path
+    /// (FNV-1a), so each binary has one entry that a re-probe replaces.
+    pub fn file_in(&self, dir: &Path) -> PathBuf {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.path.as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let stem = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem: String = stem
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir.join(format!("qemucaps-{stem}-{h:016x}.json"))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    teamvirt: String,
+    key: CacheKey,
+    caps: QemuCaps,
+}
+
+/// The cached caps for `key`, if present and still valid. A corrupt or
+/// stale file is not an error: the caller probes again and overwrites it.
+pub(crate) fn load(dir: &Path, key: &CacheKey) -> Option<QemuCaps> {
+    let text = std::fs::read(key.file_in(dir)).ok()?;
+    let entry: Entry = serde_json::from_slice(&text).ok()?;
+    (entry.format == FORMAT && entry.teamvirt == env!("CARGO_PKG_VERSION") && &entry.key == key)
+        .then_some(entry.caps)
+}
+
+/// Writes the cache entry atomically (temporary file + rename).
+pub(crate) fn store(dir: &Path, key: &CacheKey, caps: &QemuCaps) -> Result<(), CapsError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CapsError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let entry = Entry {
+        format: FORMAT,
+        teamvirt: env!("CARGO_PKG_VERSION").to_string(),
+        key: key.clone(),
+        caps: caps.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&entry).map_err(|e| CapsError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let target = key.file_in(dir);
+    let tmp = target.with_extension(format!("json.tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CapsError::Io {
+            path: target.clone(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_invalidation() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("fake-qemu");
+        std::fs::write(&bin, b"binary").unwrap();
+        let key = CacheKey::of(&bin).unwrap();
+        assert!(key.path.is_absolute());
+        let caps = QemuCaps::from_flags(&bin, "x86_64", ["kvm"]);
+        let cache = dir.path().join("cache");
+        assert!(load(&cache, &key).is_none());
+        store(&cache, &key, &caps).unwrap();
+        assert_eq!(load(&cache, &key), Some(caps.clone()));
+
+        // Any change of size or mtime invalidates.
+        let mut other = key.clone();
+        other.size += 1;
+        assert!(load(&cache, &other).is_none());
+        let mut other = key.clone();
+        other.mtime_ns += 1;
+        assert!(load(&cache, &other).is_none());
+
+        // Corrupt file: treated as absent.
+        std::fs::write(key.file_in(&cache), b"{not json").unwrap();
+        assert!(load(&cache, &key).is_none());
+    }
+
+    #[test]
+    fn file_names_differ_per_path() {
+        let a = CacheKey {
+            path: "/usr/bin/qemu-system-x86_64".into(),
+            size: 1,
+            mtime_ns: 1,
+        };
+        let b = CacheKey {
+            path: "/opt/bin/qemu-system-x86_64".into(),
+            size: 1,
+            mtime_ns: 1,
+        };
+        assert_ne!(a.file_in(Path::new("/c")), b.file_in(Path::new("/c")));
+        assert!(a
+            .file_in(Path::new("/c"))
+            .to_string_lossy()
+            .contains("qemu-system-x86_64"));
+    }
+}

@@ -1,0 +1,690 @@
+//! Live probe of a QEMU binary over QMP.
+//!
+//! The binary is started with `-machine none -nodefaults -nographic
+//! -no-user-config -accel kvm -accel tcg` (kvm only when `/dev/kvm` can be
+//! opened read-write, as libvirt does) and `-qmp unix:SOCK,server=on,wait=off`
+//! in a private temporary directory, asked the questions below, and told to
+//! `quit`. On any error or after [`ProbeOptions::timeout`] it is killed and
+//! reaped; no process outlives the probe.
+//!
+//! Questions: `query-version`, `query-target`, `query-kvm`,
+//! `query-machines`, `query-cpu-definitions`, `qom-list-types`,
+//! `device-list-properties` for [`PROBED_DEVICES`], `query-qmp-schema`,
+//! `query-commands` and `query-command-line-options`.
+//!
+//! # Derived libvirt flags
+//!
+//! Only this subset of libvirt's flags is derived, each exactly from the
+//! source libvirt 10.7 uses for it; every other libvirt flag is never set by
+//! a probe (use a libvirt caps file when those matter):
+//!
+//! - `kvm`: `query-kvm` reports `enabled`;
+//! - [`OBJECT_TYPES`]: a QOM type of that name exists (`qom-list-types`),
+//!   e.g. `tcg-accel` -> `tcg`, `vfio-pci`, `pcie-root-port`, ...;
+//! - [`DEVICE_PROPS`]: a device has a property (`device-list-properties`),
+//!   e.g. `pcie-root-port.hotplug`, `virtio-net.rss`, and
+//!   `virtio-net.failover` for `virtio-net-pci`'s `failover` (libvirt 6.1-8.x
+//!   flag, kept so the teaming capability is visible by name);
+//! - [`SCHEMA_QUERIES`]: QAPI schema facts, e.g. `device.json+hotplug`
+//!   (`device_add` feature `json-cli-hotplug`), `netdev.json` (`netdev_add`
+//!   type enum has `dgram`), `object.qapified` (`object-add` `qom-type` enum
+//!   has `secret`), `migration.blocked-reasons`;
+//! - [`COMMANDS`]: a QMP command exists (`query-commands`);
+//! - [`CMDLINE_OPTIONS`]: a command-line option (and parameter) exists,
+//!   e.g. `-sandbox` -> `seccomp-sandbox`.
+//!
+//! Machine types are the same for every accelerator found (libvirt probes
+//! each accelerator separately; QEMU's list does not depend on it). CPU
+//! model usability is only known for the accelerator active in the probe.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use teamvirt_qmp::{Qmp, QmpError, QmpOptions};
+
+use super::cache::{self, CacheKey};
+use super::schema::Schema;
+use super::{
+    encode_version, version_string, Accel, AccelCaps, CapsError, CapsSource, CpuModel, MachineType,
+    QemuCaps,
+};
+
+/// QOM type -> libvirt flag (libvirt's `virQEMUCapsObjectTypes`, subset).
+pub const OBJECT_TYPES: &[(&str, &str)] = &[
+    ("tcg-accel", "tcg"),
+    ("piix3-usb-uhci", "piix3-usb-uhci"),
+    ("piix4-usb-uhci", "piix4-usb-uhci"),
+    ("usb-ehci", "usb-ehci"),
+    ("ich9-usb-ehci1", "ich9-usb-ehci1"),
+    ("pci-ohci", "pci-ohci"),
+    ("nec-usb-xhci", "nec-usb-xhci"),
+    ("qemu-xhci", "qemu-xhci"),
+    ("usb-redir", "usb-redir"),
+    ("usb-hub", "usb-hub"),
+    ("usb-kbd", "usb-kbd"),
+    ("usb-storage", "usb-storage"),
+    ("ich9-ahci", "ich9-ahci"),
+    ("lsi53c895a", "lsi"),
+    ("virtio-scsi-pci", "virtio-scsi-pci"),
+    ("megasas", "megasas"),
+    ("mptsas1068", "mptsas1068"),
+    ("pvscsi", "pvscsi"),
+    ("pci-bridge", "pci-bridge"),
+    ("i82801b11-bridge", "dmi-to-pci-bridge"),
+    ("pcie-root-port", "pcie-root-port"),
+    ("pcie-pci-bridge", "pcie-pci-bridge"),
+    ("ioh3420", "ioh3420"),
+    ("x3130-upstream", "x3130-upstream"),
+    ("xio3130-downstream", "xio3130-downstream"),
+    ("pxb", "pxb"),
+    ("pxb-pcie", "pxb-pcie"),
+    ("vfio-pci", "vfio-pci"),
+    (
+        "virtio-net-pci-non-transitional",
+        "virtio-pci-non-transitional",
+    ),
+    ("virtio-rng-pci", "virtio-rng"),
+    ("rng-random", "rng-random"),
+    ("rng-egd", "rng-egd"),
+    ("rng-builtin", "rng-builtin"),
+    ("VGA", "VGA"),
+    ("cirrus-vga", "cirrus-vga"),
+    ("vmware-svga", "vmware-svga"),
+    ("qxl", "qxl"),
+    ("virtio-vga", "virtio-vga"),
+    ("bochs-display", "bochs-display"),
+    ("ramfb", "ramfb"),
+    ("virtio-keyboard-pci", "virtio-keyboard"),
+    ("virtio-mouse-pci", "virtio-mouse"),
+    ("virtio-tablet-pci", "virtio-tablet"),
+    ("isa-serial", "isa-serial"),
+    ("pci-serial", "pci-serial"),
+    ("pvpanic", "pvpanic"),
+    ("pvpanic-pci", "pvpanic-pci"),
+    ("ich9-intel-hda", "ich9-intel-hda"),
+    ("hda-duplex", "hda-duplex"),
+    ("hda-micro", "hda-micro"),
+    ("hda-output", "hda-output"),
+    ("intel-iommu", "intel-iommu"),
+    ("virtio-iommu-pci", "virtio-iommu-pci"),
+    ("virtio-mem-pci", "virtio-mem-pci"),
+    ("virtio-pmem-pci", "virtio-pmem-pci"),
+    ("pc-dimm", "pc-dimm"),
+    ("nvdimm", "nvdimm"),
+    ("memory-backend-memfd", "memory-backend-memfd"),
+    ("vmcoreinfo", "vmcoreinfo"),
+    ("vmgenid", "vmgenid"),
+    ("vhost-vsock-device", "vhost-vsock"),
+    ("mch", "mch"),
+    ("i8042", "i8042"),
+    ("max-x86_64-cpu", "x86-max-cpu"),
+    ("vmport", "machine-vmport-opt"),
+    ("thread-context", "thread-context"),
+];
+
+/// (device, property, libvirt flag) (libvirt's `virQEMUCapsDeviceProps`,
+/// subset, plus the retired `virtio-net.failover`).
+pub const DEVICE_PROPS: &[(&str, &str, &str)] = &[
+    ("virtio-net-pci", "failover", "virtio-net.failover"),
+    ("virtio-net-pci", "rss", "virtio-net.rss"),
+    ("virtio-net-pci", "acpi-index", "acpi-index"),
+    ("virtio-blk-pci", "queue-size", "virtio-blk.queue-size"),
+    (
+        "virtio-balloon-pci",
+        "deflate-on-oom",
+        "virtio-balloon-pci.deflate-on-oom",
+    ),
+    (
+        "virtio-balloon-pci",
+        "free-page-reporting",
+        "virtio-balloon.free-page-reporting",
+    ),
+    ("pcie-root-port", "hotplug", "pcie-root-port.hotplug"),
+    (
+        "PIIX4_PM",
+        "acpi-root-pci-hotplug",
+        "piix4.acpi-root-pci-hotplug",
+    ),
+    ("usb-redir", "filter", "usb-redir.filter"),
+    ("kvm-pit", "lost_tick_policy", "kvm-pit-lost-tick-policy"),
+    ("VGA", "vgamem_mb", "VGA.vgamem_mb"),
+    ("mch", "extended-tseg-mbytes", "mch.extended-tseg-mbytes"),
+    ("usb-host", "hostdevice", "usb-host.hostdevice"),
+    ("usb-host", "guest-resets-all", "usb-host.guest-resets-all"),
+    ("intel-iommu", "intremap", "intel-iommu.intremap"),
+    ("intel-iommu", "caching-mode", "intel-iommu.caching-mode"),
+    ("intel-iommu", "eim", "intel-iommu.eim"),
+    ("intel-iommu", "device-iotlb", "intel-iommu.device-iotlb"),
+    ("intel-iommu", "aw-bits", "intel-iommu.aw-bits"),
+];
+
+/// Device types whose properties are recorded in
+/// [`QemuCaps::device_props`]: what teamvirt's command line emits, plus the
+/// devices of [`DEVICE_PROPS`]. Types the binary lacks are left out.
+pub const PROBED_DEVICES: &[&str] = &[
+    "virtio-net-pci",
+    "vfio-pci",
+    "e1000e",
+    "e1000",
+    "rtl8139",
+    "virtio-balloon-pci",
+    "virtio-blk-pci",
+    "pcie-root-port",
+    "pcie-pci-bridge",
+    "pci-bridge",
+    "i82801b11-bridge",
+    "piix3-usb-uhci",
+    "qemu-xhci",
+    "ide-hd",
+    "ide-cd",
+    "PIIX4_PM",
+    "ICH9-LPC",
+    "usb-redir",
+    "kvm-pit",
+    "VGA",
+    "mch",
+    "usb-host",
+    "intel-iommu",
+];
+
+/// QAPI schema query -> libvirt flag (libvirt's `virQEMUCapsQMPSchemaQueries`, subset).
+pub const SCHEMA_QUERIES: &[(&str, &str)] = &[
+    ("device_add/$json-cli-hotplug", "device.json+hotplug"),
+    ("netdev_add/arg-type/type/^dgram", "netdev.json"),
+    ("object-add/arg-type/qom-type/^secret", "object.qapified"),
+    ("netdev_add/arg-type/+stream", "netdev.stream"),
+    (
+        "netdev_add/arg-type/+stream/reconnect",
+        "netdev.stream.reconnect",
+    ),
+    ("netdev_add/arg-type/+vhost-vdpa", "netdev.vhost-vdpa"),
+    (
+        "query-migrate/ret-type/blocked-reasons",
+        "migration.blocked-reasons",
+    ),
+    ("blockdev-add/arg-type/+file/aio/^io_uring", "aio.io_uring"),
+    (
+        "blockdev-snapshot/$allow-write-only-overlay",
+        "blockdev-snapshot.allow-write-only-overlay",
+    ),
+    (
+        "chardev-add/arg-type/backend/+socket/data/reconnect",
+        "chardev-reconnect",
+    ),
+    ("nbd-server-start/arg-type/tls-creds", "nbd-tls"),
+    (
+        "query-named-block-nodes/arg-type/flat",
+        "query-named-block-nodes.flat",
+    ),
+    ("query-hotpluggable-cpus/ret-type/props/die-id", "smp-dies"),
+    ("screendump/arg-type/device", "screendump_device"),
+    (
+        "object-add/arg-type/+iothread/thread-pool-max",
+        "iothread.thread-pool-max",
+    ),
+];
+
+/// QMP command -> libvirt flag (libvirt's `virQEMUCapsCommands`, subset).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("query-vnc", "vnc"),
+    ("rtc-reset-reinjection", "rtc-reset-reinjection"),
+    ("query-cpu-model-expansion", "query-cpu-model-expansion"),
+    ("query-cpu-definitions", "query-cpu-definitions"),
+    ("block-export-add", "block-export-add"),
+    ("blockdev-reopen", "blockdev-reopen"),
+    ("set-action", "set-action"),
+    ("query-dirty-rate", "query-dirty-rate"),
+    ("calc-dirty-rate", "calc-dirty-rate"),
+    ("query-stats", "query-stats"),
+    ("query-stats-schemas", "query-stats-schemas"),
+];
+
+/// (option, parameter or "" for the option itself, libvirt flag)
+/// (libvirt's `virQEMUCapsCommandLine`, subset).
+pub const CMDLINE_OPTIONS: &[(&str, &str, &str)] = &[
+    ("sandbox", "", "seccomp-sandbox"),
+    ("machine", "hpet", "machine-hpet"),
+    ("fsdev", "multidevs", "fsdev.multidevs"),
+    ("vnc", "power-control", "vnc-power-control"),
+];
+
+/// Probe tuning.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The whole probe (start, questions, quit) must finish within this.
+    pub timeout: Duration,
+    /// Offer KVM (`-accel kvm -accel tcg`) when `/dev/kvm` is usable.
+    pub try_kvm: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            timeout: Duration::from_secs(60),
+            try_kvm: true,
+        }
+    }
+}
+
+/// Cached probe: the cache entry when the binary is unchanged, else a
+/// fresh probe that replaces it.
+pub async fn probe_cached(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
+    let resolved = resolve_binary(binary)?;
+    let key = CacheKey::of(&resolved)?;
+    if let Some(mut caps) = cache::load(cache_dir, &key) {
+        // The cache is per canonical binary; report the path asked for.
+        caps.emulator = resolved.clone();
+        caps.source = CapsSource::Probe { binary: resolved };
+        return Ok(caps);
+    }
+    let caps = probe_uncached(&resolved, &ProbeOptions::default()).await?;
+    cache::store(cache_dir, &key, &caps)?;
+    Ok(caps)
+}
+
+/// `binary` itself when it contains a `/`, else its first match on `PATH`.
+pub fn resolve_binary(binary: &Path) -> Result<PathBuf, CapsError> {
+    if binary.as_os_str().is_empty() {
+        return Err(not_found(binary));
+    }
+    if binary.components().count() > 1 || binary.is_absolute() {
+        return Ok(binary.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(binary);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(not_found(binary))
+}
+
+fn not_found(binary: &Path) -> CapsError {
+    CapsError::Spawn {
+        binary: binary.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found on PATH"),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// Probes `binary` without the cache.
+pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCaps, CapsError> {
+    let perr = |message: String| CapsError::Probe {
+        binary: binary.to_path_buf(),
+        message,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("teamvirt-probe-")
+        .tempdir()
+        .map_err(|source| CapsError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let sock = dir.path().join("qmp.sock");
+    let stderr_path = dir.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).map_err(|source| CapsError::Io {
+        path: stderr_path.clone(),
+        source,
+    })?;
+
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.args([
+        "-machine",
+        "none",
+        "-nodefaults",
+        "-nographic",
+        "-no-user-config",
+    ]);
+    if opts.try_kvm && kvm_usable() {
+        cmd.args(["-accel", "kvm"]);
+    }
+    cmd.args(["-accel", "tcg"]);
+    // QEMU option values double a literal comma.
+    let sock_arg = sock.to_string_lossy().replace(',', ",,");
+    cmd.arg("-qmp")
+        .arg(format!("unix:{sock_arg},server=on,wait=off"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    // If teamvirt itself dies, QEMU (which would otherwise idle forever
+    // with `-machine none`) goes with it.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| CapsError::Spawn {
+        binary: binary.to_path_buf(),
+        source,
+    })?;
+
+    let talk = async {
+        // The overall deadline below is what bounds the probe; the QMP
+        // client's own limits only need to be longer so they never win.
+        let longer = opts.timeout + Duration::from_secs(5);
+        let qmp_opts = QmpOptions {
+            wait_for_socket: longer,
+            handshake_timeout: longer,
+            command_timeout: longer,
+            ..QmpOptions::default()
+        };
+        // QEMU may die before creating the socket (bad binary, bad option):
+        // report its exit instead of waiting for the socket.
+        let qmp = tokio::select! {
+            r = Qmp::connect_with(&sock, qmp_opts) => r.map_err(|e| perr(format!("QMP connect: {e}")))?,
+            status = child.wait() => {
+                let status = status.map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
+                return Err(perr(format!("QEMU exited ({status}) before its QMP socket was ready")));
+            }
+        };
+        let caps = ask(&qmp, binary).await.map_err(|e| match e {
+            AskError::Qmp(what, e) => perr(format!("{what}: {e}")),
+            AskError::Reply(m) => perr(m),
+        })?;
+        qmp.quit().await.map_err(|e| perr(format!("quit: {e}")))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
+        if !status.success() {
+            return Err(perr(format!("QEMU exited with {status} after quit")));
+        }
+        Ok(caps)
+    };
+    let result = match tokio::time::timeout(opts.timeout, talk).await {
+        Ok(r) => r,
+        Err(_) => Err(CapsError::Timeout {
+            binary: binary.to_path_buf(),
+            seconds: opts.timeout.as_secs(),
+        }),
+    };
+    match result {
+        Ok(caps) => Ok(caps),
+        Err(e) => {
+            // Kill and reap whatever is left, then add what QEMU said.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let said = said.trim();
+            Err(match e {
+                CapsError::Probe { binary, message } if !said.is_empty() => CapsError::Probe {
+                    binary,
+                    message: format!("{message}; QEMU said: {said}"),
+                },
+                other => other,
+            })
+        }
+    }
+}
+
+enum AskError {
+    Qmp(&'static str, QmpError),
+    Reply(String),
+}
+
+async fn exec(qmp: &Qmp, cmd: &'static str, args: Value) -> Result<Value, AskError> {
+    qmp.execute(cmd, args)
+        .await
+        .map_err(|e| AskError::Qmp(cmd, e))
+}
+
+/// Like `exec`, but a command QEMU does not have yields `None`.
+async fn exec_opt(qmp: &Qmp, cmd: &'static str, args: Value) -> Result<Option<Value>, AskError> {
+    match qmp.execute(cmd, args).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.class() == Some("CommandNotFound") => Ok(None),
+        Err(e) => Err(AskError::Qmp(cmd, e)),
+    }
+}
+
+fn bad(cmd: &str, v: &Value) -> AskError {
+    let mut text = v.to_string();
+    if text.len() > 200 {
+        let mut cut = 200;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    AskError::Reply(format!("unexpected reply to {cmd}: {text}"))
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn bool_of(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
+    let mut flags = BTreeSet::new();
+
+    let v = exec(qmp, "query-version", Value::Null).await?;
+    let q = v.get("qemu").ok_or_else(|| bad("query-version", &v))?;
+    let num = |k: &str| {
+        q.get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("query-version", &v))
+    };
+    let version = encode_version(num("major")?, num("minor")?, num("micro")?)
+        .ok_or_else(|| bad("query-version", &v))?;
+    let package = str_of(&v, "package").unwrap_or("").trim().to_string();
+
+    let target = exec(qmp, "query-target", Value::Null).await?;
+    let arch = match str_of(&target, "arch").ok_or_else(|| bad("query-target", &target))? {
+        // libvirt's names for QEMU's target names.
+        "i386" => "i686",
+        "arm" => "armv7l",
+        other => other,
+    }
+    .to_string();
+
+    let kvm = exec_opt(qmp, "query-kvm", Value::Null).await?;
+    let kvm_enabled = kvm.as_ref().is_some_and(|k| bool_of(k, "enabled"));
+    if kvm_enabled {
+        flags.insert("kvm".to_string());
+    }
+
+    let types = exec(qmp, "qom-list-types", Value::Null).await?;
+    let types: HashSet<&str> = types
+        .as_array()
+        .ok_or_else(|| bad("qom-list-types", &types))?
+        .iter()
+        .filter_map(|t| str_of(t, "name"))
+        .collect();
+    for (ty, flag) in OBJECT_TYPES {
+        if types.contains(ty) {
+            flags.insert(flag.to_string());
+        }
+    }
+
+    let mut device_props = BTreeMap::new();
+    for dev in PROBED_DEVICES.iter().filter(|d| types.contains(*d)) {
+        let props = match qmp
+            .execute("device-list-properties", json!({ "typename": dev }))
+            .await
+        {
+            Ok(p) => p,
+            // Present as a type but not a user-creatable device.
+            Err(e) if e.class().is_some() => continue,
+            Err(e) => return Err(AskError::Qmp("device-list-properties", e)),
+        };
+        let mut names: Vec<String> = props
+            .as_array()
+            .ok_or_else(|| bad("device-list-properties", &props))?
+            .iter()
+            .filter_map(|p| str_of(p, "name").map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        device_props.insert(dev.to_string(), names);
+    }
+    for (dev, prop, flag) in DEVICE_PROPS {
+        if device_props
+            .get(*dev)
+            .is_some_and(|p: &Vec<String>| p.iter().any(|n| n == prop))
+        {
+            flags.insert(flag.to_string());
+        }
+    }
+
+    if let Some(schema) = exec_opt(qmp, "query-qmp-schema", Value::Null).await? {
+        let schema = Schema::new(&schema);
+        for (query, flag) in SCHEMA_QUERIES {
+            if schema.query(query) {
+                flags.insert(flag.to_string());
+            }
+        }
+    }
+
+    let commands = exec(qmp, "query-commands", Value::Null).await?;
+    let commands: HashSet<&str> = commands
+        .as_array()
+        .ok_or_else(|| bad("query-commands", &commands))?
+        .iter()
+        .filter_map(|c| str_of(c, "name"))
+        .collect();
+    for (cmd, flag) in COMMANDS {
+        if commands.contains(cmd) {
+            flags.insert(flag.to_string());
+        }
+    }
+
+    if let Some(opts) = exec_opt(qmp, "query-command-line-options", Value::Null).await? {
+        let opts = opts
+            .as_array()
+            .ok_or_else(|| bad("query-command-line-options", &opts))?;
+        for (option, param, flag) in CMDLINE_OPTIONS {
+            let found = opts
+                .iter()
+                .filter(|o| str_of(o, "option") == Some(*option))
+                .any(|o| {
+                    param.is_empty()
+                        || o.get("parameters")
+                            .and_then(Value::as_array)
+                            .is_some_and(|ps| ps.iter().any(|p| str_of(p, "name") == Some(*param)))
+                });
+            if found {
+                flags.insert(flag.to_string());
+            }
+        }
+    }
+
+    let machines_v = exec(qmp, "query-machines", Value::Null).await?;
+    let mut machines = Vec::new();
+    for m in machines_v
+        .as_array()
+        .ok_or_else(|| bad("query-machines", &machines_v))?
+    {
+        let name = str_of(m, "name").ok_or_else(|| bad("query-machines", m))?;
+        // libvirt leaves out `none`, the machine the probe itself runs.
+        if name == "none" {
+            continue;
+        }
+        machines.push(MachineType {
+            name: name.to_string(),
+            alias: str_of(m, "alias").map(str::to_string),
+            max_cpus: m
+                .get("cpu-max")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            hotplug_cpus: bool_of(m, "hotpluggable-cpus"),
+            default: bool_of(m, "is-default"),
+            default_cpu: str_of(m, "default-cpu-type").map(str::to_string),
+            default_ram_id: str_of(m, "default-ram-id").map(str::to_string),
+            numa_mem_supported: bool_of(m, "numa-mem-supported"),
+            deprecated: bool_of(m, "deprecated"),
+            acpi: m.get("acpi").and_then(Value::as_bool),
+        });
+    }
+    // libvirt lists the default machine first.
+    if let Some(i) = machines.iter().position(|m| m.default) {
+        let m = machines.remove(i);
+        machines.insert(0, m);
+    }
+
+    let cpus = exec_opt(qmp, "query-cpu-definitions", Value::Null)
+        .await?
+        .unwrap_or(Value::Array(vec![]));
+    let cpu_models: Vec<CpuModel> = cpus
+        .as_array()
+        .ok_or_else(|| bad("query-cpu-definitions", &cpus))?
+        .iter()
+        .filter_map(|c| {
+            Some(CpuModel {
+                name: str_of(c, "name")?.to_string(),
+                typename: str_of(c, "typename").map(str::to_string),
+                usable: c
+                    .get("unavailable-features")
+                    .and_then(Value::as_array)
+                    .map(Vec::is_empty),
+                deprecated: bool_of(c, "deprecated"),
+            })
+        })
+        .collect();
+
+    let active = if kvm_enabled { Accel::Kvm } else { Accel::Tcg };
+    let mut accel = BTreeMap::new();
+    for a in [Accel::Kvm, Accel::Tcg] {
+        if !flags.contains(a.as_str()) {
+            continue;
+        }
+        let cpu_models = if a == active {
+            cpu_models.clone()
+        } else {
+            cpu_models
+                .iter()
+                .map(|c| CpuModel {
+                    usable: None,
+                    ..c.clone()
+                })
+                .collect()
+        };
+        accel.insert(
+            a,
+            AccelCaps {
+                machines: machines.clone(),
+                cpu_models,
+            },
+        );
+    }
+
+    Ok(QemuCaps {
+        emulator: binary.to_path_buf(),
+        version,
+        version_string: version_string(version),
+        package,
+        arch,
+        microcode_version: None,
+        kernel_version: None,
+        host_cpu_signature: None,
+        flags,
+        accel,
+        device_props,
+        source: CapsSource::Probe {
+            binary: binary.to_path_buf(),
+        },
+    })
+}
