@@ -32,10 +32,10 @@ impl PciAddress {
         }
     }
 
-    /// libvirt's "empty" PCI address: all of domain/bus/slot/function zero,
-    /// meaning "assign one for me" on a guest address.
+    /// libvirt's "empty" PCI address (`virPCIDeviceAddressIsEmpty`): domain,
+    /// bus and slot all zero, meaning "assign one for me" on a guest address.
     pub fn is_empty(&self) -> bool {
-        self.domain == 0 && self.bus == 0 && self.slot == 0 && self.function == 0
+        self.domain == 0 && self.bus == 0 && self.slot == 0
     }
 
     /// Same device location, ignoring `multifunction` and position.

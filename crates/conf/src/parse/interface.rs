@@ -1,0 +1,271 @@
+//! `<interface>` (libvirt `virDomainNetDefParseXML`, inactive).
+
+use super::{
+    device_info, finish, invalid_enum, mac, missing_attr, opt_on_off, opt_str, opt_u32, opt_yes_no,
+    pci_address, teaming, virtualport, vlan, Ctx, El,
+};
+use crate::diag::prefix;
+use crate::error::ConfError;
+use crate::model::*;
+
+type R<T> = Result<T, ConfError>;
+
+pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
+    let type_ = match el.attr("type") {
+        None => return Err(missing_attr(&el, cx, "type")),
+        Some(t) => {
+            InterfaceType::from_str_opt(t).ok_or_else(|| invalid_enum(&el, cx, "type", t))?
+        }
+    };
+    let mut i = Interface::new(type_);
+    i.pos = el.pos;
+    i.managed = opt_yes_no(&mut el, cx, "managed")?;
+    i.trust_guest_rx_filters = opt_yes_no(&mut el, cx, "trustGuestRxFilters")?;
+
+    if let Some(m) = el.child("mac", cx) {
+        i.mac = mac(m, cx)?;
+    }
+    if let Some(s) = el.child("source", cx) {
+        i.source = Some(source(s, type_, cx)?);
+    }
+    let need = |attr: &str| {
+        format!(
+            "{}No <source> '{attr}' attribute specified with <interface type='{}'/>",
+            prefix::XML_ERROR,
+            type_.as_str()
+        )
+    };
+    let src = i.source.as_ref();
+    match type_ {
+        InterfaceType::Network if src.and_then(|s| s.network.as_ref()).is_none() => {
+            return Err(cx.error("interface-no-source", need("network"), el.pos))
+        }
+        InterfaceType::Bridge if src.and_then(|s| s.bridge.as_ref()).is_none() => {
+            return Err(cx.error("interface-no-source", need("bridge"), el.pos))
+        }
+        InterfaceType::Direct if src.and_then(|s| s.dev.as_ref()).is_none() => {
+            return Err(cx.error("interface-no-source", need("dev"), el.pos))
+        }
+        InterfaceType::Hostdev if src.and_then(|s| s.pci.as_ref()).is_none() => {
+            return Err(cx.xml_error(
+                "interface-no-source",
+                "Missing <source> element in hostdev device",
+                src.map_or(el.pos, |s| s.pos),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(v) = el.child("vlan", cx) {
+        i.vlan = Some(vlan(v, cx)?);
+    }
+    if let Some(v) = el.child("virtualport", cx) {
+        i.virtualport = Some(virtualport(v, cx)?);
+    }
+    if let Some(mut t) = el.child("target", cx) {
+        if let Some(dev) = opt_str(&mut t, "dev") {
+            i.target = Some(NetTarget {
+                dev,
+                managed: opt_yes_no(&mut t, cx, "managed")?,
+                pos: t.pos,
+            });
+        }
+        finish(t, cx);
+    }
+    if let Some(mut m) = el.child("model", cx) {
+        if let Some(t) = opt_str(&mut m, "type") {
+            if !t
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            {
+                return Err(cx.error(
+                    "invalid-model",
+                    format!(
+                        "{}Model name contains invalid characters",
+                        prefix::INVALID_ARG
+                    ),
+                    m.pos,
+                ));
+            }
+            i.model = Some(NetModel {
+                type_: t,
+                pos: m.pos,
+            });
+        }
+        finish(m, cx);
+    }
+    if let Some(d) = el.child("driver", cx) {
+        i.driver = Some(driver(d, cx)?);
+    }
+    if let Some(mut b) = el.child("backend", cx) {
+        i.backend = Some(NetBackend {
+            tap: opt_str(&mut b, "tap"),
+            vhost: opt_str(&mut b, "vhost"),
+            pos: b.pos,
+        });
+        finish(b, cx);
+    }
+    i.teaming = teaming(&mut el, cx)?;
+    if let Some(mut l) = el.child("link", cx) {
+        match l.attr("state") {
+            None => {}
+            Some(s @ ("up" | "down")) => {
+                i.link = Some(Link {
+                    state: s.to_string(),
+                    pos: l.pos,
+                })
+            }
+            Some(s) => {
+                return Err(cx.error(
+                    "invalid-link-state",
+                    format!(
+                        "{}unknown interface link state '{s}'",
+                        prefix::INTERNAL_ERROR
+                    ),
+                    l.pos,
+                ))
+            }
+        }
+        finish(l, cx);
+    }
+    if let Some(mut m) = el.child("mtu", cx) {
+        let size = super::opt_u32_nonzero(&mut m, cx, "size", 10)?
+            .ok_or_else(|| missing_attr(&m, cx, "size"))?;
+        i.mtu = Some(Mtu { size, pos: m.pos });
+        finish(m, cx);
+    }
+    i.info = device_info(&mut el, cx)?;
+    // libvirt elements teamvirt passes through untouched.
+    for name in [
+        "ip",
+        "route",
+        "script",
+        "downscript",
+        "backenddomain",
+        "guest",
+        "bandwidth",
+        "filterref",
+        "tune",
+        "coalesce",
+        "port",
+        "portForward",
+    ] {
+        for c in el.children(name, cx) {
+            i.extra.push(cx.raw(c.node));
+        }
+    }
+    let (extra_attrs, extra) = finish(el, cx);
+    i.extra_attrs = extra_attrs;
+    i.extra.extend(extra);
+    Ok(i)
+}
+
+fn source(mut s: El, type_: InterfaceType, cx: &mut Ctx) -> R<InterfaceSource> {
+    let mut src = InterfaceSource {
+        pos: s.pos,
+        ..Default::default()
+    };
+    src.network = opt_str(&mut s, "network");
+    src.portgroup = opt_str(&mut s, "portgroup");
+    src.portid = opt_str(&mut s, "portid");
+    src.bridge = opt_str(&mut s, "bridge");
+    src.dev = opt_str(&mut s, "dev");
+    src.mode = opt_str(&mut s, "mode");
+    if type_ == InterfaceType::Hostdev {
+        if let Some(mut a) = s.child("address", cx) {
+            match a.attr("type") {
+                Some("pci") => {}
+                _ => {
+                    return Err(cx.xml_error(
+                        "hostdev-no-address",
+                        "PCI host devices must use 'pci' address type",
+                        a.pos,
+                    ))
+                }
+            }
+            src.pci = Some(pci_address(&mut a, cx)?);
+            finish(a, cx);
+        }
+    }
+    // Attributes/children of other interface types (vhostuser path, udp
+    // address, ...) are libvirt's: kept verbatim without a warning.
+    let names: Vec<String> = s
+        .node
+        .attributes()
+        .filter(|a| a.namespace().is_none())
+        .map(|a| a.name().to_string())
+        .collect();
+    for n in names {
+        let pos = s.attr_pos(&n, cx);
+        let already = matches!(
+            n.as_str(),
+            "network" | "portgroup" | "portid" | "bridge" | "dev" | "mode"
+        );
+        if !already {
+            if let Some(v) = s.attr(&n) {
+                src.other_attrs.push(RawAttr {
+                    name: n,
+                    value: v.to_string(),
+                    pos,
+                });
+            }
+        }
+    }
+    src.extra = s.rest_children().into_iter().map(|n| cx.raw(n)).collect();
+    finish(s, cx);
+    Ok(src)
+}
+
+fn driver(mut d: El, cx: &mut Ctx) -> R<NetDriver> {
+    let mut drv = NetDriver {
+        pos: d.pos,
+        name: opt_str(&mut d, "name"),
+        txmode: opt_str(&mut d, "txmode"),
+        ioeventfd: opt_on_off(&mut d, cx, "ioeventfd")?,
+        event_idx: opt_on_off(&mut d, cx, "event_idx")?,
+        queues: opt_u32(&mut d, cx, "queues", 10)?,
+        rx_queue_size: opt_u32(&mut d, cx, "rx_queue_size", 10)?,
+        tx_queue_size: opt_u32(&mut d, cx, "tx_queue_size", 10)?,
+        rss: opt_on_off(&mut d, cx, "rss")?,
+        rss_hash_report: opt_on_off(&mut d, cx, "rss_hash_report")?,
+        iommu: opt_on_off(&mut d, cx, "iommu")?,
+        ats: opt_on_off(&mut d, cx, "ats")?,
+        packed: opt_on_off(&mut d, cx, "packed")?,
+        page_per_vq: opt_on_off(&mut d, cx, "page_per_vq")?,
+        ..Default::default()
+    };
+    if let Some(txmode) = &drv.txmode {
+        if txmode != "iothread" && txmode != "timer" {
+            return Err(invalid_enum(&d, cx, "txmode", &txmode.clone()));
+        }
+    }
+    if let Some(mut h) = d.child("host", cx) {
+        let mut host = NetDriverHost {
+            csum: opt_on_off(&mut h, cx, "csum")?,
+            gso: opt_on_off(&mut h, cx, "gso")?,
+            tso4: opt_on_off(&mut h, cx, "tso4")?,
+            tso6: opt_on_off(&mut h, cx, "tso6")?,
+            ecn: opt_on_off(&mut h, cx, "ecn")?,
+            ufo: opt_on_off(&mut h, cx, "ufo")?,
+            mrg_rxbuf: opt_on_off(&mut h, cx, "mrg_rxbuf")?,
+            pos: h.pos,
+            ..Default::default()
+        };
+        (host.extra_attrs, _) = finish(h, cx);
+        drv.host = Some(host);
+    }
+    if let Some(mut g) = d.child("guest", cx) {
+        let mut guest = NetDriverGuest {
+            csum: opt_on_off(&mut g, cx, "csum")?,
+            tso4: opt_on_off(&mut g, cx, "tso4")?,
+            tso6: opt_on_off(&mut g, cx, "tso6")?,
+            ecn: opt_on_off(&mut g, cx, "ecn")?,
+            ufo: opt_on_off(&mut g, cx, "ufo")?,
+            pos: g.pos,
+            ..Default::default()
+        };
+        (guest.extra_attrs, _) = finish(g, cx);
+        drv.guest = Some(guest);
+    }
+    (drv.extra_attrs, drv.extra) = finish(d, cx);
+    Ok(drv)
+}
