@@ -17,9 +17,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // Each helper adds its verbs here, one variant per verb, args in cmd/<verb>.rs.
+    /// Show what a QEMU binary can do: version, machines, accelerators, failover.
+    Capabilities(cmd::capabilities::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Capabilities(args) => cmd::capabilities::run(args),
+    }
 }

@@ -1,1 +1,2 @@
 //! One module per verb.
+pub mod capabilities;
