@@ -37,6 +37,7 @@ pub mod model;
 pub use diag::{Diagnostic, Pos, Severity};
 pub use error::{ConfError, MAX_XML_SIZE};
 pub use model::{DomainDef, NetworkDef, NetworkPortDef};
+pub mod format;
 pub mod parse;
 
 pub use parse::{bytes_to_text, read_xml_file};

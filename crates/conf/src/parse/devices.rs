@@ -132,7 +132,12 @@ fn disk(mut el: El, cx: &mut Ctx) -> R<Disk> {
         };
         // Other disk types' source attributes/children are libvirt's, not
         // unknown: keep them without a warning.
-        let names: Vec<String> = s.node.attributes().map(|a| a.name().to_string()).collect();
+        let names: Vec<String> = s
+            .node
+            .attributes()
+            .filter(|a| a.namespace().is_none() && a.name() != "file" && a.name() != "dev")
+            .map(|a| a.name().to_string())
+            .collect();
         for n in names {
             if let Some(v) = s.attr(&n) {
                 src.extra_attrs.push(RawAttr {
