@@ -6,8 +6,9 @@
 //! what `virsh define` + `virsh dumpxml --inactive` shows.
 
 use teamvirt_conf::model::{
-    Address, Audio, BootDev, Clock, Controller, Cpu, CpuModel, DiskDriver, DomainDef, DriveAddress, Input,
-    InterfaceType, Lifecycle, Mac, MacAddr, Memballoon, NetModel, RawAttr, RawElement, Watchdog,
+    Address, Audio, BootDev, Clock, Controller, Cpu, CpuModel, DiskDriver, DomainDef, DriveAddress,
+    Input, InterfaceType, Lifecycle, Mac, MacAddr, Memballoon, NetModel, RawAttr, RawElement,
+    Watchdog,
 };
 use thiserror::Error;
 
@@ -87,12 +88,23 @@ fn default_os_and_lifecycle(def: &mut DomainDef) {
         || def.devices.interfaces.iter().any(|i| i.info.boot.is_some())
         || def.devices.hostdevs.iter().any(|h| h.info.boot.is_some());
     if def.os.boot.is_empty() && def.os.kernel.is_none() && !device_boot {
-        def.os.boot.push(BootDev { dev: "hd".into(), pos: Default::default() });
+        def.os.boot.push(BootDev {
+            dev: "hd".into(),
+            pos: Default::default(),
+        });
     }
     if def.clock.is_none() {
-        def.clock = Some(Clock { offset: "utc".into(), ..Default::default() });
+        def.clock = Some(Clock {
+            offset: "utc".into(),
+            ..Default::default()
+        });
     }
-    let lc = |a: &str| Some(Lifecycle { action: a.into(), pos: Default::default() });
+    let lc = |a: &str| {
+        Some(Lifecycle {
+            action: a.into(),
+            pos: Default::default(),
+        })
+    };
     if def.on_poweroff.is_none() {
         def.on_poweroff = lc("destroy");
     }
@@ -125,18 +137,32 @@ fn assign_controller_indexes(def: &mut DomainDef) {
 }
 
 fn default_cpu(def: &mut DomainDef, caps: &QemuCaps, machine: &str) -> Result<(), DefaultsError> {
-    if def.cpu.as_ref().is_some_and(|c| c.model.is_some() || c.mode.as_deref().is_some_and(|m| m != "custom")) {
+    if def
+        .cpu
+        .as_ref()
+        .is_some_and(|c| c.model.is_some() || c.mode.as_deref().is_some_and(|m| m != "custom"))
+    {
         return Ok(());
     }
     let accel = accel_of(def);
-    let Some(m) = caps.machine_for(machine, accel).or_else(|| caps.machine(machine)) else {
+    let Some(m) = caps
+        .machine_for(machine, accel)
+        .or_else(|| caps.machine(machine))
+    else {
         return Ok(());
     };
-    let Some(typename) = m.default_cpu.as_deref() else { return Ok(()) };
+    let Some(typename) = m.default_cpu.as_deref() else {
+        return Ok(());
+    };
     let model = caps
         .cpu_model_by_typename(typename, accel)
         .map(|c| c.name.clone())
-        .unwrap_or_else(|| typename.trim_end_matches("-x86_64-cpu").trim_end_matches("-i386-cpu").to_string());
+        .unwrap_or_else(|| {
+            typename
+                .trim_end_matches("-x86_64-cpu")
+                .trim_end_matches("-i386-cpu")
+                .to_string()
+        });
     let cpu = def.cpu.get_or_insert_with(Cpu::default);
     if model == "host" {
         if accel != Accel::Kvm {
@@ -149,14 +175,23 @@ fn default_cpu(def: &mut DomainDef, caps: &QemuCaps, machine: &str) -> Result<()
     cpu.mode = Some("custom".into());
     cpu.match_ = Some("exact".into());
     cpu.check = Some("none".into());
-    cpu.model = Some(CpuModel { name: model, fallback: Some("forbid".into()), ..Default::default() });
+    cpu.model = Some(CpuModel {
+        name: model,
+        fallback: Some("forbid".into()),
+        ..Default::default()
+    });
     Ok(())
 }
 
 /// libvirt's virDiskNameToIndex: `hda` -> 0, `sdb` -> 1, `vdaa` -> 26.
 pub fn disk_name_to_index(name: &str) -> Option<u32> {
-    let suffix = ["fd", "hd", "vd", "sd", "xvd", "ubd"].iter().find_map(|p| name.strip_prefix(p))?;
-    let letters: String = suffix.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+    let suffix = ["fd", "hd", "vd", "sd", "xvd", "ubd"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    let letters: String = suffix
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase())
+        .collect();
     if letters.is_empty() || letters.len() != suffix.len() {
         return None;
     }
@@ -185,10 +220,34 @@ fn default_disks(def: &mut DomainDef) {
             let bus = disk.target.bus.as_deref().unwrap_or("ide");
             if let Some(idx) = disk_name_to_index(&disk.target.dev) {
                 let addr = match bus {
-                    "ide" => Some(DriveAddress { controller: idx / 4, bus: (idx % 4) / 2, target: 0, unit: idx % 2, ..Default::default() }),
-                    "sata" => Some(DriveAddress { controller: idx / 6, bus: 0, target: 0, unit: idx % 6, ..Default::default() }),
-                    "fdc" => Some(DriveAddress { controller: 0, bus: 0, target: 0, unit: idx, ..Default::default() }),
-                    "scsi" => Some(DriveAddress { controller: idx / 7, bus: 0, target: 0, unit: idx % 7, ..Default::default() }),
+                    "ide" => Some(DriveAddress {
+                        controller: idx / 4,
+                        bus: (idx % 4) / 2,
+                        target: 0,
+                        unit: idx % 2,
+                        ..Default::default()
+                    }),
+                    "sata" => Some(DriveAddress {
+                        controller: idx / 6,
+                        bus: 0,
+                        target: 0,
+                        unit: idx % 6,
+                        ..Default::default()
+                    }),
+                    "fdc" => Some(DriveAddress {
+                        controller: 0,
+                        bus: 0,
+                        target: 0,
+                        unit: idx,
+                        ..Default::default()
+                    }),
+                    "scsi" => Some(DriveAddress {
+                        controller: idx / 7,
+                        bus: 0,
+                        target: 0,
+                        unit: idx % 7,
+                        ..Default::default()
+                    }),
                     _ => None,
                 };
                 if let Some(a) = addr {
@@ -223,7 +282,10 @@ pub fn insert_controller(def: &mut DomainDef, c: Controller) {
 }
 
 fn find_controller(def: &DomainDef, type_: &str, index: u32) -> Option<usize> {
-    def.devices.controllers.iter().position(|c| c.type_ == type_ && c.index == Some(index))
+    def.devices
+        .controllers
+        .iter()
+        .position(|c| c.type_ == type_ && c.index == Some(index))
 }
 
 /// Add `<controller type index [model]>` unless one exists.
@@ -252,11 +314,24 @@ fn default_usb_model(caps: &QemuCaps, machine: &str) -> Option<&'static str> {
     None
 }
 
-fn add_default_devices(def: &mut DomainDef, caps: &QemuCaps, machine: &str) -> Result<(), DefaultsError> {
+fn add_default_devices(
+    def: &mut DomainDef,
+    caps: &QemuCaps,
+    machine: &str,
+) -> Result<(), DefaultsError> {
     // PS/2 mouse and keyboard are part of every i8042-equipped PC.
     for t in ["mouse", "keyboard"] {
-        if !def.devices.inputs.iter().any(|i| i.type_ == t && i.bus.as_deref().unwrap_or("ps2") == "ps2") {
-            def.devices.inputs.push(Input { type_: t.into(), bus: Some("ps2".into()), ..Default::default() });
+        if !def
+            .devices
+            .inputs
+            .iter()
+            .any(|i| i.type_ == t && i.bus.as_deref().unwrap_or("ps2") == "ps2")
+        {
+            def.devices.inputs.push(Input {
+                type_: t.into(),
+                bus: Some("ps2".into()),
+                ..Default::default()
+            });
         }
     }
     let q35 = is_q35(machine);
@@ -272,7 +347,11 @@ fn add_default_devices(def: &mut DomainDef, caps: &QemuCaps, machine: &str) -> R
     if q35 {
         maybe_add_controller(def, "sata", 0, None);
     }
-    let (want, other) = if q35 { ("pcie-root", "pci-root") } else { ("pci-root", "pcie-root") };
+    let (want, other) = if q35 {
+        ("pcie-root", "pci-root")
+    } else {
+        ("pci-root", "pcie-root")
+    };
     if q35 || i440fx {
         match find_controller(def, "pci", 0) {
             Some(i) => {
@@ -286,14 +365,30 @@ fn add_default_devices(def: &mut DomainDef, caps: &QemuCaps, machine: &str) -> R
         }
     }
     if def.devices.memballoon.is_none() {
-        def.devices.memballoon = Some(Memballoon { model: "virtio".into(), ..Default::default() });
+        def.devices.memballoon = Some(Memballoon {
+            model: "virtio".into(),
+            ..Default::default()
+        });
     }
     if q35 && !def.devices.watchdogs.iter().any(|w| w.model == "itco") {
-        let action = def.devices.watchdogs.first().and_then(|w| w.action.clone()).unwrap_or_else(|| "reset".into());
-        def.devices.watchdogs.push(Watchdog { model: "itco".into(), action: Some(action), ..Default::default() });
+        let action = def
+            .devices
+            .watchdogs
+            .first()
+            .and_then(|w| w.action.clone())
+            .unwrap_or_else(|| "reset".into());
+        def.devices.watchdogs.push(Watchdog {
+            model: "itco".into(),
+            action: Some(action),
+            ..Default::default()
+        });
     }
     if def.devices.audios.is_empty() {
-        def.devices.audios.push(Audio { id: Some(1), type_: "none".into(), ..Default::default() });
+        def.devices.audios.push(Audio {
+            id: Some(1),
+            type_: "none".into(),
+            ..Default::default()
+        });
     }
     Ok(())
 }
@@ -366,7 +461,9 @@ pub fn generate_mac() -> MacAddr {
         use std::io::Read;
         let _ = f.read_exact(&mut b);
     } else {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let n = t.subsec_nanos() ^ std::process::id();
         b = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
     }
@@ -412,11 +509,19 @@ fn default_graphics(def: &mut DomainDef) {
         } else if has("port", g) && !has("autoport", g) {
             let auto = g.attrs.iter().any(|a| a.name == "port" && a.value == "-1");
             if auto {
-                let at = g.attrs.iter().position(|a| a.name == "port").map_or(0, |p| p + 1);
+                let at = g
+                    .attrs
+                    .iter()
+                    .position(|a| a.name == "port")
+                    .map_or(0, |p| p + 1);
                 g.attrs.insert(at, RawAttr::new("autoport", "yes"));
             }
         }
-        let listen_attr = g.attrs.iter().find(|a| a.name == "listen").map(|a| a.value.clone());
+        let listen_attr = g
+            .attrs
+            .iter()
+            .find(|a| a.name == "listen")
+            .map(|a| a.value.clone());
         if !g.children.iter().any(|c| c.name == "listen") {
             let mut l = RawElement::new("listen");
             l.attrs.push(RawAttr::new("type", "address"));
@@ -462,7 +567,12 @@ mod tests {
         insert_controller(&mut d, Controller::new("pci", 1, None));
         insert_controller(&mut d, Controller::new("pci", 0, Some("pcie-root")));
         insert_controller(&mut d, Controller::new("ide", 0, None));
-        let v: Vec<_> = d.devices.controllers.iter().map(|c| (c.type_.as_str(), c.index.unwrap())).collect();
+        let v: Vec<_> = d
+            .devices
+            .controllers
+            .iter()
+            .map(|c| (c.type_.as_str(), c.index.unwrap()))
+            .collect();
         assert_eq!(v, vec![("usb", 0), ("pci", 0), ("pci", 1), ("ide", 0)]);
     }
 }

@@ -4,11 +4,15 @@
 
 /// Capabilities: libvirt's caps cache XML and live probing over QMP.
 pub mod caps;
-/// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
-pub mod validate;
 /// Command-line building and its output formats.
 pub mod command;
-/// PCI address assignment (libvirt's `qemu_domain_address.c`).
-pub mod pci;
 /// Define-time defaults (libvirt's QEMU post-parse).
 pub mod defaults;
+/// PCI address assignment (libvirt's `qemu_domain_address.c`).
+pub mod pci;
+/// `<interface type='network'>` resolution.
+pub mod resolve;
+/// Beyond-libvirt topology warnings for teaming pairs.
+pub mod topology;
+/// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
+pub mod validate;

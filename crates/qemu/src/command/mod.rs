@@ -1,7 +1,18 @@
 //! The QEMU command line libvirt would build for a domain.
+//!
+//! Pipeline: [`crate::defaults::define`] (post-parse defaults and PCI
+//! addresses), [`crate::resolve::resolve_interfaces`] (networks), then
+//! [`build`]. [`convert`] runs all three.
 
+pub mod aliases;
+pub mod build;
+pub mod convert;
+pub mod devices;
+pub mod net;
 pub mod output;
 pub mod props;
 
+pub use build::{build, BuildOptions, Built, CommandError, Monitor, NetFds, Substitution};
+pub use convert::{convert, Conversion, ConvertError};
 pub use output::{shell_quote, CommandLine, Format};
 pub use props::{escape_comma, Props};

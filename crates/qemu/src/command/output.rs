@@ -29,14 +29,19 @@ impl std::str::FromStr for Format {
             "shell" => Ok(Format::Shell),
             "args" => Ok(Format::Args),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format '{other}' (expected shell, args or json)")),
+            other => Err(format!(
+                "unknown format '{other}' (expected shell, args or json)"
+            )),
         }
     }
 }
 
 impl CommandLine {
     pub fn new(emulator: impl Into<String>) -> Self {
-        CommandLine { env: Vec::new(), argv: vec![emulator.into()] }
+        CommandLine {
+            env: Vec::new(),
+            argv: vec![emulator.into()],
+        }
     }
 
     pub fn env(&mut self, key: &str, value: impl Into<String>) {
@@ -57,7 +62,10 @@ impl CommandLine {
     /// Index of the first occurrence of `option` followed by a value
     /// satisfying `pred` (used by callers that patch a built line).
     pub fn find_opt(&self, option: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
-        self.argv.windows(2).position(|w| w[0] == option && pred(&w[1])).map(|i| i + 1)
+        self.argv
+            .windows(2)
+            .position(|w| w[0] == option && pred(&w[1]))
+            .map(|i| i + 1)
     }
 
     pub fn render(&self, format: Format) -> String {
@@ -72,7 +80,11 @@ impl CommandLine {
     /// emulator, then every option starting a new line with its value on
     /// the same line, lines joined by ` \`.
     pub fn to_args(&self) -> String {
-        let mut lines: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={}", shell_quote(v))).collect();
+        let mut lines: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+            .collect();
         for (i, a) in self.argv.iter().enumerate() {
             let quoted = shell_quote(a);
             if i == 0 || a.starts_with('-') || lines.is_empty() {
@@ -90,7 +102,11 @@ impl CommandLine {
 
     /// One line, every word shell-quoted as needed.
     pub fn to_shell(&self) -> String {
-        let mut words: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={}", shell_quote(v))).collect();
+        let mut words: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+            .collect();
         words.extend(self.argv.iter().map(|a| shell_quote(a)));
         let mut out = words.join(" ");
         out.push('\n');
@@ -105,7 +121,10 @@ impl CommandLine {
         }
         let mut top = Map::new();
         top.insert("env".into(), Value::Object(env));
-        top.insert("argv".into(), Value::Array(self.argv.iter().cloned().map(Value::String).collect()));
+        top.insert(
+            "argv".into(),
+            Value::Array(self.argv.iter().cloned().map(Value::String).collect()),
+        );
         let mut out = serde_json::to_string(&Value::Object(top)).unwrap_or_default();
         out.push('\n');
         out
@@ -117,8 +136,8 @@ impl CommandLine {
 /// quotes written `'\''`; the empty word is `''`.
 pub fn shell_quote(s: &str) -> String {
     const META: &[char] = &[
-        '\r', '\t', '\n', ' ', '!', '"', '#', '$', '&', '\'', '(', ')', '*', ';', '<', '>', '?', '[', '\\', ']',
-        '^', '`', '{', '|', '}', '~',
+        '\r', '\t', '\n', ' ', '!', '"', '#', '$', '&', '\'', '(', ')', '*', ';', '<', '>', '?',
+        '[', '\\', ']', '^', '`', '{', '|', '}', '~',
     ];
     if s.is_empty() {
         return "''".to_string();

@@ -19,7 +19,8 @@ impl Props {
 
     /// `S:` in libvirt's virJSONValueObjectAdd: a string.
     pub fn str(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.map.insert(key.to_string(), Value::String(value.into()));
+        self.map
+            .insert(key.to_string(), Value::String(value.into()));
         self
     }
 
@@ -183,7 +184,9 @@ mod tests {
     #[test]
     fn json_keeps_insertion_order() {
         let mut p = Props::new();
-        p.str("driver", "virtio-net-pci").bool("failover", true).str("netdev", "hostua-backup0");
+        p.str("driver", "virtio-net-pci")
+            .bool("failover", true)
+            .str("netdev", "hostua-backup0");
         p.uint("vectors", 12);
         assert_eq!(
             p.to_json(),
@@ -194,9 +197,14 @@ mod tests {
     #[test]
     fn legacy_device_syntax() {
         let mut p = Props::new();
-        p.str("driver", "virtio-net-pci").bool("failover", true).str("netdev", "hostua-backup0");
+        p.str("driver", "virtio-net-pci")
+            .bool("failover", true)
+            .str("netdev", "hostua-backup0");
         p.str("addr", "0x2");
-        assert_eq!(p.to_legacy(Some("driver")), "virtio-net-pci,failover=on,netdev=hostua-backup0,addr=0x2");
+        assert_eq!(
+            p.to_legacy(Some("driver")),
+            "virtio-net-pci,failover=on,netdev=hostua-backup0,addr=0x2"
+        );
     }
 
     #[test]

@@ -153,14 +153,23 @@ pub struct PciAddr {
 
 impl PciAddr {
     pub const fn new(bus: u32, slot: u32, function: u32) -> Self {
-        PciAddr { domain: 0, bus, slot, function }
+        PciAddr {
+            domain: 0,
+            bus,
+            slot,
+            function,
+        }
     }
 }
 
 impl fmt::Display for PciAddr {
     /// libvirt's virPCIDeviceAddressAsString.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.slot, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.slot, self.function
+        )
     }
 }
 
@@ -185,7 +194,13 @@ pub struct Bus {
 
 impl Default for Bus {
     fn default() -> Self {
-        Bus { model: None, flags: Connect::NONE, min_slot: 0, max_slot: 0, slots: [Slot::default(); 32] }
+        Bus {
+            model: None,
+            flags: Connect::NONE,
+            min_slot: 0,
+            max_slot: 0,
+            slots: [Slot::default(); 32],
+        }
     }
 }
 
@@ -193,17 +208,31 @@ impl Bus {
     /// Flags, min and max slot for a bus provided by `model`
     /// (virDomainPCIAddressBusSetModel).
     pub fn set_model(&mut self, model: BusModel, allow_hotplug: bool) {
-        let hp = if allow_hotplug { Connect::HOTPLUGGABLE } else { Connect::NONE };
+        let hp = if allow_hotplug {
+            Connect::HOTPLUGGABLE
+        } else {
+            Connect::NONE
+        };
         let (flags, min, max) = match model {
             BusModel::PciRoot => (
-                Connect::AUTOASSIGN | Connect::PCI_DEVICE | Connect::PCI_BRIDGE | Connect::PCI_EXPANDER_BUS | hp,
+                Connect::AUTOASSIGN
+                    | Connect::PCI_DEVICE
+                    | Connect::PCI_BRIDGE
+                    | Connect::PCI_EXPANDER_BUS
+                    | hp,
                 1,
                 SLOT_LAST,
             ),
-            BusModel::PciBridge | BusModel::PcieToPciBridge => {
-                (Connect::AUTOASSIGN | Connect::PCI_DEVICE | Connect::PCI_BRIDGE | hp, 1, SLOT_LAST)
-            }
-            BusModel::PciExpanderBus => (Connect::AUTOASSIGN | Connect::PCI_DEVICE | Connect::PCI_BRIDGE | hp, 0, SLOT_LAST),
+            BusModel::PciBridge | BusModel::PcieToPciBridge => (
+                Connect::AUTOASSIGN | Connect::PCI_DEVICE | Connect::PCI_BRIDGE | hp,
+                1,
+                SLOT_LAST,
+            ),
+            BusModel::PciExpanderBus => (
+                Connect::AUTOASSIGN | Connect::PCI_DEVICE | Connect::PCI_BRIDGE | hp,
+                0,
+                SLOT_LAST,
+            ),
             BusModel::PcieRoot => (
                 Connect::PCIE_DEVICE
                     | Connect::PCIE_ROOT_PORT
@@ -222,8 +251,14 @@ impl Bus {
                 0,
                 0,
             ),
-            BusModel::PcieSwitchUpstreamPort => (Connect::PCIE_SWITCH_DOWNSTREAM_PORT, 0, SLOT_LAST),
-            BusModel::PcieExpanderBus => (Connect::PCIE_ROOT_PORT | Connect::DMI_TO_PCI_BRIDGE, 0, SLOT_LAST),
+            BusModel::PcieSwitchUpstreamPort => {
+                (Connect::PCIE_SWITCH_DOWNSTREAM_PORT, 0, SLOT_LAST)
+            }
+            BusModel::PcieExpanderBus => (
+                Connect::PCIE_ROOT_PORT | Connect::DMI_TO_PCI_BRIDGE,
+                0,
+                SLOT_LAST,
+            ),
         };
         self.model = Some(model);
         self.flags = flags;
@@ -240,7 +275,9 @@ impl Bus {
     }
 
     pub fn slot_in_use(&self, slot: u32) -> bool {
-        self.slots.get(slot as usize).is_some_and(|s| s.functions != 0)
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| s.functions != 0)
     }
 
     /// Functions used in `slot`, as a bitmap.
@@ -284,7 +321,11 @@ pub struct AddressSet {
 
 impl AddressSet {
     pub fn new(nbuses: usize, dry_run: bool) -> Self {
-        AddressSet { buses: vec![Bus::default(); nbuses], dry_run, pcie_to_pci_bridge_supported: false }
+        AddressSet {
+            buses: vec![Bus::default(); nbuses],
+            dry_run,
+            pcie_to_pci_bridge_supported: false,
+        }
     }
 
     fn flags_compatible(
@@ -294,7 +335,10 @@ impl AddressSet {
         report: bool,
         from_config: bool,
     ) -> Result<bool, PciError> {
-        let err = |msg: String| PciError::Address { xml: from_config, msg };
+        let err = |msg: String| PciError::Address {
+            xml: from_config,
+            msg,
+        };
         if dev_flags.has(Connect::INTEGRATED) {
             if addr.bus == 0 {
                 bus_flags |= Connect::AUTOASSIGN;
@@ -340,8 +384,14 @@ impl AddressSet {
                 (Connect::PCI_DEVICE, "standard PCI device"),
                 (Connect::PCIE_DEVICE, "PCI Express device"),
                 (Connect::PCIE_ROOT_PORT, "pcie-root-port"),
-                (Connect::PCIE_SWITCH_UPSTREAM_PORT, "pcie-switch-upstream-port"),
-                (Connect::PCIE_SWITCH_DOWNSTREAM_PORT, "pcie-switch-downstream-port"),
+                (
+                    Connect::PCIE_SWITCH_UPSTREAM_PORT,
+                    "pcie-switch-upstream-port",
+                ),
+                (
+                    Connect::PCIE_SWITCH_DOWNSTREAM_PORT,
+                    "pcie-switch-downstream-port",
+                ),
                 (Connect::DMI_TO_PCI_BRIDGE, "dmi-to-pci-bridge"),
                 (Connect::PCIE_TO_PCI_BRIDGE, "pcie-to-pci-bridge"),
                 (Connect::PCI_EXPANDER_BUS, "pci-expander-bus"),
@@ -366,13 +416,23 @@ impl AddressSet {
     }
 
     /// virDomainPCIAddressValidate.
-    pub fn validate(&self, addr: &PciAddr, flags: Connect, from_config: bool) -> Result<(), PciError> {
-        let err = |msg: String| PciError::Address { xml: from_config, msg };
+    pub fn validate(
+        &self,
+        addr: &PciAddr,
+        flags: Connect,
+        from_config: bool,
+    ) -> Result<(), PciError> {
+        let err = |msg: String| PciError::Address {
+            xml: from_config,
+            msg,
+        };
         if self.buses.is_empty() {
             return Err(err("No PCI buses available".into()));
         }
         if addr.domain != 0 {
-            return Err(err(format!("Invalid PCI address {addr}. Only PCI domain 0 is available")));
+            return Err(err(format!(
+                "Invalid PCI address {addr}. Only PCI domain 0 is available"
+            )));
         }
         if addr.bus as usize >= self.buses.len() {
             return Err(err(format!(
@@ -383,13 +443,21 @@ impl AddressSet {
         let bus = &self.buses[addr.bus as usize];
         Self::flags_compatible(addr, bus.flags, flags, true, from_config)?;
         if bus.min_slot != 0 && addr.slot < bus.min_slot {
-            return Err(err(format!("Invalid PCI address {addr}. slot must be >= {}", bus.min_slot)));
+            return Err(err(format!(
+                "Invalid PCI address {addr}. slot must be >= {}",
+                bus.min_slot
+            )));
         }
         if addr.slot > bus.max_slot {
-            return Err(err(format!("Invalid PCI address {addr}. slot must be <= {}", bus.max_slot)));
+            return Err(err(format!(
+                "Invalid PCI address {addr}. slot must be <= {}",
+                bus.max_slot
+            )));
         }
         if addr.function > FUNCTION_LAST {
-            return Err(err(format!("Invalid PCI address {addr}. function must be <= {FUNCTION_LAST}")));
+            return Err(err(format!(
+                "Invalid PCI address {addr}. function must be <= {FUNCTION_LAST}"
+            )));
         }
         Ok(())
     }
@@ -428,8 +496,14 @@ impl AddressSet {
         } else {
             let existing = [
                 (Connect::PCIE_ROOT_PORT, BusModel::PcieRootPort),
-                (Connect::PCIE_SWITCH_UPSTREAM_PORT, BusModel::PcieSwitchUpstreamPort),
-                (Connect::PCIE_SWITCH_DOWNSTREAM_PORT, BusModel::PcieSwitchDownstreamPort),
+                (
+                    Connect::PCIE_SWITCH_UPSTREAM_PORT,
+                    BusModel::PcieSwitchUpstreamPort,
+                ),
+                (
+                    Connect::PCIE_SWITCH_DOWNSTREAM_PORT,
+                    BusModel::PcieSwitchDownstreamPort,
+                ),
                 (Connect::DMI_TO_PCI_BRIDGE, BusModel::DmiToPciBridge),
                 (Connect::PCI_EXPANDER_BUS, BusModel::PciExpanderBus),
                 (Connect::PCIE_EXPANDER_BUS, BusModel::PcieExpanderBus),
@@ -446,7 +520,8 @@ impl AddressSet {
             }));
         };
         let mut i = self.buses.len();
-        self.buses.resize(self.buses.len() + add as usize, Bus::default());
+        self.buses
+            .resize(self.buses.len() + add as usize, Bus::default());
         if need_dmi {
             self.buses[i].set_model(BusModel::DmiToPciBridge, false);
             i += 1;
@@ -466,7 +541,12 @@ impl AddressSet {
         Ok(add as usize)
     }
 
-    fn reserve_internal(&mut self, addr: &mut PciAddr, flags: Connect, from_config: bool) -> Result<(), PciError> {
+    fn reserve_internal(
+        &mut self,
+        addr: &mut PciAddr,
+        flags: Connect,
+        from_config: bool,
+    ) -> Result<(), PciError> {
         if self.dry_run {
             self.grow(addr, flags)?;
         }
@@ -526,7 +606,10 @@ impl AddressSet {
         if self.buses.is_empty() {
             return Err(PciError::NoBuses);
         }
-        let mut a = PciAddr { function: function.unwrap_or(0), ..Default::default() };
+        let mut a = PciAddr {
+            function: function.unwrap_or(0),
+            ..Default::default()
+        };
         for b in 0..self.buses.len() {
             a.bus = b as u32;
             a.slot = self.buses[b].min_slot;
@@ -545,7 +628,11 @@ impl AddressSet {
 
     /// Find and reserve the next free address for a device with `flags`
     /// (virDomainPCIAddressReserveNextAddr with function -1 or a given one).
-    pub fn reserve_next(&mut self, flags: Connect, function: Option<u32>) -> Result<PciAddr, PciError> {
+    pub fn reserve_next(
+        &mut self,
+        flags: Connect,
+        function: Option<u32>,
+    ) -> Result<PciAddr, PciError> {
         let mut a = self.next_addr(flags, function)?;
         self.reserve_internal(&mut a, flags, false)?;
         Ok(a)
@@ -578,7 +665,10 @@ mod tests {
         let mut s = pc();
         s.reserve(&PciAddr::new(0, 3, 0), PCI).unwrap();
         let e = s.reserve(&PciAddr::new(0, 3, 0), PCI).unwrap_err();
-        assert_eq!(e.to_string(), "XML error: Attempted double use of PCI Address 0000:00:03.0");
+        assert_eq!(
+            e.to_string(),
+            "XML error: Attempted double use of PCI Address 0000:00:03.0"
+        );
     }
 
     #[test]
@@ -625,6 +715,10 @@ mod tests {
         s.buses[0].set_model(BusModel::PcieRoot, false);
         s.buses[1].set_model(BusModel::PcieSwitchUpstreamPort, false);
         let e = s.reserve(&PciAddr::new(1, 0, 0), PCIE).unwrap_err();
-        assert!(e.to_string().contains("It requires a controller that accepts a PCI Express device."), "{e}");
+        assert!(
+            e.to_string()
+                .contains("It requires a controller that accepts a PCI Express device."),
+            "{e}"
+        );
     }
 }

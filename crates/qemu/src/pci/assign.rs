@@ -5,7 +5,10 @@
 //! order: PCI controllers, NICs, sound, other controllers, virtio disks,
 //! host devices, balloon, watchdog, video, serials.
 
-use teamvirt_conf::model::{Address, Controller, ControllerModelName, ControllerTarget, DomainDef, InterfaceType, PciAddress};
+use teamvirt_conf::model::{
+    Address, Controller, ControllerModelName, ControllerTarget, DomainDef, InterfaceType,
+    PciAddress,
+};
 use thiserror::Error;
 
 use super::alloc::{AddressSet, BusModel, Connect, PciAddr, PciError};
@@ -43,11 +46,23 @@ pub enum DevRef {
 }
 
 fn to_conf(a: PciAddr, multi: Option<bool>) -> PciAddress {
-    PciAddress { domain: a.domain, bus: a.bus as u8, slot: a.slot as u8, function: a.function as u8, multifunction: multi, pos: Default::default() }
+    PciAddress {
+        domain: a.domain,
+        bus: a.bus as u8,
+        slot: a.slot as u8,
+        function: a.function as u8,
+        multifunction: multi,
+        pos: Default::default(),
+    }
 }
 
 fn from_conf(a: &PciAddress) -> PciAddr {
-    PciAddr { domain: a.domain, bus: u32::from(a.bus), slot: u32::from(a.slot), function: u32::from(a.function) }
+    PciAddr {
+        domain: a.domain,
+        bus: u32::from(a.bus),
+        slot: u32::from(a.slot),
+        function: u32::from(a.function),
+    }
 }
 
 fn address_mut(def: &mut DomainDef, r: DevRef) -> &mut Option<Address> {
@@ -57,7 +72,14 @@ fn address_mut(def: &mut DomainDef, r: DevRef) -> &mut Option<Address> {
         DevRef::Interface(i) => &mut d.interfaces[i].info.address,
         DevRef::Disk(i) => &mut d.disks[i].info.address,
         DevRef::Hostdev(i) => &mut d.hostdevs[i].info.address,
-        DevRef::Memballoon => &mut d.memballoon.as_mut().expect("memballoon present").info.address,
+        DevRef::Memballoon => {
+            &mut d
+                .memballoon
+                .as_mut()
+                .expect("memballoon present")
+                .info
+                .address
+        }
         DevRef::Watchdog(i) => &mut d.watchdogs[i].info.address,
         DevRef::Video(i) => &mut d.videos[i].info.address,
         DevRef::Serial(i) => &mut d.serials[i].info.address,
@@ -106,18 +128,32 @@ pub struct Flags {
 impl Flags {
     pub fn for_domain(def: &DomainDef, caps: &QemuCaps) -> Flags {
         let pci = Connect::PCI_DEVICE | Connect::AUTOASSIGN;
-        let pcie = if has_pcie_root(def) { Connect::PCIE_DEVICE | Connect::AUTOASSIGN } else { pci };
-        let virtio = if caps.has("virtio-pci-non-transitional") { pcie } else { pci };
+        let pcie = if has_pcie_root(def) {
+            Connect::PCIE_DEVICE | Connect::AUTOASSIGN
+        } else {
+            pci
+        };
+        let virtio = if caps.has("virtio-pci-non-transitional") {
+            pcie
+        } else {
+            pci
+        };
         Flags { pci, pcie, virtio }
     }
 }
 
 pub fn has_pcie_root(def: &DomainDef) -> bool {
-    def.devices.controllers.iter().any(|c| c.type_ == "pci" && c.index == Some(0) && c.model.as_deref() == Some("pcie-root"))
+    def.devices
+        .controllers
+        .iter()
+        .any(|c| c.type_ == "pci" && c.index == Some(0) && c.model.as_deref() == Some("pcie-root"))
 }
 
 pub fn has_pci_root(def: &DomainDef) -> bool {
-    def.devices.controllers.iter().any(|c| c.type_ == "pci" && c.index == Some(0) && c.model.as_deref() == Some("pci-root"))
+    def.devices
+        .controllers
+        .iter()
+        .any(|c| c.type_ == "pci" && c.index == Some(0) && c.model.as_deref() == Some("pci-root"))
 }
 
 fn controller_bus_model(c: &Controller) -> Result<BusModel, AssignError> {
@@ -132,7 +168,9 @@ pub fn connect_flags(def: &DomainDef, r: DevRef, f: Flags) -> Connect {
         DevRef::Controller(i) => {
             let c = &d.controllers[i];
             match c.type_.as_str() {
-                "pci" => controller_bus_model(c).map(BusModel::connect_type).unwrap_or(Connect::NONE),
+                "pci" => controller_bus_model(c)
+                    .map(BusModel::connect_type)
+                    .unwrap_or(Connect::NONE),
                 "sata" | "ide" => f.pci,
                 "usb" => match c.model.as_deref() {
                     None => f.pci,
@@ -171,7 +209,12 @@ pub fn connect_flags(def: &DomainDef, r: DevRef, f: Flags) -> Connect {
             if disk.target.bus.as_deref() != Some("virtio") {
                 return Connect::NONE;
             }
-            match disk.extra_attrs.iter().find(|a| a.name == "model").map(|a| a.value.as_str()) {
+            match disk
+                .extra_attrs
+                .iter()
+                .find(|a| a.name == "model")
+                .map(|a| a.value.as_str())
+            {
                 Some("virtio-transitional") => f.pci,
                 _ => f.virtio,
             }
@@ -204,7 +247,12 @@ pub fn connect_flags(def: &DomainDef, r: DevRef, f: Flags) -> Connect {
             Some(_) => f.pci,
         },
         DevRef::Serial(i) => {
-            if d.serials[i].target.as_ref().and_then(|t| t.type_.as_deref()) == Some("pci-serial") {
+            if d.serials[i]
+                .target
+                .as_ref()
+                .and_then(|t| t.type_.as_deref())
+                == Some("pci-serial")
+            {
                 f.pci
             } else {
                 Connect::NONE
@@ -231,7 +279,13 @@ fn all_devices(def: &DomainDef) -> Vec<DevRef> {
 
 /// The address set with every bus's model and every address already
 /// given in the configuration (qemuDomainPCIAddressSetCreate).
-fn create_set(def: &DomainDef, caps: &QemuCaps, nbuses: usize, dry_run: bool, f: Flags) -> Result<AddressSet, AssignError> {
+fn create_set(
+    def: &DomainDef,
+    caps: &QemuCaps,
+    nbuses: usize,
+    dry_run: bool,
+    f: Flags,
+) -> Result<AddressSet, AssignError> {
     let mut set = AddressSet::new(nbuses, dry_run);
     set.pcie_to_pci_bridge_supported = caps.has("pcie-pci-bridge");
     let mut pcie_root = false;
@@ -248,14 +302,20 @@ fn create_set(def: &DomainDef, caps: &QemuCaps, nbuses: usize, dry_run: bool, f:
     if nbuses > 0 && set.buses[0].model.is_none() {
         set.buses[0].set_model(BusModel::PciRoot, true);
     }
-    let default = if pcie_root { BusModel::PcieRootPort } else { BusModel::PciBridge };
+    let default = if pcie_root {
+        BusModel::PcieRootPort
+    } else {
+        BusModel::PciBridge
+    };
     for b in set.buses.iter_mut().skip(1) {
         if b.model.is_none() {
             b.set_model(default, true);
         }
     }
     for r in all_devices(def) {
-        let Some(addr) = present(def, r) else { continue };
+        let Some(addr) = present(def, r) else {
+            continue;
+        };
         if let DevRef::Controller(i) = r {
             // The PIIX3 IDE/USB functions are reserved with the chipset.
             let c = &def.devices.controllers[i];
@@ -263,7 +323,9 @@ fn create_set(def: &DomainDef, caps: &QemuCaps, nbuses: usize, dry_run: bool, f:
                 && addr.slot == 1
                 && c.index == Some(0)
                 && ((c.type_ == "ide" && addr.function == 1)
-                    || (c.type_ == "usb" && matches!(c.model.as_deref(), None | Some("piix3-uhci")) && addr.function == 2));
+                    || (c.type_ == "usb"
+                        && matches!(c.model.as_deref(), None | Some("piix3-uhci"))
+                        && addr.function == 2));
             if piix {
                 continue;
             }
@@ -282,14 +344,22 @@ fn set_addr(def: &mut DomainDef, r: DevRef, a: PciAddr, multi: Option<bool>) {
 }
 
 /// Chipset-fixed addresses (qemuDomainValidateDevicePCISlotsPIIX3 / Q35).
-fn reserve_chipset(def: &mut DomainDef, set: &mut AddressSet, machine: &str, f: Flags) -> Result<(), AssignError> {
+fn reserve_chipset(
+    def: &mut DomainDef,
+    set: &mut AddressSet,
+    machine: &str,
+    f: Flags,
+) -> Result<(), AssignError> {
     if is_i440fx(machine) {
         let flags = Connect::AUTOASSIGN | Connect::PCI_DEVICE;
         for i in 0..def.devices.controllers.len() {
             let c = &def.devices.controllers[i];
             let (want, err) = if c.type_ == "ide" && c.index == Some(0) {
                 (PciAddr::new(0, 1, 1), AssignError::PrimaryIde)
-            } else if c.type_ == "usb" && c.index == Some(0) && matches!(c.model.as_deref(), None | Some("piix3-uhci")) {
+            } else if c.type_ == "usb"
+                && c.index == Some(0)
+                && matches!(c.model.as_deref(), None | Some("piix3-uhci"))
+            {
                 (PciAddr::new(0, 1, 2), AssignError::PiixUsb)
             } else {
                 continue;
@@ -320,7 +390,10 @@ fn reserve_chipset(def: &mut DomainDef, set: &mut AddressSet, machine: &str, f: 
                     Some(_) => {}
                     None => set_addr(def, DevRef::Controller(i), want, None),
                 }
-            } else if c.type_ == "pci" && c.model.as_deref() == Some("dmi-to-pci-bridge") && c.info.address.is_none() {
+            } else if c.type_ == "pci"
+                && c.model.as_deref() == Some("dmi-to-pci-bridge")
+                && c.info.address.is_none()
+            {
                 let want = PciAddr::new(0, 0x1e, 0);
                 if !set.buses[0].slot_in_use(0x1e) {
                     set.reserve(&want, flags)?;
@@ -338,15 +411,32 @@ fn reserve_chipset(def: &mut DomainDef, set: &mut AddressSet, machine: &str, f: 
     Ok(())
 }
 
-fn reserve_primary_video(def: &mut DomainDef, set: &mut AddressSet, slot: u32, flags: Connect) -> Result<(), AssignError> {
-    let Some(v) = def.devices.videos.first() else { return Ok(()) };
-    if matches!(v.model_type.as_deref(), None | Some("none") | Some("ramfb")) || !wanted(def, DevRef::Video(0)) {
+fn reserve_primary_video(
+    def: &mut DomainDef,
+    set: &mut AddressSet,
+    slot: u32,
+    flags: Connect,
+) -> Result<(), AssignError> {
+    let Some(v) = def.devices.videos.first() else {
+        return Ok(());
+    };
+    if matches!(v.model_type.as_deref(), None | Some("none") | Some("ramfb"))
+        || !wanted(def, DevRef::Video(0))
+    {
         return Ok(());
     }
     let a = PciAddr::new(0, slot, 0);
     set.validate(&a, flags, true)?;
     if set.buses[0].slot_in_use(slot) {
-        let f = connect_flags(def, DevRef::Video(0), Flags { pci: flags, pcie: flags, virtio: flags });
+        let f = connect_flags(
+            def,
+            DevRef::Video(0),
+            Flags {
+                pci: flags,
+                pcie: flags,
+                virtio: flags,
+            },
+        );
         let got = set.reserve_next(f, None)?;
         if !set.dry_run {
             set_addr(def, DevRef::Video(0), got, None);
@@ -380,7 +470,9 @@ fn assign_slots(def: &mut DomainDef, set: &mut AddressSet, f: Flags) -> Result<(
         }
     }
     for i in 0..def.devices.interfaces.len() {
-        if def.devices.interfaces[i].type_ == InterfaceType::Hostdev || !wanted(def, DevRef::Interface(i)) {
+        if def.devices.interfaces[i].type_ == InterfaceType::Hostdev
+            || !wanted(def, DevRef::Interface(i))
+        {
             continue;
         }
         next(def, set, DevRef::Interface(i), f)?;
@@ -392,13 +484,18 @@ fn assign_slots(def: &mut DomainDef, set: &mut AddressSet, f: Flags) -> Result<(
             || matches!(c.type_.as_str(), "fdc" | "ccid")
             || (c.type_ == "ide" && c.index == Some(0))
             || (c.type_ == "scsi" && c.model.as_deref() == Some("ncr53c90"));
-        if skip || !wanted(def, DevRef::Controller(i)) || connect_flags(def, DevRef::Controller(i), f).is_empty() {
+        if skip
+            || !wanted(def, DevRef::Controller(i))
+            || connect_flags(def, DevRef::Controller(i), f).is_empty()
+        {
             continue;
         }
         next(def, set, DevRef::Controller(i), f)?;
     }
     for i in 0..def.devices.disks.len() {
-        if def.devices.disks[i].target.bus.as_deref() != Some("virtio") || !wanted(def, DevRef::Disk(i)) {
+        if def.devices.disks[i].target.bus.as_deref() != Some("virtio")
+            || !wanted(def, DevRef::Disk(i))
+        {
             continue;
         }
         next(def, set, DevRef::Disk(i), f)?;
@@ -406,7 +503,9 @@ fn assign_slots(def: &mut DomainDef, set: &mut AddressSet, f: Flags) -> Result<(
     // Host devices: `<interface type='hostdev'>` first (libvirt inserts
     // their hostdev while parsing interfaces), then plain `<hostdev>`s.
     for i in 0..def.devices.interfaces.len() {
-        if def.devices.interfaces[i].type_ != InterfaceType::Hostdev || !wanted(def, DevRef::Interface(i)) {
+        if def.devices.interfaces[i].type_ != InterfaceType::Hostdev
+            || !wanted(def, DevRef::Interface(i))
+        {
             continue;
         }
         let flags = f.pcie;
@@ -420,7 +519,9 @@ fn assign_slots(def: &mut DomainDef, set: &mut AddressSet, f: Flags) -> Result<(
         if h.mode != "subsystem" || !matches!(h.type_.as_str(), "pci" | "scsi_host" | "mdev") {
             continue;
         }
-        if matches!(h.info.address, Some(Address::Unassigned { .. })) || !wanted(def, DevRef::Hostdev(i)) {
+        if matches!(h.info.address, Some(Address::Unassigned { .. }))
+            || !wanted(def, DevRef::Hostdev(i))
+        {
             continue;
         }
         next(def, set, DevRef::Hostdev(i), f)?;
@@ -483,7 +584,11 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
         set.reserve_next(Connect::AUTOASSIGN | Connect::PCIE_DEVICE, None)?;
     }
     for i in 1..set.buses.len() {
-        let exists = def.devices.controllers.iter().any(|c| c.type_ == "pci" && c.index == Some(i as u32));
+        let exists = def
+            .devices
+            .controllers
+            .iter()
+            .any(|c| c.type_ == "pci" && c.index == Some(i as u32));
         if exists {
             continue;
         }
@@ -518,7 +623,10 @@ fn set_all_multi(def: &mut DomainDef) {
     }
     for r in refs {
         if let Some(Address::Pci(p)) = address_mut(def, r) {
-            if p.function == 0 && p.multifunction.is_none() && slots.contains(&(p.domain, p.bus, p.slot)) {
+            if p.function == 0
+                && p.multifunction.is_none()
+                && slots.contains(&(p.domain, p.bus, p.slot))
+            {
                 p.multifunction = Some(true);
             }
         }
@@ -526,13 +634,24 @@ fn set_all_multi(def: &mut DomainDef) {
 }
 
 fn controller_defaults(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), AssignError> {
-    for c in def.devices.controllers.iter_mut().filter(|c| c.type_ == "pci") {
+    for c in def
+        .devices
+        .controllers
+        .iter_mut()
+        .filter(|c| c.type_ == "pci")
+    {
         let model = controller_bus_model(c)?;
         let name = match model {
             BusModel::PciBridge => Some("pci-bridge"),
             BusModel::DmiToPciBridge => Some("i82801b11-bridge"),
             BusModel::PcieToPciBridge => Some("pcie-pci-bridge"),
-            BusModel::PcieRootPort => Some(if caps.has("pcie-root-port") || caps.flags.is_empty() { "pcie-root-port" } else { "ioh3420" }),
+            BusModel::PcieRootPort => {
+                Some(if caps.has("pcie-root-port") || caps.flags.is_empty() {
+                    "pcie-root-port"
+                } else {
+                    "ioh3420"
+                })
+            }
             BusModel::PcieSwitchUpstreamPort => Some("x3130-upstream"),
             BusModel::PcieSwitchDownstreamPort => Some("xio3130-downstream"),
             BusModel::PciExpanderBus => Some("pxb"),
@@ -541,7 +660,10 @@ fn controller_defaults(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), Assig
         };
         if c.model_name.is_none() {
             if let Some(n) = name {
-                c.model_name = Some(ControllerModelName { name: n.into(), pos: Default::default() });
+                c.model_name = Some(ControllerModelName {
+                    name: n.into(),
+                    pos: Default::default(),
+                });
             }
         }
         let idx = c.index.unwrap_or(0);
@@ -573,7 +695,10 @@ fn controller_defaults(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), Assig
         if model == BusModel::PciBridge {
             if let Some(a) = addr {
                 if idx <= u32::from(a.bus) {
-                    return Err(AssignError::BridgeIndex { idx, bus: u32::from(a.bus) });
+                    return Err(AssignError::BridgeIndex {
+                        idx,
+                        bus: u32::from(a.bus),
+                    });
                 }
             }
         }
