@@ -7,8 +7,8 @@
 
 use teamvirt_conf::model::{
     Address, Audio, BootDev, Clock, Controller, Cpu, CpuModel, DiskDriver, DomainDef, DriveAddress,
-    Input, InterfaceType, Lifecycle, Mac, MacAddr, Memballoon, NetModel, RawAttr, RawElement,
-    Watchdog,
+    Input, InterfaceType, Lifecycle, Mac, MacAddr, Memballoon, NetDriver, NetModel, RawAttr,
+    RawElement, Watchdog,
 };
 use thiserror::Error;
 
@@ -440,6 +440,20 @@ fn default_controller_models(def: &mut DomainDef, caps: &QemuCaps, machine: &str
 
 fn default_interfaces(def: &mut DomainDef, x86: bool) {
     for net in &mut def.devices.interfaces {
+        if net.type_ == InterfaceType::Hostdev {
+            // libvirt keeps neither virtio driver options nor a filter for
+            // a NIC that is a host device: only `<driver name=>` survives.
+            if let Some(d) = net.driver.take() {
+                if d.name.is_some() {
+                    net.driver = Some(NetDriver {
+                        name: d.name,
+                        pos: d.pos,
+                        ..Default::default()
+                    });
+                }
+            }
+            net.extra.retain(|e| e.name != "filterref");
+        }
         // Every NIC but a hostdev one gets a model; on x86 libvirt picks
         // rtl8139, a conventional PCI device (see topology.rs for the trap).
         if net.model.is_none() && net.type_ != InterfaceType::Hostdev && x86 {
