@@ -19,11 +19,14 @@ enum Command {
     // Each helper adds its verbs here, one variant per verb, args in cmd/<verb>.rs.
     /// Show what a QEMU binary can do: version, machines, accelerators, failover.
     Capabilities(cmd::capabilities::Args),
+    /// Print the QEMU command line libvirt would build for a domain.
+    DomxmlToNative(cmd::domxml_to_native::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
+        Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),
     }
 }

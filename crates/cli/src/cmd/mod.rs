@@ -1,2 +1,3 @@
 //! One module per verb.
 pub mod capabilities;
+pub mod domxml_to_native;
