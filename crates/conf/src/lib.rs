@@ -39,5 +39,6 @@ pub use error::{ConfError, MAX_XML_SIZE};
 pub use model::{DomainDef, NetworkDef, NetworkPortDef};
 pub mod format;
 pub mod parse;
+pub mod validate;
 
 pub use parse::{bytes_to_text, read_xml_file};
