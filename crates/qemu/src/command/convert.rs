@@ -2,7 +2,8 @@
 //! checks, command line — what `domxml-to-native` prints and what
 //! `teamvirt start` runs.
 
-use teamvirt_conf::model::{DomainDef, InterfaceType};
+use teamvirt_conf::model::DomainDef;
+use teamvirt_conf::validate::{libvirt_checks, teaming};
 use teamvirt_conf::Diagnostic;
 use thiserror::Error;
 
@@ -11,6 +12,7 @@ use crate::caps::QemuCaps;
 use crate::defaults::{define, DefaultsError};
 use crate::resolve::{resolve_interfaces, ActualNet, NetworkSource, ResolveError};
 use crate::topology;
+use crate::validate::QemuValidator;
 
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ConvertError {
@@ -20,9 +22,9 @@ pub enum ConvertError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Command(#[from] CommandError),
-    /// libvirt's text, e.g. the failover capability check.
-    #[error("{0}")]
-    Unsupported(String),
+    /// A libvirt validation error (first one, libvirt's text and position).
+    #[error("{}", .0.message)]
+    Invalid(Box<Diagnostic>),
 }
 
 /// Result of [`convert`].
@@ -37,7 +39,7 @@ pub struct Conversion {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Run the pipeline on a parsed (and validated) domain. `in_use`: VFs
+/// Run the pipeline on a parsed domain. `in_use`: VFs
 /// already given to other domains.
 pub fn convert(
     mut def: DomainDef,
@@ -46,17 +48,18 @@ pub fn convert(
     in_use: &[teamvirt_conf::model::PciAddress],
     opts: &BuildOptions,
 ) -> Result<Conversion, ConvertError> {
-    let teaming = def.devices.interfaces.iter().any(|n| n.teaming.is_some())
-        || def.devices.hostdevs.iter().any(|h| h.teaming.is_some());
-    if teaming {
-        caps.check_teaming_supported()
-            .map_err(ConvertError::Unsupported)?;
-    }
+    // libvirt's define-time validation (generic + QEMU driver): its first
+    // error refuses the domain; teamvirt's own teaming findings are passed
+    // on, since XML libvirt accepts must keep working.
+    let validator = QemuValidator {
+        has_failover: Some(caps.supports_failover()),
+    };
+    libvirt_checks(&def, &validator).map_err(|d| ConvertError::Invalid(Box::new(d)))?;
+    let mut warnings = teaming::checks(&def);
     define(&mut def, caps)?;
     let actual = resolve_interfaces(&def, networks, in_use)?;
-    let warnings = topology::check(&def, &actual);
+    warnings.extend(topology::check(&def, &actual));
     let built = build(&def, caps, &actual, opts)?;
-    let _ = InterfaceType::Hostdev;
     Ok(Conversion {
         def,
         actual,
