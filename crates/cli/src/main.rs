@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod render;
 
 #[derive(Parser)]
 #[command(name = "teamvirt", version, about = "libvirt-compatible NIC teaming (virtio-net failover) for QEMU")]
@@ -21,6 +22,10 @@ enum Command {
     Capabilities(cmd::capabilities::Args),
     /// Print the QEMU command line libvirt would build for a domain.
     DomxmlToNative(cmd::domxml_to_native::Args),
+    /// Check domain, network or network-port XML (libvirt's checks + teaming checks).
+    Validate(cmd::validate::Args),
+    /// Print canonical XML (what `virsh define` + `dumpxml --inactive` prints).
+    Format(cmd::format::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,5 +33,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Format(args) => cmd::format::run(args),
     }
 }

@@ -1,3 +1,5 @@
 //! One module per verb.
 pub mod capabilities;
 pub mod domxml_to_native;
+pub mod format;
+pub mod validate;

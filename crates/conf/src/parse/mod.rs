@@ -89,6 +89,10 @@ pub(crate) fn parse_document(text: &str) -> Result<Document<'_>, ConfError> {
                     LineIndex::new(text).pos(text, at),
                 )
             }
+            roxmltree::Error::UnexpectedEndOfStream => (
+                "unexpected end of document".to_string(),
+                LineIndex::new(text).pos(text, text.len()),
+            ),
             other => {
                 let p = other.pos();
                 let msg = other.to_string();
@@ -102,6 +106,68 @@ pub(crate) fn parse_document(text: &str) -> Result<Document<'_>, ConfError> {
             pos: Some(pos),
         }
     })
+}
+
+/// Any of the three document kinds, chosen by root element.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one value per document: size does not matter
+pub enum AnyDef {
+    Domain(crate::model::DomainDef),
+    Network(crate::model::NetworkDef),
+    NetworkPort(crate::model::NetworkPortDef),
+}
+
+impl AnyDef {
+    /// Parse domain, network or network-port XML, by root element
+    /// (`<domain>`, `<network>`, `<networkport>`).
+    pub fn parse_str(
+        text: &str,
+        file: Option<&Path>,
+    ) -> Result<(AnyDef, Vec<Diagnostic>), ConfError> {
+        let root = {
+            let doc = parse_document(text)?;
+            let r = doc.root_element();
+            if r.tag_name().namespace().is_none() {
+                r.tag_name().name().to_string()
+            } else {
+                String::new()
+            }
+        };
+        match root.as_str() {
+            "network" => crate::model::NetworkDef::parse_str(text, file)
+                .map(|(d, w)| (AnyDef::Network(d), w)),
+            "networkport" => crate::model::NetworkPortDef::parse_str(text, file)
+                .map(|(d, w)| (AnyDef::NetworkPort(d), w)),
+            // Anything else gets the domain parser's "unexpected root" error.
+            _ => {
+                crate::model::DomainDef::parse_str(text, file).map(|(d, w)| (AnyDef::Domain(d), w))
+            }
+        }
+    }
+
+    /// Load and parse a file of any of the three kinds.
+    pub fn load(path: &Path) -> Result<(AnyDef, Vec<Diagnostic>), ConfError> {
+        let text = read_xml_file(path)?;
+        Self::parse_str(&text, Some(path))
+    }
+
+    /// `domain`, `network` or `networkport`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyDef::Domain(_) => "domain",
+            AnyDef::Network(_) => "network",
+            AnyDef::NetworkPort(_) => "networkport",
+        }
+    }
+
+    /// Canonical XML.
+    pub fn to_xml(&self) -> String {
+        match self {
+            AnyDef::Domain(d) => d.to_xml(),
+            AnyDef::Network(d) => d.to_xml(),
+            AnyDef::NetworkPort(d) => d.to_xml(),
+        }
+    }
 }
 
 /// Run a parse and label its diagnostics with `file`.
