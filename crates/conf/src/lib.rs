@@ -6,7 +6,7 @@
 //!
 //! ## Model ([`model`])
 //!
-//! - [`DomainDef`](model::DomainDef): name, uuid, memory (KiB), vcpu, os,
+//! - [`DomainDef`]: name, uuid, memory (KiB), vcpu, os,
 //!   features, cpu, clock, lifecycle actions and [`Devices`](model::Devices):
 //!   `disks`, `controllers`, `interfaces`, `serials`, `consoles`, `inputs`,
 //!   `graphics`, `audios`, `videos`, `hostdevs`, `watchdogs`, `memballoon`,
@@ -16,16 +16,48 @@
 //!   [`DeviceInfo`](model::DeviceInfo) (`alias`, `boot`, `rom`, `address`).
 //!   [`Hostdev`](model::Hostdev) has `source.pci` and `teaming` too.
 //! - [`Address`](model::Address) is an enum (`Pci(PciAddress)`, `Drive`, ...).
-//! - [`NetworkDef`](model::NetworkDef) and [`NetworkPortDef`](model::NetworkPortDef).
+//! - [`NetworkDef`] and [`NetworkPortDef`].
 //! - Every element struct has `pos: Pos` (0:0 when created in code).
 //!   Unknown attributes/children are kept in `extra_attrs: Vec<RawAttr>` /
 //!   `extra: Vec<RawElement>` and formatted back verbatim.
 //! - All structs derive `Debug, Clone, PartialEq`; fields are public, so later
 //!   stages add controllers, addresses, aliases and MACs by plain mutation.
 //!
+//! ## Loading and parsing ([`parse`])
+//!
+//! - `DomainDef::parse_str(text, Option<&Path>)` / `DomainDef::load(path)`
+//!   -> `Result<(DomainDef, Vec<Diagnostic>), ConfError>`; the same for
+//!   `NetworkDef` and `NetworkPortDef`; [`AnyDef`] picks by root element.
+//!   The `Vec` holds parse warnings (unknown elements/attributes kept,
+//!   ignored `<teaming/>`); the first libvirt parse error is the `Err`.
+//! - Loading refuses files over [`MAX_XML_SIZE`] (10 MiB, before reading),
+//!   non-UTF-8 and DTDs (no entity is ever expanded).
+//! - The parse is libvirt's *inactive* parse: `id=` and non-user aliases are
+//!   dropped (a dropped alias is kept in `DeviceInfo::dropped_alias` for
+//!   warnings), `portid` is not formatted, memory is normalised to KiB
+//!   ([`parse::memory_kib`]), MACs to lowercase.
+//!
+//! ## Formatting ([`mod@format`])
+//!
+//! `DomainDef::to_xml()`, `NetworkDef::to_xml()`, `NetworkPortDef::to_xml()`:
+//! canonical XML as `virsh dumpxml --inactive` prints it (byte-identical to
+//! libvirt's `*.x86_64-latest.xml` test outputs). Generic libvirt defaults
+//! are applied when formatting (`currentMemory`, `placement='static'`,
+//! `<clock offset='utc'/>`, lifecycle actions, `managed='no'` on subsystem
+//! hostdevs); driver defaults (controllers, models, addresses) are not.
+//!
+//! ## Validation ([`validate`])
+//!
+//! `validate::validate_domain(&def, &driver)` runs libvirt's checks in
+//! libvirt's order (driver domain check; per device the driver check then
+//! the generic one; alias uniqueness) keeping the first error, then
+//! teamvirt's own teaming checks ([`validate::teaming`]). The QEMU driver's
+//! checks implement [`validate::DriverValidator`] in
+//! `teamvirt_qemu::validate`; [`validate::NoDriver`] gives generic checks only.
+//!
 //! ## Diagnostics ([`diag`])
 //!
-//! [`Diagnostic`](diag::Diagnostic) `{ severity, code, message, file, pos, hint }`;
+//! [`Diagnostic`] `{ severity, code, message, file, pos, hint }`;
 //! `message` is libvirt's full text including its prefix
 //! (`unsupported configuration: ...`, `XML error: ...`). [`ConfError`] is a
 //! document that could not be loaded/parsed; `to_diagnostic()` renders it.
