@@ -9,7 +9,11 @@ mod cmd;
 mod render;
 
 #[derive(Parser)]
-#[command(name = "teamvirt", version, about = "libvirt-compatible NIC teaming (virtio-net failover) for QEMU")]
+#[command(
+    name = "teamvirt",
+    version,
+    about = "libvirt-compatible NIC teaming (virtio-net failover) for QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +30,32 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print canonical XML (what `virsh define` + `dumpxml --inactive` prints).
     Format(cmd::format::Args),
+    /// Define (or update) a domain from XML.
+    Define(cmd::domain::DefineArgs),
+    /// Forget a domain's definition.
+    Undefine(cmd::domain::NameArgs),
+    /// List domains.
+    List(cmd::domain::ListArgs),
+    /// Print a domain's XML (live when running).
+    Dumpxml(cmd::domain::DumpxmlArgs),
+    /// Start a defined domain (QEMU runs detached).
+    Start(cmd::domain::StartArgs),
+    /// Stop a domain now (its VFs go back to their pools).
+    Destroy(cmd::domain::NameArgs),
+    /// Ask a domain's guest to power off.
+    Shutdown(cmd::domain::NameArgs),
+    /// Print a domain's state.
+    Domstate(cmd::domain::NameArgs),
+    /// Show the failover state of a running domain's teaming pairs.
+    Teaming(cmd::domain::TeamingArgs),
+    /// Define (or update) a network from XML.
+    NetDefine(cmd::net::NetDefineArgs),
+    /// Forget a network's definition.
+    NetUndefine(cmd::net::NetNameArgs),
+    /// List networks (VF pools with their use).
+    NetList(cmd::net::NetListArgs),
+    /// Print a network's XML.
+    NetDumpxml(cmd::net::NetNameArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +65,18 @@ fn main() -> ExitCode {
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Format(args) => cmd::format::run(args),
+        Command::Define(a) => cmd::domain::define(a),
+        Command::Undefine(a) => cmd::domain::undefine(a),
+        Command::List(a) => cmd::domain::list(a),
+        Command::Dumpxml(a) => cmd::domain::dumpxml(a),
+        Command::Start(a) => cmd::domain::start(a),
+        Command::Destroy(a) => cmd::domain::destroy(a),
+        Command::Shutdown(a) => cmd::domain::shutdown(a),
+        Command::Domstate(a) => cmd::domain::domstate(a),
+        Command::Teaming(a) => cmd::domain::teaming(a),
+        Command::NetDefine(a) => cmd::net::define(a),
+        Command::NetUndefine(a) => cmd::net::undefine(a),
+        Command::NetList(a) => cmd::net::list(a),
+        Command::NetDumpxml(a) => cmd::net::dumpxml(a),
     }
 }

@@ -2,18 +2,39 @@
 //! VF pools, QEMU processes, lifecycle verbs and the guest's failover state.
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
+//!
+//! Entry point: [`Runtime`] (one state directory): `define_domain`,
+//! `start`/`start_def`, `destroy`, `shutdown`, `domain_state`,
+//! `list_domains`, `domain_xml`, `teaming`, and the network verbs. The
+//! layers below are public for the migration module: [`run`] (launch with
+//! `-incoming`, run records, QMP connect, ownership moves), [`pool`]
+//! (reserve/release VFs), [`teaming`] (pair states).
 
 /// kvm or tcg.
 pub mod accel;
+/// Domain verbs and the [`Runtime`] handle.
+pub mod domain;
+/// The lifecycle error type.
+pub mod error;
+/// Live XML with teamvirt's runtime metadata.
+pub mod live;
 /// flock-based advisory locks.
 pub mod lock;
+/// Network verbs and the network lookup used at start.
+pub mod network;
 /// VF pools of hostdev networks.
 pub mod pool;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
 /// Launching and finding running QEMUs (XML-agnostic).
 pub mod run;
+/// `start`: definition to running QEMU.
+pub mod start;
 /// State directory layout, atomic writes.
 pub mod state;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
+
+pub use domain::{DomainState, DomainSummary, Runtime};
+pub use error::RuntimeError;
+pub use start::{StartOptions, StartReport};

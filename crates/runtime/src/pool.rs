@@ -116,12 +116,19 @@ impl VfPool {
         let mut order: Vec<usize> = (0..pools.len()).collect();
         order.sort_by(|&a, &b| pools[a].network.cmp(&pools[b].network));
         order.dedup_by(|a, b| pools[*a].network == pools[*b].network);
-        assert_eq!(order.len(), pools.len(), "update_many: each pool at most once");
+        assert_eq!(
+            order.len(),
+            pools.len(),
+            "update_many: each pool at most once"
+        );
         let mut locks = Vec::with_capacity(pools.len());
         for &i in &order {
             locks.push(pools[i].sd.lock_network(&pools[i].network)?);
         }
-        let mut states = pools.iter().map(|p| p.load()).collect::<Result<Vec<_>, _>>()?;
+        let mut states = pools
+            .iter()
+            .map(|p| p.load())
+            .collect::<Result<Vec<_>, _>>()?;
         let before = states.clone();
         let out = f(&mut states)?;
         for ((p, st), old) in pools.iter().zip(&states).zip(&before) {
@@ -269,7 +276,11 @@ mod tests {
         let sd = StateDir::open(t.path()).unwrap();
         let (a, b) = (VfPool::new(&sd, "b-pool"), VfPool::new(&sd, "a-pool"));
         VfPool::update_many(&[a.clone(), b.clone()], |st| {
-            st[0].allocations.push(VfAllocation { address: "0000:01:00.1".into(), domain: "d".into(), device: "x".into() });
+            st[0].allocations.push(VfAllocation {
+                address: "0000:01:00.1".into(),
+                domain: "d".into(),
+                device: "x".into(),
+            });
             st[1].emulate_vf = true;
             Ok(())
         })
@@ -277,9 +288,11 @@ mod tests {
         assert_eq!(a.state().unwrap().allocations.len(), 1);
         assert!(b.state().unwrap().emulate_vf);
         // An error writes nothing.
-        let r: Result<(), _> = VfPool::update_many(&[a.clone()], |st| {
+        let r: Result<(), _> = VfPool::update_many(std::slice::from_ref(&a), |st| {
             st[0].allocations.clear();
-            Err(PoolError::Exhausted { network: "b-pool".into() })
+            Err(PoolError::Exhausted {
+                network: "b-pool".into(),
+            })
         });
         assert!(r.is_err());
         assert_eq!(a.state().unwrap().allocations.len(), 1);

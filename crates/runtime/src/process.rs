@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -129,12 +130,20 @@ fn parse_stat(s: &str) -> Option<Stat> {
 /// Start `program args` detached: its own session, stdin from /dev/null,
 /// stdout and stderr appended to `log`, and (by forking twice) a child of
 /// init rather than of this process, so it outlives us and never lingers as
-/// our zombie. Returns the identity of the exec'd process. A failure to
-/// exec is reported here; anything later shows up in `log`.
-pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<ProcId, ProcessError> {
+/// our zombie. `env`, when given, replaces the whole environment (libvirt
+/// starts QEMU with a clean one). Returns the identity of the exec'd
+/// process. A failure to exec is reported here; anything later shows up in
+/// `log`.
+pub fn spawn_detached(
+    program: &Path,
+    args: &[String],
+    env: Option<&[(String, String)]>,
+    log: &Path,
+) -> Result<ProcId, ProcessError> {
     let logf = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
         .map_err(|source| ProcessError::Log {
             path: log.to_owned(),
@@ -164,6 +173,9 @@ pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<Pro
         .stdin(Stdio::null())
         .stdout(Stdio::from(logf))
         .stderr(Stdio::from(logf2));
+    if let Some(env) = env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
     // SAFETY: only async-signal-safe calls (setsid, fork, _exit, getpid,
     // write) run between fork and exec.
     unsafe {
@@ -227,8 +239,9 @@ mod tests {
             Path::new("/bin/sh"),
             &[
                 "-c".into(),
-                "echo started; echo err >&2; exec sleep 30".into(),
+                "echo started $FOO; echo err >&2; exec sleep 30".into(),
             ],
+            Some(&[("FOO".into(), "bar".into())]),
             &log,
         )
         .unwrap();
@@ -250,14 +263,22 @@ mod tests {
         p.kill_painfully(Duration::from_secs(5)).unwrap();
         assert!(!p.is_alive());
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.contains("started") && text.contains("err"), "{text}");
+        assert!(
+            text.contains("started bar") && text.contains("err"),
+            "{text}"
+        );
     }
 
     #[test]
     fn exec_failure_is_reported() {
         let t = tempfile::tempdir().unwrap();
-        let e =
-            spawn_detached(Path::new("/nonexistent/qemu"), &[], &t.path().join("log")).unwrap_err();
+        let e = spawn_detached(
+            Path::new("/nonexistent/qemu"),
+            &[],
+            None,
+            &t.path().join("log"),
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("cannot execute /nonexistent/qemu"),
             "{e}"

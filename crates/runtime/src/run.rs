@@ -8,6 +8,7 @@
 //! `-incoming defer`), [`RunRecord::load`]/[`RunRecord::save`] to read or
 //! move ownership of a running domain, [`connect`] for its QMP.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +71,9 @@ pub struct VfBinding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub name: String,
+    /// virsh-style domain id (unique among running domains of a state dir).
+    #[serde(default)]
+    pub id: u32,
     pub uuid: Option<String>,
     pub proc: ProcId,
     pub emulator: String,
@@ -171,6 +175,19 @@ pub fn cleanup_dead(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunErro
     Ok(freed)
 }
 
+/// The next free domain id: one more than the highest running one.
+pub fn next_id(sd: &StateDir) -> Result<u32, RunError> {
+    let mut max = 0;
+    for name in sd.run_entries()? {
+        if let Ok(Some(r)) = RunRecord::load(sd, &name) {
+            if r.is_alive() {
+                max = max.max(r.id);
+            }
+        }
+    }
+    Ok(max + 1)
+}
+
 /// Notice every QEMU that died since the last command: their domains
 /// become shut off and their VFs go back to the pools. Also frees VFs held
 /// by domains that have no run record (a start that crashed). Skips
@@ -222,8 +239,11 @@ pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
     pub name: String,
+    pub id: u32,
     pub uuid: Option<String>,
     pub emulator: PathBuf,
+    /// Environment (replaces ours); `None` inherits.
+    pub env: Option<Vec<(String, String)>>,
     /// Arguments after the emulator; must contain `-S` and a QMP monitor on
     /// [`RunPaths::qmp_sock`] (see [`monitor_args`]).
     pub args: Vec<String>,
@@ -272,16 +292,35 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // A stale socket from a dead QEMU would make connect fail confusingly.
     remove_optional(&paths.qmp_sock)?;
     write_atomic(&paths.live_xml, spec.live_xml.as_bytes(), 0o600)?;
+    // QEMU creates files with the umask; make ours private up front (it
+    // truncates or appends, which keeps the mode).
+    if let Some(log) = spec
+        .serial_log
+        .as_ref()
+        .filter(|l| l.starts_with(&paths.dir))
+    {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(log);
+    }
     // Mark where this start's log begins, so errors show only its output.
     let log_start = std::fs::metadata(&paths.qemu_log)
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let proc = spawn_detached(&spec.emulator, &spec.args, &paths.qemu_log)?;
+    let proc = spawn_detached(
+        &spec.emulator,
+        &spec.args,
+        spec.env.as_deref(),
+        &paths.qemu_log,
+    )?;
     let mut argv = vec![spec.emulator.display().to_string()];
     argv.extend(spec.args.iter().cloned());
     let record = RunRecord {
         name: spec.name.clone(),
+        id: spec.id,
         uuid: spec.uuid.clone(),
         proc,
         emulator: spec.emulator.display().to_string(),
@@ -310,6 +349,8 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         Ok(q) => q,
         Err(e) => return Err(fail(e)),
     };
+    // The directory is private already; the socket itself should be too.
+    let _ = std::fs::set_permissions(&paths.qmp_sock, std::fs::Permissions::from_mode(0o600));
     let events = qmp.subscribe();
     if !spec.incoming {
         if let Err(source) = qmp.execute("cont", serde_json::Value::Null).await {
@@ -428,6 +469,7 @@ mod tests {
         let p = sd.run_paths(name).unwrap();
         RunRecord {
             name: name.into(),
+            id: 1,
             uuid: None,
             proc,
             emulator: "/bin/true".into(),

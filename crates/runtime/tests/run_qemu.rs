@@ -27,8 +27,10 @@ fn spec(sd: &StateDir, qemu: &std::path::Path, name: &str, extra: &[&str]) -> La
     args.extend(extra.iter().map(|s| s.to_string()));
     LaunchSpec {
         name: name.into(),
+        id: 1,
         uuid: None,
         emulator: qemu.to_owned(),
+        env: None,
         args,
         accel: Accel::Tcg,
         serial_log: None,
@@ -51,6 +53,16 @@ async fn launch_find_and_notice_death() {
     let l = run::launch(&sd, spec(&sd, &qemu, "vm", &[])).await.unwrap();
     assert_eq!(l.qmp.query_status().await.unwrap(), "running");
     drop(l.qmp);
+    use std::os::unix::fs::PermissionsExt;
+    let p = sd.run_paths("vm").unwrap();
+    for f in [&p.qmp_sock, &p.qemu_log, &p.state_json, &p.live_xml] {
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            f.display()
+        );
+    }
 
     // A later "invocation" finds it through the record.
     let rec = run::running(&sd, "vm").unwrap().expect("running");

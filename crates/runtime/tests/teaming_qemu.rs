@@ -74,8 +74,10 @@ async fn boot(extra_cmdline: &str, wait: Duration) -> Option<Vec<teaming::PairSt
     args.extend(more);
     let spec = LaunchSpec {
         name: "vm".into(),
+        id: 1,
         uuid: None,
         emulator: qemu,
+        env: None,
         args,
         accel: Accel::Tcg,
         serial_log: Some(p.serial_log.clone()),

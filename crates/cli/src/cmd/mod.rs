@@ -1,5 +1,7 @@
 //! One module per verb.
 pub mod capabilities;
+pub mod domain;
 pub mod domxml_to_native;
 pub mod format;
+pub mod net;
 pub mod validate;

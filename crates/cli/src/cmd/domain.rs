@@ -1,0 +1,365 @@
+//! Domain lifecycle verbs, virsh-style: `define`, `undefine`, `list`,
+//! `dumpxml`, `start`, `destroy`, `shutdown`, `domstate`, `teaming`.
+//! All work on a state directory (`--state-dir`, `TEAMVIRT_STATE_DIR`, or
+//! the default) through `teamvirt_runtime::Runtime`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use teamvirt_runtime::accel::Accel;
+use teamvirt_runtime::start::describe_substitution;
+use teamvirt_runtime::teaming::PairState;
+use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
+
+use super::domxml_to_native::render;
+
+/// Where the state lives.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StateOpt {
+    /// State directory (default: $TEAMVIRT_STATE_DIR, /var/lib/teamvirt for
+    /// root, else $XDG_STATE_HOME/teamvirt).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateOpt {
+    pub fn open(&self) -> Result<Runtime, RuntimeError> {
+        Runtime::open_default(self.state_dir.as_deref())
+    }
+}
+
+/// Print an error the way virsh does (`error: what failed` + `error: why`),
+/// with diagnostics rendered against their XML.
+pub fn report(what: &str, e: &RuntimeError) -> ExitCode {
+    eprintln!("error: {what}");
+    match e {
+        RuntimeError::Invalid { diags, text, file } => {
+            for d in diags {
+                let d = d.clone().with_file(d.file.clone().or_else(|| file.clone()));
+                eprint!("{}", render(&d, Some(text)));
+            }
+        }
+        RuntimeError::Refused { diags, text, .. } => {
+            eprintln!("error: {e}");
+            for d in diags {
+                eprint!("{}", render(d, Some(text)));
+            }
+        }
+        _ => eprintln!("error: {e}"),
+    }
+    ExitCode::FAILURE
+}
+
+fn read_file(path: &Path) -> Result<String, ExitCode> {
+    teamvirt_conf::read_xml_file(path).map_err(|e| {
+        eprintln!("error: Failed to read file '{}'", path.display());
+        eprint!("{}", render(&e.to_diagnostic(Some(path)), None));
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DefineArgs {
+    /// Domain XML file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn define(a: DefineArgs) -> ExitCode {
+    let text = match read_file(&a.file) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let what = format!("Failed to define domain from {}", a.file.display());
+    let res = a
+        .state
+        .open()
+        .and_then(|rt| rt.define_domain(&text, Some(&a.file)));
+    match res {
+        Ok((name, warnings)) => {
+            for w in &warnings {
+                let w = w.clone().with_file(Some(a.file.clone()));
+                eprint!("{}", render(&w, Some(&text)));
+            }
+            println!("Domain '{name}' defined from {}", a.file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&what, &e),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NameArgs {
+    /// Domain name.
+    pub domain: String,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn undefine(a: NameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.undefine_domain(&a.domain)) {
+        Ok(()) => {
+            println!("Domain '{}' has been undefined", a.domain);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to undefine domain '{}'", a.domain), &e),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Also list shut-off domains.
+    #[arg(long)]
+    pub all: bool,
+    /// Print names only.
+    #[arg(long)]
+    pub name: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn list(a: ListArgs) -> ExitCode {
+    let doms = match a.state.open().and_then(|rt| rt.list_domains(a.all)) {
+        Ok(d) => d,
+        Err(e) => return report("Failed to list domains", &e),
+    };
+    if a.name {
+        for d in &doms {
+            println!("{}", d.name);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let w = doms.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
+    println!(" {:<4} {:<w$}   State", "Id", "Name");
+    println!("{}", "-".repeat(w + 18));
+    for d in &doms {
+        let id = d.id.map_or("-".to_string(), |i| i.to_string());
+        println!(" {id:<4} {:<w$}   {}", d.name, d.state);
+    }
+    println!();
+    ExitCode::SUCCESS
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DumpxmlArgs {
+    /// Domain name.
+    pub domain: String,
+    /// The defined configuration instead of the running one.
+    #[arg(long)]
+    pub inactive: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
+    match a
+        .state
+        .open()
+        .and_then(|rt| rt.domain_xml(&a.domain, a.inactive))
+    {
+        Ok(x) => {
+            print!("{x}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to get XML of domain '{}'", a.domain), &e),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Accelerator (default: kvm if usable on this host, else tcg).
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    pub accel: Option<String>,
+    /// Lab mode: replace each VF primary by an emulated e1000e (printed and
+    /// recorded in the live XML).
+    #[arg(long)]
+    pub emulate_vf: bool,
+    /// Wait until every teaming pair negotiated failover (default 60 s);
+    /// fail naming the pairs that did not.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
+    pub wait_failover: Option<u64>,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+fn print_pairs(states: &[PairState]) {
+    for s in states {
+        let p = &s.pair;
+        eprintln!(
+            "failover: standby {} / primary {}: negotiated={} plugged={}{}",
+            p.standby,
+            p.primary,
+            yes_no(s.negotiated),
+            yes_no(s.plugged),
+            p.vf.as_deref()
+                .map(|v| format!(" vf={v}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+pub fn start(a: StartArgs) -> ExitCode {
+    let opts = StartOptions {
+        accel: a
+            .accel
+            .as_deref()
+            .map(|s| s.parse::<Accel>().expect("clap checked")),
+        emulate_vf: a.emulate_vf,
+        wait_failover: a.wait_failover.map(Duration::from_secs),
+        ..Default::default()
+    };
+    let what = format!("Failed to start domain '{}'", a.domain);
+    let rt = match a.state.open() {
+        Ok(rt) => rt,
+        Err(e) => return report(&what, &e),
+    };
+    match rt.start(&a.domain, &opts) {
+        Ok(r) => {
+            for n in &r.notes {
+                eprintln!("note: {n}");
+            }
+            for w in &r.warnings {
+                eprint!("{}", render(w, None));
+            }
+            for s in &r.substitutions {
+                eprintln!("{}", describe_substitution(s));
+            }
+            if let Some(states) = &r.teaming {
+                print_pairs(states);
+            }
+            println!("Domain '{}' started", a.domain);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let RuntimeError::FailoverNotNegotiated { states, .. } = &e {
+                print_pairs(states);
+            }
+            report(&what, &e)
+        }
+    }
+}
+
+pub fn destroy(a: NameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.destroy(&a.domain)) {
+        Ok(freed) => {
+            for v in &freed {
+                eprintln!(
+                    "VF {} ({}) returned to network '{}'",
+                    v.address, v.device, v.network
+                );
+            }
+            println!("Domain '{}' destroyed", a.domain);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to destroy domain '{}'", a.domain), &e),
+    }
+}
+
+pub fn shutdown(a: NameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.shutdown(&a.domain)) {
+        Ok(()) => {
+            println!("Domain '{}' is being shutdown", a.domain);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to shutdown domain '{}'", a.domain), &e),
+    }
+}
+
+pub fn domstate(a: NameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.domain_state(&a.domain)) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("failed to get state of domain '{}'", a.domain), &e),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TeamingArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `teaming DOMAIN`: per pair, standby and primary ids, whether the guest
+/// negotiated failover (the primary exists in QEMU: it is hidden until the
+/// guest acks VIRTIO_NET_F_STANDBY), whether the primary is plugged into
+/// the guest's PCI bus, and the VF it uses.
+pub fn teaming(a: TeamingArgs) -> ExitCode {
+    let states = match a.state.open().and_then(|rt| rt.teaming(&a.domain)) {
+        Ok(s) => s,
+        Err(e) => {
+            return report(
+                &format!("Failed to get teaming state of domain '{}'", a.domain),
+                &e,
+            )
+        }
+    };
+    if a.json {
+        let v = serde_json::json!({ "domain": a.domain, "pairs": states });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+        return ExitCode::SUCCESS;
+    }
+    if states.is_empty() {
+        println!("Domain '{}' has no teaming pairs", a.domain);
+        return ExitCode::SUCCESS;
+    }
+    let ws = states
+        .iter()
+        .map(|s| s.pair.standby.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let wp = states
+        .iter()
+        .map(|s| s.pair.primary.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        " {:<ws$}  {:<wp$}  Negotiated  Plugged  MAC match  VF",
+        "Standby", "Primary"
+    );
+    println!("{}", "-".repeat(ws + wp + 50));
+    for s in &states {
+        let p = &s.pair;
+        let mut vf = p.vf.clone().unwrap_or_else(|| "-".into());
+        if p.emulated {
+            vf.push_str(" (lab mode: emulated e1000e)");
+        }
+        if let Some(n) = &p.network {
+            vf.push_str(&format!(" from network '{n}'"));
+        }
+        println!(
+            " {:<ws$}  {:<wp$}  {:<10}  {:<7}  {:<9}  {vf}",
+            p.standby,
+            p.primary,
+            yes_no(s.negotiated),
+            yes_no(s.plugged),
+            yes_no(s.mac_match)
+        );
+    }
+    for s in &states {
+        if let Some(why) = s.problem() {
+            eprintln!("note: {why}");
+        }
+    }
+    ExitCode::SUCCESS
+}

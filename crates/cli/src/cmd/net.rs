@@ -1,0 +1,133 @@
+//! Network verbs, virsh-style: `net-define`, `net-undefine`, `net-list`,
+//! `net-dumpxml`. A `<forward mode='hostdev'>` network is a VF pool that
+//! `start` draws from; `net-define --emulate-vf` puts it in lab mode
+//! (recorded in the network's state, never in its libvirt XML).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::domain::{report, StateOpt};
+use super::domxml_to_native::render;
+
+#[derive(clap::Args, Debug)]
+pub struct NetDefineArgs {
+    /// Network XML file.
+    pub file: PathBuf,
+    /// Lab mode for this pool: its VFs are stood in for by emulated e1000e
+    /// NICs when domains start (every substitution is printed).
+    #[arg(long)]
+    pub emulate_vf: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn define(a: NetDefineArgs) -> ExitCode {
+    let text = match teamvirt_conf::read_xml_file(&a.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: Failed to read file '{}'", a.file.display());
+            eprint!("{}", render(&e.to_diagnostic(Some(&a.file)), None));
+            return ExitCode::FAILURE;
+        }
+    };
+    match a
+        .state
+        .open()
+        .and_then(|rt| rt.define_network(&text, Some(&a.file), a.emulate_vf))
+    {
+        Ok((name, warnings)) => {
+            for w in &warnings {
+                let w = w.clone().with_file(Some(a.file.clone()));
+                eprint!("{}", render(&w, Some(&text)));
+            }
+            if a.emulate_vf {
+                eprintln!("lab mode: VFs of network '{name}' will be emulated by e1000e NICs");
+            }
+            println!("Network {name} defined from {}", a.file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(
+            &format!("Failed to define network from {}", a.file.display()),
+            &e,
+        ),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NetNameArgs {
+    /// Network name.
+    pub network: String,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn undefine(a: NetNameArgs) -> ExitCode {
+    match a
+        .state
+        .open()
+        .and_then(|rt| rt.undefine_network(&a.network))
+    {
+        Ok(()) => {
+            println!("Network {} has been undefined", a.network);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to undefine network {}", a.network), &e),
+    }
+}
+
+pub fn dumpxml(a: NetNameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.network_xml(&a.network)) {
+        Ok(x) => {
+            print!("{x}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&format!("Failed to get XML of network {}", a.network), &e),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NetListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+/// Networks are usable as soon as they are defined (no net-start), so they
+/// are all listed as active and persistent.
+pub fn list(a: NetListArgs) -> ExitCode {
+    let nets = match a.state.open().and_then(|rt| rt.list_networks()) {
+        Ok(n) => n,
+        Err(e) => return report("Failed to list networks", &e),
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&nets).expect("serializes")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let w = nets.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        " {:<w$}   State    Autostart   Persistent   Forward   VFs",
+        "Name"
+    );
+    println!("{}", "-".repeat(w + 60));
+    for n in &nets {
+        let vfs = match n.vfs_total {
+            Some(t) => format!(
+                "{}/{t} in use{}",
+                n.vfs_used,
+                if n.emulate_vf { " (lab mode)" } else { "" }
+            ),
+            None => "-".into(),
+        };
+        println!(
+            " {:<w$}   active   no          yes          {:<9} {vfs}",
+            n.name, n.forward
+        );
+    }
+    println!();
+    ExitCode::SUCCESS
+}

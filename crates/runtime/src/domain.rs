@@ -1,0 +1,334 @@
+//! Domain verbs other than `start` (see [`crate::start`]): `define`,
+//! `undefine`, `list`, `dumpxml`, `destroy`, `shutdown`, `domstate`,
+//! `teaming`. Every verb runs on a [`Runtime`], which first notices QEMUs
+//! that died since the last command ([`crate::run::reconcile`]).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use teamvirt_conf::model::Uuid;
+use teamvirt_conf::{Diagnostic, DomainDef};
+use teamvirt_qemu::caps::QemuCaps;
+use teamvirt_qmp::Qmp;
+
+use crate::error::RuntimeError;
+use crate::run::{self, RunRecord, VfBinding};
+use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+use crate::teaming::{self, PairState};
+
+/// How long a one-shot command waits for the QMP greeting (another
+/// `teamvirt` may hold the single monitor connection).
+pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
+
+/// The lifecycle API over one state directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub(crate) sd: StateDir,
+}
+
+/// A domain's state as virsh names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainState {
+    Running,
+    Paused,
+    ShutOff,
+    /// Running, but its monitor is held by another teamvirt right now.
+    Busy,
+}
+
+impl std::fmt::Display for DomainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DomainState::Running => "running",
+            DomainState::Paused => "paused",
+            DomainState::ShutOff => "shut off",
+            DomainState::Busy => "running (monitor busy)",
+        })
+    }
+}
+
+/// One row of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainSummary {
+    pub id: Option<u32>,
+    pub name: String,
+    pub state: DomainState,
+    pub persistent: bool,
+}
+
+/// A random (version 4) UUID, for definitions that lack one.
+pub fn random_uuid() -> Result<Uuid, RuntimeError> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| RuntimeError::Internal(format!("cannot read /dev/urandom: {e}")))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(Uuid(b))
+}
+
+/// Run an async QMP conversation from the synchronous API.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RuntimeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Internal(format!("tokio runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+/// The QEMU binary of a domain: its `<emulator>`, else `qemu-system-x86_64`.
+pub fn emulator_of(def: &DomainDef) -> PathBuf {
+    def.devices
+        .emulator
+        .as_ref()
+        .map(|e| PathBuf::from(&e.path))
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
+}
+
+impl Runtime {
+    /// Open (creating) the state directory and notice dead QEMUs.
+    pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
+        let rt = Runtime {
+            sd: state_dir.clone(),
+        };
+        run::reconcile(&rt.sd)?;
+        Ok(rt)
+    }
+
+    /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`Runtime::open`].
+    pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        Runtime::open(&StateDir::open_default(explicit)?)
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.sd
+    }
+
+    /// Capabilities of `binary`, cached in the state directory.
+    pub fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
+        QemuCaps::probe_blocking(binary, self.sd.cache_dir())
+            .map_err(|e| RuntimeError::Caps(e.to_string()))
+    }
+
+    /// The defined (persistent) configuration of `name`.
+    pub fn domain_def(&self, name: &str) -> Result<(DomainDef, String), RuntimeError> {
+        let path = self.sd.domain_xml(name)?;
+        let text = read_optional(&path)?.ok_or_else(|| RuntimeError::NoDomain(name.to_owned()))?;
+        let (def, _) =
+            DomainDef::parse_str(&text, Some(&path)).map_err(|e| RuntimeError::Invalid {
+                diags: vec![e.to_diagnostic(Some(&path))],
+                text: text.clone(),
+                file: Some(path.clone()),
+            })?;
+        Ok((def, text))
+    }
+
+    /// The running record of `name`, or `NotRunning`/`NoDomain`.
+    pub fn running(&self, name: &str) -> Result<RunRecord, RuntimeError> {
+        match run::running(&self.sd, name)? {
+            Some(r) => Ok(r),
+            None if self.sd.domain_xml(name)?.exists() => {
+                Err(RuntimeError::NotRunning(name.to_owned()))
+            }
+            None => Err(RuntimeError::NoDomain(name.to_owned())),
+        }
+    }
+
+    /// `define`: parse, validate (libvirt's checks + teamvirt's), apply
+    /// libvirt's define-time defaults (PCI addresses, MACs, controllers) and
+    /// store the canonical XML. Returns the name and the warnings.
+    pub fn define_domain(
+        &self,
+        text: &str,
+        file: Option<&Path>,
+    ) -> Result<(String, Vec<Diagnostic>), RuntimeError> {
+        let invalid = |diags: Vec<Diagnostic>| RuntimeError::Invalid {
+            diags,
+            text: text.to_owned(),
+            file: file.map(Path::to_path_buf),
+        };
+        let (mut def, mut warnings) =
+            DomainDef::parse_str(text, file).map_err(|e| invalid(vec![e.to_diagnostic(file)]))?;
+        crate::state::check_name(&def.name)?;
+        let caps = self.caps(&emulator_of(&def))?;
+        let diags = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(invalid(diags));
+        }
+        warnings.extend(diags);
+        teamvirt_qemu::defaults::define(&mut def, &caps)
+            .map_err(|e| RuntimeError::Convert(e.to_string()))?;
+
+        let _g = self.sd.lock_global()?;
+        let path = self.sd.domain_xml(&def.name)?;
+        if let Some(old) = read_optional(&path)? {
+            if let Ok((old, _)) = DomainDef::parse_str(&old, None) {
+                match (&old.uuid, &def.uuid) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(RuntimeError::UuidClash {
+                            name: def.name.clone(),
+                            uuid: a.to_string(),
+                        })
+                    }
+                    (Some(a), None) => def.uuid = Some(*a),
+                    _ => {}
+                }
+            }
+        }
+        if def.uuid.is_none() {
+            def.uuid = Some(random_uuid()?);
+        }
+        write_atomic(&path, def.to_xml().as_bytes(), 0o600)?;
+        Ok((def.name, warnings))
+    }
+
+    /// `undefine`: forget the definition. A running domain keeps running
+    /// (transient) until it stops, as with libvirt.
+    pub fn undefine_domain(&self, name: &str) -> Result<(), RuntimeError> {
+        let _g = self.sd.lock_global()?;
+        let path = self.sd.domain_xml(name)?;
+        if !path.exists() {
+            return Err(RuntimeError::NoDomain(name.to_owned()));
+        }
+        remove_optional(&path)?;
+        Ok(())
+    }
+
+    /// State of a running domain from QEMU (`None`: shut off). A guest that
+    /// powered off leaves QEMU in `shutdown` (libvirt passes -no-shutdown);
+    /// like libvirt's SHUTDOWN handler, that QEMU is stopped here.
+    fn live_state(&self, rec: &RunRecord) -> Result<Option<DomainState>, RuntimeError> {
+        let status = block_on(async {
+            let q = run::connect(rec, MONITOR_WAIT).await?;
+            q.query_status().await.map_err(|source| run::RunError::Qmp {
+                name: rec.name.clone(),
+                source,
+            })
+        })?;
+        let status = match status {
+            Ok(s) => s,
+            Err(run::RunError::MonitorBusy { .. }) => return Ok(Some(DomainState::Busy)),
+            Err(_) if !rec.is_alive() => {
+                run::running(&self.sd, &rec.name)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match status.as_str() {
+            "running" => Some(DomainState::Running),
+            "shutdown" => {
+                self.stop(&rec.name)?;
+                None
+            }
+            _ => Some(DomainState::Paused),
+        })
+    }
+
+    /// `domstate`.
+    pub fn domain_state(&self, name: &str) -> Result<DomainState, RuntimeError> {
+        match run::running(&self.sd, name)? {
+            Some(rec) => Ok(self.live_state(&rec)?.unwrap_or(DomainState::ShutOff)),
+            None if self.sd.domain_xml(name)?.exists() => Ok(DomainState::ShutOff),
+            None => Err(RuntimeError::NoDomain(name.to_owned())),
+        }
+    }
+
+    /// `list [--all]`: running domains, plus shut-off defined ones with `all`.
+    pub fn list_domains(&self, all: bool) -> Result<Vec<DomainSummary>, RuntimeError> {
+        let defined = self.sd.defined_domains()?;
+        let mut names: Vec<String> = self.sd.run_entries()?;
+        names.extend(defined.iter().cloned());
+        names.sort();
+        names.dedup();
+        let mut out = Vec::new();
+        for name in names {
+            let persistent = defined.contains(&name);
+            let (id, state) = match run::running(&self.sd, &name)? {
+                Some(rec) => match self.live_state(&rec)? {
+                    Some(st) => (Some(rec.id), st),
+                    None => (None, DomainState::ShutOff),
+                },
+                None => (None, DomainState::ShutOff),
+            };
+            if state == DomainState::ShutOff && (!all || !persistent) {
+                continue;
+            }
+            out.push(DomainSummary {
+                id,
+                name,
+                state,
+                persistent,
+            });
+        }
+        // virsh lists running domains by id first.
+        out.sort_by_key(|d| (d.id.is_none(), d.id, d.name.clone()));
+        Ok(out)
+    }
+
+    /// `dumpxml [--inactive]`: the live XML of a running domain (with its
+    /// VFs, aliases and lab-mode record), else the stored definition.
+    pub fn domain_xml(&self, name: &str, inactive: bool) -> Result<String, RuntimeError> {
+        if !inactive {
+            if let Some(_rec) = run::running(&self.sd, name)? {
+                let p = self.sd.run_paths(name)?;
+                if let Some(x) = read_optional(&p.live_xml)? {
+                    return Ok(x);
+                }
+            }
+        }
+        let path = self.sd.domain_xml(name)?;
+        read_optional(&path)?.ok_or_else(|| RuntimeError::NoDomain(name.to_owned()))
+    }
+
+    /// Stop QEMU (SIGTERM, then SIGKILL) and release everything. Caller
+    /// need not hold the domain lock.
+    fn stop(&self, name: &str) -> Result<Vec<VfBinding>, RuntimeError> {
+        let _l = self.sd.lock_domain(name)?;
+        let Some(rec) = RunRecord::load(&self.sd, name)? else {
+            return Err(RuntimeError::NotRunning(name.to_owned()));
+        };
+        rec.proc.kill_painfully(Duration::from_secs(10))?;
+        Ok(run::cleanup_dead(&self.sd, name)?)
+    }
+
+    /// `destroy`: stop the domain now; returns the VFs given back.
+    pub fn destroy(&self, name: &str) -> Result<Vec<VfBinding>, RuntimeError> {
+        self.running(name)?;
+        self.stop(name)
+    }
+
+    /// `shutdown`: ask the guest to power off (ACPI power button) and
+    /// return, like virsh. When the guest has powered off, the next command
+    /// sees the domain shut off.
+    pub fn shutdown(&self, name: &str) -> Result<(), RuntimeError> {
+        let rec = self.running(name)?;
+        block_on(async {
+            let q = run::connect(&rec, MONITOR_WAIT).await?;
+            q.execute("system_powerdown", serde_json::Value::Null)
+                .await
+                .map_err(|source| run::RunError::Qmp {
+                    name: rec.name.clone(),
+                    source,
+                })
+        })??;
+        Ok(())
+    }
+
+    /// `teaming`: the failover state of every pair of a running domain.
+    pub fn teaming(&self, name: &str) -> Result<Vec<PairState>, RuntimeError> {
+        let rec = self.running(name)?;
+        let states = block_on(async {
+            let q: Qmp = run::connect(&rec, MONITOR_WAIT).await?;
+            teaming::query(&q, &rec.pairs)
+                .await
+                .map_err(|source| run::RunError::Qmp {
+                    name: rec.name.clone(),
+                    source,
+                })
+        })??;
+        Ok(states)
+    }
+}

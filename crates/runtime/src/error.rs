@@ -1,0 +1,93 @@
+//! The error of the lifecycle API ([`crate::Runtime`]): libvirt's texts
+//! where virsh prints one, diagnostics (with the XML text they point into)
+//! for problems in a definition.
+
+use teamvirt_conf::Diagnostic;
+
+use crate::pool::PoolError;
+use crate::process::ProcessError;
+use crate::run::RunError;
+use crate::state::StateError;
+use crate::teaming::{PairState, TeamingError};
+
+/// Everything a lifecycle operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Problems in a definition: at least one error, maybe warnings; `text`
+    /// is the XML they point into (for rendering the source line).
+    #[error("{}", first_error(.diags))]
+    Invalid {
+        diags: Vec<Diagnostic>,
+        text: String,
+        file: Option<std::path::PathBuf>,
+    },
+    #[error("Domain not found: no domain with matching name '{0}'")]
+    NoDomain(String),
+    #[error("Network not found: no network with matching name '{0}'")]
+    NoNetwork(String),
+    #[error("Requested operation is not valid: domain is already running")]
+    AlreadyRunning(String),
+    #[error("Requested operation is not valid: domain is not running")]
+    NotRunning(String),
+    #[error("operation failed: domain '{name}' already exists with uuid {uuid}")]
+    UuidClash { name: String, uuid: String },
+    #[error("operation failed: network '{name}' already exists with uuid {uuid}")]
+    NetUuidClash { name: String, uuid: String },
+    #[error("Requested operation is not valid: network '{name}' still has VFs in use ({})", .users.join(", "))]
+    NetworkInUse { name: String, users: Vec<String> },
+    #[error("internal error: Could not get Virtual functions on {pf}: {reason}")]
+    NoVirtualFunctions { pf: String, reason: String },
+    /// Start refused: the domain cannot work as written (topology).
+    #[error("{}", refusal(.name, .diags))]
+    Refused {
+        name: String,
+        diags: Vec<Diagnostic>,
+        text: String,
+    },
+    #[error("cannot probe QEMU capabilities: {0}")]
+    Caps(String),
+    #[error("{0}")]
+    Convert(String),
+    /// `start --wait-failover` timed out; the domain keeps running.
+    #[error("failover not negotiated for domain '{name}' within {secs} s (the domain is left running; `teamvirt destroy {name}` stops it):\n  {}", .problems.join("\n  "))]
+    FailoverNotNegotiated {
+        name: String,
+        secs: u64,
+        problems: Vec<String>,
+        states: Vec<PairState>,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Teaming(#[from] TeamingError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn first_error(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .find(|d| d.is_error())
+        .or(diags.first())
+        .map(|d| d.message.clone())
+        .unwrap_or_else(|| "invalid definition".into())
+}
+
+fn refusal(name: &str, diags: &[Diagnostic]) -> String {
+    let mut s = format!(
+        "unsupported configuration: domain '{name}' cannot work as defined, refusing to start it:"
+    );
+    for d in diags {
+        s.push_str(&format!("\n  {}", d.message));
+        if let Some(h) = &d.hint {
+            s.push_str(&format!("\n    fix: {h}"));
+        }
+    }
+    s
+}

@@ -1,0 +1,90 @@
+//! The live XML of a running domain: the definition after define-time
+//! defaults, with the aliases QEMU uses, the domain id, resolved
+//! interfaces (a VF from a pool shows as `type='hostdev'` with its
+//! address, as in libvirt), and a `<metadata>` element in teamvirt's own
+//! namespace recording the accelerator, the VFs taken from pools and every
+//! lab-mode substitution. `<metadata>` with a foreign namespace is
+//! libvirt-compatible (libvirt keeps such elements verbatim), and the
+//! inactive XML never carries it.
+
+use teamvirt_conf::model::{RawAttr, RawElement, RawNode};
+use teamvirt_qemu::command::{aliases, Conversion, Substitution};
+
+use crate::accel::Accel;
+use crate::run::VfBinding;
+
+/// teamvirt's metadata namespace.
+pub const NAMESPACE: &str = "https://teamvirt.dev/xmlns/runtime/1";
+const PREFIX: &str = "teamvirt";
+
+fn el(name: &str, attrs: &[(&str, &str)]) -> RawElement {
+    let mut e = RawElement::new(format!("{PREFIX}:{name}"));
+    e.attrs = attrs.iter().map(|(k, v)| RawAttr::new(*k, *v)).collect();
+    e
+}
+
+/// The `<teamvirt:runtime>` element.
+pub fn runtime_metadata(accel: Accel, vfs: &[VfBinding], subs: &[Substitution]) -> RawElement {
+    let mut root = el("runtime", &[("accel", accel.as_str())]);
+    root.namespaces.push((PREFIX.into(), NAMESPACE.into()));
+    for v in vfs {
+        root.children.push(RawNode::Element(el(
+            "vf",
+            &[
+                ("network", &v.network),
+                ("device", &v.device),
+                ("address", &v.address),
+            ],
+        )));
+    }
+    for s in subs {
+        let mut attrs = vec![
+            ("device", s.id.as_str()),
+            ("model", s.model.as_str()),
+            ("mac", s.mac.as_str()),
+        ];
+        attrs.push(("pair", s.pair.as_str()));
+        if let Some(h) = &s.host {
+            attrs.push(("vf", h.as_str()));
+        }
+        attrs.push(("netdev", s.netdev.as_str()));
+        root.children
+            .push(RawNode::Element(el("emulated-primary", &attrs)));
+    }
+    root
+}
+
+/// Build the live XML text.
+pub fn live_xml(
+    conv: &Conversion,
+    id: u32,
+    accel: Accel,
+    vfs: &[VfBinding],
+    subs: &[Substitution],
+) -> String {
+    let mut def = conv.def.clone();
+    aliases::apply(&mut def, &conv.built.aliases);
+    crate::start::show_actual(&mut def, conv);
+    def.id = Some(id as i32);
+    def.type_ = match accel {
+        Accel::Kvm => "kvm".into(),
+        Accel::Tcg => "qemu".into(),
+    };
+    let meta = runtime_metadata(accel, vfs, subs);
+    match def.extra.iter_mut().find(|e| e.name == "metadata") {
+        Some(m) => m.children.push(RawNode::Element(meta)),
+        None => {
+            let mut m = RawElement::new("metadata");
+            m.children.push(RawNode::Element(meta));
+            def.extra.push(m);
+        }
+    }
+    let xml = def.to_xml();
+    // The canonical formatter writes the inactive form, without `id`.
+    match xml.find(">") {
+        Some(end) if !xml[..end].contains(" id=") && xml.starts_with("<domain") => {
+            format!("{} id='{id}'{}", &xml[..end], &xml[end..])
+        }
+        _ => xml,
+    }
+}

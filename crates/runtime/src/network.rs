@@ -1,0 +1,259 @@
+//! Network verbs (`net-define`, `net-undefine`, `net-list`, `net-dumpxml`)
+//! and the network lookup used when a domain starts. Networks here are
+//! always usable once defined (teamvirt has no `net-start`); a hostdev
+//! network's pool is its `<address>` list, or the VFs of its `<pf>`.
+
+use std::path::Path;
+
+use serde::Serialize;
+use teamvirt_conf::model::PciAddress;
+use teamvirt_conf::{Diagnostic, NetworkDef, NetworkPortDef};
+use teamvirt_qemu::resolve::{NetworkSource, ResolveError};
+
+use crate::error::RuntimeError;
+use crate::pool::VfPool;
+use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+use crate::Runtime;
+
+/// One row of `net-list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkSummary {
+    pub name: String,
+    /// `<forward mode>` (`nat` when absent, like libvirt).
+    pub forward: String,
+    /// Pool size for hostdev networks.
+    pub vfs_total: Option<usize>,
+    pub vfs_used: usize,
+    pub emulate_vf: bool,
+}
+
+/// Parse a network definition, mapping errors to diagnostics.
+pub(crate) fn parse_network(
+    text: &str,
+    file: Option<&Path>,
+) -> Result<(NetworkDef, Vec<Diagnostic>), RuntimeError> {
+    NetworkDef::parse_str(text, file).map_err(|e| RuntimeError::Invalid {
+        diags: vec![e.to_diagnostic(file)],
+        text: text.to_owned(),
+        file: file.map(Path::to_path_buf),
+    })
+}
+
+/// The VFs of a `<pf dev='X'/>` from sysfs (`/sys/class/net/X/device/virtfnN`).
+fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {
+    let dir = Path::new("/sys/class/net").join(pf).join("device");
+    let err = |reason: String| RuntimeError::NoVirtualFunctions {
+        pf: pf.to_owned(),
+        reason,
+    };
+    let mut vfs: Vec<(u32, PciAddress)> = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))? {
+        let e = e.map_err(|e| err(e.to_string()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name
+            .strip_prefix("virtfn")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let target = std::fs::read_link(e.path()).map_err(|e| err(e.to_string()))?;
+        let addr = target
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        vfs.push((
+            n,
+            parse_pci(&addr).ok_or_else(|| err(format!("bad VF link {addr}")))?,
+        ));
+    }
+    if vfs.is_empty() {
+        return Err(err("the device has no SR-IOV virtual functions".into()));
+    }
+    vfs.sort_by_key(|v| v.0);
+    Ok(vfs.into_iter().map(|v| v.1).collect())
+}
+
+/// `DDDD:BB:SS.F`.
+pub fn parse_pci(s: &str) -> Option<PciAddress> {
+    let (dom, rest) = s.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (slot, func) = rest.split_once('.')?;
+    Some(PciAddress::new(
+        u32::from_str_radix(dom, 16).ok()?,
+        u8::from_str_radix(bus, 16).ok()?,
+        u8::from_str_radix(slot, 16).ok()?,
+        u8::from_str_radix(func, 16).ok()?,
+    ))
+}
+
+/// `DDDD:BB:SS.F` of an address.
+pub fn pci_string(a: &PciAddress) -> String {
+    format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        a.domain, a.bus, a.slot, a.function
+    )
+}
+
+/// Is this a VF pool (`<forward mode='hostdev'>`)?
+pub fn is_hostdev_network(def: &NetworkDef) -> bool {
+    def.forward
+        .as_ref()
+        .is_some_and(|f| f.mode_str() == "hostdev")
+}
+
+/// The pool members in order (`<address>` list, else the `<pf>`'s VFs).
+pub fn pool_members(def: &NetworkDef) -> Result<Vec<PciAddress>, RuntimeError> {
+    let Some(f) = def.forward.as_ref().filter(|_| is_hostdev_network(def)) else {
+        return Ok(Vec::new());
+    };
+    if !f.addresses.is_empty() {
+        return Ok(f.addresses.clone());
+    }
+    match f.pfs.first() {
+        Some(pf) => pf_virtual_functions(&pf.dev),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Networks of a state directory, as the command-line resolver sees them
+/// (a `<pf>` pool is expanded into its VF addresses).
+pub(crate) struct StateNetworks<'a> {
+    pub sd: &'a StateDir,
+}
+
+impl NetworkSource for StateNetworks<'_> {
+    fn lookup(
+        &self,
+        name: &str,
+    ) -> Result<Option<(NetworkDef, Option<NetworkPortDef>)>, ResolveError> {
+        let path = self
+            .sd
+            .network_xml(name)
+            .map_err(|e| ResolveError::Load(e.to_string()))?;
+        let Some(text) = read_optional(&path).map_err(|e| ResolveError::Load(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let (mut def, _) = NetworkDef::parse_str(&text, Some(&path))
+            .map_err(|e| ResolveError::Load(e.to_string()))?;
+        if is_hostdev_network(&def) {
+            let members = pool_members(&def).map_err(|e| ResolveError::Load(e.to_string()))?;
+            if let Some(f) = def.forward.as_mut() {
+                f.addresses = members;
+            }
+        }
+        Ok(Some((def, None)))
+    }
+}
+
+impl Runtime {
+    /// Load a defined network.
+    pub fn network_def(&self, name: &str) -> Result<NetworkDef, RuntimeError> {
+        let path = self.sd.network_xml(name)?;
+        let text = read_optional(&path)?.ok_or_else(|| RuntimeError::NoNetwork(name.to_owned()))?;
+        Ok(parse_network(&text, Some(&path))?.0)
+    }
+
+    /// `net-define`: store the canonical XML; `emulate_vf` sets lab mode for
+    /// the network (kept in its state, not in the libvirt XML). Returns the
+    /// network name and the parser's warnings.
+    pub fn define_network(
+        &self,
+        text: &str,
+        file: Option<&Path>,
+        emulate_vf: bool,
+    ) -> Result<(String, Vec<Diagnostic>), RuntimeError> {
+        let (mut def, warnings) = parse_network(text, file)?;
+        crate::state::check_name(&def.name)?;
+        let _g = self.sd.lock_global()?;
+        let path = self.sd.network_xml(&def.name)?;
+        if let Some(old) = read_optional(&path)? {
+            if let Ok((old, _)) = NetworkDef::parse_str(&old, None) {
+                match (&old.uuid, &def.uuid) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(RuntimeError::NetUuidClash {
+                            name: def.name.clone(),
+                            uuid: a.to_string(),
+                        })
+                    }
+                    (Some(a), None) => def.uuid = Some(*a),
+                    _ => {}
+                }
+            }
+        }
+        if def.uuid.is_none() {
+            def.uuid = Some(crate::domain::random_uuid()?);
+        }
+        write_atomic(&path, def.to_xml().as_bytes(), 0o600)?;
+        VfPool::new(&self.sd, &def.name).set_emulate_vf(emulate_vf)?;
+        Ok((def.name, warnings))
+    }
+
+    /// `net-undefine`: refused while domains hold VFs of it.
+    pub fn undefine_network(&self, name: &str) -> Result<(), RuntimeError> {
+        let _g = self.sd.lock_global()?;
+        let path = self.sd.network_xml(name)?;
+        if !path.exists() {
+            return Err(RuntimeError::NoNetwork(name.to_owned()));
+        }
+        let st = VfPool::new(&self.sd, name).state()?;
+        if !st.allocations.is_empty() {
+            let users = st
+                .allocations
+                .iter()
+                .map(|a| format!("{} by {}/{}", a.address, a.domain, a.device))
+                .collect();
+            return Err(RuntimeError::NetworkInUse {
+                name: name.to_owned(),
+                users,
+            });
+        }
+        remove_optional(&path)?;
+        remove_optional(&self.sd.network_state(name)?)?;
+        Ok(())
+    }
+
+    /// `net-list`.
+    pub fn list_networks(&self) -> Result<Vec<NetworkSummary>, RuntimeError> {
+        let mut out = Vec::new();
+        for name in self.sd.defined_networks()? {
+            let def = self.network_def(&name)?;
+            let st = VfPool::new(&self.sd, &name).state()?;
+            let hostdev = is_hostdev_network(&def);
+            out.push(NetworkSummary {
+                forward: def
+                    .forward
+                    .as_ref()
+                    .map_or("nat", |f| f.mode_str())
+                    .to_owned(),
+                vfs_total: if hostdev {
+                    Some(pool_members(&def).map(|m| m.len()).unwrap_or(0))
+                } else {
+                    None
+                },
+                vfs_used: st.allocations.len(),
+                emulate_vf: st.emulate_vf,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `net-dumpxml`: the stored canonical XML.
+    pub fn network_xml(&self, name: &str) -> Result<String, RuntimeError> {
+        let path = self.sd.network_xml(name)?;
+        read_optional(&path)?.ok_or_else(|| RuntimeError::NoNetwork(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_round_trip() {
+        let a = parse_pci("0000:3b:02.7").unwrap();
+        assert_eq!(pci_string(&a), "0000:3b:02.7");
+        assert!(parse_pci("3b:02.7").is_none());
+    }
+}

@@ -1,0 +1,512 @@
+//! `start`: from the stored definition to a running QEMU.
+//!
+//! 1. Accelerator (`--accel`, else kvm only where usable), capabilities,
+//!    validation.
+//! 2. Under the locks of every VF pool the domain uses: release what it
+//!    may still hold, run the command-line pipeline (defaults, network
+//!    resolution picking each pool's first free VF, topology checks,
+//!    argv), refuse topologies that cannot work, record the VFs taken.
+//! 3. Runtime bits of the argv: QMP socket, serial log, master key,
+//!    `-incoming` for migration destinations.
+//! 4. Live XML: resolved interfaces (VF addresses), aliases, id, and a
+//!    `<metadata>` record of the VFs and lab-mode substitutions.
+//! 5. Launch detached, wait for QMP, `cont`; optionally wait for failover.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use teamvirt_conf::model::{DomainDef, InterfaceSource, InterfaceType, PciAddress, TeamingType};
+use teamvirt_conf::Diagnostic;
+use teamvirt_qemu::command::{convert, BuildOptions, Conversion, Monitor, Substitution};
+use teamvirt_qemu::resolve::NetworkSource;
+use teamvirt_qemu::topology::fatal_at_start;
+
+use crate::accel::Accel;
+use crate::domain::{block_on, emulator_of};
+use crate::error::RuntimeError;
+use crate::live;
+use crate::network::{is_hostdev_network, parse_pci, pci_string, StateNetworks};
+use crate::pool::{VfAllocation, VfPool};
+use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
+use crate::state::{write_atomic, RunPaths};
+use crate::teaming::{self, PairState, TeamingPair};
+use crate::Runtime;
+
+/// Options of `start`.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `None`: kvm if usable here, else tcg.
+    pub accel: Option<Accel>,
+    /// Lab mode for every VF primary of this start.
+    pub emulate_vf: bool,
+    /// Wait this long for every pair to negotiate failover.
+    pub wait_failover: Option<Duration>,
+    /// Migration destination: `-incoming URI` (e.g. `defer`), vCPUs stay
+    /// stopped.
+    pub incoming: Option<String>,
+    /// How long QEMU may take to open its monitor (default 30 s).
+    pub monitor_timeout: Option<Duration>,
+}
+
+/// What `start` did.
+#[derive(Debug)]
+pub struct StartReport {
+    pub record: RunRecord,
+    /// Lab-mode substitutions (also printed by the CLI and in the live XML).
+    pub substitutions: Vec<Substitution>,
+    /// Non-fatal diagnostics (validation and topology warnings).
+    pub warnings: Vec<Diagnostic>,
+    /// Remarks such as the accelerator chosen.
+    pub notes: Vec<String>,
+    /// Pair states when `wait_failover` was asked for (all working).
+    pub teaming: Option<Vec<PairState>>,
+    /// From spawning QEMU until QMP answered and the vCPUs run.
+    pub launch_time: Duration,
+}
+
+/// The first substitution line, as printed and recorded.
+pub fn describe_substitution(s: &Substitution) -> String {
+    format!(
+        "lab mode: failover primary {} ({}) emulated by {} (romfile='') with MAC {} paired with standby {}",
+        s.id,
+        s.host.as_deref().map_or("no VF".to_string(), |h| format!("stands in for VF {h}")),
+        s.model,
+        s.mac,
+        s.pair
+    )
+}
+
+impl Runtime {
+    /// `start NAME`: the defined domain.
+    pub fn start(&self, name: &str, opts: &StartOptions) -> Result<StartReport, RuntimeError> {
+        let (def, text) = self.domain_def(name)?;
+        self.start_def(def, &text, opts)
+    }
+
+    /// Start a domain from a definition that need not be stored here
+    /// (transient; the migration destination uses this with `incoming`).
+    pub fn start_def(
+        &self,
+        def: DomainDef,
+        text: &str,
+        opts: &StartOptions,
+    ) -> Result<StartReport, RuntimeError> {
+        let name = def.name.clone();
+        crate::state::check_name(&name)?;
+        let _lock = self.sd.lock_domain(&name)?;
+        if let Some(rec) = RunRecord::load(&self.sd, &name)? {
+            if rec.is_alive() {
+                return Err(RuntimeError::AlreadyRunning(name));
+            }
+            run::cleanup_dead(&self.sd, &name)?;
+        }
+        let paths = self.sd.create_run_dir(&name)?;
+        let prep = match self.prepare(def, text, opts, &paths) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = run::release_vfs(&self.sd, &name);
+                return Err(e);
+            }
+        };
+        let Prepared {
+            spec,
+            substitutions,
+            warnings,
+            notes,
+        } = prep;
+        let pairs = spec.pairs.clone();
+        let t0 = Instant::now();
+        // One tokio runtime for the whole conversation: the QMP connection's
+        // tasks live on it, so it must outlast the wait for failover.
+        let wait = opts.wait_failover.filter(|_| opts.incoming.is_none());
+        let outcome = block_on(async {
+            let mut l = run::launch(&self.sd, spec).await?;
+            let launch_time = t0.elapsed();
+            let states = match wait {
+                Some(w) => Some(teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w).await?),
+                None => None,
+            };
+            Ok::<_, RuntimeError>((l.record, launch_time, states))
+        })
+        .and_then(|r| r);
+        let (record, launch_time, states) = match outcome {
+            Ok(x) => x,
+            Err(e) => {
+                // A QEMU that failed to come up is gone; one that is running
+                // (failover wait failed) keeps its VFs.
+                if !matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive()) {
+                    let _ = run::release_vfs(&self.sd, &name);
+                }
+                return Err(e);
+            }
+        };
+        let mut report = StartReport {
+            record,
+            substitutions,
+            warnings,
+            notes,
+            teaming: None,
+            launch_time,
+        };
+        if let (Some(wait), Some(states)) = (wait, states) {
+            let problems: Vec<String> = states.iter().filter_map(PairState::problem).collect();
+            if !problems.is_empty() {
+                return Err(RuntimeError::FailoverNotNegotiated {
+                    name,
+                    secs: wait.as_secs(),
+                    problems,
+                    states,
+                });
+            }
+            report.teaming = Some(states);
+        }
+        Ok(report)
+    }
+
+    fn prepare(
+        &self,
+        mut def: DomainDef,
+        text: &str,
+        opts: &StartOptions,
+        paths: &RunPaths,
+    ) -> Result<Prepared, RuntimeError> {
+        let name = def.name.clone();
+        let mut notes = Vec::new();
+        let accel = opts.accel.unwrap_or_else(Accel::detect);
+        if opts.accel.is_none() && def.type_ == "kvm" && accel == Accel::Tcg {
+            notes.push(format!(
+                "domain type 'kvm' but KVM is not usable on this host: running '{name}' with TCG (choose with --accel)"
+            ));
+        }
+        def.type_ = match accel {
+            Accel::Kvm => "kvm".into(),
+            Accel::Tcg => "qemu".into(),
+        };
+        let caps = self.caps(&emulator_of(&def))?;
+        let mut warnings = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
+        if warnings.iter().any(Diagnostic::is_error) {
+            return Err(RuntimeError::Invalid {
+                diags: warnings,
+                text: text.to_owned(),
+                file: None,
+            });
+        }
+
+        // The VF pools this domain draws from.
+        let src = StateNetworks { sd: &self.sd };
+        let mut nets = BTreeSet::new();
+        for iface in def
+            .devices
+            .interfaces
+            .iter()
+            .filter(|i| i.type_ == InterfaceType::Network)
+        {
+            let net = iface.source_network().unwrap_or_default().to_owned();
+            let Some((nd, _)) = src
+                .lookup(&net)
+                .map_err(|e| RuntimeError::Convert(e.to_string()))?
+            else {
+                return Err(RuntimeError::NoNetwork(net));
+            };
+            if is_hostdev_network(&nd) {
+                nets.insert(net);
+            }
+        }
+        let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
+        let mut emulate = opts.emulate_vf;
+        for p in &pools {
+            emulate |= p.state()?.emulate_vf;
+        }
+        let bopts = BuildOptions {
+            test_env: false,
+            domain_dir: Some(paths.dir.clone()),
+            monitor: Monitor::Path(paths.qmp_sock.clone()),
+            emulate_vf: emulate,
+            ..Default::default()
+        };
+
+        let conv: Conversion = VfPool::update_many(&pools, |states| {
+            for st in states.iter_mut() {
+                st.allocations.retain(|a| a.domain != name);
+            }
+            let in_use: Vec<PciAddress> = states
+                .iter()
+                .flat_map(|s| s.allocations.iter())
+                .filter_map(|a| parse_pci(&a.address))
+                .collect();
+            let conv = match convert(def.clone(), &caps, &src, &in_use, &bopts) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(RuntimeError::Convert(e.to_string()))),
+            };
+            let fatal: Vec<Diagnostic> = conv
+                .warnings
+                .iter()
+                .filter(|d| fatal_at_start(d.code))
+                .cloned()
+                .collect();
+            if !fatal.is_empty() {
+                return Ok(Err(RuntimeError::Refused {
+                    name: name.clone(),
+                    diags: fatal,
+                    text: text.to_owned(),
+                }));
+            }
+            for (i, a) in conv.actual.iter().enumerate() {
+                if let (InterfaceType::Hostdev, Some(net), Some(addr)) =
+                    (a.type_, &a.network, &a.hostdev)
+                {
+                    if let Some(k) = nets.iter().position(|n| n == net) {
+                        states[k].allocations.push(VfAllocation {
+                            address: pci_string(addr),
+                            domain: name.clone(),
+                            device: conv.built.aliases.interfaces[i].clone(),
+                        });
+                    }
+                }
+            }
+            Ok(Ok(conv))
+        })??;
+        warnings.extend(conv.warnings.iter().cloned());
+
+        let id = run::next_id(&self.sd)?;
+        let vfs: Vec<VfBinding> = conv
+            .actual
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match (a.type_, &a.network, &a.hostdev) {
+                (InterfaceType::Hostdev, Some(net), Some(addr)) => Some(VfBinding {
+                    network: net.clone(),
+                    device: conv.built.aliases.interfaces[i].clone(),
+                    address: pci_string(addr),
+                }),
+                _ => None,
+            })
+            .collect();
+        let pairs = teaming_pairs(&conv);
+        let substitutions = conv.built.substitutions.clone();
+        let sub_lines: Vec<String> = substitutions.iter().map(describe_substitution).collect();
+        let live_xml = live::live_xml(&conv, id, accel, &vfs, &substitutions);
+
+        // Runtime parts of the argv.
+        write_master_key(&paths.dir)?;
+        let mut argv = conv.built.cmd.argv.clone();
+        let emulator = PathBuf::from(argv.remove(0));
+        let serial_log = serial_logging(&mut argv, &paths.serial_log);
+        if let Some(uri) = &opts.incoming {
+            argv.push("-incoming".into());
+            argv.push(uri.clone());
+        }
+        let spec = LaunchSpec {
+            name: name.clone(),
+            id,
+            uuid: def.uuid.map(|u| u.to_string()),
+            emulator,
+            env: Some(conv.built.cmd.env.clone()),
+            args: argv,
+            accel,
+            serial_log: Some(serial_log),
+            pairs,
+            vfs,
+            substitutions: sub_lines,
+            live_xml,
+            incoming: opts.incoming.is_some(),
+            monitor_timeout: opts.monitor_timeout.unwrap_or(Duration::from_secs(30)),
+        };
+        Ok(Prepared {
+            spec,
+            substitutions,
+            warnings,
+            notes,
+        })
+    }
+}
+
+struct Prepared {
+    spec: LaunchSpec,
+    substitutions: Vec<Substitution>,
+    warnings: Vec<Diagnostic>,
+    notes: Vec<String>,
+}
+
+/// libvirt keeps a random 32-byte master key per domain and passes it as
+/// `-object secret,...,file=DIR/master-key.aes`.
+fn write_master_key(dir: &Path) -> Result<(), RuntimeError> {
+    let mut key = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| RuntimeError::Internal(format!("cannot read /dev/urandom: {e}")))?;
+    write_atomic(&dir.join("master-key.aes"), &key, 0o600)?;
+    Ok(())
+}
+
+/// Make sure the guest console ends up in a file: a `<serial type='file'>`
+/// already does (its path is returned); a pty/null serial gets QEMU's
+/// `logfile=` (what libvirt's `<log file=.../>` does); a domain without any
+/// serial gets one logging to `log`.
+fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
+    let esc = log.display().to_string().replace(',', ",,");
+    let mut i = 0;
+    while i + 1 < argv.len() {
+        if argv[i] == "-chardev" && argv[i + 1].contains("id=charserial") {
+            let v = &argv[i + 1];
+            if let Some(rest) = v.strip_prefix("file,") {
+                if let Some(p) = rest
+                    .split(",path=")
+                    .nth(1)
+                    .or_else(|| rest.strip_prefix("path="))
+                {
+                    // Unescape QEMU's doubled commas; the path runs to the next single comma.
+                    let mut path = String::new();
+                    let mut chars = p.chars().peekable();
+                    while let Some(c) = chars.next() {
+                        if c == ',' {
+                            if chars.peek() == Some(&',') {
+                                chars.next();
+                                path.push(',');
+                                continue;
+                            }
+                            break;
+                        }
+                        path.push(c);
+                    }
+                    return PathBuf::from(path);
+                }
+            }
+            if !v.starts_with('{') && !v.contains("logfile=") {
+                argv[i + 1] = format!("{v},logfile={esc},logappend=on");
+                return log.to_owned();
+            }
+        }
+        i += 1;
+    }
+    argv.push("-serial".into());
+    argv.push(format!("file:{}", log.display()));
+    log.to_owned()
+}
+
+/// The standby/primary pairs of the built domain, with the ids QEMU uses.
+fn teaming_pairs(conv: &Conversion) -> Vec<TeamingPair> {
+    let def = &conv.def;
+    let al = &conv.built.aliases;
+    let mac_of = |i: usize| {
+        def.devices.interfaces[i]
+            .mac
+            .as_ref()
+            .map(|m| m.address.to_string())
+    };
+    let standby_mac = |id: &str| {
+        def.devices
+            .interfaces
+            .iter()
+            .enumerate()
+            .find(|(i, n)| {
+                al.interfaces[*i] == id && n.teaming_type() == Some(TeamingType::Persistent)
+            })
+            .and_then(|(i, _)| mac_of(i))
+    };
+    let sub = |id: &str| conv.built.substitutions.iter().find(|s| s.id == id);
+    let mut out = Vec::new();
+    for (i, n) in def.devices.interfaces.iter().enumerate() {
+        let Some(t) = n
+            .teaming
+            .as_ref()
+            .filter(|t| t.type_ == TeamingType::Transient)
+        else {
+            continue;
+        };
+        let Some(standby) = t.persistent.clone() else {
+            continue;
+        };
+        let primary = al.interfaces[i].clone();
+        let a = conv.actual.get(i);
+        let s = sub(&primary);
+        out.push(TeamingPair {
+            standby_mac: standby_mac(&standby),
+            primary_mac: s.map(|s| s.mac.clone()).or_else(|| mac_of(i)),
+            vf: a.and_then(|a| a.hostdev.as_ref()).map(pci_string),
+            network: a.and_then(|a| a.network.clone()),
+            emulated: s.is_some(),
+            standby,
+            primary,
+        });
+    }
+    for (j, h) in def.devices.hostdevs.iter().enumerate() {
+        let Some(t) = h
+            .teaming
+            .as_ref()
+            .filter(|t| t.type_ == TeamingType::Transient)
+        else {
+            continue;
+        };
+        let Some(standby) = t.persistent.clone() else {
+            continue;
+        };
+        let primary = al.hostdevs[j].clone();
+        let s = sub(&primary);
+        out.push(TeamingPair {
+            standby_mac: standby_mac(&standby),
+            // A plain <hostdev> VF's MAC is set out of band: unknown here.
+            primary_mac: s.map(|s| s.mac.clone()),
+            vf: h.source.pci.as_ref().map(pci_string),
+            network: None,
+            emulated: s.is_some(),
+            standby,
+            primary,
+        });
+    }
+    out
+}
+
+/// Rewrite a resolved `<interface type='network'>` the way libvirt's live
+/// XML shows it: the actual type and source.
+pub(crate) fn show_actual(def: &mut DomainDef, conv: &Conversion) {
+    for (n, a) in def.devices.interfaces.iter_mut().zip(&conv.actual) {
+        if n.type_ == InterfaceType::Network && a.type_ == InterfaceType::Hostdev {
+            n.type_ = InterfaceType::Hostdev;
+            n.managed = Some(a.managed);
+            n.source = Some(InterfaceSource {
+                pci: a.hostdev,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn serial_file_is_honoured() {
+        let mut a = args(&[
+            "-chardev",
+            "file,id=charserial0,path=/tmp/a,,b.log",
+            "-device",
+            "x",
+        ]);
+        let p = serial_logging(&mut a, Path::new("/run/s.log"));
+        assert_eq!(p, PathBuf::from("/tmp/a,b.log"));
+        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn pty_serial_gets_a_logfile() {
+        let mut a = args(&["-chardev", "pty,id=charserial0"]);
+        let p = serial_logging(&mut a, Path::new("/run/s.log"));
+        assert_eq!(p, PathBuf::from("/run/s.log"));
+        assert_eq!(a[1], "pty,id=charserial0,logfile=/run/s.log,logappend=on");
+    }
+
+    #[test]
+    fn no_serial_adds_one() {
+        let mut a = args(&["-chardev", "socket,id=charmonitor,path=/x"]);
+        serial_logging(&mut a, Path::new("/run/s.log"));
+        assert_eq!(&a[2..], &args(&["-serial", "file:/run/s.log"])[..]);
+    }
+}
