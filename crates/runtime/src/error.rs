@@ -55,6 +55,8 @@ pub enum RuntimeError {
         secs: u64,
         problems: Vec<String>,
         states: Vec<PairState>,
+        /// Lab-mode substitutions made by this start (to print them anyway).
+        substitutions: Vec<String>,
     },
     #[error(transparent)]
     State(#[from] StateError),

@@ -152,11 +152,17 @@ impl Runtime {
         if let (Some(wait), Some(states)) = (wait, states) {
             let problems: Vec<String> = states.iter().filter_map(PairState::problem).collect();
             if !problems.is_empty() {
+                let substitutions = report
+                    .substitutions
+                    .iter()
+                    .map(describe_substitution)
+                    .collect();
                 return Err(RuntimeError::FailoverNotNegotiated {
                     name,
                     secs: wait.as_secs(),
                     problems,
                     states,
+                    substitutions,
                 });
             }
             report.teaming = Some(states);

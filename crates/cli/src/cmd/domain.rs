@@ -235,7 +235,15 @@ pub fn start(a: StartArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if let RuntimeError::FailoverNotNegotiated { states, .. } = &e {
+            if let RuntimeError::FailoverNotNegotiated {
+                states,
+                substitutions,
+                ..
+            } = &e
+            {
+                for s in substitutions {
+                    eprintln!("{s}");
+                }
                 print_pairs(states);
             }
             report(&what, &e)

@@ -1,0 +1,306 @@
+//! End-to-end through the `teamvirt` binary under TCG with the test guest:
+//! a VF pool network and a q35 domain with a teaming pair, started in lab
+//! mode; the pair negotiates, the primary is plugged, the guest shows a
+//! net_failover master with two slaves, the pool hands out its only VF
+//! once, a destroyed or dead QEMU gives the VF back. Negative: a guest
+//! without virtio_net failover support is reported as not negotiated.
+//! Skips only when QEMU is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
+
+const MAC: &str = "52:54:00:12:34:56";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    files: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        Env {
+            state,
+            files,
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .args(args)
+            .env("TEAMVIRT_STATE_DIR", &self.state)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ teamvirt {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.run(args);
+        assert!(out.status.success(), "teamvirt {} failed", args.join(" "));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "teamvirt {} should fail",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.files.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args).0).unwrap()
+    }
+
+    fn vfs_used(&self, net: &str) -> u64 {
+        let nets = self.json(&["net-list", "--json"]);
+        let n = nets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == net)
+            .unwrap();
+        n["vfs_used"].as_u64().unwrap()
+    }
+
+    fn serial(&self, dom: &str) -> SerialLog {
+        SerialLog::new(self.state.join("run").join(dom).join("serial.log"))
+    }
+}
+
+/// A pool with exactly one VF.
+const NET: &str = "<network>
+  <name>vfpool</name>
+  <forward mode='hostdev' managed='yes'>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+  </forward>
+</network>
+";
+
+fn domain(name: &str, kernel: &Path, initrd: &Path, cmdline: &str) -> String {
+    format!(
+        "<domain type='kvm'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{}</kernel>
+    <initrd>{}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <interface type='user'>
+      <mac address='{MAC}'/>
+      <model type='virtio'/>
+      <teaming type='persistent'/>
+      <alias name='ua-backup0'/>
+    </interface>
+    <interface type='network'>
+      <source network='vfpool'/>
+      <mac address='{MAC}'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-backup0'/>
+    </interface>
+  </devices>
+</domain>
+",
+        kernel.display(),
+        initrd.display()
+    )
+}
+
+fn pair(v: &Value) -> &Value {
+    let pairs = v["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{v}");
+    &pairs[0]
+}
+
+#[test]
+fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
+    if qemu_or_skip("failover_pair_negotiates_in_lab_mode_and_vf_returns").is_none() {
+        return;
+    }
+    let guest = test_guest().expect("test guest builds");
+    let _lock = guest_lock();
+    let e = Env::new();
+    let net = e.write("net.xml", NET);
+    let d1 = e.write(
+        "tv1.xml",
+        &domain("tv1", &guest.kernel, &guest.initrd, &guest.cmdline("")),
+    );
+    let d2 = e.write(
+        "tv2.xml",
+        &domain("tv2", &guest.kernel, &guest.initrd, &guest.cmdline("")),
+    );
+    e.ok(&["net-define", &net]);
+    e.ok(&["define", &d1]);
+    e.ok(&["define", &d2]);
+    let (out, _) = e.ok(&["list", "--all"]);
+    assert!(out.contains("tv1") && out.contains("shut off"), "{out}");
+
+    let (out, err) = e.ok(&[
+        "start",
+        "tv1",
+        "--emulate-vf",
+        "--accel",
+        "tcg",
+        "--wait-failover=120",
+    ]);
+    assert!(out.contains("Domain 'tv1' started"), "{out}");
+    assert!(
+        err.contains("lab mode: failover primary hostdev0 (stands in for VF 0000:3b:02.1) emulated by e1000e"),
+        "substitution is printed: {err}"
+    );
+    assert_eq!(e.vfs_used("vfpool"), 1);
+
+    let t = e.json(&["teaming", "tv1", "--json"]);
+    let p = pair(&t);
+    assert_eq!(p["standby"], "ua-backup0");
+    assert_eq!(p["primary"], "hostdev0");
+    assert_eq!(p["negotiated"], true, "{t}");
+    assert_eq!(p["plugged"], true, "{t}");
+    assert_eq!(p["vf"], "0000:3b:02.1");
+    assert_eq!(p["emulated"], true);
+
+    // The guest bonds both NICs under a net_failover master.
+    let st = e
+        .serial("tv1")
+        .wait_for_failover_master(2, Duration::from_secs(60))
+        .expect("guest failover master");
+    let g = st.failover_master(2).unwrap();
+    assert!(g.standby.is_some() && g.primaries.len() == 1, "{g:?}");
+
+    // Live XML records the VF and the substitution; the inactive XML is untouched.
+    let (live, _) = e.ok(&["dumpxml", "tv1"]);
+    assert!(
+        live.contains("<teamvirt:vf network='vfpool' device='hostdev0' address='0000:3b:02.1'/>"),
+        "{live}"
+    );
+    assert!(
+        live.contains("<teamvirt:emulated-primary device='hostdev0' model='e1000e'"),
+        "{live}"
+    );
+    assert!(
+        live.contains("<interface type='hostdev' managed='yes'>"),
+        "{live}"
+    );
+    let (inactive, _) = e.ok(&["dumpxml", "--inactive", "tv1"]);
+    assert!(
+        !inactive.contains("teamvirt:")
+            && !inactive.contains("<metadata")
+            && inactive.contains("<source network='vfpool'/>"),
+        "{inactive}"
+    );
+    assert_eq!(e.ok(&["domstate", "tv1"]).0.trim(), "running");
+
+    // The pool's only VF is taken: libvirt's exhaustion error.
+    let err = e.fail(&["start", "tv2", "--emulate-vf", "--accel", "tcg"]);
+    assert!(
+        err.contains(
+            "network 'vfpool' requires exclusive access to interfaces, but none are available"
+        ),
+        "{err}"
+    );
+    assert_eq!(e.ok(&["domstate", "tv2"]).0.trim(), "shut off");
+
+    let (out, err) = e.ok(&["destroy", "tv1"]);
+    assert!(out.contains("Domain 'tv1' destroyed"), "{out}");
+    assert!(
+        err.contains("VF 0000:3b:02.1 (hostdev0) returned to network 'vfpool'"),
+        "{err}"
+    );
+    assert_eq!(e.vfs_used("vfpool"), 0);
+    assert_eq!(e.ok(&["domstate", "tv1"]).0.trim(), "shut off");
+
+    // A QEMU that dies behind teamvirt's back is noticed by the next command.
+    e.ok(&["start", "tv2", "--emulate-vf", "--accel", "tcg"]);
+    assert_eq!(e.vfs_used("vfpool"), 1);
+    let pid = std::fs::read_to_string(e.state.join("run/tv2/pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(e.vfs_used("vfpool"), 0);
+    assert_eq!(e.ok(&["domstate", "tv2"]).0.trim(), "shut off");
+    e.ok(&["undefine", "tv1"]);
+    e.ok(&["undefine", "tv2"]);
+    e.ok(&["net-undefine", "vfpool"]);
+}
+
+#[test]
+fn guest_without_failover_support_is_reported() {
+    if qemu_or_skip("guest_without_failover_support_is_reported").is_none() {
+        return;
+    }
+    let guest = test_guest().expect("test guest builds");
+    let _lock = guest_lock();
+    let e = Env::new();
+    let net = e.write("net.xml", NET);
+    let d = e.write(
+        "tv.xml",
+        &domain(
+            "tv",
+            &guest.kernel,
+            &guest.initrd,
+            &guest.cmdline("e2e.skip=virtio_net"),
+        ),
+    );
+    e.ok(&["net-define", "--emulate-vf", &net]);
+    e.ok(&["define", &d]);
+    // Lab mode comes from the network here.
+    let err = e.fail(&["start", "tv", "--accel", "tcg", "--wait-failover=15"]);
+    assert!(
+        err.contains("failover not negotiated for domain 'tv' within 15 s"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pair ua-backup0 (standby) / hostdev0 (primary): the guest did not negotiate failover"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("lab mode") || err.contains("emulated"),
+        "substitution printed: {err}"
+    );
+
+    let t = e.json(&["teaming", "tv", "--json"]);
+    let p = pair(&t);
+    assert_eq!(p["negotiated"], false, "{t}");
+    assert_eq!(p["plugged"], false, "{t}");
+    e.ok(&["destroy", "tv"]);
+    assert_eq!(e.vfs_used("vfpool"), 0);
+}
