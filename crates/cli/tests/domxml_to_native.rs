@@ -147,3 +147,48 @@ fn transient_on_non_hostdev_network_is_refused_with_libvirts_text() {
         "{err}"
     );
 }
+
+/// `teamvirt format --caps` reproduces every x86_64 XML output of the corpus.
+#[test]
+fn format_with_caps_matches_corpus() {
+    let Some(c) = teamvirt_testinfra::corpus_or_skip("format_with_caps") else {
+        return;
+    };
+    let caps = c.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let data = c.join("qemuxmlconfdata");
+    let mut names: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .strip_suffix(".x86_64-latest.xml")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    let mut failures = Vec::new();
+    for n in &names {
+        let mut expected =
+            std::fs::read_to_string(data.join(format!("{n}.x86_64-latest.xml"))).unwrap();
+        if !expected.contains('<') {
+            // libvirt's symlink to the input, stored as its name.
+            expected = std::fs::read_to_string(data.join(expected.trim())).unwrap();
+        }
+        let out = teamvirt()
+            .arg("format")
+            .arg("--caps")
+            .arg(&caps)
+            .arg(data.join(format!("{n}.xml")))
+            .output()
+            .unwrap();
+        if !out.status.success() || String::from_utf8_lossy(&out.stdout) != expected {
+            failures.push(n.clone());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "format --caps differs for: {failures:?}"
+    );
+    assert!(names.len() >= 20, "{names:?}");
+}

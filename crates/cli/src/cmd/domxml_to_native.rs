@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use teamvirt_conf::{Diagnostic, DomainDef, NetworkDef, NetworkPortDef};
+use teamvirt_conf::{DomainDef, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::caps::{self, QemuCaps};
 use teamvirt_qemu::command::{convert, BuildOptions, Format};
 use teamvirt_qemu::resolve::{Chain, NetworkMap, NetworkSource, TestNetworkDirs};
@@ -45,30 +45,8 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Render a diagnostic like a compiler: message, location, source line,
-/// marker, hint.
-pub fn render(d: &Diagnostic, source: Option<&str>) -> String {
-    let mut out = format!("{}: {}\n", d.severity, d.message);
-    if let Some(loc) = d.location() {
-        out.push_str(&format!("  --> {loc}\n"));
-    }
-    if let (Some(src), Some(pos)) = (source, d.pos) {
-        if let Some(line) = src.lines().nth(pos.line.saturating_sub(1) as usize) {
-            out.push_str(&format!("   | {line}\n"));
-            let col = pos.col.saturating_sub(1) as usize;
-            let pad: String = line
-                .chars()
-                .take(col)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            out.push_str(&format!("   | {pad}^\n"));
-        }
-    }
-    if let Some(h) = &d.hint {
-        out.push_str(&format!("   = hint: {h}\n"));
-    }
-    out
-}
+/// Compiler-style diagnostic rendering (kept here for callers that import it).
+pub use crate::render::render;
 
 fn load_networks(specs: &[String]) -> Result<NetworkMap, String> {
     let mut map = NetworkMap::default();
