@@ -20,6 +20,8 @@ pub mod error;
 pub mod live;
 /// flock-based advisory locks.
 pub mod lock;
+/// Live migration (unplug, migrate, replug; deadline, rollback, job state).
+pub mod migrate;
 /// Network verbs and the network lookup used at start.
 pub mod network;
 /// VF pools of hostdev networks.

@@ -1,0 +1,731 @@
+//! The destination side of a migration, as an API a remote host can serve
+//! later (`teamvirt migrate DOMAIN URI`): [`Destination::prepare`] checks
+//! and reserves a VF for every transient, starts QEMU with `-incoming
+//! defer`, enables migration events and makes it listen, returning the URI
+//! the source sends to; [`Destination::finish`] resumes it and checks that
+//! its primaries are plugged; [`Destination::abort`] tears it down and
+//! returns its VFs. [`LocalDestination`] serves another state directory of
+//! this machine over TCP on loopback.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use teamvirt_conf::NetworkDef;
+use teamvirt_qmp::{Event, Qmp};
+use tokio::sync::mpsc;
+
+use super::argv::{destination_args, device_props};
+use super::MigrateError;
+use crate::accel::Accel;
+use crate::lock::FileLock;
+use crate::pool::{PoolError, VfAllocation, VfPool};
+use crate::process::ProcId;
+use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
+use crate::state::{read_optional, write_atomic, StateDir};
+use crate::teaming::{self, PairState, TeamingPair};
+
+/// What the source tells the destination about the domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub emulator: String,
+    /// The source's argv (emulator first); the destination derives its own.
+    pub argv: Vec<String>,
+    pub accel: Accel,
+    /// The source's run directory (paths in `argv` under it are the
+    /// source's own files).
+    pub source_run_dir: PathBuf,
+    pub source_serial_log: Option<PathBuf>,
+    /// The source's state directory (a local destination refuses itself).
+    pub source_root: PathBuf,
+    pub pairs: Vec<TeamingPair>,
+    pub live_xml: String,
+    /// `--persistent`: define the domain on the destination with this XML.
+    pub persistent_xml: Option<String>,
+}
+
+/// Something the destination QEMU reported while the migration runs.
+#[derive(Debug, Clone)]
+pub enum DestEvent {
+    Qmp(Event),
+    /// The destination QEMU is gone (its monitor closed).
+    Exited,
+}
+
+/// A destination ready to receive.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Where the source must send (`tcp:HOST:PORT`).
+    pub uri: String,
+    /// The pairs as they are on the destination (its VFs).
+    pub pairs: Vec<TeamingPair>,
+    /// VFs reserved on the destination.
+    pub vfs: Vec<VfBinding>,
+    /// Lab-mode substitutions on the destination, one line each.
+    pub substitutions: Vec<String>,
+    pub pid: Option<ProcId>,
+    pub events: mpsc::UnboundedReceiver<DestEvent>,
+}
+
+/// A destination that took over the domain.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub pairs: Vec<PairState>,
+    pub running: bool,
+    pub defined: bool,
+}
+
+/// The destination side of a migration.
+pub trait Destination: Send {
+    /// Human-readable name (state directory, URI).
+    fn describe(&self) -> String;
+    /// Check, reserve, start the incoming QEMU and make it listen. On error
+    /// nothing is left behind.
+    fn prepare(
+        &mut self,
+        req: &PrepareRequest,
+    ) -> impl Future<Output = Result<Prepared, MigrateError>> + Send;
+    /// The source completed: wait for the incoming side to complete too,
+    /// resume the vCPUs if `resume`, check the primaries, record the domain.
+    fn finish(
+        &mut self,
+        resume: bool,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Finished, MigrateError>> + Send;
+    /// Tear the destination down and release what it reserved. Returns one
+    /// line per thing done. Safe to call after a failed `prepare` or twice.
+    fn abort(&mut self) -> impl Future<Output = Result<Vec<String>, MigrateError>> + Send;
+}
+
+struct Active {
+    name: String,
+    _lock: FileLock,
+    vfs: Vec<VfBinding>,
+    pairs: Vec<TeamingPair>,
+    persistent_xml: Option<String>,
+    qmp: Option<Qmp>,
+    record: Option<RunRecord>,
+}
+
+/// A destination on another state directory of this host.
+pub struct LocalDestination {
+    sd: StateDir,
+    /// Address QEMU listens on (loopback by default).
+    pub listen: String,
+    active: Option<Active>,
+}
+
+impl LocalDestination {
+    pub fn new(sd: StateDir) -> LocalDestination {
+        LocalDestination {
+            sd,
+            listen: "127.0.0.1".into(),
+            active: None,
+        }
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.sd
+    }
+
+    /// Reserve a destination VF for every transient that has a network, in
+    /// one step over all pools involved (so the check and the reservation
+    /// cannot be separated by another process).
+    fn reserve(&self, req: &PrepareRequest) -> Result<Vec<VfBinding>, MigrateError> {
+        let mut wanted: Vec<(&TeamingPair, &str)> = Vec::new();
+        for p in &req.pairs {
+            match (&p.network, &p.vf) {
+                (Some(net), _) => wanted.push((p, net)),
+                (None, Some(vf)) if !p.emulated => {
+                    return Err(MigrateError::DestSharedVf {
+                        device: p.primary.clone(),
+                        vf: vf.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        let mut nets: Vec<&str> = wanted.iter().map(|w| w.1).collect();
+        nets.sort();
+        nets.dedup();
+        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for net in &nets {
+            let device = wanted
+                .iter()
+                .find(|w| w.1 == *net)
+                .map(|w| w.0.primary.clone());
+            members.insert(
+                net,
+                pool_members(&self.sd, net, device.unwrap_or_default())?,
+            );
+        }
+        let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
+        let name = req.name.clone();
+        let got = VfPool::update_many(&pools, |states| {
+            let mut got = Vec::new();
+            for (pair, net) in &wanted {
+                let i = nets.iter().position(|n| n == net).expect("listed");
+                let st = &mut states[i];
+                let free = members[net]
+                    .iter()
+                    .find(|m| !st.allocations.iter().any(|a| &a.address == *m))
+                    .ok_or_else(|| PoolError::Exhausted {
+                        network: net.to_string(),
+                    })?;
+                st.allocations.push(VfAllocation {
+                    address: free.clone(),
+                    domain: name.clone(),
+                    device: pair.primary.clone(),
+                });
+                got.push(VfBinding {
+                    network: net.to_string(),
+                    device: pair.primary.clone(),
+                    address: free.clone(),
+                });
+            }
+            Ok(got)
+        })?;
+        Ok(got)
+    }
+
+    fn release(&self, name: &str, vfs: &[VfBinding]) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in vfs {
+            match VfPool::new(&self.sd, &v.network).release(&v.address, name) {
+                Ok(true) => out.push(format!(
+                    "destination VF {} returned to network '{}'",
+                    v.address, v.network
+                )),
+                Ok(false) => {}
+                Err(e) => out.push(format!(
+                    "could not return destination VF {} to network '{}': {e}",
+                    v.address, v.network
+                )),
+            }
+        }
+        out
+    }
+
+    async fn start(
+        &mut self,
+        req: &PrepareRequest,
+        vfs: &[VfBinding],
+    ) -> Result<Prepared, MigrateError> {
+        let dst_paths = self.sd.run_paths(&req.name)?;
+        let host: BTreeMap<String, String> = req
+            .pairs
+            .iter()
+            .filter(|p| !p.emulated)
+            .filter_map(|p| {
+                vfs.iter()
+                    .find(|v| v.device == p.primary)
+                    .map(|v| (p.primary.clone(), v.address.clone()))
+            })
+            .collect();
+        let src_args = req.argv.get(1..).unwrap_or_default();
+        let args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
+        let mut pairs = req.pairs.clone();
+        let mut substitutions = Vec::new();
+        for p in pairs.iter_mut() {
+            if let Some(v) = vfs.iter().find(|v| v.device == p.primary) {
+                p.vf = Some(v.address.clone());
+                p.network = Some(v.network.clone());
+            }
+            if p.emulated {
+                let model = device_props(&args, &p.primary)
+                    .and_then(|m| m.get("driver").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| "an emulated NIC".into());
+                substitutions.push(format!(
+                    "lab mode (carried over from the source): {} is an emulated {model}{}, not a VF",
+                    p.primary,
+                    match (&p.vf, &p.network) {
+                        (Some(vf), Some(net)) => format!(" standing for VF {vf} of network '{net}'"),
+                        (Some(vf), None) => format!(" standing for VF {vf}"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+        }
+        let serial_log = req.source_serial_log.as_ref().map(|p| {
+            p.strip_prefix(&req.source_run_dir)
+                .map(|rel| dst_paths.dir.join(rel))
+                .unwrap_or_else(|_| p.clone())
+        });
+        let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs);
+        self.sd.create_run_dir(&req.name)?;
+        copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+        let spec = LaunchSpec {
+            name: req.name.clone(),
+            uuid: req.uuid.clone(),
+            emulator: PathBuf::from(&req.emulator),
+            args,
+            accel: req.accel,
+            serial_log,
+            pairs: pairs.clone(),
+            vfs: vfs.to_vec(),
+            substitutions: substitutions.clone(),
+            live_xml,
+            incoming: true,
+            monitor_timeout: Duration::from_secs(30),
+            id: run::next_id(&self.sd)?,
+            env: None,
+        };
+        let launched = run::launch(&self.sd, spec).await?;
+        let active = self.active.as_mut().expect("set by prepare");
+        active.qmp = Some(launched.qmp.clone());
+        active.record = Some(launched.record.clone());
+        let qmp = launched.qmp;
+        qmp.execute(
+            "migrate-set-capabilities",
+            json!({"capabilities": [{"capability": "events", "state": true}]}),
+        )
+        .await
+        .map_err(MigrateError::dst)?;
+        // Port 0: the kernel picks a free port; QEMU reports it back.
+        qmp.execute(
+            "migrate-incoming",
+            json!({"uri": format!("tcp:{}:0", self.listen)}),
+        )
+        .await
+        .map_err(MigrateError::dst)?;
+        let q = qmp
+            .execute("query-migrate", Value::Null)
+            .await
+            .map_err(MigrateError::dst)?;
+        let port = q
+            .get("socket-address")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|s| s.get("port"))
+            .and_then(|p| {
+                p.as_str()
+                    .map(str::to_owned)
+                    .or(p.as_u64().map(|n| n.to_string()))
+            })
+            .ok_or_else(|| {
+                MigrateError::dst(teamvirt_qmp::QmpError::Protocol(format!(
+                    "query-migrate did not report the listening port: {q}"
+                )))
+            })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut events = launched.events;
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if tx.send(DestEvent::Qmp(ev)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(DestEvent::Exited);
+        });
+        Ok(Prepared {
+            uri: format!("tcp:{}:{port}", self.listen),
+            pairs,
+            vfs: vfs.to_vec(),
+            substitutions,
+            pid: Some(launched.record.proc),
+            events: rx,
+        })
+    }
+}
+
+/// Files of the source's run directory that QEMU reads at start (the
+/// master key `-object secret,file=...`): the destination gets a copy.
+/// Logs, sockets and teamvirt's own records are not copied.
+fn copy_referenced_files(src: &Path, dst: &Path, argv: &[String]) -> Result<(), MigrateError> {
+    let Ok(rd) = std::fs::read_dir(src) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let skip = name.ends_with(".log")
+            || name.ends_with(".json")
+            || name.ends_with(".xml")
+            || name.ends_with(".sock")
+            || name == "pid"
+            || name.starts_with('.');
+        if skip || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let path = src.join(&name).display().to_string();
+        if argv
+            .iter()
+            .any(|a| a.contains(&path) || a.contains(&path.replace(',', ",,")))
+        {
+            let data = std::fs::read(e.path()).map_err(|err| {
+                MigrateError::Conf(format!("cannot read {}: {err}", e.path().display()))
+            })?;
+            write_atomic(&dst.join(&name), &data, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pool members of a destination network, for transient `device`.
+fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>, MigrateError> {
+    let path = sd.network_xml(net)?;
+    let Some(text) = read_optional(&path)? else {
+        return Err(MigrateError::DestNoNetwork {
+            network: net.to_owned(),
+            device,
+        });
+    };
+    let (def, _) = NetworkDef::parse_str(&text, Some(&path))
+        .map_err(|e| MigrateError::Conf(format!("{}: {e}", path.display())))?;
+    let Some(f) = def.forward.as_ref().filter(|f| f.mode_str() == "hostdev") else {
+        return Err(MigrateError::DestNotHostdev {
+            network: net.to_owned(),
+            device,
+        });
+    };
+    if f.addresses.is_empty() && !f.pfs.is_empty() {
+        return pf_members(&f.pfs[0].dev);
+    }
+    Ok(f.addresses.iter().map(|a| a.to_string()).collect())
+}
+
+/// VFs of a PF from sysfs, in virtfn order.
+fn pf_members(pf: &str) -> Result<Vec<String>, MigrateError> {
+    let dir = Path::new("/sys/class/net").join(pf).join("device");
+    let rd = std::fs::read_dir(&dir)
+        .map_err(|e| MigrateError::Conf(format!("Could not get Virtual functions on {pf}: {e}")))?;
+    let mut vfs: Vec<(u32, String)> = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("virtfn").and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            if let Some(f) = t.file_name() {
+                vfs.push((n, f.to_string_lossy().into_owned()));
+            }
+        }
+    }
+    vfs.sort();
+    Ok(vfs.into_iter().map(|v| v.1).collect())
+}
+
+/// The live XML for the destination: each transient's host address inside
+/// its `<source>` becomes the destination's VF.
+fn retarget_live_xml(xml: &str, before: &[TeamingPair], after: &[TeamingPair]) -> String {
+    let mut out = xml.to_owned();
+    for (b, a) in before.iter().zip(after) {
+        let (Some(old), Some(new)) = (&b.vf, &a.vf) else {
+            continue;
+        };
+        if old == new {
+            continue;
+        }
+        let (Some(old_attrs), Some(new_attrs)) = (pci_attrs(old), pci_attrs(new)) else {
+            continue;
+        };
+        // Only inside <source>...</source>: a guest <address> is left alone.
+        let mut res = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find("<source") {
+            let Some(j) = rest[i..].find("</source>").map(|j| i + j) else {
+                break;
+            };
+            res.push_str(&rest[..i]);
+            res.push_str(&rest[i..j].replacen(&old_attrs, &new_attrs, 1));
+            rest = &rest[j..];
+        }
+        res.push_str(rest);
+        // teamvirt's runtime metadata names the VF too.
+        out = res
+            .replace(&format!("address='{old}'"), &format!("address='{new}'"))
+            .replace(&format!("vf='{old}'"), &format!("vf='{new}'"));
+    }
+    out
+}
+
+fn pci_attrs(addr: &str) -> Option<String> {
+    let (d, rest) = addr.split_once(':')?;
+    let (b, rest) = rest.split_once(':')?;
+    let (s, f) = rest.split_once('.')?;
+    Some(format!(
+        "domain='0x{d}' bus='0x{b}' slot='0x{s}' function='0x{f}'"
+    ))
+}
+
+impl Destination for LocalDestination {
+    fn describe(&self) -> String {
+        self.sd.root().display().to_string()
+    }
+
+    async fn prepare(&mut self, req: &PrepareRequest) -> Result<Prepared, MigrateError> {
+        if same_dir(self.sd.root(), &req.source_root) {
+            return Err(MigrateError::SameHost(self.sd.root().to_owned()));
+        }
+        let lock = self
+            .sd
+            .try_lock_domain(&req.name)?
+            .ok_or_else(|| MigrateError::Locked(req.name.clone()))?;
+        if let Some(rec) = RunRecord::load(&self.sd, &req.name)? {
+            if rec.is_alive() {
+                return Err(MigrateError::DestActive(req.name.clone()));
+            }
+            run::cleanup_dead(&self.sd, &req.name)?;
+        }
+        if let (Some(text), Some(uuid)) = (
+            read_optional(&self.sd.domain_xml(&req.name)?)?,
+            req.uuid.as_deref(),
+        ) {
+            if let Ok((def, _)) = teamvirt_conf::DomainDef::parse_str(&text, None) {
+                if let Some(have) = def.uuid.map(|u| u.to_string()) {
+                    if !have.eq_ignore_ascii_case(uuid) {
+                        return Err(MigrateError::DestUuidClash {
+                            name: req.name.clone(),
+                            uuid: have,
+                        });
+                    }
+                }
+            }
+        }
+        let vfs = self.reserve(req)?;
+        self.active = Some(Active {
+            name: req.name.clone(),
+            _lock: lock,
+            vfs: vfs.clone(),
+            pairs: req.pairs.clone(),
+            persistent_xml: req.persistent_xml.clone(),
+            qmp: None,
+            record: None,
+        });
+        match self.start(req, &vfs).await {
+            Ok(p) => {
+                if let Some(a) = self.active.as_mut() {
+                    a.pairs = p.pairs.clone();
+                }
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(&mut self, resume: bool, timeout: Duration) -> Result<Finished, MigrateError> {
+        let a = self
+            .active
+            .as_mut()
+            .ok_or_else(|| MigrateError::Conf("finish without prepare".into()))?;
+        let qmp = a
+            .qmp
+            .clone()
+            .ok_or_else(|| MigrateError::Conf("finish without a destination QEMU".into()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let q = qmp
+                .execute("query-migrate", Value::Null)
+                .await
+                .map_err(MigrateError::dst)?;
+            match q.get("status").and_then(Value::as_str).unwrap_or("") {
+                "completed" => break,
+                "failed" | "cancelled" => {
+                    return Err(MigrateError::Conf(format!(
+                        "the incoming migration on the destination ended '{}'{}",
+                        q["status"].as_str().unwrap_or(""),
+                        q.get("error-desc")
+                            .and_then(Value::as_str)
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
+                    )))
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(MigrateError::Conf(format!(
+                        "the destination did not complete the incoming migration within {} s",
+                        timeout.as_secs()
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        if resume {
+            qmp.execute("cont", Value::Null)
+                .await
+                .map_err(MigrateError::dst)?;
+        }
+        // The primaries are plugged while the device state loads; give the
+        // hotplug a moment to show on the bus.
+        let mut states = teaming::query(&qmp, &a.pairs)
+            .await
+            .map_err(MigrateError::dst)?;
+        let plug_deadline = Instant::now() + Duration::from_secs(10);
+        while states.iter().any(|s| s.negotiated && !s.plugged) && Instant::now() < plug_deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            states = teaming::query(&qmp, &a.pairs)
+                .await
+                .map_err(MigrateError::dst)?;
+        }
+        let running = qmp.query_status().await.map_err(MigrateError::dst)? == "running";
+        if let Some(rec) = a.record.as_mut() {
+            rec.incoming = false;
+            rec.save(&self.sd)?;
+        }
+        let defined = match &a.persistent_xml {
+            Some(xml) => {
+                write_atomic(&self.sd.domain_xml(&a.name)?, xml.as_bytes(), 0o600)?;
+                true
+            }
+            None => false,
+        };
+        // The domain belongs to the destination now: drop the lock.
+        self.active = None;
+        Ok(Finished {
+            pairs: states,
+            running,
+            defined,
+        })
+    }
+
+    async fn abort(&mut self) -> Result<Vec<String>, MigrateError> {
+        let Some(a) = self.active.take() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(rec) = &a.record {
+            if rec.is_alive() {
+                if let Some(q) = &a.qmp {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), q.quit()).await;
+                }
+                let proc = rec.proc;
+                let gone = tokio::task::spawn_blocking(move || {
+                    proc.wait_gone(Duration::from_secs(3))
+                        || proc.kill_painfully(Duration::from_secs(3)).is_ok()
+                })
+                .await
+                .unwrap_or(false);
+                out.push(if gone {
+                    format!("destination QEMU (pid {}) stopped", rec.proc.pid)
+                } else {
+                    format!(
+                        "destination QEMU (pid {}) could not be stopped",
+                        rec.proc.pid
+                    )
+                });
+            } else {
+                out.push(format!(
+                    "destination QEMU (pid {}) had already exited",
+                    rec.proc.pid
+                ));
+            }
+            run::forget(&self.sd, &a.name)?;
+        }
+        out.extend(self.release(&a.name, &a.vfs));
+        Ok(out)
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(net: Option<&str>, vf: Option<&str>, emulated: bool) -> TeamingPair {
+        TeamingPair {
+            standby: "ua-sb".into(),
+            primary: "hostdev0".into(),
+            standby_mac: None,
+            primary_mac: None,
+            vf: vf.map(Into::into),
+            network: net.map(Into::into),
+            emulated,
+        }
+    }
+
+    fn req(pairs: Vec<TeamingPair>) -> PrepareRequest {
+        PrepareRequest {
+            name: "vm".into(),
+            uuid: None,
+            emulator: "/bin/false".into(),
+            argv: vec![],
+            accel: Accel::Tcg,
+            source_run_dir: "/src/run/vm".into(),
+            source_serial_log: None,
+            source_root: "/src".into(),
+            pairs,
+            live_xml: String::new(),
+            persistent_xml: None,
+        }
+    }
+
+    const POOL: &str = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'><address type='pci' domain='0x0000' bus='0x81' slot='0x00' function='0x1'/><address type='pci' domain='0x0000' bus='0x81' slot='0x00' function='0x2'/></forward></network>";
+
+    #[test]
+    fn reserve_checks_network_and_pool() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let d = LocalDestination::new(sd.clone());
+        let r = req(vec![pair(Some("vfpool"), Some("0000:03:07.1"), true)]);
+        assert!(matches!(
+            d.reserve(&r),
+            Err(MigrateError::DestNoNetwork { .. })
+        ));
+        write_atomic(
+            &sd.network_xml("vfpool").unwrap(),
+            b"<network><name>vfpool</name><forward mode='nat'/></network>",
+            0o600,
+        )
+        .unwrap();
+        assert!(matches!(
+            d.reserve(&r),
+            Err(MigrateError::DestNotHostdev { .. })
+        ));
+        write_atomic(&sd.network_xml("vfpool").unwrap(), POOL.as_bytes(), 0o600).unwrap();
+        let got = d.reserve(&r).unwrap();
+        assert_eq!(got[0].address, "0000:81:00.1");
+        let pool = VfPool::new(&sd, "vfpool");
+        pool.reserve("0000:81:00.2", "other", "hostdev0").unwrap();
+        let mut r2 = r.clone();
+        r2.name = "vm2".into();
+        let e = d.reserve(&r2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "internal error: network 'vfpool' requires exclusive access to interfaces, but none are available"
+        );
+        assert_eq!(d.release("vm", &got).len(), 1);
+        assert_eq!(pool.state().unwrap().allocations.len(), 1);
+    }
+
+    #[test]
+    fn direct_real_vf_cannot_be_shared_on_one_host() {
+        let t = tempfile::tempdir().unwrap();
+        let d = LocalDestination::new(StateDir::open(t.path()).unwrap());
+        let e = d
+            .reserve(&req(vec![pair(None, Some("0000:03:07.1"), false)]))
+            .unwrap_err();
+        assert!(matches!(e, MigrateError::DestSharedVf { .. }), "{e}");
+        // Lab mode without a network: nothing to reserve.
+        assert!(d
+            .reserve(&req(vec![pair(None, Some("0000:03:07.1"), true)]))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn live_xml_source_address_is_retargeted() {
+        let xml = "<interface type='network'><source network='vfpool'><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></source><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>";
+        let out = retarget_live_xml(
+            xml,
+            &[pair(Some("vfpool"), Some("0000:03:07.1"), true)],
+            &[pair(Some("vfpool"), Some("0000:81:00.2"), true)],
+        );
+        assert_eq!(
+            out.matches("bus='0x81' slot='0x00' function='0x2'").count(),
+            1
+        );
+        assert!(out.ends_with("<address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>"));
+    }
+}

@@ -1,0 +1,811 @@
+//! The source side of a live migration.
+//!
+//! Sequence (see `e2e-failover-recipe.md` §3): prechecks, the destination
+//! prepares (VFs reserved, QEMU `-incoming defer` listening), migration
+//! events on, `migrate`; QEMU then goes `setup -> wait-unplug -> active ->
+//! completed`, asking the guest to unplug each primary (`UNPLUG_PRIMARY`)
+//! on the way; the destination plugs its own VF back (`FAILOVER_NEGOTIATED`
+//! there) and resumes; the source QEMU exits and its VFs return to the pool.
+//!
+//! Rollback: QEMU waits in `wait-unplug` forever, so teamvirt cancels at
+//! `--unplug-timeout`, on a failed migration, a destination that died,
+//! `domjobabort` or Ctrl-C. On cancel QEMU waits (up to 30 s) for a pending
+//! unplug to finish and then plugs the primary back into the guest. A
+//! *paused* guest cannot finish the unplug: QEMU sits in `cancelling` for
+//! 30 s, "plugs it back", and the guest then ejects it for good at its next
+//! resume (`DEVICE_DELETED`; verified under QEMU 7.2). So when the guest is
+//! paused with an unplug pending, teamvirt resumes it for the rollback, lets
+//! the eject finish and QEMU plug the primary back, and pauses it again.
+//! Every primary that was plugged is then verified on the source's bus (and
+//! re-added with its original options if the guest deleted it anyway).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use teamvirt_conf::DomainDef;
+use teamvirt_qmp::{Event, MigrationStatus, Qmp};
+use tokio::sync::watch;
+
+use super::dest::{DestEvent, Destination, PrepareRequest};
+use super::job::{self, JobInfo};
+use super::{argv, precheck, MigrateError};
+use crate::run::{self, RunRecord, VfBinding};
+use crate::state::{read_optional, remove_optional, StateDir};
+use crate::teaming::{self, PairState};
+
+/// How to migrate.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Cancel when the guest has not unplugged its primaries this long
+    /// after the migration started.
+    pub unplug_timeout: Duration,
+    /// virsh `--timeout`: when the copy has not converged this long after
+    /// the start, pause the source so it can (only once the primaries are
+    /// unplugged: a paused guest cannot unplug).
+    pub timeout: Option<Duration>,
+    /// Bandwidth cap in MiB/s (virsh `--bandwidth`).
+    pub bandwidth_mib: Option<u64>,
+    /// Define the domain on the destination (virsh `--persistent`).
+    pub persistent: bool,
+    /// Remove the definition from the source (virsh `--undefinesource`).
+    pub undefine_source: bool,
+    /// `query-migrate` polling for the figures.
+    pub poll: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            unplug_timeout: Duration::from_secs(30),
+            timeout: None,
+            bandwidth_mib: None,
+            persistent: false,
+            undefine_source: false,
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Which QEMU reported an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// What the migration reports as it goes (rendered by the CLI: progress
+/// bar, plain lines or one JSON object each).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Progress {
+    Warning {
+        message: String,
+    },
+    Info {
+        message: String,
+    },
+    /// A new phase: `prepare`, QEMU's statuses, `finish`, `rollback`.
+    Phase {
+        phase: String,
+        elapsed_ms: u64,
+    },
+    /// A QMP event of either QEMU (UNPLUG_PRIMARY, FAILOVER_NEGOTIATED, ...).
+    Qemu {
+        side: Side,
+        name: String,
+        data: Value,
+        elapsed_ms: u64,
+    },
+    /// Figures, a few times a second.
+    Stats {
+        phase: String,
+        elapsed_ms: u64,
+        data_processed: Option<u64>,
+        data_remaining: Option<u64>,
+        data_total: Option<u64>,
+        mbps: Option<f64>,
+    },
+    Rollback {
+        step: String,
+        elapsed_ms: u64,
+    },
+}
+
+/// A migration that completed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub job: JobInfo,
+    pub destination_pairs: Vec<PairState>,
+    pub destination_vfs: Vec<VfBinding>,
+    pub released_source_vfs: Vec<VfBinding>,
+    pub destination_running: bool,
+    pub defined_on_destination: bool,
+    pub undefined_on_source: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Why the migration is being abandoned.
+enum Stop {
+    Deadline(Vec<String>),
+    Aborted(String),
+    QemuFailed(String),
+    DestGone,
+    SourceGone,
+}
+
+struct Ctx<'a> {
+    sd: &'a StateDir,
+    name: &'a str,
+    job: JobInfo,
+    t0: Instant,
+    last_publish: Instant,
+    progress: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+impl Ctx<'_> {
+    fn ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+    fn emit(&mut self, p: Progress) {
+        (self.progress)(p)
+    }
+    fn phase(&mut self, phase: &str) {
+        if self.job.phase == phase {
+            return;
+        }
+        self.job.phase = phase.to_owned();
+        let elapsed_ms = self.ms();
+        self.emit(Progress::Phase {
+            phase: phase.to_owned(),
+            elapsed_ms,
+        });
+        self.publish(true);
+    }
+    fn rollback(&mut self, step: String, log: &mut Vec<String>) {
+        let elapsed_ms = self.ms();
+        log.push(step.clone());
+        self.emit(Progress::Rollback { step, elapsed_ms });
+    }
+    fn publish(&mut self, force: bool) {
+        if force || self.last_publish.elapsed() >= Duration::from_millis(200) {
+            self.job.tick();
+            // Publishing is best effort: a full disk must not break the job.
+            let _ = job::publish(self.sd, self.name, &self.job);
+            self.last_publish = Instant::now();
+        }
+    }
+}
+
+/// Migrate the running domain `name` of `sd` to `dest`. `abort` carries a
+/// reason once the user wants the job cancelled (domjobabort, Ctrl-C).
+pub async fn migrate<D: Destination>(
+    sd: &StateDir,
+    name: &str,
+    dest: &mut D,
+    opts: &MigrateOptions,
+    mut abort: watch::Receiver<Option<String>>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, MigrateError> {
+    let _lock = sd
+        .try_lock_domain(name)?
+        .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
+    let rec = RunRecord::load(sd, name)?
+        .filter(RunRecord::is_alive)
+        .ok_or_else(|| MigrateError::NotRunning(name.to_owned()))?;
+    if rec.incoming {
+        return Err(MigrateError::Incoming(name.to_owned()));
+    }
+    let paths = sd.run_paths(name)?;
+    let live_xml = read_optional(&paths.live_xml)?.unwrap_or_default();
+    if !live_xml.trim().is_empty() {
+        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml))
+            .map_err(|e| MigrateError::Conf(e.to_string()))?;
+        let blockers =
+            precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| is_hostdev_network(sd, n));
+        if !blockers.is_empty() {
+            return Err(MigrateError::Unsupported(blockers));
+        }
+    }
+    let qmp = run::connect(&rec, Duration::from_secs(5)).await?;
+    let q = qmp
+        .execute("query-migrate", Value::Null)
+        .await
+        .map_err(MigrateError::src)?;
+    if let Some(reasons) = precheck::blocked_reasons(&q) {
+        return Err(MigrateError::Blocked(reasons));
+    }
+    let status = MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or("none"));
+    if !matches!(
+        status,
+        MigrationStatus::None
+            | MigrationStatus::Completed
+            | MigrationStatus::Failed
+            | MigrationStatus::Cancelled
+    ) {
+        return Err(MigrateError::InProgress {
+            name: name.to_owned(),
+            status: status.to_string(),
+        });
+    }
+    let run_state = qmp.query_status().await.map_err(MigrateError::src)?;
+    let was_running = run_state == "running";
+    let mut warnings = Vec::new();
+    let mut warn = |progress: &mut (dyn FnMut(Progress) + Send), m: String| {
+        progress(Progress::Warning { message: m.clone() });
+        warnings.push(m);
+    };
+    if !was_running {
+        warn(progress, format!("domain '{name}' is {run_state}: a paused guest cannot unplug its primaries, so the migration will wait --unplug-timeout and roll back unless it has none plugged"));
+    }
+    let before = teaming::query(&qmp, &rec.pairs)
+        .await
+        .map_err(MigrateError::src)?;
+    for s in &before {
+        if !s.negotiated {
+            warn(progress, format!(
+                "pair {} / {}: the guest never negotiated failover, so QEMU keeps {} hidden and the migration is plain for it (no unplug; hidden on the destination too)",
+                s.pair.standby, s.pair.primary, s.pair.primary
+            ));
+        } else if !s.plugged {
+            warn(
+                progress,
+                format!(
+                    "pair {} / {}: negotiated but {} is not on the guest's bus right now",
+                    s.pair.standby, s.pair.primary, s.pair.primary
+                ),
+            );
+        }
+    }
+    let plugged_before: Vec<String> = before
+        .iter()
+        .filter(|s| s.negotiated && s.plugged)
+        .map(|s| s.pair.primary.clone())
+        .collect();
+    let persistent_xml = if opts.persistent {
+        Some(read_optional(&sd.domain_xml(name)?)?.unwrap_or_else(|| live_xml.clone()))
+    } else {
+        None
+    };
+    let req = PrepareRequest {
+        name: name.to_owned(),
+        uuid: rec.uuid.clone(),
+        emulator: rec.emulator.clone(),
+        argv: rec.argv.clone(),
+        accel: rec.accel,
+        source_run_dir: paths.dir.clone(),
+        source_serial_log: rec.serial_log.clone(),
+        source_root: sd.root().to_owned(),
+        pairs: rec.pairs.clone(),
+        live_xml,
+        persistent_xml,
+    };
+
+    let mut cx = Ctx {
+        sd,
+        name,
+        job: JobInfo::new(&dest.describe()),
+        t0: Instant::now(),
+        last_publish: Instant::now(),
+        progress,
+    };
+    cx.emit(Progress::Phase {
+        phase: "prepare".into(),
+        elapsed_ms: 0,
+    });
+    cx.publish(true);
+    let mut prepared = match dest.prepare(&req).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = job::clear(sd, name);
+            return Err(e);
+        }
+    };
+    for v in &prepared.vfs {
+        cx.emit(Progress::Info {
+            message: format!(
+                "destination: VF {} of network '{}' reserved for {}",
+                v.address, v.network, v.device
+            ),
+        });
+    }
+    for s in &prepared.substitutions {
+        cx.emit(Progress::Info {
+            message: format!("destination: {s}"),
+        });
+    }
+    cx.emit(Progress::Info {
+        message: format!(
+            "destination QEMU{} listening on {}",
+            prepared
+                .pid
+                .map(|p| format!(" (pid {})", p.pid))
+                .unwrap_or_default(),
+            prepared.uri
+        ),
+    });
+
+    let mut src_events = qmp.subscribe();
+    let start = async {
+        qmp.execute(
+            "migrate-set-capabilities",
+            json!({"capabilities": [{"capability": "events", "state": true}]}),
+        )
+        .await?;
+        if let Some(mib) = opts.bandwidth_mib {
+            qmp.execute(
+                "migrate-set-parameters",
+                json!({"max-bandwidth": mib.saturating_mul(1 << 20)}),
+            )
+            .await?;
+        }
+        qmp.execute("migrate", json!({"uri": prepared.uri})).await
+    };
+    if let Err(e) = start.await {
+        let _ = dest.abort().await;
+        let _ = job::clear(sd, name);
+        return Err(MigrateError::src(e));
+    }
+    cx.phase("setup");
+
+    let mut status = MigrationStatus::Setup;
+    let mut unplug_since: Option<Instant> = None;
+    let mut paused_by_us = false;
+    let mut error_desc: Option<String> = None;
+    let mut tick = tokio::time::interval(opts.poll);
+    let stop: Option<Stop> = loop {
+        let mut new_status: Option<MigrationStatus> = None;
+        tokio::select! {
+            ev = src_events.recv() => match ev {
+                None => break Some(Stop::SourceGone),
+                Some(ev) => {
+                    if ev.name == "MIGRATION" {
+                        new_status = ev.data_str("status").map(MigrationStatus::parse);
+                    } else {
+                        if ev.name == "UNPLUG_PRIMARY" {
+                            if let Some(d) = ev.data_str("device-id") {
+                                cx.job.unplugged.push(d.to_owned());
+                            }
+                        }
+                        show(&mut cx, Side::Source, &ev);
+                    }
+                }
+            },
+            ev = prepared.events.recv() => match ev {
+                None | Some(DestEvent::Exited) => {
+                    if status != MigrationStatus::Completed {
+                        break Some(Stop::DestGone);
+                    }
+                }
+                Some(DestEvent::Qmp(ev)) => {
+                    if ev.name == "FAILOVER_NEGOTIATED" {
+                        if let Some(d) = ev.data_str("device-id") {
+                            cx.job.negotiated_on_destination.push(d.to_owned());
+                        }
+                    }
+                    show(&mut cx, Side::Destination, &ev);
+                }
+            },
+            _ = tick.tick() => {
+                match qmp.execute_timeout("query-migrate", Value::Null, Duration::from_secs(5)).await {
+                    Ok(q) => {
+                        cx.job.update_from_query(&q);
+                        if let Some(d) = q.get("error-desc").and_then(Value::as_str) {
+                            error_desc = Some(d.to_owned());
+                        }
+                        new_status = q.get("status").and_then(Value::as_str).map(MigrationStatus::parse);
+                        let (phase, elapsed_ms) = (cx.job.phase.clone(), cx.ms());
+                        let j = &cx.job;
+                        let stats = Progress::Stats {
+                            phase, elapsed_ms,
+                            data_processed: j.data_processed, data_remaining: j.data_remaining,
+                            data_total: j.data_total, mbps: j.mbps,
+                        };
+                        cx.emit(stats);
+                        cx.publish(false);
+                    }
+                    Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
+                    Err(_) => {}
+                }
+            },
+            r = abort.changed() => {
+                let reason = match r {
+                    Ok(()) => abort.borrow().clone(),
+                    Err(_) => None,
+                };
+                if let Some(reason) = reason {
+                    break Some(Stop::Aborted(reason));
+                }
+            }
+        }
+        // Events and polled statuses interleave: a late reply must not
+        // move the phase backwards.
+        if let Some(ns) = new_status.filter(|s| rank(s) > rank(&status)) {
+            if ns == MigrationStatus::WaitUnplug {
+                unplug_since = Some(Instant::now());
+            } else if status == MigrationStatus::WaitUnplug {
+                if let Some(t) = unplug_since {
+                    cx.job.wait_unplug_ms = Some(t.elapsed().as_millis() as u64);
+                }
+            }
+            status = ns;
+            cx.phase(status.as_str());
+        }
+        match status {
+            MigrationStatus::Completed => break None,
+            MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                break Some(Stop::QemuFailed(error_desc.clone().unwrap_or_else(|| {
+                    format!("QEMU reported the migration {status}")
+                })))
+            }
+            MigrationStatus::Setup | MigrationStatus::WaitUnplug
+                if cx.t0.elapsed() >= opts.unplug_timeout =>
+            {
+                let pending: Vec<String> = cx.job.unplugged.clone();
+                break Some(Stop::Deadline(pending));
+            }
+            MigrationStatus::Active => {
+                if let Some(t) = opts.timeout {
+                    if !paused_by_us
+                        && cx.t0.elapsed() >= t
+                        && qmp.execute("stop", Value::Null).await.is_ok()
+                    {
+                        paused_by_us = true;
+                        cx.emit(Progress::Info {
+                            message: format!(
+                                "--timeout {} s reached: source paused so the migration converges",
+                                t.as_secs()
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    };
+
+    match stop {
+        None => {
+            if let Ok(q) = qmp.execute("query-migrate", Value::Null).await {
+                cx.job.update_from_query(&q);
+            }
+            drain_dest(&mut cx, &mut prepared);
+            let out = complete(
+                &mut cx,
+                dest,
+                &qmp,
+                &rec,
+                &mut prepared,
+                was_running,
+                opts,
+                warnings,
+            )
+            .await;
+            if out.is_err() {
+                let _ = job::clear(sd, name);
+            }
+            out
+        }
+        Some(stop) => {
+            let reason = match &stop {
+                Stop::Deadline(p) => format!(
+                    "operation failed: migration out job: the guest did not unplug {} within {} s (--unplug-timeout)",
+                    if p.is_empty() { "its primaries".to_owned() } else { format!("primary {}", p.join(", ")) },
+                    opts.unplug_timeout.as_secs()
+                ),
+                Stop::Aborted(r) => format!("operation aborted: migration out job: {r}"),
+                Stop::QemuFailed(d) => format!("operation failed: migration out job: {d}"),
+                Stop::DestGone => "operation failed: migration out job: the destination QEMU exited".to_owned(),
+                Stop::SourceGone => "operation failed: migration out job: the source QEMU exited during the migration; the domain is shut off".to_owned(),
+            };
+            cx.job.abort_reason = Some(reason.clone());
+            let r = rollback(
+                &mut cx,
+                dest,
+                &qmp,
+                &rec,
+                &stop,
+                status,
+                paused_by_us,
+                &plugged_before,
+            )
+            .await;
+            let _ = job::clear(sd, name);
+            let (rollback, primaries_back) = r;
+            Err(MigrateError::Failed {
+                reason,
+                rollback,
+                primaries_back,
+            })
+        }
+    }
+}
+
+/// Order of QEMU's migration statuses (later ones never go back).
+fn rank(s: &MigrationStatus) -> u8 {
+    match s {
+        MigrationStatus::None => 0,
+        MigrationStatus::Setup => 1,
+        MigrationStatus::WaitUnplug => 2,
+        MigrationStatus::Active | MigrationStatus::PostcopyActive => 3,
+        MigrationStatus::PreSwitchover | MigrationStatus::Device => 4,
+        MigrationStatus::Cancelling => 5,
+        MigrationStatus::Completed | MigrationStatus::Failed | MigrationStatus::Cancelled => 6,
+        _ => 3,
+    }
+}
+
+/// Show destination events that arrived since the loop last looked.
+fn drain_dest(cx: &mut Ctx, prepared: &mut super::Prepared) {
+    while let Ok(DestEvent::Qmp(ev)) = prepared.events.try_recv() {
+        if ev.name == "FAILOVER_NEGOTIATED" {
+            if let Some(d) = ev.data_str("device-id") {
+                cx.job.negotiated_on_destination.push(d.to_owned());
+            }
+        }
+        show(cx, Side::Destination, &ev);
+    }
+}
+
+fn show(cx: &mut Ctx, side: Side, ev: &Event) {
+    let elapsed_ms = cx.ms();
+    cx.job.message = Some(format!(
+        "{} {}{}",
+        match side {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        },
+        ev.name,
+        if ev.data.is_null() {
+            String::new()
+        } else {
+            format!(" {}", ev.data)
+        }
+    ));
+    cx.emit(Progress::Qemu {
+        side,
+        name: ev.name.clone(),
+        data: ev.data.clone(),
+        elapsed_ms,
+    });
+    cx.publish(true);
+}
+
+fn is_hostdev_network(sd: &StateDir, net: &str) -> bool {
+    let Ok(path) = sd.network_xml(net) else {
+        return false;
+    };
+    let Ok(Some(text)) = read_optional(&path) else {
+        return false;
+    };
+    teamvirt_conf::NetworkDef::parse_str(&text, None)
+        .ok()
+        .and_then(|(d, _)| d.forward)
+        .is_some_and(|f| f.mode_str() == "hostdev")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn complete<D: Destination>(
+    cx: &mut Ctx<'_>,
+    dest: &mut D,
+    qmp: &Qmp,
+    rec: &RunRecord,
+    prepared: &mut super::Prepared,
+    was_running: bool,
+    opts: &MigrateOptions,
+    mut warnings: Vec<String>,
+) -> Result<Outcome, MigrateError> {
+    cx.phase("finish");
+    let fin = match dest.finish(was_running, Duration::from_secs(30)).await {
+        Ok(f) => f,
+        Err(e) => {
+            // Like libvirt's Confirm after a failed Finish: the source
+            // takes the domain back. QEMU re-plugs primaries only when the
+            // migration itself fails, so they stay unplugged here.
+            let mut log = Vec::new();
+            for l in dest.abort().await.unwrap_or_default() {
+                cx.rollback(l, &mut log);
+            }
+            if was_running && qmp.execute("cont", Value::Null).await.is_ok() {
+                cx.rollback("source resumed".into(), &mut log);
+            }
+            cx.rollback("the primaries stay unplugged on the source: QEMU plugs them back only when the migration itself fails".into(), &mut log);
+            return Err(MigrateError::Failed {
+                reason: format!(
+                    "operation failed: migration out job: the destination could not take over: {e}"
+                ),
+                rollback: log,
+                primaries_back: false,
+            });
+        }
+    };
+    drain_dest(cx, prepared);
+    for s in &fin.pairs {
+        if prepared.pairs.iter().any(|p| p.primary == s.pair.primary) && s.negotiated && !s.plugged
+        {
+            let m = format!("destination: {} negotiated but not plugged", s.pair.primary);
+            cx.emit(Progress::Warning { message: m.clone() });
+            warnings.push(m);
+        }
+    }
+    // Confirm: the source QEMU (in `postmigrate`) goes away, its VFs return.
+    let _ = tokio::time::timeout(Duration::from_secs(5), qmp.quit()).await;
+    let proc = rec.proc;
+    tokio::task::spawn_blocking(move || {
+        if !proc.wait_gone(Duration::from_secs(5)) {
+            let _ = proc.kill_painfully(Duration::from_secs(3));
+        }
+    })
+    .await
+    .ok();
+    let _ = job::clear(cx.sd, cx.name);
+    let released = run::cleanup_dead(cx.sd, cx.name)?;
+    let mut undefined = false;
+    if opts.undefine_source {
+        let p = cx.sd.domain_xml(cx.name)?;
+        undefined = p.exists();
+        remove_optional(&p)?;
+    }
+    cx.job.tick();
+    cx.job.phase = "done".into();
+    Ok(Outcome {
+        job: cx.job.clone(),
+        destination_pairs: fin.pairs,
+        destination_vfs: prepared.vfs.clone(),
+        released_source_vfs: released,
+        destination_running: fin.running,
+        defined_on_destination: fin.defined,
+        undefined_on_source: undefined,
+        warnings,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rollback<D: Destination>(
+    cx: &mut Ctx<'_>,
+    dest: &mut D,
+    qmp: &Qmp,
+    rec: &RunRecord,
+    stop: &Stop,
+    status: MigrationStatus,
+    paused_by_us: bool,
+    plugged_before: &[String],
+) -> (Vec<String>, bool) {
+    let mut log = Vec::new();
+    cx.phase("rollback");
+    if matches!(stop, Stop::SourceGone) {
+        for l in dest.abort().await.unwrap_or_default() {
+            cx.rollback(l, &mut log);
+        }
+        match run::cleanup_dead(cx.sd, cx.name) {
+            Ok(freed) => {
+                for v in freed {
+                    cx.rollback(
+                        format!(
+                            "source VF {} returned to network '{}'",
+                            v.address, v.network
+                        ),
+                        &mut log,
+                    );
+                }
+            }
+            Err(e) => cx.rollback(format!("source cleanup failed: {e}"), &mut log),
+        }
+        return (log, false);
+    }
+    if !status.is_final() {
+        match qmp.execute("migrate_cancel", Value::Null).await {
+            Ok(_) => cx.rollback(
+                "migration cancelled on the source (migrate_cancel)".into(),
+                &mut log,
+            ),
+            Err(e) => cx.rollback(format!("migrate_cancel failed: {e}"), &mut log),
+        }
+    }
+    // A paused guest cannot finish a pending unplug (see the module docs).
+    let mut repause = false;
+    let run_state = qmp.query_status().await.unwrap_or_default();
+    let unplug_pending = !cx.job.unplugged.is_empty()
+        && matches!(status, MigrationStatus::Setup | MigrationStatus::WaitUnplug);
+    if run_state != "running"
+        && (paused_by_us || unplug_pending)
+        && qmp.execute("cont", Value::Null).await.is_ok()
+    {
+        if paused_by_us {
+            cx.rollback(
+                "source resumed (teamvirt had paused it for --timeout)".into(),
+                &mut log,
+            );
+        } else {
+            repause = true;
+            cx.rollback(format!(
+                "guest was {run_state} with an unplug pending: resumed it so the unplug finishes and QEMU can plug the primary back (paused, it would delete the primary at its next resume); it is paused again afterwards"
+            ), &mut log);
+        }
+    }
+    // Wait for QEMU to settle (it waits up to 30 s for a pending unplug).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut final_status = status.clone();
+    while !final_status.is_final() && Instant::now() < deadline {
+        match qmp.execute("query-migrate", Value::Null).await {
+            Ok(q) => {
+                final_status =
+                    MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or(""));
+                cx.phase(final_status.as_str());
+            }
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cx.rollback(format!("source migration status: {final_status}"), &mut log);
+    for l in dest
+        .abort()
+        .await
+        .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")])
+    {
+        cx.rollback(l, &mut log);
+    }
+    // Verify that every primary that was plugged is plugged again.
+    let mut all_back = true;
+    for id in plugged_before {
+        let back = wait_plugged(qmp, id, Duration::from_secs(10)).await;
+        if back {
+            cx.rollback(
+                format!("primary {id} is plugged on the source again"),
+                &mut log,
+            );
+            continue;
+        }
+        let exists = qmp
+            .peripherals()
+            .await
+            .map(|p| p.contains(id))
+            .unwrap_or(false);
+        if !exists {
+            if let Some(props) = argv::device_props(&rec.argv, id) {
+                match qmp.execute("device_add", Value::Object(props)).await {
+                    Ok(_) if wait_plugged(qmp, id, Duration::from_secs(10)).await => {
+                        cx.rollback(format!("primary {id} had been deleted by the guest: re-added with its original options, plugged again"), &mut log);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => cx.rollback(format!("re-adding primary {id} failed: {e}"), &mut log),
+                }
+            }
+        }
+        all_back = false;
+        cx.rollback(format!("primary {id} is NOT plugged on the source (the domain keeps running on its virtio standby)"), &mut log);
+    }
+    if repause {
+        // Let the guest process the re-plug before pausing it again.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if qmp.execute("stop", Value::Null).await.is_ok() {
+            cx.rollback("guest paused again, as it was".into(), &mut log);
+        }
+    }
+    let state = qmp
+        .query_status()
+        .await
+        .unwrap_or_else(|_| "unknown".into());
+    cx.rollback(
+        format!("domain '{}' runs on the source ({state})", cx.name),
+        &mut log,
+    );
+    (log, all_back)
+}
+
+async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(ids) = teaming::pci_device_ids(qmp).await {
+            if ids.contains(id) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,105 @@
+//! Live migration of a running domain (libvirt `qemu_migration.c`), with
+//! what libvirt lacks for teaming: a deadline on the guest's unplug of its
+//! primaries, a checked rollback (the primary is verified back on the
+//! source, the destination torn down and its VF returned), and the phases
+//! shown live.
+//!
+//! * [`precheck`]: hostdevs that cannot move, QEMU's blockers.
+//! * [`dest`]: the destination side as a trait ([`dest::Destination`]:
+//!   prepare / finish / abort) that a remote host can serve later, and its
+//!   local implementation on another state directory of this machine.
+//! * [`driver`]: the source side: drives QEMU, shows progress, enforces
+//!   deadlines, rolls back.
+//! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
+//! * [`argv`]: the destination's command line derived from the source's.
+
+pub mod argv;
+pub mod blocking;
+pub mod dest;
+pub mod driver;
+pub mod job;
+pub mod precheck;
+
+use std::path::PathBuf;
+
+use teamvirt_conf::Diagnostic;
+use teamvirt_qmp::QmpError;
+
+pub use blocking::migrate_to_state_dir;
+pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
+pub use driver::{migrate, MigrateOptions, Outcome, Progress};
+pub use job::JobInfo;
+
+/// Errors of a migration. Texts are libvirt's where virsh prints one.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("Requested operation is not valid: domain is not running")]
+    NotRunning(String),
+    #[error("Timed out during operation: cannot acquire state change lock (another teamvirt command holds domain '{0}')")]
+    Locked(String),
+    /// Host devices that cannot move (see [`precheck::hostdev_blockers`]).
+    #[error("{}", .0.first().map(|d| d.message.as_str()).unwrap_or("Operation not supported"))]
+    Unsupported(Vec<Diagnostic>),
+    /// QEMU's `blocked-reasons`, libvirt's text.
+    #[error("{0}")]
+    Blocked(String),
+    #[error("Requested operation is not valid: a migration of domain '{name}' is already in progress (QEMU status '{status}')")]
+    InProgress { name: String, status: String },
+    #[error("Requested operation is not valid: domain '{0}' is an incoming migration that has not finished")]
+    Incoming(String),
+    #[error("Requested operation is not valid: the destination state directory {} is the source's", .0.display())]
+    SameHost(PathBuf),
+    #[error("Requested operation is not valid: domain '{0}' is already active on the destination")]
+    DestActive(String),
+    #[error(
+        "operation failed: domain '{name}' already exists with uuid {uuid} on the destination"
+    )]
+    DestUuidClash { name: String, uuid: String },
+    #[error("Network not found: no network with matching name '{network}' on the destination (needed by transient {device})")]
+    DestNoNetwork { network: String, device: String },
+    #[error("unsupported configuration: network '{network}' on the destination is not a hostdev network (<forward mode='hostdev'>), so it cannot give transient {device} a VF")]
+    DestNotHostdev { network: String, device: String },
+    #[error("unsupported configuration: transient {device} uses the host VF {vf} directly, not from a network pool; the source holds it on this host, so the destination cannot get a VF of its own (use <interface type='network'> on a hostdev network)")]
+    DestSharedVf { device: String, vf: String },
+    #[error("internal error: QMP of the {side} QEMU: {source}")]
+    Qmp {
+        side: &'static str,
+        source: QmpError,
+    },
+    #[error("internal error: {0}")]
+    Conf(String),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Pool(#[from] crate::pool::PoolError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Job(#[from] job::JobError),
+    #[error(transparent)]
+    Argv(#[from] argv::ArgvError),
+    /// The migration started and did not complete; `rollback` says what
+    /// was done about it, `primaries_back` whether every primary that was
+    /// plugged before is plugged on the source again.
+    #[error("{reason}")]
+    Failed {
+        reason: String,
+        rollback: Vec<String>,
+        primaries_back: bool,
+    },
+}
+
+impl MigrateError {
+    pub(crate) fn src(source: QmpError) -> MigrateError {
+        MigrateError::Qmp {
+            side: "source",
+            source,
+        }
+    }
+    pub(crate) fn dst(source: QmpError) -> MigrateError {
+        MigrateError::Qmp {
+            side: "destination",
+            source,
+        }
+    }
+}
