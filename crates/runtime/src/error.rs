@@ -43,6 +43,7 @@ pub enum RuntimeError {
         name: String,
         diags: Vec<Diagnostic>,
         text: String,
+        file: Option<std::path::PathBuf>,
     },
     #[error("cannot probe QEMU capabilities: {0}")]
     Caps(String),
@@ -81,10 +82,15 @@ fn first_error(diags: &[Diagnostic]) -> String {
         .unwrap_or_else(|| "invalid definition".into())
 }
 
+/// First line of a start refusal.
+pub fn refusal_header(name: &str) -> String {
+    format!(
+        "unsupported configuration: domain '{name}' cannot work as defined, refusing to start it"
+    )
+}
+
 fn refusal(name: &str, diags: &[Diagnostic]) -> String {
-    let mut s = format!(
-        "unsupported configuration: domain '{name}' cannot work as defined, refusing to start it:"
-    );
+    let mut s = format!("{}:", refusal_header(name));
     for d in diags {
         s.push_str(&format!("\n  {}", d.message));
         if let Some(h) = &d.hint {

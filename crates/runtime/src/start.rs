@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use teamvirt_conf::model::{DomainDef, InterfaceSource, InterfaceType, PciAddress, TeamingType};
-use teamvirt_conf::Diagnostic;
+use teamvirt_conf::{Diagnostic, Severity};
 use teamvirt_qemu::command::{convert, BuildOptions, Conversion, Monitor, Substitution};
 use teamvirt_qemu::resolve::NetworkSource;
 use teamvirt_qemu::topology::fatal_at_start;
@@ -245,17 +245,24 @@ impl Runtime {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(RuntimeError::Convert(e.to_string()))),
             };
+            // These only warn elsewhere (domxml-to-native); at start they
+            // are errors: QEMU could never plug the primary.
             let fatal: Vec<Diagnostic> = conv
                 .warnings
                 .iter()
                 .filter(|d| fatal_at_start(d.code))
-                .cloned()
+                .map(|d| Diagnostic {
+                    severity: Severity::Error,
+                    ..d.clone()
+                })
                 .collect();
             if !fatal.is_empty() {
+                let file = self.sd.domain_xml(&name).ok().filter(|p| p.exists());
                 return Ok(Err(RuntimeError::Refused {
                     name: name.clone(),
                     diags: fatal,
                     text: text.to_owned(),
+                    file,
                 }));
             }
             for (i, a) in conv.actual.iter().enumerate() {

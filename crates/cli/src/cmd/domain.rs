@@ -12,7 +12,7 @@ use teamvirt_runtime::start::describe_substitution;
 use teamvirt_runtime::teaming::PairState;
 use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
 
-use super::domxml_to_native::render;
+use crate::render::render;
 
 /// Where the state lives.
 #[derive(clap::Args, Debug, Clone)]
@@ -40,10 +40,16 @@ pub fn report(what: &str, e: &RuntimeError) -> ExitCode {
                 eprint!("{}", render(&d, Some(text)));
             }
         }
-        RuntimeError::Refused { diags, text, .. } => {
-            eprintln!("error: {e}");
+        RuntimeError::Refused {
+            name,
+            diags,
+            text,
+            file,
+        } => {
+            eprintln!("error: {}", teamvirt_runtime::error::refusal_header(name));
             for d in diags {
-                eprint!("{}", render(d, Some(text)));
+                let d = d.clone().with_file(d.file.clone().or_else(|| file.clone()));
+                eprint!("{}", render(&d, Some(text)));
             }
         }
         _ => eprintln!("error: {e}"),

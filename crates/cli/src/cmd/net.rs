@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::domain::{report, StateOpt};
-use super::domxml_to_native::render;
+use crate::render::render;
 
 #[derive(clap::Args, Debug)]
 pub struct NetDefineArgs {

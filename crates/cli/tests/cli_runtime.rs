@@ -1,0 +1,224 @@
+//! Lifecycle verbs through the `teamvirt` binary without booting a guest:
+//! define/undefine/list/dumpxml round trips, libvirt's error texts, the
+//! start refusal for a primary QEMU can never plug, and net-* verbs. They
+//! need QEMU only for the capability probe (skipped without it).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    files: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        Env {
+            state,
+            files,
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "teamvirt {} failed: {err}",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "teamvirt {} should fail",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.files.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+const NET: &str = "<network>
+  <name>pool</name>
+  <forward mode='hostdev' managed='yes'>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x2'/>
+  </forward>
+</network>
+";
+
+fn domain(name: &str, primary_extra: &str, teaming: &str) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <interface type='user'>
+      <mac address='52:54:00:00:00:01'/>
+      <model type='virtio'/>
+      <teaming type='{teaming}'/>
+      <alias name='ua-sb'/>
+    </interface>
+    <interface type='network'>
+      <source network='pool'/>
+      <mac address='52:54:00:00:00:01'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-sb'/>{primary_extra}
+    </interface>
+  </devices>
+</domain>
+"
+    )
+}
+
+#[test]
+fn define_list_dumpxml_undefine() {
+    if teamvirt_testinfra::qemu_or_skip("define_list_dumpxml_undefine").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let f = e.write("d.xml", &domain("d1", "", "persistent"));
+    assert!(e.ok(&["define", &f]).contains("Domain 'd1' defined from"));
+    assert_eq!(
+        e.ok(&["list"]).lines().filter(|l| l.contains("d1")).count(),
+        0
+    );
+    assert!(e.ok(&["list", "--all"]).contains("shut off"));
+    assert_eq!(e.ok(&["domstate", "d1"]).trim(), "shut off");
+    let xml = e.ok(&["dumpxml", "d1"]);
+    assert_eq!(xml, e.ok(&["dumpxml", "--inactive", "d1"]));
+    // Define-time defaults were applied (uuid, root ports, addresses).
+    assert!(
+        xml.contains("<uuid>") && xml.contains("pcie-root-port"),
+        "{xml}"
+    );
+    // Redefining the canonical XML changes nothing and keeps the uuid.
+    let again = e.write("again.xml", &xml);
+    e.ok(&["define", &again]);
+    assert_eq!(e.ok(&["dumpxml", "d1"]), xml);
+    let err = e.fail(&["destroy", "d1"]);
+    assert!(
+        err.contains("error: Requested operation is not valid: domain is not running"),
+        "{err}"
+    );
+    assert!(e
+        .ok(&["undefine", "d1"])
+        .contains("Domain 'd1' has been undefined"));
+    let err = e.fail(&["dumpxml", "d1"]);
+    assert!(
+        err.contains("error: Domain not found: no domain with matching name 'd1'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn define_reports_libvirt_error_with_location() {
+    if teamvirt_testinfra::qemu_or_skip("define_reports_libvirt_error_with_location").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let f = e.write("bad.xml", &domain("d2", "", "none"));
+    let err = e.fail(&["define", &f]);
+    assert!(
+        err.contains("error: unsupported configuration: unknown teaming type 'none'"),
+        "{err}"
+    );
+    assert!(err.contains("bad.xml:9:"), "location: {err}");
+    assert!(e.ok(&["list", "--all", "--name"]).trim().is_empty());
+}
+
+#[test]
+fn start_refuses_a_primary_qemu_can_never_plug() {
+    if teamvirt_testinfra::qemu_or_skip("start_refuses_a_primary_qemu_can_never_plug").is_none() {
+        return;
+    }
+    let e = Env::new();
+    e.ok(&["net-define", &e.write("n.xml", NET)]);
+    let on_root =
+        "\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>";
+    e.ok(&[
+        "define",
+        &e.write("d.xml", &domain("d3", on_root, "persistent")),
+    ]);
+    let err = e.fail(&["start", "d3", "--accel", "tcg", "--emulate-vf"]);
+    assert!(
+        err.contains(
+            "unsupported configuration: domain 'd3' cannot work as defined, refusing to start it"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("pcie.0"), "reason: {err}");
+    assert!(err.contains("hint:"), "fix: {err}");
+    assert!(
+        err.contains("domains/d3.xml:"),
+        "location in the stored definition: {err}"
+    );
+    // Nothing was taken from the pool, nothing runs.
+    let nets: serde_json::Value = serde_json::from_str(&e.ok(&["net-list", "--json"])).unwrap();
+    assert_eq!(nets[0]["vfs_used"], 0);
+    assert_eq!(e.ok(&["domstate", "d3"]).trim(), "shut off");
+}
+
+#[test]
+fn network_verbs() {
+    if teamvirt_testinfra::qemu_or_skip("network_verbs").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let f = e.write("n.xml", NET);
+    assert!(e
+        .ok(&["net-define", &f])
+        .contains("Network pool defined from"));
+    let out = e.ok(&["net-list"]);
+    assert!(out.contains("pool") && out.contains("0/2 in use"), "{out}");
+    let xml = e.ok(&["net-dumpxml", "pool"]);
+    assert!(
+        xml.contains("<forward mode='hostdev' managed='yes'>") && xml.contains("<uuid>"),
+        "{xml}"
+    );
+    // Lab mode is network state, never libvirt XML.
+    e.ok(&["net-define", "--emulate-vf", &f]);
+    assert!(!e.ok(&["net-dumpxml", "pool"]).contains("emulate"));
+    assert!(e.ok(&["net-list"]).contains("(lab mode)"));
+    // A domain on a missing network cannot start.
+    let d = domain("d4", "", "persistent").replace("network='pool'", "network='nope'");
+    e.ok(&["define", &e.write("d.xml", &d)]);
+    let err = e.fail(&["start", "d4", "--accel", "tcg"]);
+    assert!(
+        err.contains("Network not found: no network with matching name 'nope'"),
+        "{err}"
+    );
+    assert!(e
+        .ok(&["net-undefine", "pool"])
+        .contains("Network pool has been undefined"));
+    let err = e.fail(&["net-dumpxml", "pool"]);
+    assert!(
+        err.contains("Network not found: no network with matching name 'pool'"),
+        "{err}"
+    );
+}
