@@ -56,6 +56,12 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetNameArgs),
+    /// Live-migrate a running domain to another state directory (unplug, migrate, replug).
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Show the running job (migration) of a domain.
+    Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
+    /// Abort the running job (migration) of a domain; it rolls back.
+    Domjobabort(cmd::domjobabort::DomjobabortArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,5 +84,8 @@ fn main() -> ExitCode {
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),
         Command::NetDumpxml(a) => cmd::net::dumpxml(a),
+        Command::Migrate(a) => cmd::migrate::run(a),
+        Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
+        Command::Domjobabort(a) => cmd::domjobabort::run(a),
     }
 }

@@ -1,7 +1,10 @@
 //! One module per verb.
 pub mod capabilities;
 pub mod domain;
+pub mod domjobabort;
+pub mod domjobinfo;
 pub mod domxml_to_native;
 pub mod format;
+pub mod migrate;
 pub mod net;
 pub mod validate;

@@ -1,0 +1,311 @@
+//! `teamvirt migrate DOMAIN --dest-state-dir DIR`: live migration with the
+//! phases shown as they happen: a progress bar on a terminal, plain lines
+//! otherwise, one JSON object per event with `--json`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use teamvirt_runtime::migrate::{self, MigrateError, MigrateOptions, Outcome, Progress};
+use teamvirt_runtime::state::StateDir;
+
+use super::domain::StateOpt;
+use crate::render::render;
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Destination: another teamvirt state directory on this host (its own
+    /// networks and VF pools), reached over TCP on loopback.
+    #[arg(long, value_name = "DIR")]
+    pub dest_state_dir: PathBuf,
+    /// Cancel and roll back when the guest has not unplugged its primaries
+    /// this many seconds after the start.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub unplug_timeout: u64,
+    /// Pause the source when the copy has not converged after SECS (virsh
+    /// --timeout; only once the primaries are unplugged).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Bandwidth cap in MiB/s (virsh --bandwidth).
+    #[arg(long, value_name = "MIB")]
+    pub bandwidth: Option<u64>,
+    /// Define the domain on the destination.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Undefine the domain on the source once migrated.
+    #[arg(long)]
+    pub undefinesource: bool,
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+/// How progress is shown.
+enum View {
+    Json,
+    Bar { drawn: bool },
+    Plain { last_stats: Option<Instant> },
+}
+
+impl View {
+    fn clear_bar(&mut self) {
+        if let View::Bar { drawn } = self {
+            if *drawn {
+                eprint!("\r\x1b[2K");
+                *drawn = false;
+            }
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        self.clear_bar();
+        eprintln!("{s}");
+    }
+
+    fn show(&mut self, p: &Progress) {
+        if let View::Json = self {
+            println!("{}", serde_json::to_string(p).unwrap_or_default());
+            let _ = std::io::stdout().flush();
+            return;
+        }
+        match p {
+            Progress::Warning { message } => self.line(&format!("warning: {message}")),
+            Progress::Info { message } => self.line(&format!("         {message}")),
+            Progress::Phase { phase, elapsed_ms } => {
+                self.line(&format!("{:>8} phase {phase}", secs(*elapsed_ms)))
+            }
+            Progress::Qemu {
+                side,
+                name,
+                data,
+                elapsed_ms,
+            } => {
+                // Status changes are shown as phases; passes are noise.
+                if name == "MIGRATION" || name == "MIGRATION_PASS" {
+                    return;
+                }
+                let side = match side {
+                    migrate::driver::Side::Source => "source",
+                    migrate::driver::Side::Destination => "destination",
+                };
+                let detail = data
+                    .get("device-id")
+                    .or_else(|| data.get("device"))
+                    .and_then(|v| v.as_str())
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
+                self.line(&format!("{:>8} {side}: {name}{detail}", secs(*elapsed_ms)));
+            }
+            Progress::Rollback { step, elapsed_ms } => {
+                self.line(&format!("{:>8} rollback: {step}", secs(*elapsed_ms)))
+            }
+            Progress::Stats {
+                phase,
+                elapsed_ms,
+                data_processed,
+                data_remaining,
+                data_total,
+                ..
+            } => {
+                let figures = format!(
+                    "{:>8} {phase:<11} sent {} remaining {}",
+                    secs(*elapsed_ms),
+                    mib(*data_processed),
+                    mib(*data_remaining)
+                );
+                match self {
+                    View::Bar { drawn } => {
+                        let frac = match (data_processed, data_total) {
+                            (Some(p), Some(t)) if *t > 0 => (*p as f64 / *t as f64).min(1.0),
+                            _ => 0.0,
+                        };
+                        let w = 24;
+                        let full = (frac * w as f64) as usize;
+                        eprint!(
+                            "\r\x1b[2K[{}{}] {figures}",
+                            "#".repeat(full),
+                            "-".repeat(w - full)
+                        );
+                        let _ = std::io::stderr().flush();
+                        *drawn = true;
+                    }
+                    View::Plain { last_stats } => {
+                        if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            eprintln!("{figures}");
+                            *last_stats = Some(Instant::now());
+                        }
+                    }
+                    View::Json => {}
+                }
+            }
+        }
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.3}s", ms as f64 / 1000.0)
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or_else(
+        || "-".into(),
+        |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+    )
+}
+
+pub fn run(a: MigrateArgs) -> ExitCode {
+    let sd = match a
+        .state
+        .state_dir
+        .as_deref()
+        .map_or_else(|| StateDir::open_default(None), StateDir::open)
+    {
+        Ok(sd) => sd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = MigrateOptions {
+        unplug_timeout: Duration::from_secs(a.unplug_timeout),
+        timeout: a.timeout.map(Duration::from_secs),
+        bandwidth_mib: a.bandwidth,
+        persistent: a.persistent,
+        undefine_source: a.undefinesource,
+        ..Default::default()
+    };
+    let mut view = if a.json {
+        View::Json
+    } else if std::io::stderr().is_terminal() {
+        View::Bar { drawn: false }
+    } else {
+        View::Plain { last_stats: None }
+    };
+    let res = migrate::migrate_to_state_dir(&sd, &a.domain, &a.dest_state_dir, &opts, &mut |p| {
+        view.show(&p)
+    });
+    view.clear_bar();
+    match res {
+        Ok(out) => {
+            summary(&a, &out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            failure(&a, &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(a: &MigrateArgs, out: &Outcome) {
+    if a.json {
+        println!("{}", json!({"event": "result", "ok": true, "outcome": out}));
+        return;
+    }
+    let j = &out.job;
+    let ms = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| format!("{v} ms"));
+    println!(
+        "Migration of domain '{}' to {} completed in {} (wait-unplug {}, downtime {}, {} sent)",
+        a.domain,
+        a.dest_state_dir.display(),
+        secs(j.elapsed_ms),
+        ms(j.wait_unplug_ms),
+        ms(j.downtime_ms),
+        mib(j.data_processed)
+    );
+    for s in &out.destination_pairs {
+        println!(
+            "  pair {} / {}: negotiated {}, plugged {}{}",
+            s.pair.standby,
+            s.pair.primary,
+            if s.negotiated { "yes" } else { "no" },
+            if s.plugged { "yes" } else { "no" },
+            s.pair
+                .vf
+                .as_ref()
+                .map(|v| format!(", VF {v}"))
+                .unwrap_or_default()
+        );
+    }
+    for v in &out.released_source_vfs {
+        println!(
+            "  source VF {} returned to network '{}'",
+            v.address, v.network
+        );
+    }
+    println!(
+        "  destination: {}{}",
+        if out.destination_running {
+            "running"
+        } else {
+            "paused"
+        },
+        if out.defined_on_destination {
+            ", defined"
+        } else {
+            ", transient"
+        }
+    );
+    if out.undefined_on_source {
+        println!("  source definition removed");
+    }
+}
+
+fn failure(a: &MigrateArgs, e: &MigrateError) {
+    if a.json {
+        let mut v = json!({"event": "result", "ok": false, "error": e.to_string()});
+        match e {
+            MigrateError::Failed {
+                rollback,
+                primaries_back,
+                ..
+            } => {
+                v["rollback"] = json!(rollback);
+                v["primaries_back"] = json!(primaries_back);
+            }
+            MigrateError::Unsupported(diags) => {
+                v["diagnostics"] = json!(diags
+                    .iter()
+                    .map(|d| json!({"message": d.message, "location": d.location()}))
+                    .collect::<Vec<_>>());
+            }
+            _ => {}
+        }
+        println!("{v}");
+    }
+    eprintln!("error: Failed to migrate domain '{}'", a.domain);
+    match e {
+        MigrateError::Unsupported(diags) => {
+            for d in diags {
+                let text = d
+                    .file
+                    .as_ref()
+                    .and_then(|f| std::fs::read_to_string(f).ok());
+                eprint!("{}", render(d, text.as_deref()));
+            }
+        }
+        MigrateError::Failed {
+            rollback,
+            primaries_back,
+            ..
+        } => {
+            eprintln!("error: {e}");
+            if !a.json {
+                eprintln!("rollback:");
+                for r in rollback {
+                    eprintln!("  - {r}");
+                }
+            }
+            if !primaries_back {
+                eprintln!("warning: not every primary is back on the source (see above)");
+            }
+        }
+        _ => eprintln!("error: {e}"),
+    }
+}

@@ -1,0 +1,526 @@
+//! Live migration through the `teamvirt` binary under TCG with the test
+//! guest in lab mode, between two state directories of this host (each
+//! with its own VF pool `vfpool`):
+//!
+//! * a negotiated pair: phases in order, UNPLUG_PRIMARY on the source,
+//!   FAILOVER_NEGOTIATED on the destination, the guest alive with its
+//!   primary enslaved again there (serial console), the source VF free;
+//!   then back the other way;
+//! * a paused guest cannot unplug: the deadline fires, the migration is
+//!   cancelled and the primary is verified back on the source, also after
+//!   the guest resumes;
+//! * the destination QEMU killed mid-migration, and `domjobabort` from
+//!   another process (with `domjobinfo` showing the job): the VM keeps
+//!   running on the source with its primary; a non-teaming hostdev is
+//!   refused with libvirt's text;
+//! * a guest without failover support migrates plainly, with a warning.
+//!
+//! Skips only when QEMU is not installed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
+
+const NAME: &str = "mig";
+const BOOT: Duration = Duration::from_secs(120);
+
+struct Hosts {
+    _dir: tempfile::TempDir,
+    src: PathBuf,
+    dst: PathBuf,
+    files: PathBuf,
+}
+
+fn tv(state: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+        .args(args)
+        .env("TEAMVIRT_STATE_DIR", state)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ teamvirt {} [{}]\n{}{}",
+        args.join(" "),
+        state.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(state: &Path, args: &[&str]) -> String {
+    let out = tv(state, args);
+    assert!(out.status.success(), "teamvirt {} failed", args.join(" "));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `count` standby/primary pairs, each device on its own root port.
+fn domain_xml(kernel: &Path, initrd: &Path, cmdline: &str, count: usize) -> String {
+    let mut ctl = String::new();
+    let mut nics = String::new();
+    for i in 0..count {
+        let mac = format!("52:54:00:12:34:{:02x}", 0x56 + i);
+        let (sb, pr) = (2 * i + 1, 2 * i + 2);
+        ctl.push_str(&format!(
+            "<controller type='pci' index='{sb}' model='pcie-root-port'/><controller type='pci' index='{pr}' model='pcie-root-port'/>"
+        ));
+        nics.push_str(&format!(
+            "<interface type='user'><mac address='{mac}'/><model type='virtio'/><teaming type='persistent'/><alias name='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{sb:#04x}' slot='0x00' function='0x0'/></interface>\n\
+             <interface type='network'><mac address='{mac}'/><source network='vfpool'/><teaming type='transient' persistent='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{pr:#04x}' slot='0x00' function='0x0'/></interface>\n"
+        ));
+    }
+    format!(
+        "<domain type='qemu'>\n<name>{NAME}</name>\n<memory unit='MiB'>256</memory>\n<vcpu>1</vcpu>\n\
+         <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{cmdline}</cmdline></os>\n\
+         <features><acpi/></features>\n<devices>\n<emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
+         <controller type='pci' index='0' model='pcie-root'/>{ctl}\n{nics}\
+         <serial type='pty'><target port='0'/></serial>\n<memballoon model='none'/>\n</devices>\n</domain>\n",
+        kernel.display(),
+        initrd.display()
+    )
+}
+
+fn network_xml(vfs: usize) -> String {
+    let addrs: String = (0..vfs)
+        .map(|i| {
+            format!(
+                "<address type='pci' domain='0x0000' bus='0x03' slot='{:#04x}' function='{:#x}'/>",
+                0x10 + i / 8,
+                i % 8
+            )
+        })
+        .collect();
+    format!("<network><name>vfpool</name><forward mode='hostdev' managed='yes'>{addrs}</forward></network>")
+}
+
+impl Hosts {
+    /// Two state directories with a lab-mode VF pool each, and the domain
+    /// defined on the source.
+    fn new(cmdline_extra: &str, pairs: usize) -> Hosts {
+        let guest = test_guest().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hosts {
+            src: dir.path().join("src"),
+            dst: dir.path().join("dst"),
+            files: dir.path().join("files"),
+            _dir: dir,
+        };
+        std::fs::create_dir_all(&h.files).unwrap();
+        let net = h.files.join("net.xml");
+        std::fs::write(&net, network_xml(2 * pairs)).unwrap();
+        let dom = h.files.join("dom.xml");
+        std::fs::write(
+            &dom,
+            domain_xml(
+                &guest.kernel,
+                &guest.initrd,
+                &guest.cmdline(cmdline_extra),
+                pairs,
+            ),
+        )
+        .unwrap();
+        for s in [&h.src, &h.dst] {
+            ok(s, &["net-define", "--emulate-vf", net.to_str().unwrap()]);
+        }
+        ok(&h.src, &["define", dom.to_str().unwrap()]);
+        h
+    }
+
+    fn serial(&self, state: &Path) -> SerialLog {
+        SerialLog::new(state.join("run").join(NAME).join("serial.log"))
+    }
+
+    fn qmp(&self, state: &Path) -> PathBuf {
+        state.join("run").join(NAME).join("qmp.sock")
+    }
+
+    fn vfs_used(&self, state: &Path) -> u64 {
+        let v: Value = serde_json::from_str(&ok(state, &["net-list", "--json"])).unwrap();
+        v.as_array().unwrap()[0]["vfs_used"].as_u64().unwrap()
+    }
+
+    fn pairs(&self, state: &Path) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&ok(state, &["teaming", "--json", NAME])).unwrap();
+        v["pairs"].as_array().unwrap().clone()
+    }
+
+    fn destroy_all(&self) {
+        for s in [&self.src, &self.dst] {
+            let _ = tv(s, &["destroy", NAME]);
+        }
+    }
+}
+
+/// Every JSON event line of a `migrate --json` run.
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn phases(ev: &[Value]) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e["event"] == "phase")
+        .map(|e| e["phase"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn has_qemu_event(ev: &[Value], side: &str, name: &str) -> bool {
+    ev.iter()
+        .any(|e| e["event"] == "qemu" && e["side"] == side && e["name"] == name)
+}
+
+/// One QMP command on a socket nobody else uses (the guest's pause button).
+fn qmp(sock: &Path, cmd: &str) -> Value {
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    for c in ["qmp_capabilities", cmd] {
+        writeln!(w, "{{\"execute\":\"{c}\"}}").unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v.get("return").is_some() || v.get("error").is_some() {
+                if c == cmd {
+                    return v;
+                }
+                break;
+            }
+        }
+    }
+    unreachable!()
+}
+
+fn start(h: &Hosts, wait: bool) {
+    let mut args = vec!["start", "--emulate-vf", NAME];
+    if wait {
+        args.push("--wait-failover=120");
+    }
+    ok(&h.src, &args);
+}
+
+/// The guest shows its failover master with both slaves; returns its uptime.
+fn enslaved(log: &SerialLog) -> f64 {
+    log.wait_for_failover_master(2, BOOT)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .uptime
+}
+
+#[test]
+fn negotiated_pair_migrates_and_back() {
+    let Some(_) = qemu_or_skip("negotiated_pair_migrates_and_back") else {
+        return;
+    };
+    let _lock = guest_lock();
+    let h = Hosts::new("", 1);
+    start(&h, true);
+    enslaved(&h.serial(&h.src));
+    assert_eq!(h.vfs_used(&h.src), 1);
+
+    for (from, to) in [(&h.src, &h.dst), (&h.dst, &h.src)] {
+        let before = h.serial(from).latest_state().map_or(0.0, |s| s.uptime);
+        let out = tv(
+            from,
+            &[
+                "migrate",
+                "--json",
+                "--dest-state-dir",
+                to.to_str().unwrap(),
+                NAME,
+            ],
+        );
+        assert!(out.status.success());
+        let ev = events(&String::from_utf8_lossy(&out.stdout));
+        let ph = phases(&ev);
+        let order = [
+            "prepare",
+            "setup",
+            "wait-unplug",
+            "active",
+            "completed",
+            "finish",
+        ];
+        let idx: Vec<usize> = order
+            .iter()
+            .map(|p| {
+                ph.iter()
+                    .position(|x| x == p)
+                    .unwrap_or_else(|| panic!("no phase {p} in {ph:?}"))
+            })
+            .collect();
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "phases out of order: {ph:?}"
+        );
+        assert!(has_qemu_event(&ev, "source", "UNPLUG_PRIMARY"), "{ev:?}");
+        assert!(
+            has_qemu_event(&ev, "destination", "FAILOVER_NEGOTIATED"),
+            "{ev:?}"
+        );
+        let res = ev.last().unwrap();
+        assert_eq!(res["event"], "result");
+        assert_eq!(res["ok"], true);
+        assert_eq!(res["outcome"]["job"]["unplugged"][0], "hostdev0");
+        assert!(res["outcome"]["job"]["wait_unplug_ms"].as_u64().is_some());
+
+        // The destination runs with its primary plugged and negotiated ...
+        let pairs = h.pairs(to);
+        assert_eq!(pairs[0]["negotiated"], true, "{pairs:?}");
+        assert_eq!(pairs[0]["plugged"], true, "{pairs:?}");
+        assert_eq!(
+            pairs[0]["emulated"], true,
+            "lab mode carried over: {pairs:?}"
+        );
+        assert_eq!(h.vfs_used(to), 1);
+        // ... the guest is alive and enslaved the primary again there ...
+        let log = h.serial(to);
+        let st = log
+            .wait_for_state(
+                "master with 2 slaves after the migration",
+                |s| s.uptime > before && s.failover_master(2).is_some(),
+                BOOT,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        log.wait_for_heartbeat_after(st.uptime, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // ... and the source is gone, its VF back in its pool.
+        assert!(!tv(from, &["domstate", NAME]).stdout.starts_with(b"running"));
+        assert_eq!(h.vfs_used(from), 0);
+        assert!(!from.join("run").join(NAME).join("job.json").exists());
+    }
+    h.destroy_all();
+}
+
+#[test]
+fn paused_guest_deadline_rolls_back() {
+    let Some(_) = qemu_or_skip("paused_guest_deadline_rolls_back") else {
+        return;
+    };
+    let _lock = guest_lock();
+    let h = Hosts::new("", 1);
+    start(&h, true);
+    let log = h.serial(&h.src);
+    enslaved(&log);
+    assert!(qmp(&h.qmp(&h.src), "stop").get("return").is_some());
+
+    let t = Instant::now();
+    let out = tv(
+        &h.src,
+        &[
+            "migrate",
+            "--json",
+            "--unplug-timeout",
+            "3",
+            "--dest-state-dir",
+            h.dst.to_str().unwrap(),
+            NAME,
+        ],
+    );
+    assert!(!out.status.success());
+    // QEMU alone would sit in `cancelling` for 30 s.
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("operation failed: migration out job: the guest did not unplug primary hostdev0 within 3 s"),
+        "{stderr}"
+    );
+    let ev = events(&String::from_utf8_lossy(&out.stdout));
+    assert!(ev
+        .iter()
+        .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("is paused")));
+    assert!(phases(&ev).contains(&"wait-unplug".to_owned()));
+    let res = ev.last().unwrap();
+    assert_eq!(res["ok"], false);
+    assert_eq!(res["primaries_back"], true, "{res}");
+
+    // Still paused, as the user left it, with the primary on the bus.
+    let st = qmp(&h.qmp(&h.src), "query-status");
+    assert_eq!(st["return"]["status"], "paused", "{st}");
+    assert_eq!(h.pairs(&h.src)[0]["plugged"], true);
+    assert_eq!(h.vfs_used(&h.dst), 0);
+    assert!(!h.dst.join("run").join(NAME).join("state.json").exists());
+
+    // Resumed, the guest keeps (re-enslaves) its primary: no pending eject.
+    qmp(&h.qmp(&h.src), "cont");
+    let up = log.latest_state().map_or(0.0, |s| s.uptime);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(h.pairs(&h.src)[0]["plugged"], true);
+    let st = log
+        .wait_for_state(
+            "master with 2 slaves after resume",
+            |s| s.uptime >= up && s.failover_master(2).is_some(),
+            BOOT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(st.failover_master(2).is_some());
+    h.destroy_all();
+}
+
+#[test]
+fn dest_killed_and_aborted_jobs_keep_the_vm_on_the_source() {
+    let Some(_) = qemu_or_skip("dest_killed_and_aborted_jobs_keep_the_vm_on_the_source") else {
+        return;
+    };
+    let _lock = guest_lock();
+    let h = Hosts::new("", 1);
+    start(&h, true);
+    let log = h.serial(&h.src);
+    enslaved(&log);
+
+    for how in ["kill-destination", "domjobabort"] {
+        // A bandwidth cap keeps the copy running for seconds.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .args(["migrate", "--json", "--bandwidth", "10", "--dest-state-dir"])
+            .arg(&h.dst)
+            .arg(NAME)
+            .env("TEAMVIRT_STATE_DIR", &h.src)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for l in lines.by_ref() {
+            let l = l.unwrap();
+            let active = l.contains("\"phase\":\"active\"");
+            seen.push(l);
+            if active {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let info = ok(&h.src, &["domjobinfo", NAME]);
+        assert!(info.contains("Phase:") && info.contains("active"), "{info}");
+        assert!(info.contains("Data processed:"), "{info}");
+        let expect = if how == "kill-destination" {
+            let pid = std::fs::read_to_string(h.dst.join("run").join(NAME).join("pid")).unwrap();
+            assert!(Command::new("kill")
+                .args(["-9", pid.trim()])
+                .status()
+                .unwrap()
+                .success());
+            "operation failed: migration out job: the destination QEMU exited"
+        } else {
+            ok(&h.src, &["domjobabort", NAME]);
+            "operation aborted: migration out job: canceled by client"
+        };
+        seen.extend(lines.map(|l| l.unwrap()));
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        eprintln!("{how}:\n{}\n{stderr}", seen.join("\n"));
+        assert!(!status.success());
+        assert!(stderr.contains(expect), "{stderr}");
+        let res: Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+        assert_eq!(res["primaries_back"], true, "{res}");
+
+        // The VM runs on the source with its primary; nothing is left on
+        // the destination.
+        assert!(ok(&h.src, &["domstate", NAME]).starts_with("running"));
+        let p = h.pairs(&h.src);
+        assert_eq!(
+            (p[0]["negotiated"].clone(), p[0]["plugged"].clone()),
+            (Value::Bool(true), Value::Bool(true))
+        );
+        assert_eq!(h.vfs_used(&h.src), 1);
+        assert_eq!(h.vfs_used(&h.dst), 0);
+        assert!(!h.dst.join("run").join(NAME).join("state.json").exists());
+        let out = tv(&h.src, &["domjobinfo", NAME]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("None"));
+        let out = tv(&h.src, &["domjobabort", NAME]);
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("Requested operation is not valid: no job is active on the domain"));
+        let up = log.latest_state().map_or(0.0, |s| s.uptime);
+        log.wait_for_state(
+            "master with 2 slaves again",
+            |s| s.uptime >= up && s.failover_master(2).is_some(),
+            BOOT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // A non-teaming hostdev blocks the migration with libvirt's text. No
+    // VF can be passed through on this host, so the hostdev is put into the
+    // running domain's live XML directly (as a hot-plug would record it).
+    let live = h.src.join("run").join(NAME).join("live.xml");
+    let xml = std::fs::read_to_string(&live).unwrap();
+    let xml = xml.replacen(
+        "</devices>",
+        "  <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n        <address domain='0x0000' bus='0x05' slot='0x00' function='0x0'/>\n      </source>\n    </hostdev>\n  </devices>",
+        1,
+    );
+    std::fs::write(&live, xml).unwrap();
+    let out = tv(
+        &h.src,
+        &["migrate", "--dest-state-dir", h.dst.to_str().unwrap(), NAME],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: Operation not supported: cannot migrate a domain with <hostdev mode='subsystem' type='pci'>"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("live.xml:"), "{stderr}");
+    assert!(ok(&h.src, &["domstate", NAME]).starts_with("running"));
+    assert!(!h.dst.join("run").join(NAME).join("state.json").exists());
+    h.destroy_all();
+}
+
+#[test]
+fn guest_without_failover_migrates_plain() {
+    let Some(_) = qemu_or_skip("guest_without_failover_migrates_plain") else {
+        return;
+    };
+    let _lock = guest_lock();
+    let h = Hosts::new("e2e.skip=virtio_net", 1);
+    start(&h, false);
+    let log = h.serial(&h.src);
+    log.wait_for_line("E2E MODULES", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.pairs(&h.src)[0]["negotiated"], false);
+
+    let out = tv(
+        &h.src,
+        &[
+            "migrate",
+            "--json",
+            "--dest-state-dir",
+            h.dst.to_str().unwrap(),
+            NAME,
+        ],
+    );
+    assert!(out.status.success());
+    let ev = events(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        ev.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("never negotiated failover")),
+        "{ev:?}"
+    );
+    assert!(!has_qemu_event(&ev, "source", "UNPLUG_PRIMARY"), "{ev:?}");
+    let ph = phases(&ev);
+    assert!(!ph.contains(&"wait-unplug".to_owned()), "{ph:?}");
+    assert!(ph.contains(&"completed".to_owned()), "{ph:?}");
+    assert!(ok(&h.dst, &["domstate", NAME]).starts_with("running"));
+    let p = h.pairs(&h.dst);
+    assert_eq!(
+        p[0]["negotiated"], false,
+        "still hidden on the destination: {p:?}"
+    );
+    assert_eq!(h.vfs_used(&h.src), 0);
+    let dlog = h.serial(&h.dst);
+    dlog.wait_for_line("E2E HB", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.destroy_all();
+}
