@@ -1,0 +1,28 @@
+//! A closed stdout (`teamvirt ... | head`) ends the process quietly instead
+//! of panicking on the failed write.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let example = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
+    // Far more than a pipe buffer of JSON, so a write must hit the closed pipe.
+    let files = vec![example; 2000];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+        .arg("validate")
+        .arg("--json")
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here; the rest of the output has nowhere to go.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "teamvirt panicked: {stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "status {:?}", out.status);
+}
