@@ -366,19 +366,11 @@ impl QemuCaps {
     /// `Ok(())` when a domain using `<teaming>` can run on this binary,
     /// otherwise libvirt's error text (with its `unsupported configuration: `
     /// prefix).
+    /// The text comes from [`crate::validate::failover_capability`], so
+    /// there is one copy of libvirt's message.
     pub fn check_teaming_supported(&self) -> Result<(), String> {
-        if self.supports_failover() {
-            Ok(())
-        } else {
-            Err(teaming_unsupported_message())
-        }
+        crate::validate::failover_capability(self.supports_failover()).map_err(|d| d.message)
     }
-}
-
-/// libvirt's text (`qemu_validate.c`, v6.1-v8.x). Kept here only until
-/// `validate.rs` exports the same message; then this delegates to it.
-fn teaming_unsupported_message() -> String {
-    "unsupported configuration: virtio-net failover (teaming) is not supported with this QEMU binary".to_string()
 }
 
 /// `major.minor.micro` of a libvirt-encoded version.
@@ -529,7 +521,12 @@ mod tests {
         let mut caps = sample();
         assert!(!caps.supports_failover());
         let err = caps.check_teaming_supported().unwrap_err();
-        assert!(err.starts_with("unsupported configuration: "), "{err}");
+        assert_eq!(
+            err,
+            crate::validate::failover_capability(false)
+                .unwrap_err()
+                .message
+        );
         caps.flags.insert("virtio-net.failover".into());
         assert!(caps.supports_failover());
         assert_eq!(caps.check_teaming_supported(), Ok(()));

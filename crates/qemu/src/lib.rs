@@ -1,6 +1,18 @@
 //! QEMU side of teamvirt: what a QEMU binary can do (capabilities), what the
 //! QEMU driver refuses (validation), what libvirt fills in when a domain is
 //! defined (defaults, PCI addresses), and the command line it builds.
+//!
+//! # Benchmark
+//!
+//! `cargo bench -p teamvirt-qemu --bench convert` (add `-- --quick` for a
+//! short run) times [`command::convert`] from domain XML text to argv for
+//! the teaming cases of libvirt's corpus (`net-virtio-teaming`, `-hostdev`,
+//! `-network`, and the `historical/v8.1.0` legacy-syntax ones), with the
+//! capabilities loaded once outside the timed loop, next to parsing alone
+//! in the same run. Criterion's `thrpt` lines are conversions (or parses)
+//! per second; the closing table gives each case's convert/parse ratio.
+//! Without the corpus (`teamvirt_testinfra::corpus_dir()`), it prints a
+//! skip message and times nothing.
 
 /// Capabilities: libvirt's caps cache XML and live probing over QMP.
 pub mod caps;

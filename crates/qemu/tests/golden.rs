@@ -36,22 +36,33 @@ fn run(corpus: &Path, xml: &Path, caps: &QemuCaps) -> Result<String, String> {
     Ok(conv.built.cmd.to_args())
 }
 
+/// The `qemuxmlconfdata` directory and the caps its `x86_64-latest` outputs
+/// were made with.
+fn corpus_cases(corpus: &Path) -> (PathBuf, QemuCaps) {
+    let caps =
+        QemuCaps::from_libvirt_xml(corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"))
+            .unwrap();
+    (corpus.join("qemuxmlconfdata"), caps)
+}
+
+/// A directory's entries in name order, so failures list stably.
+fn sorted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    entries
+}
+
 #[test]
 fn corpus_args_and_errors() {
     let Some(corpus) = teamvirt_testinfra::corpus_or_skip("corpus_args_and_errors") else {
         return;
     };
-    let data = corpus.join("qemuxmlconfdata");
-    let caps =
-        QemuCaps::from_libvirt_xml(corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"))
-            .unwrap();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
+    let (data, caps) = corpus_cases(&corpus);
     let (mut failures, mut total) = (Vec::new(), 0);
-    for path in entries {
+    for path in sorted_files(&data) {
         let fname = path.file_name().unwrap().to_string_lossy().to_string();
         let (name, is_err) = if let Some(n) = fname.strip_suffix(".x86_64-latest.args") {
             (n.to_string(), false)
@@ -152,17 +163,9 @@ fn corpus_format_with_defaults() {
     let Some(corpus) = teamvirt_testinfra::corpus_or_skip("corpus_format_with_defaults") else {
         return;
     };
-    let data = corpus.join("qemuxmlconfdata");
-    let caps =
-        QemuCaps::from_libvirt_xml(corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"))
-            .unwrap();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
+    let (data, caps) = corpus_cases(&corpus);
     let (mut failures, mut total) = (Vec::new(), 0);
-    for path in entries {
+    for path in sorted_files(&data) {
         let fname = path.file_name().unwrap().to_string_lossy().to_string();
         let Some(name) = fname.strip_suffix(".x86_64-latest.xml") else {
             continue;

@@ -9,6 +9,8 @@ use teamvirt_qemu::caps::{self, QemuCaps};
 use teamvirt_qemu::command::{convert, BuildOptions, Format};
 use teamvirt_qemu::resolve::{Chain, NetworkMap, NetworkSource, TestNetworkDirs};
 
+use crate::render::render;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Domain XML (libvirt format).
@@ -44,9 +46,6 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
-
-/// Compiler-style diagnostic rendering (kept here for callers that import it).
-pub use crate::render::render;
 
 fn load_networks(specs: &[String]) -> Result<NetworkMap, String> {
     let mut map = NetworkMap::default();

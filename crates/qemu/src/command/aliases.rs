@@ -1,12 +1,23 @@
 //! Device aliases as libvirt assigns them at start (`qemu_alias.c`): they
 //! become QEMU ids. User aliases (`ua-...`) are kept.
 
-use teamvirt_conf::model::{Alias, DomainDef, InterfaceType};
+use teamvirt_conf::model::{Alias, DeviceInfo, DomainDef, InterfaceType};
 
 use crate::resolve::ActualNet;
 
 fn index_of(alias: Option<&str>, prefix: &str) -> Option<u32> {
     alias?.strip_prefix(prefix)?.parse().ok()
+}
+
+/// The user's alias, else `PREFIX` and the device's position among its kind.
+fn numbered<'a>(infos: impl Iterator<Item = &'a DeviceInfo>, prefix: &str) -> Vec<String> {
+    infos
+        .enumerate()
+        .map(|(i, info)| {
+            info.alias_name()
+                .map_or_else(|| format!("{prefix}{i}"), str::to_string)
+        })
+        .collect()
 }
 
 /// Ids of the devices of one domain.
@@ -131,30 +142,9 @@ pub fn assign(def: &DomainDef, actual: &[ActualNet]) -> Aliases {
             })
         })
         .collect();
-    a.serials = (0..d.serials.len())
-        .map(|i| {
-            d.serials[i]
-                .info
-                .alias_name()
-                .map_or(format!("serial{i}"), str::to_string)
-        })
-        .collect();
-    a.watchdogs = (0..d.watchdogs.len())
-        .map(|i| {
-            d.watchdogs[i]
-                .info
-                .alias_name()
-                .map_or(format!("watchdog{i}"), str::to_string)
-        })
-        .collect();
-    a.videos = (0..d.videos.len())
-        .map(|i| {
-            d.videos[i]
-                .info
-                .alias_name()
-                .map_or(format!("video{i}"), str::to_string)
-        })
-        .collect();
+    a.serials = numbered(d.serials.iter().map(|x| &x.info), "serial");
+    a.watchdogs = numbered(d.watchdogs.iter().map(|x| &x.info), "watchdog");
+    a.videos = numbered(d.videos.iter().map(|x| &x.info), "video");
     a.balloon = d
         .memballoon
         .as_ref()

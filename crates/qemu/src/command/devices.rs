@@ -236,26 +236,22 @@ pub fn serials(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> {
     for (i, s) in ctx.def.devices.serials.iter().enumerate() {
         let id = &ctx.aliases.serials[i];
         let chr = format!("char{id}");
+        // `<source path=...>` of the file and unix backends.
+        let path = s
+            .source
+            .as_ref()
+            .and_then(|e| e.attr("path"))
+            .unwrap_or_default();
         match s.type_.as_str() {
             "pty" => cmd.opt("-chardev", format!("pty,id={chr}")),
             "null" => cmd.opt("-chardev", format!("null,id={chr}")),
             "file" => {
-                let path = s
-                    .source
-                    .as_ref()
-                    .and_then(|e| e.attr("path"))
-                    .unwrap_or_default();
                 cmd.opt(
                     "-chardev",
                     format!("file,id={chr},path={}", escape_comma(path)),
                 );
             }
             "unix" => {
-                let path = s
-                    .source
-                    .as_ref()
-                    .and_then(|e| e.attr("path"))
-                    .unwrap_or_default();
                 cmd.opt(
                     "-chardev",
                     format!(
