@@ -85,6 +85,7 @@ impl View {
                 name,
                 data,
                 elapsed_ms,
+                ..
             } => {
                 // Status changes are shown as phases; passes are noise.
                 if name == "MIGRATION" || name == "MIGRATION_PASS" {

@@ -97,6 +97,8 @@ pub enum Progress {
         name: String,
         data: Value,
         elapsed_ms: u64,
+        /// QEMU's own host-clock stamp of the event (seconds).
+        qemu_time_s: f64,
     },
     /// Figures, a few times a second.
     Stats {
@@ -568,6 +570,7 @@ fn show(cx: &mut Ctx, side: Side, ev: &Event) {
         name: ev.name.clone(),
         data: ev.data.clone(),
         elapsed_ms,
+        qemu_time_s: ev.timestamp.0 as f64 + ev.timestamp.1 as f64 / 1e6,
     });
     cx.publish(true);
 }
