@@ -228,16 +228,18 @@ fn negotiated_pair_migrates_and_back() {
 
     for (from, to) in [(&h.src, &h.dst), (&h.dst, &h.src)] {
         let before = h.serial(from).latest_state().map_or(0.0, |s| s.uptime);
-        let out = tv(
-            from,
-            &[
-                "migrate",
-                "--json",
-                "--dest-state-dir",
-                to.to_str().unwrap(),
-                NAME,
-            ],
-        );
+        let first = from == &h.src;
+        let mut args = vec![
+            "migrate",
+            "--json",
+            "--dest-state-dir",
+            to.to_str().unwrap(),
+            NAME,
+        ];
+        if first {
+            args.extend(["--persistent", "--undefinesource"]);
+        }
+        let out = tv(from, &args);
         assert!(out.status.success());
         let ev = events(&String::from_utf8_lossy(&out.stdout));
         let ph = phases(&ev);
@@ -296,6 +298,18 @@ fn negotiated_pair_migrates_and_back() {
         assert!(!tv(from, &["domstate", NAME]).stdout.starts_with(b"running"));
         assert_eq!(h.vfs_used(from), 0);
         assert!(!from.join("run").join(NAME).join("job.json").exists());
+        // virsh semantics: --persistent defines it on the destination,
+        // --undefinesource forgets it on the source; without them the
+        // destination copy is transient and the source keeps its definition.
+        if first {
+            assert!(tv(to, &["dumpxml", "--inactive", NAME]).status.success());
+            assert!(!tv(from, &["dumpxml", "--inactive", NAME]).status.success());
+            assert_eq!(res["outcome"]["defined_on_destination"], true);
+            assert_eq!(res["outcome"]["undefined_on_source"], true);
+        } else {
+            assert_eq!(res["outcome"]["defined_on_destination"], false);
+            assert!(tv(from, &["dumpxml", "--inactive", NAME]).status.success());
+        }
     }
     h.destroy_all();
 }
@@ -376,7 +390,7 @@ fn dest_killed_and_aborted_jobs_keep_the_vm_on_the_source() {
     let log = h.serial(&h.src);
     enslaved(&log);
 
-    for how in ["kill-destination", "domjobabort"] {
+    for how in ["kill-destination", "domjobabort", "ctrl-c"] {
         // A bandwidth cap keeps the copy running for seconds.
         let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
             .args(["migrate", "--json", "--bandwidth", "10", "--dest-state-dir"])
@@ -401,17 +415,29 @@ fn dest_killed_and_aborted_jobs_keep_the_vm_on_the_source() {
         let info = ok(&h.src, &["domjobinfo", NAME]);
         assert!(info.contains("Phase:") && info.contains("active"), "{info}");
         assert!(info.contains("Data processed:"), "{info}");
-        let expect = if how == "kill-destination" {
-            let pid = std::fs::read_to_string(h.dst.join("run").join(NAME).join("pid")).unwrap();
-            assert!(Command::new("kill")
-                .args(["-9", pid.trim()])
-                .status()
-                .unwrap()
-                .success());
-            "operation failed: migration out job: the destination QEMU exited"
-        } else {
-            ok(&h.src, &["domjobabort", NAME]);
-            "operation aborted: migration out job: canceled by client"
+        let expect = match how {
+            "kill-destination" => {
+                let pid =
+                    std::fs::read_to_string(h.dst.join("run").join(NAME).join("pid")).unwrap();
+                assert!(Command::new("kill")
+                    .args(["-9", pid.trim()])
+                    .status()
+                    .unwrap()
+                    .success());
+                "operation failed: migration out job: the destination QEMU exited"
+            }
+            "domjobabort" => {
+                ok(&h.src, &["domjobabort", NAME]);
+                "operation aborted: migration out job: canceled by client"
+            }
+            _ => {
+                assert!(Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap()
+                    .success());
+                "operation aborted: migration out job: interrupted (SIGINT)"
+            }
         };
         seen.extend(lines.map(|l| l.unwrap()));
         let status = child.wait().unwrap();
