@@ -122,8 +122,11 @@ impl View {
                 );
                 match self {
                     View::Bar { drawn } => {
-                        let frac = match (data_processed, data_total) {
-                            (Some(p), Some(t)) if *t > 0 => (*p as f64 / *t as f64).min(1.0),
+                        // Sent out of what will be sent (zero pages are
+                        // skipped, so the guest's RAM size overstates it).
+                        let frac = match (data_processed, data_remaining, data_total) {
+                            (Some(p), Some(r), _) if p + r > 0 => *p as f64 / (p + r) as f64,
+                            (Some(p), None, Some(t)) if *t > 0 => (*p as f64 / *t as f64).min(1.0),
                             _ => 0.0,
                         };
                         let w = 24;

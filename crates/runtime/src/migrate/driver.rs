@@ -193,9 +193,14 @@ pub async fn migrate<D: Destination>(
     let _lock = sd
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
-    let rec = RunRecord::load(sd, name)?
-        .filter(RunRecord::is_alive)
-        .ok_or_else(|| MigrateError::NotRunning(name.to_owned()))?;
+    let rec = match RunRecord::load(sd, name)? {
+        Some(r) if r.is_alive() => r,
+        Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
+        None if sd.domain_xml(name)?.exists() => {
+            return Err(MigrateError::NotRunning(name.to_owned()))
+        }
+        None => return Err(MigrateError::NoDomain(name.to_owned())),
+    };
     if rec.incoming {
         return Err(MigrateError::Incoming(name.to_owned()));
     }

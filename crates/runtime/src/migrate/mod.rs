@@ -33,6 +33,8 @@ pub use job::JobInfo;
 /// Errors of a migration. Texts are libvirt's where virsh prints one.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    #[error("Domain not found: no domain with matching name '{0}'")]
+    NoDomain(String),
     #[error("Requested operation is not valid: domain is not running")]
     NotRunning(String),
     #[error("Timed out during operation: cannot acquire state change lock (another teamvirt command holds domain '{0}')")]
