@@ -131,10 +131,9 @@ fn split_legacy(s: &str) -> Vec<String> {
     out
 }
 
-/// The `-device` option of `id` as a QMP `device_add` argument object
-/// (JSON form as is, legacy `driver,key=value` parsed; values are strings,
-/// which QEMU's qdict-to-property conversion accepts). Used to plug a
-/// primary back when the guest deleted it during a failed migration.
+/// The `-device` option of `id` as a property object (JSON form as is,
+/// legacy `driver,key=value` parsed, values as strings). The destination
+/// reads the emulated model of a lab-mode primary from it.
 pub fn device_props(args: &[String], id: &str) -> Option<serde_json::Map<String, Value>> {
     let mut it = args.iter();
     while let Some(a) = it.next() {

@@ -16,8 +16,10 @@
 //! resume (`DEVICE_DELETED`; verified under QEMU 7.2). So when the guest is
 //! paused with an unplug pending, teamvirt resumes it for the rollback, lets
 //! the eject finish and QEMU plug the primary back, and pauses it again.
-//! Every primary that was plugged is then verified on the source's bus (and
-//! re-added with its original options if the guest deleted it anyway).
+//! Every primary that was plugged is then verified on the source's bus. A
+//! primary the guest deleted cannot come back into the same QEMU (7.2
+//! refuses `device_add` with its id, and any other id as a second primary):
+//! that is reported, never hidden.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use tokio::sync::watch;
 
 use super::dest::{DestEvent, Destination, PrepareRequest};
 use super::job::{self, JobInfo};
-use super::{argv, precheck, MigrateError};
+use super::{precheck, MigrateError};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, StateDir};
 use crate::teaming::{self, PairState};
@@ -511,7 +513,6 @@ pub async fn migrate<D: Destination>(
                 &mut cx,
                 dest,
                 &qmp,
-                &rec,
                 &stop,
                 status,
                 paused_by_us,
@@ -674,7 +675,6 @@ async fn rollback<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
     qmp: &Qmp,
-    rec: &RunRecord,
     stop: &Stop,
     status: MigrationStatus,
     paused_by_us: bool,
@@ -770,20 +770,18 @@ async fn rollback<D: Destination>(
             .await
             .map(|p| p.contains(id))
             .unwrap_or(false);
-        if !exists {
-            if let Some(props) = argv::device_props(&rec.argv, id) {
-                match qmp.execute("device_add", Value::Object(props)).await {
-                    Ok(_) if wait_plugged(qmp, id, Duration::from_secs(10)).await => {
-                        cx.rollback(format!("primary {id} had been deleted by the guest: re-added with its original options, plugged again"), &mut log);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => cx.rollback(format!("re-adding primary {id} failed: {e}"), &mut log),
-                }
-            }
-        }
         all_back = false;
-        cx.rollback(format!("primary {id} is NOT plugged on the source (the domain keeps running on its virtio standby)"), &mut log);
+        cx.rollback(
+            if exists {
+                format!("primary {id} is NOT plugged on the source; the domain keeps running on its virtio standby")
+            } else {
+                // Verified under QEMU 7.2: `device_add` with the same id
+                // fails ("Duplicate ID"), another id is refused as a second
+                // primary of the standby.
+                format!("primary {id} was deleted by the guest (DEVICE_DELETED) and cannot be plugged into this QEMU again; the domain keeps running on its virtio standby until it is restarted")
+            },
+            &mut log,
+        );
     }
     if repause {
         // Let the guest process the re-plug before pausing it again.
