@@ -357,6 +357,8 @@ pub async fn migrate<D: Destination>(
         return Err(MigrateError::src(e));
     }
     cx.phase("setup");
+    // Deadlines count from the `migrate` command, not from the prepare.
+    let migrating_since = Instant::now();
 
     let mut status = MigrationStatus::Setup;
     let mut unplug_since: Option<Instant> = None;
@@ -449,7 +451,7 @@ pub async fn migrate<D: Destination>(
                 })))
             }
             MigrationStatus::Setup | MigrationStatus::WaitUnplug
-                if cx.t0.elapsed() >= opts.unplug_timeout =>
+                if migrating_since.elapsed() >= opts.unplug_timeout =>
             {
                 let pending: Vec<String> = cx.job.unplugged.clone();
                 break Some(Stop::Deadline(pending));
@@ -457,7 +459,7 @@ pub async fn migrate<D: Destination>(
             MigrationStatus::Active => {
                 if let Some(t) = opts.timeout {
                     if !paused_by_us
-                        && cx.t0.elapsed() >= t
+                        && migrating_since.elapsed() >= t
                         && qmp.execute("stop", Value::Null).await.is_ok()
                     {
                         paused_by_us = true;
