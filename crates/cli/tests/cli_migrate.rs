@@ -155,6 +155,18 @@ impl Hosts {
     }
 }
 
+impl Drop for Hosts {
+    /// A failed assertion must not leave a guest running.
+    fn drop(&mut self) {
+        for s in [&self.src, &self.dst] {
+            let _ = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+                .args(["destroy", NAME])
+                .env("TEAMVIRT_STATE_DIR", s)
+                .output();
+        }
+    }
+}
+
 /// Every JSON event line of a `migrate --json` run.
 fn events(stdout: &str) -> Vec<Value> {
     stdout
