@@ -100,6 +100,27 @@ struct Host {
     rt: Runtime,
 }
 
+impl Drop for Host {
+    /// Also on a panic: no guest outlives the benchmark.
+    fn drop(&mut self) {
+        let _ = self.rt.destroy(NAME);
+    }
+}
+
+/// QEMUs started by the raw script, killed on the way out.
+struct RawPids(Vec<i64>);
+
+impl Drop for RawPids {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 fn host(root: &Path, vfs: usize) -> Host {
     let sd = StateDir::open(root).unwrap();
     let rt = Runtime::open(&sd).unwrap();
@@ -229,7 +250,7 @@ fn main() {
     let mut src_sock = rec.qmp_socket.clone();
     let mut src_log = serial_of(home);
     let mut raw: Vec<Value> = Vec::new();
-    let mut raw_pids: Vec<i64> = Vec::new();
+    let mut raw_pids = RawPids(Vec::new());
     for i in 0..iters {
         let dir = tmp.path().join(format!("raw{i}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -260,18 +281,13 @@ fn main() {
             )
         });
         assert_eq!(v["ok"], true, "{v}");
-        raw_pids.push(v["dest_pid"].as_i64().unwrap());
+        raw_pids.0.push(v["dest_pid"].as_i64().unwrap());
         src_sock = dir.join("qmp.sock");
         src_log = dir.join("serial.log");
         enslaved(&src_log, 1, before);
         raw.push(v);
     }
-    for pid in &raw_pids {
-        let _ = Command::new("kill")
-            .arg(pid.to_string())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+    drop(raw_pids);
     let tv_total: Vec<f64> = tv.iter().map(|r| r.wall.as_secs_f64()).collect();
     let raw_total: Vec<f64> = raw.iter().map(|v| v["total_s"].as_f64().unwrap()).collect();
     let tv_wu: Vec<f64> = tv
@@ -324,9 +340,6 @@ fn main() {
         .iter()
         .filter_map(|r| r.out.job.wait_unplug_ms.map(|m| m as f64))
         .collect();
-    for h in [&a, &b, &c, &d] {
-        let _ = h.rt.destroy(NAME);
-    }
 
     // --- report -----------------------------------------------------------
     println!("\nmigration benchmark (TCG, 256 MiB guest, lab mode; {iters} runs each, medians)\n");
