@@ -427,6 +427,8 @@ fn dest_killed_and_aborted_jobs_keep_the_vm_on_the_source() {
         let info = ok(&h.src, &["domjobinfo", NAME]);
         assert!(info.contains("Phase:") && info.contains("active"), "{info}");
         assert!(info.contains("Data processed:"), "{info}");
+        let incoming = ok(&h.dst, &["domjobinfo", NAME]);
+        assert!(incoming.contains("Migration in"), "{incoming}");
         let expect = match how {
             "kill-destination" => {
                 let pid =

@@ -102,6 +102,13 @@ fn prepare_listens_and_abort_cleans_up() {
         let port: u16 = p.uri.rsplit(':').next().unwrap().parse().unwrap();
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert_eq!(pool.state().unwrap().allocations[0].domain, "vm");
+        let j = teamvirt_runtime::migrate::job::current(&dst, "vm")
+            .unwrap()
+            .expect("incoming job published");
+        assert_eq!(
+            (j.operation.as_str(), j.phase.as_str()),
+            ("migration in", "incoming")
+        );
 
         let done = d.abort().await.unwrap();
         assert!(
@@ -112,6 +119,9 @@ fn prepare_listens_and_abort_cleans_up() {
         assert!(rec.proc.wait_gone(Duration::from_secs(5)));
         assert!(pool.state().unwrap().allocations.is_empty());
         assert!(RunRecord::load(&dst, "vm").unwrap().is_none());
+        assert!(teamvirt_runtime::migrate::job::current(&dst, "vm")
+            .unwrap()
+            .is_none());
         // Twice is fine.
         assert!(d.abort().await.unwrap().is_empty());
     });

@@ -19,6 +19,7 @@ use teamvirt_qmp::{Event, Qmp};
 use tokio::sync::mpsc;
 
 use super::argv::{destination_args, device_props};
+use super::job::{self, JobInfo};
 use super::MigrateError;
 use crate::accel::Accel;
 use crate::lock::FileLock;
@@ -279,6 +280,12 @@ impl LocalDestination {
         let active = self.active.as_mut().expect("set by prepare");
         active.qmp = Some(launched.qmp.clone());
         active.record = Some(launched.record.clone());
+        // `domjobinfo` on the destination shows the incoming job, and
+        // `domjobabort` there reaches the process driving the migration.
+        let mut incoming = JobInfo::new(&req.source_root.display().to_string());
+        incoming.operation = "migration in".into();
+        incoming.phase = "incoming".into();
+        job::publish(&self.sd, &req.name, &incoming)?;
         let qmp = launched.qmp;
         qmp.execute(
             "migrate-set-capabilities",
@@ -576,6 +583,7 @@ impl Destination for LocalDestination {
             None => false,
         };
         // The domain belongs to the destination now: drop the lock.
+        job::clear(&self.sd, &a.name)?;
         self.active = None;
         Ok(Finished {
             pairs: states,
@@ -616,6 +624,7 @@ impl Destination for LocalDestination {
                 ));
             }
             run::forget(&self.sd, &a.name)?;
+            job::clear(&self.sd, &a.name)?;
         }
         out.extend(self.release(&a.name, &a.vfs));
         Ok(out)
