@@ -38,12 +38,25 @@ dst="$work/dst-host"
 cleanup() {
     ./target/release/teamvirt destroy --state-dir "$src" teaming-q35 >/dev/null 2>&1 || true
     ./target/release/teamvirt destroy --state-dir "$dst" teaming-q35 >/dev/null 2>&1 || true
+    rm -rf "$work"
 }
 trap cleanup EXIT
 
 # The example refers to the guest kernel under /var/cache/teamvirt/guest;
 # point it at the guest just built.
 sed "s#/var/cache/teamvirt/guest#$guest#g" examples/teaming-q35.xml > "$work/teaming-q35.xml"
+
+# What the guest itself says: its net_failover master and slaves, from the
+# kernel messages the test guest copies to its serial console.
+guest_view() {
+    local log="$1/run/teaming-q35/serial.log"
+    for _ in $(seq 75); do
+        grep -aq 'failover primary slave:.* registered' "$log" 2>/dev/null && break
+        sleep 0.2
+    done
+    echo "guest console ($log):"
+    grep -ao 'virtio_net [^ ]* [^ ]* failover [^ ]* [^ ]* registered' "$log" | sort -u | sed 's/^/  /' || true
+}
 
 step "Validating the example (libvirt's checks plus teamvirt's)"
 tv validate examples/teaming-q35.xml examples/vfpool-network.xml
@@ -60,11 +73,13 @@ tv define --state-dir "$src" "$work/teaming-q35.xml"
 step "Starting it in lab mode under TCG and waiting for the guest to negotiate failover"
 tv start --state-dir "$src" teaming-q35 --emulate-vf --accel tcg --wait-failover=60
 tv teaming --state-dir "$src" teaming-q35
+guest_view "$src"
 tv net-list --state-dir "$src"
 
 step "Live-migrating it to the destination host: unplug, migrate, replug"
 tv migrate --state-dir "$src" teaming-q35 --dest-state-dir "$dst" --persistent --undefinesource
 tv teaming --state-dir "$dst" teaming-q35
+guest_view "$dst"
 tv net-list --state-dir "$src"
 tv net-list --state-dir "$dst"
 
