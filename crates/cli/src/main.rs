@@ -15,6 +15,12 @@ mod render;
     about = "libvirt-compatible NIC teaming (virtio-net failover) for QEMU"
 )]
 struct Cli {
+    /// State directory (default: $TEAMVIRT_STATE_DIR, /var/lib/teamvirt for
+    /// root, else $XDG_STATE_HOME/teamvirt). Accepted before or after the verb.
+    // Global: clap copies the value into every verb's `StateOpt` (same id),
+    // whichever side of the verb it was given on.
+    #[arg(long, value_name = "DIR", global = true)]
+    state_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }

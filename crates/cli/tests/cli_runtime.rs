@@ -3,64 +3,9 @@
 //! start refusal for a primary QEMU can never plug, and net-* verbs. They
 //! need QEMU only for the capability probe (skipped without it).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    files: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        Env {
-            state,
-            files,
-            _dir: dir,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_teamvirt"))
-            .args(args)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "teamvirt {} failed: {err}",
-            args.join(" ")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fail(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "teamvirt {} should fail",
-            args.join(" ")
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.files.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-}
+use common::{Env, StateVia};
 
 const NET: &str = "<network>
   <name>pool</name>
@@ -101,7 +46,8 @@ fn define_list_dumpxml_undefine() {
     if teamvirt_testinfra::qemu_or_skip("define_list_dumpxml_undefine").is_none() {
         return;
     }
-    let e = Env::new();
+    // The state directory as an option after the verb.
+    let e = Env::via(StateVia::FlagAfter);
     let f = e.write("d.xml", &domain("d1", "", "persistent"));
     assert!(e.ok(&["define", &f]).contains("Domain 'd1' defined from"));
     assert_eq!(
@@ -189,7 +135,8 @@ fn network_verbs() {
     if teamvirt_testinfra::qemu_or_skip("network_verbs").is_none() {
         return;
     }
-    let e = Env::new();
+    // The state directory as a global option before the verb (virsh style).
+    let e = Env::via(StateVia::FlagBefore);
     let f = e.write("n.xml", NET);
     assert!(e
         .ok(&["net-define", &f])
@@ -221,4 +168,60 @@ fn network_verbs() {
         err.contains("Network not found: no network with matching name 'pool'"),
         "{err}"
     );
+}
+
+/// `--state-dir` works before the verb (global, like virsh's `-c`) and
+/// after it, overrides `TEAMVIRT_STATE_DIR`, and all three reach the same
+/// private directory. Needs no QEMU: networks are defined without a probe.
+#[test]
+fn state_dir_before_or_after_the_verb_or_from_the_environment() {
+    use std::os::unix::fs::MetadataExt;
+
+    let before = Env::via(StateVia::FlagBefore);
+    let f = before.write("n.xml", NET);
+    before.ok(&["net-define", &f]);
+    assert!(before.state.join("networks/pool.xml").exists());
+    for via in [StateVia::FlagAfter, StateVia::Env] {
+        // Same directory, another way of naming it.
+        let mut other = Env::via(via);
+        other.state = before.state.clone();
+        let nets = other.json(&["net-list", "--json"]);
+        assert_eq!(nets[0]["name"], "pool", "{via:?}");
+    }
+    // The option beats the environment variable, in either position.
+    let decoy = Env::new();
+    for pos in ["before", "after"] {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_teamvirt"));
+        c.env("TEAMVIRT_STATE_DIR", &decoy.state);
+        if pos == "before" {
+            c.arg("--state-dir")
+                .arg(&before.state)
+                .args(["net-list", "--json"]);
+        } else {
+            c.args(["net-list", "--json", "--state-dir"])
+                .arg(&before.state);
+        }
+        let out = c.output().unwrap();
+        let nets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(nets[0]["name"], "pool", "--state-dir {pos} the verb");
+    }
+    // Private: every directory 0700, every file 0600.
+    for entry in walk(&before.state) {
+        let mode = std::fs::metadata(&entry).unwrap().mode() & 0o777;
+        let want = if entry.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -6,92 +6,20 @@
 //! without virtio_net failover support is reported as not negotiated.
 //! Skips only when QEMU is not installed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::Env;
 use serde_json::Value;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
 
 const MAC: &str = "52:54:00:12:34:56";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    files: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        Env {
-            state,
-            files,
-            _dir: dir,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
-            .args(args)
-            .env("TEAMVIRT_STATE_DIR", &self.state)
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ teamvirt {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        assert!(out.status.success(), "teamvirt {} failed", args.join(" "));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn fail(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "teamvirt {} should fail",
-            args.join(" ")
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.files.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args).0).unwrap()
-    }
-
-    fn vfs_used(&self, net: &str) -> u64 {
-        let nets = self.json(&["net-list", "--json"]);
-        let n = nets
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == net)
-            .unwrap();
-        n["vfs_used"].as_u64().unwrap()
-    }
-
-    fn serial(&self, dom: &str) -> SerialLog {
-        SerialLog::new(self.state.join("run").join(dom).join("serial.log"))
-    }
+fn serial(e: &Env, dom: &str) -> SerialLog {
+    SerialLog::new(e.run_dir(dom).join("serial.log"))
 }
 
 /// A pool with exactly one VF.
@@ -163,10 +91,10 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
     e.ok(&["net-define", &net]);
     e.ok(&["define", &d1]);
     e.ok(&["define", &d2]);
-    let (out, _) = e.ok(&["list", "--all"]);
+    let out = e.ok(&["list", "--all"]);
     assert!(out.contains("tv1") && out.contains("shut off"), "{out}");
 
-    let (out, err) = e.ok(&[
+    let (out, err) = e.ok2(&[
         "start",
         "tv1",
         "--emulate-vf",
@@ -191,15 +119,14 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
     assert_eq!(p["emulated"], true);
 
     // The guest bonds both NICs under a net_failover master.
-    let st = e
-        .serial("tv1")
+    let st = serial(&e, "tv1")
         .wait_for_failover_master(2, Duration::from_secs(60))
         .expect("guest failover master");
     let g = st.failover_master(2).unwrap();
     assert!(g.standby.is_some() && g.primaries.len() == 1, "{g:?}");
 
     // Live XML records the VF and the substitution; the inactive XML is untouched.
-    let (live, _) = e.ok(&["dumpxml", "tv1"]);
+    let live = e.ok(&["dumpxml", "tv1"]);
     assert!(
         live.contains("<teamvirt:vf network='vfpool' device='hostdev0' address='0000:3b:02.1'/>"),
         "{live}"
@@ -212,14 +139,14 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         live.contains("<interface type='hostdev' managed='yes'>"),
         "{live}"
     );
-    let (inactive, _) = e.ok(&["dumpxml", "--inactive", "tv1"]);
+    let inactive = e.ok(&["dumpxml", "--inactive", "tv1"]);
     assert!(
         !inactive.contains("teamvirt:")
             && !inactive.contains("<metadata")
             && inactive.contains("<source network='vfpool'/>"),
         "{inactive}"
     );
-    assert_eq!(e.ok(&["domstate", "tv1"]).0.trim(), "running");
+    assert_eq!(e.ok(&["domstate", "tv1"]).trim(), "running");
 
     // The pool's only VF is taken: libvirt's exhaustion error.
     let err = e.fail(&["start", "tv2", "--emulate-vf", "--accel", "tcg"]);
@@ -229,16 +156,16 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         ),
         "{err}"
     );
-    assert_eq!(e.ok(&["domstate", "tv2"]).0.trim(), "shut off");
+    assert_eq!(e.ok(&["domstate", "tv2"]).trim(), "shut off");
 
-    let (out, err) = e.ok(&["destroy", "tv1"]);
+    let (out, err) = e.ok2(&["destroy", "tv1"]);
     assert!(out.contains("Domain 'tv1' destroyed"), "{out}");
     assert!(
         err.contains("VF 0000:3b:02.1 (hostdev0) returned to network 'vfpool'"),
         "{err}"
     );
     assert_eq!(e.vfs_used("vfpool"), 0);
-    assert_eq!(e.ok(&["domstate", "tv1"]).0.trim(), "shut off");
+    assert_eq!(e.ok(&["domstate", "tv1"]).trim(), "shut off");
 
     // A QEMU that dies behind teamvirt's back is noticed by the next command.
     e.ok(&["start", "tv2", "--emulate-vf", "--accel", "tcg"]);
@@ -254,7 +181,7 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         .success());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(e.vfs_used("vfpool"), 0);
-    assert_eq!(e.ok(&["domstate", "tv2"]).0.trim(), "shut off");
+    assert_eq!(e.ok(&["domstate", "tv2"]).trim(), "shut off");
     e.ok(&["undefine", "tv1"]);
     e.ok(&["undefine", "tv2"]);
     e.ok(&["net-undefine", "vfpool"]);
