@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use teamvirt_conf::model::{DomainDef, InterfaceSource, InterfaceType, PciAddress, TeamingType};
+use teamvirt_conf::model::{
+    DomainDef, InterfaceSource, InterfaceType, PciAddress, Teaming, TeamingType,
+};
 use teamvirt_conf::{Diagnostic, Severity};
 use teamvirt_qemu::command::{convert, BuildOptions, Conversion, Monitor, Substitution};
 use teamvirt_qemu::resolve::NetworkSource;
@@ -419,57 +421,55 @@ fn teaming_pairs(conv: &Conversion) -> Vec<TeamingPair> {
             })
             .and_then(|(i, _)| mac_of(i))
     };
-    let sub = |id: &str| conv.built.substitutions.iter().find(|s| s.id == id);
-    let mut out = Vec::new();
-    for (i, n) in def.devices.interfaces.iter().enumerate() {
-        let Some(t) = n
-            .teaming
-            .as_ref()
-            .filter(|t| t.type_ == TeamingType::Transient)
-        else {
-            continue;
-        };
-        let Some(standby) = t.persistent.clone() else {
-            continue;
-        };
-        let primary = al.interfaces[i].clone();
+    // Every transient (primary) device, interface or hostdev, with what
+    // differs between the two: its alias, its own MAC (a plain <hostdev>
+    // VF's MAC is set out of band: unknown here), its VF and network.
+    struct Primary<'a> {
+        teaming: Option<&'a Teaming>,
+        alias: &'a str,
+        mac: Option<String>,
+        vf: Option<String>,
+        network: Option<String>,
+    }
+    let interfaces = def.devices.interfaces.iter().enumerate().map(|(i, n)| {
         let a = conv.actual.get(i);
-        let s = sub(&primary);
-        out.push(TeamingPair {
-            standby_mac: standby_mac(&standby),
-            primary_mac: s.map(|s| s.mac.clone()).or_else(|| mac_of(i)),
+        Primary {
+            teaming: n.teaming.as_ref(),
+            alias: &al.interfaces[i],
+            mac: mac_of(i),
             vf: a.and_then(|a| a.hostdev.as_ref()).map(pci_string),
             network: a.and_then(|a| a.network.clone()),
-            emulated: s.is_some(),
-            standby,
-            primary,
-        });
-    }
-    for (j, h) in def.devices.hostdevs.iter().enumerate() {
-        let Some(t) = h
-            .teaming
-            .as_ref()
-            .filter(|t| t.type_ == TeamingType::Transient)
-        else {
-            continue;
-        };
-        let Some(standby) = t.persistent.clone() else {
-            continue;
-        };
-        let primary = al.hostdevs[j].clone();
-        let s = sub(&primary);
-        out.push(TeamingPair {
-            standby_mac: standby_mac(&standby),
-            // A plain <hostdev> VF's MAC is set out of band: unknown here.
-            primary_mac: s.map(|s| s.mac.clone()),
+        }
+    });
+    let hostdevs = def
+        .devices
+        .hostdevs
+        .iter()
+        .enumerate()
+        .map(|(j, h)| Primary {
+            teaming: h.teaming.as_ref(),
+            alias: &al.hostdevs[j],
+            mac: None,
             vf: h.source.pci.as_ref().map(pci_string),
             network: None,
-            emulated: s.is_some(),
-            standby,
-            primary,
         });
-    }
-    out
+    interfaces
+        .chain(hostdevs)
+        .filter_map(|p| {
+            let t = p.teaming.filter(|t| t.type_ == TeamingType::Transient)?;
+            let standby = t.persistent.clone()?;
+            let sub = conv.built.substitutions.iter().find(|s| s.id == p.alias);
+            Some(TeamingPair {
+                standby_mac: standby_mac(&standby),
+                primary_mac: sub.map(|s| s.mac.clone()).or(p.mac),
+                vf: p.vf,
+                network: p.network,
+                emulated: sub.is_some(),
+                primary: p.alias.to_owned(),
+                standby,
+            })
+        })
+        .collect()
 }
 
 /// Rewrite a resolved `<interface type='network'>` the way libvirt's live
@@ -493,6 +493,62 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Both kinds of primary, a network interface drawn from a pool and a
+    /// plain <hostdev>, become pairs with their own VF, MAC and network.
+    #[test]
+    fn pairs_of_interface_and_hostdev_primaries() {
+        let Some(corpus) = teamvirt_testinfra::corpus_dir() else {
+            eprintln!("skipping: corpus not found");
+            return;
+        };
+        let caps = teamvirt_qemu::caps::QemuCaps::from_libvirt_xml(
+            corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"),
+        )
+        .unwrap();
+        let net = "<network><name>pool</name><forward mode='hostdev' managed='yes'>\
+            <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>\
+            </forward></network>";
+        let mut nets = teamvirt_qemu::resolve::NetworkMap::default();
+        nets.insert(
+            teamvirt_conf::NetworkDef::parse_str(net, None).unwrap().0,
+            None,
+        );
+        let dom = "<domain type='kvm'><name>d</name><memory unit='MiB'>128</memory>
+          <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
+          <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/>
+            <teaming type='persistent'/><alias name='ua-a'/></interface>
+          <interface type='network'><source network='pool'/><mac address='52:54:00:00:00:01'/>
+            <teaming type='transient' persistent='ua-a'/></interface>
+          <interface type='user'><mac address='52:54:00:00:00:02'/><model type='virtio'/>
+            <teaming type='persistent'/><alias name='ua-b'/></interface>
+          <hostdev mode='subsystem' type='pci' managed='yes'><source>
+            <address domain='0x0000' bus='0x5e' slot='0x00' function='0x3'/></source>
+            <teaming type='transient' persistent='ua-b'/></hostdev>
+          </devices></domain>";
+        let def = DomainDef::parse_str(dom, None).unwrap().0;
+        let conv = convert(def, &caps, &nets, &[], &BuildOptions::default()).unwrap();
+        let pairs = teaming_pairs(&conv);
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        let (i, h) = (&pairs[0], &pairs[1]);
+        assert_eq!(
+            (i.standby.as_str(), i.primary.as_str()),
+            ("ua-a", "hostdev0")
+        );
+        assert_eq!(i.vf.as_deref(), Some("0000:3b:02.1"));
+        assert_eq!(i.network.as_deref(), Some("pool"));
+        assert_eq!(i.primary_mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(i.standby_mac, i.primary_mac);
+        assert_eq!(h.standby, "ua-b");
+        assert_eq!(h.primary, conv.built.aliases.hostdevs[0]);
+        assert_eq!(h.vf.as_deref(), Some("0000:5e:00.3"));
+        assert_eq!(
+            (h.network.as_deref(), h.primary_mac.as_deref()),
+            (None, None)
+        );
+        assert_eq!(h.standby_mac.as_deref(), Some("52:54:00:00:00:02"));
+        assert!(!i.emulated && !h.emulated);
     }
 
     #[test]
