@@ -307,3 +307,97 @@ fn corpus_teaming_inputs_validate_cleanly() {
         .collect();
     assert_eq!(c, vec!["teaming-hostdev-mac", "teaming-hostdev-mac"]);
 }
+
+/// The host (source) address and the guest address of a PCI host device,
+/// as libvirt treats them: the source address's `type` is ignored by
+/// `<hostdev>` but names the subsystem of `<interface type='hostdev'>`;
+/// the guest address of either must be 'pci' or 'unassigned'.
+#[test]
+fn hostdev_source_and_guest_address_types() {
+    let src = "domain='0x0000' bus='0x03' slot='0x07' function='0x1'";
+    let hostdev = |source_addr: &str, guest: &str| {
+        format!("<hostdev mode='subsystem' type='pci' managed='yes'><source>{source_addr}</source>{guest}</hostdev>")
+    };
+    let iface = |source: &str, guest: &str| {
+        format!("<interface type='hostdev'><mac address='00:11:22:33:44:55'/>{source}{guest}</interface>")
+    };
+
+    // <hostdev>: the source address needs no type, and any type is ignored.
+    for t in ["", "type='pci'", "type='drive'"] {
+        let (def, w) = parse(&hostdev(&format!("<address {t} {src}/>"), "")).unwrap();
+        assert!(w.is_empty(), "{t}: {w:?}");
+        let p = def.devices.hostdevs[0].source.pci.unwrap();
+        assert_eq!((p.bus, p.slot, p.function), (3, 7, 1), "{t}");
+    }
+    // ... and a missing one is libvirt's 0000:00:00.0, with a warning.
+    let (def, w) = parse(&hostdev("", "")).unwrap();
+    assert_eq!(def.devices.hostdevs[0].source.pci, Some(Default::default()));
+    assert_eq!(
+        w.iter().map(|d| d.code).collect::<Vec<_>>(),
+        ["hostdev-source-no-address"]
+    );
+    assert!(w[0].hint.is_some());
+
+    // <interface type='hostdev'>: the type is the subsystem.
+    let (def, _) = parse(&iface(
+        &format!("<source><address type='pci' {src}/></source>"),
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        def.devices.interfaces[0].source_pci().map(|p| p.slot),
+        Some(7)
+    );
+    let e = parse_error(&iface(&format!("<source><address {src}/></source>"), ""));
+    assert_eq!(e.message, "XML error: missing source address type");
+    assert_eq!(e.pos.map(|p| p.line), Some(6));
+    let e = parse_error(&iface("", ""));
+    assert_eq!(e.message, "XML error: missing source address type");
+    let e = parse_error(&iface("<source/>", ""));
+    assert_eq!(e.message, "XML error: missing source address type");
+    let e = parse_error(&iface(
+        &format!("<source><address type='bogus' {src}/></source>"),
+        "",
+    ));
+    assert_eq!(
+        e.message,
+        "XML error: unknown host device source address type 'bogus'"
+    );
+    let e = parse_error(&iface(
+        "<source><vendor id='0x1234'/><product id='0xbeef'/></source>",
+        "",
+    ));
+    assert_eq!(
+        e.message,
+        "unsupported configuration: Interface type hostdev is currently supported on SR-IOV Virtual Functions only"
+    );
+
+    // Guest addresses: 'pci' and 'unassigned' only, for both forms.
+    let pci_src = format!("<address {src}/>");
+    let guest_ok = [
+        "<address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>",
+        "<address type='unassigned'/>",
+        "",
+    ];
+    for g in guest_ok {
+        assert_eq!(first_error(&hostdev(&pci_src, g)), None, "{g}");
+        let i = iface(&format!("<source><address type='pci' {src}/></source>"), g);
+        assert_eq!(first_error(&i), None, "{g}");
+    }
+    let want = "internal error: PCI host devices must use 'pci' or 'unassigned' address type";
+    let drive = "<address type='drive' controller='0' bus='0' target='0' unit='0'/>";
+    assert_eq!(
+        first_error(&hostdev(&pci_src, drive)).as_deref(),
+        Some(want)
+    );
+    let i = iface(
+        &format!("<source><address type='pci' {src}/></source>"),
+        drive,
+    );
+    assert_eq!(first_error(&i).as_deref(), Some(want));
+    // libvirt checks the address before teaming.
+    let teamed = format!(
+        "<hostdev mode='subsystem' type='pci'><source>{pci_src}</source><teaming type='persistent'/>{drive}</hostdev>"
+    );
+    assert_eq!(first_error(&teamed).as_deref(), Some(want));
+}

@@ -144,6 +144,18 @@ pub(crate) fn finish(el: El, cx: &mut Ctx) -> (Vec<RawAttr>, Vec<RawElement>) {
 }
 
 /// Host or guest PCI address attributes (`virPCIDeviceAddressParseXML`).
+/// A host PCI device in a hostdev `<source>` (libvirt's
+/// `virPCIDeviceAddressParseXML`), for `<hostdev>` and `<interface
+/// type='hostdev'>` alike. libvirt does not look at its `type` attribute
+/// here: `<interface>` takes the subsystem from it beforehand (see
+/// `interface::hostdev_source_type`), `<hostdev>` from its own `type`.
+pub(crate) fn host_pci_address(mut el: El, cx: &mut Ctx) -> R<PciAddress> {
+    el.attr("type");
+    let addr = pci_address(&mut el, cx)?;
+    finish(el, cx);
+    Ok(addr)
+}
+
 pub(crate) fn pci_address(el: &mut El, cx: &Ctx) -> R<PciAddress> {
     let domain = opt_u32(el, cx, "domain", 0)?.unwrap_or(0);
     let bus = opt_u32(el, cx, "bus", 0)?.unwrap_or(0);

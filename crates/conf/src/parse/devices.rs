@@ -1,8 +1,8 @@
 //! `<devices>` children other than `<interface>`.
 
 use super::{
-    device_info, finish, interface, opt_on_off, opt_str, opt_u32, opt_u64_max, opt_yes_no,
-    pci_address, req_str, teaming, Ctx, El,
+    device_info, finish, host_pci_address, interface, opt_on_off, opt_str, opt_u32, opt_u64_max,
+    opt_yes_no, req_str, teaming, Ctx, El,
 };
 use crate::diag::Diagnostic;
 use crate::error::ConfError;
@@ -292,24 +292,22 @@ fn hostdev_source(mut s: El, mode: &str, type_: &str, cx: &mut Ctx) -> R<Hostdev
     };
     match (mode, type_) {
         ("subsystem", "pci") => {
-            let Some(mut a) = s.child("address", cx) else {
-                return Err(cx.xml_error(
-                    "hostdev-no-address",
-                    "PCI host devices must use 'pci' address type",
-                    s.pos,
-                ));
-            };
-            if let Some(t) = a.attr("type") {
-                if t != "pci" {
-                    return Err(cx.xml_error(
-                        "hostdev-no-address",
-                        "PCI host devices must use 'pci' address type",
-                        a.pos,
-                    ));
+            // libvirt takes a missing <address> as host device 0000:00:00.0
+            // and only fails when the domain starts: keep it, but say so.
+            src.pci = Some(match s.child("address", cx) {
+                Some(a) => host_pci_address(a, cx)?,
+                None => {
+                    cx.warn(
+                        Diagnostic::warning(
+                            "hostdev-source-no-address",
+                            "PCI <hostdev> <source> has no <address>: libvirt takes host device 0000:00:00.0 (the host bridge), which cannot be assigned to a guest",
+                            "add <address domain='0x....' bus='0x..' slot='0x..' function='0x.'/> naming the host device to <source>",
+                        )
+                        .at(s.pos),
+                    );
+                    PciAddress::default()
                 }
-            }
-            src.pci = Some(pci_address(&mut a, cx)?);
-            finish(a, cx);
+            });
         }
         ("subsystem", "usb") => {
             let mut u = UsbHostSource {

@@ -1,10 +1,10 @@
 //! `<interface>` (libvirt `virDomainNetDefParseXML`, inactive).
 
 use super::{
-    device_info, finish, invalid_enum, mac, missing_attr, opt_on_off, opt_str, opt_u32, opt_yes_no,
-    pci_address, teaming, virtualport, vlan, Ctx, El,
+    device_info, finish, host_pci_address, invalid_enum, mac, missing_attr, opt_on_off, opt_str,
+    opt_u32, opt_yes_no, teaming, virtualport, vlan, Ctx, El,
 };
-use crate::diag::prefix;
+use crate::diag::{prefix, Pos};
 use crate::error::ConfError;
 use crate::model::*;
 
@@ -46,12 +46,10 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
         InterfaceType::Direct if src.and_then(|s| s.dev.as_ref()).is_none() => {
             return Err(cx.error("interface-no-source", need("dev"), el.pos))
         }
-        InterfaceType::Hostdev if src.and_then(|s| s.pci.as_ref()).is_none() => {
-            return Err(cx.xml_error(
-                "interface-no-source",
-                "Missing <source> element in hostdev device",
-                src.map_or(el.pos, |s| s.pos),
-            ))
+        // No <source> at all: no address type either (with a <source>,
+        // `source` has already checked it).
+        InterfaceType::Hostdev if src.is_none() => {
+            hostdev_source_type(None, false, el.pos, cx)?;
         }
         _ => {}
     }
@@ -159,6 +157,31 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
     Ok(i)
 }
 
+/// The host subsystem of an `<interface type='hostdev'>`: libvirt reads it
+/// from `<source><address type=...>` (a `<source><vendor>` means usb) and
+/// parses the rest like a `<hostdev>` of that type. Only PCI (an SR-IOV VF)
+/// can work: libvirt refuses the others when the domain starts, teamvirt
+/// right away with the same text.
+fn hostdev_source_type(t: Option<&str>, vendor: bool, pos: Pos, cx: &Ctx) -> R<()> {
+    match t.or(vendor.then_some("usb")) {
+        Some("pci") => Ok(()),
+        None => Err(cx.xml_error("hostdev-source-no-type", "missing source address type", pos)),
+        Some("usb" | "scsi" | "scsi_host" | "mdev") => Err(cx.error(
+            "hostdev-net-not-vf",
+            format!(
+                "{}Interface type hostdev is currently supported on SR-IOV Virtual Functions only",
+                prefix::CONFIG_UNSUPPORTED
+            ),
+            pos,
+        )),
+        Some(other) => Err(cx.xml_error(
+            "hostdev-source-unknown-type",
+            format!("unknown host device source address type '{other}'"),
+            pos,
+        )),
+    }
+}
+
 fn source(mut s: El, type_: InterfaceType, cx: &mut Ctx) -> R<InterfaceSource> {
     let mut src = InterfaceSource {
         pos: s.pos,
@@ -171,19 +194,12 @@ fn source(mut s: El, type_: InterfaceType, cx: &mut Ctx) -> R<InterfaceSource> {
     src.dev = opt_str(&mut s, "dev");
     src.mode = opt_str(&mut s, "mode");
     if type_ == InterfaceType::Hostdev {
-        if let Some(mut a) = s.child("address", cx) {
-            match a.attr("type") {
-                Some("pci") => {}
-                _ => {
-                    return Err(cx.xml_error(
-                        "hostdev-no-address",
-                        "PCI host devices must use 'pci' address type",
-                        a.pos,
-                    ))
-                }
-            }
-            src.pci = Some(pci_address(&mut a, cx)?);
-            finish(a, cx);
+        let a = s.child("address", cx);
+        let vendor = s.node.children().any(|c| c.has_tag_name("vendor"));
+        let t = a.as_ref().and_then(|a| a.node.attribute("type"));
+        hostdev_source_type(t, vendor, a.as_ref().map_or(s.pos, |a| a.pos), cx)?;
+        if let Some(a) = a {
+            src.pci = Some(host_pci_address(a, cx)?);
         }
     }
     // Attributes/children of other interface types (vhostuser path, udp

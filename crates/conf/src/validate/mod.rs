@@ -11,7 +11,7 @@
 
 pub mod teaming;
 
-use crate::diag::{unsupported, Diagnostic, Severity};
+use crate::diag::{prefix, unsupported, Diagnostic, Severity};
 use crate::model::*;
 
 /// Driver-specific checks, called in libvirt's order. Each returns the
@@ -43,6 +43,13 @@ pub fn libvirt_checks(def: &DomainDef, driver: &dyn DriverValidator) -> Result<(
     for net in &def.devices.interfaces {
         driver.interface(def, net)?;
         net_def(net)?;
+    }
+    // libvirt keeps an <interface type='hostdev'> in its hostdev list too
+    // (ahead of the plain ones), so its guest address is checked as one.
+    for net in &def.devices.interfaces {
+        if net.type_ == InterfaceType::Hostdev {
+            hostdev_guest_address("pci", &net.info)?;
+        }
     }
     for h in &def.devices.hostdevs {
         driver.hostdev(def, h)?;
@@ -87,8 +94,36 @@ pub fn net_def(net: &Interface) -> Result<(), Diagnostic> {
     Ok(())
 }
 
-/// `virDomainHostdevDefValidate`: the teaming part (plain `<hostdev>` only).
+/// `virDomainHostdevDefValidate`'s guest address check for a host device
+/// of subsystem `subsys`.
+fn hostdev_guest_address(subsys: &str, info: &DeviceInfo) -> Result<(), Diagnostic> {
+    let Some(a) = &info.address else {
+        return Ok(());
+    };
+    let t = a.type_str();
+    let err = match subsys {
+        "pci" if !matches!(t, "pci" | "unassigned") => Diagnostic::error(
+            "hostdev-address-type",
+            format!(
+                "{}PCI host devices must use 'pci' or 'unassigned' address type",
+                prefix::INTERNAL_ERROR
+            ),
+        ),
+        "usb" if t != "usb" => unsupported(
+            "hostdev-address-type",
+            "USB host device must use 'usb' address type",
+        ),
+        _ => return Ok(()),
+    };
+    Err(err.at(a.pos()))
+}
+
+/// `virDomainHostdevDefValidate`: the guest address type, then teaming
+/// (plain `<hostdev>`).
 pub fn hostdev_def(h: &Hostdev) -> Result<(), Diagnostic> {
+    if h.mode == "subsystem" {
+        hostdev_guest_address(&h.type_, &h.info)?;
+    }
     if let Some(t) = &h.teaming {
         if t.type_ != TeamingType::Transient {
             return Err(unsupported(
