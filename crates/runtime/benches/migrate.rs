@@ -32,44 +32,14 @@ use teamvirt_testinfra::{GuestImage, SerialLog};
 const NAME: &str = "bench";
 const BOOT: Duration = Duration::from_secs(180);
 
+#[path = "migrate/xml.rs"]
+mod xml;
+
 fn domain_xml(g: &GuestImage, pairs: usize) -> String {
-    let mut ctl = String::new();
-    let mut nics = String::new();
-    for i in 0..pairs {
-        let mac = format!("52:54:00:12:35:{:02x}", 0x10 + i);
-        let (sb, pr) = (2 * i + 1, 2 * i + 2);
-        ctl.push_str(&format!(
-            "<controller type='pci' index='{sb}' model='pcie-root-port'/><controller type='pci' index='{pr}' model='pcie-root-port'/>"
-        ));
-        nics.push_str(&format!(
-            "<interface type='user'><mac address='{mac}'/><model type='virtio'/><teaming type='persistent'/><alias name='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{sb:#04x}' slot='0x00' function='0x0'/></interface>\
-             <interface type='network'><mac address='{mac}'/><source network='vfpool'/><teaming type='transient' persistent='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{pr:#04x}' slot='0x00' function='0x0'/></interface>\n"
-        ));
-    }
-    format!(
-        "<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
-         <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{}</cmdline></os>\
-         <features><acpi/></features><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\
-         <controller type='pci' index='0' model='pcie-root'/>{ctl}\n{nics}\
-         <serial type='pty'><target port='0'/></serial><memballoon model='none'/></devices></domain>",
-        g.kernel.display(),
-        g.initrd.display(),
-        g.cmdline("")
-    )
+    xml::teaming_domain_xml(NAME, &g.kernel, &g.initrd, &g.cmdline(""), pairs)
 }
 
-fn network_xml(vfs: usize) -> String {
-    let addrs: String = (0..vfs)
-        .map(|i| {
-            format!(
-                "<address type='pci' domain='0x0000' bus='0x03' slot='{:#04x}' function='{:#x}'/>",
-                0x10 + i / 8,
-                i % 8
-            )
-        })
-        .collect();
-    format!("<network><name>vfpool</name><forward mode='hostdev' managed='yes'>{addrs}</forward></network>")
-}
+use xml::vfpool_network_xml as network_xml;
 
 /// Wait until the guest (its console in `log`) shows `pairs` failover
 /// masters with both slaves, in a state printed after uptime `after`.
