@@ -17,14 +17,14 @@
 //!
 //! Skips only when QEMU is not installed.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Lines, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
+use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, GuestLock, SerialLog};
 
 const NAME: &str = "mig";
 const BOOT: Duration = Duration::from_secs(120);
@@ -58,44 +58,9 @@ fn ok(state: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `count` standby/primary pairs, each device on its own root port.
-fn domain_xml(kernel: &Path, initrd: &Path, cmdline: &str, count: usize) -> String {
-    let mut ctl = String::new();
-    let mut nics = String::new();
-    for i in 0..count {
-        let mac = format!("52:54:00:12:34:{:02x}", 0x56 + i);
-        let (sb, pr) = (2 * i + 1, 2 * i + 2);
-        ctl.push_str(&format!(
-            "<controller type='pci' index='{sb}' model='pcie-root-port'/><controller type='pci' index='{pr}' model='pcie-root-port'/>"
-        ));
-        nics.push_str(&format!(
-            "<interface type='user'><mac address='{mac}'/><model type='virtio'/><teaming type='persistent'/><alias name='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{sb:#04x}' slot='0x00' function='0x0'/></interface>\n\
-             <interface type='network'><mac address='{mac}'/><source network='vfpool'/><teaming type='transient' persistent='ua-sb{i}'/><address type='pci' domain='0x0000' bus='{pr:#04x}' slot='0x00' function='0x0'/></interface>\n"
-        ));
-    }
-    format!(
-        "<domain type='qemu'>\n<name>{NAME}</name>\n<memory unit='MiB'>256</memory>\n<vcpu>1</vcpu>\n\
-         <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{cmdline}</cmdline></os>\n\
-         <features><acpi/></features>\n<devices>\n<emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
-         <controller type='pci' index='0' model='pcie-root'/>{ctl}\n{nics}\
-         <serial type='pty'><target port='0'/></serial>\n<memballoon model='none'/>\n</devices>\n</domain>\n",
-        kernel.display(),
-        initrd.display()
-    )
-}
-
-fn network_xml(vfs: usize) -> String {
-    let addrs: String = (0..vfs)
-        .map(|i| {
-            format!(
-                "<address type='pci' domain='0x0000' bus='0x03' slot='{:#04x}' function='{:#x}'/>",
-                0x10 + i / 8,
-                i % 8
-            )
-        })
-        .collect();
-    format!("<network><name>vfpool</name><forward mode='hostdev' managed='yes'>{addrs}</forward></network>")
-}
+#[path = "../../runtime/benches/migrate/xml.rs"]
+mod xml;
+use xml::{teaming_domain_xml, vfpool_network_xml as network_xml};
 
 impl Hosts {
     /// Two state directories with a lab-mode VF pool each, and the domain
@@ -115,7 +80,8 @@ impl Hosts {
         let dom = h.files.join("dom.xml");
         std::fs::write(
             &dom,
-            domain_xml(
+            teaming_domain_xml(
+                NAME,
                 &guest.kernel,
                 &guest.initrd,
                 &guest.cmdline(cmdline_extra),
@@ -227,15 +193,62 @@ fn enslaved(log: &SerialLog) -> f64 {
         .uptime
 }
 
-#[test]
-fn negotiated_pair_migrates_and_back() {
-    let Some(_) = qemu_or_skip("negotiated_pair_migrates_and_back") else {
-        return;
-    };
-    let _lock = guest_lock();
+/// A guest booted on the source with its pair enslaved. Fields drop in
+/// order: the guests are destroyed before the guest lock is released.
+struct Booted {
+    h: Hosts,
+    log: SerialLog,
+    _lock: GuestLock,
+}
+
+fn booted(test: &str) -> Option<Booted> {
+    qemu_or_skip(test)?;
+    let lock = guest_lock();
     let h = Hosts::new("", 1);
     start(&h, true);
-    enslaved(&h.serial(&h.src));
+    let log = h.serial(&h.src);
+    enslaved(&log);
+    Some(Booted {
+        h,
+        log,
+        _lock: lock,
+    })
+}
+
+/// `migrate --json --bandwidth MIB` from `from` to `to`, read until the
+/// `active` phase (the lines seen are returned, the rest is left to read).
+fn migrate_until_active(
+    from: &Path,
+    to: &Path,
+    mib: &str,
+) -> (Child, Lines<BufReader<ChildStdout>>, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+        .args(["migrate", "--json", "--bandwidth", mib, "--dest-state-dir"])
+        .arg(to)
+        .arg(NAME)
+        .env("TEAMVIRT_STATE_DIR", from)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        let active = l.contains("\"phase\":\"active\"");
+        seen.push(l);
+        if active {
+            break;
+        }
+    }
+    (child, lines, seen)
+}
+
+#[test]
+fn negotiated_pair_migrates_and_back() {
+    let Some(Booted { h, .. }) = booted("negotiated_pair_migrates_and_back") else {
+        return;
+    };
     assert_eq!(h.vfs_used(&h.src), 1);
 
     for (from, to) in [(&h.src, &h.dst), (&h.dst, &h.src)] {
@@ -328,14 +341,9 @@ fn negotiated_pair_migrates_and_back() {
 
 #[test]
 fn paused_guest_deadline_rolls_back() {
-    let Some(_) = qemu_or_skip("paused_guest_deadline_rolls_back") else {
+    let Some(Booted { h, log, .. }) = booted("paused_guest_deadline_rolls_back") else {
         return;
     };
-    let _lock = guest_lock();
-    let h = Hosts::new("", 1);
-    start(&h, true);
-    let log = h.serial(&h.src);
-    enslaved(&log);
     assert!(qmp(&h.qmp(&h.src), "stop").get("return").is_some());
 
     let t = Instant::now();
@@ -393,36 +401,15 @@ fn paused_guest_deadline_rolls_back() {
 
 #[test]
 fn dest_killed_and_aborted_jobs_keep_the_vm_on_the_source() {
-    let Some(_) = qemu_or_skip("dest_killed_and_aborted_jobs_keep_the_vm_on_the_source") else {
+    let Some(Booted { h, log, .. }) =
+        booted("dest_killed_and_aborted_jobs_keep_the_vm_on_the_source")
+    else {
         return;
     };
-    let _lock = guest_lock();
-    let h = Hosts::new("", 1);
-    start(&h, true);
-    let log = h.serial(&h.src);
-    enslaved(&log);
 
     for how in ["kill-destination", "domjobabort", "ctrl-c"] {
         // A bandwidth cap keeps the copy running for seconds.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
-            .args(["migrate", "--json", "--bandwidth", "10", "--dest-state-dir"])
-            .arg(&h.dst)
-            .arg(NAME)
-            .env("TEAMVIRT_STATE_DIR", &h.src)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        for l in lines.by_ref() {
-            let l = l.unwrap();
-            let active = l.contains("\"phase\":\"active\"");
-            seen.push(l);
-            if active {
-                break;
-            }
-        }
+        let (mut child, lines, mut seen) = migrate_until_active(&h.src, &h.dst, "10");
         std::thread::sleep(Duration::from_millis(300));
         let info = ok(&h.src, &["domjobinfo", NAME]);
         assert!(info.contains("Phase:") && info.contains("active"), "{info}");
@@ -562,5 +549,65 @@ fn guest_without_failover_migrates_plain() {
     let dlog = h.serial(&h.dst);
     dlog.wait_for_line("E2E HB", Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
+    h.destroy_all();
+}
+
+/// Both state directories agree: the domain runs in `owner` only, with
+/// its primary plugged, and only `owner`'s pool holds a VF.
+fn runs_only_on(h: &Hosts, owner: &Path) {
+    let other = if owner == h.src { &h.dst } else { &h.src };
+    assert!(ok(owner, &["domstate", NAME]).starts_with("running"));
+    assert!(!tv(other, &["domstate", NAME])
+        .stdout
+        .starts_with(b"running"));
+    assert!(!tv(other, &["domstate", NAME]).stdout.starts_with(b"paused"));
+    assert_eq!((h.vfs_used(owner), h.vfs_used(other)), (1, 0));
+    let p = h.pairs(owner);
+    assert_eq!(p[0]["plugged"], true, "{p:?}");
+    for s in [&h.src, &h.dst] {
+        assert!(!s.join("run").join(NAME).join("job.json").exists());
+    }
+}
+
+#[test]
+fn killed_migrate_process_is_settled_by_the_next_command() {
+    let Some(Booted { h, .. }) = booted("killed_migrate_process_is_settled_by_the_next_command")
+    else {
+        return;
+    };
+    // SIGKILLed during the copy, and QEMU finishes it alone: the source
+    // sits in postmigrate, the destination paused. The next command on the
+    // source settles it for the destination.
+    let (mut child, _, _) = migrate_until_active(&h.src, &h.dst, "40");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    while !ok(&h.dst, &["domstate", NAME]).starts_with("paused")
+        || !ok(&h.src, &["domstate", NAME]).starts_with("paused")
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "copy never ended");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The dead process's job is not shown as running ...
+    let out = tv(&h.src, &["domjobinfo", NAME]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stale migration job"), "{err}");
+    assert!(err.contains("the destination received everything"), "{err}");
+    // ... and the domain ends up running on the destination only.
+    runs_only_on(&h, &h.dst);
+
+    // SIGKILLed with most of the copy ahead (1 MiB/s): the next command on
+    // the destination's side cancels it; the source keeps the domain.
+    let (mut child, _, _) = migrate_until_active(&h.dst, &h.src, "1");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = tv(&h.src, &["domjobabort", NAME]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the source keeps the domain"), "{err}");
+    assert!(
+        err.contains("primary hostdev0 is plugged on the source"),
+        "{err}"
+    );
+    runs_only_on(&h, &h.dst);
     h.destroy_all();
 }

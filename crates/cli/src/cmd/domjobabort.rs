@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use teamvirt_runtime::migrate::job;
-use teamvirt_runtime::state::StateDir;
 
 use super::domain::StateOpt;
+use super::domjobinfo::open_for_job;
 
 #[derive(clap::Args, Debug)]
 pub struct DomjobabortArgs {
@@ -17,13 +17,15 @@ pub struct DomjobabortArgs {
 }
 
 pub fn run(a: DomjobabortArgs) -> ExitCode {
-    let res = a
-        .state
-        .state_dir
-        .as_deref()
-        .map_or_else(|| StateDir::open_default(None), StateDir::open)
-        .map_err(|e| e.to_string())
-        .and_then(|sd| job::request_abort(&sd, &a.domain).map_err(|e| e.to_string()));
+    let res = open_for_job(&a.state, &a.domain).and_then(|(sd, running)| {
+        match job::request_abort(&sd, &a.domain) {
+            // libvirt checks that the domain runs before looking for a job.
+            Err(job::JobError::NoJob) if !running => {
+                Err("Requested operation is not valid: domain is not running".into())
+            }
+            r => r.map_err(|e| e.to_string()),
+        }
+    });
     match res {
         Ok(j) => {
             eprintln!(

@@ -192,6 +192,12 @@ pub async fn migrate<D: Destination>(
     mut abort: watch::Receiver<Option<String>>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, MigrateError> {
+    // A migration whose driver died is settled first (see `recover`).
+    if let Some(log) = super::recover(sd, name).await? {
+        for message in log {
+            progress(Progress::Warning { message });
+        }
+    }
     let _lock = sd
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
@@ -294,7 +300,12 @@ pub async fn migrate<D: Destination>(
     let mut cx = Ctx {
         sd,
         name,
-        job: JobInfo::new(&dest.describe()),
+        job: JobInfo {
+            source_was_running: Some(was_running),
+            persistent: opts.persistent,
+            undefine_source: opts.undefine_source,
+            ..JobInfo::new(&dest.describe())
+        },
         t0: Instant::now(),
         last_publish: Instant::now(),
         progress,

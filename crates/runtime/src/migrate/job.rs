@@ -70,6 +70,14 @@ pub struct JobInfo {
     pub abort_reason: Option<String>,
     /// Last notable thing that happened (human readable).
     pub message: Option<String>,
+    /// What [`super::recover`] needs when the driver dies: whether the
+    /// source ran (the winner is resumed only then) and the virsh flags.
+    #[serde(default)]
+    pub source_was_running: Option<bool>,
+    #[serde(default)]
+    pub persistent: bool,
+    #[serde(default)]
+    pub undefine_source: bool,
 }
 
 impl JobInfo {
@@ -217,6 +225,10 @@ pub fn current(sd: &StateDir, name: &str) -> Result<Option<JobInfo>, JobError> {
         path: p.display().to_string(),
         reason: e.to_string(),
     })?;
+    // Elapsed as of now: a snapshot may be seconds old (the destination's
+    // incoming job is written once).
+    let mut job = job;
+    job.tick();
     Ok(job.driver_alive().then_some(job))
 }
 

@@ -12,6 +12,7 @@
 //!   deadlines, rolls back.
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
+//! * [`recover`]: settles a migration whose driving process died.
 
 pub mod argv;
 pub mod blocking;
@@ -19,6 +20,7 @@ pub mod dest;
 pub mod driver;
 pub mod job;
 pub mod precheck;
+pub mod recover;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,7 @@ pub use blocking::migrate_to_state_dir;
 pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
 pub use driver::{migrate, MigrateOptions, Outcome, Progress};
 pub use job::JobInfo;
+pub use recover::{recover, recover_blocking};
 
 /// Errors of a migration. Texts are libvirt's where virsh prints one.
 #[derive(Debug, thiserror::Error)]
