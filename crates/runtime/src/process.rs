@@ -176,10 +176,11 @@ pub fn spawn_detached(
     if let Some(env) = env {
         cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
-    // SAFETY: only async-signal-safe calls (setsid, fork, _exit, getpid,
-    // write) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (syscall, fcntl, getrlimit,
+    // setsid, fork, _exit, getpid, write) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            close_inherited_at_exec();
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -204,6 +205,40 @@ pub fn spawn_detached(
     // even if QEMU already failed.
     ProcId::of(pid)
         .ok_or_else(|| spawn_err(io::Error::other(format!("process {pid} vanished at start"))))
+}
+
+/// Descriptors teamvirt inherited from its caller (a CI harness's pipe, a
+/// shell's `3>file`) must not live on in QEMU: a caller waiting for such a
+/// pipe to close would hang until the VM stops (libvirt closes them too).
+/// Marks every descriptor above stderr close-on-exec; those teamvirt itself
+/// needs until exec (std's error pipe, ours) are close-on-exec already.
+/// Runs between fork and exec: async-signal-safe calls only.
+unsafe fn close_inherited_at_exec() {
+    // close_range(2) with CLOSE_RANGE_CLOEXEC: Linux 5.11+.
+    if libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    ) == 0
+    {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+        lim.rlim_cur.min(1 << 16) as i32
+    } else {
+        1024
+    };
+    for fd in 3..max {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +302,35 @@ mod tests {
             text.contains("started bar") && text.contains("err"),
             "{text}"
         );
+    }
+
+    /// Only stdin (/dev/null), stdout and stderr (the log) reach the
+    /// detached process; a descriptor leaked to us by our caller does not.
+    #[test]
+    fn only_std_descriptors_are_inherited() {
+        let t = tempfile::tempdir().unwrap();
+        // A descriptor without close-on-exec, as a careless caller leaves it.
+        let leaked = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: F_SETFD on a descriptor we own.
+        unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) };
+        let log = t.path().join("log");
+        let p = spawn_detached(Path::new("/bin/sleep"), &["30".into()], None, &log).unwrap();
+        // The pid is known before the exec; look once it happened.
+        let comm = format!("/proc/{}/comm", p.pid);
+        while std::fs::read_to_string(&comm).unwrap().trim() != "sleep" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", p.pid))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        let target = |fd: &str| std::fs::read_link(format!("/proc/{}/fd/{fd}", p.pid)).ok();
+        let targets: Vec<_> = ["0", "1", "2"].iter().map(|f| target(f)).collect();
+        p.kill_painfully(Duration::from_secs(5)).unwrap();
+        assert_eq!(fds, ["0", "1", "2"], "leaked fd {}", leaked.as_raw_fd());
+        let null = Some(PathBuf::from("/dev/null"));
+        assert_eq!(targets, [null, Some(log.clone()), Some(log)]);
     }
 
     #[test]
