@@ -24,8 +24,10 @@ out=${1:-${TEAMVIRT_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/guest}}
 # Modules the guest needs, named by what must end up loaded; their
 # dependencies are resolved with modprobe --show-depends, deps first.
 # Expected order: virtio_ring virtio virtio_pci_modern_dev
-# virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net e1000e.
-modules=(virtio_pci virtio_net e1000e)
+# virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net e1000e
+# button evdev. button + evdev: the ACPI power button reaches busybox acpid
+# (guest/init), so `teamvirt shutdown` powers the guest off.
+modules=(virtio_pci virtio_net e1000e button evdev)
 
 log() { echo "build-test-guest: $*" >&2; }
 die() { log "error: $*"; exit 1; }

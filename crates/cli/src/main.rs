@@ -48,7 +48,8 @@ enum Command {
     Start(cmd::domain::StartArgs),
     /// Stop a domain now (its VFs go back to their pools).
     Destroy(cmd::domain::NameArgs),
-    /// Ask a domain's guest to power off.
+    /// Ask a domain's guest to power off (ACPI power button) and return at
+    /// once, like virsh. A guest without an ACPI handler ignores it: use destroy.
     Shutdown(cmd::domain::NameArgs),
     /// Print a domain's state.
     Domstate(cmd::domain::NameArgs),

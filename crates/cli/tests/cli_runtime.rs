@@ -225,3 +225,32 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// virsh looks the object up first and says so when it is missing; the
+/// driver's text follows. Needs no QEMU.
+#[test]
+fn missing_domain_or_network_is_reported_like_virsh() {
+    let e = Env::new();
+    for verb in [
+        "start", "destroy", "shutdown", "domstate", "dumpxml", "undefine", "teaming",
+    ] {
+        let err = e.fail(&[verb, "nope"]);
+        assert!(
+            err.starts_with(
+                "error: failed to get domain 'nope'\n\
+                 error: Domain not found: no domain with matching name 'nope'\n"
+            ),
+            "{verb}: {err}"
+        );
+    }
+    for verb in ["net-dumpxml", "net-undefine"] {
+        let err = e.fail(&[verb, "nope"]);
+        assert!(
+            err.starts_with(
+                "error: failed to get network 'nope'\n\
+                 error: Network not found: no network with matching name 'nope'\n"
+            ),
+            "{verb}: {err}"
+        );
+    }
+}

@@ -182,6 +182,34 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(e.vfs_used("vfpool"), 0);
     assert_eq!(e.ok(&["domstate", "tv2"]).trim(), "shut off");
+
+    // A running domain cannot be started again (virsh's text).
+    e.ok(&["start", "tv1", "--emulate-vf", "--accel", "tcg"]);
+    let err = e.fail(&["start", "tv1", "--emulate-vf", "--accel", "tcg"]);
+    assert_eq!(err.trim(), "error: Domain is already active");
+    // shutdown: the test guest powers off on the ACPI power button; QEMU
+    // then exits by itself and the next command of any verb (here
+    // net-list) gives the VF back, without anyone asking for the state.
+    serial(&e, "tv1")
+        .wait_for_line("E2E ACPID", Duration::from_secs(60))
+        .expect("guest acpid up");
+    let out = e.ok(&["shutdown", "tv1"]);
+    assert!(out.contains("Domain 'tv1' is being shutdown"), "{out}");
+    serial(&e, "tv1")
+        .wait_for_line("E2E POWEROFF", Duration::from_secs(60))
+        .expect("guest powers off");
+    let t0 = std::time::Instant::now();
+    while e.vfs_used("vfpool") != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "VF not returned");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!e.run_dir("tv1").join("state.json").exists());
+    assert_eq!(e.ok(&["domstate", "tv1"]).trim(), "shut off");
+    let err = e.fail(&["shutdown", "tv1"]);
+    assert!(
+        err.contains("error: Requested operation is not valid: domain is not running"),
+        "{err}"
+    );
     e.ok(&["undefine", "tv1"]);
     e.ok(&["undefine", "tv2"]);
     e.ok(&["net-undefine", "vfpool"]);
@@ -228,6 +256,22 @@ fn guest_without_failover_support_is_reported() {
     let p = pair(&t);
     assert_eq!(p["negotiated"], false, "{t}");
     assert_eq!(p["plugged"], false, "{t}");
+
+    // A pool with a VF in use cannot be undefined.
+    let err = e.fail(&["net-undefine", "vfpool"]);
+    assert!(
+        err.contains("error: Requested operation is not valid: network 'vfpool' still has VFs in use (0000:3b:02.1 by tv/hostdev0)"),
+        "{err}"
+    );
+    // Undefining a running domain makes it transient (virsh does the
+    // same): it keeps running and listed, and is gone once stopped.
+    e.ok(&["undefine", "tv"]);
+    assert!(e.ok(&["list"]).contains(" tv "), "transient domain listed");
+    assert_eq!(e.ok(&["domstate", "tv"]).trim(), "running");
     e.ok(&["destroy", "tv"]);
     assert_eq!(e.vfs_used("vfpool"), 0);
+    assert!(!e.ok(&["list", "--all"]).contains(" tv "));
+    let err = e.fail(&["domstate", "tv"]);
+    assert!(err.contains("failed to get domain 'tv'"), "{err}");
+    e.ok(&["net-undefine", "vfpool"]);
 }

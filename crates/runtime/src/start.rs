@@ -307,6 +307,9 @@ impl Runtime {
         write_master_key(&paths.dir)?;
         let mut argv = conv.built.cmd.argv.clone();
         let emulator = PathBuf::from(argv.remove(0));
+        if powers_off_by_itself(&conv.def) {
+            argv.retain(|a| a != "-no-shutdown");
+        }
         let serial_log = serial_logging(&mut argv, &paths.serial_log);
         if let Some(uri) = &opts.incoming {
             argv.push("-incoming".into());
@@ -342,6 +345,17 @@ struct Prepared {
     substitutions: Vec<Substitution>,
     warnings: Vec<Diagnostic>,
     notes: Vec<String>,
+}
+
+/// libvirt passes `-no-shutdown` so that its daemon sees the guest's
+/// power-off and applies `<on_poweroff>`. teamvirt has no daemon: with
+/// `destroy` (the default) QEMU is let exit by itself, so the next command
+/// of any verb notices and the VFs go back, even if nobody asks for the
+/// domain's state. (The only difference to `domxml-to-native`'s argv.)
+fn powers_off_by_itself(def: &DomainDef) -> bool {
+    def.on_poweroff
+        .as_ref()
+        .is_none_or(|l| l.action == "destroy")
 }
 
 /// libvirt keeps a random 32-byte master key per domain and passes it as

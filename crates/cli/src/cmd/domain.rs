@@ -57,6 +57,27 @@ pub fn report(what: &str, e: &RuntimeError) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// virsh looks the domain up before acting on it: a missing one is
+/// `failed to get domain 'X'` (then libvirt's "Domain not found" text).
+pub fn report_domain(dom: &str, what: &str, e: &RuntimeError) -> ExitCode {
+    match e {
+        RuntimeError::NoDomain(n) if n == dom => {
+            report(&format!("failed to get domain '{dom}'"), e)
+        }
+        _ => report(what, e),
+    }
+}
+
+/// The network counterpart of [`report_domain`].
+pub fn report_network(net: &str, what: &str, e: &RuntimeError) -> ExitCode {
+    match e {
+        RuntimeError::NoNetwork(n) if n == net => {
+            report(&format!("failed to get network '{net}'"), e)
+        }
+        _ => report(what, e),
+    }
+}
+
 fn read_file(path: &Path) -> Result<String, ExitCode> {
     teamvirt_conf::read_xml_file(path).map_err(|e| {
         eprintln!("error: Failed to read file '{}'", path.display());
@@ -110,7 +131,11 @@ pub fn undefine(a: NameArgs) -> ExitCode {
             println!("Domain '{}' has been undefined", a.domain);
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to undefine domain '{}'", a.domain), &e),
+        Err(e) => report_domain(
+            &a.domain,
+            &format!("Failed to undefine domain '{}'", a.domain),
+            &e,
+        ),
     }
 }
 
@@ -169,7 +194,11 @@ pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
             print!("{x}");
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to get XML of domain '{}'", a.domain), &e),
+        Err(e) => report_domain(
+            &a.domain,
+            &format!("Failed to get XML of domain '{}'", a.domain),
+            &e,
+        ),
     }
 }
 
@@ -252,7 +281,12 @@ pub fn start(a: StartArgs) -> ExitCode {
                 }
                 print_pairs(states);
             }
-            report(&what, &e)
+            if let RuntimeError::AlreadyRunning(_) = e {
+                // virsh checks before asking the driver, with this text.
+                eprintln!("error: Domain is already active");
+                return ExitCode::FAILURE;
+            }
+            report_domain(&a.domain, &what, &e)
         }
     }
 }
@@ -269,7 +303,11 @@ pub fn destroy(a: NameArgs) -> ExitCode {
             println!("Domain '{}' destroyed", a.domain);
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to destroy domain '{}'", a.domain), &e),
+        Err(e) => report_domain(
+            &a.domain,
+            &format!("Failed to destroy domain '{}'", a.domain),
+            &e,
+        ),
     }
 }
 
@@ -279,7 +317,11 @@ pub fn shutdown(a: NameArgs) -> ExitCode {
             println!("Domain '{}' is being shutdown", a.domain);
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to shutdown domain '{}'", a.domain), &e),
+        Err(e) => report_domain(
+            &a.domain,
+            &format!("Failed to shutdown domain '{}'", a.domain),
+            &e,
+        ),
     }
 }
 
@@ -289,7 +331,11 @@ pub fn domstate(a: NameArgs) -> ExitCode {
             println!("{s}");
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("failed to get state of domain '{}'", a.domain), &e),
+        Err(e) => report_domain(
+            &a.domain,
+            &format!("failed to get state of domain '{}'", a.domain),
+            &e,
+        ),
     }
 }
 
@@ -320,7 +366,8 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
     let states = match a.state.open().and_then(|rt| rt.teaming(&a.domain)) {
         Ok(s) => s,
         Err(e) => {
-            return report(
+            return report_domain(
+                &a.domain,
                 &format!("Failed to get teaming state of domain '{}'", a.domain),
                 &e,
             )

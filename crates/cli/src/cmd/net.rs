@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::domain::{report, StateOpt};
+use super::domain::{report, report_network, StateOpt};
 use crate::render::render;
 
 #[derive(clap::Args, Debug)]
@@ -71,7 +71,11 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
             println!("Network {} has been undefined", a.network);
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to undefine network {}", a.network), &e),
+        Err(e) => report_network(
+            &a.network,
+            &format!("Failed to undefine network {}", a.network),
+            &e,
+        ),
     }
 }
 
@@ -81,7 +85,11 @@ pub fn dumpxml(a: NetNameArgs) -> ExitCode {
             print!("{x}");
             ExitCode::SUCCESS
         }
-        Err(e) => report(&format!("Failed to get XML of network {}", a.network), &e),
+        Err(e) => report_network(
+            &a.network,
+            &format!("Failed to get XML of network {}", a.network),
+            &e,
+        ),
     }
 }
 
