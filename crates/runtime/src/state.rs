@@ -1,7 +1,7 @@
 //! The per-host state directory and its layout:
 //!
 //! ```text
-//! ROOT/                         0700
+//! ROOT/                         0700 when teamvirt creates it
 //!   domains/NAME.xml            defined domains (canonical XML)
 //!   networks/NAME.xml           defined networks (canonical XML)
 //!   networks/NAME.state.json    network runtime state: VF allocations, lab mode
@@ -139,8 +139,13 @@ impl StateDir {
             std::env::current_dir().map_err(io_err(root))?.join(root)
         };
         let sd = StateDir { root };
+        // A root that already exists was chosen by the user (`--state-dir
+        // /tmp` or `~` must not be chmod'ed); a new one is made 0700. What
+        // teamvirt keeps lives in the subdirectories, which are forced 0700.
+        if !sd.root.is_dir() {
+            make_private_dir(&sd.root)?;
+        }
         for d in [
-            sd.root.clone(),
             sd.domains_dir(),
             sd.networks_dir(),
             sd.run_root(),
@@ -387,6 +392,17 @@ mod tests {
         let rp = sd.create_run_dir("vm1").unwrap();
         assert_eq!(fs::metadata(&rp.dir).unwrap().mode() & 0o777, 0o700);
         assert_eq!(rp.qmp_sock, root.join("run/vm1/qmp.sock"));
+    }
+
+    #[test]
+    fn existing_root_keeps_its_mode() {
+        let t = tempfile::tempdir().unwrap();
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        assert_eq!(fs::metadata(t.path()).unwrap().mode() & 0o777, 0o755);
+        for d in [sd.domains_dir(), sd.networks_dir(), sd.run_root()] {
+            assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        }
     }
 
     #[test]
