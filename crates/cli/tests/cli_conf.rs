@@ -4,8 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn teamvirt(args: &[&str]) -> Output {
+    teamvirt_env(args, &[])
+}
+
+/// With a state directory of this test run's own (the QEMU probe cache of
+/// the placement checks lives there), plus `env`.
+fn teamvirt_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let state = std::env::temp_dir().join(format!("teamvirt-cli-conf-{}", std::process::id()));
     Command::new(env!("CARGO_BIN_EXE_teamvirt"))
         .args(args)
+        .env("TEAMVIRT_STATE_DIR", &state)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -168,9 +177,150 @@ fn bad_inputs_exit_one() {
 
 #[test]
 fn help_for_each_verb() {
-    for verb in ["validate", "format"] {
+    for verb in ["validate", "format", "domxml-to-native", "capabilities"] {
         let out = teamvirt(&[verb, "--help"]);
         assert!(out.status.success());
         assert!(s(&out.stdout).contains("Usage: teamvirt"), "{verb}");
     }
+}
+
+/// The rtl8139 trap of issue 3 item 8: a q35 domain, no ACPI, a transient
+/// `<interface type='network'>` without a model, its network unknown.
+const TRAP: &str = "<domain type='kvm'>\n  <name>trap</name>\n  <memory unit='MiB'>512</memory>\n  <os><type arch='x86_64' machine='q35'>hvm</type></os>\n  <devices>\n    <interface type='network'>\n      <mac address='52:54:00:aa:bb:cc'/>\n      <source network='vfpool'/>\n      <teaming type='transient' persistent='ua-net0'/>\n    </interface>\n    <interface type='bridge'>\n      <mac address='52:54:00:aa:bb:cc'/>\n      <source bridge='br0'/>\n      <model type='virtio'/>\n      <alias name='ua-net0'/>\n      <teaming type='persistent'/>\n    </interface>\n  </devices>\n</domain>\n";
+
+fn diag_codes(report: &serde_json::Value, file: usize) -> Vec<String> {
+    report["files"][file]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn validate_runs_placement_checks_with_caps_file() {
+    let Some(corpus) =
+        teamvirt_testinfra::corpus_or_skip("validate_runs_placement_checks_with_caps_file")
+    else {
+        return;
+    };
+    let caps = corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "trap.xml", TRAP);
+    let out = teamvirt(&["validate", "--caps", caps.to_str().unwrap(), &f]);
+    let err = s(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("rtl8139"), "{err}");
+    assert!(err.contains(&format!("--> {f}:6:5")), "{err}");
+    assert!(err.contains("<features><acpi/></features>"), "{err}");
+    assert!(err.contains("valid (0 error(s), 2 warning(s))"), "{err}");
+    assert!(!err.contains("note:"), "{err}");
+
+    let out = teamvirt(&["validate", "--json", "--caps", caps.to_str().unwrap(), &f]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        diag_codes(&v, 0),
+        ["teaming-q35-no-acpi", "teaming-transient-default-model"]
+    );
+    assert_eq!(v["files"][0]["warnings"], 2);
+    assert_eq!(v["files"][0]["topology_checked"], true);
+    assert_eq!(v["notes"], serde_json::json!([]));
+    assert!(out.stderr.is_empty(), "{}", s(&out.stderr));
+
+    // format shows the same warnings, with and without QEMU's defaults.
+    for extra in [&["--caps", caps.to_str().unwrap()][..], &[][..]] {
+        let mut args = vec!["format"];
+        args.extend_from_slice(extra);
+        args.push(&f);
+        let out = teamvirt(&args);
+        let err = s(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("warning: failover primary"), "{args:?}: {err}");
+        assert!(err.contains("warning: q35 domain"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn validate_uses_installed_qemu_by_default() {
+    if teamvirt_testinfra::qemu_or_skip("validate_uses_installed_qemu_by_default").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "trap.xml", TRAP);
+    let out = teamvirt(&["validate", "--json", &f]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        diag_codes(&v, 0),
+        ["teaming-q35-no-acpi", "teaming-transient-default-model"]
+    );
+    assert_eq!(v["files"][0]["topology_checked"], true);
+}
+
+#[test]
+fn validate_without_qemu_says_so_once_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "trap.xml", TRAP);
+    let empty = dir.path().join("no-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let path = [("PATH", empty.to_str().unwrap())];
+    let out = teamvirt_env(&["validate", &f, &f], &path);
+    let err = s(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("note: ").count(), 1, "{err}");
+    assert!(err.contains("skipped"), "{err}");
+    assert!(err.contains("--caps FILE"), "{err}");
+    assert!(err.contains("valid (0 error(s), 0 warning(s))"), "{err}");
+
+    let out = teamvirt_env(&["validate", "--json", &f], &path);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", s(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"][0]["topology_checked"], false);
+    assert_eq!(v["notes"].as_array().unwrap().len(), 1);
+
+    // Asked for explicitly, a missing QEMU is an error.
+    let out = teamvirt_env(&["validate", "--emulator", "qemu-system-x86_64", &f], &path);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn validate_resolves_given_networks() {
+    let Some(corpus) = teamvirt_testinfra::corpus_or_skip("validate_resolves_given_networks")
+    else {
+        return;
+    };
+    let caps = corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let caps = caps.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "trap.xml", TRAP);
+    // A VF pool: fine (the warnings stay).
+    let pool = examples().join("vfpool-network.xml");
+    let out = teamvirt(&[
+        "validate",
+        "--caps",
+        caps,
+        "--network",
+        pool.to_str().unwrap(),
+        &f,
+    ]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    // A bridge: libvirt refuses to start it, with this text.
+    let br = write(
+        dir.path(),
+        "br.xml",
+        "<network><name>vfpool</name><bridge name='virbr9'/></network>",
+    );
+    let out = teamvirt(&["validate", "--caps", caps, "--network", &br, &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = s(&out.stderr);
+    assert!(
+        err.starts_with(&format!("error: unsupported configuration: interface 52:54:00:aa:bb:cc - teaming transient device must be type='hostdev', not 'bridge'\n  --> {f}:6:5\n")),
+        "{err}"
+    );
+    // format still prints what `virsh define` keeps, the error as a warning.
+    let out = teamvirt(&["format", "--caps", caps, "--network", &br, &f]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    assert!(s(&out.stderr).contains("warning: unsupported configuration: interface"));
 }

@@ -121,6 +121,50 @@ pub fn resolve_interfaces(
     Ok(out)
 }
 
+/// Resolution for checks that must not stop at the first problem
+/// (`validate`, `format`): every interface gets an [`ActualNet`], and each
+/// problem is returned with the index of its interface. A network nobody
+/// described is not an error here: a transient (primary) interface is
+/// taken to resolve to a VF, as it must to start at all, so the
+/// placement checks still see it; any other one stays `type='network'`.
+pub fn resolve_for_checks(
+    def: &DomainDef,
+    source: &dyn NetworkSource,
+) -> (Vec<ActualNet>, Vec<(usize, ResolveError)>) {
+    let mut taken = Vec::new();
+    let mut actual = Vec::with_capacity(def.devices.interfaces.len());
+    let mut problems = Vec::new();
+    for (i, net) in def.devices.interfaces.iter().enumerate() {
+        let mut a = ActualNet::direct_of(net);
+        if net.type_ == InterfaceType::Network {
+            let name = net.source_network().unwrap_or_default();
+            match source.lookup(name) {
+                Ok(Some((nd, port))) => match resolve_one(&nd, port.as_ref(), &mut taken) {
+                    Ok(x) => a = x,
+                    Err(e) => problems.push((i, e)),
+                },
+                Ok(None) => {
+                    if net.teaming_type() == Some(TeamingType::Transient) {
+                        a.type_ = InterfaceType::Hostdev;
+                    }
+                    a.network = Some(name.to_string());
+                    actual.push(a);
+                    continue;
+                }
+                Err(e) => problems.push((i, e)),
+            }
+        }
+        if let Err(e) = validate_actual(net, &a) {
+            // Unresolvable networks were reported above already.
+            if a.type_ != InterfaceType::Network {
+                problems.push((i, e));
+            }
+        }
+        actual.push(a);
+    }
+    (actual, problems)
+}
+
 fn resolve_one(
     nd: &NetworkDef,
     port: Option<&NetworkPortDef>,

@@ -151,3 +151,53 @@ fn transient_network_without_model_lands_behind_a_bridge() {
     ));
     assert!(c.is_empty(), "{c:?}");
 }
+
+fn pool_network(mode: &str) -> teamvirt_conf::NetworkDef {
+    let xml = format!(
+        "<network><name>pool</name><forward mode='{mode}'>\
+         <address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x0'/></forward></network>"
+    );
+    teamvirt_conf::NetworkDef::parse_str(&xml, None).unwrap().0
+}
+
+#[test]
+fn checks_resolution_keeps_going_and_assumes_a_vf_for_unknown_networks() {
+    use teamvirt_conf::model::InterfaceType;
+    use teamvirt_qemu::resolve::{resolve_for_checks, NetworkMap, ResolveError};
+    let xml = domain("q35", ACPI, &transient_network(""));
+    let (mut def, _) = DomainDef::parse_str(&xml, None).unwrap();
+    define(&mut def, &caps()).unwrap();
+
+    // Nobody described 'pool': the primary must be a VF to start at all.
+    let (actual, problems) = resolve_for_checks(&def, &NetworkMap::default());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(actual.len(), 2);
+    assert_eq!(actual[1].type_, InterfaceType::Hostdev);
+    let c: Vec<_> = check(&def, &actual).iter().map(|d| d.code).collect();
+    assert_eq!(c, vec![codes::DEFAULT_MODEL]);
+
+    // A hostdev pool: the VF is the pool's first.
+    let mut map = NetworkMap::default();
+    map.insert(pool_network("hostdev"), None);
+    let (actual, problems) = resolve_for_checks(&def, &map);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(actual[1].hostdev.map(|a| a.slot), Some(0x10));
+
+    // A network that is not a pool: libvirt's start-time error, reported
+    // with the interface's index instead of stopping.
+    let mut map = NetworkMap::default();
+    let (net, _) = teamvirt_conf::NetworkDef::parse_str(
+        "<network><name>pool</name><bridge name='virbr9'/></network>",
+        None,
+    )
+    .unwrap();
+    map.insert(net, None);
+    let (actual, problems) = resolve_for_checks(&def, &map);
+    assert_eq!(actual.len(), 2);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, 1);
+    assert!(
+        matches!(&problems[0].1, ResolveError::TeamingNotHostdev { actual, .. } if actual == "bridge"),
+        "{problems:?}"
+    );
+}

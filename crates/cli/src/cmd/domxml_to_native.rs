@@ -47,7 +47,8 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
 }
 
-fn load_networks(specs: &[String]) -> Result<NetworkMap, String> {
+/// `--network NET.xml[=PORT.xml]` arguments, loaded.
+pub fn load_networks(specs: &[String]) -> Result<NetworkMap, String> {
     let mut map = NetworkMap::default();
     for spec in specs {
         let (net, port) = match spec.split_once('=') {

@@ -1,10 +1,20 @@
 //! `teamvirt validate FILE...`: check domain, network and network-port XML.
+//!
+//! Domains also get the placement checks of issue 3 item 8 (a failover
+//! primary QEMU can never plug, q35 without ACPI, the rtl8139 trap). They
+//! need the QEMU driver's define-time defaults, hence QEMU capabilities:
+//! `--caps`, `--emulator`, or else the installed QEMU; without any, they
+//! are skipped with a note, never an error.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use teamvirt_conf::{AnyDef, Diagnostic};
+use teamvirt_conf::{AnyDef, Diagnostic, DomainDef};
+use teamvirt_qemu::caps::{self, QemuCaps};
+use teamvirt_qemu::resolve::{resolve_for_checks, NetworkMap};
 
+use crate::cmd::domxml_to_native::load_networks;
 use crate::render;
 
 #[derive(clap::Args)]
@@ -13,6 +23,10 @@ use crate::render;
     long_about = "Check domain, network or network-port XML (kind chosen by the root element) the way \
                   `virsh define` on the QEMU driver would, with libvirt's error texts, plus teaming checks \
                   libvirt does not make (as warnings with hints).\n\n\
+                  The checks on where failover primaries land (PCI placement, ACPI) need QEMU's \
+                  capabilities: from --caps, from --emulator, or else from the domain's <emulator> or the \
+                  installed qemu-system-x86_64 (probed once, then cached). Without any they are skipped, \
+                  with a note.\n\n\
                   Errors and warnings go to stderr in compiler style. Exit status: 0 when every file is \
                   valid, 1 otherwise."
 )]
@@ -23,7 +37,104 @@ pub struct Args {
     /// Print a machine-readable JSON report on stdout (nothing on stderr).
     #[arg(long)]
     pub json: bool,
+    /// libvirt capabilities cache XML for the QEMU-side checks.
+    #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
+    pub caps: Option<PathBuf>,
+    /// QEMU binary to probe for the QEMU-side checks (default: the
+    /// domain's <emulator>, else qemu-system-x86_64 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub emulator: Option<PathBuf>,
+    /// A network definition the domain's `<interface type='network'>`
+    /// refers to, optionally with a network port: `NET.xml` or
+    /// `NET.xml=PORT.xml`. Repeatable. A network not given is assumed to
+    /// be a VF pool for a failover primary.
+    #[arg(long = "network", value_name = "NET.xml[=PORT.xml]")]
+    pub networks: Vec<String>,
+    /// Probe cache directory.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
+
+/// Where the QEMU capabilities for the QEMU-side checks come from, shared
+/// by every file of one run (a binary is probed once).
+pub struct QemuSide {
+    /// From `--caps`/`--emulator`: the user asked for these.
+    explicit: Option<QemuCaps>,
+    cache_dir: PathBuf,
+    probed: HashMap<PathBuf, Result<QemuCaps, String>>,
+    networks: NetworkMap,
+    /// Things the user should know that are not about a file's content
+    /// (checks skipped and why); each said once.
+    pub notes: Vec<String>,
+}
+
+impl QemuSide {
+    /// Loads `--caps`/`--emulator` and `--network` now: when the user
+    /// names them, failing to read them is an error.
+    pub fn new(
+        caps_file: Option<&Path>,
+        emulator: Option<&Path>,
+        networks: &[String],
+        cache_dir: Option<&Path>,
+    ) -> Result<QemuSide, String> {
+        let cache_dir = cache_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(caps::default_cache_dir);
+        let explicit = match (caps_file, emulator) {
+            (Some(f), _) => Some(QemuCaps::from_libvirt_xml(f).map_err(|e| e.to_string())?),
+            (None, Some(bin)) => {
+                Some(QemuCaps::probe_blocking(bin, &cache_dir).map_err(|e| e.to_string())?)
+            }
+            (None, None) => None,
+        };
+        Ok(QemuSide {
+            explicit,
+            cache_dir,
+            probed: HashMap::new(),
+            networks: load_networks(networks)?,
+            notes: Vec::new(),
+        })
+    }
+
+    /// The capabilities for `def`; `None` (and a note) when there are none.
+    fn caps_for(&mut self, def: &DomainDef) -> Option<QemuCaps> {
+        if let Some(c) = &self.explicit {
+            return Some(c.clone());
+        }
+        // The domain's own emulator when it is there, else the usual one.
+        let bin = def
+            .devices
+            .emulator
+            .as_ref()
+            .map(|e| PathBuf::from(&e.path))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+        let cache_dir = &self.cache_dir;
+        let r = self.probed.entry(bin.clone()).or_insert_with(|| {
+            QemuCaps::probe_blocking(&bin, cache_dir).map_err(|e| e.to_string())
+        });
+        match r {
+            Ok(c) => Some(c.clone()),
+            Err(e) => {
+                let note = format!(
+                    "QEMU-side checks (failover primary placement, q35 ACPI) skipped: {e}; \
+                     pass --caps FILE (libvirt capabilities XML) or --emulator PATH to run them"
+                );
+                self.note(note);
+                None
+            }
+        }
+    }
+
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
+/// Code of libvirt's start-time errors found by resolving networks.
+pub const START_ERROR: &str = "network-resolve";
 
 /// Result of checking one file: its kind (when it parsed), every diagnostic
 /// (with the file set) and the source text (for quoting lines).
@@ -31,6 +142,10 @@ pub struct Checked {
     pub def: Option<AnyDef>,
     pub diagnostics: Vec<Diagnostic>,
     pub text: Option<String>,
+    /// Whether the QEMU-side placement checks ran (domains only).
+    pub topology_checked: bool,
+    /// The domain after QEMU's define-time defaults, when they applied.
+    pub defined: Option<DomainDef>,
 }
 
 impl Checked {
@@ -39,57 +154,126 @@ impl Checked {
     }
 }
 
-/// Load, parse and validate one file.
-pub fn check(path: &Path, has_failover: Option<bool>) -> Checked {
-    let text = match teamvirt_conf::read_xml_file(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return Checked {
-                def: None,
-                diagnostics: vec![e.to_diagnostic(Some(path))],
-                text: None,
-            }
-        }
-    };
-    let (def, mut diagnostics) = match AnyDef::parse_str(&text, Some(path)) {
+/// Load, parse and validate one file: libvirt's checks (the QEMU driver's
+/// knowing whether QEMU has failover), teamvirt's teaming checks, and, for
+/// a domain libvirt accepts, the placement checks on the domain after
+/// QEMU's define-time defaults (`def` stays the domain as
+/// written; `defined` is the one with the defaults).
+///
+/// Some of libvirt's errors only come when the domain starts (how its
+/// `type='network'` interfaces resolve): `virsh define` accepts the XML.
+/// `start_errors_fatal` makes them errors (`validate`: the domain can never
+/// run); otherwise they are warnings (`format`: prints what define keeps).
+pub fn check_all(path: &Path, qemu: &mut QemuSide, start_errors_fatal: bool) -> Checked {
+    let (def, diagnostics, text) = match parse(path) {
         Ok(x) => x,
-        Err(e) => {
-            return Checked {
-                def: None,
-                diagnostics: vec![e.to_diagnostic(Some(path))],
-                text: Some(text),
-            }
-        }
+        Err(c) => return *c,
     };
-    if let AnyDef::Domain(d) = &def {
-        let mut v = teamvirt_qemu::validate::validate(d, has_failover);
-        for x in &mut v {
-            x.file = Some(path.to_path_buf());
-        }
-        // Errors first, then warnings in document order.
-        v.append(&mut diagnostics);
-        v.sort_by_key(|d| (!d.is_error(), d.pos));
-        diagnostics = v;
-    }
-    Checked {
+    let mut c = Checked {
         def: Some(def),
         diagnostics,
         text: Some(text),
+        topology_checked: false,
+        defined: None,
+    };
+    let Some(AnyDef::Domain(d)) = &c.def else {
+        return c;
+    };
+    let caps = qemu.caps_for(d);
+    let v = teamvirt_qemu::validate::validate(d, caps.as_ref().map(QemuCaps::supports_failover));
+    add(&mut c.diagnostics, v, path);
+    let Some(caps) = caps else { return c };
+    if c.diagnostics.iter().any(Diagnostic::is_error) {
+        // libvirt stops at the first error; placement means nothing yet.
+        return c;
+    }
+    let mut dom = d.clone();
+    if let Err(e) = teamvirt_qemu::defaults::define(&mut dom, &caps) {
+        // libvirt's own define-time error (its text) for this QEMU.
+        let diag = Diagnostic::error("qemu-define", e.to_string());
+        add(&mut c.diagnostics, vec![diag], path);
+        return c;
+    }
+    let (actual, problems) = resolve_for_checks(&dom, &qemu.networks);
+    let mut found = Vec::new();
+    for (i, e) in problems {
+        let pos = dom.devices.interfaces[i].pos;
+        let d = if start_errors_fatal {
+            Diagnostic::error(START_ERROR, e.to_string())
+        } else {
+            Diagnostic::warning(
+                START_ERROR,
+                e.to_string(),
+                "libvirt defines this domain but refuses to start it with this error",
+            )
+        };
+        found.push(d.at(pos));
+    }
+    found.extend(teamvirt_qemu::topology::check(&dom, &actual));
+    add(&mut c.diagnostics, found, path);
+    c.topology_checked = true;
+    c.defined = Some(dom);
+    c
+}
+
+/// Read and parse; on failure, the finished [`Checked`].
+fn parse(path: &Path) -> Result<(AnyDef, Vec<Diagnostic>, String), Box<Checked>> {
+    let text = match teamvirt_conf::read_xml_file(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Box::new(Checked {
+                def: None,
+                diagnostics: vec![e.to_diagnostic(Some(path))],
+                text: None,
+                topology_checked: false,
+                defined: None,
+            }))
+        }
+    };
+    match AnyDef::parse_str(&text, Some(path)) {
+        Ok((def, diags)) => Ok((def, diags, text)),
+        Err(e) => Err(Box::new(Checked {
+            def: None,
+            diagnostics: vec![e.to_diagnostic(Some(path))],
+            text: Some(text),
+            topology_checked: false,
+            defined: None,
+        })),
     }
 }
 
+/// Merge `more` (file set to `path`) into `diags`: errors first, then
+/// warnings, each in document order.
+fn add(diags: &mut Vec<Diagnostic>, more: Vec<Diagnostic>, path: &Path) {
+    diags.extend(
+        more.into_iter()
+            .map(|d| d.with_file(Some(path.to_path_buf()))),
+    );
+    diags.sort_by_key(|d| (!d.is_error(), d.pos));
+}
+
 pub fn run(args: Args) -> ExitCode {
+    let mut qemu = match QemuSide::new(
+        args.caps.as_deref(),
+        args.emulator.as_deref(),
+        &args.networks,
+        args.cache_dir.as_deref(),
+    ) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut all_valid = true;
     let mut reports = Vec::new();
     for f in &args.files {
-        let c = check(f, None);
+        let c = check_all(f, &mut qemu, true);
         all_valid &= c.valid();
         if args.json {
-            reports.push(render::file_json(
-                f,
-                c.def.as_ref().map(AnyDef::kind),
-                &c.diagnostics,
-            ));
+            let mut r = render::file_json(f, c.def.as_ref().map(AnyDef::kind), &c.diagnostics);
+            r["topology_checked"] = c.topology_checked.into();
+            reports.push(r);
         } else {
             for d in &c.diagnostics {
                 eprint!("{}", render::render(d, c.text.as_deref()));
@@ -104,8 +288,12 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     if args.json {
-        let v = serde_json::json!({ "valid": all_valid, "files": reports });
+        let v = serde_json::json!({ "valid": all_valid, "files": reports, "notes": qemu.notes });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for n in &qemu.notes {
+            eprintln!("note: {n}");
+        }
     }
     if all_valid {
         ExitCode::SUCCESS
