@@ -192,3 +192,142 @@ fn format_with_caps_matches_corpus() {
     );
     assert!(names.len() >= 20, "{names:?}");
 }
+
+/// XML kept verbatim that would change libvirt's command line is refused,
+/// naming the element and its place; names libvirt ignores too pass.
+#[test]
+fn untranslatable_xml_is_refused_with_its_location() {
+    let Some(c) = teamvirt_testinfra::corpus_or_skip("untranslatable_xml_is_refused") else {
+        return;
+    };
+    let caps = c.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let dir = tempfile::tempdir().unwrap();
+    let dom = |devices: &str, top: &str| {
+        format!(
+            "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n  <name>u</name>\n  <memory unit='KiB'>219100</memory>\n  <os><type arch='x86_64' machine='q35'>hvm</type></os>\n  <devices>\n    {devices}\n  </devices>\n  {top}\n</domain>\n"
+        )
+    };
+    let run = |name: &str, xml: String| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, xml).unwrap();
+        let out = teamvirt()
+            .arg("domxml-to-native")
+            .arg("--caps")
+            .arg(&caps)
+            .arg(&f)
+            .output()
+            .unwrap();
+        (f.display().to_string(), out)
+    };
+    for (name, devices, top, what, line) in [
+        (
+            "sound.xml",
+            "<sound model='ich9'/>",
+            "",
+            "device <sound>",
+            6,
+        ),
+        (
+            "qemu.xml",
+            "",
+            "<qemu:commandline><qemu:arg value='-foo'/></qemu:commandline>",
+            "<qemu:commandline>",
+            8,
+        ),
+        (
+            "timer.xml",
+            "",
+            "<clock offset='utc'><timer name='hpet' present='no'/></clock>",
+            "<clock><timer>",
+            8,
+        ),
+    ] {
+        let (f, out) = run(name, dom(devices, top));
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("error: unsupported configuration: {what} is not supported by teamvirt's command line builder")),
+            "{name}: {err}"
+        );
+        assert!(err.contains(&format!("--> {f}:{line}:")), "{name}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // libvirt ignores an element it does not know: so does the builder.
+    let (_, out) = run("typo.xml", dom("<soundd model='ich9'/>", "<frobnicate/>"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn shell_quoting_and_json_for_awkward_names() {
+    let Some(c) = teamvirt_testinfra::corpus_or_skip("shell_quoting_and_json") else {
+        return;
+    };
+    let caps = c.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("q.xml");
+    let name = "it's a \"vm\", really";
+    std::fs::write(
+        &f,
+        "<domain type='qemu'><name>it&apos;s a &quot;vm&quot;, really</name><memory>219100</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>",
+    )
+    .unwrap();
+    let out = teamvirt()
+        .args(["domxml-to-native", "--test-env", "--caps"])
+        .arg(&caps)
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The shell line, split by a real shell, gives back the argument.
+    let line = String::from_utf8(out.stdout).unwrap();
+    let sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n' {}",
+            line.trim_end().split_once(' ').map_or("", |x| x.1)
+        ))
+        .output()
+        .unwrap();
+    let words = String::from_utf8(sh.stdout).unwrap();
+    assert!(
+        words
+            .lines()
+            .any(|w| w == "guest=it's a \"vm\",, really,debug-threads=on"),
+        "{words}"
+    );
+
+    let out = teamvirt()
+        .args([
+            "domxml-to-native",
+            "--test-env",
+            "--format",
+            "json",
+            "--caps",
+        ])
+        .arg(&caps)
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let argv: Vec<&str> = v["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let i = argv.iter().position(|a| *a == "-name").unwrap();
+    assert_eq!(
+        argv[i + 1],
+        format!("guest={},debug-threads=on", name.replace(',', ",,"))
+    );
+    assert_eq!(v["env"]["LC_ALL"], "C");
+}

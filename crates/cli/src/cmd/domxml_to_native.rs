@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use teamvirt_conf::{DomainDef, NetworkDef, NetworkPortDef};
+use teamvirt_conf::{Diagnostic, DomainDef, NetworkDef, NetworkPortDef, Pos};
 use teamvirt_qemu::caps::{self, QemuCaps};
-use teamvirt_qemu::command::{convert, BuildOptions, Format};
+use teamvirt_qemu::command::{convert, BuildOptions, CommandError, ConvertError, Format};
 use teamvirt_qemu::resolve::{Chain, NetworkMap, NetworkSource, TestNetworkDirs};
 
 use crate::render::render;
@@ -97,6 +97,18 @@ pub fn load_caps(
     }
 }
 
+/// A conversion error as a diagnostic, positioned where the error knows
+/// its element (libvirt's validation errors, untranslatable XML).
+fn convert_error_diagnostic(e: &ConvertError) -> Diagnostic {
+    match e {
+        ConvertError::Invalid(d) => (**d).clone(),
+        ConvertError::Command(CommandError::Unsupported {
+            at: Some((l, c)), ..
+        }) => Diagnostic::error("untranslatable", e.to_string()).at(Pos::new(*l, *c)),
+        _ => Diagnostic::error("convert", e.to_string()),
+    }
+}
+
 pub fn run(args: Args) -> ExitCode {
     let text = match teamvirt_conf::read_xml_file(&args.domain) {
         Ok(t) => t,
@@ -154,7 +166,8 @@ pub fn run(args: Args) -> ExitCode {
     let conv = match convert(def, &caps, &chain, &[], &opts) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            let d = convert_error_diagnostic(&e).with_file(Some(args.domain.clone()));
+            eprint!("{}", render(&d, Some(&text)));
             return ExitCode::FAILURE;
         }
     };

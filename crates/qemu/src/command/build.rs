@@ -324,6 +324,7 @@ pub fn build(
     actual: &[ActualNet],
     opts: &BuildOptions,
 ) -> Result<Built, CommandError> {
+    super::untranslated::check(def)?;
     let aliases = aliases::assign(def, actual);
     let ctx = Ctx {
         def,

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod net;
 pub mod output;
 pub mod props;
+pub mod untranslated;
 
 pub use build::{build, BuildOptions, Built, CommandError, Monitor, NetFds, Substitution};
 pub use convert::{convert, Conversion, ConvertError};
