@@ -31,3 +31,26 @@ fn closed_stdout_is_not_a_panic() {
         out.status
     );
 }
+
+/// `capabilities` talks to QEMU, so it keeps SIGPIPE ignored: a closed
+/// stdout must still end it quietly, not in a panic.
+#[test]
+fn capabilities_into_closed_pipe_is_not_a_panic() {
+    let Some(corpus) = teamvirt_testinfra::corpus_or_skip("capabilities_into_closed_pipe") else {
+        return;
+    };
+    let caps = corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+        .args(["capabilities", "--json", "--caps"])
+        .arg(&caps)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before teamvirt writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "teamvirt panicked: {stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

@@ -47,12 +47,23 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.json {
-        println!("{}", to_json(&caps));
+    let text = if args.json {
+        format!("{}\n", to_json(&caps))
     } else {
-        print!("{}", to_text(&caps));
+        to_text(&caps)
+    };
+    // `teamvirt capabilities | head` closes stdout early: end quietly (the
+    // probe talks to QEMU, so SIGPIPE stays ignored here, unlike `format`).
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the capabilities: {e}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
 }
 
 /// The whole [`QemuCaps`] plus the derived answers users ask for.
