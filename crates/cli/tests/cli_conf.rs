@@ -7,10 +7,11 @@ fn teamvirt(args: &[&str]) -> Output {
     teamvirt_env(args, &[])
 }
 
-/// With a state directory of this test run's own (the QEMU probe cache of
-/// the placement checks lives there), plus `env`.
+/// With a state directory of these tests' own (the QEMU probe cache of the
+/// placement checks lives there), plus `env`.
 fn teamvirt_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let state = std::env::temp_dir().join(format!("teamvirt-cli-conf-{}", std::process::id()));
+    // One fixed directory, reused by every run: only a probe cache lives there.
+    let state = std::env::temp_dir().join("teamvirt-cli-conf-state");
     Command::new(env!("CARGO_BIN_EXE_teamvirt"))
         .args(args)
         .env("TEAMVIRT_STATE_DIR", &state)
