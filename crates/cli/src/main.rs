@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod out;
 mod render;
 
 #[derive(Parser)]
@@ -73,13 +74,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(
-        cli.command,
-        Command::Validate(_) | Command::Format(_) | Command::DomxmlToNative(_)
-    ) {
-        restore_sigpipe();
-    }
-    match cli.command {
+    let code = match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),
         Command::Validate(args) => cmd::validate::run(args),
@@ -100,17 +95,9 @@ fn main() -> ExitCode {
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
+    };
+    if out::failed() {
+        return ExitCode::FAILURE;
     }
-}
-
-/// Rust ignores SIGPIPE, which turns `teamvirt format ... | head` into a panic
-/// on the next write; a filter should end quietly like `cat` does. Only for
-/// the verbs that never talk to QEMU: elsewhere a QMP peer that goes away
-/// must be an EPIPE error to handle, not a signal that kills teamvirt.
-fn restore_sigpipe() {
-    // SAFETY: resetting a signal disposition to its default before any
-    // thread is started has no memory-safety implications.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    code
 }

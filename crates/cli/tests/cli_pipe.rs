@@ -1,5 +1,6 @@
-//! A closed stdout (`teamvirt ... | head`) ends the process quietly instead
-//! of panicking on the failed write.
+//! A closed stdout (`teamvirt ... | head`) does not make teamvirt panic or
+//! die of SIGPIPE: the rest of the output is dropped and the command ends
+//! normally. Any other write error (a full disk) is reported and fails it.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -23,13 +24,28 @@ fn closed_stdout_is_not_a_panic() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "teamvirt panicked: {stderr}");
-    use std::os::unix::process::ExitStatusExt;
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+    // The files are valid: the verdict, not the lost output, sets the code.
     assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGPIPE),
-        "status {:?}",
+        out.status.code(),
+        Some(0),
+        "status {:?}: {stderr}",
         out.status
     );
+}
+
+#[test]
+fn full_disk_fails_the_command() {
+    let example = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+        .arg("format")
+        .arg(&example)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
 }
 
 /// `capabilities` talks to QEMU, so it keeps SIGPIPE ignored: a closed

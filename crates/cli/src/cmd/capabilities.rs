@@ -2,6 +2,7 @@
 //! accelerators, failover support), probed live or read from a libvirt caps
 //! cache file.
 
+use crate::out::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,18 +53,8 @@ pub fn run(args: Args) -> ExitCode {
     } else {
         to_text(&caps)
     };
-    // `teamvirt capabilities | head` closes stdout early: end quietly (the
-    // probe talks to QEMU, so SIGPIPE stays ignored here, unlike `format`).
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: writing the capabilities: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    out!("{text}");
+    ExitCode::SUCCESS
 }
 
 /// The whole [`QemuCaps`] plus the derived answers users ask for.

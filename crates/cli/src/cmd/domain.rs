@@ -3,6 +3,7 @@
 //! All work on a state directory (`--state-dir`, `TEAMVIRT_STATE_DIR`, or
 //! the default) through `teamvirt_runtime::Runtime`.
 
+use crate::out::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -110,7 +111,7 @@ pub fn define(a: DefineArgs) -> ExitCode {
                 let w = w.clone().with_file(Some(a.file.clone()));
                 eprint!("{}", render(&w, Some(&text)));
             }
-            println!("Domain '{name}' defined from {}", a.file.display());
+            outln!("Domain '{name}' defined from {}", a.file.display());
             ExitCode::SUCCESS
         }
         Err(e) => report(&what, &e),
@@ -128,7 +129,7 @@ pub struct NameArgs {
 pub fn undefine(a: NameArgs) -> ExitCode {
     match a.state.open().and_then(|rt| rt.undefine_domain(&a.domain)) {
         Ok(()) => {
-            println!("Domain '{}' has been undefined", a.domain);
+            outln!("Domain '{}' has been undefined", a.domain);
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(
@@ -158,18 +159,18 @@ pub fn list(a: ListArgs) -> ExitCode {
     };
     if a.name {
         for d in &doms {
-            println!("{}", d.name);
+            outln!("{}", d.name);
         }
         return ExitCode::SUCCESS;
     }
     let w = doms.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
-    println!(" {:<4} {:<w$}   State", "Id", "Name");
-    println!("{}", "-".repeat(w + 18));
+    outln!(" {:<4} {:<w$}   State", "Id", "Name");
+    outln!("{}", "-".repeat(w + 18));
     for d in &doms {
         let id = d.id.map_or("-".to_string(), |i| i.to_string());
-        println!(" {id:<4} {:<w$}   {}", d.name, d.state);
+        outln!(" {id:<4} {:<w$}   {}", d.name, d.state);
     }
-    println!();
+    outln!();
     ExitCode::SUCCESS
 }
 
@@ -191,7 +192,7 @@ pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
         .and_then(|rt| rt.domain_xml(&a.domain, a.inactive))
     {
         Ok(x) => {
-            print!("{x}");
+            out!("{x}");
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(
@@ -266,7 +267,7 @@ pub fn start(a: StartArgs) -> ExitCode {
             if let Some(states) = &r.teaming {
                 print_pairs(states);
             }
-            println!("Domain '{}' started", a.domain);
+            outln!("Domain '{}' started", a.domain);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -300,7 +301,7 @@ pub fn destroy(a: NameArgs) -> ExitCode {
                     v.address, v.device, v.network
                 );
             }
-            println!("Domain '{}' destroyed", a.domain);
+            outln!("Domain '{}' destroyed", a.domain);
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(
@@ -314,7 +315,7 @@ pub fn destroy(a: NameArgs) -> ExitCode {
 pub fn shutdown(a: NameArgs) -> ExitCode {
     match a.state.open().and_then(|rt| rt.shutdown(&a.domain)) {
         Ok(()) => {
-            println!("Domain '{}' is being shutdown", a.domain);
+            outln!("Domain '{}' is being shutdown", a.domain);
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(
@@ -328,7 +329,7 @@ pub fn shutdown(a: NameArgs) -> ExitCode {
 pub fn domstate(a: NameArgs) -> ExitCode {
     match a.state.open().and_then(|rt| rt.domain_state(&a.domain)) {
         Ok(s) => {
-            println!("{s}");
+            outln!("{s}");
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(
@@ -375,11 +376,11 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
     };
     if a.json {
         let v = serde_json::json!({ "domain": a.domain, "pairs": states });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
         return ExitCode::SUCCESS;
     }
     if states.is_empty() {
-        println!("Domain '{}' has no teaming pairs", a.domain);
+        outln!("Domain '{}' has no teaming pairs", a.domain);
         return ExitCode::SUCCESS;
     }
     let ws = states
@@ -394,11 +395,12 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         .max()
         .unwrap_or(7)
         .max(7);
-    println!(
+    outln!(
         " {:<ws$}  {:<wp$}  Negotiated  Plugged  MAC match  VF",
-        "Standby", "Primary"
+        "Standby",
+        "Primary"
     );
-    println!("{}", "-".repeat(ws + wp + 50));
+    outln!("{}", "-".repeat(ws + wp + 50));
     for s in &states {
         let p = &s.pair;
         let mut vf = p.vf.clone().unwrap_or_else(|| "-".into());
@@ -408,7 +410,7 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         if let Some(n) = &p.network {
             vf.push_str(&format!(" from network '{n}'"));
         }
-        println!(
+        outln!(
             " {:<ws$}  {:<wp$}  {:<10}  {:<7}  {:<9}  {vf}",
             p.standby,
             p.primary,

@@ -1,6 +1,7 @@
 //! `teamvirt domxml-to-native`: the QEMU command line libvirt would build
 //! for a domain, as one shell line, libvirt's `.args` layout, or JSON.
 
+use crate::out::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -186,6 +187,6 @@ pub fn run(args: Args) -> ExitCode {
         );
     }
     let format: Format = args.format.parse().unwrap_or(Format::Shell);
-    print!("{}", conv.built.cmd.render(format));
+    out!("{}", conv.built.cmd.render(format));
     ExitCode::SUCCESS
 }

@@ -1,6 +1,7 @@
 //! `teamvirt format FILE`: canonical XML, as `virsh define` + `dumpxml
 //! --inactive` would print it.
 
+use crate::out::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,8 +69,8 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(1);
     }
     match (c.def, c.defined) {
-        (Some(AnyDef::Domain(_)), Some(dom)) if with_defaults => print!("{}", dom.to_xml()),
-        (Some(def), _) => print!("{}", def.to_xml()),
+        (Some(AnyDef::Domain(_)), Some(dom)) if with_defaults => out!("{}", dom.to_xml()),
+        (Some(def), _) => out!("{}", def.to_xml()),
         (None, _) => return ExitCode::from(1),
     }
     ExitCode::SUCCESS

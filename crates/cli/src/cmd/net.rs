@@ -3,6 +3,7 @@
 //! `start` draws from; `net-define --emulate-vf` puts it in lab mode
 //! (recorded in the network's state, never in its libvirt XML).
 
+use crate::out::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,7 +44,7 @@ pub fn define(a: NetDefineArgs) -> ExitCode {
             if a.emulate_vf {
                 eprintln!("lab mode: VFs of network '{name}' will be emulated by e1000e NICs");
             }
-            println!("Network {name} defined from {}", a.file.display());
+            outln!("Network {name} defined from {}", a.file.display());
             ExitCode::SUCCESS
         }
         Err(e) => report(
@@ -68,7 +69,7 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
         .and_then(|rt| rt.undefine_network(&a.network))
     {
         Ok(()) => {
-            println!("Network {} has been undefined", a.network);
+            outln!("Network {} has been undefined", a.network);
             ExitCode::SUCCESS
         }
         Err(e) => report_network(
@@ -82,7 +83,7 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
 pub fn dumpxml(a: NetNameArgs) -> ExitCode {
     match a.state.open().and_then(|rt| rt.network_xml(&a.network)) {
         Ok(x) => {
-            print!("{x}");
+            out!("{x}");
             ExitCode::SUCCESS
         }
         Err(e) => report_network(
@@ -110,18 +111,18 @@ pub fn list(a: NetListArgs) -> ExitCode {
         Err(e) => return report("Failed to list networks", &e),
     };
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&nets).expect("serializes")
         );
         return ExitCode::SUCCESS;
     }
     let w = nets.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
-    println!(
+    outln!(
         " {:<w$}   State    Autostart   Persistent   Forward   VFs",
         "Name"
     );
-    println!("{}", "-".repeat(w + 60));
+    outln!("{}", "-".repeat(w + 60));
     for n in &nets {
         let vfs = match n.vfs_total {
             Some(t) => format!(
@@ -131,11 +132,12 @@ pub fn list(a: NetListArgs) -> ExitCode {
             ),
             None => "-".into(),
         };
-        println!(
+        outln!(
             " {:<w$}   active   no          yes          {:<9} {vfs}",
-            n.name, n.forward
+            n.name,
+            n.forward
         );
     }
-    println!();
+    outln!();
     ExitCode::SUCCESS
 }

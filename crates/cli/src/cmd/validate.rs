@@ -6,6 +6,7 @@
 //! `--caps`, `--emulator`, or else the installed QEMU; without any, they
 //! are skipped with a note, never an error.
 
+use crate::out::outln;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -289,7 +290,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     if args.json {
         let v = serde_json::json!({ "valid": all_valid, "files": reports, "notes": qemu.notes });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for n in &qemu.notes {
             eprintln!("note: {n}");
