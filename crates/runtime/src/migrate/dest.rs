@@ -575,13 +575,13 @@ impl Destination for LocalDestination {
             rec.incoming = false;
             rec.save(&self.sd)?;
         }
-        let defined = match &a.persistent_xml {
-            Some(xml) => {
-                write_atomic(&self.sd.domain_xml(&a.name)?, xml.as_bytes(), 0o600)?;
-                true
-            }
-            None => false,
-        };
+        // Persistent on the destination when --persistent wrote it or it
+        // was already defined there (libvirt keeps that definition).
+        let def_path = self.sd.domain_xml(&a.name)?;
+        if let Some(xml) = &a.persistent_xml {
+            write_atomic(&def_path, xml.as_bytes(), 0o600)?;
+        }
+        let defined = def_path.exists();
         // The domain belongs to the destination now: drop the lock.
         job::clear(&self.sd, &a.name)?;
         self.active = None;
