@@ -609,5 +609,20 @@ fn killed_migrate_process_is_settled_by_the_next_command() {
         "{err}"
     );
     runs_only_on(&h, &h.dst);
+
+    // That run's 1 MiB/s cap stays set in the QEMU that now runs the
+    // domain; a migration without --bandwidth must not inherit it (it
+    // would never converge: the guest dirties more than 1 MiB/s).
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg(env!("CARGO_BIN_EXE_teamvirt"))
+        .args(["migrate", "--dest-state-dir"])
+        .arg(&h.src)
+        .arg(NAME)
+        .env("TEAMVIRT_STATE_DIR", &h.dst)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    runs_only_on(&h, &h.src);
     h.destroy_all();
 }

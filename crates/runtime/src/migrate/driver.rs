@@ -353,13 +353,16 @@ pub async fn migrate<D: Destination>(
             json!({"capabilities": [{"capability": "events", "state": true}]}),
         )
         .await?;
-        if let Some(mib) = opts.bandwidth_mib {
-            qmp.execute(
-                "migrate-set-parameters",
-                json!({"max-bandwidth": mib.saturating_mul(1 << 20)}),
-            )
-            .await?;
-        }
+        // Always set: QEMU keeps the cap of an earlier migration of this
+        // process (a cancelled `--bandwidth 1` would throttle the next
+        // one for ever). Unset means unlimited, as libvirt does
+        // (QEMU_DOMAIN_MIG_BANDWIDTH_MAX), not QEMU's 32 MiB/s default.
+        let max = opts.bandwidth_mib.unwrap_or(i64::MAX as u64 >> 20);
+        qmp.execute(
+            "migrate-set-parameters",
+            json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
+        )
+        .await?;
         qmp.execute("migrate", json!({"uri": prepared.uri})).await
     };
     if let Err(e) = start.await {
