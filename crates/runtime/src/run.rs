@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 
 use crate::accel::Accel;
+use crate::lock::{FileLock, LockMode};
 use crate::pool::{PoolError, VfPool};
 use crate::process::{spawn_detached, ProcId, ProcessError};
 use crate::state::{read_optional, remove_optional, write_atomic, RunPaths, StateDir, StateError};
@@ -175,17 +176,57 @@ pub fn cleanup_dead(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunErro
     Ok(freed)
 }
 
-/// The next free domain id: one more than the highest running one.
-pub fn next_id(sd: &StateDir) -> Result<u32, RunError> {
-    let mut max = 0;
+/// A domain id held for a domain being started. Concurrent starts all see
+/// the same running domains, so "highest running id + 1" alone hands the
+/// same id to several of them; each candidate id is therefore claimed with
+/// a lock file (`locks/id-N.lock`) held until the run record carrying the
+/// id is written (keep this value alive until then). A crashed start's
+/// claim goes with its process.
+#[derive(Debug)]
+pub struct IdReservation {
+    pub id: u32,
+    _lock: FileLock,
+}
+
+/// The ids of the domains running in `sd`.
+fn live_ids(sd: &StateDir) -> Result<Vec<u32>, RunError> {
+    let mut ids = Vec::new();
     for name in sd.run_entries()? {
         if let Ok(Some(r)) = RunRecord::load(sd, &name) {
             if r.is_alive() {
-                max = max.max(r.id);
+                ids.push(r.id);
             }
         }
     }
-    Ok(max + 1)
+    Ok(ids)
+}
+
+/// Claim the id for a domain being started: above every running domain's,
+/// and not claimed by another start in progress (libvirt's ids are unique
+/// among running domains).
+pub fn reserve_id(sd: &StateDir) -> Result<IdReservation, RunError> {
+    let mut id = live_ids(sd)?.into_iter().max().unwrap_or(0);
+    loop {
+        id = id.saturating_add(1);
+        let path = sd.locks_dir().join(format!("id-{id}.lock"));
+        let Some(lock) =
+            FileLock::try_acquire(&path, LockMode::Exclusive).map_err(StateError::from)?
+        else {
+            continue;
+        };
+        // Its previous holder may have written its record (and let go)
+        // since the first look.
+        if !live_ids(sd)?.contains(&id) {
+            return Ok(IdReservation { id, _lock: lock });
+        }
+    }
+}
+
+/// An id for a domain about to run, released at once: unique only if the
+/// caller writes its record before anyone else looks; prefer
+/// [`reserve_id`].
+pub fn next_id(sd: &StateDir) -> Result<u32, RunError> {
+    reserve_id(sd).map(|r| r.id)
 }
 
 /// Notice every QEMU that died since the last command: their domains
@@ -527,6 +568,31 @@ mod tests {
         let _held = sd.lock_domain("busy").unwrap();
         assert!(reconcile(&sd).unwrap().is_empty());
         assert!(RunRecord::load(&sd, "busy").unwrap().is_some());
+    }
+
+    /// Starts in progress hold distinct ids; a running domain's id is never
+    /// handed out again; a claim dropped without a record frees its id.
+    #[test]
+    fn reserved_ids_are_distinct() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        let mut r = record(&sd, "running", me);
+        r.id = 2;
+        r.save(&sd).unwrap();
+        let a = reserve_id(&sd).unwrap();
+        let b = reserve_id(&sd).unwrap();
+        assert_eq!((a.id, b.id), (3, 4));
+        drop(a);
+        let c = reserve_id(&sd).unwrap();
+        assert_eq!(c.id, 3);
+        // A claim whose holder wrote its record and let go: that record
+        // keeps the id taken.
+        let mut r = record(&sd, "started", me);
+        r.id = 4;
+        r.save(&sd).unwrap();
+        drop(b);
+        assert_eq!(reserve_id(&sd).unwrap().id, 5);
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl Runtime {
         };
         let Prepared {
             spec,
+            id,
             substitutions,
             warnings,
             notes,
@@ -132,6 +133,8 @@ impl Runtime {
             Ok::<_, RuntimeError>((l.record, launch_time, states))
         })
         .and_then(|r| r);
+        // The id is ours until the record carrying it exists (or the start failed).
+        drop(id);
         let (record, launch_time, states) = match outcome {
             Ok(x) => x,
             Err(e) => {
@@ -284,7 +287,8 @@ impl Runtime {
         })??;
         warnings.extend(conv.warnings.iter().cloned());
 
-        let id = run::next_id(&self.sd)?;
+        let reserved = run::reserve_id(&self.sd)?;
+        let id = reserved.id;
         let vfs: Vec<VfBinding> = conv
             .actual
             .iter()
@@ -333,6 +337,7 @@ impl Runtime {
         };
         Ok(Prepared {
             spec,
+            id: reserved,
             substitutions,
             warnings,
             notes,
@@ -342,6 +347,7 @@ impl Runtime {
 
 struct Prepared {
     spec: LaunchSpec,
+    id: run::IdReservation,
     substitutions: Vec<Substitution>,
     warnings: Vec<Diagnostic>,
     notes: Vec<String>,
