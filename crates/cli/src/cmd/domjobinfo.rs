@@ -3,6 +3,7 @@
 //! monitor is held by that process. A job whose process died is settled
 //! first (see `teamvirt_runtime::migrate::recover`).
 
+use crate::out::outln;
 use std::process::ExitCode;
 
 use teamvirt_runtime::migrate::job;
@@ -63,7 +64,7 @@ pub fn run(a: DomjobinfoArgs) -> ExitCode {
     match res {
         Ok(cur) => {
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     match &cur {
                         Some(j) => serde_json::to_string_pretty(j).unwrap_or_default(),
@@ -73,12 +74,12 @@ pub fn run(a: DomjobinfoArgs) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             match cur {
-                None => println!("{:<18}None", "Job type:"),
+                None => outln!("{:<18}None", "Job type:"),
                 Some(j) => {
                     let lines = j.lines();
                     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
                     for (k, v) in lines {
-                        println!("{:<w$}{v}", format!("{k}:"));
+                        outln!("{:<w$}{v}", format!("{k}:"));
                     }
                 }
             }

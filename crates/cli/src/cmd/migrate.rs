@@ -2,6 +2,7 @@
 //! phases shown as they happen: a progress bar on a terminal, plain lines
 //! otherwise, one JSON object per event with `--json`.
 
+use crate::out::outln;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,7 +71,7 @@ impl View {
 
     fn show(&mut self, p: &Progress) {
         if let View::Json = self {
-            println!("{}", serde_json::to_string(p).unwrap_or_default());
+            outln!("{}", serde_json::to_string(p).unwrap_or_default());
             let _ = std::io::stdout().flush();
             return;
         }
@@ -209,12 +210,12 @@ pub fn run(a: MigrateArgs) -> ExitCode {
 
 fn summary(a: &MigrateArgs, out: &Outcome) {
     if a.json {
-        println!("{}", json!({"event": "result", "ok": true, "outcome": out}));
+        outln!("{}", json!({"event": "result", "ok": true, "outcome": out}));
         return;
     }
     let j = &out.job;
     let ms = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| format!("{v} ms"));
-    println!(
+    outln!(
         "Migration of domain '{}' to {} completed in {} (wait-unplug {}, downtime {}, {} sent)",
         a.domain,
         a.dest_state_dir.display(),
@@ -224,7 +225,7 @@ fn summary(a: &MigrateArgs, out: &Outcome) {
         mib(j.data_processed)
     );
     for s in &out.destination_pairs {
-        println!(
+        outln!(
             "  pair {} / {}: negotiated {}, plugged {}{}",
             s.pair.standby,
             s.pair.primary,
@@ -238,12 +239,13 @@ fn summary(a: &MigrateArgs, out: &Outcome) {
         );
     }
     for v in &out.released_source_vfs {
-        println!(
+        outln!(
             "  source VF {} returned to network '{}'",
-            v.address, v.network
+            v.address,
+            v.network
         );
     }
-    println!(
+    outln!(
         "  destination: {}{}",
         if out.destination_running {
             "running"
@@ -257,7 +259,7 @@ fn summary(a: &MigrateArgs, out: &Outcome) {
         }
     );
     if out.undefined_on_source {
-        println!("  source definition removed");
+        outln!("  source definition removed");
     }
 }
 
@@ -281,7 +283,7 @@ fn failure(a: &MigrateArgs, e: &MigrateError) {
             }
             _ => {}
         }
-        println!("{v}");
+        outln!("{v}");
     }
     eprintln!("error: Failed to migrate domain '{}'", a.domain);
     match e {
