@@ -2,30 +2,22 @@
 //! for a domain, as one shell line, libvirt's `.args` layout, or JSON.
 
 use crate::out::out;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use teamvirt_conf::{Diagnostic, DomainDef, NetworkDef, NetworkPortDef, Pos};
-use teamvirt_qemu::caps::{self, QemuCaps};
+use teamvirt_conf::{Diagnostic, DomainDef, Pos};
 use teamvirt_qemu::command::{convert, BuildOptions, CommandError, ConvertError, Format};
-use teamvirt_qemu::resolve::{Chain, NetworkMap, NetworkSource, TestNetworkDirs};
+use teamvirt_qemu::resolve::{Chain, NetworkSource, TestNetworkDirs};
 
+use crate::cmd::qemu_opts::QemuOpts;
 use crate::render::render;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Domain XML (libvirt format).
     pub domain: PathBuf,
-    /// libvirt capabilities cache XML to use instead of probing a binary.
-    #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
-    pub caps: Option<PathBuf>,
-    /// QEMU binary to probe (default: the domain's <emulator>).
-    #[arg(long, value_name = "PATH")]
-    pub emulator: Option<PathBuf>,
-    /// A network definition, optionally with a network port pinning the
-    /// interface's resource: `NET.xml` or `NET.xml=PORT.xml`. Repeatable.
-    #[arg(long = "network", value_name = "NET.xml[=PORT.xml]")]
-    pub networks: Vec<String>,
+    #[command(flatten)]
+    pub qemu: QemuOpts,
     /// libvirt test convention: `<source network='NET;PORT'/>` is
     /// `DIR/NET.xml` (with the port from --port-dir).
     #[arg(long, value_name = "DIR")]
@@ -43,59 +35,6 @@ pub struct Args {
     /// Lab mode: emulate each VF primary with e1000e (visibly).
     #[arg(long)]
     pub emulate_vf: bool,
-    /// Probe cache directory.
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-}
-
-/// `--network NET.xml[=PORT.xml]` arguments, loaded.
-pub fn load_networks(specs: &[String]) -> Result<NetworkMap, String> {
-    let mut map = NetworkMap::default();
-    for spec in specs {
-        let (net, port) = match spec.split_once('=') {
-            Some((n, p)) => (n, Some(p)),
-            None => (spec.as_str(), None),
-        };
-        let (nd, _) = NetworkDef::load(Path::new(net))
-            .map_err(|e| e.to_diagnostic(Some(Path::new(net))).to_string())?;
-        let pd = match port {
-            Some(p) => Some(
-                NetworkPortDef::load(Path::new(p))
-                    .map_err(|e| e.to_diagnostic(Some(Path::new(p))).to_string())?
-                    .0,
-            ),
-            None => None,
-        };
-        map.insert(nd, pd);
-    }
-    Ok(map)
-}
-
-/// Capabilities from `--caps`, `--emulator`, or the domain's emulator.
-pub fn load_caps(
-    caps_file: Option<&Path>,
-    emulator: Option<&Path>,
-    def: &DomainDef,
-    cache_dir: Option<&Path>,
-) -> Result<QemuCaps, String> {
-    match caps_file {
-        Some(f) => QemuCaps::from_libvirt_xml(f).map_err(|e| e.to_string()),
-        None => {
-            let bin = emulator
-                .map(Path::to_path_buf)
-                .or_else(|| {
-                    def.devices
-                        .emulator
-                        .as_ref()
-                        .map(|e| PathBuf::from(&e.path))
-                })
-                .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-            let cache = cache_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(caps::default_cache_dir);
-            QemuCaps::probe_blocking(&bin, &cache).map_err(|e| e.to_string())
-        }
-    }
 }
 
 /// A conversion error as a diagnostic, positioned where the error knows
@@ -131,19 +70,14 @@ pub fn run(args: Args) -> ExitCode {
     for w in &parse_warnings {
         eprint!("{}", render(w, Some(&text)));
     }
-    let caps = match load_caps(
-        args.caps.as_deref(),
-        args.emulator.as_deref(),
-        &def,
-        args.cache_dir.as_deref(),
-    ) {
+    let caps = match args.qemu.caps_for(&def) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let map = match load_networks(&args.networks) {
+    let map = match args.qemu.load_networks() {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");

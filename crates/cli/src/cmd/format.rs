@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use teamvirt_conf::AnyDef;
 
+use crate::cmd::qemu_opts::QemuOpts;
 use crate::cmd::validate::{check_all, QemuSide};
 use crate::render;
 
@@ -24,31 +25,16 @@ pub struct Args {
     /// XML file to format.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Apply the QEMU driver's define-time defaults (implicit controllers
-    /// and devices, MACs, PCI addresses) with these libvirt capabilities,
-    /// as `virsh define` would.
-    #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
-    pub caps: Option<PathBuf>,
-    /// Like --caps, probing this QEMU binary.
-    #[arg(long, value_name = "PATH")]
-    pub emulator: Option<PathBuf>,
-    /// A network definition for the placement checks (see `validate`):
-    /// `NET.xml` or `NET.xml=PORT.xml`. Repeatable.
-    #[arg(long = "network", value_name = "NET.xml[=PORT.xml]")]
-    pub networks: Vec<String>,
-    /// Probe cache directory.
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// With --caps or --emulator: apply the QEMU driver's define-time
+    /// defaults (implicit controllers and devices, MACs, PCI addresses) as
+    /// `virsh define` would. --network feeds the placement checks.
+    #[command(flatten)]
+    pub qemu: QemuOpts,
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let with_defaults = args.caps.is_some() || args.emulator.is_some();
-    let mut qemu = match QemuSide::new(
-        args.caps.as_deref(),
-        args.emulator.as_deref(),
-        &args.networks,
-        args.cache_dir.as_deref(),
-    ) {
+    let with_defaults = args.qemu.given();
+    let mut qemu = match QemuSide::new(&args.qemu) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("error: {e}");

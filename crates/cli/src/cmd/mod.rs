@@ -7,4 +7,5 @@ pub mod domxml_to_native;
 pub mod format;
 pub mod migrate;
 pub mod net;
+pub mod qemu_opts;
 pub mod validate;

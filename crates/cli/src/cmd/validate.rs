@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use teamvirt_conf::{AnyDef, Diagnostic, DomainDef};
-use teamvirt_qemu::caps::{self, QemuCaps};
+use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qemu::resolve::{resolve_for_checks, NetworkMap};
 
-use crate::cmd::domxml_to_native::load_networks;
+use crate::cmd::qemu_opts::{emulator_of, QemuOpts};
 use crate::render;
 
 #[derive(clap::Args)]
@@ -38,22 +38,8 @@ pub struct Args {
     /// Print a machine-readable JSON report on stdout (nothing on stderr).
     #[arg(long)]
     pub json: bool,
-    /// libvirt capabilities cache XML for the QEMU-side checks.
-    #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
-    pub caps: Option<PathBuf>,
-    /// QEMU binary to probe for the QEMU-side checks (default: the
-    /// domain's <emulator>, else qemu-system-x86_64 on PATH).
-    #[arg(long, value_name = "PATH")]
-    pub emulator: Option<PathBuf>,
-    /// A network definition the domain's `<interface type='network'>`
-    /// refers to, optionally with a network port: `NET.xml` or
-    /// `NET.xml=PORT.xml`. Repeatable. A network not given is assumed to
-    /// be a VF pool for a failover primary.
-    #[arg(long = "network", value_name = "NET.xml[=PORT.xml]")]
-    pub networks: Vec<String>,
-    /// Probe cache directory.
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub qemu: QemuOpts,
 }
 
 /// Where the QEMU capabilities for the QEMU-side checks come from, shared
@@ -72,27 +58,12 @@ pub struct QemuSide {
 impl QemuSide {
     /// Loads `--caps`/`--emulator` and `--network` now: when the user
     /// names them, failing to read them is an error.
-    pub fn new(
-        caps_file: Option<&Path>,
-        emulator: Option<&Path>,
-        networks: &[String],
-        cache_dir: Option<&Path>,
-    ) -> Result<QemuSide, String> {
-        let cache_dir = cache_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(caps::default_cache_dir);
-        let explicit = match (caps_file, emulator) {
-            (Some(f), _) => Some(QemuCaps::from_libvirt_xml(f).map_err(|e| e.to_string())?),
-            (None, Some(bin)) => {
-                Some(QemuCaps::probe_blocking(bin, &cache_dir).map_err(|e| e.to_string())?)
-            }
-            (None, None) => None,
-        };
+    pub fn new(opts: &QemuOpts) -> Result<QemuSide, String> {
         Ok(QemuSide {
-            explicit,
-            cache_dir,
+            explicit: opts.explicit_caps()?,
+            cache_dir: opts.cache_dir(),
             probed: HashMap::new(),
-            networks: load_networks(networks)?,
+            networks: opts.load_networks()?,
             notes: Vec::new(),
         })
     }
@@ -103,11 +74,7 @@ impl QemuSide {
             return Some(c.clone());
         }
         // The domain's own emulator when it is there, else the usual one.
-        let bin = def
-            .devices
-            .emulator
-            .as_ref()
-            .map(|e| PathBuf::from(&e.path))
+        let bin = Some(emulator_of(def))
             .filter(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
         let cache_dir = &self.cache_dir;
@@ -254,12 +221,7 @@ fn add(diags: &mut Vec<Diagnostic>, more: Vec<Diagnostic>, path: &Path) {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let mut qemu = match QemuSide::new(
-        args.caps.as_deref(),
-        args.emulator.as_deref(),
-        &args.networks,
-        args.cache_dir.as_deref(),
-    ) {
+    let mut qemu = match QemuSide::new(&args.qemu) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("error: {e}");
