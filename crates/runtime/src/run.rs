@@ -222,13 +222,6 @@ pub fn reserve_id(sd: &StateDir) -> Result<IdReservation, RunError> {
     }
 }
 
-/// An id for a domain about to run, released at once: unique only if the
-/// caller writes its record before anyone else looks; prefer
-/// [`reserve_id`].
-pub fn next_id(sd: &StateDir) -> Result<u32, RunError> {
-    reserve_id(sd).map(|r| r.id)
-}
-
 /// Notice every QEMU that died since the last command: their domains
 /// become shut off and their VFs go back to the pools. Also frees VFs held
 /// by domains that have no run record (a start that crashed). Skips

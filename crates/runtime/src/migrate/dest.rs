@@ -260,6 +260,9 @@ impl LocalDestination {
         let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs);
         self.sd.create_run_dir(&req.name)?;
         copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+        // Held until `launch` has saved the record carrying the id, so a
+        // start or another migration into this state dir cannot take it.
+        let reserved = run::reserve_id(&self.sd)?;
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
@@ -273,10 +276,11 @@ impl LocalDestination {
             live_xml,
             incoming: true,
             monitor_timeout: Duration::from_secs(30),
-            id: run::next_id(&self.sd)?,
+            id: reserved.id,
             env: None,
         };
         let launched = run::launch(&self.sd, spec).await?;
+        drop(reserved);
         let active = self.active.as_mut().expect("set by prepare");
         active.qmp = Some(launched.qmp.clone());
         active.record = Some(launched.record.clone());
