@@ -13,7 +13,8 @@
 //!   another process (with `domjobinfo` showing the job): the VM keeps
 //!   running on the source with its primary; a non-teaming hostdev is
 //!   refused with libvirt's text;
-//! * a guest without failover support migrates plainly, with a warning.
+//! * a guest without failover support migrates plainly, with a warning;
+//! * a destination state directory that does not exist is refused up front.
 //!
 //! Skips only when QEMU is not installed.
 
@@ -550,6 +551,58 @@ fn guest_without_failover_migrates_plain() {
     dlog.wait_for_line("E2E HB", Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     h.destroy_all();
+}
+
+/// A mistyped `--dest-state-dir` is refused before anything happens, and
+/// is not created: after an unknown domain (virsh looks the domain up
+/// first) and before a domain that does not run (virsh connects to the
+/// destination before the migration checks the domain).
+#[test]
+fn missing_destination_state_dir_is_refused_up_front() {
+    let Some(_) = qemu_or_skip("missing_destination_state_dir_is_refused_up_front") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let typo = dir.path().join("dts");
+    let existing = dir.path().join("dst");
+    std::fs::create_dir(&existing).unwrap();
+    let net = dir.path().join("net.xml");
+    std::fs::write(&net, network_xml(2)).unwrap();
+    let dom = dir.path().join("dom.xml");
+    let k = Path::new("/nonexistent/vmlinuz");
+    std::fs::write(&dom, teaming_domain_xml(NAME, k, k, "", 1)).unwrap();
+    let migrate = |name: &str, to: &Path| {
+        let out = tv(
+            &src,
+            &["migrate", "--dest-state-dir", to.to_str().unwrap(), name],
+        );
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let err = migrate("nosuch", &typo);
+    assert!(
+        err.contains("Domain not found: no domain with matching name 'nosuch'"),
+        "{err}"
+    );
+    ok(&src, &["net-define", "--emulate-vf", net.to_str().unwrap()]);
+    ok(&src, &["define", dom.to_str().unwrap()]);
+    let err = migrate(NAME, &typo);
+    assert!(
+        err.contains(&format!(
+            "error: failed to connect to the hypervisor: the destination state directory {} does not exist",
+            typo.display()
+        )),
+        "{err}"
+    );
+    assert!(!typo.exists(), "the mistyped destination was created");
+    assert!(!src.join("run").join(NAME).exists());
+    let err = migrate(NAME, &existing);
+    assert!(
+        err.contains("Requested operation is not valid: domain is not running"),
+        "{err}"
+    );
 }
 
 /// Both state directories agree: the domain runs in `owner` only, with

@@ -22,6 +22,7 @@ pub fn migrate_to_state_dir(
     opts: &MigrateOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, MigrateError> {
+    check_targets(sd, name, dest_root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,6 +58,63 @@ pub fn migrate_to_state_dir(
     })
 }
 
+/// What virsh checks before anything moves, in its order: the domain
+/// exists (it is looked up first), then the destination can be reached
+/// (an existing state directory: opening one creates it, and a typo would
+/// only show later as a missing network there). Nothing is changed on
+/// either side.
+fn check_targets(sd: &StateDir, name: &str, dest_root: &Path) -> Result<(), MigrateError> {
+    if !sd.run_paths(name)?.state_json.exists() && !sd.domain_xml(name)?.exists() {
+        return Err(MigrateError::NoDomain(name.to_owned()));
+    }
+    let reason = match std::fs::metadata(dest_root) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "is not a directory",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "does not exist (teamvirt does not create it: create it and define the domain's networks there first)"
+        }
+        Err(_) => "cannot be accessed",
+    };
+    Err(MigrateError::DestStateDir {
+        path: dest_root.to_owned(),
+        reason,
+    })
+}
+
 fn sig_err(e: std::io::Error) -> MigrateError {
     MigrateError::Conf(format!("cannot install signal handlers: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::write_atomic;
+
+    /// Unknown domain first, then the destination; a missing destination
+    /// is neither created nor is anything done on the source.
+    #[test]
+    fn unknown_domain_then_missing_destination_are_refused_up_front() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(&t.path().join("src")).unwrap();
+        let typo = t.path().join("dts");
+        let mut seen = |_: Progress| panic!("nothing may start");
+        let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen);
+        assert!(matches!(e, Err(MigrateError::NoDomain(_))), "{e:?}");
+        write_atomic(&sd.domain_xml("vm").unwrap(), b"<domain/>", 0o600).unwrap();
+        let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to connect to the hypervisor: the destination state directory {} does not exist (teamvirt does not create it: create it and define the domain's networks there first)",
+                typo.display()
+            )
+        );
+        assert!(!typo.exists());
+        assert!(!sd.run_paths("vm").unwrap().dir.exists());
+        std::fs::write(&typo, b"").unwrap();
+        let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen)
+            .unwrap_err();
+        assert!(e.to_string().ends_with("is not a directory"), "{e}");
+    }
 }

@@ -52,6 +52,9 @@ pub enum MigrateError {
     InProgress { name: String, status: String },
     #[error("Requested operation is not valid: domain '{0}' is an incoming migration that has not finished")]
     Incoming(String),
+    /// A mistyped `--dest-state-dir` must not become a new, empty host.
+    #[error("failed to connect to the hypervisor: the destination state directory {} {reason}", .path.display())]
+    DestStateDir { path: PathBuf, reason: &'static str },
     #[error("Requested operation is not valid: the destination state directory {} is the source's", .0.display())]
     SameHost(PathBuf),
     #[error("Requested operation is not valid: domain '{0}' is already active on the destination")]
