@@ -14,6 +14,8 @@
 //!   running on the source with its primary; a non-teaming hostdev is
 //!   refused with libvirt's text;
 //! * a guest without failover support migrates plainly, with a warning;
+//! * a `migrate` process SIGKILLed mid-copy is settled by the next command
+//!   of any verb (`domstate`, `list`, `domjobinfo`), from either side;
 //! * a destination state directory that does not exist is refused up front.
 //!
 //! Skips only when QEMU is not installed.
@@ -629,39 +631,51 @@ fn killed_migrate_process_is_settled_by_the_next_command() {
         return;
     };
     // SIGKILLed during the copy, and QEMU finishes it alone: the source
-    // sits in postmigrate, the destination paused. The next command on the
-    // source settles it for the destination.
+    // sits in postmigrate, the destination paused. Any teamvirt command
+    // would settle it now, so the end of the copy is watched over raw QMP
+    // (nobody holds the monitors once the process is dead).
     let (mut child, _, _) = migrate_until_active(&h.src, &h.dst, "40");
     child.kill().unwrap();
     child.wait().unwrap();
     let t = Instant::now();
-    while !ok(&h.dst, &["domstate", NAME]).starts_with("paused")
-        || !ok(&h.src, &["domstate", NAME]).starts_with("paused")
-    {
+    let status = |s: &Path| qmp(&h.qmp(s), "query-migrate")["return"]["status"].clone();
+    while status(&h.dst) != "completed" || status(&h.src) != "completed" {
         assert!(t.elapsed() < Duration::from_secs(60), "copy never ended");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The dead process's job is not shown as running ...
-    let out = tv(&h.src, &["domjobinfo", NAME]);
+    // A plain `domstate` on the source settles it for both sides: the dead
+    // process's job is not shown as running, and the domain ends up
+    // running on the destination only.
+    let out = tv(&h.src, &["domstate", NAME]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stale migration job"), "{err}");
+    assert!(err.contains("warning: stale migration job"), "{err}");
     assert!(err.contains("the destination received everything"), "{err}");
-    // ... and the domain ends up running on the destination only.
+    assert!(out.stdout.starts_with(b"shut off"), "{out:?}");
     runs_only_on(&h, &h.dst);
 
-    // SIGKILLed with most of the copy ahead (1 MiB/s): the next command on
-    // the destination's side cancels it; the source keeps the domain.
-    let (mut child, _, _) = migrate_until_active(&h.dst, &h.src, "1");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let out = tv(&h.src, &["domjobabort", NAME]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the source keeps the domain"), "{err}");
-    assert!(
-        err.contains("primary hostdev0 is plugged on the source"),
-        "{err}"
-    );
-    runs_only_on(&h, &h.dst);
+    // SIGKILLed with most of the copy ahead (1 MiB/s): the next command of
+    // any verb cancels it, the source keeps the domain with its primary
+    // back. Settled by `list` on the destination's side, then by
+    // `domjobinfo` on the source's.
+    for (settler, verb) in [(&h.src, "list"), (&h.dst, "domjobinfo")] {
+        let (mut child, _, _) = migrate_until_active(&h.dst, &h.src, "1");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let args = if verb == "list" {
+            vec![verb]
+        } else {
+            vec![verb, NAME]
+        };
+        let out = tv(settler, &args);
+        assert!(out.status.success(), "{verb}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the source keeps the domain"), "{verb}: {err}");
+        assert!(
+            err.contains("primary hostdev0 is plugged on the source"),
+            "{verb}: {err}"
+        );
+        runs_only_on(&h, &h.dst);
+    }
 
     // That run's 1 MiB/s cap stays set in the QEMU that now runs the
     // domain; a migration without --bandwidth must not inherit it (it

@@ -1,7 +1,8 @@
 //! Domain verbs other than `start` (see [`crate::start`]): `define`,
 //! `undefine`, `list`, `dumpxml`, `destroy`, `shutdown`, `domstate`,
-//! `teaming`. Every verb runs on a [`Runtime`], which first notices QEMUs
-//! that died since the last command ([`crate::run::reconcile`]).
+//! `teaming`. Every verb runs on a [`Runtime`], which first settles
+//! migrations whose driving process died ([`crate::migrate::recover`]) and
+//! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub(crate) sd: StateDir,
+    /// What opening it settled (see [`Runtime::open`]).
+    notices: Vec<String>,
 }
 
 /// A domain's state as virsh names it.
@@ -89,13 +92,27 @@ pub fn emulator_of(def: &DomainDef) -> PathBuf {
 }
 
 impl Runtime {
-    /// Open (creating) the state directory and notice dead QEMUs.
+    /// Open (creating) the state directory, settle migrations whose
+    /// `teamvirt migrate` process died (either side; what was done is in
+    /// [`Runtime::notices`]), and notice dead QEMUs. Every lifecycle and
+    /// network verb passes here once, before it takes any lock (recovery
+    /// only try-locks the domain in both state directories).
     pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
+        // Recovery first: it knows both sides of a migration; the sweep
+        // after it would free one side's VFs without cancelling anything.
+        let notices = crate::migrate::recover_stale_blocking(state_dir);
         let rt = Runtime {
             sd: state_dir.clone(),
+            notices,
         };
         run::reconcile(&rt.sd)?;
         Ok(rt)
+    }
+
+    /// Lines for the user about what [`Runtime::open`] settled (a stale
+    /// migration job), each a warning.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`Runtime::open`].

@@ -31,7 +31,7 @@ pub use blocking::migrate_to_state_dir;
 pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
 pub use driver::{migrate, MigrateOptions, Outcome, Progress};
 pub use job::JobInfo;
-pub use recover::{recover, recover_blocking};
+pub use recover::{recover, recover_blocking, recover_stale_blocking};
 
 /// Errors of a migration. Texts are libvirt's where virsh prints one.
 #[derive(Debug, thiserror::Error)]

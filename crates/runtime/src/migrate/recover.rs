@@ -308,6 +308,61 @@ pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>
     rt.block_on(recover(sd, name))
 }
 
+/// [`recover`] for every domain of `sd` with a job file left by a dead
+/// process, from either side (the entry point of the lifecycle verbs, see
+/// [`crate::Runtime::open`]). One line per thing done, or per migration
+/// that could not be settled. Costs a `stat` per running domain when
+/// nothing is stale.
+pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stale = Vec::new();
+    match sd.run_entries() {
+        Ok(names) => {
+            for name in names {
+                match job::job_path(sd, &name) {
+                    Ok(p) if !p.exists() => {}
+                    Ok(_) => match stale_job(sd, &name) {
+                        Ok(Some(_)) => stale.push(name),
+                        Ok(None) => {}
+                        Err(e) => out.push(unsettled(&name, &e)),
+                    },
+                    Err(e) => out.push(unsettled(&name, &e.into())),
+                }
+            }
+        }
+        Err(e) => out.push(format!("stale migration jobs cannot be looked for: {e}")),
+    }
+    if stale.is_empty() {
+        return out;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.push(format!(
+                "stale migration jobs cannot be settled: tokio runtime: {e}"
+            ));
+            return out;
+        }
+    };
+    for name in stale {
+        match rt.block_on(recover(sd, &name)) {
+            Ok(Some(log)) => {
+                out.extend(log.into_iter().map(|l| format!("stale migration job: {l}")))
+            }
+            Ok(None) => {}
+            Err(e) => out.push(unsettled(&name, &e)),
+        }
+    }
+    out
+}
+
+fn unsettled(name: &str, e: &MigrateError) -> String {
+    format!("stale migration job of domain '{name}' could not be settled: {e}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +396,44 @@ mod tests {
         assert!(!job::job_path(&src, "vm").unwrap().exists());
         assert!(!job::job_path(&dst, "vm").unwrap().exists());
         assert!(recover_blocking(&src, "vm").unwrap().is_none());
+    }
+
+    /// The verbs' sweep settles a dead job from the destination's side and
+    /// leaves a live one alone.
+    #[test]
+    fn sweep_settles_dead_jobs_only() {
+        let t = tempfile::tempdir().unwrap();
+        let src = StateDir::open(&t.path().join("src")).unwrap();
+        let dst = StateDir::open(&t.path().join("dst")).unwrap();
+        assert!(recover_stale_blocking(&dst).is_empty());
+        for n in ["dead", "live"] {
+            src.create_run_dir(n).unwrap();
+            dst.create_run_dir(n).unwrap();
+            let mut j = JobInfo::new(&dst.root().display().to_string());
+            let mut inc = JobInfo::new(&src.root().display().to_string());
+            inc.operation = "migration in".into();
+            if n == "dead" {
+                let me = j.driver.unwrap();
+                j.driver = Some(ProcId {
+                    pid: me.pid,
+                    start_time: me.start_time + 3,
+                });
+                inc.driver = j.driver;
+            }
+            job::publish(&src, n, &j).unwrap();
+            job::publish(&dst, n, &inc).unwrap();
+        }
+        let log = recover_stale_blocking(&dst);
+        assert!(
+            log.iter()
+                .any(|l| l.starts_with("stale migration job: ") && l.contains("'dead'")),
+            "{log:?}"
+        );
+        assert!(!log.iter().any(|l| l.contains("'live'")), "{log:?}");
+        for sd in [&src, &dst] {
+            assert!(!job::job_path(sd, "dead").unwrap().exists());
+            assert!(job::job_path(sd, "live").unwrap().exists());
+        }
+        assert!(recover_stale_blocking(&src).is_empty());
     }
 }
