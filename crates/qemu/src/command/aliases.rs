@@ -9,6 +9,16 @@ fn index_of(alias: Option<&str>, prefix: &str) -> Option<u32> {
     alias?.strip_prefix(prefix)?.parse().ok()
 }
 
+/// One past the highest `PREFIX<n>` among `names` (0 when there is none),
+/// as libvirt numbers new aliases.
+fn next_index<'a>(names: impl Iterator<Item = &'a Option<String>>, prefix: &str) -> u32 {
+    names
+        .filter_map(|n| index_of(n.as_deref(), prefix))
+        .map(|x| x + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The user's alias, else `PREFIX` and the device's position among its kind.
 fn numbered<'a>(infos: impl Iterator<Item = &'a DeviceInfo>, prefix: &str) -> Vec<String> {
     infos
@@ -92,22 +102,10 @@ pub fn assign(def: &DomainDef, actual: &[ActualNet]) -> Aliases {
                 x.type_ == InterfaceType::Hostdev
             });
         let name = if is_hostdev {
-            let next = net_names
-                .iter()
-                .chain(hostdev_names.iter())
-                .filter_map(|n| index_of(n.as_deref(), "hostdev"))
-                .map(|x| x + 1)
-                .max()
-                .unwrap_or(0);
+            let next = next_index(net_names.iter().chain(&hostdev_names), "hostdev");
             format!("hostdev{next}")
         } else {
-            let next = net_names
-                .iter()
-                .filter_map(|n| index_of(n.as_deref(), "net"))
-                .map(|x| x + 1)
-                .max()
-                .unwrap_or(0);
-            format!("net{next}")
+            format!("net{}", next_index(net_names.iter(), "net"))
         };
         net_names[i] = Some(name);
     }
@@ -115,13 +113,7 @@ pub fn assign(def: &DomainDef, actual: &[ActualNet]) -> Aliases {
         if hostdev_names[i].is_some() {
             continue;
         }
-        let next = net_names
-            .iter()
-            .chain(hostdev_names.iter())
-            .filter_map(|n| index_of(n.as_deref(), "hostdev"))
-            .map(|x| x + 1)
-            .max()
-            .unwrap_or(0);
+        let next = next_index(net_names.iter().chain(&hostdev_names), "hostdev");
         hostdev_names[i] = Some(format!("hostdev{next}"));
     }
     a.interfaces = net_names
