@@ -16,6 +16,8 @@ pub mod accel;
 pub mod domain;
 /// The lifecycle error type.
 pub mod error;
+/// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
+pub mod hostdev;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 /// flock-based advisory locks.

@@ -40,15 +40,34 @@ pub(crate) fn parse_network(
 }
 
 /// The VFs of a `<pf dev='X'/>` from sysfs (`/sys/class/net/X/device/virtfnN`).
-fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {
-    let dir = Path::new("/sys/class/net").join(pf).join("device");
-    let err = |reason: String| RuntimeError::NoVirtualFunctions {
+pub(crate) fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {
+    pf_virtual_functions_in(Path::new("/sys"), pf)
+}
+
+/// [`pf_virtual_functions`] under another sysfs root (tests).
+pub(crate) fn pf_virtual_functions_in(
+    sysfs: &Path,
+    pf: &str,
+) -> Result<Vec<PciAddress>, RuntimeError> {
+    let dir = sysfs.join("class/net").join(pf).join("device");
+    let vfs = virtual_functions_at(&dir).map_err(|reason| RuntimeError::NoVirtualFunctions {
         pf: pf.to_owned(),
         reason,
-    };
+    })?;
+    if vfs.is_empty() {
+        return Err(RuntimeError::NoVirtualFunctions {
+            pf: pf.to_owned(),
+            reason: "the device has no SR-IOV virtual functions".into(),
+        });
+    }
+    Ok(vfs.into_iter().map(|v| v.1).collect())
+}
+
+/// The `virtfnN` links of a PF's PCI device directory, by N.
+pub(crate) fn virtual_functions_at(dir: &Path) -> Result<Vec<(u32, PciAddress)>, String> {
     let mut vfs: Vec<(u32, PciAddress)> = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))? {
-        let e = e.map_err(|e| err(e.to_string()))?;
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(n) = name
             .strip_prefix("virtfn")
@@ -56,21 +75,15 @@ fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {
         else {
             continue;
         };
-        let target = std::fs::read_link(e.path()).map_err(|e| err(e.to_string()))?;
+        let target = std::fs::read_link(e.path()).map_err(|e| e.to_string())?;
         let addr = target
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        vfs.push((
-            n,
-            parse_pci(&addr).ok_or_else(|| err(format!("bad VF link {addr}")))?,
-        ));
-    }
-    if vfs.is_empty() {
-        return Err(err("the device has no SR-IOV virtual functions".into()));
+        vfs.push((n, parse_pci(&addr).ok_or(format!("bad VF link {addr}"))?));
     }
     vfs.sort_by_key(|v| v.0);
-    Ok(vfs.into_iter().map(|v| v.1).collect())
+    Ok(vfs)
 }
 
 /// `DDDD:BB:SS.F`.
@@ -255,5 +268,35 @@ mod tests {
         let a = parse_pci("0000:3b:02.7").unwrap();
         assert_eq!(pci_string(&a), "0000:3b:02.7");
         assert!(parse_pci("3b:02.7").is_none());
+    }
+
+    #[test]
+    fn pf_vfs_from_sysfs_in_virtfn_order() {
+        let t = tempfile::tempdir().unwrap();
+        let dev = t.path().join("bus/pci/devices");
+        let pf = dev.join("0000:03:00.0");
+        std::fs::create_dir_all(&pf).unwrap();
+        for (n, a) in [
+            (10, "0000:03:12.0"),
+            (2, "0000:03:10.4"),
+            (0, "0000:03:10.0"),
+        ] {
+            std::fs::create_dir_all(dev.join(a)).unwrap();
+            std::os::unix::fs::symlink(format!("../{a}"), pf.join(format!("virtfn{n}"))).unwrap();
+        }
+        std::fs::create_dir_all(t.path().join("class/net/eth0")).unwrap();
+        std::os::unix::fs::symlink(&pf, t.path().join("class/net/eth0/device")).unwrap();
+        let got: Vec<String> = pf_virtual_functions_in(t.path(), "eth0")
+            .unwrap()
+            .iter()
+            .map(pci_string)
+            .collect();
+        assert_eq!(got, ["0000:03:10.0", "0000:03:10.4", "0000:03:12.0"]);
+        let e = pf_virtual_functions_in(t.path(), "eth9").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Could not get Virtual functions on eth9"),
+            "{e}"
+        );
     }
 }

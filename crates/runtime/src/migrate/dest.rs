@@ -394,30 +394,11 @@ fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>,
         });
     };
     if f.addresses.is_empty() && !f.pfs.is_empty() {
-        return pf_members(&f.pfs[0].dev);
+        return crate::network::pf_virtual_functions(&f.pfs[0].dev)
+            .map(|v| v.iter().map(crate::network::pci_string).collect())
+            .map_err(|e| MigrateError::Conf(e.to_string()));
     }
     Ok(f.addresses.iter().map(|a| a.to_string()).collect())
-}
-
-/// VFs of a PF from sysfs, in virtfn order.
-fn pf_members(pf: &str) -> Result<Vec<String>, MigrateError> {
-    let dir = Path::new("/sys/class/net").join(pf).join("device");
-    let rd = std::fs::read_dir(&dir)
-        .map_err(|e| MigrateError::Conf(format!("Could not get Virtual functions on {pf}: {e}")))?;
-    let mut vfs: Vec<(u32, String)> = Vec::new();
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(n) = name.strip_prefix("virtfn").and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Ok(t) = std::fs::read_link(e.path()) {
-            if let Some(f) = t.file_name() {
-                vfs.push((n, f.to_string_lossy().into_owned()));
-            }
-        }
-    }
-    vfs.sort();
-    Ok(vfs.into_iter().map(|v| v.1).collect())
 }
 
 /// The live XML for the destination: each transient's host address inside

@@ -1,0 +1,562 @@
+//! Host-side preparation of real VFs, what libvirt does for
+//! `managed='yes'` hostdevs and hostdev-network interfaces: bind the VF to
+//! vfio-pci before QEMU starts (`virPCIDeviceDetach`) and give it back to
+//! its driver afterwards (`virPCIDeviceReattach`); set the VF's MAC (and
+//! VLAN) through its PF, because the guest pairs standby and primary by
+//! MAC. Lab-mode (emulated) primaries never get here.
+//!
+//! What was done is recorded in the run directory (`hostdev.json`, with
+//! the sysfs root and `ip` used) so that whichever later command notices
+//! the QEMU is gone undoes exactly that.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{read_optional, remove_optional, write_atomic};
+
+const VFIO: &str = "vfio-pci";
+const RECORD: &str = "hostdev.json";
+
+/// Errors of this module; each names the VF and the sysfs path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum HostdevError {
+    #[error("Failed to bind PCI device {addr} to vfio-pci: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error("Failed to reattach PCI device {addr} to its host driver: {reason}")]
+    Reattach { addr: String, reason: String },
+    #[error("Failed to set MAC {mac} on VF {addr} of PF {pf} (vf {index}): {reason}")]
+    SetVf {
+        addr: String,
+        pf: String,
+        index: u32,
+        mac: String,
+        reason: String,
+    },
+    #[error("Cannot find the PF of VF {addr}: {reason}")]
+    NoPf { addr: String, reason: String },
+    #[error("internal error: host VF record {path}: {reason}")]
+    Record { path: String, reason: String },
+}
+
+/// What to do to one VF before QEMU gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfRequest {
+    /// `DDDD:BB:SS.F`.
+    pub address: String,
+    /// Bind to vfio-pci (and back afterwards).
+    pub managed: bool,
+    /// Set through the PF (`ip link set dev PF vf N mac MAC`).
+    pub mac: Option<String>,
+    pub vlan: Option<u32>,
+}
+
+/// What was done to one VF, to undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedVf {
+    pub address: String,
+    /// Set when teamvirt bound the VF to vfio-pci; the driver it had
+    /// (`None` inside: it had none).
+    pub detached_from: Option<Option<String>>,
+    /// PF netdev and VF index, when the MAC was set.
+    pub pf: Option<(String, u32)>,
+    /// The VF's MAC before (restored on release when known).
+    pub original_mac: Option<String>,
+    pub vlan_set: bool,
+}
+
+/// The host this runs against: sysfs root and the `ip` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPrep {
+    pub sysfs: PathBuf,
+    pub ip: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    host: HostPrep,
+    vfs: Vec<PreparedVf>,
+}
+
+impl Default for HostPrep {
+    fn default() -> Self {
+        HostPrep::system()
+    }
+}
+
+fn write(path: &Path, data: &str) -> Result<(), String> {
+    std::fs::write(path, data)
+        .map_err(|e| format!("cannot write '{data}' to {}: {e}", path.display()))
+}
+
+impl HostPrep {
+    /// The real host: `/sys` and `ip` from `PATH`.
+    pub fn system() -> HostPrep {
+        HostPrep {
+            sysfs: PathBuf::from("/sys"),
+            ip: PathBuf::from("ip"),
+        }
+    }
+
+    fn device(&self, addr: &str) -> PathBuf {
+        self.sysfs.join("bus/pci/devices").join(addr)
+    }
+
+    /// The driver the device is bound to, if any.
+    pub fn driver(&self, addr: &str) -> Option<String> {
+        std::fs::read_link(self.device(addr).join("driver"))
+            .ok()
+            .and_then(|t| t.file_name().map(|f| f.to_string_lossy().into_owned()))
+    }
+
+    fn drivers_probe(&self, addr: &str) -> Result<(), String> {
+        write(&self.sysfs.join("bus/pci/drivers_probe"), addr)
+    }
+
+    /// Bind to vfio-pci (driver_override, unbind, reprobe). Returns the
+    /// driver it had, `None` when it already was on vfio-pci.
+    pub fn detach(&self, addr: &str) -> Result<Option<Option<String>>, HostdevError> {
+        let err = |reason: String| HostdevError::Bind {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let dev = self.device(addr);
+        if !dev.exists() {
+            return Err(err(format!("{} does not exist", dev.display())));
+        }
+        let orig = self.driver(addr);
+        if orig.as_deref() == Some(VFIO) {
+            return Ok(None);
+        }
+        write(&dev.join("driver_override"), VFIO).map_err(err)?;
+        if orig.is_some() {
+            write(&dev.join("driver/unbind"), addr).map_err(err)?;
+        }
+        self.drivers_probe(addr).map_err(err)?;
+        Ok(Some(orig))
+    }
+
+    /// Undo [`HostPrep::detach`]: off vfio-pci, clear the override, reprobe
+    /// (the host driver takes it back).
+    pub fn reattach(&self, addr: &str) -> Result<(), HostdevError> {
+        let err = |reason: String| HostdevError::Reattach {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let dev = self.device(addr);
+        if self.driver(addr).as_deref() == Some(VFIO) {
+            write(&dev.join("driver/unbind"), addr).map_err(err)?;
+        }
+        write(&dev.join("driver_override"), "\n").map_err(err)?;
+        self.drivers_probe(addr).map_err(err)
+    }
+
+    /// PF netdev and VF index of a VF (`physfn/net/*`, `virtfnN`).
+    pub fn pf_of(&self, addr: &str) -> Result<(String, u32), HostdevError> {
+        let physfn = self.device(addr).join("physfn");
+        let err = |reason: String| HostdevError::NoPf {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let pf_addr = std::fs::read_link(&physfn)
+            .map_err(|e| err(format!("{}: {e}", physfn.display())))?
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let net = physfn.join("net");
+        let mut names: Vec<String> = std::fs::read_dir(&net)
+            .map_err(|e| err(format!("{}: {e}", net.display())))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let pf = names
+            .into_iter()
+            .next()
+            .ok_or_else(|| err(format!("{} is empty", net.display())))?;
+        let vfs = crate::network::virtual_functions_at(&self.device(&pf_addr))
+            .map_err(|e| err(e.to_string()))?;
+        let index = vfs
+            .iter()
+            .find(|(_, a)| crate::network::pci_string(a) == addr)
+            .map(|(n, _)| *n)
+            .ok_or_else(|| {
+                err(format!(
+                    "no virtfnN of {} points to it",
+                    self.device(&pf_addr).display()
+                ))
+            })?;
+        Ok((pf, index))
+    }
+
+    /// The VF's own MAC, readable while a host driver has it.
+    fn vf_mac(&self, addr: &str) -> Option<String> {
+        let net = self.device(addr).join("net");
+        let dev = std::fs::read_dir(net).ok()?.flatten().next()?;
+        let mac = std::fs::read_to_string(dev.path().join("address")).ok()?;
+        Some(mac.trim().to_owned()).filter(|m| !m.is_empty())
+    }
+
+    /// `ip link set dev PF vf N mac MAC [vlan TAG]`.
+    fn set_vf(
+        &self,
+        addr: &str,
+        pf: &str,
+        index: u32,
+        mac: &str,
+        vlan: Option<u32>,
+    ) -> Result<(), HostdevError> {
+        let mut cmd = Command::new(&self.ip);
+        cmd.args([
+            "link",
+            "set",
+            "dev",
+            pf,
+            "vf",
+            &index.to_string(),
+            "mac",
+            mac,
+        ]);
+        if let Some(v) = vlan {
+            cmd.args(["vlan", &v.to_string()]);
+        }
+        let err = |reason: String| HostdevError::SetVf {
+            addr: addr.to_owned(),
+            pf: pf.to_owned(),
+            index,
+            mac: mac.to_owned(),
+            reason,
+        };
+        let out = cmd
+            .output()
+            .map_err(|e| err(format!("cannot run {}: {e}", self.ip.display())))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "{} {}: {}",
+                self.ip.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Prepare one VF; on failure what was done to it is undone.
+    fn prepare_one(&self, r: &VfRequest) -> Result<PreparedVf, HostdevError> {
+        let original_mac = r.mac.as_ref().and_then(|_| self.vf_mac(&r.address));
+        let mut p = PreparedVf {
+            address: r.address.clone(),
+            detached_from: None,
+            pf: None,
+            original_mac,
+            vlan_set: false,
+        };
+        if r.managed {
+            p.detached_from = self.detach(&r.address)?;
+        }
+        if let Some(mac) = &r.mac {
+            let res = self.pf_of(&r.address).and_then(|(pf, n)| {
+                self.set_vf(&r.address, &pf, n, mac, r.vlan)
+                    .map(|_| (pf, n))
+            });
+            match res {
+                Ok(pfn) => {
+                    p.pf = Some(pfn);
+                    p.vlan_set = r.vlan.is_some();
+                }
+                Err(e) => {
+                    let _ = self.release_one(&p);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Prepare every VF in order; on a failure the ones done are undone.
+    pub fn prepare(&self, reqs: &[VfRequest]) -> Result<Vec<PreparedVf>, HostdevError> {
+        let mut done = Vec::new();
+        for r in reqs {
+            match self.prepare_one(r) {
+                Ok(p) => done.push(p),
+                Err(e) => {
+                    self.release(&done);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn release_one(&self, p: &PreparedVf) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
+            let vlan = p.vlan_set.then_some(0);
+            if let Err(e) = self.set_vf(&p.address, pf, *n, mac, vlan) {
+                problems.push(e.to_string());
+            }
+        }
+        if p.detached_from.is_some() {
+            if let Err(e) = self.reattach(&p.address) {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
+    /// Undo in reverse order; every step is tried, the failures returned.
+    pub fn release(&self, done: &[PreparedVf]) -> Vec<String> {
+        done.iter()
+            .rev()
+            .flat_map(|p| self.release_one(p))
+            .collect()
+    }
+
+    /// Prepare and record in `run_dir` (for [`release_recorded`]).
+    pub fn prepare_recorded(&self, run_dir: &Path, reqs: &[VfRequest]) -> Result<(), HostdevError> {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let vfs = self.prepare(reqs)?;
+        let rec = Record {
+            host: self.clone(),
+            vfs,
+        };
+        let path = run_dir.join(RECORD);
+        let json = serde_json::to_string_pretty(&rec).expect("record serializes");
+        if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+            self.release(&rec.vfs);
+            return Err(HostdevError::Record {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Undo what [`HostPrep::prepare_recorded`] did for a run directory (with
+/// the host it recorded) and forget it. Returns the steps that failed.
+pub fn release_recorded(run_dir: &Path) -> Vec<String> {
+    let path = run_dir.join(RECORD);
+    let text = match read_optional(&path) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![format!("{}: {e}", path.display())],
+    };
+    let mut problems = match serde_json::from_str::<Record>(&text) {
+        Ok(rec) => rec.host.release(&rec.vfs),
+        Err(e) => vec![format!("{} is corrupt: {e}", path.display())],
+    };
+    if let Err(e) = remove_optional(&path) {
+        problems.push(e.to_string());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    const VF: &str = "0000:03:10.2";
+    const PF: &str = "0000:03:00.0";
+
+    /// A sysfs with a PF (netdev `enp3s0f0`, VFs 0..=2) whose VF 1 is
+    /// `VF` bound to ixgbevf with netdev `eth5`, and an `ip` recording its argv.
+    struct Fake {
+        dir: tempfile::TempDir,
+        host: HostPrep,
+    }
+
+    impl Fake {
+        fn new(ip_exit: i32) -> Fake {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("sys");
+            let devs = root.join("bus/pci/devices");
+            let drivers = root.join("bus/pci/drivers");
+            for d in ["ixgbevf", "vfio-pci", "ixgbe"] {
+                std::fs::create_dir_all(drivers.join(d)).unwrap();
+                std::fs::write(drivers.join(d).join("bind"), "").unwrap();
+                std::fs::write(drivers.join(d).join("unbind"), "").unwrap();
+            }
+            std::fs::write(root.join("bus/pci/drivers_probe"), "").unwrap();
+            for (n, a) in [(0, "0000:03:10.0"), (1, VF), (2, "0000:03:10.4")] {
+                let d = devs.join(a);
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join("driver_override"), "(null)\n").unwrap();
+                symlink("../../drivers/ixgbevf", d.join("driver")).unwrap();
+                symlink(format!("../{PF}"), d.join("physfn")).unwrap();
+                std::fs::create_dir_all(devs.join(PF)).unwrap();
+                symlink(format!("../{a}"), devs.join(PF).join(format!("virtfn{n}"))).unwrap();
+            }
+            std::fs::create_dir_all(devs.join(PF).join("net/enp3s0f0")).unwrap();
+            std::fs::create_dir_all(devs.join(VF).join("net/eth5")).unwrap();
+            std::fs::write(
+                devs.join(VF).join("net/eth5/address"),
+                "aa:bb:cc:00:00:01\n",
+            )
+            .unwrap();
+            let ip = dir.path().join("ip");
+            let log = dir.path().join("ip.log");
+            std::fs::write(
+                &ip,
+                format!(
+                    "#!/bin/sh\necho \"$*\" >> '{}'\necho 'RTNETLINK answers: nope' >&2\nexit {ip_exit}\n",
+                    log.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Fake {
+                host: HostPrep { sysfs: root, ip },
+                dir,
+            }
+        }
+        fn read(&self, rel: &str) -> String {
+            std::fs::read_to_string(self.host.sysfs.join(rel)).unwrap()
+        }
+        fn ip_log(&self) -> Vec<String> {
+            std::fs::read_to_string(self.dir.path().join("ip.log"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+        /// What the kernel would do on drivers_probe: follow the override.
+        fn rebind(&self, driver: &str) {
+            let l = self
+                .host
+                .sysfs
+                .join("bus/pci/devices")
+                .join(VF)
+                .join("driver");
+            std::fs::remove_file(&l).unwrap();
+            symlink(format!("../../drivers/{driver}"), l).unwrap();
+        }
+    }
+
+    fn req(managed: bool, mac: Option<&str>, vlan: Option<u32>) -> VfRequest {
+        VfRequest {
+            address: VF.into(),
+            managed,
+            mac: mac.map(str::to_owned),
+            vlan,
+        }
+    }
+
+    #[test]
+    fn managed_vf_is_bound_to_vfio_and_given_back() {
+        let f = Fake::new(0);
+        let done = f.host.prepare(&[req(true, None, None)]).unwrap();
+        let dev = format!("bus/pci/devices/{VF}");
+        assert_eq!(f.read(&format!("{dev}/driver_override")), "vfio-pci");
+        assert_eq!(f.read("bus/pci/drivers/ixgbevf/unbind"), VF);
+        assert_eq!(f.read("bus/pci/drivers_probe"), VF);
+        assert_eq!(done[0].detached_from, Some(Some("ixgbevf".into())));
+        assert!(f.ip_log().is_empty(), "no MAC asked for");
+
+        f.rebind("vfio-pci");
+        std::fs::write(f.host.sysfs.join("bus/pci/drivers_probe"), "").unwrap();
+        assert!(f.host.release(&done).is_empty());
+        assert_eq!(f.read("bus/pci/drivers/vfio-pci/unbind"), VF);
+        assert_eq!(f.read(&format!("{dev}/driver_override")), "\n");
+        assert_eq!(f.read("bus/pci/drivers_probe"), VF);
+    }
+
+    #[test]
+    fn already_on_vfio_is_left_alone() {
+        let f = Fake::new(0);
+        f.rebind("vfio-pci");
+        let done = f.host.prepare(&[req(true, None, None)]).unwrap();
+        assert_eq!(done[0].detached_from, None);
+        assert_eq!(f.read("bus/pci/drivers_probe"), "");
+        assert!(f.host.release(&done).is_empty());
+        assert_eq!(f.read("bus/pci/drivers/vfio-pci/unbind"), "");
+    }
+
+    #[test]
+    fn mac_and_vlan_set_through_the_pf_and_restored() {
+        let f = Fake::new(0);
+        let done = f
+            .host
+            .prepare(&[req(false, Some("52:54:00:6d:90:02"), Some(42))])
+            .unwrap();
+        assert_eq!(
+            f.ip_log(),
+            ["link set dev enp3s0f0 vf 1 mac 52:54:00:6d:90:02 vlan 42"]
+        );
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "(null)\n"
+        );
+        assert!(f.host.release(&done).is_empty());
+        assert_eq!(
+            f.ip_log()[1],
+            "link set dev enp3s0f0 vf 1 mac aa:bb:cc:00:00:01 vlan 0"
+        );
+    }
+
+    #[test]
+    fn failed_ip_undoes_the_binding_and_names_the_vf() {
+        let f = Fake::new(2);
+        let e = f
+            .host
+            .prepare(&[req(true, Some("52:54:00:6d:90:02"), None)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "Failed to set MAC 52:54:00:6d:90:02 on VF 0000:03:10.2 of PF enp3s0f0 (vf 1)"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("RTNETLINK answers: nope"), "{e}");
+        // Undone: the override cleared again and the device reprobed.
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "\n"
+        );
+    }
+
+    #[test]
+    fn missing_device_names_vf_and_path() {
+        let f = Fake::new(0);
+        let mut r = req(true, None, None);
+        r.address = "0000:99:00.1".into();
+        let e = f.host.prepare(&[req(true, None, None), r]).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("Failed to bind PCI device 0000:99:00.1 to vfio-pci: "),
+            "{s}"
+        );
+        assert!(
+            s.contains("sys/bus/pci/devices/0000:99:00.1 does not exist"),
+            "{s}"
+        );
+        // The first VF, already bound, was given back.
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "\n"
+        );
+    }
+
+    #[test]
+    fn recorded_prep_is_released_once_from_the_run_dir() {
+        let f = Fake::new(0);
+        let run = f.dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        f.host
+            .prepare_recorded(&run, &[req(true, Some("52:54:00:6d:90:02"), None)])
+            .unwrap();
+        assert!(run.join(RECORD).exists());
+        std::fs::write(f.host.sysfs.join("bus/pci/drivers_probe"), "").unwrap();
+        assert!(release_recorded(&run).is_empty());
+        assert!(!run.join(RECORD).exists());
+        assert_eq!(f.read("bus/pci/drivers_probe"), VF);
+        assert_eq!(f.ip_log().len(), 2);
+        assert!(release_recorded(&run).is_empty(), "nothing left to undo");
+        assert_eq!(f.ip_log().len(), 2);
+    }
+}
