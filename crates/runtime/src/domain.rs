@@ -29,6 +29,8 @@ pub struct Runtime {
     pub(crate) sd: StateDir,
     /// What opening it settled (see [`Runtime::open`]).
     notices: Vec<String>,
+    /// Where real VFs are bound and configured (`/sys`, `ip`).
+    pub(crate) host: crate::hostdev::HostPrep,
 }
 
 /// A domain's state as virsh names it.
@@ -104,6 +106,7 @@ impl Runtime {
         let rt = Runtime {
             sd: state_dir.clone(),
             notices,
+            host: crate::hostdev::HostPrep::system(),
         };
         run::reconcile(&rt.sd)?;
         Ok(rt)
@@ -118,6 +121,11 @@ impl Runtime {
     /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`Runtime::open`].
     pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
         Runtime::open(&StateDir::open_default(explicit)?)
+    }
+
+    /// Prepare real VFs against another sysfs root and `ip` (tests).
+    pub fn set_host_prep(&mut self, host: crate::hostdev::HostPrep) {
+        self.host = host;
     }
 
     pub fn state_dir(&self) -> &StateDir {

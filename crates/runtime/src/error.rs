@@ -64,6 +64,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
+    Hostdev(#[from] crate::hostdev::HostdevError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Process(#[from] ProcessError),

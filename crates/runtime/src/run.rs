@@ -31,6 +31,10 @@ pub enum RunError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error(transparent)]
+    Hostdev(#[from] crate::hostdev::HostdevError),
+    #[error("internal error: VFs of domain '{name}' were not fully given back to the host: {}", .problems.join("; "))]
+    HostRelease { name: String, problems: Vec<String> },
     #[error("internal error: QEMU for domain '{name}' exited while starting{}", log_tail(.log))]
     DiedAtStart { name: String, log: String },
     #[error("internal error: QEMU for domain '{name}' did not open its QMP socket {} within {secs} s", .socket.display())]
@@ -138,8 +142,11 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
 }
 
 /// Return every VF the domain holds in `sd`'s pools (all networks: the
-/// record may be missing if a start crashed half-way).
+/// record may be missing if a start crashed half-way), after giving the
+/// host back what start did to real VFs (vfio-pci binding, MAC). The
+/// single place VFs are released once their QEMU is gone.
 pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError> {
+    let problems = release_host(sd, name)?;
     let mut out = Vec::new();
     for net in sd.defined_networks()? {
         for a in VfPool::new(sd, &net).release_domain(name)? {
@@ -150,7 +157,19 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
             });
         }
     }
+    if !problems.is_empty() {
+        return Err(RunError::HostRelease {
+            name: name.to_owned(),
+            problems,
+        });
+    }
     Ok(out)
+}
+
+/// Undo the host-side VF preparation recorded in the domain's run dir
+/// (see [`crate::hostdev`]); the steps that failed.
+pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
+    Ok(crate::hostdev::release_recorded(&sd.run_paths(name)?.dir))
 }
 
 /// Is the domain running? `Some(record)` when its QEMU is alive. A record
@@ -171,9 +190,11 @@ pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError>
 
 /// Cleanup after a QEMU that is gone. Caller holds the domain lock.
 pub fn cleanup_dead(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError> {
-    let freed = release_vfs(sd, name)?;
+    // A VF the host did not take back is reported, but the domain is
+    // still gone (its record must go, or every command would retry).
+    let freed = release_vfs(sd, name);
     forget(sd, name)?;
-    Ok(freed)
+    freed
 }
 
 /// A domain id held for a domain being started. Concurrent starts all see

@@ -12,12 +12,12 @@
 //!    `<metadata>` record of the VFs and lab-mode substitutions.
 //! 5. Launch detached, wait for QMP, `cont`; optionally wait for failover.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use teamvirt_conf::model::{
-    DomainDef, InterfaceSource, InterfaceType, PciAddress, Teaming, TeamingType,
+    DomainDef, InterfaceSource, InterfaceType, PciAddress, Teaming, TeamingType, Vlan,
 };
 use teamvirt_conf::{Diagnostic, Severity};
 use teamvirt_qemu::command::{convert, BuildOptions, Conversion, Monitor, Substitution};
@@ -27,6 +27,7 @@ use teamvirt_qemu::topology::fatal_at_start;
 use crate::accel::Accel;
 use crate::domain::{block_on, emulator_of};
 use crate::error::RuntimeError;
+use crate::hostdev::VfRequest;
 use crate::live;
 use crate::network::{is_hostdev_network, parse_pci, pci_string, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
@@ -117,7 +118,14 @@ impl Runtime {
             substitutions,
             warnings,
             notes,
+            host,
         } = prep;
+        // Real VFs go to vfio-pci and get the guest's MAC before QEMU opens
+        // them; recorded so that whoever sees QEMU gone gives them back.
+        if let Err(e) = self.host.prepare_recorded(&paths.dir, &host) {
+            let _ = run::release_vfs(&self.sd, &name);
+            return Err(e.into());
+        }
         let pairs = spec.pairs.clone();
         let t0 = Instant::now();
         // One tokio runtime for the whole conversation: the QMP connection's
@@ -207,6 +215,7 @@ impl Runtime {
         // The VF pools this domain draws from.
         let src = StateNetworks { sd: &self.sd };
         let mut nets = BTreeSet::new();
+        let mut net_vlans = BTreeMap::new();
         for iface in def
             .devices
             .interfaces
@@ -221,6 +230,7 @@ impl Runtime {
                 return Err(RuntimeError::NoNetwork(net));
             };
             if is_hostdev_network(&nd) {
+                net_vlans.insert(net.clone(), vlan_tag(nd.vlan.as_ref()));
                 nets.insert(net);
             }
         }
@@ -303,6 +313,7 @@ impl Runtime {
             })
             .collect();
         let pairs = teaming_pairs(&conv);
+        let host = host_requests(&conv, &net_vlans);
         let substitutions = conv.built.substitutions.clone();
         let sub_lines: Vec<String> = substitutions.iter().map(describe_substitution).collect();
         let live_xml = live::live_xml(&conv, id, accel, &vfs, &substitutions);
@@ -341,6 +352,7 @@ impl Runtime {
             substitutions,
             warnings,
             notes,
+            host,
         })
     }
 }
@@ -351,6 +363,58 @@ struct Prepared {
     substitutions: Vec<Substitution>,
     warnings: Vec<Diagnostic>,
     notes: Vec<String>,
+    /// Real (not emulated) VF primaries to prepare on the host.
+    host: Vec<VfRequest>,
+}
+
+/// The first `<tag id>` of a `<vlan>`.
+fn vlan_tag(v: Option<&Vlan>) -> Option<u32> {
+    v.and_then(|v| v.tags.first()).map(|t| t.id)
+}
+
+/// What libvirt does on the host for each real VF primary: a hostdev
+/// interface (pool or `type='hostdev'`) gets its MAC and VLAN (the
+/// interface's, else its network's) set through the PF, and is bound to
+/// vfio-pci when managed; a plain `<hostdev managed='yes'>` is only bound.
+/// Lab-mode primaries (substituted) are not VFs and are left out.
+fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -> Vec<VfRequest> {
+    let def = &conv.def;
+    let al = &conv.built.aliases;
+    let emulated = |alias: &str| conv.built.substitutions.iter().any(|s| s.id == alias);
+    let transient = |t: Option<&Teaming>| t.is_some_and(|t| t.type_ == TeamingType::Transient);
+    let mut out = Vec::new();
+    for (i, (n, a)) in def.devices.interfaces.iter().zip(&conv.actual).enumerate() {
+        let (InterfaceType::Hostdev, Some(addr)) = (a.type_, a.hostdev.as_ref()) else {
+            continue;
+        };
+        if !transient(n.teaming.as_ref()) || emulated(&al.interfaces[i]) {
+            continue;
+        }
+        let net_vlan = a
+            .network
+            .as_ref()
+            .and_then(|net| net_vlans.get(net).copied().flatten());
+        out.push(VfRequest {
+            address: pci_string(addr),
+            managed: a.managed,
+            mac: n.mac.as_ref().map(|m| m.address.to_string()),
+            vlan: vlan_tag(n.vlan.as_ref()).or(net_vlan),
+        });
+    }
+    for (j, h) in def.devices.hostdevs.iter().enumerate() {
+        let Some(addr) = h.source.pci.as_ref() else {
+            continue;
+        };
+        if h.managed == Some(true) && transient(h.teaming.as_ref()) && !emulated(&al.hostdevs[j]) {
+            out.push(VfRequest {
+                address: pci_string(addr),
+                managed: true,
+                mac: None,
+                vlan: None,
+            });
+        }
+    }
+    out
 }
 
 /// libvirt passes `-no-shutdown` so that its daemon sees the guest's

@@ -22,6 +22,7 @@ use super::argv::{destination_args, device_props};
 use super::job::{self, JobInfo};
 use super::MigrateError;
 use crate::accel::Accel;
+use crate::hostdev::{HostPrep, VfRequest};
 use crate::lock::FileLock;
 use crate::pool::{PoolError, VfAllocation, VfPool};
 use crate::process::ProcId;
@@ -118,6 +119,8 @@ pub struct LocalDestination {
     sd: StateDir,
     /// Address QEMU listens on (loopback by default).
     pub listen: String,
+    /// Where the destination's real VFs are bound and configured.
+    pub host: HostPrep,
     active: Option<Active>,
 }
 
@@ -126,6 +129,7 @@ impl LocalDestination {
         LocalDestination {
             sd,
             listen: "127.0.0.1".into(),
+            host: HostPrep::system(),
             active: None,
         }
     }
@@ -195,7 +199,10 @@ impl LocalDestination {
     }
 
     fn release(&self, name: &str, vfs: &[VfBinding]) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = match run::release_host(&self.sd, name) {
+            Ok(p) => p,
+            Err(e) => vec![e.to_string()],
+        };
         for v in vfs {
             match VfPool::new(&self.sd, &v.network).release(&v.address, name) {
                 Ok(true) => out.push(format!(
@@ -263,6 +270,10 @@ impl LocalDestination {
         // Held until `launch` has saved the record carrying the id, so a
         // start or another migration into this state dir cannot take it.
         let reserved = run::reserve_id(&self.sd)?;
+        // Like a start: the destination's real VFs are bound to vfio-pci
+        // and get the guest's MAC before QEMU opens them.
+        let host = host_requests(&self.sd, &req.live_xml, &req.pairs, &pairs)?;
+        self.host.prepare_recorded(&dst_paths.dir, &host)?;
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
@@ -399,6 +410,74 @@ fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>,
             .map_err(|e| MigrateError::Conf(e.to_string()));
     }
     Ok(f.addresses.iter().map(|a| a.to_string()).collect())
+}
+
+/// The host preparation of the destination's real VF primaries. What the
+/// source's live XML says about each primary (found by its source VF):
+/// managed, MAC and VLAN of a hostdev interface (else its network's VLAN),
+/// managed of a plain `<hostdev>`. Emulated primaries are left out.
+fn host_requests(
+    sd: &StateDir,
+    live_xml: &str,
+    before: &[TeamingPair],
+    after: &[TeamingPair],
+) -> Result<Vec<VfRequest>, MigrateError> {
+    if after.iter().all(|a| a.emulated || a.vf.is_none()) {
+        return Ok(Vec::new());
+    }
+    let live = teamvirt_conf::DomainDef::parse_str(live_xml, None)
+        .map_err(|e| MigrateError::Conf(format!("source live XML: {e}")))?
+        .0;
+    let tag = |v: Option<&teamvirt_conf::model::Vlan>| v.and_then(|v| v.tags.first()).map(|t| t.id);
+    let mut out = Vec::new();
+    for (b, a) in before.iter().zip(after) {
+        let (Some(src_vf), Some(vf)) = (&b.vf, &a.vf) else {
+            continue;
+        };
+        if a.emulated {
+            continue;
+        }
+        let is_src = |p: Option<&teamvirt_conf::model::PciAddress>| {
+            p.is_some_and(|p| crate::network::pci_string(p) == *src_vf)
+        };
+        if let Some(n) = live
+            .devices
+            .interfaces
+            .iter()
+            .find(|n| is_src(n.source_pci()))
+        {
+            let net_vlan = match &a.network {
+                Some(net) => {
+                    let path = sd.network_xml(net)?;
+                    read_optional(&path)?
+                        .and_then(|t| NetworkDef::parse_str(&t, Some(&path)).ok())
+                        .and_then(|(d, _)| tag(d.vlan.as_ref()))
+                }
+                None => None,
+            };
+            out.push(VfRequest {
+                address: vf.clone(),
+                managed: n.managed.unwrap_or(false),
+                mac: a.primary_mac.clone(),
+                vlan: tag(n.vlan.as_ref()).or(net_vlan),
+            });
+        } else if let Some(h) = live
+            .devices
+            .hostdevs
+            .iter()
+            .find(|h| is_src(h.source.pci.as_ref()))
+        {
+            if h.managed == Some(true) {
+                out.push(VfRequest {
+                    address: vf.clone(),
+                    managed: true,
+                    mac: None,
+                    vlan: None,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The live XML for the destination: each transient's host address inside

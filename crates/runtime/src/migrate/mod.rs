@@ -79,6 +79,8 @@ pub enum MigrateError {
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
+    Hostdev(#[from] crate::hostdev::HostdevError),
+    #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
