@@ -718,6 +718,57 @@ mod tests {
         }
     }
 
+    /// The destination prepares its own VFs like the source did: managed,
+    /// MAC and VLAN from the source's live XML, plain <hostdev> bound only;
+    /// emulated primaries and unmanaged plain hostdevs are left alone.
+    #[test]
+    fn destination_host_requests_follow_the_source_live_xml() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let live = "<domain type='qemu'><name>vm</name><memory unit='MiB'>64</memory>
+          <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
+          <interface type='hostdev' managed='yes'><mac address='52:54:00:00:00:01'/>
+            <source><address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/></source>
+            <vlan><tag id='7'/></vlan><teaming type='transient' persistent='ua-sb'/></interface>
+          <hostdev mode='subsystem' type='pci' managed='yes'><source>
+            <address domain='0x0000' bus='0x5e' slot='0x00' function='0x3'/></source></hostdev>
+          <hostdev mode='subsystem' type='pci' managed='no'><source>
+            <address domain='0x0000' bus='0x5e' slot='0x00' function='0x4'/></source></hostdev>
+          </devices></domain>";
+        let mut a = pair(Some("pool"), Some("0000:3b:02.1"), false);
+        a.primary_mac = Some("52:54:00:00:00:01".into());
+        let before = vec![
+            a.clone(),
+            pair(None, Some("0000:5e:00.3"), false),
+            pair(None, Some("0000:5e:00.4"), false),
+            pair(Some("pool"), Some("0000:3b:02.2"), true),
+        ];
+        let mut after = before.clone();
+        after[0].vf = Some("0000:af:10.0".into());
+        let got = host_requests(&sd, live, &before, &after).unwrap();
+        assert_eq!(
+            got,
+            [
+                VfRequest {
+                    address: "0000:af:10.0".into(),
+                    managed: true,
+                    mac: Some("52:54:00:00:00:01".into()),
+                    vlan: Some(7),
+                },
+                VfRequest {
+                    address: "0000:5e:00.3".into(),
+                    managed: true,
+                    mac: None,
+                    vlan: None,
+                },
+            ]
+        );
+        // Lab mode only: nothing to prepare, the live XML is not even read.
+        assert!(host_requests(&sd, "", &before[3..], &after[3..])
+            .unwrap()
+            .is_empty());
+    }
+
     fn req(pairs: Vec<TeamingPair>) -> PrepareRequest {
         PrepareRequest {
             name: "vm".into(),
