@@ -129,6 +129,14 @@ impl HostPrep {
         if orig.as_deref() == Some(VFIO) {
             return Ok(None);
         }
+        // Else the override leaves the VF with no driver at all.
+        let vfio = self.sysfs.join("bus/pci/drivers").join(VFIO);
+        if !vfio.is_dir() {
+            return Err(err(format!(
+                "the vfio-pci driver is not loaded ({} does not exist; modprobe vfio-pci)",
+                vfio.display()
+            )));
+        }
         write(&dev.join("driver_override"), VFIO).map_err(err)?;
         if orig.is_some() {
             write(&dev.join("driver/unbind"), addr).map_err(err)?;
@@ -539,6 +547,25 @@ mod tests {
         assert_eq!(
             f.read(&format!("bus/pci/devices/{VF}/driver_override")),
             "\n"
+        );
+    }
+
+    #[test]
+    fn vfio_pci_not_loaded_is_said_before_anything_is_written() {
+        let f = Fake::new(0);
+        std::fs::remove_dir_all(f.host.sysfs.join("bus/pci/drivers/vfio-pci")).unwrap();
+        let e = f
+            .host
+            .prepare(&[req(true, None, None)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("Failed to bind PCI device 0000:03:10.2 to vfio-pci: the vfio-pci driver is not loaded"),
+            "{e}"
+        );
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "(null)\n"
         );
     }
 
