@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use teamvirt_conf::{DomainDef, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::caps::{self, QemuCaps};
 use teamvirt_qemu::resolve::NetworkMap;
+pub use teamvirt_runtime::domain::emulator_of;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct QemuOpts {
@@ -84,13 +85,4 @@ impl QemuOpts {
         }
         Ok(map)
     }
-}
-
-/// The domain's `<emulator>`, else `qemu-system-x86_64` on PATH.
-pub fn emulator_of(def: &DomainDef) -> PathBuf {
-    def.devices
-        .emulator
-        .as_ref()
-        .map(|e| PathBuf::from(&e.path))
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
