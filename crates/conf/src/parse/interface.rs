@@ -133,24 +133,23 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
     }
     i.info = device_info(&mut el, cx)?;
     // libvirt elements teamvirt passes through untouched.
-    for name in [
-        "ip",
-        "route",
-        "script",
-        "downscript",
-        "backenddomain",
-        "guest",
-        "bandwidth",
-        "filterref",
-        "tune",
-        "coalesce",
-        "port",
-        "portForward",
-    ] {
-        for c in el.children(name, cx) {
-            i.extra.push(cx.raw(c.node));
-        }
-    }
+    i.extra.extend(el.passthrough(
+        &[
+            "ip",
+            "route",
+            "script",
+            "downscript",
+            "backenddomain",
+            "guest",
+            "bandwidth",
+            "filterref",
+            "tune",
+            "coalesce",
+            "port",
+            "portForward",
+        ],
+        cx,
+    ));
     let (extra_attrs, extra) = finish(el, cx);
     i.extra_attrs = extra_attrs;
     i.extra.extend(extra);

@@ -366,6 +366,19 @@ impl<'a, 'i> El<'a, 'i> {
         out
     }
 
+    /// Children libvirt knows and teamvirt passes through untouched: kept
+    /// verbatim, in document order per name, without an unknown-element
+    /// warning.
+    pub(crate) fn passthrough(&mut self, names: &[&str], cx: &Ctx) -> Vec<RawElement> {
+        let mut out = Vec::new();
+        for name in names {
+            for c in self.children(name, cx) {
+                out.push(cx.raw(c.node));
+            }
+        }
+        out
+    }
+
     /// Take every not-yet-consumed child element (in order) as raw nodes.
     pub(crate) fn rest_children(&mut self) -> Vec<Node<'a, 'i>> {
         let mut out = Vec::new();

@@ -145,11 +145,10 @@ fn parse_network(node: roxmltree::Node, cx: &mut Ctx) -> R<NetworkDef> {
         def.portgroups.push(p);
     }
     // libvirt network elements teamvirt passes through untouched.
-    for name in ["metadata", "domain", "dns", "bandwidth", "route", "port"] {
-        for c in el.children(name, cx) {
-            def.extra.push(cx.raw(c.node));
-        }
-    }
+    def.extra.extend(el.passthrough(
+        &["metadata", "domain", "dns", "bandwidth", "route", "port"],
+        cx,
+    ));
     let (extra_attrs, extra) = finish(el, cx);
     def.extra_attrs = extra_attrs;
     def.extra.extend(extra);
