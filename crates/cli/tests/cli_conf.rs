@@ -325,3 +325,92 @@ fn validate_resolves_given_networks() {
     assert!(out.status.success(), "{}", s(&out.stderr));
     assert!(s(&out.stderr).contains("warning: unsupported configuration: interface"));
 }
+
+/// Issue 12: a checking verb runs no program named by the XML it checks.
+/// The domain's `<emulator>` is a script that leaves a marker when run;
+/// `validate`, `format` and `domxml-to-native` must not run it, and must
+/// say which checks were skipped and why. `--emulator` names it on purpose.
+#[test]
+fn checking_verbs_never_run_the_emulator_the_xml_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let evil = dir.path().join("evil-qemu");
+    std::fs::write(
+        &evil,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let xml = std::fs::read_to_string(examples().join("teaming-q35.xml")).unwrap();
+    let xml = xml.replace(
+        "<emulator>/usr/bin/qemu-system-x86_64</emulator>",
+        &format!("<emulator>{}</emulator>", evil.display()),
+    );
+    assert!(xml.contains("evil-qemu"));
+    let f = write(dir.path(), "dom.xml", &xml);
+    let pool = examples().join("vfpool-network.xml");
+    let pool = pool.to_str().unwrap();
+    // Its own cache dir: a cached probe must not hide a run of the script.
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+
+    let out = teamvirt(&["validate", "--cache-dir", cache, &f]);
+    let err = s(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("note: QEMU-side checks") && err.contains("skipped"),
+        "{err}"
+    );
+    assert!(
+        err.contains("does not run programs named by the XML"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--emulator {}", evil.display())),
+        "{err}"
+    );
+
+    let out = teamvirt(&["format", "--cache-dir", cache, &f]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    assert!(s(&out.stderr).contains("does not run programs named by the XML"));
+
+    let out = teamvirt(&[
+        "domxml-to-native",
+        "--cache-dir",
+        cache,
+        "--network",
+        pool,
+        &f,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        s(&out.stderr).contains("does not run programs named by the XML"),
+        "{}",
+        s(&out.stderr)
+    );
+    assert!(!marker.exists(), "a checking verb ran the XML's <emulator>");
+
+    // Named with --emulator, it is the user's choice: it runs (and fails).
+    let evil_s = evil.to_str().unwrap();
+    let out = teamvirt(&["validate", "--cache-dir", cache, "--emulator", evil_s, &f]);
+    assert_eq!(out.status.code(), Some(1), "{}", s(&out.stderr));
+    assert!(
+        marker.exists(),
+        "--emulator should have probed the named binary"
+    );
+}
+
+/// The default emulator under another spelling of its path is still the
+/// default: it is probed (the placement checks run).
+#[test]
+fn default_emulator_in_the_xml_is_probed() {
+    if teamvirt_testinfra::qemu_or_skip("default_emulator_in_the_xml_is_probed").is_none() {
+        return;
+    }
+    let dom = examples().join("teaming-q35.xml");
+    let out = teamvirt(&["validate", "--json", dom.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"][0]["topology_checked"], true, "{v}");
+}

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use teamvirt_conf::{DomainDef, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::caps::{self, QemuCaps};
 use teamvirt_qemu::resolve::NetworkMap;
-pub use teamvirt_runtime::domain::emulator_of;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct QemuOpts {
     /// libvirt capabilities cache XML to use instead of probing a QEMU binary.
     #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
     pub caps: Option<PathBuf>,
-    /// QEMU binary to probe (default: the domain's <emulator>).
+    /// QEMU binary to probe (default: the installed qemu-system-x86_64; a
+    /// domain's other <emulator> is never run unless named here).
     #[arg(long, value_name = "PATH")]
     pub emulator: Option<PathBuf>,
     /// A network the domain's `<interface type='network'>` refers to,
@@ -54,12 +54,15 @@ impl QemuOpts {
         }
     }
 
-    /// `--caps`, `--emulator`, else a probe of the domain's emulator.
+    /// `--caps`, `--emulator`, else a probe of the domain's emulator when
+    /// it is the default one (see [`probe_target`]).
     pub fn caps_for(&self, def: &DomainDef) -> Result<QemuCaps, String> {
         match self.explicit_caps()? {
             Some(c) => Ok(c),
-            None => QemuCaps::probe_blocking(emulator_of(def), self.cache_dir())
-                .map_err(|e| e.to_string()),
+            None => {
+                let bin = probe_target(def)?;
+                QemuCaps::probe_blocking(&bin, self.cache_dir()).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -85,4 +88,64 @@ impl QemuOpts {
         }
         Ok(map)
     }
+}
+
+/// The installed default emulator, `qemu-system-x86_64` found on `PATH`.
+pub const DEFAULT_EMULATOR: &str = "qemu-system-x86_64";
+
+/// The binary a checking verb may probe for `def` without being told to.
+///
+/// `validate`, `format` and `domxml-to-native` read XML that anyone may
+/// have written; they must never run a program that XML names. Only the
+/// default emulator (or the same file under another path) is probed; any
+/// other `<emulator>` has to be confirmed with `--emulator` (or replaced
+/// by `--caps`). The error says which and why.
+pub fn probe_target(def: &DomainDef) -> Result<PathBuf, String> {
+    let default = find_in_path(DEFAULT_EMULATOR);
+    let Some(named) = def
+        .devices
+        .emulator
+        .as_ref()
+        .map(|e| PathBuf::from(&e.path))
+    else {
+        return Ok(default.unwrap_or_else(|| PathBuf::from(DEFAULT_EMULATOR)));
+    };
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match default {
+        Some(d) if same(&named, &d) => Ok(d),
+        // A missing emulator runs nothing: fall back to the default, as
+        // the placement checks always did.
+        Some(d) if !named.exists() => Ok(d),
+        Some(d) => Err(format!(
+            "the domain's <emulator> {} is not the default emulator ({}), and a checking verb \
+             does not run programs named by the XML it checks; pass --emulator {} to probe it, \
+             or --caps FILE",
+            named.display(),
+            d.display(),
+            named.display()
+        )),
+        None => Err(format!(
+            "the domain's <emulator> {} is not the default emulator ({DEFAULT_EMULATOR} is not \
+             installed), and a checking verb does not run programs named by the XML it checks; \
+             pass --emulator {} to probe it, or --caps FILE",
+            named.display(),
+            named.display()
+        )),
+    }
+}
+
+/// `name` looked up on `PATH`, as the shell would.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }

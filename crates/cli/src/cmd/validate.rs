@@ -15,7 +15,7 @@ use teamvirt_conf::{AnyDef, Diagnostic, DomainDef};
 use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qemu::resolve::{resolve_for_checks, NetworkMap};
 
-use crate::cmd::qemu_opts::{emulator_of, QemuOpts};
+use crate::cmd::qemu_opts::{probe_target, QemuOpts};
 use crate::render;
 
 #[derive(clap::Args)]
@@ -25,9 +25,10 @@ use crate::render;
                   `virsh define` on the QEMU driver would, with libvirt's error texts, plus teaming checks \
                   libvirt does not make (as warnings with hints).\n\n\
                   The checks on where failover primaries land (PCI placement, ACPI) need QEMU's \
-                  capabilities: from --caps, from --emulator, or else from the domain's <emulator> or the \
-                  installed qemu-system-x86_64 (probed once, then cached). Without any they are skipped, \
-                  with a note.\n\n\
+                  capabilities: from --caps, from --emulator, or else from the installed qemu-system-x86_64 \
+                  (probed once, then cached). A domain's <emulator> is probed only when it is that same \
+                  binary: a checking verb never runs a program named by the XML it checks, so any other \
+                  <emulator> needs --emulator. Without capabilities those checks are skipped, with a note.\n\n\
                   Errors and warnings go to stderr in compiler style. Exit status: 0 when every file is \
                   valid, 1 otherwise."
 )]
@@ -73,10 +74,17 @@ impl QemuSide {
         if let Some(c) = &self.explicit {
             return Some(c.clone());
         }
-        // The domain's own emulator when it is there, else the usual one.
-        let bin = Some(emulator_of(def))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+        // Never a program the checked XML names: only the default emulator.
+        let bin = match probe_target(def) {
+            Ok(b) => b,
+            Err(why) => {
+                self.note(format!(
+                    "QEMU-side checks (failover primary placement, q35 ACPI, machine limits) \
+                     skipped: {why}"
+                ));
+                return None;
+            }
+        };
         let cache_dir = &self.cache_dir;
         let r = self.probed.entry(bin.clone()).or_insert_with(|| {
             QemuCaps::probe_blocking(&bin, cache_dir).map_err(|e| e.to_string())
