@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 mod out;
 mod render;
+mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +23,12 @@ struct Cli {
     // whichever side of the verb it was given on.
     #[arg(long, value_name = "DIR", global = true)]
     state_dir: Option<std::path::PathBuf>,
+    /// Trace what teamvirt does on stderr: QMP commands, replies and events
+    /// (secrets redacted), QEMU command lines, sysfs writes, link
+    /// operations, lock waits. `TEAMVIRT_LOG` (EnvFilter syntax, e.g.
+    /// `teamvirt_qmp=debug`) chooses finer.
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,10 +77,37 @@ enum Command {
     Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
     /// Abort the running job (migration) of a domain; it rolls back.
     Domjobabort(cmd::domjobabort::DomjobabortArgs),
+    /// Show a domain's basic information (and where its log is).
+    Dominfo(cmd::control::InfoArgs),
+    /// List a domain's network interfaces with their teaming role and pair.
+    Domiflist(cmd::control::InfoArgs),
+    /// Pause a running domain's vCPUs.
+    Suspend(cmd::domain::NameArgs),
+    /// Resume a paused domain.
+    Resume(cmd::domain::NameArgs),
+    /// Reboot a domain (a machine reset: no daemon catches the guest's ACPI
+    /// power-off; the guest negotiates failover again as it boots).
+    Reboot(cmd::domain::NameArgs),
+    /// Start a domain when the host boots (`start-autostart`, run by the
+    /// systemd unit), or stop doing so with --disable.
+    Autostart(cmd::control::AutostartArgs),
+    /// Mark a network for autostart (checked by `start-autostart`).
+    NetAutostart(cmd::control::AutostartArgs),
+    /// Bring back networks and domains marked autostart (at boot).
+    StartAutostart(cmd::control::StartAutostartArgs),
+    /// Attach to a domain's serial console (a pty); Ctrl-] leaves.
+    Console(cmd::domain::NameArgs),
+    /// Edit a domain's definition in $EDITOR; saved only if it validates.
+    Edit(cmd::domain::NameArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(cmd::docs::CompletionsArgs),
+    /// Write man pages: teamvirt.1 and one teamvirt-VERB.1 per verb.
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    trace::init(cli.debug);
     let code = match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),
@@ -95,6 +129,22 @@ fn main() -> ExitCode {
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
+        Command::Dominfo(a) => cmd::control::dominfo(a),
+        Command::Domiflist(a) => cmd::control::domiflist(a),
+        Command::Suspend(a) => cmd::control::suspend(a),
+        Command::Resume(a) => cmd::control::resume(a),
+        Command::Reboot(a) => cmd::control::reboot(a),
+        Command::Autostart(a) => {
+            cmd::control::autostart(a, teamvirt_runtime::control::AutostartKind::Domain)
+        }
+        Command::NetAutostart(a) => {
+            cmd::control::autostart(a, teamvirt_runtime::control::AutostartKind::Network)
+        }
+        Command::StartAutostart(a) => cmd::control::start_autostart(a),
+        Command::Console(a) => cmd::console::run(a),
+        Command::Edit(a) => cmd::edit::run(a),
+        Command::Completions(a) => cmd::docs::completions(a, Cli::command()),
+        Command::Man(a) => cmd::docs::man(a, Cli::command()),
     };
     if out::failed() {
         return ExitCode::FAILURE;

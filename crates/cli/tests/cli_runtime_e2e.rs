@@ -179,7 +179,15 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(300));
+    // Gone once its parent reaped it; then the next command frees the VF.
+    let t0 = std::time::Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "killed QEMU {pid} lingers"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(e.vfs_used("vfpool"), 0);
     assert_eq!(e.ok(&["domstate", "tv2"]).trim(), "shut off");
 

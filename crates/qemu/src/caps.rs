@@ -392,38 +392,10 @@ pub fn encode_version(major: u64, minor: u64, micro: u64) -> Option<u32> {
     u32::try_from(major * 1_000_000 + minor * 1_000 + micro).ok()
 }
 
-/// The default directory for the probe cache: `$TEAMVIRT_STATE_DIR/cache`,
-/// else `/var/lib/teamvirt/cache` for root, else
-/// `$XDG_STATE_HOME/teamvirt/cache`, else `~/.local/state/teamvirt/cache`.
-pub fn default_cache_dir() -> PathBuf {
-    default_cache_dir_from(
-        std::env::var_os("TEAMVIRT_STATE_DIR").map(PathBuf::from),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
-        std::env::var_os("HOME").map(PathBuf::from),
-    )
-}
-
-fn default_cache_dir_from(
-    state_dir: Option<PathBuf>,
-    is_root: bool,
-    xdg_state_home: Option<PathBuf>,
-    home: Option<PathBuf>,
-) -> PathBuf {
-    // Empty values count as unset, as the XDG spec asks.
-    let nonempty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = nonempty(state_dir) {
-        return dir.join("cache");
-    }
-    if is_root {
-        return PathBuf::from("/var/lib/teamvirt/cache");
-    }
-    if let Some(dir) = nonempty(xdg_state_home) {
-        return dir.join("teamvirt/cache");
-    }
-    let home = nonempty(home).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".local/state/teamvirt/cache")
+/// The default directory for the probe cache (`cache/` in the state
+/// directory; see [`crate::dirs`]).
+pub fn default_cache_dir() -> Result<PathBuf, crate::dirs::NoDefaultDir> {
+    crate::dirs::default_cache_dir()
 }
 
 #[cfg(test)]
@@ -558,26 +530,5 @@ mod tests {
         assert_eq!(encode_version(9, 0, 90), Some(9_000_090));
         assert_eq!(encode_version(1, 1000, 0), None);
         assert_eq!(encode_version(u64::MAX, 0, 0), None);
-    }
-
-    #[test]
-    fn cache_dir_defaults() {
-        let p = |s: &str| Some(PathBuf::from(s));
-        assert_eq!(
-            default_cache_dir_from(p("/s"), true, p("/x"), p("/h")),
-            PathBuf::from("/s/cache")
-        );
-        assert_eq!(
-            default_cache_dir_from(None, true, p("/x"), p("/h")),
-            PathBuf::from("/var/lib/teamvirt/cache")
-        );
-        assert_eq!(
-            default_cache_dir_from(p(""), false, p("/x"), p("/h")),
-            PathBuf::from("/x/teamvirt/cache")
-        );
-        assert_eq!(
-            default_cache_dir_from(None, false, None, p("/h")),
-            PathBuf::from("/h/.local/state/teamvirt/cache")
-        );
     }
 }

@@ -35,6 +35,9 @@ pub struct QmpOptions {
     /// How many past events [`Qmp::history`] and
     /// [`Qmp::subscribe_with_history`] keep (oldest are forgotten first).
     pub history_limit: usize,
+    /// Names the peer in trace output (the domain name); the socket path
+    /// when empty.
+    pub label: String,
 }
 
 impl Default for QmpOptions {
@@ -44,6 +47,7 @@ impl Default for QmpOptions {
             handshake_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
             history_limit: 4096,
+            label: String::new(),
         }
     }
 }
@@ -134,6 +138,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     connected: watch::Sender<bool>,
+    /// For trace output: which QEMU this is.
+    label: String,
 }
 
 impl Shared {
@@ -161,6 +167,10 @@ impl Shared {
         let Value::Object(mut map) = msg else {
             return;
         };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let shown = crate::redact::redacted(&Value::Object(map.clone()));
+            tracing::debug!(domain = %self.label, msg = %shown, "QMP <-");
+        }
         if map.contains_key("event") {
             if let Some(ev) = Event::from_message(map) {
                 let mut st = self.lock();
@@ -362,6 +372,11 @@ impl Qmp {
     /// a socketpair, or a fd inherited from a parent).
     pub async fn from_stream(stream: UnixStream, opts: QmpOptions) -> Result<Qmp, QmpError> {
         let handshake = opts.handshake_timeout;
+        let label_fallback = stream
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_default();
         let (rd, wr) = stream.into_split();
         let mut framer = Framer::new(rd);
         let greeting = match tokio::time::timeout(handshake, framer.next()).await {
@@ -386,6 +401,11 @@ impl Qmp {
                 history_limit: opts.history_limit,
             }),
             connected,
+            label: if opts.label.is_empty() {
+                label_fallback
+            } else {
+                opts.label.clone()
+            },
         });
         let reader = tokio::spawn(read_loop(framer, shared.clone())).abort_handle();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -447,7 +467,12 @@ impl Qmp {
         let inner = &*self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         msg.insert("id".into(), Value::from(id));
-        let mut bytes = serde_json::to_vec(&Value::Object(msg))
+        let msg = Value::Object(msg);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let shown = crate::redact::redacted(&msg);
+            tracing::debug!(domain = %inner.shared.label, msg = %shown, "QMP ->");
+        }
+        let mut bytes = serde_json::to_vec(&msg)
             .map_err(|e| QmpError::Protocol(format!("cannot encode {cmd}: {e}")))?;
         bytes.push(b'\n');
 

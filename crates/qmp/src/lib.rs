@@ -51,6 +51,7 @@
 mod client;
 mod error;
 mod event;
+pub mod redact;
 
 pub use client::{EventStream, Greeting, QemuVersion, Qmp, QmpOptions, QomProperty};
 pub use error::QmpError;

@@ -4,7 +4,6 @@
 //! migrations whose driving process died ([`crate::migrate::recover`]) and
 //! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,13 +65,7 @@ pub struct DomainSummary {
 
 /// A random (version 4) UUID, for definitions that lack one.
 pub fn random_uuid() -> Result<Uuid, RuntimeError> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| RuntimeError::Internal(format!("cannot read /dev/urandom: {e}")))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Ok(Uuid(b))
+    Ok(Uuid(uuid::Uuid::new_v4().into_bytes()))
 }
 
 /// Run an async QMP conversation from the synchronous API.
@@ -316,7 +309,7 @@ impl Runtime {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         };
         rec.proc.kill_painfully(Duration::from_secs(10))?;
-        Ok(run::cleanup_dead(&self.sd, name)?)
+        Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
     /// `destroy`: stop the domain now; returns the VFs given back.
@@ -330,6 +323,7 @@ impl Runtime {
     /// sees the domain shut off.
     pub fn shutdown(&self, name: &str) -> Result<(), RuntimeError> {
         let rec = self.running(name)?;
+        crate::domlog::event(&self.sd, name, "shutdown requested (ACPI power button)");
         block_on(async {
             let q = run::connect(&rec, MONITOR_WAIT).await?;
             q.execute("system_powerdown", serde_json::Value::Null)

@@ -86,6 +86,7 @@ impl Default for HostPrep {
 }
 
 fn write(path: &Path, data: &str) -> Result<(), String> {
+    tracing::debug!(path = %path.display(), data, "sysfs write");
     std::fs::write(path, data)
         .map_err(|e| format!("cannot write '{data}' to {}: {e}", path.display()))
 }
@@ -236,6 +237,7 @@ impl HostPrep {
             mac: mac.to_owned(),
             reason,
         };
+        tracing::debug!(command = ?cmd, "link operation");
         let out = cmd
             .output()
             .map_err(|e| err(format!("cannot run {}: {e}", self.ip.display())))?;

@@ -13,7 +13,11 @@
 /// kvm or tcg.
 pub mod accel;
 /// Domain verbs and the [`Runtime`] handle.
+/// suspend, resume, reboot, dominfo, domiflist, autostart, console.
+pub mod control;
 pub mod domain;
+/// The per-domain log (`log/NAME.log`).
+pub mod domlog;
 /// The lifecycle error type.
 pub mod error;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).

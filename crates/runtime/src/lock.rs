@@ -58,13 +58,17 @@ impl FileLock {
             LockMode::Shared => libc::LOCK_SH,
             LockMode::Exclusive => libc::LOCK_EX,
         };
-        if !block {
-            op |= libc::LOCK_NB;
-        }
+        // Blocking takes are tried without blocking first, so a wait shows in
+        // the trace (who waits for what is the first question when stuck).
+        op |= libc::LOCK_NB;
+        let mut waited: Option<std::time::Instant> = None;
         loop {
             // SAFETY: flock on a valid, owned descriptor.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
+                if let Some(t) = waited {
+                    tracing::debug!(lock = %path.display(), waited_ms = t.elapsed().as_millis() as u64, "lock acquired");
+                }
                 return Ok(Some(FileLock {
                     file,
                     path: path.to_owned(),
@@ -74,6 +78,11 @@ impl FileLock {
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EWOULDBLOCK) if !block => return Ok(None),
+                Some(libc::EWOULDBLOCK) => {
+                    tracing::debug!(lock = %path.display(), "waiting for lock");
+                    waited = Some(std::time::Instant::now());
+                    op &= !libc::LOCK_NB;
+                }
                 _ => {
                     return Err(LockError::Lock {
                         path: path.to_owned(),

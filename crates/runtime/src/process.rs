@@ -189,6 +189,12 @@ pub fn spawn_detached(
                 0 => {}
                 _ => libc::_exit(0),
             }
+            // The process that stays QEMU's parent, to log how it ended.
+            match libc::fork() {
+                -1 => return Err(io::Error::last_os_error()),
+                0 => {}
+                qemu => reap_and_log(qemu),
+            }
             let me = libc::getpid().to_ne_bytes();
             libc::write(wfd, me.as_ptr().cast(), me.len());
             Ok(())
@@ -205,6 +211,139 @@ pub fn spawn_detached(
     // even if QEMU already failed.
     ProcId::of(pid)
         .ok_or_else(|| spawn_err(io::Error::other(format!("process {pid} vanished at start"))))
+}
+
+/// QEMU's parent for its whole life: waits for it and appends one line to
+/// its stderr log saying how it ended (exit status or signal), which is
+/// what an operator wants to know about a VM that died while no teamvirt
+/// ran (`domlog::exit_cause` reads it back). A daemon-less conmon.
+///
+/// Runs in a forked child of teamvirt that never execs: async-signal-safe
+/// calls only, no allocation. Never returns.
+unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
+    // Nothing but the log (stdout/stderr) stays open: the pid pipe and
+    // std's exec-error pipe must see EOF when QEMU execs.
+    libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        0 as libc::c_uint,
+    );
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"teamvirt-reaper".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    let mut status = 0;
+    while libc::waitpid(qemu, &mut status, 0) < 0 {
+        if *libc::__errno_location() != libc::EINTR {
+            libc::_exit(0);
+        }
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+    let mut buf = [0u8; 192];
+    let n = reap_line(&mut buf, ts.tv_sec, ts.tv_nsec, qemu, status);
+    libc::write(2, buf.as_ptr().cast(), n);
+    libc::_exit(0)
+}
+
+/// Formats `TIMESTAMP: teamvirt: qemu process PID exited with status N` or
+/// `... killed by signal N (SIGNAME)` into `buf` without allocating.
+fn reap_line(buf: &mut [u8; 192], secs: i64, nanos: i64, pid: i32, status: i32) -> usize {
+    struct W<'a> {
+        buf: &'a mut [u8; 192],
+        n: usize,
+    }
+    impl W<'_> {
+        fn s(&mut self, s: &str) {
+            for &b in s.as_bytes() {
+                if self.n < self.buf.len() {
+                    self.buf[self.n] = b;
+                    self.n += 1;
+                }
+            }
+        }
+        fn num(&mut self, v: i64, width: usize) {
+            let mut digits = [0u8; 20];
+            let (mut v, mut i) = (v.unsigned_abs(), 0);
+            loop {
+                digits[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                i += 1;
+                if v == 0 && i >= width {
+                    break;
+                }
+            }
+            while i > 0 {
+                i -= 1;
+                let d = [digits[i]];
+                self.s(std::str::from_utf8(&d).unwrap_or("?"));
+            }
+        }
+    }
+    let mut w = W { buf, n: 0 };
+    // Civil date from days since the epoch (H. Hinnant's algorithm).
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    w.num(y, 4);
+    w.s("-");
+    w.num(m, 2);
+    w.s("-");
+    w.num(d, 2);
+    w.s(" ");
+    w.num(sod / 3600, 2);
+    w.s(":");
+    w.num(sod / 60 % 60, 2);
+    w.s(":");
+    w.num(sod % 60, 2);
+    w.s(".");
+    w.num(nanos / 1_000_000, 3);
+    w.s("+0000: teamvirt: qemu process ");
+    w.num(i64::from(pid), 1);
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        w.s(" killed by signal ");
+        w.num(i64::from(sig), 1);
+        let name = match sig {
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGILL => "SIGILL",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGPIPE => "SIGPIPE",
+            libc::SIGTERM => "SIGTERM",
+            _ => "",
+        };
+        if !name.is_empty() {
+            w.s(" (");
+            w.s(name);
+            w.s(")");
+        }
+    } else {
+        w.s(" exited with status ");
+        w.num(i64::from(libc::WEXITSTATUS(status)), 1);
+    }
+    w.s("\n");
+    w.n
 }
 
 /// Descriptors teamvirt inherited from its caller (a CI harness's pipe, a
@@ -244,6 +383,28 @@ unsafe fn close_inherited_at_exec() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reap_line_formats() {
+        let mut b = [0u8; 192];
+        // 2025-11-30 23:50:01.123, SIGKILL.
+        let n = reap_line(&mut b, 1_764_546_601, 123_000_000, 4242, libc::SIGKILL);
+        assert_eq!(
+            std::str::from_utf8(&b[..n]).unwrap(),
+            "2025-11-30 23:50:01.123+0000: teamvirt: qemu process 4242 killed by signal 9 (SIGKILL)\n"
+        );
+        // Exit status 1 (wait status 0x100), at the epoch.
+        let n = reap_line(&mut b, 0, 5_000_000, 7, 0x100);
+        assert_eq!(
+            std::str::from_utf8(&b[..n]).unwrap(),
+            "1970-01-01 00:00:00.005+0000: teamvirt: qemu process 7 exited with status 1\n"
+        );
+        // A leap day.
+        let n = reap_line(&mut b, 951_782_400, 0, 1, 0);
+        assert!(std::str::from_utf8(&b[..n])
+            .unwrap()
+            .starts_with("2000-02-29 00:00:00.000"));
+    }
 
     #[test]
     fn parse_stat_with_odd_comm() {

@@ -148,8 +148,16 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
 pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError> {
     let problems = release_host(sd, name)?;
     let mut out = Vec::new();
+    let log = sd.run_paths(name)?.qemu_log;
     for net in sd.defined_networks()? {
         for a in VfPool::new(sd, &net).release_domain(name)? {
+            crate::domlog::append(
+                &log,
+                &format!(
+                    "VF {} of network '{net}' released (device {})",
+                    a.address, a.device
+                ),
+            );
             out.push(VfBinding {
                 network: net.clone(),
                 device: a.device,
@@ -183,13 +191,40 @@ pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError>
         return Ok(Some(rec));
     }
     if let Some(_lock) = sd.try_lock_domain(name)? {
-        cleanup_dead(sd, name)?;
+        cleanup_dead(sd, name, None)?;
     }
     Ok(None)
 }
 
 /// Cleanup after a QEMU that is gone. Caller holds the domain lock.
-pub fn cleanup_dead(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError> {
+/// `reason` goes to the domain log (`destroyed`, `migrated`, ...); `None`
+/// for a QEMU found dead: the log then says how it ended, from its
+/// reaper's line (a guest that powered off exits with status 0).
+pub fn cleanup_dead(
+    sd: &StateDir,
+    name: &str,
+    reason: Option<&str>,
+) -> Result<Vec<VfBinding>, RunError> {
+    let log = sd.run_paths(name)?.qemu_log;
+    match (reason, RunRecord::load(sd, name).ok().flatten()) {
+        (Some(r), _) => crate::domlog::append(&log, &format!("shutting down, reason={r}")),
+        (None, Some(rec)) => {
+            let cause = crate::domlog::exit_cause(&log, rec.proc.pid);
+            let reason = match cause.as_deref() {
+                Some("exited with status 0") => "shutdown",
+                _ => "crashed",
+            };
+            let cause = cause.unwrap_or_else(|| "ended, cause not recorded".into());
+            crate::domlog::append(
+                &log,
+                &format!(
+                    "shutting down, reason={reason}: qemu process {} {cause}",
+                    rec.proc.pid
+                ),
+            );
+        }
+        (None, None) => {}
+    }
     // A VF the host did not take back is reported, but the domain is
     // still gone (its record must go, or every command would retry).
     let freed = release_vfs(sd, name);
@@ -260,7 +295,7 @@ pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
             if rec.is_some_and(|r| r.is_alive()) {
                 continue;
             }
-            cleanup_dead(sd, &name)?;
+            cleanup_dead(sd, &name, None)?;
             cleaned.push(name);
         }
     }
@@ -360,6 +395,21 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
             .mode(0o600)
             .open(log);
     }
+    crate::domlog::append(
+        &paths.qemu_log,
+        &format!(
+            "starting up teamvirt {}{}",
+            env!("CARGO_PKG_VERSION"),
+            if spec.incoming {
+                " (incoming migration)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let cmdline = shell_line(spec.env.as_deref(), &spec.emulator, &spec.args);
+    tracing::debug!(domain = %spec.name, argv = %cmdline, "launching QEMU");
+    append_raw(&paths.qemu_log, &format!("{cmdline}\n"));
     // Mark where this start's log begins, so errors show only its output.
     let log_start = std::fs::metadata(&paths.qemu_log)
         .map(|m| m.len())
@@ -426,6 +476,44 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     })
 }
 
+/// The environment and command line as a shell would take them (libvirt
+/// logs QEMU's this way, so it can be pasted to reproduce a start).
+fn shell_line(env: Option<&[(String, String)]>, emulator: &Path, args: &[String]) -> String {
+    fn quote(s: &str) -> String {
+        let plain = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b",._+:@%/=-".contains(&b));
+        if plain {
+            s.to_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    }
+    let mut parts: Vec<String> = env
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    parts.push(quote(&emulator.display().to_string()));
+    parts.extend(args.iter().map(|a| quote(a)));
+    parts.join(" ")
+}
+
+/// Append text as is (no timestamp) to a log, never following a symlink.
+fn append_raw(log: &Path, text: &str) {
+    use std::io::Write;
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(log)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = r {
+        tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
+    }
+}
+
 fn check_socket_path(paths: &RunPaths) -> Result<(), RunError> {
     let len = paths.qmp_sock.as_os_str().len();
     if len > 107 {
@@ -469,7 +557,11 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
             ));
         }
         if rec.qmp_socket.exists() {
-            match Qmp::connect(&rec.qmp_socket).await {
+            let opts = QmpOptions {
+                label: rec.name.clone(),
+                ..Default::default()
+            };
+            match Qmp::connect_with(&rec.qmp_socket, opts).await {
                 Ok(q) => return Ok(q),
                 Err(QmpError::Io(_)) if Instant::now() < deadline => {}
                 Err(source) => {
@@ -501,6 +593,7 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
 pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError> {
     let opts = QmpOptions {
         handshake_timeout: timeout,
+        label: rec.name.clone(),
         ..Default::default()
     };
     match Qmp::connect_with(&rec.qmp_socket, opts).await {
@@ -607,6 +700,23 @@ mod tests {
         r.save(&sd).unwrap();
         drop(b);
         assert_eq!(reserve_id(&sd).unwrap().id, 5);
+    }
+
+    #[test]
+    fn shell_line_quotes_what_needs_it() {
+        let env = vec![
+            ("LC_ALL".to_owned(), "C".to_owned()),
+            ("HOME".into(), "/a b".into()),
+        ];
+        let args = vec![
+            "-name".to_owned(),
+            "guest=vm,debug-threads=on".into(),
+            "it's".into(),
+        ];
+        assert_eq!(
+            shell_line(Some(&env), Path::new("/usr/bin/qemu-system-x86_64"), &args),
+            "LC_ALL=C HOME='/a b' /usr/bin/qemu-system-x86_64 -name guest=vm,debug-threads=on 'it'\\''s'"
+        );
     }
 
     #[test]

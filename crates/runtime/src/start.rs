@@ -102,7 +102,7 @@ impl Runtime {
             if rec.is_alive() {
                 return Err(RuntimeError::AlreadyRunning(name));
             }
-            run::cleanup_dead(&self.sd, &name)?;
+            run::cleanup_dead(&self.sd, &name, None)?;
         }
         let paths = self.sd.create_run_dir(&name)?;
         let prep = match self.prepare(def, text, opts, &paths) {
@@ -154,6 +154,19 @@ impl Runtime {
                 return Err(e);
             }
         };
+        for v in &record.vfs {
+            crate::domlog::event(
+                &self.sd,
+                &name,
+                &format!(
+                    "VF {} of network '{}' bound to device {}",
+                    v.address, v.network, v.device
+                ),
+            );
+        }
+        for line in &record.substitutions {
+            crate::domlog::event(&self.sd, &name, &format!("lab mode: {line}"));
+        }
         let mut report = StartReport {
             record,
             substitutions,

@@ -6,7 +6,8 @@
 //!   networks/NAME.xml           defined networks (canonical XML)
 //!   networks/NAME.state.json    network runtime state: VF allocations, lab mode
 //!   run/NAME/                   one per running domain (0700)
-//!     live.xml pid qmp.sock serial.log qemu.log state.json
+//!     live.xml pid qmp.sock serial.log state.json
+//!   log/NAME.log                per-domain log: lifecycle, QEMU argv and stderr
 //!   locks/                      flock files (global, domain-NAME, network-NAME)
 //!   cache/                      QEMU capability cache
 //! ```
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::lock::{FileLock, LockError, LockMode};
 
 /// Environment variable overriding the state directory.
-pub const STATE_DIR_ENV: &str = "TEAMVIRT_STATE_DIR";
+pub const STATE_DIR_ENV: &str = teamvirt_qemu::dirs::STATE_DIR_ENV;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -45,33 +46,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
 }
 
 /// The default state directory: `/var/lib/teamvirt` for root,
-/// `$XDG_STATE_HOME/teamvirt` (or `~/.local/state/teamvirt`) otherwise.
+/// `$XDG_STATE_HOME/teamvirt` (or `~/.local/state/teamvirt`) otherwise
+/// (one rule for every default directory: [`teamvirt_qemu::dirs`]).
 pub fn default_root() -> Result<PathBuf, StateError> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    default_root_for(
-        root,
-        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
-        std::env::var_os("HOME").map(PathBuf::from),
-    )
-}
-
-fn default_root_for(
-    is_root: bool,
-    xdg_state: Option<PathBuf>,
-    home: Option<PathBuf>,
-) -> Result<PathBuf, StateError> {
-    if is_root {
-        return Ok(PathBuf::from("/var/lib/teamvirt"));
-    }
-    // The XDG spec says relative values are invalid and must be ignored.
-    if let Some(x) = xdg_state.filter(|p| p.is_absolute()) {
-        return Ok(x.join("teamvirt"));
-    }
-    match home.filter(|p| p.is_absolute()) {
-        Some(h) => Ok(h.join(".local/state/teamvirt")),
-        None => Err(StateError::NoDefault),
-    }
+    teamvirt_qemu::dirs::default_state_root().map_err(|_| StateError::NoDefault)
 }
 
 /// `--state-dir` if given, else `TEAMVIRT_STATE_DIR`, else [`default_root`].
@@ -106,18 +84,20 @@ pub struct RunPaths {
     pub pid: PathBuf,
     pub qmp_sock: PathBuf,
     pub serial_log: PathBuf,
+    /// The domain's log (`log/NAME.log`, outside the run dir: it outlives
+    /// the run): QEMU's stderr goes there.
     pub qemu_log: PathBuf,
     pub state_json: PathBuf,
 }
 
 impl RunPaths {
-    fn new(dir: PathBuf) -> RunPaths {
+    fn new(dir: PathBuf, qemu_log: PathBuf) -> RunPaths {
         RunPaths {
             live_xml: dir.join("live.xml"),
             pid: dir.join("pid"),
             qmp_sock: dir.join("qmp.sock"),
             serial_log: dir.join("serial.log"),
-            qemu_log: dir.join("qemu.log"),
+            qemu_log,
             state_json: dir.join("state.json"),
             dir,
         }
@@ -151,6 +131,7 @@ impl StateDir {
             sd.run_root(),
             sd.locks_dir(),
             sd.cache_dir(),
+            sd.log_dir(),
         ] {
             make_private_dir(&d)?;
         }
@@ -177,6 +158,10 @@ impl StateDir {
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")
     }
+    /// Per-domain logs (see [`crate::domlog`]).
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
     /// Capability cache directory (for `QemuCaps::probe`).
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
@@ -197,7 +182,10 @@ impl StateDir {
     /// Paths of a running domain's files (the directory is not created).
     pub fn run_paths(&self, name: &str) -> Result<RunPaths, StateError> {
         check_name(name)?;
-        Ok(RunPaths::new(self.run_root().join(name)))
+        Ok(RunPaths::new(
+            self.run_root().join(name),
+            crate::domlog::path(self, name),
+        ))
     }
     /// Create the domain's run directory (0700) and return its paths.
     pub fn create_run_dir(&self, name: &str) -> Result<RunPaths, StateError> {
@@ -349,20 +337,6 @@ pub fn remove_optional(path: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn default_root_rules() {
-        let r = default_root_for(true, Some("/x".into()), Some("/h".into())).unwrap();
-        assert_eq!(r, PathBuf::from("/var/lib/teamvirt"));
-        let r = default_root_for(false, Some("/x".into()), Some("/h".into())).unwrap();
-        assert_eq!(r, PathBuf::from("/x/teamvirt"));
-        let r = default_root_for(false, Some("rel".into()), Some("/h".into())).unwrap();
-        assert_eq!(r, PathBuf::from("/h/.local/state/teamvirt"));
-        assert!(matches!(
-            default_root_for(false, None, None),
-            Err(StateError::NoDefault)
-        ));
-    }
 
     #[test]
     fn explicit_root_wins() {

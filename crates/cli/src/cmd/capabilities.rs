@@ -34,10 +34,17 @@ pub fn run(args: Args) -> ExitCode {
                 .emulator
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-            let cache_dir = args
+            let cache_dir = match args
                 .cache_dir
                 .clone()
-                .unwrap_or_else(caps::default_cache_dir);
+                .map_or_else(caps::default_cache_dir, Ok)
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e} (or pass --cache-dir)");
+                    return ExitCode::FAILURE;
+                }
+            };
             QemuCaps::probe_blocking(&emulator, &cache_dir)
         }
     };

@@ -50,23 +50,39 @@ pub struct MigrateArgs {
 /// How progress is shown.
 enum View {
     Json,
-    Bar { drawn: bool },
-    Plain { last_stats: Option<Instant> },
+    /// On a terminal: an `indicatif` bar under the event lines.
+    Bar {
+        bar: indicatif::ProgressBar,
+    },
+    Plain {
+        last_stats: Option<Instant>,
+    },
 }
 
 impl View {
+    fn bar() -> View {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{bar:24}] {msg}")
+                .expect("static template")
+                .progress_chars("#>-"),
+        );
+        View::Bar { bar }
+    }
+
     fn clear_bar(&mut self) {
-        if let View::Bar { drawn } = self {
-            if *drawn {
-                eprint!("\r\x1b[2K");
-                *drawn = false;
-            }
+        if let View::Bar { bar } = self {
+            bar.finish_and_clear();
         }
     }
 
     fn line(&mut self, s: &str) {
-        self.clear_bar();
-        eprintln!("{s}");
+        match self {
+            // Printed above the bar, which stays drawn below.
+            View::Bar { bar } => bar.suspend(|| eprintln!("{s}")),
+            _ => eprintln!("{s}"),
+        }
     }
 
     fn show(&mut self, p: &Progress) {
@@ -122,23 +138,19 @@ impl View {
                     mib(*data_remaining)
                 );
                 match self {
-                    View::Bar { drawn } => {
+                    View::Bar { bar } => {
                         // Sent out of what will be sent (zero pages are
                         // skipped, so the guest's RAM size overstates it).
-                        let frac = match (data_processed, data_remaining, data_total) {
-                            (Some(p), Some(r), _) if p + r > 0 => *p as f64 / (p + r) as f64,
-                            (Some(p), None, Some(t)) if *t > 0 => (*p as f64 / *t as f64).min(1.0),
-                            _ => 0.0,
+                        let total = match (data_processed, data_remaining, data_total) {
+                            (Some(p), Some(r), _) => Some(p + r),
+                            (_, None, Some(t)) => Some(*t),
+                            _ => None,
                         };
-                        let w = 24;
-                        let full = (frac * w as f64) as usize;
-                        eprint!(
-                            "\r\x1b[2K[{}{}] {figures}",
-                            "#".repeat(full),
-                            "-".repeat(w - full)
-                        );
-                        let _ = std::io::stderr().flush();
-                        *drawn = true;
+                        if let Some(t) = total.filter(|t| *t > 0) {
+                            bar.set_length(t);
+                            bar.set_position(data_processed.unwrap_or(0).min(t));
+                        }
+                        bar.set_message(figures);
                     }
                     View::Plain { last_stats } => {
                         if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -188,7 +200,7 @@ pub fn run(a: MigrateArgs) -> ExitCode {
     let mut view = if a.json {
         View::Json
     } else if std::io::stderr().is_terminal() {
-        View::Bar { drawn: false }
+        View::bar()
     } else {
         View::Plain { last_stats: None }
     };

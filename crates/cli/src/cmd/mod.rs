@@ -1,9 +1,13 @@
 //! One module per verb.
 pub mod capabilities;
+pub mod console;
+pub mod control;
+pub mod docs;
 pub mod domain;
 pub mod domjobabort;
 pub mod domjobinfo;
 pub mod domxml_to_native;
+pub mod edit;
 pub mod format;
 pub mod migrate;
 pub mod net;

@@ -34,10 +34,14 @@ impl QemuOpts {
         self.caps.is_some() || self.emulator.is_some()
     }
 
-    pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir
-            .clone()
-            .unwrap_or_else(caps::default_cache_dir)
+    /// `--cache-dir`, else `cache/` in the state directory.
+    pub fn cache_dir(&self) -> Result<PathBuf, String> {
+        match &self.cache_dir {
+            Some(d) => Ok(d.clone()),
+            None => {
+                caps::default_cache_dir().map_err(|e| format!("{e} (or pass --cache-dir, --caps)"))
+            }
+        }
     }
 
     /// The capabilities the user named, if any: failing to read them is an
@@ -47,7 +51,7 @@ impl QemuOpts {
             (Some(f), _) => QemuCaps::from_libvirt_xml(f)
                 .map(Some)
                 .map_err(|e| e.to_string()),
-            (None, Some(bin)) => QemuCaps::probe_blocking(bin, self.cache_dir())
+            (None, Some(bin)) => QemuCaps::probe_blocking(bin, self.cache_dir()?)
                 .map(Some)
                 .map_err(|e| e.to_string()),
             (None, None) => Ok(None),
@@ -61,7 +65,7 @@ impl QemuOpts {
             Some(c) => Ok(c),
             None => {
                 let bin = probe_target(def)?;
-                QemuCaps::probe_blocking(&bin, self.cache_dir()).map_err(|e| e.to_string())
+                QemuCaps::probe_blocking(&bin, self.cache_dir()?).map_err(|e| e.to_string())
             }
         }
     }

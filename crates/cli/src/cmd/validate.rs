@@ -48,7 +48,7 @@ pub struct Args {
 pub struct QemuSide {
     /// From `--caps`/`--emulator`: the user asked for these.
     explicit: Option<QemuCaps>,
-    cache_dir: PathBuf,
+    cache_dir: Result<PathBuf, String>,
     probed: HashMap<PathBuf, Result<QemuCaps, String>>,
     networks: NetworkMap,
     /// Things the user should know that are not about a file's content
@@ -85,7 +85,14 @@ impl QemuSide {
                 return None;
             }
         };
-        let cache_dir = &self.cache_dir;
+        let cache_dir = match &self.cache_dir {
+            Ok(d) => d,
+            Err(why) => {
+                let note = format!("QEMU-side checks skipped: {why}");
+                self.note(note);
+                return None;
+            }
+        };
         let r = self.probed.entry(bin.clone()).or_insert_with(|| {
             QemuCaps::probe_blocking(&bin, cache_dir).map_err(|e| e.to_string())
         });

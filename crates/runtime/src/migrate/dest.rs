@@ -540,7 +540,7 @@ impl Destination for LocalDestination {
             if rec.is_alive() {
                 return Err(MigrateError::DestActive(req.name.clone()));
             }
-            run::cleanup_dead(&self.sd, &req.name)?;
+            run::cleanup_dead(&self.sd, &req.name, None)?;
         }
         if let (Some(text), Some(uuid)) = (
             read_optional(&self.sd.domain_xml(&req.name)?)?,
@@ -635,6 +635,14 @@ impl Destination for LocalDestination {
                 .map_err(MigrateError::dst)?;
         }
         let running = qmp.query_status().await.map_err(MigrateError::dst)? == "running";
+        crate::domlog::event(
+            &self.sd,
+            &a.name,
+            &format!(
+                "migration in: completed, guest {}",
+                if running { "running" } else { "paused" }
+            ),
+        );
         if let Some(rec) = a.record.as_mut() {
             rec.incoming = false;
             rec.save(&self.sd)?;

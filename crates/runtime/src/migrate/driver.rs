@@ -160,6 +160,7 @@ impl Ctx<'_> {
             return;
         }
         self.job.phase = phase.to_owned();
+        crate::domlog::event(self.sd, self.name, &format!("migration out: {phase}"));
         let elapsed_ms = self.ms();
         self.emit(Progress::Phase {
             phase: phase.to_owned(),
@@ -169,6 +170,11 @@ impl Ctx<'_> {
     }
     fn rollback(&mut self, step: String, log: &mut Vec<String>) {
         let elapsed_ms = self.ms();
+        crate::domlog::event(
+            self.sd,
+            self.name,
+            &format!("migration out rollback: {step}"),
+        );
         log.push(step.clone());
         self.emit(Progress::Rollback { step, elapsed_ms });
     }
@@ -665,7 +671,7 @@ async fn complete<D: Destination>(
     .await
     .ok();
     let _ = job::clear(cx.sd, cx.name);
-    let released = run::cleanup_dead(cx.sd, cx.name)?;
+    let released = run::cleanup_dead(cx.sd, cx.name, Some("migrated"))?;
     let mut undefined = false;
     if opts.undefine_source {
         let p = cx.sd.domain_xml(cx.name)?;
@@ -702,7 +708,7 @@ async fn rollback<D: Destination>(
         for l in dest.abort().await.unwrap_or_default() {
             cx.rollback(l, &mut log);
         }
-        match run::cleanup_dead(cx.sd, cx.name) {
+        match run::cleanup_dead(cx.sd, cx.name, None) {
             Ok(freed) => {
                 for v in freed {
                     cx.rollback(

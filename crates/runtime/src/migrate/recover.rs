@@ -81,7 +81,11 @@ impl Side {
                 }
             ));
         }
-        match run::cleanup_dead(&self.sd, name) {
+        match run::cleanup_dead(
+            &self.sd,
+            name,
+            Some("migration settled after its teamvirt process died"),
+        ) {
             Ok(freed) => log.extend(freed.into_iter().map(|v| {
                 format!(
                     "{what} VF {} returned to network '{}'",

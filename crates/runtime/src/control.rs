@@ -1,0 +1,367 @@
+//! The everyday verbs of a running or defined domain that are not about
+//! its lifecycle or its network pairs: `suspend`, `resume`, `reboot`,
+//! `dominfo`, `domiflist`, `autostart`, and finding its serial console.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use teamvirt_conf::model::interface::TeamingType;
+use teamvirt_conf::DomainDef;
+
+use crate::domain::{block_on, DomainState, Runtime, MONITOR_WAIT};
+use crate::error::RuntimeError;
+use crate::run::{self, RunRecord};
+use crate::state::{make_private_dir, remove_optional, write_atomic, StateDir};
+use crate::teaming::TeamingPair;
+
+/// What `dominfo` shows (virsh's fields, plus the domain log).
+#[derive(Debug, Clone, Serialize)]
+pub struct DomInfo {
+    pub id: Option<u32>,
+    pub name: String,
+    pub uuid: Option<String>,
+    pub os_type: String,
+    pub state: String,
+    pub cpus: u32,
+    pub max_memory_kib: u64,
+    pub used_memory_kib: u64,
+    pub persistent: bool,
+    pub autostart: bool,
+    /// `log/NAME.log`: lifecycle, QEMU command line and stderr.
+    pub log: PathBuf,
+    /// Lab-mode substitutions in effect (running domains).
+    pub lab_mode: Vec<String>,
+}
+
+/// One row of `domiflist`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IfaceRow {
+    /// Host-side device (tap) or `-`.
+    pub interface: String,
+    pub type_: String,
+    /// Network, bridge, host device or PCI address; `-` when none.
+    pub source: String,
+    pub model: String,
+    pub mac: String,
+    pub alias: Option<String>,
+    /// `standby` (teaming persistent), `primary` (transient) or `-`.
+    pub teaming: String,
+    /// The other half of the pair (alias), when teaming.
+    pub pair: Option<String>,
+}
+
+/// Which kind of object an autostart flag is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutostartKind {
+    Domain,
+    Network,
+}
+
+impl AutostartKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            AutostartKind::Domain => "domain",
+            AutostartKind::Network => "network",
+        }
+    }
+}
+
+/// `autostart/NAME.domain` / `autostart/NAME.network`: the flag files
+/// (libvirt keeps symlinks in an `autostart/` directory likewise).
+fn autostart_path(sd: &StateDir, kind: AutostartKind, name: &str) -> Result<PathBuf, RuntimeError> {
+    crate::state::check_name(name)?;
+    Ok(sd
+        .root()
+        .join("autostart")
+        .join(format!("{name}.{}", kind.suffix())))
+}
+
+/// Whether `name` is marked for autostart.
+pub fn autostart_enabled(sd: &StateDir, kind: AutostartKind, name: &str) -> bool {
+    autostart_path(sd, kind, name)
+        .map(|p| p.symlink_metadata().map(|m| m.is_file()).unwrap_or(false))
+        .unwrap_or(false)
+}
+
+impl Runtime {
+    async fn qmp_command(rec: &RunRecord, cmd: &str, args: Value) -> Result<Value, RuntimeError> {
+        let q = run::connect(rec, MONITOR_WAIT).await?;
+        q.execute(cmd, args).await.map_err(|source| {
+            RuntimeError::from(run::RunError::Qmp {
+                name: rec.name.clone(),
+                source,
+            })
+        })
+    }
+
+    fn on_running(&self, name: &str, cmd: &str) -> Result<RunRecord, RuntimeError> {
+        let rec = self.running(name)?;
+        block_on(Self::qmp_command(&rec, cmd, Value::Null))??;
+        Ok(rec)
+    }
+
+    /// `suspend`: pause the vCPUs (QMP `stop`).
+    pub fn suspend(&self, name: &str) -> Result<(), RuntimeError> {
+        self.on_running(name, "stop")?;
+        crate::domlog::event(&self.sd, name, "suspended");
+        Ok(())
+    }
+
+    /// `resume`: run the vCPUs again (QMP `cont`).
+    pub fn resume(&self, name: &str) -> Result<(), RuntimeError> {
+        self.on_running(name, "cont")?;
+        crate::domlog::event(&self.sd, name, "resumed");
+        Ok(())
+    }
+
+    /// `reboot`: reset the machine (QMP `system_reset`). libvirt's ACPI
+    /// reboot needs a daemon to turn the guest's power-off into a reset;
+    /// teamvirt has none, so it resets, like `virsh reset`. The guest
+    /// negotiates failover again as it boots (QEMU hides the primary until
+    /// it does).
+    pub fn reboot(&self, name: &str) -> Result<(), RuntimeError> {
+        self.on_running(name, "system_reset")?;
+        crate::domlog::event(&self.sd, name, "reboot (system_reset)");
+        Ok(())
+    }
+
+    /// The definition to describe: the live one when running, else the
+    /// stored one.
+    fn current_def(&self, name: &str) -> Result<(DomainDef, Option<RunRecord>), RuntimeError> {
+        let rec = run::running(&self.sd, name)?;
+        let text = self.domain_xml(name, false)?;
+        let (def, _) = DomainDef::parse_str(&text, None).map_err(|e| {
+            RuntimeError::Internal(format!("stored XML of domain '{name}' does not parse: {e}"))
+        })?;
+        Ok((def, rec))
+    }
+
+    /// `dominfo`.
+    pub fn dominfo(&self, name: &str) -> Result<DomInfo, RuntimeError> {
+        let (def, rec) = self.current_def(name)?;
+        let state = self.domain_state(name)?;
+        let running = state != DomainState::ShutOff;
+        Ok(DomInfo {
+            id: rec.as_ref().filter(|_| running).map(|r| r.id),
+            name: def.name.clone(),
+            uuid: def.uuid.as_ref().map(|u| u.to_string()),
+            os_type: def.os.type_.value.clone(),
+            state: state.to_string(),
+            cpus: def.vcpu.current.unwrap_or(def.vcpu.count),
+            max_memory_kib: def.memory.kib,
+            used_memory_kib: def.current_memory_kib(),
+            persistent: self.sd.domain_xml(name)?.exists(),
+            autostart: autostart_enabled(&self.sd, AutostartKind::Domain, name),
+            log: crate::domlog::path(&self.sd, name),
+            lab_mode: rec.map(|r| r.substitutions).unwrap_or_default(),
+        })
+    }
+
+    /// `domiflist`: the domain's interfaces with their teaming role.
+    pub fn domiflist(&self, name: &str) -> Result<Vec<IfaceRow>, RuntimeError> {
+        let (def, rec) = self.current_def(name)?;
+        let pairs = rec.map(|r| r.pairs).unwrap_or_default();
+        Ok(iface_rows(&def, &pairs))
+    }
+
+    /// `autostart [--disable]` and `net-autostart [--disable]`.
+    pub fn set_autostart(
+        &self,
+        kind: AutostartKind,
+        name: &str,
+        on: bool,
+    ) -> Result<(), RuntimeError> {
+        let defined = match kind {
+            AutostartKind::Domain => self.sd.domain_xml(name)?,
+            AutostartKind::Network => self.sd.network_xml(name)?,
+        };
+        if !defined.exists() {
+            return Err(match kind {
+                AutostartKind::Domain => RuntimeError::NoDomain(name.to_owned()),
+                AutostartKind::Network => RuntimeError::NoNetwork(name.to_owned()),
+            });
+        }
+        let p = autostart_path(&self.sd, kind, name)?;
+        if on {
+            make_private_dir(p.parent().expect("autostart dir"))?;
+            write_atomic(&p, b"", 0o600)?;
+        } else {
+            remove_optional(&p)?;
+        }
+        Ok(())
+    }
+
+    /// Defined objects of `kind` marked for autostart.
+    pub fn autostart_list(&self, kind: AutostartKind) -> Result<Vec<String>, RuntimeError> {
+        let names = match kind {
+            AutostartKind::Domain => self.sd.defined_domains()?,
+            AutostartKind::Network => self.sd.defined_networks()?,
+        };
+        Ok(names
+            .into_iter()
+            .filter(|n| autostart_enabled(&self.sd, kind, n))
+            .collect())
+    }
+
+    /// Check that a network can serve at boot: it parses and, for a VF
+    /// pool not in lab mode, its VFs can be found on this host. Returns
+    /// how many VFs it offers (`None` for other networks).
+    pub fn network_ready(&self, name: &str) -> Result<Option<usize>, RuntimeError> {
+        let def = self.network_def(name)?;
+        if !crate::network::is_hostdev_network(&def) {
+            return Ok(None);
+        }
+        Ok(Some(crate::network::pool_members(&def)?.len()))
+    }
+
+    /// The host pty of a running domain's first serial port (`console`):
+    /// QEMU reports it as `pty:/dev/pts/N` in `query-chardev`.
+    pub fn console_pty(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+        let rec = self.running(name)?;
+        let chardevs = block_on(Self::qmp_command(&rec, "query-chardev", json!({})))??;
+        pty_of(&chardevs).ok_or_else(|| {
+            RuntimeError::Internal(format!(
+                "cannot find a character device for domain '{name}': it has no serial console on a pty \
+                 (add <serial type='pty'/>)"
+            ))
+        })
+    }
+}
+
+/// The pty of the first serial (`charserial0`), else of the first console.
+fn pty_of(chardevs: &Value) -> Option<PathBuf> {
+    let list = chardevs.as_array()?;
+    let pty = |label: &str| {
+        list.iter()
+            .find(|c| c.get("label").and_then(Value::as_str) == Some(label))
+            .and_then(|c| c.get("filename")?.as_str()?.strip_prefix("pty:"))
+            .map(PathBuf::from)
+    };
+    pty("charserial0").or_else(|| pty("charconsole0"))
+}
+
+/// `domiflist` rows for `def` (virsh's columns, then the pair). `pairs`:
+/// the running domain's pairs, which know the aliases QEMU gave the
+/// primaries (an inactive parse keeps user aliases only).
+pub fn iface_rows(def: &DomainDef, pairs: &[TeamingPair]) -> Vec<IfaceRow> {
+    let dash = || "-".to_owned();
+    def.devices
+        .interfaces
+        .iter()
+        .map(|i| {
+            let src = i.source.as_ref();
+            let source = src
+                .and_then(|s| {
+                    s.network
+                        .clone()
+                        .or_else(|| s.bridge.clone())
+                        .or_else(|| s.dev.clone())
+                        .or_else(|| s.pci.as_ref().map(|a| a.to_string()))
+                })
+                .unwrap_or_else(dash);
+            let live_primary = |standby: &str| {
+                pairs
+                    .iter()
+                    .find(|p| p.standby == standby)
+                    .map(|p| p.primary.clone())
+            };
+            let alias =
+                i.info
+                    .alias
+                    .as_ref()
+                    .map(|a| a.name.clone())
+                    .or_else(|| match &i.teaming {
+                        Some(t) if t.type_ == TeamingType::Transient => {
+                            t.persistent.as_deref().and_then(live_primary)
+                        }
+                        _ => None,
+                    });
+            let (teaming, pair) = match &i.teaming {
+                Some(t) if t.type_ == TeamingType::Persistent => {
+                    // The primary names its standby; find who names this one.
+                    let primary = def.devices.interfaces.iter().find(|o| {
+                        o.teaming.as_ref().is_some_and(|t| {
+                            t.type_ == TeamingType::Transient
+                                && t.persistent.is_some()
+                                && t.persistent == alias
+                        })
+                    });
+                    let primary = primary
+                        .and_then(|p| p.info.alias.as_ref().map(|a| a.name.clone()))
+                        .or_else(|| alias.as_deref().and_then(live_primary));
+                    ("standby".to_owned(), primary)
+                }
+                Some(t) => ("primary".to_owned(), t.persistent.clone()),
+                None => (dash(), None),
+            };
+            IfaceRow {
+                interface: i
+                    .target
+                    .as_ref()
+                    .map(|t| t.dev.clone())
+                    .unwrap_or_else(dash),
+                type_: i.type_.as_str().to_owned(),
+                source,
+                model: i
+                    .model
+                    .as_ref()
+                    .map(|m| m.type_.clone())
+                    .unwrap_or_else(dash),
+                mac: i
+                    .mac
+                    .as_ref()
+                    .map(|m| m.address.to_string())
+                    .unwrap_or_else(dash),
+                alias,
+                teaming,
+                pair,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pty_is_found_by_label() {
+        let v = json!([
+            {"label": "charmonitor", "filename": "unix:/x/qmp.sock,server=on", "frontend-open": true},
+            {"label": "charserial0", "filename": "pty:/dev/pts/7", "frontend-open": true}
+        ]);
+        assert_eq!(pty_of(&v), Some(PathBuf::from("/dev/pts/7")));
+        let v = json!([{"label": "charserial0", "filename": "file:/x/serial.log"}]);
+        assert_eq!(pty_of(&v), None);
+    }
+
+    #[test]
+    fn rows_name_the_pair_both_ways() {
+        let xml = "<domain type='kvm'><name>d</name><memory>262144</memory><os><type>hvm</type></os><devices>\
+            <interface type='network'><mac address='52:54:00:00:00:01'/><source network='br'/><model type='virtio'/>\
+              <teaming type='persistent'/><alias name='ua-sb'/></interface>\
+            <interface type='network'><mac address='52:54:00:00:00:01'/><source network='pool'/>\
+              <teaming type='transient' persistent='ua-sb'/><alias name='ua-pri'/></interface>\
+            <interface type='user'><mac address='52:54:00:00:00:02'/><model type='e1000e'/></interface>\
+            </devices></domain>";
+        let (def, _) = DomainDef::parse_str(xml, None).unwrap();
+        let rows = iface_rows(&def, &[]);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[0].teaming.as_str(), rows[0].pair.as_deref()),
+            ("standby", Some("ua-pri"))
+        );
+        assert_eq!(
+            (rows[1].teaming.as_str(), rows[1].pair.as_deref()),
+            ("primary", Some("ua-sb"))
+        );
+        assert_eq!(rows[1].source, "pool");
+        assert_eq!(rows[1].model, "-");
+        assert_eq!(
+            (rows[2].teaming.as_str(), rows[2].pair.as_deref()),
+            ("-", None)
+        );
+        assert_eq!(rows[2].mac, "52:54:00:00:00:02");
+    }
+}
