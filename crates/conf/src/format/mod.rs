@@ -71,9 +71,14 @@ pub(crate) struct W {
     indent: usize,
 }
 
+/// Deepest indentation written, in levels: libxml2 (which formats the XML
+/// libvirt keeps verbatim) stops indenting at 60 columns (`MAX_INDENT`), and
+/// so output stays linear in the input however deep kept XML nests.
+const MAX_INDENT_LEVELS: usize = 30;
+
 impl W {
     fn line(&mut self, s: &str) {
-        for _ in 0..self.indent {
+        for _ in 0..self.indent.min(MAX_INDENT_LEVELS) {
             self.out.push_str("  ");
         }
         self.out.push_str(s);

@@ -35,7 +35,7 @@ impl NetworkDef {
             let doc = parse_document(text)?;
             let mut cx = Ctx::new(text);
             let def = parse_network(doc.root_element(), &mut cx)?;
-            Ok((def, cx.warnings))
+            Ok((def, cx.finish()?))
         })
     }
 
@@ -56,7 +56,7 @@ impl NetworkPortDef {
             let doc = parse_document(text)?;
             let mut cx = Ctx::new(text);
             let def = parse_port(doc.root_element(), &mut cx)?;
-            Ok((def, cx.warnings))
+            Ok((def, cx.finish()?))
         })
     }
 
