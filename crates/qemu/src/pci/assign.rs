@@ -613,11 +613,11 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
 /// functions in use gets `multifunction='on'` unless set explicitly.
 fn set_all_multi(def: &mut DomainDef) {
     let refs = all_devices(def);
-    let mut slots: Vec<(u32, u8, u8)> = Vec::new();
+    let mut slots = std::collections::HashSet::new();
     for r in &refs {
         if let Some(Address::Pci(p)) = address_of(def, *r) {
             if p.function != 0 {
-                slots.push((p.domain, p.bus, p.slot));
+                slots.insert((p.domain, p.bus, p.slot));
             }
         }
     }
