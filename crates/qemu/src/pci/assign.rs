@@ -29,6 +29,10 @@ pub enum AssignError {
     BridgeIndex { idx: u32, bus: u32 },
     #[error("XML error: Invalid PCI controller model '{0}'")]
     UnknownModel(String),
+    /// teamvirt's text: libvirt sizes its bus table by the highest index
+    /// without a bound.
+    #[error("unsupported configuration: PCI controller index {0} is out of range (PCI bus numbers go up to 255)")]
+    IndexTooLarge(i64),
 }
 
 /// Where a device sits in the domain, so one loop can address any kind.
@@ -566,6 +570,9 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
         .unwrap_or(-1);
     if max_idx < 0 {
         return Ok(());
+    }
+    if max_idx >= crate::pci::alloc::MAX_BUSES as i64 {
+        return Err(AssignError::IndexTooLarge(max_idx));
     }
     let f = Flags::for_domain(def, caps);
     let mut nbuses = (max_idx + 1) as usize;
