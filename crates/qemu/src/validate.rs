@@ -175,8 +175,25 @@ pub fn effective_model<'a>(def: &DomainDef, net: &'a Interface) -> &'a str {
 
 const VIRTIO_MODELS: [&str; 3] = ["virtio", "virtio-transitional", "virtio-non-transitional"];
 
+/// Most queue pairs QEMU's virtio-net accepts (`VIRTIO_QUEUE_MAX` 1024
+/// queues: (1024 - 1) / 2).
+pub const MAX_NET_QUEUES: u32 = 511;
+
 /// `qemuValidateDomainDeviceDefNetwork`, the parts teamvirt models.
 pub fn network(def: &DomainDef, net: &Interface) -> Result<(), Diagnostic> {
+    // QEMU's limit (libvirt passes any count on and opens that many taps).
+    if let Some(d) = &net.driver {
+        if let Some(q) = d.queues.filter(|&q| q > MAX_NET_QUEUES) {
+            return Err(unsupported(
+                "net-queues-too-many",
+                format!(
+                    "Invalid number of queue pairs (= {q}), must be a positive integer less than {}",
+                    MAX_NET_QUEUES + 1
+                ),
+            )
+            .at(d.pos));
+        }
+    }
     let model = effective_model(def, net);
     let virtio = VIRTIO_MODELS.contains(&model);
     if virtio {
@@ -352,6 +369,20 @@ mod tests {
         assert_eq!(e.pos.unwrap().line, 1);
         assert!(memory_fits(&dom("i686", "68719476737")).is_err());
         assert!(memory_fits(&dom("aarch64", "68719476737")).is_ok());
+    }
+
+    #[test]
+    fn queue_count_bounded() {
+        let q = |n: u32| {
+            first_error(&format!(
+                "<interface type='user'><model type='virtio'/><driver queues='{n}'/></interface>"
+            ))
+        };
+        assert_eq!(q(511), None);
+        assert_eq!(
+            q(4_294_967_295).unwrap(),
+            "unsupported configuration: Invalid number of queue pairs (= 4294967295), must be a positive integer less than 512"
+        );
     }
 
     #[test]
