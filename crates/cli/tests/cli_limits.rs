@@ -121,15 +121,22 @@ fn control_characters_never_reach_the_terminal() {
         !err.chars().any(|c| c.is_control() && c != '\n'),
         "raw control characters in {err:?}"
     );
+    // XML forbids the raw ESC: the parser says so, pointing at it.
+    assert!(
+        err.contains("XML error: a non-XML character '\\u{1b}' found"),
+        "{err}"
+    );
     assert!(err.contains("\\x1b[2J"), "{err}");
-    // The marker is under the <teaming> element on the quoted line.
+    // The marker is under the escaped ESC on the quoted line, past the
+    // escaped CR.
     let lines: Vec<&str> = err.lines().collect();
     let i = lines
         .iter()
         .position(|l| l.starts_with("2 | "))
         .unwrap_or_else(|| panic!("{err}"));
     let col = lines[i + 1].find('^').unwrap();
-    assert_eq!(&lines[i][col..col + 8], "<teaming", "{err}");
+    assert!(lines[i][..col].contains("\\r<teaming type='"), "{err}");
+    assert_eq!(&lines[i][col..col + 7], "\\x1b[2J", "{err}");
 }
 
 #[test]

@@ -406,19 +406,3 @@ fn fuzz_regressions() {
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());
 }
-
-#[test]
-#[ignore]
-fn show_roundtrip() {
-    let p = std::env::var("FUZZ_FILE").unwrap();
-    let text = std::fs::read_to_string(p).unwrap();
-    let (def, _) = AnyDef::parse_str(&text, None).unwrap();
-    let once = def.to_xml();
-    let (again, _) = AnyDef::parse_str(&once, None).unwrap();
-    let twice = again.to_xml();
-    for (a, b) in once.lines().zip(twice.lines()) {
-        if a != b {
-            println!("ONCE:  {a}\nTWICE: {b}");
-        }
-    }
-}

@@ -388,6 +388,8 @@ pub(crate) struct El<'a, 'i> {
     attrs_used: Vec<bool>,
     kids: Vec<Node<'a, 'i>>,
     kids_used: Vec<bool>,
+    /// Names read with [`El::child`] (libvirt's `./name[1]`).
+    firsts: Vec<&'a str>,
     pub(crate) pos: Pos,
 }
 
@@ -398,6 +400,7 @@ impl<'a, 'i> El<'a, 'i> {
             node,
             attrs_used: vec![false; node.attributes().len()],
             kids_used: vec![false; kids.len()],
+            firsts: Vec::new(),
             kids,
             pos: cx.node_pos(node),
         }
@@ -432,6 +435,7 @@ impl<'a, 'i> El<'a, 'i> {
             .iter()
             .position(|k| k.tag_name().namespace().is_none() && k.tag_name().name() == name)?;
         self.kids_used[idx] = true;
+        self.firsts.push(self.kids[idx].tag_name().name());
         Some(El::new(self.kids[idx], cx))
     }
 
@@ -517,6 +521,21 @@ impl<'a, 'i> El<'a, 'i> {
             if self.kids_used[i] {
                 continue;
             }
+            let name = k.tag_name().name();
+            if k.tag_name().namespace().is_none() && self.firsts.contains(&name) {
+                // A second <mac>, <driver>, ...: libvirt reads the first and
+                // never sees the others, so they are not kept (kept, the
+                // next read would take one of them for the first).
+                cx.warn(
+                    Diagnostic::warning(
+                        "duplicate-element",
+                        format!("element <{name}> appears more than once in <{ename}>: only the first is read"),
+                        format!("remove the other <{name}> elements; libvirt ignores them too"),
+                    )
+                    .at(cx.node_pos(*k)),
+                );
+                continue;
+            }
             let raw = cx.raw(*k);
             cx.warn(
                 Diagnostic::warning(
@@ -529,5 +548,35 @@ impl<'a, 'i> El<'a, 'i> {
             elems.push(raw);
         }
         (attrs, elems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward count the index replaces.
+    fn naive(text: &str, byte: usize) -> Pos {
+        let before = &text[..byte];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |p| p + 1);
+        Pos::new(line as u32, before[start..].chars().count() as u32 + 1)
+    }
+
+    #[test]
+    fn line_index_matches_a_naive_count() {
+        // Multibyte characters on both sides of block boundaries, long
+        // lines and short ones.
+        let mut text = String::new();
+        for i in 0..2_000 {
+            text.push_str(["a", "é", "€", "𝄞", "\n", "<x/>"][i % 6]);
+            if i % 97 == 0 {
+                text.push_str(&"ü".repeat(i % 300));
+            }
+        }
+        let idx = LineIndex::new(&text);
+        for (b, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            assert_eq!(idx.pos(&text, b), naive(&text, b), "byte {b}");
+        }
     }
 }
