@@ -95,9 +95,11 @@ fn escape_char(c: char) -> Option<String> {
         '\n' => Some("\\n".into()),
         c if c.is_control() && (c as u32) < 0x100 => Some(format!("\\x{:02x}", c as u32)),
         // Bidirectional overrides/isolates reorder what follows them.
-        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}' => {
-            Some(format!("\\u{{{:x}}}", c as u32))
-        }
+        '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{061c}' => Some(format!("\\u{{{:x}}}", c as u32)),
         _ => None,
     }
 }

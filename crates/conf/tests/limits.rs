@@ -53,7 +53,9 @@ fn deep_nesting_refused_with_position() {
         &format!("{}{}", "<a>".repeat(12_400), "</a>".repeat(12_400)),
         "",
     );
-    let e = AnyDef::parse_str(&deep, None).unwrap_err().to_diagnostic(None);
+    let e = AnyDef::parse_str(&deep, None)
+        .unwrap_err()
+        .to_diagnostic(None);
     assert_eq!(
         e.message,
         "XML error: document nesting too deep (more than 256 levels, libxml2's limit)"
@@ -135,13 +137,17 @@ fn pool(addrs: &[(u8, u8, u8)]) -> String {
             format!("<address type='pci' domain='0' bus='{b}' slot='{s}' function='{f}'/>")
         })
         .collect();
-    format!("<network><name>pool</name><forward mode='hostdev' managed='yes'>{a}</forward></network>")
+    format!(
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>{a}</forward></network>"
+    )
 }
 
 #[test]
 fn duplicate_pool_entries_refused_with_libvirts_text() {
     let xml = pool(&[(3, 0, 1), (3, 0, 2), (3, 0, 1)]);
-    let e = AnyDef::parse_str(&xml, None).unwrap_err().to_diagnostic(None);
+    let e = AnyDef::parse_str(&xml, None)
+        .unwrap_err()
+        .to_diagnostic(None);
     assert_eq!(
         e.message,
         "XML error: PCI device '0000:03:00.1' can only be listed once in network pool"
@@ -173,7 +179,10 @@ fn pool_parse_is_linear() {
         NetworkDef::parse_str(&xml, None).unwrap();
     };
     let g = growth(&parse, 4_000);
-    assert!(g < 3.0, "doubling the pool multiplied the parse time by {g:.2}");
+    assert!(
+        g < 3.0,
+        "doubling the pool multiplied the parse time by {g:.2}"
+    );
 }
 
 #[test]
@@ -199,5 +208,8 @@ fn teaming_checks_are_linear() {
         assert!(teaming::checks(d).len() >= n);
     };
     let g = growth(&check, 3_000);
-    assert!(g < 3.0, "doubling the interfaces multiplied the check time by {g:.2}");
+    assert!(
+        g < 3.0,
+        "doubling the interfaces multiplied the check time by {g:.2}"
+    );
 }

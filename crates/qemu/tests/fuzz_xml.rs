@@ -270,7 +270,13 @@ fn exercise(bytes: &[u8], caps: &QemuCaps) {
     if let AnyDef::Domain(d) = def {
         let diags = teamvirt_qemu::validate::validate(&d, Some(true));
         if diags.iter().all(|d| !d.is_error()) {
-            let _ = convert(d, caps, &NetworkMap::default(), &[], &BuildOptions::test_env());
+            let _ = convert(
+                d,
+                caps,
+                &NetworkMap::default(),
+                &[],
+                &BuildOptions::test_env(),
+            );
         }
     }
 }
@@ -284,10 +290,19 @@ fn caps() -> QemuCaps {
         QemuCaps::from_flags(
             "/usr/bin/qemu-system-x86_64",
             "x86_64",
-            ["virtio-net-pci", "vfio-pci", "pcie-root-port", "pcie-pci-bridge"],
+            [
+                "virtio-net-pci",
+                "vfio-pci",
+                "pcie-root-port",
+                "pcie-pci-bridge",
+            ],
         )
     })
 }
+
+/// The input being exercised: case number, start, bytes, and whether it is
+/// finished or already reported as slow.
+type Current = (u64, Instant, Vec<u8>, bool);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -310,8 +325,7 @@ fn fuzz_xml_entry_points() {
     // A watchdog saves an input that takes too long (a hang or a cost out
     // of proportion is a finding too).
     let slow_after = Duration::from_secs(env_u64("TEAMVIRT_FUZZ_SLOW_SECS", 10));
-    let current: Arc<Mutex<(u64, Instant, Vec<u8>, bool)>> =
-        Arc::new(Mutex::new((0, Instant::now(), Vec::new(), true)));
+    let current: Arc<Mutex<Current>> = Arc::new(Mutex::new((0, Instant::now(), Vec::new(), true)));
     let watch = {
         let current = Arc::clone(&current);
         let out_dir = out_dir.clone();

@@ -329,10 +329,7 @@ mod tests {
     fn escaping() {
         assert_eq!(escape("a<b>&'\""), "a&lt;b&gt;&amp;&apos;&quot;");
         assert_eq!(escape("a\r\n\tb"), "a&#13;\n\tb");
-        assert_eq!(
-            Attrs::new().add("x", "a\r\n\tb").0,
-            " x='a&#13;&#10;&#9;b'"
-        );
+        assert_eq!(Attrs::new().add("x", "a\r\n\tb").0, " x='a&#13;&#10;&#9;b'");
         let mut w = W::default();
         w.empty("x", Attrs::new().add("a", "it's"));
         assert_eq!(w.finish(), "<x a='it&apos;s'/>\n");

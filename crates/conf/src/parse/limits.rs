@@ -138,7 +138,10 @@ pub(crate) fn check(text: &str) -> Result<(), ConfError> {
 /// An attribute name `xmlns` or `xmlns:...` starts here.
 fn is_xmlns(b: &[u8]) -> bool {
     b.starts_with(b"xmlns")
-        && matches!(b.get(5), Some(b':' | b'=') | Some(b' ' | b'\t' | b'\r' | b'\n'))
+        && matches!(
+            b.get(5),
+            Some(b':' | b'=') | Some(b' ' | b'\t' | b'\r' | b'\n')
+        )
 }
 
 fn limit_error(text: &str, at: usize, msg: String) -> ConfError {
@@ -188,7 +191,11 @@ mod tests {
     #[test]
     fn markup_inside_values_comments_cdata_is_not_a_tag() {
         let inner = "<x a='<y>' b=\"/>\"><!-- <z><z><z> --><![CDATA[<q><q>]]><?pi <p>?></x>";
-        let doc = format!("{}{inner}{}", "<a>".repeat(MAX_DEPTH - 1), "</a>".repeat(MAX_DEPTH - 1));
+        let doc = format!(
+            "{}{inner}{}",
+            "<a>".repeat(MAX_DEPTH - 1),
+            "</a>".repeat(MAX_DEPTH - 1)
+        );
         assert!(check(&doc).is_ok());
     }
 
@@ -212,8 +219,13 @@ mod tests {
         // an attribute value that looks like one is not.
         let doc = format!("<r{ok}><a a=' xmlns=1'/><b\n xmlns='urn:x'/></r>");
         let e = check(&doc).unwrap_err();
-        assert!(e.to_string().contains("too many namespace declarations"), "{e}");
-        let ConfError::Xml { pos, .. } = e else { panic!() };
+        assert!(
+            e.to_string().contains("too many namespace declarations"),
+            "{e}"
+        );
+        let ConfError::Xml { pos, .. } = e else {
+            panic!()
+        };
         assert_eq!(pos, Some(Pos::new(2, 2)));
     }
 
