@@ -24,6 +24,10 @@ pub enum DefaultsError {
     HostCpuForTcg,
     #[error(transparent)]
     Pci(#[from] AssignError),
+    /// A QEMU-driver validation error that needs the machine type
+    /// post-parse fills in (libvirt's text and position).
+    #[error("{}", .0.message)]
+    Invalid(Box<teamvirt_conf::Diagnostic>),
 }
 
 /// `pc`, `pc-i440fx-*` and the other i440FX names libvirt recognises.
@@ -57,6 +61,9 @@ pub fn accel_of(def: &DomainDef) -> Accel {
 /// Post-parse defaults plus PCI addresses: the domain as libvirt stores it.
 pub fn define(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), DefaultsError> {
     apply_defaults(def, caps)?;
+    // libvirt validates after post-parse, before addresses are assigned.
+    crate::validate::vcpus_fit_machine(def, caps)
+        .map_err(|d| DefaultsError::Invalid(Box::new(d)))?;
     assign_pci_addresses(def, caps)?;
     Ok(())
 }
@@ -396,15 +403,18 @@ fn add_default_devices(
 /// Controllers implied by disks (virDomainDefAddDiskControllersForType).
 fn add_disk_controllers(def: &mut DomainDef) {
     let mut needed: Vec<(String, u32)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for disk in &def.devices.disks {
         let bus = disk.target.bus.as_deref().unwrap_or("ide");
         if !matches!(bus, "ide" | "sata" | "scsi" | "fdc") {
             continue;
         }
         if let Some(Address::Drive(a)) = &disk.info.address {
-            for i in 0..=a.controller {
-                // libvirt adds every index up to the highest one used.
-                if !needed.contains(&(bus.to_string(), i)) {
+            // libvirt adds every index up to the highest one used; validation
+            // refuses indexes past the limit, which also bounds this loop.
+            let last = a.controller.min(crate::validate::MAX_DISK_CONTROLLER_INDEX);
+            for i in 0..=last {
+                if seen.insert((bus, i)) {
                     needed.push((bus.to_string(), i));
                 }
             }

@@ -7,6 +7,8 @@ use teamvirt_conf::diag::{unsupported, Diagnostic};
 use teamvirt_conf::model::{DomainDef, Interface, InterfaceType};
 use teamvirt_conf::validate::{validate_domain, DriverValidator};
 
+use crate::caps::QemuCaps;
+
 /// The QEMU driver's checks.
 #[derive(Debug, Clone, Default)]
 pub struct QemuValidator {
@@ -17,6 +19,11 @@ pub struct QemuValidator {
 }
 
 impl DriverValidator for QemuValidator {
+    fn domain(&self, def: &DomainDef) -> Result<(), Diagnostic> {
+        memory_fits(def)?;
+        disk_controllers_in_range(def)
+    }
+
     fn interface(&self, def: &DomainDef, net: &Interface) -> Result<(), Diagnostic> {
         if let Some(has) = self.has_failover {
             if net.teaming.is_some() {
@@ -40,6 +47,92 @@ pub fn failover_capability(has_failover: bool) -> Result<(), Diagnostic> {
             "virtio-net failover (teaming) is not supported with this QEMU binary",
         ))
     }
+}
+
+/// Guest physical address bits of an x86 architecture: the most any CPU
+/// of it can address (x86-64: 52, i686 with PAE: 36).
+fn address_bits(arch: &str) -> Option<u32> {
+    match arch {
+        "x86_64" => Some(52),
+        "i686" => Some(36),
+        _ => None,
+    }
+}
+
+/// `<memory>` the guest's architecture can address at all. libvirt itself
+/// only refuses sizes past 2^63 bytes (`numerical overflow`) and leaves the
+/// rest to QEMU, which then fails at start to allocate it; no libvirt text
+/// exists for this, so the message is teamvirt's.
+pub fn memory_fits(def: &DomainDef) -> Result<(), Diagnostic> {
+    let arch = def.arch().unwrap_or("x86_64");
+    let Some(bits) = address_bits(arch) else {
+        return Ok(());
+    };
+    let max_kib = 1u64 << (bits - 10);
+    let mut sizes = vec![&def.memory];
+    sizes.extend(def.current_memory.as_ref());
+    for m in sizes {
+        if m.kib > max_kib {
+            return Err(unsupported(
+                "memory-too-large",
+                format!(
+                    "memory size {} KiB is more than a {arch} guest can address ({max_kib} KiB, {bits} physical address bits)",
+                    m.kib
+                ),
+            )
+            .at(m.pos));
+        }
+    }
+    Ok(())
+}
+
+/// Highest `controller` a disk's drive address may name. libvirt adds a
+/// controller for every index up to the highest one a disk uses, with no
+/// limit (`controller='4294967295'` would be four billion controllers);
+/// a guest has far fewer PCI slots than this, so the limit costs nothing.
+pub const MAX_DISK_CONTROLLER_INDEX: u32 = 1023;
+
+/// Disk drive addresses within [`MAX_DISK_CONTROLLER_INDEX`] (teamvirt's
+/// check and text: libvirt has none).
+pub fn disk_controllers_in_range(def: &DomainDef) -> Result<(), Diagnostic> {
+    for d in &def.devices.disks {
+        if let Some(teamvirt_conf::model::Address::Drive(a)) = &d.info.address {
+            if a.controller > MAX_DISK_CONTROLLER_INDEX {
+                return Err(unsupported(
+                    "disk-controller-index",
+                    format!(
+                        "disk controller index {} is out of range (at most {MAX_DISK_CONTROLLER_INDEX})",
+                        a.controller
+                    ),
+                )
+                .at(a.pos));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `qemuValidateDomainVCpuTopology`'s machine limit: the vCPUs of `def`
+/// against the `maxCpus` QEMU reports for its machine type (0: unknown, no
+/// limit, as in libvirt). Needs the machine type libvirt's post-parse fills
+/// in, so [`crate::defaults::define`] runs it.
+pub fn vcpus_fit_machine(def: &DomainDef, caps: &QemuCaps) -> Result<(), Diagnostic> {
+    let accel = crate::defaults::accel_of(def);
+    let machine = match def.machine() {
+        Some(m) => caps.machine_for(m, accel).or_else(|| caps.machine(m)),
+        None => caps.default_machine(accel),
+    };
+    let Some(max) = machine.map(|m| m.max_cpus).filter(|&m| m > 0) else {
+        return Ok(());
+    };
+    if def.vcpu.count > max {
+        return Err(unsupported(
+            "vcpus-over-machine-limit",
+            format!("Maximum CPUs greater than specified machine type limit {max}"),
+        )
+        .at(def.vcpu.pos));
+    }
+    Ok(())
 }
 
 /// The model libvirt's QEMU driver gives a NIC without `<model>`
@@ -82,8 +175,25 @@ pub fn effective_model<'a>(def: &DomainDef, net: &'a Interface) -> &'a str {
 
 const VIRTIO_MODELS: [&str; 3] = ["virtio", "virtio-transitional", "virtio-non-transitional"];
 
+/// Most queue pairs QEMU's virtio-net accepts (`VIRTIO_QUEUE_MAX` 1024
+/// queues: (1024 - 1) / 2).
+pub const MAX_NET_QUEUES: u32 = 511;
+
 /// `qemuValidateDomainDeviceDefNetwork`, the parts teamvirt models.
 pub fn network(def: &DomainDef, net: &Interface) -> Result<(), Diagnostic> {
+    // QEMU's limit (libvirt passes any count on and opens that many taps).
+    if let Some(d) = &net.driver {
+        if let Some(q) = d.queues.filter(|&q| q > MAX_NET_QUEUES) {
+            return Err(unsupported(
+                "net-queues-too-many",
+                format!(
+                    "Invalid number of queue pairs (= {q}), must be a positive integer less than {}",
+                    MAX_NET_QUEUES + 1
+                ),
+            )
+            .at(d.pos));
+        }
+    }
     let model = effective_model(def, net);
     let virtio = VIRTIO_MODELS.contains(&model);
     if virtio {
@@ -236,6 +346,86 @@ mod tests {
             "unsupported configuration: virtio-net failover (teaming) is not supported with this QEMU binary"
         );
         assert!(validate(&def, Some(true)).iter().all(|d| !d.is_error()));
+    }
+
+    #[test]
+    fn memory_past_the_address_space() {
+        let dom = |arch: &str, mem: &str| {
+            let xml = format!(
+                "<domain type='qemu'><name>t</name><memory unit='KiB'>{mem}</memory><os><type arch='{arch}'>hvm</type></os></domain>"
+            );
+            DomainDef::parse_str(&xml, None).unwrap().0
+        };
+        // 4 PiB is the most an x86-64 guest can address.
+        assert!(memory_fits(&dom("x86_64", &(1u64 << 42).to_string())).is_ok());
+        let e = validate(&dom("x86_64", &((1u64 << 42) + 1).to_string()), None)
+            .into_iter()
+            .find(|d| d.is_error())
+            .unwrap();
+        assert_eq!(
+            e.message,
+            "unsupported configuration: memory size 4398046511105 KiB is more than a x86_64 guest can address (4398046511104 KiB, 52 physical address bits)"
+        );
+        assert_eq!(e.pos.unwrap().line, 1);
+        assert!(memory_fits(&dom("i686", "68719476737")).is_err());
+        assert!(memory_fits(&dom("aarch64", "68719476737")).is_ok());
+    }
+
+    #[test]
+    fn queue_count_bounded() {
+        let q = |n: u32| {
+            first_error(&format!(
+                "<interface type='user'><model type='virtio'/><driver queues='{n}'/></interface>"
+            ))
+        };
+        assert_eq!(q(511), None);
+        assert_eq!(
+            q(4_294_967_295).unwrap(),
+            "unsupported configuration: Invalid number of queue pairs (= 4294967295), must be a positive integer less than 512"
+        );
+    }
+
+    #[test]
+    fn disk_controller_index_bounded() {
+        let disk = |c: u32| {
+            format!("<disk type='file' device='disk'><source file='/x'/><target dev='sda' bus='scsi'/><address type='drive' controller='{c}' bus='0' target='0' unit='0'/></disk>")
+        };
+        assert_eq!(first_error(&disk(MAX_DISK_CONTROLLER_INDEX)), None);
+        assert_eq!(
+            first_error(&disk(u32::MAX)).unwrap(),
+            "unsupported configuration: disk controller index 4294967295 is out of range (at most 1023)"
+        );
+    }
+
+    #[test]
+    fn vcpus_over_the_machine_limit() {
+        let caps = QemuCaps::from_libvirt_xml_str(
+            "<qemuCaps>\n  <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  <flag name='tcg'/>\n  <version>7002000</version>\n  <package>pkg</package>\n  <arch>x86_64</arch>\n  <machine type='tcg' name='pc-q35-7.2' alias='q35' maxCpus='288'/>\n  <machine type='tcg' name='pc-i440fx-7.2' alias='pc' maxCpus='255' default='yes'/>\n</qemuCaps>\n",
+            std::path::Path::new("caps.xml"),
+        )
+        .unwrap();
+        let dom = |machine: &str, n: u32| {
+            let xml = format!(
+                "<domain type='qemu'><name>t</name><memory>1024</memory><vcpu>{n}</vcpu><os><type arch='x86_64' machine='{machine}'>hvm</type></os></domain>"
+            );
+            DomainDef::parse_str(&xml, None).unwrap().0
+        };
+        let limit = |m: &str| caps.machine(m).unwrap().max_cpus;
+        let pc = limit("pc");
+        assert!(vcpus_fit_machine(&dom("pc", pc), &caps).is_ok());
+        assert_eq!(
+            vcpus_fit_machine(&dom("pc", pc + 1), &caps).unwrap_err().message,
+            format!("unsupported configuration: Maximum CPUs greater than specified machine type limit {pc}")
+        );
+        assert!(vcpus_fit_machine(&dom("q35", 288), &caps).is_ok());
+        assert!(vcpus_fit_machine(&dom("pc-q35-7.2", 289), &caps).is_err());
+        // define() refuses it too (what validate --caps and domxml-to-native run).
+        let mut d = dom("pc", u32::MAX);
+        let e = crate::defaults::define(&mut d, &caps).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("unsupported configuration: Maximum CPUs greater than specified machine type limit {pc}")
+        );
     }
 
     #[test]

@@ -12,8 +12,16 @@ use crate::model::{
     Address, DeviceInfo, PciAddress, RawAttr, RawElement, RawNode, Teaming, VirtualPort, Vlan,
 };
 
-/// Escape like libvirt's `virBufferEscapeString`.
+/// Escape like libvirt's `virBufferEscapeString`, except for the
+/// whitespace a parser would not give back: a CR anywhere (parsers turn
+/// it into a newline), and tab/newline in attribute values (normalised to
+/// spaces). libvirt writes those raw, so its output changes when read
+/// again; teamvirt's output reads back to itself.
 pub(crate) fn escape(s: &str) -> String {
+    escape_in(s, false)
+}
+
+fn escape_in(s: &str, attr: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -22,6 +30,9 @@ pub(crate) fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            '\r' => out.push_str("&#13;"),
+            '\n' if attr => out.push_str("&#10;"),
+            '\t' if attr => out.push_str("&#9;"),
             c => out.push(c),
         }
     }
@@ -38,7 +49,7 @@ impl Attrs {
     }
     pub(crate) fn add(mut self, name: &str, value: impl AsRef<str>) -> Self {
         self.0
-            .push_str(&format!(" {name}='{}'", escape(value.as_ref())));
+            .push_str(&format!(" {name}='{}'", escape_in(value.as_ref(), true)));
         self
     }
     pub(crate) fn opt(self, name: &str, value: Option<impl AsRef<str>>) -> Self {
@@ -71,9 +82,14 @@ pub(crate) struct W {
     indent: usize,
 }
 
+/// Deepest indentation written, in levels: libxml2 (which formats the XML
+/// libvirt keeps verbatim) stops indenting at 60 columns (`MAX_INDENT`), and
+/// so output stays linear in the input however deep kept XML nests.
+const MAX_INDENT_LEVELS: usize = 30;
+
 impl W {
     fn line(&mut self, s: &str) {
-        for _ in 0..self.indent {
+        for _ in 0..self.indent.min(MAX_INDENT_LEVELS) {
             self.out.push_str("  ");
         }
         self.out.push_str(s);
@@ -312,6 +328,8 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(escape("a<b>&'\""), "a&lt;b&gt;&amp;&apos;&quot;");
+        assert_eq!(escape("a\r\n\tb"), "a&#13;\n\tb");
+        assert_eq!(Attrs::new().add("x", "a\r\n\tb").0, " x='a&#13;&#10;&#9;b'");
         let mut w = W::default();
         w.empty("x", Attrs::new().add("a", "it's"));
         assert_eq!(w.finish(), "<x a='it&apos;s'/>\n");

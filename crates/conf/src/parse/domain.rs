@@ -44,7 +44,7 @@ impl DomainDef {
             let doc = parse_document(text)?;
             let mut cx = Ctx::new(text);
             let def = parse_domain(doc.root_element(), &mut cx)?;
-            Ok((def, cx.warnings))
+            Ok((def, cx.finish()?))
         })
     }
 

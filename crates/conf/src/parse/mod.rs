@@ -10,6 +10,7 @@ mod common;
 mod devices;
 mod domain;
 mod interface;
+pub mod limits;
 mod network;
 
 use std::io::Read;
@@ -75,6 +76,9 @@ pub(crate) fn parse_document(text: &str) -> Result<Document<'_>, ConfError> {
             size: text.len() as u64,
         });
     }
+    // Depth and element count first: nothing below may then recurse or
+    // allocate without bound.
+    limits::check(text)?;
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: 1_000_000,
@@ -193,33 +197,73 @@ pub(crate) fn with_file<T>(
     }
 }
 
-/// Byte offset -> line/column.
+/// Byte offset -> line/column, in time independent of the line's length
+/// (a whole document on one line must not make every position cost a scan
+/// of it): columns count characters, i.e. bytes minus UTF-8 continuation
+/// bytes, with a running count of those kept every [`LineIndex::BLOCK`]
+/// bytes.
 pub(crate) struct LineIndex {
     starts: Vec<usize>,
+    /// `cont[k]`: continuation bytes in `text[..k * BLOCK]`.
+    cont: Vec<u32>,
 }
 
 impl LineIndex {
+    const BLOCK: usize = 256;
+
     pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        let mut cont = Vec::with_capacity(text.len() / Self::BLOCK + 1);
+        let mut n = 0u32;
+        cont.push(0);
+        for chunk in text.as_bytes().chunks(Self::BLOCK) {
+            n += chunk.iter().filter(|&&c| is_continuation(c)).count() as u32;
+            cont.push(n);
+        }
+        LineIndex { starts, cont }
+    }
+
+    /// Continuation bytes in `text[..byte]`.
+    fn cont_before(&self, text: &str, byte: usize) -> usize {
+        let k = byte / Self::BLOCK;
+        let base = self.cont.get(k).copied().unwrap_or(0) as usize;
+        let from = (k * Self::BLOCK).min(text.len());
+        base + text.as_bytes()[from..byte]
+            .iter()
+            .filter(|&&c| is_continuation(c))
+            .count()
     }
 
     pub(crate) fn pos(&self, text: &str, byte: usize) -> Pos {
+        let byte = byte.min(text.len());
         let line = self.starts.partition_point(|&s| s <= byte).max(1);
         let start = self.starts[line - 1];
-        let col = text
-            .get(start..byte.min(text.len()))
-            .map_or(1, |s| s.chars().count() + 1);
-        Pos::new(line as u32, col as u32)
+        let chars = (byte - start) - (self.cont_before(text, byte) - self.cont_before(text, start));
+        Pos::new(line as u32, chars as u32 + 1)
     }
 }
+
+fn is_continuation(c: u8) -> bool {
+    c & 0xC0 == 0x80
+}
+
+/// Most warnings kept per document; the rest are counted in one last
+/// warning (each one is printed with its source line: thousands of the same
+/// warning help nobody and cost output).
+pub const MAX_WARNINGS: usize = 100;
 
 /// Parse state: positions, collected warnings.
 pub(crate) struct Ctx<'t> {
     text: &'t str,
     lines: LineIndex,
-    pub(crate) warnings: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    dropped_warnings: usize,
+    /// Elements copied verbatim so far (see [`limits::MAX_KEPT_ELEMENTS`]).
+    kept: usize,
+    /// The first kept element past the limit, reported when parsing ends
+    /// (`raw` itself cannot fail).
+    kept_over: Option<Pos>,
 }
 
 impl<'t> Ctx<'t> {
@@ -228,7 +272,33 @@ impl<'t> Ctx<'t> {
             text,
             lines: LineIndex::new(text),
             warnings: Vec::new(),
+            dropped_warnings: 0,
+            kept: 0,
+            kept_over: None,
         }
+    }
+
+    /// The warnings, or the kept-verbatim limit error.
+    pub(crate) fn finish(self) -> Result<Vec<Diagnostic>, ConfError> {
+        if let Some(pos) = self.kept_over {
+            return Err(self.xml_error(
+                "too-much-kept-xml",
+                format!(
+                    "too much XML that teamvirt does not interpret and would keep verbatim (more than {} elements)",
+                    limits::MAX_KEPT_ELEMENTS
+                ),
+                pos,
+            ));
+        }
+        let mut w = self.warnings;
+        if self.dropped_warnings > 0 {
+            w.push(Diagnostic::warning(
+                "more-warnings",
+                format!("{} more warning(s) not shown", self.dropped_warnings),
+                "fix the warnings above and check again",
+            ));
+        }
+        Ok(w)
     }
 
     pub(crate) fn pos_at(&self, byte: usize) -> Pos {
@@ -240,11 +310,19 @@ impl<'t> Ctx<'t> {
     }
 
     pub(crate) fn warn(&mut self, d: Diagnostic) {
-        self.warnings.push(d);
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(d);
+        } else {
+            self.dropped_warnings += 1;
+        }
     }
 
-    /// Copy a subtree verbatim.
-    pub(crate) fn raw(&self, node: Node) -> RawElement {
+    /// Copy a subtree verbatim (recursion bounded by [`limits::MAX_DEPTH`]).
+    pub(crate) fn raw(&mut self, node: Node) -> RawElement {
+        self.kept += 1;
+        if self.kept > limits::MAX_KEPT_ELEMENTS && self.kept_over.is_none() {
+            self.kept_over = Some(self.node_pos(node));
+        }
         let parent_ns: Vec<(Option<&str>, &str)> = node
             .parent_element()
             .map(|p| p.namespaces().map(|n| (n.name(), n.uri())).collect())
@@ -254,11 +332,14 @@ impl<'t> Ctx<'t> {
             .filter(|n| !parent_ns.contains(&(n.name(), n.uri())))
             .map(|n| (n.name().unwrap_or("").to_string(), n.uri().to_string()))
             .collect();
-        let attrs = node.attributes().map(|a| RawAttr {
-            name: qualified(node, a.namespace(), a.name()),
-            value: a.value().to_string(),
-            pos: self.pos_at(a.range().start),
-        });
+        let attrs: Vec<RawAttr> = node
+            .attributes()
+            .map(|a| RawAttr {
+                name: qualified(node, a.namespace(), a.name()),
+                value: a.value().to_string(),
+                pos: self.pos_at(a.range().start),
+            })
+            .collect();
         let mut children = Vec::new();
         for c in node.children() {
             if c.is_element() {
@@ -273,7 +354,7 @@ impl<'t> Ctx<'t> {
         RawElement {
             name: qualified(node, node.tag_name().namespace(), node.tag_name().name()),
             namespaces,
-            attrs: attrs.collect(),
+            attrs,
             children,
             pos: self.node_pos(node),
         }
@@ -307,6 +388,8 @@ pub(crate) struct El<'a, 'i> {
     attrs_used: Vec<bool>,
     kids: Vec<Node<'a, 'i>>,
     kids_used: Vec<bool>,
+    /// Names read with [`El::child`] (libvirt's `./name[1]`).
+    firsts: Vec<&'a str>,
     pub(crate) pos: Pos,
 }
 
@@ -317,6 +400,7 @@ impl<'a, 'i> El<'a, 'i> {
             node,
             attrs_used: vec![false; node.attributes().len()],
             kids_used: vec![false; kids.len()],
+            firsts: Vec::new(),
             kids,
             pos: cx.node_pos(node),
         }
@@ -351,6 +435,7 @@ impl<'a, 'i> El<'a, 'i> {
             .iter()
             .position(|k| k.tag_name().namespace().is_none() && k.tag_name().name() == name)?;
         self.kids_used[idx] = true;
+        self.firsts.push(self.kids[idx].tag_name().name());
         Some(El::new(self.kids[idx], cx))
     }
 
@@ -369,7 +454,7 @@ impl<'a, 'i> El<'a, 'i> {
     /// Children libvirt knows and teamvirt passes through untouched: kept
     /// verbatim, in document order per name, without an unknown-element
     /// warning.
-    pub(crate) fn passthrough(&mut self, names: &[&str], cx: &Ctx) -> Vec<RawElement> {
+    pub(crate) fn passthrough(&mut self, names: &[&str], cx: &mut Ctx) -> Vec<RawElement> {
         let mut out = Vec::new();
         for name in names {
             for c in self.children(name, cx) {
@@ -436,6 +521,21 @@ impl<'a, 'i> El<'a, 'i> {
             if self.kids_used[i] {
                 continue;
             }
+            let name = k.tag_name().name();
+            if k.tag_name().namespace().is_none() && self.firsts.contains(&name) {
+                // A second <mac>, <driver>, ...: libvirt reads the first and
+                // never sees the others, so they are not kept (kept, the
+                // next read would take one of them for the first).
+                cx.warn(
+                    Diagnostic::warning(
+                        "duplicate-element",
+                        format!("element <{name}> appears more than once in <{ename}>: only the first is read"),
+                        format!("remove the other <{name}> elements; libvirt ignores them too"),
+                    )
+                    .at(cx.node_pos(*k)),
+                );
+                continue;
+            }
             let raw = cx.raw(*k);
             cx.warn(
                 Diagnostic::warning(
@@ -448,5 +548,35 @@ impl<'a, 'i> El<'a, 'i> {
             elems.push(raw);
         }
         (attrs, elems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward count the index replaces.
+    fn naive(text: &str, byte: usize) -> Pos {
+        let before = &text[..byte];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |p| p + 1);
+        Pos::new(line as u32, before[start..].chars().count() as u32 + 1)
+    }
+
+    #[test]
+    fn line_index_matches_a_naive_count() {
+        // Multibyte characters on both sides of block boundaries, long
+        // lines and short ones.
+        let mut text = String::new();
+        for i in 0..2_000 {
+            text.push_str(["a", "é", "€", "𝄞", "\n", "<x/>"][i % 6]);
+            if i % 97 == 0 {
+                text.push_str(&"ü".repeat(i % 300));
+            }
+        }
+        let idx = LineIndex::new(&text);
+        for (b, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            assert_eq!(idx.pos(&text, b), naive(&text, b), "byte {b}");
+        }
     }
 }

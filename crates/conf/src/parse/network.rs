@@ -35,7 +35,7 @@ impl NetworkDef {
             let doc = parse_document(text)?;
             let mut cx = Ctx::new(text);
             let def = parse_network(doc.root_element(), &mut cx)?;
-            Ok((def, cx.warnings))
+            Ok((def, cx.finish()?))
         })
     }
 
@@ -56,7 +56,7 @@ impl NetworkPortDef {
             let doc = parse_document(text)?;
             let mut cx = Ctx::new(text);
             let def = parse_port(doc.root_element(), &mut cx)?;
-            Ok((def, cx.warnings))
+            Ok((def, cx.finish()?))
         })
     }
 
@@ -94,7 +94,7 @@ fn parse_network(node: roxmltree::Node, cx: &mut Ctx) -> R<NetworkDef> {
         def.uuid = Some(uuid(&text, pos, cx)?);
     }
     if let Some(f) = el.child("forward", cx) {
-        def.forward = Some(forward(f, cx)?);
+        def.forward = Some(forward(f, cx, &def.name)?);
     }
     if let Some(mut b) = el.child("bridge", cx) {
         let mut br = NetBridge {
@@ -160,7 +160,7 @@ fn opt_on_off_str(el: &mut El, _cx: &Ctx, name: &str) -> R<Option<bool>> {
     Ok(el.attr(name).map(|v| v != "off"))
 }
 
-fn forward(mut f: El, cx: &mut Ctx) -> R<Forward> {
+fn forward(mut f: El, cx: &mut Ctx, network: &str) -> R<Forward> {
     let mut fw = Forward {
         pos: f.pos,
         ..Default::default()
@@ -192,13 +192,22 @@ fn forward(mut f: El, cx: &mut Ctx) -> R<Forward> {
         });
         finish(pf, cx);
     }
+    // libvirt refuses a device listed twice in the pool (its check is a
+    // scan of the earlier ones; a set keeps it linear).
+    let mut devs = std::collections::HashSet::new();
     for mut i in f.children("interface", cx) {
-        fw.interfaces.push(ForwardInterface {
-            dev: req_str(&mut i, cx, "dev")?,
-            pos: i.pos,
-        });
+        let dev = req_str(&mut i, cx, "dev")?;
+        if !devs.insert(dev.clone()) {
+            return Err(cx.xml_error(
+                "forward-interface-duplicate",
+                format!("interface '{dev}' can only be listed once in network {network}"),
+                i.pos,
+            ));
+        }
+        fw.interfaces.push(ForwardInterface { dev, pos: i.pos });
         finish(i, cx);
     }
+    let mut addrs = std::collections::HashSet::new();
     for mut a in f.children("address", cx) {
         match a.attr("type") {
             Some("pci") => {}
@@ -211,7 +220,18 @@ fn forward(mut f: El, cx: &mut Ctx) -> R<Forward> {
                 ));
             }
         }
-        fw.addresses.push(pci_address(&mut a, cx)?);
+        let addr = pci_address(&mut a, cx)?;
+        if !addrs.insert((addr.domain, addr.bus, addr.slot, addr.function)) {
+            return Err(cx.xml_error(
+                "forward-address-duplicate",
+                format!(
+                    "PCI device '{:04x}:{:02x}:{:02x}.{:x}' can only be listed once in network {network}",
+                    addr.domain, addr.bus, addr.slot, addr.function
+                ),
+                a.pos,
+            ));
+        }
+        fw.addresses.push(addr);
         finish(a, cx);
     }
     if let Some(n) = f.child("nat", cx) {

@@ -82,16 +82,35 @@ pub fn checks(def: &DomainDef) -> Vec<Diagnostic> {
         }
     }
 
+    // Lookups by alias, each the first device in document order (what a
+    // linear search would find), built once: checks stay linear in the
+    // number of devices.
+    let mut by_alias: HashMap<&str, &Interface> = HashMap::new();
+    let mut by_dropped: HashMap<&str, &Interface> = HashMap::new();
+    for i in nets {
+        if let Some(a) = i.alias_name() {
+            by_alias.entry(a).or_insert(i);
+        }
+        if let Some(a) = &i.info.dropped_alias {
+            by_dropped.entry(a.name.as_str()).or_insert(i);
+        }
+    }
+    let mut other_kinds: HashMap<&str, &'static str> = HashMap::new();
+    if !transients.is_empty() {
+        for (k, info) in crate::validate::device_infos(def) {
+            if k != "interface" {
+                if let Some(a) = info.alias_name() {
+                    other_kinds.entry(a).or_insert(k);
+                }
+            }
+        }
+    }
+
     for t in &transients {
-        let target = nets.iter().find(|i| i.alias_name() == Some(t.persistent));
+        let target = by_alias.get(t.persistent).copied();
         match target {
             None => {
-                let dropped = nets.iter().find(|i| {
-                    i.info
-                        .dropped_alias
-                        .as_ref()
-                        .is_some_and(|a| a.name == t.persistent)
-                });
+                let dropped = by_dropped.get(t.persistent).copied();
                 if let Some(d) = dropped {
                     let a = d
                         .info
@@ -114,12 +133,7 @@ pub fn checks(def: &DomainDef) -> Vec<Diagnostic> {
                         .at(a.1),
                     );
                 } else {
-                    let on_other = crate::validate::device_infos(def)
-                        .into_iter()
-                        .find(|(k, info)| {
-                            *k != "interface" && info.alias_name() == Some(t.persistent)
-                        })
-                        .map(|(k, _)| k);
+                    let on_other = other_kinds.get(t.persistent).copied();
                     let msg = match on_other {
                         Some(kind) => format!(
                             "persistent='{}' of {} names a <{kind}>, not a persistent virtio interface",

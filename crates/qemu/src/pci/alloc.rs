@@ -174,6 +174,8 @@ impl fmt::Display for PciAddr {
 }
 
 pub const SLOT_LAST: u32 = 31;
+/// Buses a PCI domain has (bus numbers are 8 bits).
+pub const MAX_BUSES: usize = 256;
 pub const FUNCTION_LAST: u32 = 7;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -312,11 +314,19 @@ fn prefixed(xml: bool, msg: &str) -> String {
 /// The address set (libvirt's virDomainPCIAddressSet).
 #[derive(Debug, Clone, Default)]
 pub struct AddressSet {
+    /// The buses. Set their models before the first `reserve_next`: the
+    /// search hints below assume a bus's flags do not change afterwards.
     pub buses: Vec<Bus>,
     /// First pass: grow the set with new buses instead of failing.
     pub dry_run: bool,
     /// QEMU has pcie-pci-bridge: prefer it over dmi-to-pci-bridge.
     pub pcie_to_pci_bridge_supported: bool,
+    /// Per kind of request (connect flags, function), the first bus that
+    /// may still have room for it. Slots are only ever taken, never given
+    /// back, so a bus that had no room for a request never has again:
+    /// searching from here finds what libvirt's search from bus 0 finds,
+    /// without rescanning the full buses for every device.
+    hints: std::collections::HashMap<(u32, Option<u32>), usize>,
 }
 
 impl AddressSet {
@@ -325,6 +335,7 @@ impl AddressSet {
             buses: vec![Bus::default(); nbuses],
             dry_run,
             pcie_to_pci_bridge_supported: false,
+            hints: Default::default(),
         }
     }
 
@@ -519,6 +530,18 @@ impl AddressSet {
                 None => format!("Cannot automatically add a new PCI bus for a device with connect flags {:02x}", flags.0),
             }));
         };
+        // libvirt grows without a limit and fails later; PCI has 256 buses,
+        // and addresses past them must never wrap into existing ones.
+        if self.buses.len() + add as usize > MAX_BUSES {
+            return Err(PciError::Address {
+                xml: false,
+                msg: format!(
+                    "Invalid PCI address bus='{:#x}', must be <= {:#x}",
+                    addr.bus,
+                    MAX_BUSES - 1
+                ),
+            });
+        }
         let mut i = self.buses.len();
         self.buses
             .resize(self.buses.len() + add as usize, Bus::default());
@@ -610,13 +633,17 @@ impl AddressSet {
             function: function.unwrap_or(0),
             ..Default::default()
         };
-        for b in 0..self.buses.len() {
+        let key = (flags.0, function);
+        let first = self.hints.get(&key).copied().unwrap_or(0);
+        for b in first..self.buses.len() {
             a.bus = b as u32;
             a.slot = self.buses[b].min_slot;
             if Self::find_on_bus(&self.buses[b], &mut a, function, flags) {
+                self.hints.insert(key, b);
                 return Ok(a);
             }
         }
+        self.hints.insert(key, self.buses.len());
         if self.dry_run {
             a.bus = self.buses.len() as u32;
             self.grow(&mut a, flags)?;

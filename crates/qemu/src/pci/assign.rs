@@ -29,6 +29,10 @@ pub enum AssignError {
     BridgeIndex { idx: u32, bus: u32 },
     #[error("XML error: Invalid PCI controller model '{0}'")]
     UnknownModel(String),
+    /// teamvirt's text: libvirt sizes its bus table by the highest index
+    /// without a bound.
+    #[error("unsupported configuration: PCI controller index {0} is out of range (PCI bus numbers go up to 255)")]
+    IndexTooLarge(i64),
 }
 
 /// Where a device sits in the domain, so one loop can address any kind.
@@ -567,6 +571,9 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
     if max_idx < 0 {
         return Ok(());
     }
+    if max_idx >= crate::pci::alloc::MAX_BUSES as i64 {
+        return Err(AssignError::IndexTooLarge(max_idx));
+    }
     let f = Flags::for_domain(def, caps);
     let mut nbuses = (max_idx + 1) as usize;
 
@@ -613,11 +620,11 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
 /// functions in use gets `multifunction='on'` unless set explicitly.
 fn set_all_multi(def: &mut DomainDef) {
     let refs = all_devices(def);
-    let mut slots: Vec<(u32, u8, u8)> = Vec::new();
+    let mut slots = std::collections::HashSet::new();
     for r in &refs {
         if let Some(Address::Pci(p)) = address_of(def, *r) {
             if p.function != 0 {
-                slots.push((p.domain, p.bus, p.slot));
+                slots.insert((p.domain, p.bus, p.slot));
             }
         }
     }

@@ -1,0 +1,240 @@
+//! Bounds on what a document may cost, checked on the raw text before any
+//! tree is built: nesting depth and element count.
+//!
+//! Everything after this scan (roxmltree's tree, the recursive copy of
+//! kept-verbatim XML, formatting, `Drop`) may then rely on both bounds, so
+//! no input can overflow the stack or make the model explode.
+//!
+//! - [`MAX_DEPTH`] is libxml2's own limit (`xmlParserMaxDepth`, 256 without
+//!   `XML_PARSE_HUGE`, which libvirt does not set): libvirt refuses deeper
+//!   documents too. The deepest document of libvirt's test data nests 5
+//!   levels.
+//! - [`MAX_ELEMENTS`]: libvirt has no such limit (libxml2 has none); the
+//!   largest document of libvirt's test data has under 4,000 elements.
+//! - [`MAX_KEPT_ELEMENTS`]: elements teamvirt keeps verbatim (unknown or
+//!   passed-through XML) are copied into the definition and formatted back;
+//!   this caps that copy.
+
+use crate::diag::{prefix, Pos};
+use crate::error::ConfError;
+
+/// Deepest element nesting accepted (the root element is level 1).
+pub const MAX_DEPTH: usize = 256;
+/// Most elements accepted in one document.
+pub const MAX_ELEMENTS: usize = 100_000;
+/// Most elements kept verbatim (counted with everything below them).
+pub const MAX_KEPT_ELEMENTS: usize = 20_000;
+/// Most namespace declarations (`xmlns`, `xmlns:p`) in one document: the
+/// parser copies the namespaces in scope into every element that declares
+/// one, so many declarations times many elements would cost their product.
+/// libvirt documents use a handful (`qemu:`, metadata namespaces).
+pub const MAX_NAMESPACE_DECLS: usize = 64;
+
+/// One linear pass over the text: the depth and element limits, with the
+/// line and column of the first element past a limit.
+///
+/// The scan only needs to be right for documents roxmltree accepts: for
+/// those, every `<` outside comments, CDATA, processing instructions,
+/// attribute values and the (refused) DOCTYPE starts a tag. On anything
+/// malformed it gives up quietly and leaves the error to the parser, which
+/// builds its tree iteratively and stops at the first problem.
+pub(crate) fn check(text: &str) -> Result<(), ConfError> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut elements = 0usize;
+    let mut namespaces = 0usize;
+    let mut i = 0usize;
+    let find = |from: usize, pat: &[u8]| -> Option<usize> {
+        b.get(from..)?
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| from + p)
+    };
+    while let Some(off) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'<')) {
+        let lt = i + off;
+        let rest = &b[lt..];
+        if rest.starts_with(b"<!--") {
+            match find(lt + 4, b"-->") {
+                Some(e) => i = e + 3,
+                None => return Ok(()),
+            }
+        } else if rest.starts_with(b"<![CDATA[") {
+            match find(lt + 9, b"]]>") {
+                Some(e) => i = e + 3,
+                None => return Ok(()),
+            }
+        } else if rest.starts_with(b"<?") {
+            match find(lt + 2, b"?>") {
+                Some(e) => i = e + 2,
+                None => return Ok(()),
+            }
+        } else if rest.starts_with(b"<!") {
+            // A DOCTYPE: the parser refuses it (no DTDs), before any
+            // element after it is built.
+            return Ok(());
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            match b[lt..].iter().position(|&c| c == b'>') {
+                Some(e) => i = lt + e + 1,
+                None => return Ok(()),
+            }
+        } else {
+            // A start tag: skip quoted attribute values (they may hold '>'
+            // and '/'), note whether it closes itself.
+            let mut j = lt + 1;
+            let mut quote = None;
+            let self_closing;
+            loop {
+                let Some(&c) = b.get(j) else { return Ok(()) };
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == b'\'' || c == b'"' => quote = Some(c),
+                    None if c == b'>' => {
+                        self_closing = b[j - 1] == b'/';
+                        break;
+                    }
+                    None if c.is_ascii_whitespace() && is_xmlns(&b[j + 1..]) => {
+                        namespaces += 1;
+                        if namespaces > MAX_NAMESPACE_DECLS {
+                            return Err(limit_error(
+                                text,
+                                j + 1,
+                                format!("too many namespace declarations (more than {MAX_NAMESPACE_DECLS})"),
+                            ));
+                        }
+                    }
+                    None => {}
+                }
+                j += 1;
+            }
+            elements += 1;
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(limit_error(
+                    text,
+                    lt,
+                    format!(
+                        "document nesting too deep (more than {MAX_DEPTH} levels, libxml2's limit)"
+                    ),
+                ));
+            }
+            if elements > MAX_ELEMENTS {
+                return Err(limit_error(
+                    text,
+                    lt,
+                    format!("document has too many elements (more than {MAX_ELEMENTS})"),
+                ));
+            }
+            if self_closing {
+                depth -= 1;
+            }
+            i = j + 1;
+        }
+    }
+    Ok(())
+}
+
+/// An attribute name `xmlns` or `xmlns:...` starts here.
+fn is_xmlns(b: &[u8]) -> bool {
+    b.starts_with(b"xmlns")
+        && matches!(
+            b.get(5),
+            Some(b':' | b'=') | Some(b' ' | b'\t' | b'\r' | b'\n')
+        )
+}
+
+fn limit_error(text: &str, at: usize, msg: String) -> ConfError {
+    ConfError::Xml {
+        message: format!("{}{msg}", prefix::XML_ERROR),
+        pos: Some(pos_of(text, at)),
+    }
+}
+
+/// Line and column (in characters) of byte `at`.
+fn pos_of(text: &str, at: usize) -> Pos {
+    let before = &text[..at];
+    let line = before.bytes().filter(|&c| c == b'\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |p| p + 1);
+    let col = before[start..].chars().count() + 1;
+    Pos::new(line as u32, col as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(n: usize) -> String {
+        format!("{}{}", "<a>".repeat(n), "</a>".repeat(n))
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        assert!(check(&nested(MAX_DEPTH)).is_ok());
+        let e = check(&nested(MAX_DEPTH + 1)).unwrap_err();
+        let ConfError::Xml { message, pos } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            message,
+            "XML error: document nesting too deep (more than 256 levels, libxml2's limit)"
+        );
+        assert_eq!(pos, Some(Pos::new(1, 3 * MAX_DEPTH as u32 + 1)));
+    }
+
+    #[test]
+    fn siblings_and_self_closing_do_not_nest() {
+        let flat = format!("<r>{}</r>", "<a/><b x='/'></b>".repeat(1000));
+        assert!(check(&flat).is_ok());
+    }
+
+    #[test]
+    fn markup_inside_values_comments_cdata_is_not_a_tag() {
+        let inner = "<x a='<y>' b=\"/>\"><!-- <z><z><z> --><![CDATA[<q><q>]]><?pi <p>?></x>";
+        let doc = format!(
+            "{}{inner}{}",
+            "<a>".repeat(MAX_DEPTH - 1),
+            "</a>".repeat(MAX_DEPTH - 1)
+        );
+        assert!(check(&doc).is_ok());
+    }
+
+    #[test]
+    fn position_on_later_line() {
+        let doc = format!("<r>\n  é{}", nested(MAX_DEPTH));
+        let ConfError::Xml { pos, .. } = check(&doc).unwrap_err() else {
+            panic!()
+        };
+        // Root is level 1: the 256th <a> is the 257th level, at column 4 +
+        // 3 * 255 (one character for é).
+        assert_eq!(pos, Some(Pos::new(2, 4 + 3 * 255)));
+    }
+
+    #[test]
+    fn namespace_limit() {
+        let decl = |i: usize| format!(" xmlns:p{i}='urn:{i}'");
+        let ok: String = (0..MAX_NAMESPACE_DECLS).map(decl).collect();
+        assert!(check(&format!("<r{ok}/>")).is_ok());
+        // Counted over the whole document, default namespaces included;
+        // an attribute value that looks like one is not.
+        let doc = format!("<r{ok}><a a=' xmlns=1'/><b\n xmlns='urn:x'/></r>");
+        let e = check(&doc).unwrap_err();
+        assert!(
+            e.to_string().contains("too many namespace declarations"),
+            "{e}"
+        );
+        let ConfError::Xml { pos, .. } = e else {
+            panic!()
+        };
+        assert_eq!(pos, Some(Pos::new(2, 2)));
+    }
+
+    #[test]
+    fn element_limit() {
+        let ok = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS - 1));
+        assert!(check(&ok).is_ok());
+        let bad = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS));
+        let e = check(&bad).unwrap_err();
+        assert!(e.to_string().contains("too many elements"), "{e}");
+    }
+}

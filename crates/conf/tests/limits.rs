@@ -1,0 +1,215 @@
+//! Bounded cost for any input (issue 12): limits on nesting, elements and
+//! kept-verbatim XML, output linear in the input, checks linear in the
+//! number of devices, duplicate pool entries refused with libvirt's texts.
+//!
+//! Sizes are compared by counting bytes. Where only time shows the
+//! difference, the test compares the time for N and 2N items measured
+//! back to back (best of several runs): about 2 when linear, about 4 when
+//! quadratic; no absolute threshold.
+
+use std::time::{Duration, Instant};
+
+use teamvirt_conf::parse::limits::{MAX_DEPTH, MAX_ELEMENTS, MAX_KEPT_ELEMENTS};
+use teamvirt_conf::validate::teaming;
+use teamvirt_conf::{AnyDef, DomainDef, NetworkDef};
+
+fn domain(devices: &str, metadata: &str) -> String {
+    format!(
+        "<domain type='kvm'><name>t</name><memory>1024</memory><os><type>hvm</type></os><metadata>{metadata}</metadata><devices>{devices}</devices></domain>"
+    )
+}
+
+fn err(xml: &str) -> String {
+    AnyDef::parse_str(xml, None)
+        .unwrap_err()
+        .to_diagnostic(None)
+        .message
+}
+
+/// Best-of-5 time of `f(n)`.
+fn best(f: &dyn Fn(usize), n: usize) -> Duration {
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            f(n);
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// time(2n) / time(n).
+fn growth(f: &dyn Fn(usize), n: usize) -> f64 {
+    f(n); // warm up
+    let a = best(f, n);
+    let b = best(f, 2 * n);
+    b.as_secs_f64() / a.as_secs_f64().max(1e-9)
+}
+
+#[test]
+fn deep_nesting_refused_with_position() {
+    // The issue's document: 12,400 levels in 37 KB.
+    let deep = domain(
+        &format!("{}{}", "<a>".repeat(12_400), "</a>".repeat(12_400)),
+        "",
+    );
+    let e = AnyDef::parse_str(&deep, None)
+        .unwrap_err()
+        .to_diagnostic(None);
+    assert_eq!(
+        e.message,
+        "XML error: document nesting too deep (more than 256 levels, libxml2's limit)"
+    );
+    let p = e.pos.unwrap();
+    assert_eq!(p.line, 1);
+    // <domain> is level 1, <devices> level 2: the 255th <a> is level 257.
+    let at = deep.find("<devices>").unwrap() + "<devices>".len() + 3 * 254;
+    assert_eq!(p.col as usize, at + 1);
+}
+
+#[test]
+fn kept_xml_output_is_linear() {
+    // 8,000 nested unknown elements were formatted as 128 MB. Within the
+    // depth limit, doubling the depth must about double the output.
+    let out = |depth: usize| {
+        let md = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        DomainDef::parse_str(&domain("", &md), None)
+            .unwrap()
+            .0
+            .to_xml()
+            .len()
+    };
+    let (small, big) = (out(120), out(240));
+    let ratio = big as f64 / small as f64;
+    assert!(ratio < 2.2, "{small} -> {big} bytes ({ratio:.2}x)");
+    // And in absolute terms: a few bytes of output per input byte.
+    let depth = MAX_DEPTH - 3;
+    let md = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+    assert!(out(depth) < 20 * md.len(), "{} bytes", out(depth));
+}
+
+#[test]
+fn kept_verbatim_elements_are_capped() {
+    let many = |n: usize| {
+        domain(
+            "",
+            &format!("<app:r xmlns:app='urn:a'>{}</app:r>", "<app:x/>".repeat(n)),
+        )
+    };
+    // <metadata> and <app:r> count too.
+    let (d, warnings) = DomainDef::parse_str(&many(MAX_KEPT_ELEMENTS - 2), None).unwrap();
+    assert_eq!(d.extra.len(), 1);
+    assert!(warnings.len() <= 101);
+    assert_eq!(
+        err(&many(MAX_KEPT_ELEMENTS - 1)),
+        "XML error: too much XML that teamvirt does not interpret and would keep verbatim (more than 20000 elements)"
+    );
+}
+
+#[test]
+fn element_count_is_capped() {
+    let xml = domain(&"<input type='tablet'/>".repeat(MAX_ELEMENTS), "");
+    assert_eq!(
+        err(&xml),
+        "XML error: document has too many elements (more than 100000)"
+    );
+}
+
+#[test]
+fn warnings_are_capped() {
+    let warnings = |n: usize| {
+        let xml = domain(&"<bogus/>".repeat(n), "");
+        DomainDef::parse_str(&xml, None).unwrap().1
+    };
+    let other = warnings(10).len() - 10;
+    let w = warnings(5_000);
+    assert_eq!(w.len(), 101);
+    assert_eq!(
+        w[100].message,
+        format!("{} more warning(s) not shown", 5_000 + other - 100)
+    );
+}
+
+fn pool(addrs: &[(u8, u8, u8)]) -> String {
+    let a: String = addrs
+        .iter()
+        .map(|(b, s, f)| {
+            format!("<address type='pci' domain='0' bus='{b}' slot='{s}' function='{f}'/>")
+        })
+        .collect();
+    format!(
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>{a}</forward></network>"
+    )
+}
+
+#[test]
+fn duplicate_pool_entries_refused_with_libvirts_text() {
+    let xml = pool(&[(3, 0, 1), (3, 0, 2), (3, 0, 1)]);
+    let e = AnyDef::parse_str(&xml, None)
+        .unwrap_err()
+        .to_diagnostic(None);
+    assert_eq!(
+        e.message,
+        "XML error: PCI device '0000:03:00.1' can only be listed once in network pool"
+    );
+    let third = xml.match_indices("<address").nth(2).unwrap().0;
+    assert_eq!(e.pos.unwrap().col as usize, third + 1);
+    let xml = "<network><name>pool</name><forward mode='passthrough'><interface dev='eth1'/><interface dev='eth2'/><interface dev='eth1'/></forward></network>";
+    assert_eq!(
+        err(xml),
+        "XML error: interface 'eth1' can only be listed once in network pool"
+    );
+    // Distinct entries are fine, however many.
+    let distinct: Vec<_> = (0..=255u8)
+        .flat_map(|b| (0..32u8).map(move |s| (b, s, 0)))
+        .collect();
+    let (n, _) = NetworkDef::parse_str(&pool(&distinct), None).unwrap();
+    assert_eq!(n.forward.unwrap().addresses.len(), 256 * 32);
+}
+
+#[test]
+fn pool_parse_is_linear() {
+    // One line of 65k addresses took 8.6 s: every position was counted
+    // from the start of its line.
+    let parse = |n: usize| {
+        let addrs: Vec<_> = (0..n)
+            .map(|i| ((i >> 8) as u8, (i & 31) as u8, ((i >> 5) & 7) as u8))
+            .collect();
+        let xml = pool(&addrs);
+        NetworkDef::parse_str(&xml, None).unwrap();
+    };
+    let g = growth(&parse, 4_000);
+    assert!(
+        g < 3.0,
+        "doubling the pool multiplied the parse time by {g:.2}"
+    );
+}
+
+#[test]
+fn teaming_checks_are_linear() {
+    // Every transient names a standby that does not exist: each lookup
+    // used to scan every interface (and every device) again.
+    let defs: Vec<(usize, DomainDef)> = [3_000usize, 6_000]
+        .iter()
+        .map(|&n| {
+            let nets: String = (0..n)
+                .map(|i| {
+                    format!(
+                        "<interface type='hostdev'><mac address='52:54:00:00:{:02x}:{:02x}'/><source><address type='pci' bus='{}' slot='{}' function='{}'/></source><teaming type='transient' persistent='ua-missing{i}'/></interface>",
+                        i >> 8 & 255, i & 255, (i >> 8) & 255, i & 31, (i >> 5) & 7
+                    )
+                })
+                .collect();
+            (n, DomainDef::parse_str(&domain(&nets, ""), None).unwrap().0)
+        })
+        .collect();
+    let check = |n: usize| {
+        let d = &defs.iter().find(|(k, _)| *k == n).unwrap().1;
+        assert!(teaming::checks(d).len() >= n);
+    };
+    let g = growth(&check, 3_000);
+    assert!(
+        g < 3.0,
+        "doubling the interfaces multiplied the check time by {g:.2}"
+    );
+}
