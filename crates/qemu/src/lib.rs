@@ -20,6 +20,8 @@ pub mod caps;
 pub mod command;
 /// Define-time defaults (libvirt's QEMU post-parse).
 pub mod defaults;
+/// Device hotplug planning (alias, hotplug PCI address, QMP arguments).
+pub mod hotplug;
 /// PCI address assignment (libvirt's `qemu_domain_address.c`).
 pub mod pci;
 /// `<interface type='network'>` resolution.

@@ -609,6 +609,49 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
     Ok(())
 }
 
+/// The PCI address of a device hot-plugged into a running domain, as
+/// libvirt's `qemuDomainEnsurePCIAddress` gives it: the running topology
+/// only (no controller can be added to a running guest), an address the
+/// XML gave is validated against it, else the first free slot on a bus
+/// that accepts hotplug (a `pcie-root-port` with hotplug on, never
+/// `pcie.0`). No slot left: libvirt's "No more available PCI slots".
+pub fn assign_hotplug_address(
+    def: &mut DomainDef,
+    r: DevRef,
+    caps: &QemuCaps,
+) -> Result<(), AssignError> {
+    let machine = def.machine().unwrap_or_default().to_string();
+    let max_idx: i64 = def
+        .devices
+        .controllers
+        .iter()
+        .filter(|c| c.type_ == "pci")
+        .map(|c| i64::from(c.index.unwrap_or(0)))
+        .max()
+        .unwrap_or(-1);
+    if max_idx < 0 {
+        return Ok(());
+    }
+    let f = Flags::for_domain(def, caps);
+    // Every present address is reserved here, the new device's too when
+    // its XML gave one (validated like any other).
+    let mut set = create_set(def, caps, (max_idx + 1) as usize, false, f)?;
+    reserve_chipset(def, &mut set, &machine, f)?;
+    if !wanted(def, r) {
+        return Ok(());
+    }
+    let flags = match r {
+        DevRef::Interface(i) if def.devices.interfaces[i].type_ == InterfaceType::Hostdev => f.pcie,
+        _ => connect_flags(def, r, f),
+    };
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let a = set.reserve_next(flags | Connect::HOTPLUGGABLE, None)?;
+    set_addr(def, r, a, None);
+    Ok(())
+}
+
 /// virDomainPCIAddressSetAllMulti: function 0 of a slot with other
 /// functions in use gets `multifunction='on'` unless set explicitly.
 fn set_all_multi(def: &mut DomainDef) {
