@@ -70,6 +70,12 @@ enum Command {
     Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
     /// Abort the running job (migration) of a domain; it rolls back.
     Domjobabort(cmd::domjobabort::DomjobabortArgs),
+    /// Hot-plug a NIC (teaming standby or primary) or PCI hostdev from XML.
+    AttachDevice(cmd::hotplug::AttachArgs),
+    /// Hot-unplug the NIC (by MAC) or hostdev (by host address) an XML names.
+    DetachDevice(cmd::hotplug::DetachArgs),
+    /// Hot-unplug the device with this alias.
+    DetachDeviceAlias(cmd::hotplug::DetachAliasArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +101,9 @@ fn main() -> ExitCode {
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
+        Command::AttachDevice(a) => cmd::hotplug::attach(a),
+        Command::DetachDevice(a) => cmd::hotplug::detach(a),
+        Command::DetachDeviceAlias(a) => cmd::hotplug::detach_alias(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

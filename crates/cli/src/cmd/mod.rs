@@ -5,6 +5,7 @@ pub mod domjobabort;
 pub mod domjobinfo;
 pub mod domxml_to_native;
 pub mod format;
+pub mod hotplug;
 pub mod migrate;
 pub mod net;
 pub mod qemu_opts;
