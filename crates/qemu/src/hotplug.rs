@@ -272,6 +272,35 @@ pub fn plan_attach(
     })
 }
 
+/// `device_add` (and `netdev_add`) arguments of the existing device
+/// `alias` of a live definition, as the builder makes them: what plugs a
+/// removed primary back with its alias, address and backend.
+pub fn device_args(
+    def: &DomainDef,
+    caps: &QemuCaps,
+    networks: &dyn NetworkSource,
+    alias: &str,
+    emulate_vf: bool,
+) -> Result<(Map<String, Value>, Option<Map<String, Value>>), HotplugError> {
+    let bopts = BuildOptions {
+        test_env: true,
+        emulate_vf,
+        ..Default::default()
+    };
+    let mut json_caps = caps.clone();
+    json_caps.flags.insert("device.json+hotplug".into());
+    json_caps.flags.insert("netdev.json".into());
+    let conv = convert(def.clone(), &json_caps, networks, &[], &bopts)?;
+    let args = &conv.built.cmd.argv;
+    let device =
+        find_json(args, "-device", alias).ok_or(HotplugError::NoDeviceArgs(alias.to_owned()))?;
+    let netdev = device
+        .get("netdev")
+        .and_then(Value::as_str)
+        .and_then(|id| find_json(args, "-netdev", id));
+    Ok((device, netdev))
+}
+
 fn dev_element(slot: Slot) -> &'static str {
     match slot {
         Slot::Interface(_) => "interface",

@@ -634,6 +634,54 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// `teaming DOMAIN --replug`: plug every primary the guest removed
+    /// (see [`PairState::removed`]) back, with its alias, PCI address and
+    /// the VF still held for it, then wait up to `wait` for the pairs to
+    /// work again. Returns the state of every pair.
+    pub fn replug(&self, name: &str, wait: Duration) -> Result<Vec<PairState>, RuntimeError> {
+        let rec = self.running(name)?;
+        let _l = self.sd.lock_domain(name)?;
+        let live = self.live_def(name)?;
+        let caps = self.caps(&emulator_of(&live))?;
+        let src = StateNetworks { sd: &self.sd };
+        let emulate = !rec.substitutions.is_empty();
+        block_on(async {
+            let q = run::connect(&rec, MONITOR_WAIT).await?;
+            let mut events = q.subscribe();
+            let states = teaming::query(&q, &rec.pairs)
+                .await
+                .map_err(|e| qemu_err("query-pci", e))?;
+            let todo: Vec<TeamingPair> = states
+                .iter()
+                .filter(|s| s.removed.is_some())
+                .map(|s| s.pair.clone())
+                .collect();
+            if todo.is_empty() {
+                return Ok(states);
+            }
+            for p in &todo {
+                let (device, netdev) = plan::device_args(&live, &caps, &src, &p.primary, emulate)
+                    .map_err(HotplugError::Plan)?;
+                if let Some(n) = netdev {
+                    // The guest's eject leaves the backend in place.
+                    match q.execute("netdev_add", Value::Object(n)).await {
+                        Ok(_) => {}
+                        Err(QmpError::Command { desc, .. }) if desc.contains("Duplicate") => {}
+                        Err(e) => return Err(qemu_err("netdev_add", e).into()),
+                    }
+                }
+                q.execute("device_add", Value::Object(device))
+                    .await
+                    .map_err(|e| qemu_err("device_add", e))?;
+            }
+            teaming::wait_negotiated(&q, &mut events, &rec.pairs, wait)
+                .await
+                .map_err(RuntimeError::from)
+        })?
+    }
+}
+
 /// What a detach names.
 enum Target<'a> {
     Device(&'a DeviceDef),
