@@ -44,6 +44,9 @@ pub enum HotplugError {
     NoDeviceArgs(String),
 }
 
+/// Arguments of one QMP command.
+pub type QmpArgs = Map<String, Value>;
+
 /// Where the new device sits in the planned definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -281,7 +284,7 @@ pub fn device_args(
     networks: &dyn NetworkSource,
     alias: &str,
     emulate_vf: bool,
-) -> Result<(Map<String, Value>, Option<Map<String, Value>>), HotplugError> {
+) -> Result<(QmpArgs, Option<QmpArgs>), HotplugError> {
     let bopts = BuildOptions {
         test_env: true,
         emulate_vf,
