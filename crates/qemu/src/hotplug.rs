@@ -384,7 +384,7 @@ pub fn netdev_of(args: &[String], device: &str) -> Option<String> {
 /// The device of `def` that `dev` names, the way libvirt's detach finds
 /// it: an interface by MAC (`virDomainNetFindIdx`; an alias or PCI address
 /// given in the XML must match too), a PCI hostdev by its host address.
-pub fn find_device(def: &DomainDef, dev: &DeviceDef) -> Option<Slot> {
+pub fn find_device(def: &DomainDef, dev: &DeviceDef) -> Result<Slot, FindError> {
     let info_matches = |want: &DeviceInfo, have: &DeviceInfo| {
         want.alias_name()
             .is_none_or(|a| have.alias_name() == Some(a))
@@ -393,20 +393,34 @@ pub fn find_device(def: &DomainDef, dev: &DeviceDef) -> Option<Slot> {
     match dev {
         DeviceDef::Interface(n) => {
             let mac = n.mac.as_ref().map(|m| m.address.to_string());
-            def.devices
+            // A teaming pair shares its MAC: the type tells standby from
+            // primary (a live XML shows a pool interface as its VF).
+            let same_type = |t: InterfaceType| {
+                t == n.type_ || (n.type_ == InterfaceType::Network && t == InterfaceType::Hostdev)
+            };
+            let hits: Vec<usize> = def
+                .devices
                 .interfaces
                 .iter()
-                .position(|x| {
+                .enumerate()
+                .filter(|(_, x)| {
                     mac.as_ref().is_none_or(|m| {
                         x.mac
                             .as_ref()
                             .is_some_and(|xm| xm.address.to_string().eq_ignore_ascii_case(m))
-                    }) && info_matches(&n.info, &x.info)
+                    }) && same_type(x.type_)
+                        && info_matches(&n.info, &x.info)
                 })
-                .map(Slot::Interface)
+                .map(|(i, _)| i)
+                .collect();
+            match hits.as_slice() {
+                [i] => Ok(Slot::Interface(*i)),
+                [] => Err(FindError::None),
+                _ => Err(FindError::Ambiguous),
+            }
         }
         DeviceDef::Hostdev(h) => {
-            let src = h.source.pci.as_ref()?;
+            let src = h.source.pci.as_ref().ok_or(FindError::None)?;
             def.devices
                 .hostdevs
                 .iter()
@@ -415,8 +429,18 @@ pub fn find_device(def: &DomainDef, dev: &DeviceDef) -> Option<Slot> {
                         && info_matches(&h.info, &x.info)
                 })
                 .map(Slot::Hostdev)
+                .ok_or(FindError::None)
         }
     }
+}
+
+/// Why [`find_device`] found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindError {
+    None,
+    /// Several interfaces match (libvirt: "multiple devices matching MAC
+    /// address ... found"); an alias in the XML picks one.
+    Ambiguous,
 }
 
 /// The device with QEMU id `alias` (interfaces and hostdevs).
@@ -469,7 +493,12 @@ pub fn primaries_of(def: &DomainDef, alias: &str) -> Vec<String> {
                 .filter(|h| named(h.teaming.as_ref()))
                 .map(|h| &h.info),
         )
-        .filter_map(|i| i.alias_name().map(str::to_owned))
+        .map(|i| {
+            i.alias_name().map_or_else(
+                || "a teaming primary without alias".to_owned(),
+                str::to_owned,
+            )
+        })
         .collect()
 }
 

@@ -129,7 +129,7 @@ fn libvirt_hotplug_cases() {
 
         // Detach (by the same XML, and by alias): the base comes back.
         let mut after = plan.def.clone();
-        let slot = find_device(&after, &dev).unwrap_or_else(|| panic!("{case}: not found"));
+        let slot = find_device(&after, &dev).unwrap_or_else(|e| panic!("{case}: {e:?}"));
         assert_eq!(find_alias(&after, "hostdev0"), Some(slot));
         remove_device(&mut after, slot);
         // (The plan names every device, so compare without aliases.)

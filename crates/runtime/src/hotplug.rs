@@ -54,6 +54,8 @@ pub enum HotplugError {
     NoAlias(String),
     #[error("device not found: {0}")]
     NotFound(String),
+    #[error("operation failed: multiple devices matching MAC address {0} found")]
+    Ambiguous(String),
     #[error("Requested operation is not valid: standby {standby} still has its failover primary {} attached; detach the primary first (teamvirt detach-device-alias DOMAIN {})", .primaries.join(", "), .primaries[0])]
     StandbyInUse {
         standby: String,
@@ -694,7 +696,14 @@ impl Target<'_> {
             Target::Alias(a) => {
                 plan::find_alias(def, a).ok_or_else(|| HotplugError::NoAlias((*a).to_owned()))
             }
-            Target::Device(d) => plan::find_device(def, d).ok_or_else(|| {
+            Target::Device(d) => plan::find_device(def, d).map_err(|e| {
+                if e == plan::FindError::Ambiguous {
+                    let mac = match d {
+                        DeviceDef::Interface(n) => n.mac.as_ref().map(|m| m.address.to_string()),
+                        DeviceDef::Hostdev(_) => None,
+                    };
+                    return HotplugError::Ambiguous(mac.unwrap_or_default());
+                }
                 HotplugError::NotFound(match d {
                     DeviceDef::Interface(n) => match &n.mac {
                         Some(m) => format!("no device matching MAC address {} found", m.address),
