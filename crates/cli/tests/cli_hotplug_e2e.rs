@@ -26,8 +26,6 @@ use common::Env;
 use serde_json::Value;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
 
-const MAC: &str = "52:54:00:12:34:56";
-
 const NET: &str = "<network>
   <name>vfpool</name>
   <forward mode='hostdev' managed='yes'>
