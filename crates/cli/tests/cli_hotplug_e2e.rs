@@ -346,3 +346,57 @@ fn standby_goes_last_and_config_edits() {
         "{err}"
     );
 }
+
+/// Every failure undoes what was done: a VF primary QEMU cannot take
+/// (no VF to bind here, no lab mode) gives its VF back, a device QEMU
+/// refuses leaves no backend behind (the same standby attaches cleanly
+/// afterwards), and the live XML and pairs are unchanged.
+#[test]
+fn failed_attach_is_undone() {
+    if qemu_or_skip("failed_attach_is_undone").is_none() {
+        return;
+    }
+    let _lock = guest_lock();
+    let e = Env::new();
+    let net = e.write("net.xml", NET);
+    e.ok(&["net-define", &net]);
+    // No kernel: QEMU runs the firmware only, which is all this needs.
+    let dom = domain("u", Path::new("/x"), Path::new("/y"), "", 4).replace(
+        "    <kernel>/x</kernel>\n    <initrd>/y</initrd>\n    <cmdline></cmdline>\n",
+        "",
+    );
+    let dom = e.write("u.xml", &dom);
+    e.ok(&["define", &dom]);
+    e.ok(&["start", "u", "--accel", "tcg"]);
+    let before = e.ok(&["dumpxml", "u"]);
+
+    // QEMU refuses the device (its ROM file does not exist).
+    let bad = e.write(
+        "bad-standby.xml",
+        &STANDBY.replace(
+            "</interface>",
+            "  <rom file='/nonexistent/teamvirt.rom'/>\n</interface>",
+        ),
+    );
+    let err = e.fail(&["attach-device", "u", &bad]);
+    assert!(
+        err.contains("unable to execute QEMU command 'device_add'"),
+        "{err}"
+    );
+    assert_eq!(e.ok(&["dumpxml", "u"]), before);
+
+    // Its backend went with it: the same standby now attaches.
+    let standby = e.write("standby.xml", STANDBY);
+    e.ok(&["attach-device", "u", &standby]);
+    let with_standby = e.ok(&["dumpxml", "u"]);
+
+    // A real VF (no lab mode) cannot be prepared on this host: the VF
+    // taken from the pool goes back, nothing is recorded.
+    let primary = e.write("primary.xml", PRIMARY);
+    e.fail(&["attach-device", "u", &primary]);
+    assert_eq!(e.vfs_used("vfpool"), 0);
+    assert_eq!(e.ok(&["dumpxml", "u"]), with_standby);
+    let t = e.json(&["teaming", "u", "--json"]);
+    assert!(t["pairs"].as_array().unwrap().is_empty(), "{t}");
+    e.ok(&["destroy", "u"]);
+}
