@@ -513,6 +513,142 @@ pub fn pci_of(info: &DeviceInfo) -> Option<&PciAddress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::NetworkMap;
+
+    fn caps() -> Option<QemuCaps> {
+        let corpus = teamvirt_testinfra::corpus_or_skip("hotplug teaming plans")?;
+        Some(
+            QemuCaps::from_libvirt_xml(corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"))
+                .unwrap(),
+        )
+    }
+
+    /// A running q35 domain with a standby and spare root ports, one of
+    /// them with hotplug off.
+    fn live(caps: &QemuCaps) -> DomainDef {
+        let xml = "<domain type='kvm'><name>d</name><memory unit='MiB'>128</memory>
+          <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
+          <controller type='pci' index='0' model='pcie-root'/>
+          <controller type='pci' index='1' model='pcie-root-port'/>
+          <controller type='pci' index='2' model='pcie-root-port'><target hotplug='off'/></controller>
+          <controller type='pci' index='3' model='pcie-root-port'/>
+          <controller type='pci' index='4' model='pcie-root-port'/>
+          <controller type='pci' index='5' model='pcie-root-port'/>
+          <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/>
+            <teaming type='persistent'/><alias name='ua-sb'/></interface>
+          <memballoon model='none'/>
+          </devices></domain>";
+        let def = DomainDef::parse_str(xml, None).unwrap().0;
+        let conv = convert(
+            def,
+            caps,
+            &NetworkMap::default(),
+            &[],
+            &BuildOptions::default(),
+        )
+        .unwrap();
+        let mut d = conv.def.clone();
+        aliases::apply(&mut d, &conv.built.aliases);
+        d
+    }
+
+    const PRIMARY: &str = "<hostdev mode='subsystem' type='pci' managed='yes'><source>
+        <address domain='0x0000' bus='0x5e' slot='0x00' function='0x3'/></source>
+        <teaming type='transient' persistent='ua-sb'/></hostdev>";
+
+    /// A hostdev primary goes on a free root port that accepts hotplug
+    /// (never pcie.0, never the hotplug='off' port), paired with the
+    /// standby; in lab mode it is the emulated e1000e with its backend.
+    #[test]
+    fn transient_hostdev_on_a_hotpluggable_root_port() {
+        let Some(caps) = caps() else { return };
+        let live = live(&caps);
+        let used: Vec<u8> = live
+            .devices
+            .interfaces
+            .iter()
+            .filter_map(|n| pci_of(&n.info).map(|p| p.bus))
+            .chain(
+                live.devices
+                    .controllers
+                    .iter()
+                    .filter(|c| c.type_ == "usb")
+                    .filter_map(|c| pci_of(&c.info).map(|p| p.bus)),
+            )
+            .collect();
+        let (dev, _) = DeviceDef::parse_str(PRIMARY, None).unwrap();
+        let p = plan_attach(
+            &live,
+            dev.clone(),
+            &caps,
+            &NetworkMap::default(),
+            &[],
+            &BuildOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.alias, "hostdev0");
+        assert_eq!(p.device["driver"], "vfio-pci");
+        assert_eq!(p.device["failover_pair_id"], "ua-sb");
+        let bus = p.device["bus"].as_str().unwrap().to_owned();
+        assert!(bus.starts_with("pci.") && bus != "pci.2", "{bus}");
+        let n: u8 = bus["pci.".len()..].parse().unwrap();
+        assert!(!used.contains(&n), "{bus} already used: {used:?}");
+        assert!(p.netdev.is_none());
+
+        let lab = BuildOptions {
+            emulate_vf: true,
+            ..Default::default()
+        };
+        let p = plan_attach(&live, dev, &caps, &NetworkMap::default(), &[], &lab).unwrap();
+        assert_eq!(p.device["driver"], "e1000e");
+        assert_eq!(p.device["mac"], "52:54:00:00:00:01");
+        assert_eq!(p.netdev.as_ref().unwrap()["type"], "user");
+        assert_eq!(p.argv.len(), 4, "{:?}", p.argv);
+    }
+
+    /// No free hot-pluggable port left: libvirt's error, and a primary
+    /// naming a standby the domain lacks is refused.
+    #[test]
+    fn no_slot_and_no_standby() {
+        let Some(caps) = caps() else { return };
+        let mut live = live(&caps);
+        let mut n = 0;
+        let err = loop {
+            let (dev, _) = DeviceDef::parse_str(
+                &format!("<interface type='user'><mac address='52:54:00:00:01:{n:02x}'/><model type='virtio'/></interface>"),
+                None,
+            )
+            .unwrap();
+            match plan_attach(
+                &live,
+                dev,
+                &caps,
+                &NetworkMap::default(),
+                &[],
+                &BuildOptions::default(),
+            ) {
+                Ok(p) => live = p.def,
+                Err(e) => break e,
+            }
+            n += 1;
+            assert!(n < 10, "slots never ran out");
+        };
+        assert_eq!(err, HotplugError::NoSlots);
+        let (dev, _) = DeviceDef::parse_str(&PRIMARY.replace("ua-sb", "ua-other"), None).unwrap();
+        let err = plan_attach(
+            &live,
+            dev,
+            &caps,
+            &NetworkMap::default(),
+            &[],
+            &BuildOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, HotplugError::NoStandby { ref standby, .. } if standby == "ua-other"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn options_by_id_in_both_syntaxes() {
