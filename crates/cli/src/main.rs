@@ -103,6 +103,12 @@ enum Command {
     Completions(cmd::docs::CompletionsArgs),
     /// Write man pages: teamvirt.1 and one teamvirt-VERB.1 per verb.
     Man(cmd::docs::ManArgs),
+    /// Hot-plug a NIC (teaming standby or primary) or PCI hostdev from XML.
+    AttachDevice(cmd::hotplug::AttachArgs),
+    /// Hot-unplug the NIC (by MAC) or hostdev (by host address) an XML names.
+    DetachDevice(cmd::hotplug::DetachArgs),
+    /// Hot-unplug the device with this alias.
+    DetachDeviceAlias(cmd::hotplug::DetachAliasArgs),
 }
 
 fn main() -> ExitCode {
@@ -145,6 +151,9 @@ fn main() -> ExitCode {
         Command::Edit(a) => cmd::edit::run(a),
         Command::Completions(a) => cmd::docs::completions(a, Cli::command()),
         Command::Man(a) => cmd::docs::man(a, Cli::command()),
+        Command::AttachDevice(a) => cmd::hotplug::attach(a),
+        Command::DetachDevice(a) => cmd::hotplug::detach(a),
+        Command::DetachDeviceAlias(a) => cmd::hotplug::detach_alias(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

@@ -73,4 +73,4 @@ pub mod format;
 pub mod parse;
 pub mod validate;
 
-pub use parse::{bytes_to_text, read_xml_file, AnyDef};
+pub use parse::{bytes_to_text, read_xml_file, AnyDef, DeviceDef};

@@ -53,7 +53,8 @@ fn every_corpus_document_parses() {
             "domain" => DomainDef::load(&f).map(|(_, w)| w),
             "network" => NetworkDef::load(&f).map(|(_, w)| w),
             "networkport" => NetworkPortDef::load(&f).map(|(_, w)| w),
-            "hostdev" => continue, // hotplug device snippet, not a document
+            // Hotplug device documents (qemuhotplugtestdevices).
+            "interface" | "hostdev" => teamvirt_conf::DeviceDef::load(&f).map(|(_, w)| w),
             other => panic!("{}: unexpected root {other}", f.display()),
         };
         match res {

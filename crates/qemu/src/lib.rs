@@ -22,6 +22,8 @@ pub mod command;
 pub mod defaults;
 /// Default directories (state root, capability cache).
 pub mod dirs;
+/// Device hotplug planning (alias, hotplug PCI address, QMP arguments).
+pub mod hotplug;
 /// PCI address assignment (libvirt's `qemu_domain_address.c`).
 pub mod pci;
 /// `<interface type='network'>` resolution.

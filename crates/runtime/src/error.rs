@@ -71,6 +71,8 @@ pub enum RuntimeError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Teaming(#[from] TeamingError),
+    #[error(transparent)]
+    Hotplug(#[from] crate::hotplug::HotplugError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -346,6 +346,62 @@ impl HostPrep {
     }
 }
 
+/// Hotplug: prepare more VFs of a running domain, adding them to what
+/// its run directory records (start's [`HostPrep::prepare_recorded`]
+/// replaces the record).
+pub fn prepare_more_recorded(
+    host: &HostPrep,
+    run_dir: &Path,
+    reqs: &[VfRequest],
+) -> Result<(), HostdevError> {
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    let path = run_dir.join(RECORD);
+    let corrupt = |reason: String| HostdevError::Record {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut rec = match read_optional(&path).map_err(|e| corrupt(e.to_string()))? {
+        Some(t) => serde_json::from_str::<Record>(&t).map_err(|e| corrupt(e.to_string()))?,
+        None => Record {
+            host: host.clone(),
+            vfs: Vec::new(),
+        },
+    };
+    let done = rec.host.prepare(reqs)?;
+    rec.vfs.extend(done.iter().cloned());
+    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
+    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+        rec.host.release(&done);
+        return Err(corrupt(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Hotplug: undo the host preparation of one VF (`address`) of a running
+/// domain and drop it from the record. Returns the steps that failed.
+pub fn release_recorded_one(run_dir: &Path, address: &str) -> Vec<String> {
+    let path = run_dir.join(RECORD);
+    let mut rec = match read_optional(&path) {
+        Ok(Some(t)) => match serde_json::from_str::<Record>(&t) {
+            Ok(r) => r,
+            Err(e) => return vec![format!("{} is corrupt: {e}", path.display())],
+        },
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![format!("{}: {e}", path.display())],
+    };
+    let (gone, kept): (Vec<PreparedVf>, Vec<PreparedVf>) =
+        rec.vfs.into_iter().partition(|v| v.address == address);
+    let mut problems = rec.host.release(&gone);
+    rec.vfs = kept;
+    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
+    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+        problems.push(e.to_string());
+    }
+    problems
+}
+
 /// Undo what [`HostPrep::prepare_recorded`] did for a run directory (with
 /// the host it recorded) and forget it. Returns the steps that failed.
 pub fn release_recorded(run_dir: &Path) -> Vec<String> {

@@ -22,6 +22,8 @@ pub mod domlog;
 pub mod error;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
 pub mod hostdev;
+/// attach-device / detach-device on running and defined domains.
+pub mod hotplug;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 /// flock-based advisory locks.

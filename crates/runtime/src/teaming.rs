@@ -72,18 +72,29 @@ pub struct PairState {
     /// VIRTIO_NET_F_STANDBY among the standby's guest-acked features
     /// (`x-query-virtio-status`); `None` when QEMU cannot tell.
     pub standby_feature_acked: Option<bool>,
+    /// The primary is gone from QEMU although the guest negotiated: the
+    /// guest ejected it, or a cancelled migration's unplug completed
+    /// (QEMU never plugs it back). Its VF stays held for it, so
+    /// `teaming --replug` plugs it again with the same alias and address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 impl PairState {
     /// Would the guest bond this pair?
     pub fn is_working(&self) -> bool {
-        self.negotiated && self.mac_match
+        self.negotiated && self.mac_match && self.removed.is_none()
     }
 
     /// Why the pair does not work (for error messages).
     pub fn problem(&self) -> Option<String> {
         let p = &self.pair;
-        if !self.negotiated {
+        if let Some(why) = &self.removed {
+            Some(format!(
+                "pair {} (standby) / {} (primary): {why}",
+                p.standby, p.primary
+            ))
+        } else if !self.negotiated {
             Some(format!(
                 "pair {} (standby) / {} (primary): the guest did not negotiate failover on {}: its virtio-net driver lacks VIRTIO_NET_F_STANDBY support (no net_failover/failover modules, or virtio_net not loaded), so QEMU keeps {} hidden",
                 p.standby, p.primary, p.standby, p.primary
@@ -159,11 +170,27 @@ pub async fn query(qmp: &Qmp, pairs: &[TeamingPair]) -> Result<Vec<PairState>, Q
     let pci = pci_device_ids(qmp).await?;
     let mut out = Vec::with_capacity(pairs.len());
     for p in pairs {
+        let acked = standby_feature_acked(qmp, &p.standby).await;
+        let exists = periph.contains(&p.primary);
+        // A primary QEMU no longer has while the standby's STANDBY feature
+        // is acked was not hidden: it was removed (QEMU only creates it
+        // once, at negotiation).
+        let removed = (!exists && acked == Some(true)).then(|| {
+            format!(
+                "primary {} was unplugged and removed from the guest (the guest ejected it, or a cancelled migration left it unplugged); the guest runs on standby {} alone{}; `teamvirt teaming DOMAIN --replug` plugs it again",
+                p.primary,
+                p.standby,
+                p.vf.as_deref()
+                    .map(|v| format!(", VF {v} stays held for it"))
+                    .unwrap_or_default()
+            )
+        });
         out.push(PairState {
-            negotiated: periph.contains(&p.primary),
+            negotiated: exists || removed.is_some(),
             plugged: pci.contains(&p.primary),
             mac_match: p.mac_match(),
-            standby_feature_acked: standby_feature_acked(qmp, &p.standby).await,
+            standby_feature_acked: acked,
+            removed,
             pair: p.clone(),
         });
     }
@@ -236,6 +263,7 @@ mod tests {
             plugged: neg,
             mac_match: p.mac_match(),
             standby_feature_acked: None,
+            removed: None,
             pair: p,
         };
         let ok = st(true, pair("52:54:00:00:00:01", "52:54:00:00:00:01"));
@@ -257,6 +285,7 @@ mod tests {
             plugged: false,
             mac_match: true,
             standby_feature_acked: Some(true),
+            removed: None,
             pair: pair("a", "a"),
         };
         let v = serde_json::to_value(&s).unwrap();

@@ -353,6 +353,10 @@ pub struct TeamingArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Plug back every primary the guest removed (same alias, address and
+    /// VF), then wait up to SECONDS (default 60) for the pairs to negotiate.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
+    pub replug: Option<u64>,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -370,7 +374,10 @@ fn yes_no(b: bool) -> &'static str {
 /// guest acks VIRTIO_NET_F_STANDBY), whether the primary is plugged into
 /// the guest's PCI bus, and the VF it uses.
 pub fn teaming(a: TeamingArgs) -> ExitCode {
-    let states = match a.state.open().and_then(|rt| rt.teaming(&a.domain)) {
+    let states = match a.state.open().and_then(|rt| match a.replug {
+        Some(secs) => rt.replug(&a.domain, Duration::from_secs(secs)),
+        None => rt.teaming(&a.domain),
+    }) {
         Ok(s) => s,
         Err(e) => {
             return report_domain(

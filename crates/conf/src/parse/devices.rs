@@ -244,7 +244,7 @@ fn controller(mut el: El, cx: &mut Ctx) -> R<Controller> {
     Ok(c)
 }
 
-fn hostdev(mut el: El, cx: &mut Ctx) -> R<Hostdev> {
+pub(crate) fn hostdev(mut el: El, cx: &mut Ctx) -> R<Hostdev> {
     let mut h = Hostdev {
         pos: el.pos,
         ..Default::default()

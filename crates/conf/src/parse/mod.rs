@@ -7,6 +7,7 @@
 //! the model are kept and reported as warnings.
 
 mod common;
+mod device;
 mod devices;
 mod domain;
 mod interface;
@@ -24,6 +25,7 @@ use crate::model::{RawAttr, RawElement, RawNode};
 
 pub use common::is_valid_user_alias;
 pub(crate) use common::*;
+pub use device::DeviceDef;
 pub use domain::{memory_kib, scale_integer};
 
 /// Read a file as XML text: size-capped (checked before and while reading),

@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use super::alloc::{AddressSet, BusModel, Connect, PciAddr, PciError};
 use crate::caps::QemuCaps;
-use crate::defaults::{insert_controller, is_i440fx, is_q35};
+use crate::defaults::{is_i440fx, is_q35};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AssignError {
@@ -600,7 +600,11 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
             continue;
         }
         let model = set.buses[i].model.unwrap_or(BusModel::PciBridge);
-        insert_controller(def, Controller::new("pci", i as u32, Some(model.name())));
+        // libvirt's virDomainDefAddController appends: the controllers
+        // the definition lists keep their order, new ones come last.
+        def.devices
+            .controllers
+            .push(Controller::new("pci", i as u32, Some(model.name())));
         if !matches!(model, BusModel::PciRoot | BusModel::PcieRoot) {
             set.reserve_next(model.connect_type(), None)?;
         }
@@ -613,6 +617,49 @@ pub fn assign_pci_addresses(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), 
     assign_slots(def, &mut set, f)?;
     set_all_multi(def);
     controller_defaults(def, caps)?;
+    Ok(())
+}
+
+/// The PCI address of a device hot-plugged into a running domain, as
+/// libvirt's `qemuDomainEnsurePCIAddress` gives it: the running topology
+/// only (no controller can be added to a running guest), an address the
+/// XML gave is validated against it, else the first free slot on a bus
+/// that accepts hotplug (a `pcie-root-port` with hotplug on, never
+/// `pcie.0`). No slot left: libvirt's "No more available PCI slots".
+pub fn assign_hotplug_address(
+    def: &mut DomainDef,
+    r: DevRef,
+    caps: &QemuCaps,
+) -> Result<(), AssignError> {
+    let machine = def.machine().unwrap_or_default().to_string();
+    let max_idx: i64 = def
+        .devices
+        .controllers
+        .iter()
+        .filter(|c| c.type_ == "pci")
+        .map(|c| i64::from(c.index.unwrap_or(0)))
+        .max()
+        .unwrap_or(-1);
+    if max_idx < 0 {
+        return Ok(());
+    }
+    let f = Flags::for_domain(def, caps);
+    // Every present address is reserved here, the new device's too when
+    // its XML gave one (validated like any other).
+    let mut set = create_set(def, caps, (max_idx + 1) as usize, false, f)?;
+    reserve_chipset(def, &mut set, &machine, f)?;
+    if !wanted(def, r) {
+        return Ok(());
+    }
+    let flags = match r {
+        DevRef::Interface(i) if def.devices.interfaces[i].type_ == InterfaceType::Hostdev => f.pcie,
+        _ => connect_flags(def, r, f),
+    };
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let a = set.reserve_next(flags | Connect::HOTPLUGGABLE, None)?;
+    set_addr(def, r, a, None);
     Ok(())
 }
 
@@ -711,4 +758,49 @@ fn controller_defaults(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), Assig
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Root ports define adds go after every controller the definition
+    /// lists (libvirt appends them), not next to the listed root ports.
+    #[test]
+    fn auto_added_root_ports_come_last() {
+        let xml = "<domain type='kvm'><name>d</name><memory unit='MiB'>128</memory>
+          <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
+          <controller type='pci' index='0' model='pcie-root'/>
+          <controller type='pci' index='1' model='pcie-root-port'/>
+          <controller type='usb' index='0' model='qemu-xhci'/>
+          <controller type='sata' index='0'/>
+          <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>
+          <interface type='user'><mac address='52:54:00:00:00:02'/><model type='virtio'/></interface>
+          </devices></domain>";
+        let mut def = DomainDef::parse_str(xml, None).unwrap().0;
+        let caps = QemuCaps::from_flags(
+            "/usr/bin/qemu-system-x86_64",
+            "x86_64",
+            ["pcie-root-port", "qemu-xhci", "virtio-pci-non-transitional"],
+        );
+        assign_pci_addresses(&mut def, &caps).unwrap();
+        let order: Vec<(String, u32)> = def
+            .devices
+            .controllers
+            .iter()
+            .map(|c| (c.type_.clone(), c.index.unwrap_or(0)))
+            .collect();
+        let pos = |t: &str, i: u32| order.iter().position(|x| x.0 == t && x.1 == i).unwrap();
+        assert!(order.len() > 4, "{order:?}");
+        assert_eq!(
+            &order[..4],
+            &[
+                ("pci".to_string(), 0),
+                ("pci".to_string(), 1),
+                ("usb".to_string(), 0),
+                ("sata".to_string(), 0),
+            ]
+        );
+        assert!(pos("pci", 2) > pos("sata", 0), "{order:?}");
+    }
 }
