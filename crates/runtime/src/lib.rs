@@ -32,6 +32,8 @@ pub mod pool;
 pub mod process;
 /// Launching and finding running QEMUs (XML-agnostic).
 pub mod run;
+/// The state directory as a trust boundary: ownership, modes, no links.
+pub mod safefs;
 /// `start`: definition to running QEMU.
 pub mod start;
 /// State directory layout, atomic writes.

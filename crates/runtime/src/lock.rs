@@ -2,11 +2,12 @@
 //! released by the kernel when the holder dies, so a crashed `teamvirt`
 //! never leaves a stale lock behind.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::safefs::{open_file, Access, OpenError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +16,8 @@ pub enum LockError {
     Open { path: PathBuf, source: io::Error },
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Untrusted(#[from] crate::safefs::Untrusted),
 }
 
 /// Shared (readers) or exclusive (writers).
@@ -43,17 +46,17 @@ impl FileLock {
     }
 
     fn take(path: &Path, mode: LockMode, block: bool) -> Result<Option<FileLock>, LockError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| LockError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        // Never through a link (`locks/x.lock -> /etc/shadow`) nor a FIFO.
+        let file = match open_file(path, Access::ReadWriteCreate(0o600)) {
+            Ok(f) => f,
+            Err(OpenError::Untrusted(u)) => return Err(u.into()),
+            Err(OpenError::Io(source)) => {
+                return Err(LockError::Open {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
         let mut op = match mode {
             LockMode::Shared => libc::LOCK_SH,
             LockMode::Exclusive => libc::LOCK_EX,

@@ -144,6 +144,7 @@ pub fn spawn_detached(
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(log)
         .map_err(|source| ProcessError::Log {
             path: log.to_owned(),

@@ -8,7 +8,7 @@
 //! `-incoming defer`), [`RunRecord::load`]/[`RunRecord::save`] to read or
 //! move ownership of a running domain, [`connect`] for its QMP.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -103,7 +103,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of `name` in `sd`, if any.
     pub fn load(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
-        let p = sd.run_paths(name)?;
+        let p = sd.checked_run_paths(name)?;
         match read_optional(&p.state_json)? {
             None => Ok(None),
             Some(s) => serde_json::from_str(&s)
@@ -347,18 +347,25 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // A stale socket from a dead QEMU would make connect fail confusingly.
     remove_optional(&paths.qmp_sock)?;
     write_atomic(&paths.live_xml, spec.live_xml.as_bytes(), 0o600)?;
-    // QEMU creates files with the umask; make ours private up front (it
-    // truncates or appends, which keeps the mode).
-    if let Some(log) = spec
-        .serial_log
-        .as_ref()
-        .filter(|l| l.starts_with(&paths.dir))
+    // QEMU opens its log files by name, as root: each must be a regular
+    // file of ours, never a link planted there (`serial.log -> /etc/x`).
+    // Created private up front (QEMU truncates or appends, keeping the mode).
+    for log in [Some(&paths.qemu_log), spec.serial_log.as_ref()]
+        .into_iter()
+        .flatten()
     {
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(log);
+        // A file the definition names elsewhere is the user's business.
+        if !log.starts_with(&paths.dir) {
+            continue;
+        }
+        crate::safefs::open_file(log, crate::safefs::Access::Append(0o600))
+            .map_err(|e| StateError::from((log.as_path(), e)))?;
+        crate::safefs::check_file_for_qemu(log)
+            .map_err(|source| StateError::Io {
+                path: log.clone(),
+                source,
+            })?
+            .map_err(StateError::from)?;
     }
     // Mark where this start's log begins, so errors show only its output.
     let log_start = std::fs::metadata(&paths.qemu_log)
@@ -404,8 +411,11 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         Ok(q) => q,
         Err(e) => return Err(fail(e)),
     };
-    // The directory is private already; the socket itself should be too.
-    let _ = std::fs::set_permissions(&paths.qmp_sock, std::fs::Permissions::from_mode(0o600));
+    // The directory is private already; the socket itself should be too
+    // (only if it is the socket: chmod follows links).
+    if std::fs::symlink_metadata(&paths.qmp_sock).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::set_permissions(&paths.qmp_sock, std::fs::Permissions::from_mode(0o600));
+    }
     let events = qmp.subscribe();
     if !spec.incoming {
         if let Err(source) = qmp.execute("cont", serde_json::Value::Null).await {
