@@ -315,6 +315,11 @@ impl Runtime {
         let Some(rec) = RunRecord::load(&self.sd, name)? else {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         };
+        // The record is a file: the kernel must confirm the pid is this
+        // domain's QEMU before it gets a signal.
+        if rec.is_alive() {
+            crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
+        }
         rec.proc.kill_painfully(Duration::from_secs(10))?;
         Ok(run::cleanup_dead(&self.sd, name)?)
     }

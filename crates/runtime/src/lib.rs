@@ -18,6 +18,8 @@ pub mod domain;
 pub mod error;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
 pub mod hostdev;
+/// Is a recorded pid really the domain's QEMU (checked in /proc)?
+pub mod identity;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 /// flock-based advisory locks.

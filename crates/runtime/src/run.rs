@@ -30,6 +30,8 @@ pub enum RunError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
