@@ -101,46 +101,66 @@ fn opens_socket(argv: &[String], sock: &Path) -> bool {
     })
 }
 
-/// Why `pid` is not domain `name`'s QEMU (None: it is).
-fn mismatch(sd: &StateDir, name: &str, proc: &ProcId) -> Option<String> {
-    if !proc.is_alive() {
-        return Some(format!(
-            "no process {} with the recorded start time is running",
-            proc.pid
-        ));
+/// What a domain's QEMU looks like to the kernel.
+struct Expected {
+    emulator: PathBuf,
+    resolved: Option<PathBuf>,
+    sock: PathBuf,
+}
+
+impl Expected {
+    fn of(sd: &StateDir, name: &str) -> Option<Expected> {
+        let emulator = definition_emulator(sd, name);
+        Some(Expected {
+            resolved: resolve_program(&emulator),
+            emulator,
+            sock: sd.run_paths(name).ok()?.qmp_sock,
+        })
     }
-    let want = definition_emulator(sd, name);
-    let Some(want_path) = resolve_program(&want) else {
-        return Some(format!(
-            "the domain's emulator {} cannot be found",
-            want.display()
-        ));
-    };
-    let Some(exe) = exe_of(proc.pid) else {
-        return Some(format!("/proc/{}/exe cannot be read", proc.pid));
-    };
-    if exe != want_path {
-        return Some(format!(
-            "/proc/{}/exe is {}, the domain's emulator is {}",
-            proc.pid,
-            exe.display(),
-            want_path.display()
-        ));
+
+    /// Why `proc` is not this QEMU (None: it is).
+    fn mismatch(&self, proc: &ProcId) -> Option<String> {
+        if !proc.is_alive() {
+            return Some(format!(
+                "no process {} with the recorded start time is running",
+                proc.pid
+            ));
+        }
+        let Some(want) = &self.resolved else {
+            return Some(format!(
+                "the domain's emulator {} cannot be found",
+                self.emulator.display()
+            ));
+        };
+        let Some(exe) = exe_of(proc.pid) else {
+            return Some(format!("/proc/{}/exe cannot be read", proc.pid));
+        };
+        if &exe != want {
+            return Some(format!(
+                "/proc/{}/exe is {}, the domain's emulator is {}",
+                proc.pid,
+                exe.display(),
+                want.display()
+            ));
+        }
+        let argv = cmdline_of(proc.pid).unwrap_or_default();
+        if !opens_socket(&argv, &self.sock) {
+            return Some(format!(
+                "its command line does not open the domain's monitor {}",
+                self.sock.display()
+            ));
+        }
+        None
     }
-    let sock = sd.run_paths(name).ok()?.qmp_sock;
-    let argv = cmdline_of(proc.pid).unwrap_or_default();
-    if !opens_socket(&argv, &sock) {
-        return Some(format!(
-            "its command line does not open the domain's monitor {}",
-            sock.display()
-        ));
-    }
-    None
 }
 
 /// Check that `proc` (from a run record) is domain `name`'s QEMU.
 pub fn verify(sd: &StateDir, name: &str, proc: &ProcId) -> Result<(), IdentityError> {
-    match mismatch(sd, name, proc) {
+    let reason = match Expected::of(sd, name) {
+        Some(e) => e.mismatch(proc),
+        None => Some("invalid domain name".into()),
+    };
+    match reason {
         None => Ok(()),
         Some(reason) => Err(IdentityError::Mismatch {
             name: name.to_owned(),
@@ -154,7 +174,7 @@ pub fn verify(sd: &StateDir, name: &str, proc: &ProcId) -> Result<(), IdentityEr
 /// says (executable = the definition's emulator, command line opening the
 /// domain's QMP socket), whatever the run record says.
 pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
+    let (Some(want), Ok(rd)) = (Expected::of(sd, name), std::fs::read_dir("/proc")) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -162,11 +182,14 @@ pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Some(proc) = ProcId::of(pid) else {
+        // Cheap filter first: the command line must name the socket.
+        if !cmdline_of(pid).is_some_and(|a| opens_socket(&a, &want.sock)) {
             continue;
-        };
-        if mismatch(sd, name, &proc).is_none() {
-            out.push(proc);
+        }
+        if let Some(proc) = ProcId::of(pid) {
+            if want.mismatch(&proc).is_none() {
+                out.push(proc);
+            }
         }
     }
     out

@@ -87,6 +87,16 @@ impl FileLock {
         }
     }
 
+    /// Say who holds the lock (`PID WHAT` in the file), so that a command
+    /// waiting for it can tell the user what it waits for.
+    pub fn note_holder(&self, what: &str) {
+        use std::os::unix::fs::FileExt;
+        let line = format!("{} {what}\n", std::process::id());
+        if self.file.set_len(0).is_ok() {
+            let _ = self.file.write_at(line.as_bytes(), 0);
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -96,6 +106,18 @@ impl FileLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Who noted holding the lock at `path` ([`FileLock::note_holder`]), if
+/// that process still runs: its pid and what it does.
+pub fn holder(path: &Path) -> Option<(i32, String)> {
+    let mut f = open_file(path, Access::Read).ok()?;
+    let mut s = String::new();
+    io::Read::read_to_string(&mut io::Read::take(&mut f, 4096), &mut s).ok()?;
+    let (pid, what) = s.trim().split_once(' ')?;
+    let pid: i32 = pid.parse().ok()?;
+    crate::process::ProcId::of(pid)?;
+    Some((pid, what.to_owned()))
 }
 
 #[cfg(test)]

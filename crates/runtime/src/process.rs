@@ -54,6 +54,11 @@ impl ProcId {
         }
     }
 
+    /// Stopped by a signal (SIGSTOP) or a tracer: alive but answering nothing.
+    pub fn is_stopped(&self) -> bool {
+        matches!(read_stat(self.pid), Some(st) if st.start_time == self.start_time && (st.state == 'T' || st.state == 't'))
+    }
+
     /// Send a signal (only if the process is still this one).
     pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         if !self.is_alive() {

@@ -49,8 +49,12 @@ pub enum RunError {
     Qmp { name: String, source: QmpError },
     #[error("internal error: QMP monitor of domain '{name}' is busy: another teamvirt command is connected to it (QEMU serves one client at a time); retry when it finishes")]
     MonitorBusy { name: String },
-    #[error("internal error: run record {path} is corrupt: {reason}")]
-    Corrupt { path: String, reason: String },
+    #[error("internal error: QEMU of domain '{name}' (pid {pid}) is not responding: the process is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it, `teamvirt destroy {name}` stops it")]
+    Stopped { name: String, pid: i32 },
+    /// The record cannot be read: the domain's state is unknown, never
+    /// taken as "shut off" (its QEMU may run and hold VFs).
+    #[error("state of domain '{name}' is damaged: {reason}; `teamvirt destroy --force {name}` stops its QEMU if one runs and cleans up")]
+    Damaged { name: String, reason: String },
     #[error("internal error: QMP socket path {} is too long for a unix socket ({len} > 107 bytes); use a shorter --state-dir", .path.display())]
     SocketPathTooLong { path: PathBuf, len: usize },
 }
@@ -105,16 +109,32 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of `name` in `sd`, if any.
     pub fn load(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
-        let p = sd.checked_run_paths(name)?;
-        match read_optional(&p.state_json)? {
-            None => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| RunError::Corrupt {
-                    path: p.state_json.display().to_string(),
-                    reason: e.to_string(),
-                }),
+        let damaged = |reason: String| RunError::Damaged {
+            name: name.to_owned(),
+            reason,
+        };
+        let p = sd
+            .checked_run_paths(name)
+            .map_err(|e| damaged(e.to_string()))?;
+        let text = match read_optional(&p.state_json) {
+            Ok(None) => return Ok(None),
+            Ok(Some(s)) => s,
+            Err(e) => return Err(damaged(e.to_string())),
+        };
+        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| {
+            damaged(format!(
+                "run record {} is unreadable ({e})",
+                p.state_json.display()
+            ))
+        })?;
+        if rec.name != name {
+            return Err(damaged(format!(
+                "run record {} is for domain '{}'",
+                p.state_json.display(),
+                rec.name
+            )));
         }
+        Ok(Some(rec))
     }
 
     /// Write the record (and the plain `pid` file) into `sd`'s run dir
@@ -179,6 +199,7 @@ pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> 
 /// another process holds the domain lock (it is starting or stopping it).
 pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
     let Some(rec) = RunRecord::load(sd, name)? else {
+        check_no_orphan_qemu(sd, name)?;
         return Ok(None);
     };
     if rec.is_alive() {
@@ -188,6 +209,30 @@ pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError>
         cleanup_dead(sd, name)?;
     }
     Ok(None)
+}
+
+/// A domain without a run record whose QEMU runs anyway (the record was
+/// deleted): damaged, not shut off. Only looked for while a live XML says
+/// it was started and nobody is starting it right now (cheap otherwise).
+fn check_no_orphan_qemu(sd: &StateDir, name: &str) -> Result<(), RunError> {
+    let p = sd.run_paths(name)?;
+    if std::fs::symlink_metadata(&p.live_xml).is_err() {
+        return Ok(());
+    }
+    let Some(_lock) = sd.try_lock_domain(name)? else {
+        return Ok(());
+    };
+    match crate::identity::find_qemus(sd, name).first() {
+        None => Ok(()),
+        Some(q) => Err(RunError::Damaged {
+            name: name.to_owned(),
+            reason: format!(
+                "its run record {} is missing but its QEMU (pid {}) runs",
+                p.state_json.display(),
+                q.pid
+            ),
+        }),
+    }
 }
 
 /// Cleanup after a QEMU that is gone. Caller holds the domain lock.
@@ -252,15 +297,27 @@ pub fn reserve_id(sd: &StateDir) -> Result<IdReservation, RunError> {
 pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
     let mut cleaned = Vec::new();
     for name in sd.run_entries()? {
-        let alive = matches!(RunRecord::load(sd, &name), Ok(Some(r)) if r.is_alive());
-        if alive {
-            continue;
+        // A record that cannot be read is left alone: the domain may run
+        // (its error shows when it is used; `destroy --force` settles it).
+        match RunRecord::load(sd, &name) {
+            Ok(Some(r)) if r.is_alive() => continue,
+            Err(_) => continue,
+            Ok(_) => {}
         }
         if let Some(_lock) = sd.try_lock_domain(&name)? {
             // Re-check under the lock: a start may have just finished.
-            let rec = RunRecord::load(sd, &name).ok().flatten();
-            if rec.is_some_and(|r| r.is_alive()) {
-                continue;
+            match RunRecord::load(sd, &name) {
+                Ok(Some(r)) if r.is_alive() => continue,
+                Err(_) => continue,
+                // No record but a live XML: started once; if its QEMU
+                // runs, the record was lost, the domain was not.
+                Ok(None)
+                    if live_xml_exists(sd, &name)
+                        && !crate::identity::find_qemus(sd, &name).is_empty() =>
+                {
+                    continue
+                }
+                Ok(_) => {}
             }
             cleanup_dead(sd, &name)?;
             cleaned.push(name);
@@ -275,21 +332,30 @@ pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
             .map(|a| a.domain)
             .collect();
         for owner in owners {
-            if sd
-                .run_paths(&owner)
-                .map(|p| p.state_json.exists())
-                .unwrap_or(false)
-            {
+            let has_record = |o: &str| {
+                sd.run_paths(o)
+                    .map(|p| std::fs::symlink_metadata(p.state_json).is_ok())
+                    .unwrap_or(false)
+            };
+            if has_record(&owner) {
                 continue;
             }
             if let Some(_lock) = sd.try_lock_domain(&owner)? {
-                if !sd.run_paths(&owner)?.state_json.exists() {
+                // No record: a crashed start, unless its QEMU runs (the
+                // record was deleted): then the VF stays taken.
+                if !has_record(&owner) && crate::identity::find_qemus(sd, &owner).is_empty() {
                     pool.release_domain(&owner)?;
                 }
             }
         }
     }
     Ok(cleaned)
+}
+
+fn live_xml_exists(sd: &StateDir, name: &str) -> bool {
+    sd.run_paths(name)
+        .map(|p| std::fs::symlink_metadata(p.live_xml).is_ok())
+        .unwrap_or(false)
 }
 
 /// What [`launch`] needs besides the argv.
@@ -511,12 +577,22 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
 /// time: if another `teamvirt` is connected, the greeting never comes and
 /// this reports the monitor as busy after `timeout`.
 pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError> {
+    // A stopped QEMU never answers: say so at once instead of blaming
+    // another client after the timeout.
+    let stopped = || RunError::Stopped {
+        name: rec.name.clone(),
+        pid: rec.proc.pid,
+    };
+    if rec.proc.is_stopped() {
+        return Err(stopped());
+    }
     let opts = QmpOptions {
         handshake_timeout: timeout,
         ..Default::default()
     };
     match Qmp::connect_with(&rec.qmp_socket, opts).await {
         Ok(q) => Ok(q),
+        Err(QmpError::Timeout { .. }) if rec.proc.is_stopped() => Err(stopped()),
         Err(QmpError::Timeout { .. }) => Err(RunError::MonitorBusy {
             name: rec.name.clone(),
         }),

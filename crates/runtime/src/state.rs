@@ -305,6 +305,11 @@ impl StateDir {
             LockMode::Exclusive,
         )?)
     }
+    /// Who holds the domain lock, if it said so (pid, what it does).
+    pub fn domain_lock_holder(&self, name: &str) -> Option<(i32, String)> {
+        check_name(name).ok()?;
+        crate::lock::holder(&self.domain_lock_path(name))
+    }
     fn domain_lock_path(&self, name: &str) -> PathBuf {
         self.locks_dir().join(format!("domain-{name}.lock"))
     }

@@ -177,6 +177,12 @@ pub fn list(a: ListArgs) -> ExitCode {
         outln!(" {id:<4} {:<w$}   {}", d.name, d.state);
     }
     outln!();
+    // The rows above say which; here is why (the others are listed fine).
+    for d in &doms {
+        if let Some(p) = &d.problem {
+            eprintln!("warning: {p}");
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -298,8 +304,26 @@ pub fn start(a: StartArgs) -> ExitCode {
     }
 }
 
-pub fn destroy(a: NameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.destroy(&a.domain)) {
+#[derive(clap::Args, Debug)]
+pub struct DestroyArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Also when the domain's state is damaged: find its QEMU by what the
+    /// kernel says (executable, command line naming the domain's monitor
+    /// socket) rather than by its run record, stop it and clean up.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn destroy(a: DestroyArgs) -> ExitCode {
+    let mut on_wait = |m: &str| eprintln!("{m}");
+    match a
+        .state
+        .open()
+        .and_then(|rt| rt.destroy_with(&a.domain, a.force, &mut on_wait))
+    {
         Ok(freed) => {
             for v in &freed {
                 eprintln!(

@@ -201,6 +201,7 @@ pub async fn migrate<D: Destination>(
     let _lock = sd
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
+    _lock.note_holder("teamvirt migrate");
     let rec = match RunRecord::load(sd, name)? {
         Some(r) if r.is_alive() => r,
         Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
