@@ -109,6 +109,14 @@ impl ProcId {
     }
 }
 
+/// `now + d`, or a year from now when that overflows (a bound taken from
+/// user input must never panic).
+pub fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86400))
+}
+
 struct Stat {
     state: char,
     start_time: u64,

@@ -15,6 +15,10 @@ use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
 
 use crate::render::render;
 
+/// Upper bound of every wait a user gives in seconds (a day): a bound
+/// beyond it is a typo, and a huge one would overflow a deadline.
+pub const MAX_WAIT_SECS: u64 = 86_400;
+
 /// Where the state lives.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StateOpt {
@@ -228,7 +232,8 @@ pub struct StartArgs {
     pub emulate_vf: bool,
     /// Wait until every teaming pair negotiated failover (default 60 s);
     /// fail naming the pairs that did not.
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
     pub wait_failover: Option<u64>,
     #[command(flatten)]
     pub state: StateOpt,

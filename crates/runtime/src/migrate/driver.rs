@@ -835,7 +835,8 @@ async fn rollback<D: Destination>(
 }
 
 async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    // A huge bound (API callers; the CLI caps it) must not overflow.
+    let deadline = crate::process::deadline_after(timeout);
     loop {
         if let Ok(ids) = teaming::pci_device_ids(qmp).await {
             if ids.contains(id) {
