@@ -336,3 +336,69 @@ fn destroy_says_what_it_waits_for() {
     assert!(qemus_of(&e).is_empty());
     assert_eq!(e.vfs_used(NET), 0);
 }
+
+/// A forged `emulator` (and argv) in `state.json` must not be what root
+/// runs at the next `migrate`: the destination runs the domain's own
+/// emulator (from its XML) with the command line the kernel shows for the
+/// source QEMU.
+#[test]
+fn migrate_does_not_run_the_emulator_of_a_forged_record() {
+    if qemu_or_skip("migrate_does_not_run_the_emulator_of_a_forged_record").is_none() {
+        return;
+    }
+    let _g = guest_lock();
+    let e = Env::new();
+    let _k = KillQemus(&e);
+    define(&e, "vm");
+    let dst = std::path::PathBuf::from(format!("{}-dst", e.state.display()));
+    let on_dst = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .env("TEAMVIRT_STATE_DIR", &dst)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    on_dst(&[
+        "net-define",
+        "--emulate-vf",
+        &e.files.join("net.xml").display().to_string(),
+    ]);
+    e.ok(&["start", "vm", "--accel", "tcg"]);
+
+    let marker = e.files.join("pwned");
+    let evil = e.write(
+        "evil.sh",
+        &format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    );
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rec_path = e.run_dir("vm").join("state.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec_path).unwrap()).unwrap();
+    rec["emulator"] = evil.clone().into();
+    rec["argv"][0] = evil.clone().into();
+    rec["argv"]
+        .as_array_mut()
+        .unwrap()
+        .push("-forged-option".into());
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+
+    let out = e.run(&[
+        "migrate",
+        "--unplug-timeout",
+        "20",
+        "--dest-state-dir",
+        dst.to_str().unwrap(),
+        "vm",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!marker.exists(), "migrate ran the forged emulator: {err}");
+    assert!(!err.contains("-forged-option"), "{err}");
+    assert!(out.status.success(), "{err}");
+    // Clean up on the destination (KillQemus covers a failure).
+    on_dst(&["destroy", "vm"]);
+}
