@@ -134,6 +134,16 @@ impl RunRecord {
                 rec.name
             )));
         }
+        // teamvirt connects to the socket and reads the log it names: only
+        // the domain's own (a record could name any socket on the host).
+        if rec.qmp_socket != p.qmp_sock || rec.qemu_log != p.qemu_log {
+            return Err(damaged(format!(
+                "run record {} names monitor {} and log {}, not the domain's own",
+                p.state_json.display(),
+                rec.qmp_socket.display(),
+                rec.qemu_log.display()
+            )));
+        }
         Ok(Some(rec))
     }
 

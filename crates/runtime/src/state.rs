@@ -359,12 +359,23 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
     let tmp = dir.join(format!(".{fname}.tmp{}.{seq}", std::process::id()));
     let res = (|| -> io::Result<()> {
         // A fresh file: never an existing one nor a link planted there.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        let mut f = match open() {
+            // Left by a crashed process that had our pid: unlink (which
+            // does not follow links) and create anew.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                open()?
+            }
+            r => r?,
+        };
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
