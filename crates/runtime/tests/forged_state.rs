@@ -95,6 +95,17 @@ const VF: &str = "0000:3b:02.0";
 
 /// Start domain `name` as a bare QEMU holding `vf` of network `pool`.
 fn launch(sd: &StateDir, qemu: &Path, name: &str, vf: Option<&str>, id: u32) -> ProcId {
+    launch_with(sd, qemu, "<domain/>", name, vf, id)
+}
+
+fn launch_with(
+    sd: &StateDir,
+    qemu: &Path,
+    live_xml: &str,
+    name: &str,
+    vf: Option<&str>,
+    id: u32,
+) -> ProcId {
     let p = sd.run_paths(name).unwrap();
     let mut args: Vec<String> = [
         "-machine",
@@ -135,7 +146,7 @@ fn launch(sd: &StateDir, qemu: &Path, name: &str, vf: Option<&str>, id: u32) -> 
         pairs: vec![],
         vfs,
         substitutions: vec![],
-        live_xml: "<domain/>".into(),
+        live_xml: live_xml.into(),
         // No `cont`: the vCPUs stay stopped (no CPU burnt).
         incoming: true,
         monitor_timeout: Duration::from_secs(30),
@@ -307,5 +318,35 @@ fn stopped_qemu_costs_only_its_own_domain() {
     );
     // destroy still works on it.
     rt.destroy("frozen").unwrap();
+    assert!(!q.0[0].is_alive());
+}
+
+/// An `<emulator>` that is a wrapper script exec'ing QEMU: the kernel shows
+/// QEMU's binary, not the script; the domain is still recognized (by its
+/// command line) and destroy works.
+#[test]
+fn wrapper_script_emulator_is_still_its_qemu() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("wrapper_script_emulator") else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let t = teamvirt_testinfra::temp_dir();
+    let sd = state_dir(t.path());
+    let wrapper = t.path().join("qemu-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", qemu.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let xml = format!(
+        "<domain type='qemu'><name>vm</name><memory unit='MiB'>32</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices><emulator>{}</emulator></devices></domain>",
+        wrapper.display()
+    );
+    let q = Qemus(vec![launch_with(&sd, &wrapper, &xml, "vm", None, 1)]);
+    let rt = Runtime::open(&sd).unwrap();
+    rt.destroy("vm").unwrap();
     assert!(!q.0[0].is_alive());
 }
