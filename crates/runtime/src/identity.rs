@@ -31,7 +31,7 @@ pub enum IdentityError {
 /// `qemu-system-x86_64`.
 pub fn definition_emulator(sd: &StateDir, name: &str) -> PathBuf {
     let texts = [
-        sd.run_paths(name)
+        sd.checked_run_paths(name)
             .ok()
             .and_then(|p| read_optional(&p.live_xml).ok().flatten()),
         sd.domain_xml(name)

@@ -166,7 +166,8 @@ impl RunRecord {
 /// Remove a domain's run directory content (record, pid, live XML, socket)
 /// without touching the process. Logs are kept for post-mortems.
 pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
-    let p = sd.run_paths(name)?;
+    // Never through a run directory that is a link or someone else's.
+    let p = sd.checked_run_paths(name)?;
     for f in [&p.state_json, &p.pid, &p.live_xml, &p.qmp_sock] {
         remove_optional(f)?;
     }
@@ -201,7 +202,10 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 /// Undo the host-side VF preparation recorded in the domain's run dir
 /// (see [`crate::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
-    Ok(crate::hostdev::release_recorded(&sd.run_paths(name)?.dir))
+    // The record says what to write to sysfs: only from a trusted dir.
+    Ok(crate::hostdev::release_recorded(
+        &sd.checked_run_paths(name)?.dir,
+    ))
 }
 
 /// Is the domain running? `Some(record)` when its QEMU is alive. A record

@@ -283,3 +283,31 @@ async fn symlinked_serial_log_is_refused_before_qemu_runs() {
     let e = res.unwrap_err().to_string();
     assert!(e.contains("is not a regular file but a FIFO"), "{e}");
 }
+
+/// `run/NAME -> elsewhere`: nothing teamvirt does to settle the domain
+/// (reading its host-prep record, removing its files) goes through the
+/// link, `destroy --force` included.
+#[test]
+fn cleanup_never_goes_through_a_linked_run_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let sd = StateDir::open(&t.path().join("state")).unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    for f in ["state.json", "pid", "live.xml", "qmp.sock"] {
+        fs::write(elsewhere.join(f), "keep").unwrap();
+    }
+    symlink(&elsewhere, sd.run_root().join("vm")).unwrap();
+    let rt = teamvirt_runtime::Runtime::open(&sd).unwrap();
+    let e = rt
+        .destroy_with("vm", true, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is a symbolic link"), "{e}");
+    for f in ["state.json", "pid", "live.xml", "qmp.sock"] {
+        assert_eq!(
+            fs::read_to_string(elsewhere.join(f)).unwrap(),
+            "keep",
+            "{f}"
+        );
+    }
+}

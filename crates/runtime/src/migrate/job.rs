@@ -200,7 +200,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// `run/NAME/job.json`.
 pub fn job_path(sd: &StateDir, name: &str) -> Result<PathBuf, StateError> {
-    Ok(sd.run_paths(name)?.dir.join("job.json"))
+    Ok(sd.checked_run_paths(name)?.dir.join("job.json"))
 }
 
 /// Publish a snapshot (atomic replace).
