@@ -256,7 +256,9 @@ impl Runtime {
         let status = match status {
             Ok(s) => s,
             Err(run::RunError::MonitorBusy { .. }) => return Ok(Some(DomainState::Busy)),
-            Err(run::RunError::Stopped { .. }) => return Ok(Some(DomainState::NotResponding)),
+            Err(run::RunError::Stopped { .. } | run::RunError::NotResponding { .. }) => {
+                return Ok(Some(DomainState::NotResponding))
+            }
             Err(_) if !rec.is_alive() => {
                 run::running(&self.sd, &rec.name)?;
                 return Ok(None);
@@ -296,7 +298,9 @@ impl Runtime {
             // on its row; the others are listed all the same.
             let (id, state, problem) = match self.list_row(&name) {
                 Ok((id, st)) => (id, st, None),
-                Err(RuntimeError::Run(e @ run::RunError::Stopped { .. })) => {
+                Err(RuntimeError::Run(
+                    e @ (run::RunError::Stopped { .. } | run::RunError::NotResponding { .. }),
+                )) => {
                     let id = RunRecord::load(&self.sd, &name)
                         .ok()
                         .flatten()
@@ -326,11 +330,17 @@ impl Runtime {
             Some(rec) => match self.live_state(&rec)? {
                 // Shown with why (on its row, see `list_domains`).
                 Some(DomainState::NotResponding) => {
-                    return Err(run::RunError::Stopped {
-                        name: rec.name.clone(),
-                        pid: rec.proc.pid,
+                    let (name, pid) = (rec.name.clone(), rec.proc.pid);
+                    return Err(if rec.proc.is_stopped() {
+                        run::RunError::Stopped { name, pid }
+                    } else {
+                        run::RunError::NotResponding {
+                            name,
+                            pid,
+                            secs: MONITOR_WAIT.as_secs(),
+                        }
                     }
-                    .into())
+                    .into());
                 }
                 Some(st) => (Some(rec.id), st),
                 None => (None, DomainState::ShutOff),

@@ -51,6 +51,8 @@ pub enum RunError {
     MonitorBusy { name: String },
     #[error("internal error: QEMU of domain '{name}' (pid {pid}) is not responding: the process is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it, `teamvirt destroy {name}` stops it")]
     Stopped { name: String, pid: i32 },
+    #[error("internal error: QEMU of domain '{name}' (pid {pid}) is not responding: no QMP greeting within {secs} s and no other client holds its monitor; `teamvirt destroy {name}` stops it")]
+    NotResponding { name: String, pid: i32, secs: u64 },
     /// The record cannot be read: the domain's state is unknown, never
     /// taken as "shut off" (its QEMU may run and hold VFs).
     #[error("state of domain '{name}' is damaged: {reason}; `teamvirt destroy --force {name}` stops its QEMU if one runs and cleans up")]
@@ -607,6 +609,16 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
     match Qmp::connect_with(&rec.qmp_socket, opts).await {
         Ok(q) => Ok(q),
         Err(QmpError::Timeout { .. }) if rec.proc.is_stopped() => Err(stopped()),
+        // Busy only if another client really holds the monitor.
+        Err(QmpError::Timeout { .. })
+            if monitor_client_connected(&rec.qmp_socket) == Some(false) =>
+        {
+            Err(RunError::NotResponding {
+                name: rec.name.clone(),
+                pid: rec.proc.pid,
+                secs: timeout.as_secs(),
+            })
+        }
         Err(QmpError::Timeout { .. }) => Err(RunError::MonitorBusy {
             name: rec.name.clone(),
         }),
@@ -615,6 +627,30 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
             source,
         }),
     }
+}
+
+/// Has QEMU accepted a client on its monitor socket (another teamvirt
+/// holding it)? From `/proc/net/unix`: the listener and an accepted
+/// connection both carry the path; only the accepted one is connected
+/// (state 03) with an inode. `None` when the listener is not visible (other
+/// network namespace): unknown.
+fn monitor_client_connected(sock: &Path) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let want = sock.to_str()?;
+    let mut listener = false;
+    let mut accepted = false;
+    for l in table.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 || f[7..].join(" ") != want {
+            continue;
+        }
+        match (f[5], f[6]) {
+            ("01", _) => listener = true,
+            ("03", inode) if inode != "0" => accepted = true,
+            _ => {}
+        }
+    }
+    listener.then_some(accepted)
 }
 
 #[cfg(test)]

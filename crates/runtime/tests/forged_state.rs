@@ -350,3 +350,32 @@ fn wrapper_script_emulator_is_still_its_qemu() {
     rt.destroy("vm").unwrap();
     assert!(!q.0[0].is_alive());
 }
+
+/// A monitor that never greets: "not responding" when nobody else holds
+/// it, "busy" only when another client really does (today both blame
+/// another teamvirt command).
+#[test]
+fn silent_monitor_is_not_responding_unless_another_client_holds_it() {
+    let t = teamvirt_testinfra::temp_dir();
+    let sd = state_dir(t.path());
+    let me = ProcId::of(std::process::id() as i32).unwrap();
+    let p = sd.create_run_dir("vm").unwrap();
+    forged_record(&sd, "vm", me, Path::new("/bin/true"))
+        .save(&sd)
+        .unwrap();
+    // Listening, never accepting: a hung QEMU.
+    let listener = std::os::unix::net::UnixListener::bind(&p.qmp_sock).unwrap();
+    let rt = Runtime::open(&sd).unwrap();
+    let e = rt.teaming("vm").unwrap_err().to_string();
+    assert!(
+        e.contains("is not responding: no QMP greeting") && !e.contains("another teamvirt"),
+        "{e}"
+    );
+    let list = rt.list_domains(false).unwrap();
+    assert_eq!(list[0].state, DomainState::NotResponding);
+    // Now another client holds it (accepted), and ours waits in vain.
+    let _other = std::os::unix::net::UnixStream::connect(&p.qmp_sock).unwrap();
+    let _held = listener.accept().unwrap();
+    let e = rt.teaming("vm").unwrap_err().to_string();
+    assert!(e.contains("another teamvirt command is connected"), "{e}");
+}
