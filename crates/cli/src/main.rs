@@ -55,7 +55,7 @@ enum Command {
     /// Start a defined domain (QEMU runs detached).
     Start(cmd::domain::StartArgs),
     /// Stop a domain now (its VFs go back to their pools).
-    Destroy(cmd::domain::NameArgs),
+    Destroy(cmd::domain::DestroyArgs),
     /// Ask a domain's guest to power off (ACPI power button) and return at
     /// once, like virsh. A guest without an ACPI handler ignores it: use destroy.
     Shutdown(cmd::domain::NameArgs),

@@ -41,6 +41,11 @@ pub enum DomainState {
     ShutOff,
     /// Running, but its monitor is held by another teamvirt right now.
     Busy,
+    /// Its QEMU runs but does not answer (stopped with SIGSTOP).
+    NotResponding,
+    /// Its run record cannot be read: the state is unknown (see
+    /// [`DomainSummary::problem`]); `destroy --force` settles it.
+    Damaged,
 }
 
 impl std::fmt::Display for DomainState {
@@ -50,6 +55,8 @@ impl std::fmt::Display for DomainState {
             DomainState::Paused => "paused",
             DomainState::ShutOff => "shut off",
             DomainState::Busy => "running (monitor busy)",
+            DomainState::NotResponding => "running (not responding)",
+            DomainState::Damaged => "damaged",
         })
     }
 }
@@ -61,6 +68,10 @@ pub struct DomainSummary {
     pub name: String,
     pub state: DomainState,
     pub persistent: bool,
+    /// Why the state is not known for sure (damaged record, QEMU not
+    /// responding), for the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A random (version 4) UUID, for definitions that lack one.
@@ -95,7 +106,16 @@ impl Runtime {
     pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
         // Recovery first: it knows both sides of a migration; the sweep
         // after it would free one side's VFs without cancelling anything.
-        let notices = crate::migrate::recover_stale_blocking(state_dir);
+        let mut notices = crate::migrate::recover_stale_blocking(state_dir);
+        // Pool state files are rebuilt from the run records when lost or
+        // damaged, before anything allocates from them.
+        for net in state_dir.defined_networks()? {
+            match crate::pool::VfPool::new(state_dir, &net).repair() {
+                Ok(Some(w)) => notices.push(w),
+                Ok(None) => {}
+                Err(e) => notices.push(format!("network '{net}': {e}")),
+            }
+        }
         let rt = Runtime {
             sd: state_dir.clone(),
             notices,
@@ -229,6 +249,9 @@ impl Runtime {
         let status = match status {
             Ok(s) => s,
             Err(run::RunError::MonitorBusy { .. }) => return Ok(Some(DomainState::Busy)),
+            Err(run::RunError::Stopped { .. } | run::RunError::NotResponding { .. }) => {
+                return Ok(Some(DomainState::NotResponding))
+            }
             Err(_) if !rec.is_alive() => {
                 run::running(&self.sd, &rec.name)?;
                 return Ok(None);
@@ -264,12 +287,20 @@ impl Runtime {
         let mut out = Vec::new();
         for name in names {
             let persistent = defined.contains(&name);
-            let (id, state) = match run::running(&self.sd, &name)? {
-                Some(rec) => match self.live_state(&rec)? {
-                    Some(st) => (Some(rec.id), st),
-                    None => (None, DomainState::ShutOff),
-                },
-                None => (None, DomainState::ShutOff),
+            // One domain's trouble (damaged record, frozen QEMU) is shown
+            // on its row; the others are listed all the same.
+            let (id, state, problem) = match self.list_row(&name) {
+                Ok((id, st)) => (id, st, None),
+                Err(RuntimeError::Run(
+                    e @ (run::RunError::Stopped { .. } | run::RunError::NotResponding { .. }),
+                )) => {
+                    let id = RunRecord::load(&self.sd, &name)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.id);
+                    (id, DomainState::NotResponding, Some(e.to_string()))
+                }
+                Err(e) => (None, DomainState::Damaged, Some(e.to_string())),
             };
             if state == DomainState::ShutOff && (!all || !persistent) {
                 continue;
@@ -279,11 +310,36 @@ impl Runtime {
                 name,
                 state,
                 persistent,
+                problem,
             });
         }
         // virsh lists running domains by id first.
         out.sort_by_key(|d| (d.id.is_none(), d.id, d.name.clone()));
         Ok(out)
+    }
+
+    fn list_row(&self, name: &str) -> Result<(Option<u32>, DomainState), RuntimeError> {
+        Ok(match run::running(&self.sd, name)? {
+            Some(rec) => match self.live_state(&rec)? {
+                // Shown with why (on its row, see `list_domains`).
+                Some(DomainState::NotResponding) => {
+                    let (name, pid) = (rec.name.clone(), rec.proc.pid);
+                    return Err(if rec.proc.is_stopped() {
+                        run::RunError::Stopped { name, pid }
+                    } else {
+                        run::RunError::NotResponding {
+                            name,
+                            pid,
+                            secs: MONITOR_WAIT.as_secs(),
+                        }
+                    }
+                    .into());
+                }
+                Some(st) => (Some(rec.id), st),
+                None => (None, DomainState::ShutOff),
+            },
+            None => (None, DomainState::ShutOff),
+        })
     }
 
     /// `dumpxml [--inactive]`: the live XML of a running domain (with its
@@ -301,21 +357,99 @@ impl Runtime {
         read_optional(&path)?.ok_or_else(|| RuntimeError::NoDomain(name.to_owned()))
     }
 
+    /// The domain lock, saying through `on_wait` what it waits for when
+    /// another command holds it (a `start --wait-failover` can hold it for
+    /// minutes).
+    fn lock_domain_waiting(
+        &self,
+        name: &str,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<crate::lock::FileLock, RuntimeError> {
+        if let Some(l) = self.sd.try_lock_domain(name)? {
+            return Ok(l);
+        }
+        let who = self
+            .sd
+            .domain_lock_holder(name)
+            .map(|(pid, what)| format!("'{what}' of domain '{name}' (pid {pid})"))
+            .unwrap_or_else(|| format!("another teamvirt command on domain '{name}'"));
+        on_wait(&format!(
+            "waiting for {who} to finish (Ctrl-C to give up)..."
+        ));
+        Ok(self.sd.lock_domain(name)?)
+    }
+
     /// Stop QEMU (SIGTERM, then SIGKILL) and release everything. Caller
     /// need not hold the domain lock.
     fn stop(&self, name: &str) -> Result<Vec<VfBinding>, RuntimeError> {
-        let _l = self.sd.lock_domain(name)?;
+        self.stop_with(name, &mut |_| {})
+    }
+
+    fn stop_with(
+        &self,
+        name: &str,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<Vec<VfBinding>, RuntimeError> {
+        let l = self.lock_domain_waiting(name, on_wait)?;
+        l.note_holder("teamvirt destroy");
         let Some(rec) = RunRecord::load(&self.sd, name)? else {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         };
+        // The record is a file: the kernel must confirm the pid is this
+        // domain's QEMU before it gets a signal.
+        if rec.is_alive() {
+            crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
+        }
         rec.proc.kill_painfully(Duration::from_secs(10))?;
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
     /// `destroy`: stop the domain now; returns the VFs given back.
     pub fn destroy(&self, name: &str) -> Result<Vec<VfBinding>, RuntimeError> {
-        self.running(name)?;
-        self.stop(name)
+        self.destroy_with(name, false, &mut |_| {})
+    }
+
+    /// `destroy [--force]`, telling `on_wait` when it has to wait for
+    /// another command. `force`: the run record may be damaged or forged;
+    /// the domain's QEMU is found by what the kernel says (executable and
+    /// a command line opening the domain's QMP socket), stopped, and the
+    /// domain's state cleaned up (VFs back to their pools).
+    pub fn destroy_with(
+        &self,
+        name: &str,
+        force: bool,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<Vec<VfBinding>, RuntimeError> {
+        if !force {
+            self.running(name)?;
+            return self.stop_with(name, on_wait);
+        }
+        let paths = self.sd.run_paths(name)?;
+        let has_run_dir = std::fs::symlink_metadata(&paths.dir).is_ok();
+        if !has_run_dir && !self.sd.domain_xml(name)?.exists() {
+            return Err(RuntimeError::NoDomain(name.to_owned()));
+        }
+        let l = self.lock_domain_waiting(name, on_wait)?;
+        l.note_holder("teamvirt destroy --force");
+        let mut procs = crate::identity::find_qemus(&self.sd, name);
+        let record = RunRecord::load(&self.sd, name);
+        if let Ok(Some(rec)) = &record {
+            if !procs.contains(&rec.proc)
+                && crate::identity::verify(&self.sd, name, &rec.proc).is_ok()
+            {
+                procs.push(rec.proc);
+            }
+        }
+        let damaged = record.is_err();
+        let started = std::fs::symlink_metadata(&paths.state_json).is_ok()
+            || std::fs::symlink_metadata(&paths.live_xml).is_ok();
+        if procs.is_empty() && !damaged && !started {
+            return Err(RuntimeError::NotRunning(name.to_owned()));
+        }
+        for p in &procs {
+            p.kill_painfully(Duration::from_secs(10))?;
+        }
+        Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
     /// `shutdown`: ask the guest to power off (ACPI power button) and

@@ -24,6 +24,8 @@ pub mod error;
 pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
+/// Is a recorded pid really the domain's QEMU (checked in /proc)?
+pub mod identity;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 /// flock-based advisory locks.
@@ -38,6 +40,8 @@ pub mod pool;
 pub mod process;
 /// Launching and finding running QEMUs (XML-agnostic).
 pub mod run;
+/// The state directory as a trust boundary: ownership, modes, no links.
+pub mod safefs;
 /// `start`: definition to running QEMU.
 pub mod start;
 /// State directory layout, atomic writes.

@@ -2,11 +2,12 @@
 //! released by the kernel when the holder dies, so a crashed `teamvirt`
 //! never leaves a stale lock behind.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::safefs::{open_file, Access, OpenError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +16,8 @@ pub enum LockError {
     Open { path: PathBuf, source: io::Error },
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Untrusted(#[from] crate::safefs::Untrusted),
 }
 
 /// Shared (readers) or exclusive (writers).
@@ -43,17 +46,17 @@ impl FileLock {
     }
 
     fn take(path: &Path, mode: LockMode, block: bool) -> Result<Option<FileLock>, LockError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| LockError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        // Never through a link (`locks/x.lock -> /etc/shadow`) nor a FIFO.
+        let file = match open_file(path, Access::ReadWriteCreate(0o600)) {
+            Ok(f) => f,
+            Err(OpenError::Untrusted(u)) => return Err(u.into()),
+            Err(OpenError::Io(source)) => {
+                return Err(LockError::Open {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
         let mut op = match mode {
             LockMode::Shared => libc::LOCK_SH,
             LockMode::Exclusive => libc::LOCK_EX,
@@ -93,6 +96,16 @@ impl FileLock {
         }
     }
 
+    /// Say who holds the lock (`PID WHAT` in the file), so that a command
+    /// waiting for it can tell the user what it waits for.
+    pub fn note_holder(&self, what: &str) {
+        use std::os::unix::fs::FileExt;
+        let line = format!("{} {what}\n", std::process::id());
+        if self.file.set_len(0).is_ok() {
+            let _ = self.file.write_at(line.as_bytes(), 0);
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -102,6 +115,18 @@ impl FileLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Who noted holding the lock at `path` ([`FileLock::note_holder`]), if
+/// that process still runs: its pid and what it does.
+pub fn holder(path: &Path) -> Option<(i32, String)> {
+    let mut f = open_file(path, Access::Read).ok()?;
+    let mut s = String::new();
+    io::Read::read_to_string(&mut io::Read::take(&mut f, 4096), &mut s).ok()?;
+    let (pid, what) = s.trim().split_once(' ')?;
+    let pid: i32 = pid.parse().ok()?;
+    crate::process::ProcId::of(pid)?;
+    Some((pid, what.to_owned()))
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! `networks/NAME.state.json`, read and rewritten under the network's flock,
 //! so concurrent `teamvirt` processes never hand out a VF twice and the
 //! allocations survive a restart of teamvirt.
+//!
+//! The run records of running domains are the truth about VFs in use: the
+//! state file is merged with them on every read, and rebuilt from them when
+//! missing or damaged ([`VfPool::repair`] says so), so a lost or corrupt
+//! file can neither hand out a VF a running QEMU holds nor stop every verb.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +19,6 @@ pub enum PoolError {
     /// libvirt's text (`networkAllocatePort`, VIR_ERR_INTERNAL_ERROR).
     #[error("internal error: network '{network}' requires exclusive access to interfaces, but none are available")]
     Exhausted { network: String },
-    #[error("internal error: network '{network}' state file {path} is corrupt: {reason}")]
-    Corrupt {
-        network: String,
-        path: String,
-        reason: String,
-    },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -71,15 +70,108 @@ impl VfPool {
     }
 
     fn load(&self) -> Result<NetworkState, PoolError> {
+        Ok(self.load_checked()?.0)
+    }
+
+    /// The state file merged with the running domains' records; second,
+    /// what was wrong with the file (damaged, or missing VFs in use).
+    fn load_checked(&self) -> Result<(NetworkState, Option<String>), PoolError> {
         let path = self.sd.network_state(&self.network)?;
-        match read_optional(&path)? {
-            None => Ok(NetworkState::default()),
-            Some(s) => serde_json::from_str(&s).map_err(|e| PoolError::Corrupt {
-                network: self.network.clone(),
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            }),
+        let (mut st, damaged) = match read_optional(&path) {
+            Ok(None) => (NetworkState::default(), None),
+            Ok(Some(s)) => match serde_json::from_str(&s) {
+                Ok(st) => (st, None),
+                Err(e) => (
+                    NetworkState::default(),
+                    Some(format!("state file {} is damaged ({e})", path.display())),
+                ),
+            },
+            Err(StateError::Io { source, .. })
+                if source.kind() != std::io::ErrorKind::PermissionDenied =>
+            {
+                (
+                    NetworkState::default(),
+                    Some(format!(
+                        "state file {} cannot be read ({source})",
+                        path.display()
+                    )),
+                )
+            }
+            Err(StateError::Untrusted(u)) => (NetworkState::default(), Some(u.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let added = self.merge_running(&mut st, damaged.is_some());
+        let problem = match (damaged, added.is_empty()) {
+            (Some(d), _) => Some(d),
+            (None, false) => Some(format!(
+                "state file {} did not record VFs in use ({})",
+                path.display(),
+                added.join(", ")
+            )),
+            (None, true) => None,
+        };
+        Ok((st, problem))
+    }
+
+    /// Add what running domains' records say they hold and the file lacks
+    /// (a record wins over a stale allocation of the same VF); returns the
+    /// VFs added. `rebuild`: the file was lost, so lab mode comes from the
+    /// records too.
+    fn merge_running(&self, st: &mut NetworkState, rebuild: bool) -> Vec<String> {
+        let mut added = Vec::new();
+        let Ok(names) = self.sd.run_entries() else {
+            return added;
+        };
+        for name in names {
+            let Ok(Some(rec)) = crate::run::RunRecord::load(&self.sd, &name) else {
+                continue;
+            };
+            if !rec.is_alive() {
+                continue;
+            }
+            if rebuild
+                && rec
+                    .pairs
+                    .iter()
+                    .any(|p| p.emulated && p.network.as_deref() == Some(&self.network))
+            {
+                st.emulate_vf = true;
+            }
+            for vf in rec.vfs.iter().filter(|v| v.network == self.network) {
+                let held = st
+                    .allocations
+                    .iter()
+                    .any(|a| a.address == vf.address && a.domain == rec.name);
+                if held {
+                    continue;
+                }
+                st.allocations.retain(|a| a.address != vf.address);
+                st.allocations.push(VfAllocation {
+                    address: vf.address.clone(),
+                    domain: rec.name.clone(),
+                    device: vf.device.clone(),
+                });
+                added.push(format!("{} held by domain '{}'", vf.address, rec.name));
+            }
         }
+        added
+    }
+
+    /// Rewrite a missing or damaged state file from the running domains'
+    /// records; what was wrong, for a warning (None: nothing was).
+    pub fn repair(&self) -> Result<Option<String>, PoolError> {
+        let _lock = self.sd.lock_network(&self.network)?;
+        let (st, problem) = self.load_checked()?;
+        if problem.is_some() {
+            self.save(&st)?;
+        }
+        Ok(problem.map(|p| {
+            format!(
+                "network '{}': {p}; rebuilt from the running domains' records ({} VF(s) in use)",
+                self.network,
+                st.allocations.len()
+            )
+        }))
     }
 
     fn save(&self, st: &NetworkState) -> Result<(), PoolError> {
@@ -309,11 +401,14 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_state_is_reported() {
+    fn corrupt_state_is_rebuilt_and_reported() {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(t.path()).unwrap();
         std::fs::write(sd.network_state("p").unwrap(), "{not json").unwrap();
-        let e = VfPool::new(&sd, "p").state().unwrap_err();
-        assert!(e.to_string().contains("is corrupt"), "{e}");
+        let pool = VfPool::new(&sd, "p");
+        assert!(pool.state().unwrap().allocations.is_empty());
+        let w = pool.repair().unwrap().unwrap();
+        assert!(w.contains("is damaged") && w.contains("rebuilt"), "{w}");
+        assert!(pool.repair().unwrap().is_none());
     }
 }

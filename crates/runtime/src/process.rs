@@ -54,6 +54,11 @@ impl ProcId {
         }
     }
 
+    /// Stopped by a signal (SIGSTOP) or a tracer: alive but answering nothing.
+    pub fn is_stopped(&self) -> bool {
+        matches!(read_stat(self.pid), Some(st) if st.start_time == self.start_time && (st.state == 'T' || st.state == 't'))
+    }
+
     /// Send a signal (only if the process is still this one).
     pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         if !self.is_alive() {
@@ -104,6 +109,14 @@ impl ProcId {
     }
 }
 
+/// `now + d`, or a year from now when that overflows (a bound taken from
+/// user input must never panic).
+pub fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86400))
+}
+
 struct Stat {
     state: char,
     start_time: u64,
@@ -144,6 +157,7 @@ pub fn spawn_detached(
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(log)
         .map_err(|source| ProcessError::Log {
             path: log.to_owned(),

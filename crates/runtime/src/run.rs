@@ -8,7 +8,7 @@
 //! `-incoming defer`), [`RunRecord::load`]/[`RunRecord::save`] to read or
 //! move ownership of a running domain, [`connect`] for its QMP.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,8 @@ pub enum RunError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
@@ -47,8 +49,14 @@ pub enum RunError {
     Qmp { name: String, source: QmpError },
     #[error("internal error: QMP monitor of domain '{name}' is busy: another teamvirt command is connected to it (QEMU serves one client at a time); retry when it finishes")]
     MonitorBusy { name: String },
-    #[error("internal error: run record {path} is corrupt: {reason}")]
-    Corrupt { path: String, reason: String },
+    #[error("internal error: QEMU of domain '{name}' (pid {pid}) is not responding: the process is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it, `teamvirt destroy {name}` stops it")]
+    Stopped { name: String, pid: i32 },
+    #[error("internal error: QEMU of domain '{name}' (pid {pid}) is not responding: no QMP greeting within {secs} s and no other client holds its monitor; `teamvirt destroy {name}` stops it")]
+    NotResponding { name: String, pid: i32, secs: u64 },
+    /// The record cannot be read: the domain's state is unknown, never
+    /// taken as "shut off" (its QEMU may run and hold VFs).
+    #[error("state of domain '{name}' is damaged: {reason}; `teamvirt destroy --force {name}` stops its QEMU if one runs and cleans up")]
+    Damaged { name: String, reason: String },
     #[error("internal error: QMP socket path {} is too long for a unix socket ({len} > 107 bytes); use a shorter --state-dir", .path.display())]
     SocketPathTooLong { path: PathBuf, len: usize },
 }
@@ -103,16 +111,42 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of `name` in `sd`, if any.
     pub fn load(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
-        let p = sd.run_paths(name)?;
-        match read_optional(&p.state_json)? {
-            None => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| RunError::Corrupt {
-                    path: p.state_json.display().to_string(),
-                    reason: e.to_string(),
-                }),
+        let damaged = |reason: String| RunError::Damaged {
+            name: name.to_owned(),
+            reason,
+        };
+        let p = sd
+            .checked_run_paths(name)
+            .map_err(|e| damaged(e.to_string()))?;
+        let text = match read_optional(&p.state_json) {
+            Ok(None) => return Ok(None),
+            Ok(Some(s)) => s,
+            Err(e) => return Err(damaged(e.to_string())),
+        };
+        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| {
+            damaged(format!(
+                "run record {} is unreadable ({e})",
+                p.state_json.display()
+            ))
+        })?;
+        if rec.name != name {
+            return Err(damaged(format!(
+                "run record {} is for domain '{}'",
+                p.state_json.display(),
+                rec.name
+            )));
         }
+        // teamvirt connects to the socket and reads the log it names: only
+        // the domain's own (a record could name any socket on the host).
+        if rec.qmp_socket != p.qmp_sock || rec.qemu_log != p.qemu_log {
+            return Err(damaged(format!(
+                "run record {} names monitor {} and log {}, not the domain's own",
+                p.state_json.display(),
+                rec.qmp_socket.display(),
+                rec.qemu_log.display()
+            )));
+        }
+        Ok(Some(rec))
     }
 
     /// Write the record (and the plain `pid` file) into `sd`'s run dir
@@ -134,7 +168,8 @@ impl RunRecord {
 /// Remove a domain's run directory content (record, pid, live XML, socket)
 /// without touching the process. Logs are kept for post-mortems.
 pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
-    let p = sd.run_paths(name)?;
+    // Never through a run directory that is a link or someone else's.
+    let p = sd.checked_run_paths(name)?;
     for f in [&p.state_json, &p.pid, &p.live_xml, &p.qmp_sock] {
         remove_optional(f)?;
     }
@@ -177,7 +212,10 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 /// Undo the host-side VF preparation recorded in the domain's run dir
 /// (see [`crate::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
-    Ok(crate::hostdev::release_recorded(&sd.run_paths(name)?.dir))
+    // The record says what to write to sysfs: only from a trusted dir.
+    Ok(crate::hostdev::release_recorded(
+        &sd.checked_run_paths(name)?.dir,
+    ))
 }
 
 /// Is the domain running? `Some(record)` when its QEMU is alive. A record
@@ -185,6 +223,7 @@ pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> 
 /// another process holds the domain lock (it is starting or stopping it).
 pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
     let Some(rec) = RunRecord::load(sd, name)? else {
+        check_no_orphan_qemu(sd, name)?;
         return Ok(None);
     };
     if rec.is_alive() {
@@ -194,6 +233,30 @@ pub fn running(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError>
         cleanup_dead(sd, name, None)?;
     }
     Ok(None)
+}
+
+/// A domain without a run record whose QEMU runs anyway (the record was
+/// deleted): damaged, not shut off. Only looked for while a live XML says
+/// it was started and nobody is starting it right now (cheap otherwise).
+fn check_no_orphan_qemu(sd: &StateDir, name: &str) -> Result<(), RunError> {
+    let p = sd.run_paths(name)?;
+    if std::fs::symlink_metadata(&p.live_xml).is_err() {
+        return Ok(());
+    }
+    let Some(_lock) = sd.try_lock_domain(name)? else {
+        return Ok(());
+    };
+    match crate::identity::find_qemus(sd, name).first() {
+        None => Ok(()),
+        Some(q) => Err(RunError::Damaged {
+            name: name.to_owned(),
+            reason: format!(
+                "its run record {} is missing but its QEMU (pid {}) runs",
+                p.state_json.display(),
+                q.pid
+            ),
+        }),
+    }
 }
 
 /// Cleanup after a QEMU that is gone. Caller holds the domain lock.
@@ -285,15 +348,27 @@ pub fn reserve_id(sd: &StateDir) -> Result<IdReservation, RunError> {
 pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
     let mut cleaned = Vec::new();
     for name in sd.run_entries()? {
-        let alive = matches!(RunRecord::load(sd, &name), Ok(Some(r)) if r.is_alive());
-        if alive {
-            continue;
+        // A record that cannot be read is left alone: the domain may run
+        // (its error shows when it is used; `destroy --force` settles it).
+        match RunRecord::load(sd, &name) {
+            Ok(Some(r)) if r.is_alive() => continue,
+            Err(_) => continue,
+            Ok(_) => {}
         }
         if let Some(_lock) = sd.try_lock_domain(&name)? {
             // Re-check under the lock: a start may have just finished.
-            let rec = RunRecord::load(sd, &name).ok().flatten();
-            if rec.is_some_and(|r| r.is_alive()) {
-                continue;
+            match RunRecord::load(sd, &name) {
+                Ok(Some(r)) if r.is_alive() => continue,
+                Err(_) => continue,
+                // No record but a live XML: started once; if its QEMU
+                // runs, the record was lost, the domain was not.
+                Ok(None)
+                    if live_xml_exists(sd, &name)
+                        && !crate::identity::find_qemus(sd, &name).is_empty() =>
+                {
+                    continue
+                }
+                Ok(_) => {}
             }
             cleanup_dead(sd, &name, None)?;
             cleaned.push(name);
@@ -308,21 +383,30 @@ pub fn reconcile(sd: &StateDir) -> Result<Vec<String>, RunError> {
             .map(|a| a.domain)
             .collect();
         for owner in owners {
-            if sd
-                .run_paths(&owner)
-                .map(|p| p.state_json.exists())
-                .unwrap_or(false)
-            {
+            let has_record = |o: &str| {
+                sd.run_paths(o)
+                    .map(|p| std::fs::symlink_metadata(p.state_json).is_ok())
+                    .unwrap_or(false)
+            };
+            if has_record(&owner) {
                 continue;
             }
             if let Some(_lock) = sd.try_lock_domain(&owner)? {
-                if !sd.run_paths(&owner)?.state_json.exists() {
+                // No record: a crashed start, unless its QEMU runs (the
+                // record was deleted): then the VF stays taken.
+                if !has_record(&owner) && crate::identity::find_qemus(sd, &owner).is_empty() {
                     pool.release_domain(&owner)?;
                 }
             }
         }
     }
     Ok(cleaned)
+}
+
+fn live_xml_exists(sd: &StateDir, name: &str) -> bool {
+    sd.run_paths(name)
+        .map(|p| std::fs::symlink_metadata(p.live_xml).is_ok())
+        .unwrap_or(false)
 }
 
 /// What [`launch`] needs besides the argv.
@@ -382,18 +466,25 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // A stale socket from a dead QEMU would make connect fail confusingly.
     remove_optional(&paths.qmp_sock)?;
     write_atomic(&paths.live_xml, spec.live_xml.as_bytes(), 0o600)?;
-    // QEMU creates files with the umask; make ours private up front (it
-    // truncates or appends, which keeps the mode).
-    if let Some(log) = spec
-        .serial_log
-        .as_ref()
-        .filter(|l| l.starts_with(&paths.dir))
+    // QEMU opens its log files by name, as root: each must be a regular
+    // file of ours, never a link planted there (`serial.log -> /etc/x`).
+    // Created private up front (QEMU truncates or appends, keeping the mode).
+    for log in [Some(&paths.qemu_log), spec.serial_log.as_ref()]
+        .into_iter()
+        .flatten()
     {
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(log);
+        // A file the definition names elsewhere is the user's business.
+        if !log.starts_with(&paths.dir) {
+            continue;
+        }
+        crate::safefs::open_file(log, crate::safefs::Access::Append(0o600))
+            .map_err(|e| StateError::from((log.as_path(), e)))?;
+        crate::safefs::check_file_for_qemu(log)
+            .map_err(|source| StateError::Io {
+                path: log.clone(),
+                source,
+            })?
+            .map_err(StateError::from)?;
     }
     crate::domlog::append(
         &paths.qemu_log,
@@ -454,8 +545,11 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         Ok(q) => q,
         Err(e) => return Err(fail(e)),
     };
-    // The directory is private already; the socket itself should be too.
-    let _ = std::fs::set_permissions(&paths.qmp_sock, std::fs::Permissions::from_mode(0o600));
+    // The directory is private already; the socket itself should be too
+    // (only if it is the socket: chmod follows links).
+    if std::fs::symlink_metadata(&paths.qmp_sock).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::set_permissions(&paths.qmp_sock, std::fs::Permissions::from_mode(0o600));
+    }
     let events = qmp.subscribe();
     if !spec.incoming {
         if let Err(source) = qmp.execute("cont", serde_json::Value::Null).await {
@@ -591,6 +685,15 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
 /// time: if another `teamvirt` is connected, the greeting never comes and
 /// this reports the monitor as busy after `timeout`.
 pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError> {
+    // A stopped QEMU never answers: say so at once instead of blaming
+    // another client after the timeout.
+    let stopped = || RunError::Stopped {
+        name: rec.name.clone(),
+        pid: rec.proc.pid,
+    };
+    if rec.proc.is_stopped() {
+        return Err(stopped());
+    }
     let opts = QmpOptions {
         handshake_timeout: timeout,
         label: rec.name.clone(),
@@ -598,6 +701,17 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
     };
     match Qmp::connect_with(&rec.qmp_socket, opts).await {
         Ok(q) => Ok(q),
+        Err(QmpError::Timeout { .. }) if rec.proc.is_stopped() => Err(stopped()),
+        // Busy only if another client really holds the monitor.
+        Err(QmpError::Timeout { .. })
+            if monitor_client_connected(&rec.qmp_socket) == Some(false) =>
+        {
+            Err(RunError::NotResponding {
+                name: rec.name.clone(),
+                pid: rec.proc.pid,
+                secs: timeout.as_secs(),
+            })
+        }
         Err(QmpError::Timeout { .. }) => Err(RunError::MonitorBusy {
             name: rec.name.clone(),
         }),
@@ -606,6 +720,30 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
             source,
         }),
     }
+}
+
+/// Has QEMU accepted a client on its monitor socket (another teamvirt
+/// holding it)? From `/proc/net/unix`: the listener and an accepted
+/// connection both carry the path; only the accepted one is connected
+/// (state 03) with an inode. `None` when the listener is not visible (other
+/// network namespace): unknown.
+fn monitor_client_connected(sock: &Path) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let want = sock.to_str()?;
+    let mut listener = false;
+    let mut accepted = false;
+    for l in table.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 || f[7..].join(" ") != want {
+            continue;
+        }
+        match (f[5], f[6]) {
+            ("01", _) => listener = true,
+            ("03", inode) if inode != "0" => accepted = true,
+            _ => {}
+        }
+    }
+    listener.then_some(accepted)
 }
 
 #[cfg(test)]

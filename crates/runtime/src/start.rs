@@ -98,6 +98,7 @@ impl Runtime {
         let name = def.name.clone();
         crate::state::check_name(&name)?;
         let _lock = self.sd.lock_domain(&name)?;
+        _lock.note_holder("teamvirt start");
         if let Some(rec) = RunRecord::load(&self.sd, &name)? {
             if rec.is_alive() {
                 return Err(RuntimeError::AlreadyRunning(name));

@@ -14,6 +14,10 @@
 //!
 //! Every file is written atomically (temporary file, fsync, rename, fsync of
 //! the directory) so a crash leaves either the old or the new content.
+//!
+//! The directory is a trust boundary (see [`crate::safefs`]): the root and
+//! every directory in it must be owned by the caller and writable by nobody
+//! else, and files are opened without following links.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -21,6 +25,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::lock::{FileLock, LockError, LockMode};
+use crate::safefs::{self, Access, OpenError};
 
 /// Environment variable overriding the state directory.
 pub const STATE_DIR_ENV: &str = teamvirt_qemu::dirs::STATE_DIR_ENV;
@@ -36,6 +41,20 @@ pub enum StateError {
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Untrusted(#[from] crate::safefs::Untrusted),
+}
+
+impl From<(&Path, OpenError)> for StateError {
+    fn from((path, e): (&Path, OpenError)) -> StateError {
+        match e {
+            OpenError::Io(source) => StateError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            OpenError::Untrusted(u) => StateError::Untrusted(u),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -112,19 +131,39 @@ pub struct StateDir {
 
 impl StateDir {
     /// Open `root`, creating it and its subdirectories with mode 0700.
+    /// Refuses a root or subdirectory that is a link, belongs to someone
+    /// else or is writable by others (see [`crate::safefs`]).
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
         let root = if root.is_absolute() {
             root.to_owned()
         } else {
             std::env::current_dir().map_err(io_err(root))?.join(root)
         };
-        let sd = StateDir { root };
         // A root that already exists was chosen by the user (`--state-dir
-        // /tmp` or `~` must not be chmod'ed); a new one is made 0700. What
-        // teamvirt keeps lives in the subdirectories, which are forced 0700.
-        if !sd.root.is_dir() {
-            make_private_dir(&sd.root)?;
+        // /tmp/x` must not be chmod'ed) but must be safe as it is; a new one
+        // is made 0700. What teamvirt keeps lives in the subdirectories,
+        // which are forced 0700.
+        if fs::symlink_metadata(&root).is_err() {
+            if let Some(parent) = root.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(io_err(parent))?;
+            }
+            safefs::ensure_private_dir(&root).map_err(io_err(&root))??;
         }
+        // A root that is a link the user chose (`/var/lib/teamvirt ->
+        // /data/teamvirt`) is resolved once; the checks apply to its target.
+        let root = fs::canonicalize(&root).map_err(io_err(&root))?;
+        for a in root.ancestors().skip(1) {
+            let m = fs::metadata(a).map_err(io_err(a))?;
+            if let Some(u) = safefs::ancestor_problem(a, &m) {
+                return Err(u.into());
+            }
+        }
+        safefs::check_dir(&root).map_err(io_err(&root))??;
+        let sd = StateDir { root };
         for d in [
             sd.domains_dir(),
             sd.networks_dir(),
@@ -133,7 +172,7 @@ impl StateDir {
             sd.cache_dir(),
             sd.log_dir(),
         ] {
-            make_private_dir(&d)?;
+            safefs::ensure_private_dir(&d).map_err(io_err(&d))??;
         }
         Ok(sd)
     }
@@ -193,6 +232,17 @@ impl StateDir {
         make_private_dir(&p.dir)?;
         Ok(p)
     }
+    /// The paths of a domain's run directory after checking that the
+    /// directory, if it exists, can be trusted (see [`crate::safefs`]).
+    pub fn checked_run_paths(&self, name: &str) -> Result<RunPaths, StateError> {
+        let p = self.run_paths(name)?;
+        match safefs::check_dir(&p.dir) {
+            Ok(r) => r?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p.dir)(e)),
+        }
+        Ok(p)
+    }
 
     /// Names of defined domains (sorted).
     pub fn defined_domains(&self) -> Result<Vec<String>, StateError> {
@@ -209,7 +259,9 @@ impl StateDir {
         for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let e = e.map_err(io_err(&dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if e.path().is_dir() && check_name(&name).is_ok() {
+            // Not followed: a link here is reported when the domain is used.
+            let t = e.file_type().map_err(io_err(&dir))?;
+            if (t.is_dir() || t.is_symlink()) && check_name(&name).is_ok() {
                 out.push(name);
             }
         }
@@ -241,6 +293,11 @@ impl StateDir {
             LockMode::Exclusive,
         )?)
     }
+    /// Who holds the domain lock, if it said so (pid, what it does).
+    pub fn domain_lock_holder(&self, name: &str) -> Option<(i32, String)> {
+        check_name(name).ok()?;
+        crate::lock::holder(&self.domain_lock_path(name))
+    }
     fn domain_lock_path(&self, name: &str) -> PathBuf {
         self.locks_dir().join(format!("domain-{name}.lock"))
     }
@@ -268,14 +325,12 @@ fn list_suffix(dir: &Path, suffix: &str) -> Result<Vec<String>, StateError> {
     Ok(out)
 }
 
-/// Create `dir` (and parents) and force mode 0700 on it.
+/// Create `dir` (its parent must exist) with mode 0700, or check an
+/// existing one (a real directory of ours, writable by nobody else) and
+/// force 0700 on it.
 pub fn make_private_dir(dir: &Path) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+    safefs::ensure_private_dir(dir).map_err(io_err(dir))??;
+    Ok(())
 }
 
 /// Write `data` to `path` atomically with the given mode: write a temporary
@@ -291,12 +346,24 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{fname}.tmp{}.{seq}", std::process::id()));
     let res = (|| -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        // A fresh file: never an existing one nor a link planted there.
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        let mut f = match open() {
+            // Left by a crashed process that had our pid: unlink (which
+            // does not follow links) and create anew.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                open()?
+            }
+            r => r?,
+        };
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -309,16 +376,17 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
     res.map_err(io_err(path))
 }
 
-/// Read a file that may not exist (`None` then).
+/// Read a file of the state directory that may not exist (`None` then).
+/// A link, FIFO or other non-regular file is refused, not followed.
 pub fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StateError::Io {
-            path: path.to_owned(),
-            source: e,
-        }),
-    }
+    let mut f = match safefs::open_file(path, Access::Read) {
+        Ok(f) => f,
+        Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err((path, e).into()),
+    };
+    let mut s = String::new();
+    io::Read::read_to_string(&mut f, &mut s).map_err(io_err(path))?;
+    Ok(Some(s))
 }
 
 /// Remove a file; a missing file is fine.

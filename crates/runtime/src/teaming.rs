@@ -207,7 +207,8 @@ pub async fn wait_negotiated(
     pairs: &[TeamingPair],
     timeout: Duration,
 ) -> Result<Vec<PairState>, TeamingError> {
-    let deadline = Instant::now() + timeout;
+    // A huge bound (API callers; the CLI caps it) must not overflow.
+    let deadline = crate::process::deadline_after(timeout);
     let mut seen: HashSet<String> = HashSet::new();
     loop {
         let states = query(qmp, pairs).await.map_err(gone)?;

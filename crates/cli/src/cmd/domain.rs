@@ -15,6 +15,10 @@ use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
 
 use crate::render::render;
 
+/// Upper bound of every wait a user gives in seconds (a day): a bound
+/// beyond it is a typo, and a huge one would overflow a deadline.
+pub const MAX_WAIT_SECS: u64 = 86_400;
+
 /// Where the state lives.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StateOpt {
@@ -177,6 +181,12 @@ pub fn list(a: ListArgs) -> ExitCode {
         outln!(" {id:<4} {:<w$}   {}", d.name, d.state);
     }
     outln!();
+    // The rows above say which; here is why (the others are listed fine).
+    for d in &doms {
+        if let Some(p) = &d.problem {
+            eprintln!("warning: {p}");
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -222,7 +232,8 @@ pub struct StartArgs {
     pub emulate_vf: bool,
     /// Wait until every teaming pair negotiated failover (default 60 s);
     /// fail naming the pairs that did not.
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
     pub wait_failover: Option<u64>,
     #[command(flatten)]
     pub state: StateOpt,
@@ -298,8 +309,26 @@ pub fn start(a: StartArgs) -> ExitCode {
     }
 }
 
-pub fn destroy(a: NameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.destroy(&a.domain)) {
+#[derive(clap::Args, Debug)]
+pub struct DestroyArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Also when the domain's state is damaged: find its QEMU by what the
+    /// kernel says (executable, command line naming the domain's monitor
+    /// socket) rather than by its run record, stop it and clean up.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn destroy(a: DestroyArgs) -> ExitCode {
+    let mut on_wait = |m: &str| eprintln!("{m}");
+    match a
+        .state
+        .open()
+        .and_then(|rt| rt.destroy_with(&a.domain, a.force, &mut on_wait))
+    {
         Ok(freed) => {
             for v in &freed {
                 eprintln!(

@@ -12,7 +12,7 @@ use serde_json::json;
 use teamvirt_runtime::migrate::{self, MigrateError, MigrateOptions, Outcome, Progress};
 use teamvirt_runtime::state::StateDir;
 
-use super::domain::StateOpt;
+use super::domain::{StateOpt, MAX_WAIT_SECS};
 use crate::render::render;
 
 #[derive(clap::Args, Debug)]
@@ -25,14 +25,16 @@ pub struct MigrateArgs {
     pub dest_state_dir: PathBuf,
     /// Cancel and roll back when the guest has not unplugged its primaries
     /// this many seconds after the start.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
     pub unplug_timeout: u64,
     /// Pause the source when the copy has not converged after SECS (virsh
     /// --timeout; only once the primaries are unplugged).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
     pub timeout: Option<u64>,
     /// Bandwidth cap in MiB/s (virsh --bandwidth).
-    #[arg(long, value_name = "MIB")]
+    // QEMU takes bytes/s as a signed 64-bit value.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=(i64::MAX as u64 >> 20)))]
     pub bandwidth: Option<u64>,
     /// Define the domain on the destination.
     #[arg(long)]

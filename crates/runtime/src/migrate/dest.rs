@@ -277,7 +277,9 @@ impl LocalDestination {
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
-            emulator: PathBuf::from(&req.emulator),
+            // What the domain's XML names, as for a start: not a path
+            // taken from a run record.
+            emulator: crate::identity::xml_emulator(&req.live_xml),
             args,
             accel: req.accel,
             serial_log,

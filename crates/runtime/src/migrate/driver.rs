@@ -207,6 +207,7 @@ pub async fn migrate<D: Destination>(
     let _lock = sd
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
+    _lock.note_holder("teamvirt migrate");
     let rec = match RunRecord::load(sd, name)? {
         Some(r) if r.is_alive() => r,
         Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
@@ -289,11 +290,23 @@ pub async fn migrate<D: Destination>(
     } else {
         None
     };
+    // The record is a file anybody with access to the state could have
+    // written: the destination runs the definition's emulator with the
+    // command line the kernel says the source QEMU runs with.
+    crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
+    let emulator = crate::identity::definition_emulator(sd, name);
+    let mut argv = vec![emulator.display().to_string()];
+    argv.extend(
+        crate::identity::cmdline_of(rec.proc.pid)
+            .unwrap_or_default()
+            .into_iter()
+            .skip(1),
+    );
     let req = PrepareRequest {
         name: name.to_owned(),
         uuid: rec.uuid.clone(),
-        emulator: rec.emulator.clone(),
-        argv: rec.argv.clone(),
+        emulator: emulator.display().to_string(),
+        argv,
         accel: rec.accel,
         source_run_dir: paths.dir.clone(),
         source_serial_log: rec.serial_log.clone(),
@@ -663,8 +676,12 @@ async fn complete<D: Destination>(
     // Confirm: the source QEMU (in `postmigrate`) goes away, its VFs return.
     let _ = tokio::time::timeout(Duration::from_secs(5), qmp.quit()).await;
     let proc = rec.proc;
+    let (sd, name) = (cx.sd.clone(), cx.name.to_owned());
     tokio::task::spawn_blocking(move || {
-        if !proc.wait_gone(Duration::from_secs(5)) {
+        // Signals only to what /proc confirms is the domain's QEMU.
+        if !proc.wait_gone(Duration::from_secs(5))
+            && crate::identity::verify(&sd, &name, &proc).is_ok()
+        {
             let _ = proc.kill_painfully(Duration::from_secs(3));
         }
     })
@@ -824,7 +841,8 @@ async fn rollback<D: Destination>(
 }
 
 async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    // A huge bound (API callers; the CLI caps it) must not overflow.
+    let deadline = crate::process::deadline_after(timeout);
     loop {
         if let Ok(ids) = teaming::pci_device_ids(qmp).await {
             if ids.contains(id) {

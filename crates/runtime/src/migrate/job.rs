@@ -29,6 +29,13 @@ pub enum JobError {
     State(#[from] StateError),
     #[error(transparent)]
     Process(#[from] crate::process::ProcessError),
+    #[error("refusing to signal process {pid} named as the driver of the job of domain '{name}': /proc/{pid}/exe is {exe}, not teamvirt ({me}); the job file is damaged or forged")]
+    NotTeamvirt {
+        name: String,
+        pid: i32,
+        exe: String,
+        me: String,
+    },
 }
 
 /// One published snapshot of a migration job.
@@ -193,7 +200,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// `run/NAME/job.json`.
 pub fn job_path(sd: &StateDir, name: &str) -> Result<PathBuf, StateError> {
-    Ok(sd.run_paths(name)?.dir.join("job.json"))
+    Ok(sd.checked_run_paths(name)?.dir.join("job.json"))
 }
 
 /// Publish a snapshot (atomic replace).
@@ -237,6 +244,21 @@ pub fn current(sd: &StateDir, name: &str) -> Result<Option<JobInfo>, JobError> {
 pub fn request_abort(sd: &StateDir, name: &str) -> Result<JobInfo, JobError> {
     let job = current(sd, name)?.ok_or(JobError::NoJob)?;
     let pid = job.driver.ok_or(JobError::NoJob)?;
+    // The job file is a file: SIGUSR1 kills most processes, so it goes
+    // only to a process running teamvirt's own binary.
+    let exe = crate::identity::exe_of(pid.pid);
+    let me = crate::identity::exe_of(std::process::id() as i32);
+    if exe.is_none() || exe != me {
+        let show = |p: Option<std::path::PathBuf>| {
+            p.map_or_else(|| "unknown".into(), |p| p.display().to_string())
+        };
+        return Err(JobError::NotTeamvirt {
+            name: name.to_owned(),
+            pid: pid.pid,
+            exe: show(exe),
+            me: show(me),
+        });
+    }
     pid.signal(ABORT_SIGNAL)?;
     Ok(job)
 }
@@ -268,6 +290,29 @@ mod tests {
             .iter()
             .any(|(l, v)| l == "Data processed" && v.ends_with("MiB")));
         assert!(lines.iter().any(|(l, v)| l == "Downtime" && v == "22 ms"));
+    }
+
+    /// A job file naming an unrelated process as its driver: domjobabort
+    /// must not send it SIGUSR1 (which would kill it).
+    #[test]
+    fn abort_refuses_a_forged_driver() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        sd.create_run_dir("vm").unwrap();
+        let mut victim = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let mut j = JobInfo::new("dst");
+        j.driver = ProcId::of(victim.id() as i32);
+        publish(&sd, "vm", &j).unwrap();
+        let e = request_abort(&sd, "vm").unwrap_err().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let alive = victim.try_wait().unwrap().is_none();
+        let _ = victim.kill();
+        let _ = victim.wait();
+        assert!(alive, "domjobabort killed an unrelated process");
+        assert!(e.contains("refusing to signal process"), "{e}");
     }
 
     #[test]

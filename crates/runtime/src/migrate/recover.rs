@@ -70,7 +70,7 @@ impl Side {
     /// Stop this side's QEMU (if any) and free what it held.
     async fn teardown(&self, name: &str, what: &str, log: &mut Vec<String>) {
         if let Some(rec) = &self.rec {
-            let gone = stop_qemu(self.qmp.as_ref(), rec).await;
+            let gone = stop_qemu(&self.sd, self.qmp.as_ref(), rec).await;
             log.push(format!(
                 "{what} QEMU (pid {}) {}",
                 rec.proc.pid,
@@ -99,14 +99,18 @@ impl Side {
 }
 
 /// Ask QEMU to quit, then make sure it is gone. True when it is.
-pub(crate) async fn stop_qemu(qmp: Option<&Qmp>, rec: &RunRecord) -> bool {
+/// A recorded pid is signalled only once `/proc` confirms it is the
+/// domain's QEMU (see [`crate::identity`]).
+pub(crate) async fn stop_qemu(sd: &StateDir, qmp: Option<&Qmp>, rec: &RunRecord) -> bool {
     if let Some(q) = qmp {
         let _ = tokio::time::timeout(Duration::from_secs(2), q.quit()).await;
     }
     let proc = rec.proc;
+    let (sd, name) = (sd.clone(), rec.name.clone());
     tokio::task::spawn_blocking(move || {
         proc.wait_gone(Duration::from_secs(3))
-            || proc.kill_painfully(Duration::from_secs(3)).is_ok()
+            || (crate::identity::verify(&sd, &name, &proc).is_ok()
+                && proc.kill_painfully(Duration::from_secs(3)).is_ok())
     })
     .await
     .unwrap_or(false)

@@ -1,0 +1,404 @@
+//! Trust boundaries through the binary (issue 12, items 1 and 4): an
+//! unsafe state directory is refused with the path and the fix, a forged
+//! run record cannot make `destroy` kill another process, a damaged one
+//! never turns a running domain into "shut off", out-of-range waits are
+//! refused, and `destroy` says what it waits for.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use teamvirt_runtime::accel::Accel;
+use teamvirt_runtime::process::ProcId;
+use teamvirt_runtime::run::RunRecord;
+use teamvirt_testinfra::{guest_lock, qemu_or_skip};
+
+const NET: &str = "trustpool";
+const VF: &str = "0000:3b:02.0";
+
+fn net_xml() -> String {
+    format!(
+        "<network>\n  <name>{NET}</name>\n  <forward mode='hostdev' managed='yes'>\n    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x0'/>\n  </forward>\n</network>\n"
+    )
+}
+
+/// A domain with one teaming pair whose primary comes from the pool (lab
+/// mode); no disk: QEMU runs, the guest never boots.
+fn domain_xml(name: &str) -> String {
+    format!(
+        "<domain type='kvm'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/></features>
+  <devices>
+    <interface type='user'>
+      <mac address='52:54:00:dd:00:01'/>
+      <model type='virtio'/>
+      <teaming type='persistent'/>
+      <alias name='ua-standby0'/>
+    </interface>
+    <interface type='network'>
+      <source network='{NET}'/>
+      <mac address='52:54:00:dd:00:01'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-standby0'/>
+    </interface>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"
+    )
+}
+
+/// Define the pool (lab mode) and the domain.
+fn define(e: &Env, name: &str) {
+    let n = e.write("net.xml", &net_xml());
+    e.ok(&["net-define", "--emulate-vf", &n]);
+    let d = e.write(&format!("{name}.xml"), &domain_xml(name));
+    e.ok(&["define", &d]);
+}
+
+/// Every QEMU whose command line names this state directory.
+fn qemus_of(e: &Env) -> Vec<i32> {
+    let needle = e.state.display().to_string();
+    let mut out = Vec::new();
+    for d in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = d.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with("/") && cmd.contains("qemu-system") && cmd.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills this state directory's QEMUs when dropped (damaged state is out
+/// of reach of [`Env`]'s own cleanup).
+struct KillQemus<'a>(&'a Env);
+
+impl Drop for KillQemus<'_> {
+    fn drop(&mut self) {
+        for pid in qemus_of(self.0) {
+            // SAFETY: kill has no memory preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn unsafe_state_directory_is_refused_with_the_fix() {
+    let e = Env::new();
+    std::fs::create_dir(&e.state).unwrap();
+    std::fs::set_permissions(&e.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = e.fail(&["list", "--all"]);
+    assert!(
+        err.contains(&format!(
+            "state directory {} is writable by others (mode 0777); chmod it to 0700",
+            e.state.display()
+        )) && err.contains("--state-dir"),
+        "{err}"
+    );
+    // `locks -> /etc`-style: refused, the target keeps its mode.
+    std::fs::set_permissions(&e.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = e.files.join("etc");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink(&victim, e.state.join("locks")).unwrap();
+    let err = e.fail(&["list", "--all"]);
+    assert!(err.contains("locks is a symbolic link"), "{err}");
+    assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+}
+
+#[test]
+fn out_of_range_waits_are_refused() {
+    let e = Env::new();
+    for args in [
+        &["start", "vm", "--wait-failover=99999999999999999"][..],
+        &["start", "vm", "--wait-failover=0"][..],
+        &[
+            "migrate",
+            "vm",
+            "--dest-state-dir",
+            "/nonexistent",
+            "--unplug-timeout",
+            "99999999999999999",
+        ][..],
+        &[
+            "migrate",
+            "vm",
+            "--dest-state-dir",
+            "/nonexistent",
+            "--timeout",
+            "0",
+        ][..],
+    ] {
+        let out = e.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is not in 1..=86400"), "{args:?}: {err}");
+    }
+}
+
+/// A run record naming an unrelated process (a `sleep`, with its real
+/// start time and binary): `destroy` refuses to signal it; it lives on.
+#[test]
+fn destroy_does_not_kill_a_forged_pid() {
+    let e = Env::new();
+    e.ok(&["list"]);
+    let mut sleep = Command::new("sleep").arg("300").spawn().unwrap();
+    let proc = ProcId::of(sleep.id() as i32).unwrap();
+    let run = e.run_dir("vm");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", proc.pid)).unwrap();
+    let rec = RunRecord {
+        name: "vm".into(),
+        id: 1,
+        uuid: None,
+        proc,
+        emulator: exe.display().to_string(),
+        argv: vec![exe.display().to_string()],
+        accel: Accel::Tcg,
+        qmp_socket: run.join("qmp.sock"),
+        serial_log: None,
+        qemu_log: run.join("qemu.log"),
+        pairs: vec![],
+        vfs: vec![],
+        substitutions: vec![],
+        incoming: false,
+        started_unix: 0,
+    };
+    std::fs::write(run.join("state.json"), serde_json::to_string(&rec).unwrap()).unwrap();
+    let out = e.run(&["destroy", "vm"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = sleep.try_wait().unwrap().is_none();
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(alive, "destroy killed an unrelated process: {err}");
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("refusing to signal process {}", proc.pid)),
+        "{err}"
+    );
+}
+
+/// `state.json` emptied while the domain runs: `list` still lists it (as
+/// damaged, saying why), its VF stays taken, `destroy` says what is wrong,
+/// `destroy --force` stops QEMU and returns the VF.
+#[test]
+fn damaged_run_record_through_the_cli() {
+    if qemu_or_skip("damaged_run_record_through_the_cli").is_none() {
+        return;
+    }
+    let _g = guest_lock();
+    let e = Env::new();
+    let _k = KillQemus(&e);
+    define(&e, "vm");
+    e.ok(&["start", "vm", "--accel", "tcg"]);
+    assert_eq!(qemus_of(&e).len(), 1);
+    std::fs::write(e.run_dir("vm").join("state.json"), "").unwrap();
+
+    let (out, err) = e.ok2(&["list", "--all"]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("vm") && l.contains("damaged")),
+        "{out}"
+    );
+    assert!(
+        err.contains("warning: state of domain 'vm' is damaged"),
+        "{err}"
+    );
+    assert_eq!(e.vfs_used(NET), 1, "the running domain's VF was freed");
+    assert_eq!(qemus_of(&e).len(), 1);
+    assert!(e.run_dir("vm").join("qmp.sock").exists());
+
+    let err = e.fail(&["destroy", "vm"]);
+    assert!(err.contains("destroy --force vm"), "{err}");
+    let (out, err) = e.ok2(&["destroy", "--force", "vm"]);
+    assert!(out.contains("Domain 'vm' destroyed"), "{out}");
+    assert!(err.contains(&format!("VF {VF}")), "{err}");
+    assert!(qemus_of(&e).is_empty());
+    assert_eq!(e.vfs_used(NET), 0);
+}
+
+/// The pool's state file deleted or corrupt while the domain holds a VF:
+/// rebuilt from the run records with a warning; verbs keep working.
+#[test]
+fn lost_pool_state_through_the_cli() {
+    if qemu_or_skip("lost_pool_state_through_the_cli").is_none() {
+        return;
+    }
+    let _g = guest_lock();
+    let e = Env::new();
+    let _k = KillQemus(&e);
+    define(&e, "vm");
+    e.ok(&["start", "vm", "--accel", "tcg"]);
+    let f = e.state.join("networks").join(format!("{NET}.state.json"));
+    std::fs::write(&f, "{ garbage").unwrap();
+    let (_, err) = e.ok2(&["list"]);
+    assert!(err.contains("rebuilt"), "{err}");
+    assert_eq!(e.vfs_used(NET), 1);
+    std::fs::remove_file(&f).unwrap();
+    assert_eq!(
+        e.vfs_used(NET),
+        1,
+        "a deleted pool file shows the pool empty"
+    );
+    // Lab mode survives: it is the network's, recorded by the running domain.
+    e.ok(&["destroy", "vm"]);
+    assert_eq!(e.vfs_used(NET), 0);
+    assert!(qemus_of(&e).is_empty());
+}
+
+/// `destroy` behind a `start --wait-failover` (which holds the domain lock
+/// while it waits for a guest that never negotiates) says what it waits for.
+#[test]
+fn destroy_says_what_it_waits_for() {
+    if qemu_or_skip("destroy_says_what_it_waits_for").is_none() {
+        return;
+    }
+    let _g = guest_lock();
+    let e = Env::new();
+    let _k = KillQemus(&e);
+    define(&e, "vm");
+    let mut start = e
+        .command(&["start", "vm", "--accel", "tcg", "--wait-failover=120"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start_pid = start.id();
+    let record = e.run_dir("vm").join("state.json");
+    let t0 = Instant::now();
+    while !record.exists() {
+        assert!(start.try_wait().unwrap().is_none(), "start exited early");
+        assert!(t0.elapsed() < Duration::from_secs(60), "QEMU never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = KillOnDrop(start);
+    let destroy = e
+        .command(&["destroy", "vm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut destroy = KillOnDrop(destroy);
+    let stderr = destroy.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    // Let the start go (as Ctrl-C would): destroy proceeds.
+    drop(start);
+    let line = line.expect("destroy printed nothing while it waited");
+    assert_eq!(
+        line,
+        format!("waiting for 'teamvirt start' of domain 'vm' (pid {start_pid}) to finish (Ctrl-C to give up)...")
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = destroy.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "destroy did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(qemus_of(&e).is_empty());
+    assert_eq!(e.vfs_used(NET), 0);
+}
+
+/// A forged `emulator` (and argv) in `state.json` must not be what root
+/// runs at the next `migrate`: the destination runs the domain's own
+/// emulator (from its XML) with the command line the kernel shows for the
+/// source QEMU.
+#[test]
+fn migrate_does_not_run_the_emulator_of_a_forged_record() {
+    if qemu_or_skip("migrate_does_not_run_the_emulator_of_a_forged_record").is_none() {
+        return;
+    }
+    let _g = guest_lock();
+    let e = Env::new();
+    let _k = KillQemus(&e);
+    define(&e, "vm");
+    let dst = std::path::PathBuf::from(format!("{}-dst", e.state.display()));
+    let on_dst = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .env("TEAMVIRT_STATE_DIR", &dst)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    on_dst(&[
+        "net-define",
+        "--emulate-vf",
+        &e.files.join("net.xml").display().to_string(),
+    ]);
+    e.ok(&["start", "vm", "--accel", "tcg"]);
+
+    let marker = e.files.join("pwned");
+    let evil = e.write(
+        "evil.sh",
+        &format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    );
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rec_path = e.run_dir("vm").join("state.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec_path).unwrap()).unwrap();
+    rec["emulator"] = evil.clone().into();
+    rec["argv"][0] = evil.clone().into();
+    rec["argv"]
+        .as_array_mut()
+        .unwrap()
+        .push("-forged-option".into());
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+
+    let out = e.run(&[
+        "migrate",
+        "--unplug-timeout",
+        "20",
+        "--dest-state-dir",
+        dst.to_str().unwrap(),
+        "vm",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!marker.exists(), "migrate ran the forged emulator: {err}");
+    assert!(!err.contains("-forged-option"), "{err}");
+    assert!(out.status.success(), "{err}");
+    // Clean up on the destination (KillQemus covers a failure).
+    on_dst(&["destroy", "vm"]);
+}

@@ -1,0 +1,240 @@
+//! Is the process a run record names really this domain's QEMU? A record
+//! is a file; the kernel is the authority. Before any signal goes to a
+//! recorded pid, [`verify`] checks what `/proc` says: the start time
+//! (already part of [`ProcId`]), the executable (`/proc/PID/exe`) against
+//! the emulator of the domain's *definition* (never the record's own
+//! `emulator` field), and that its command line opens this domain's QMP
+//! socket. A forged or damaged record then cannot make teamvirt kill an
+//! unrelated process. [`find_qemus`] finds a domain's QEMU without a
+//! record (for `destroy --force` when the record is damaged).
+
+use std::path::{Path, PathBuf};
+
+use teamvirt_conf::DomainDef;
+
+use crate::process::ProcId;
+use crate::state::{read_optional, StateDir};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("refusing to signal process {pid} recorded for domain '{name}': it is not this domain's QEMU ({reason}); the run record is damaged or forged: `teamvirt destroy --force {name}` finds the domain's QEMU by its command line")]
+    Mismatch {
+        name: String,
+        pid: i32,
+        reason: String,
+    },
+}
+
+/// The emulator of domain `name` as its definition says: the live XML of
+/// the running domain, else the persistent definition; `<emulator>`, else
+/// `qemu-system-x86_64`.
+pub fn definition_emulator(sd: &StateDir, name: &str) -> PathBuf {
+    let texts = [
+        sd.checked_run_paths(name)
+            .ok()
+            .and_then(|p| read_optional(&p.live_xml).ok().flatten()),
+        sd.domain_xml(name)
+            .ok()
+            .and_then(|p| read_optional(&p).ok().flatten()),
+    ];
+    for text in texts.into_iter().flatten() {
+        if let Ok((def, _)) = DomainDef::parse_str(&text, None) {
+            return crate::domain::emulator_of(&def);
+        }
+    }
+    PathBuf::from("qemu-system-x86_64")
+}
+
+/// The emulator named by a live XML (as sent to a migration destination).
+pub fn xml_emulator(live_xml: &str) -> PathBuf {
+    DomainDef::parse_str(live_xml, None)
+        .map(|(def, _)| crate::domain::emulator_of(&def))
+        .unwrap_or_else(|_| PathBuf::from("qemu-system-x86_64"))
+}
+
+/// `program` as exec would find it (`PATH` for a bare name), canonical.
+pub fn resolve_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 || program.is_absolute() {
+        return std::fs::canonicalize(program).ok();
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+}
+
+fn is_script(p: &Path) -> bool {
+    let mut b = [0u8; 2];
+    std::fs::File::open(p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok()
+        && &b == b"#!"
+}
+
+/// The executable of a process (`/proc/PID/exe`), without the
+/// " (deleted)" the kernel appends when the binary was replaced since.
+pub fn exe_of(pid: i32) -> Option<PathBuf> {
+    let p = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let s = p.to_string_lossy();
+    Some(match s.strip_suffix(" (deleted)") {
+        Some(t) => PathBuf::from(t),
+        None => p,
+    })
+}
+
+/// The command line of a process (`/proc/PID/cmdline`).
+pub fn cmdline_of(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Does this command line open `sock` as its monitor (QEMU's option
+/// syntax doubles commas in values)?
+fn opens_socket(argv: &[String], sock: &Path) -> bool {
+    let s = sock.display().to_string();
+    let needle = format!("path={}", s.replace(',', ",,"));
+    argv.iter().any(|a| {
+        a.starts_with("socket,")
+            && a.match_indices(&needle).any(|(i, _)| {
+                let rest = &a[i + needle.len()..];
+                rest.is_empty() || (rest.starts_with(',') && !rest.starts_with(",,"))
+            })
+    })
+}
+
+/// What a domain's QEMU looks like to the kernel.
+struct Expected {
+    emulator: PathBuf,
+    resolved: Option<PathBuf>,
+    sock: PathBuf,
+}
+
+impl Expected {
+    fn of(sd: &StateDir, name: &str) -> Option<Expected> {
+        let emulator = definition_emulator(sd, name);
+        Some(Expected {
+            resolved: resolve_program(&emulator),
+            emulator,
+            sock: sd.run_paths(name).ok()?.qmp_sock,
+        })
+    }
+
+    /// Why `proc` is not this QEMU (None: it is).
+    fn mismatch(&self, proc: &ProcId) -> Option<String> {
+        if !proc.is_alive() {
+            return Some(format!(
+                "no process {} with the recorded start time is running",
+                proc.pid
+            ));
+        }
+        let Some(want) = &self.resolved else {
+            return Some(format!(
+                "the domain's emulator {} cannot be found",
+                self.emulator.display()
+            ));
+        };
+        let Some(exe) = exe_of(proc.pid) else {
+            return Some(format!("/proc/{}/exe cannot be read", proc.pid));
+        };
+        // A wrapper script (`<emulator>` naming a `#!` file that execs
+        // QEMU) is not what the kernel shows; the command line still must
+        // open the domain's monitor.
+        if &exe != want && !is_script(want) {
+            return Some(format!(
+                "/proc/{}/exe is {}, the domain's emulator is {}",
+                proc.pid,
+                exe.display(),
+                want.display()
+            ));
+        }
+        let argv = cmdline_of(proc.pid).unwrap_or_default();
+        if !opens_socket(&argv, &self.sock) {
+            return Some(format!(
+                "its command line does not open the domain's monitor {}",
+                self.sock.display()
+            ));
+        }
+        None
+    }
+}
+
+/// Check that `proc` (from a run record) is domain `name`'s QEMU.
+pub fn verify(sd: &StateDir, name: &str, proc: &ProcId) -> Result<(), IdentityError> {
+    let reason = match Expected::of(sd, name) {
+        Some(e) => e.mismatch(proc),
+        None => Some("invalid domain name".into()),
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(IdentityError::Mismatch {
+            name: name.to_owned(),
+            pid: proc.pid,
+            reason,
+        }),
+    }
+}
+
+/// The running processes that are domain `name`'s QEMU by what the kernel
+/// says (executable = the definition's emulator, command line opening the
+/// domain's QMP socket), whatever the run record says.
+pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
+    let (Some(want), Ok(rd)) = (Expected::of(sd, name), std::fs::read_dir("/proc")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // Cheap filter first: the command line must name the socket.
+        if !cmdline_of(pid).is_some_and(|a| opens_socket(&a, &want.sock)) {
+            continue;
+        }
+        if let Some(proc) = ProcId::of(pid) {
+            if want.mismatch(&proc).is_none() {
+                out.push(proc);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_socket_is_recognized() {
+        let argv: Vec<String> = [
+            "qemu",
+            "-chardev",
+            "socket,id=charmonitor,path=/s/a,,b/run/vm/qmp.sock,server=on,wait=off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(opens_socket(&argv, Path::new("/s/a,b/run/vm/qmp.sock")));
+        assert!(!opens_socket(&argv, Path::new("/s/a,b/run/vm2/qmp.sock")));
+        assert!(!opens_socket(
+            &["sleep".into(), "path=/s/a,,b/run/vm/qmp.sock".into()],
+            Path::new("/s/a,b/run/vm/qmp.sock")
+        ));
+    }
+
+    #[test]
+    fn self_is_not_a_qemu() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        let e = verify(&sd, "vm", &me).unwrap_err().to_string();
+        assert!(e.contains("refusing to signal process"), "{e}");
+        assert!(find_qemus(&sd, "vm").is_empty());
+    }
+}

@@ -1,0 +1,338 @@
+//! The state directory as a trust boundary. teamvirt runs as root: a
+//! directory in its state that another user can write, or a symbolic link
+//! planted there, would let that user steer root's writes, chmods and
+//! reads (`locks -> /etc`, `run/NAME/serial.log -> /etc/shadow`). So every
+//! directory teamvirt uses must be a real directory owned by the caller and
+//! writable by nobody else, and every file in it is opened without
+//! following a symbolic link (`O_NOFOLLOW`) and must be a regular file.
+//!
+//! With every directory on the way private, nobody else can swap a
+//! component between a check and the open that follows it, so a path-based
+//! open with `O_NOFOLLOW` on the last component is enough.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The caller's effective uid (the owner every state directory must have).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// A path of the state directory that cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {} {problem}; {fix}", .path.display())]
+pub struct Untrusted {
+    /// "state directory" or "state file".
+    pub kind: &'static str,
+    pub path: PathBuf,
+    pub problem: String,
+    pub fix: String,
+}
+
+fn type_name(m: &Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device node"
+    } else {
+        "a regular file"
+    }
+}
+
+fn link_target(path: &Path) -> String {
+    fs::read_link(path)
+        .map(|t| format!(" (to {})", t.display()))
+        .unwrap_or_default()
+}
+
+/// What is wrong with a directory of the state (from `lstat`), if anything.
+pub fn dir_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
+    let untrusted = |problem: String, fix: String| {
+        Some(Untrusted {
+            kind: "state directory",
+            path: path.to_owned(),
+            problem,
+            fix,
+        })
+    };
+    let p = path.display();
+    if m.file_type().is_symlink() {
+        return untrusted(
+            format!("is a symbolic link{}", link_target(path)),
+            "teamvirt does not follow links inside its state directory: remove the link (teamvirt recreates the directory) or use another --state-dir".into(),
+        );
+    }
+    if !m.is_dir() {
+        return untrusted(
+            format!("is not a directory but {}", type_name(m)),
+            "remove it or use another --state-dir".into(),
+        );
+    }
+    let me = euid();
+    if m.uid() != me {
+        return untrusted(
+            format!("is owned by uid {}, not by the caller (uid {me})", m.uid()),
+            format!("chown it to uid {me} and chmod it to 0700 (`chown {me} {p} && chmod 0700 {p}`) or use another --state-dir"),
+        );
+    }
+    if m.mode() & 0o022 != 0 {
+        let who = if m.mode() & 0o002 != 0 {
+            "others"
+        } else {
+            "its group"
+        };
+        return untrusted(
+            format!("is writable by {who} (mode {:04o})", m.mode() & 0o7777),
+            format!("chmod it to 0700 (`chmod 0700 {p}`) or use another --state-dir"),
+        );
+    }
+    None
+}
+
+/// Check an existing directory of the state (not followed if a link).
+pub fn check_dir(path: &Path) -> io::Result<Result<(), Untrusted>> {
+    let m = fs::symlink_metadata(path)?;
+    Ok(match dir_problem(path, &m) {
+        Some(u) => Err(u),
+        None => Ok(()),
+    })
+}
+
+/// A directory above the state root may be shared (`/tmp`), but nobody
+/// but root or the caller may be able to rename what is inside it: owned
+/// by one of them, and if writable by others then sticky.
+pub fn ancestor_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
+    let me = euid();
+    let p = path.display();
+    if m.uid() != 0 && m.uid() != me {
+        return Some(Untrusted {
+            kind: "directory",
+            path: path.to_owned(),
+            problem: format!(
+                "(above the state directory) is owned by uid {}, who could replace the state directory",
+                m.uid()
+            ),
+            fix: "use a --state-dir whose parents belong to root or to the caller".into(),
+        });
+    }
+    if m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0 {
+        return Some(Untrusted {
+            kind: "directory",
+            path: path.to_owned(),
+            problem: format!(
+                "(above the state directory) is writable by others without the sticky bit (mode {:04o}), so anyone could replace the state directory",
+                m.mode() & 0o7777
+            ),
+            fix: format!("chmod o-w {p} (or +t) or use another --state-dir"),
+        });
+    }
+    None
+}
+
+/// Create `dir` (its parent must exist) with mode 0700 if missing, then
+/// check it and tighten an existing one of ours to 0700 (through the open
+/// directory, so a link swapped in cannot redirect the chmod).
+pub fn ensure_private_dir(dir: &Path) -> io::Result<Result<(), Untrusted>> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if let Err(u) = check_dir(dir)? {
+        return Ok(Err(u));
+    }
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let m = d.metadata()?;
+    if let Some(u) = dir_problem(dir, &m) {
+        return Ok(Err(u));
+    }
+    if m.mode() & 0o777 != 0o700 {
+        d.set_permissions(fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(Ok(()))
+}
+
+/// How [`open_file`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Append, creating the file (mode given) if missing.
+    Append(u32),
+    /// Read and write, creating if missing (lock files).
+    ReadWriteCreate(u32),
+}
+
+/// Why a file could not be opened: an I/O error, or the path is not a
+/// regular file (a link, a FIFO...).
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    Untrusted(Untrusted),
+}
+
+fn file_untrusted(path: &Path, problem: String) -> Untrusted {
+    Untrusted {
+        kind: "state file",
+        path: path.to_owned(),
+        problem,
+        fix: "teamvirt only uses regular files in its state directory and never follows links there: remove it".into(),
+    }
+}
+
+/// Open a file of the state directory without following a link at its
+/// last component, without blocking on a FIFO, and refuse anything but a
+/// regular file.
+pub fn open_file(path: &Path, access: Access) -> Result<File, OpenError> {
+    let mut o = OpenOptions::new();
+    match access {
+        Access::Read => {
+            o.read(true);
+        }
+        Access::Append(mode) => {
+            o.append(true).create(true).mode(mode);
+        }
+        Access::ReadWriteCreate(mode) => {
+            o.read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(mode);
+        }
+    }
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    let f = match o.open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(OpenError::Untrusted(file_untrusted(
+                path,
+                format!("is a symbolic link{}", link_target(path)),
+            )))
+        }
+        // O_NONBLOCK on a socket path: ENXIO.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            let what = fs::symlink_metadata(path)
+                .map(|m| type_name(&m))
+                .unwrap_or("not a regular file");
+            return Err(OpenError::Untrusted(file_untrusted(
+                path,
+                format!("is not a regular file but {what}"),
+            )));
+        }
+        Err(e) => return Err(OpenError::Io(e)),
+    };
+    let m = f.metadata().map_err(OpenError::Io)?;
+    if !m.file_type().is_file() {
+        return Err(OpenError::Untrusted(file_untrusted(
+            path,
+            format!("is not a regular file but {}", type_name(&m)),
+        )));
+    }
+    // Reads and writes block normally from here on.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(f)
+}
+
+/// `lstat` check of a path QEMU will open by name (serial log): absent, or
+/// a regular file owned by the caller.
+pub fn check_file_for_qemu(path: &Path) -> io::Result<Result<(), Untrusted>> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(())),
+        Err(e) => return Err(e),
+    };
+    if m.file_type().is_symlink() {
+        return Ok(Err(file_untrusted(
+            path,
+            format!("is a symbolic link{}", link_target(path)),
+        )));
+    }
+    if !m.file_type().is_file() {
+        return Ok(Err(file_untrusted(
+            path,
+            format!("is not a regular file but {}", type_name(&m)),
+        )));
+    }
+    let me = euid();
+    if m.uid() != me {
+        return Ok(Err(file_untrusted(
+            path,
+            format!("is owned by uid {}, not by the caller (uid {me})", m.uid()),
+        )));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_fifos_and_foreign_dirs_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        fs::create_dir(&target).unwrap();
+        let link = t.path().join("link");
+        symlink(&target, &link).unwrap();
+        let u = check_dir(&link).unwrap().unwrap_err();
+        assert!(u.to_string().contains("is a symbolic link"), "{u}");
+        assert!(ensure_private_dir(&link).unwrap().is_err());
+
+        let open = t.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let u = check_dir(&open).unwrap().unwrap_err();
+        assert_eq!(
+            u.to_string(),
+            format!(
+                "state directory {p} is writable by others (mode 0777); chmod it to 0700 (`chmod 0700 {p}`) or use another --state-dir",
+                p = open.display()
+            )
+        );
+
+        let fifo = t.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Must not block on the FIFO.
+        match open_file(&fifo, Access::Read) {
+            Err(OpenError::Untrusted(u)) => assert!(u.problem.contains("FIFO"), "{u}"),
+            other => panic!("{other:?}"),
+        }
+        let flink = t.path().join("flink");
+        symlink(t.path().join("target"), &flink).unwrap();
+        match open_file(&flink, Access::Append(0o600)) {
+            Err(OpenError::Untrusted(u)) => assert!(u.problem.contains("symbolic link"), "{u}"),
+            other => panic!("{other:?}"),
+        }
+        let reg = t.path().join("reg");
+        fs::write(&reg, "x").unwrap();
+        assert!(open_file(&reg, Access::Read).is_ok());
+        assert!(check_file_for_qemu(&reg).unwrap().is_ok());
+        assert!(check_file_for_qemu(&flink).unwrap().is_err());
+        assert!(check_file_for_qemu(&t.path().join("absent"))
+            .unwrap()
+            .is_ok());
+    }
+}
