@@ -12,6 +12,8 @@
 
 /// kvm or tcg.
 pub mod accel;
+/// What an unprivileged QEMU is lent (descriptors, chowns) and given back.
+pub mod dac;
 /// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
 /// The lifecycle error type.
@@ -28,6 +30,8 @@ pub mod migrate;
 pub mod network;
 /// VF pools of hostdev networks.
 pub mod pool;
+/// The QEMU user and the switch to it before exec.
+pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
 /// Launching and finding running QEMUs (XML-agnostic).
