@@ -304,7 +304,6 @@ impl Builder<'_> {
     /// A log QEMU appends to: opened here, handed over as an fdset.
     fn log(&mut self, path: &Path) -> Result<String, DacError> {
         let f = OpenOptions::new()
-            .write(true)
             .create(true)
             .append(true)
             .mode(0o600)
