@@ -160,13 +160,13 @@ pub fn lend_as(
             return Err(e);
         }
     };
+    let mut fds = b.fds;
+    fds.extend(b.pending.into_iter().map(|(f, _, _)| OwnedFd::from(f)));
     let mut setup = ChildSetup::for_identity(id);
-    setup.keep_fds = b.fds.iter().map(AsRawFd::as_raw_fd).collect();
+    setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
     if args.iter().any(|a| is_vfio_device(a)) {
         setup.memlock = Some(memlock_bytes(&args));
     }
-    let mut fds = b.fds;
-    fds.extend(b.pending.into_iter().map(|(f, _, _)| OwnedFd::from(f)));
     Ok(Lent {
         args: with_fdsets(args, &b.fdsets),
         setup,

@@ -180,6 +180,12 @@ fn unreadable_file_is_lent_and_given_back() {
     .to_vec();
     let lent = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap();
     assert!(lent.args[1].starts_with("secret,id=masterKey0,format=raw,file=/proc/self/fd/"));
+    // Every file named by descriptor reaches QEMU, lent ones included.
+    for a in [&lent.args[1], &lent.args[3], &lent.args[5]] {
+        let fd: RawFd = a.rsplit('/').next().unwrap().parse().unwrap();
+        assert!(lent.setup.keep_fds.contains(&fd), "{a} {:?}", lent.setup);
+    }
+    assert_eq!(fd_target(&lent.args[3]), kernel);
     assert_eq!(owner(&kernel), (65534, 65534));
     assert_eq!(owner(&key), (65534, 65534));
     assert_eq!(owner(&public), (0, 0), "readable already: left alone");
