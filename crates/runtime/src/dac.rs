@@ -63,6 +63,19 @@ pub enum DacError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("QEMU user {user} cannot execute the emulator {}: {} (owner {owner}) keeps it out; install the emulator where that user can reach it, or run QEMU as root with --qemu-user root", .emulator.display(), .path.display())]
+    Exec {
+        user: String,
+        emulator: PathBuf,
+        path: PathBuf,
+        owner: String,
+    },
+    #[error("QEMU (user {user}) cannot open {} (owner {owner}): give the device a group with rw access (udev's default: root:kvm 0660), choose --accel tcg, or run QEMU as root with --qemu-user root", .path.display())]
+    Kvm {
+        user: String,
+        path: PathBuf,
+        owner: String,
+    },
 }
 
 /// One file whose owner was changed for QEMU.
@@ -110,9 +123,53 @@ impl Default for HostRoots {
 
 /// Prepare the launch of domain `name` with `args` (after the emulator):
 /// QEMU's identity from the configuration, its descriptors, its labels.
-pub fn lend(sd: &StateDir, name: &str, args: &[String]) -> Result<Lent, DacError> {
+pub fn lend(sd: &StateDir, name: &str, emulator: &Path, args: &[String]) -> Result<Lent, DacError> {
     let id = crate::privdrop::qemu_identity()?;
+    check_exec(emulator, &id)?;
     lend_as(sd, name, args, &id, &HostRoots::default())
+}
+
+/// The QEMU user must be able to execute the emulator itself (libvirt
+/// fails the same way); say which directory or file keeps it out rather
+/// than leave it to a bare EACCES from exec.
+pub fn check_exec(emulator: &Path, id: &Identity) -> Result<(), DacError> {
+    // A bare name is looked up in PATH by exec; a relative path is
+    // resolved from here like exec does.
+    if !id.switch || emulator.components().count() < 2 {
+        return Ok(());
+    }
+    let deny = |path: &Path, m: &std::fs::Metadata| DacError::Exec {
+        user: id.name.clone(),
+        emulator: emulator.to_owned(),
+        path: path.to_owned(),
+        owner: format!("{}:{} mode {:04o}", m.uid(), m.gid(), m.mode() & 0o7777),
+    };
+    let mut cur = PathBuf::new();
+    let comps: Vec<_> = emulator.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let Ok(m) = std::fs::metadata(&cur) else {
+            // Missing: exec reports it.
+            return Ok(());
+        };
+        let last = i + 1 == comps.len();
+        if (m.is_dir() || last) && !may_exec(&m, id) {
+            return Err(deny(&cur, &m));
+        }
+    }
+    Ok(())
+}
+
+/// Search (directory) or execute (file) permission by mode alone.
+fn may_exec(m: &std::fs::Metadata, id: &Identity) -> bool {
+    let x = if m.uid() == id.uid {
+        0o100
+    } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+        0o010
+    } else {
+        0o001
+    };
+    m.mode() & x != 0
 }
 
 /// [`lend`] for a given identity and host tree.
@@ -164,6 +221,12 @@ pub fn lend_as(
     fds.extend(b.pending.into_iter().map(|(f, _, _)| OwnedFd::from(f)));
     let mut setup = ChildSetup::for_identity(id);
     setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    if uses_kvm(&args) {
+        if let Err(e) = kvm_access(&mut setup, id, &roots.dev.join("kvm")) {
+            let _ = release(sd, name);
+            return Err(e);
+        }
+    }
     if args.iter().any(|a| is_vfio_device(a)) {
         setup.memlock = Some(memlock_bytes(&args));
     }
@@ -531,6 +594,42 @@ impl Builder<'_> {
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+fn uses_kvm(args: &[String]) -> bool {
+    args.windows(2).any(|w| {
+        (w[0] == "-accel" && split_opts(&w[1]).first().is_some_and(|a| a == "kvm"))
+            || (w[0] == "-machine" && split_opts(&w[1]).iter().any(|o| o == "accel=kvm"))
+            || (w[0] == "-enable-kvm")
+    })
+}
+
+/// `/dev/kvm` for the QEMU user. libvirt's user is in the `kvm` group
+/// udev gives the device; where the user is not, the device's group is
+/// added to QEMU's groups (the device is never chowned: it is shared by
+/// every VM of the host). A root-only `/dev/kvm` is an error naming the fix.
+fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), DacError> {
+    let Some((_, _, groups)) = setup.switch.as_mut() else {
+        return Ok(());
+    };
+    let m = std::fs::metadata(kvm).map_err(|e| DacError::Access {
+        user: id.name.clone(),
+        what: "KVM device",
+        path: kvm.to_owned(),
+        source: e,
+    })?;
+    if may_access(&m, id, true) {
+        return Ok(());
+    }
+    if m.gid() != 0 && m.mode() & 0o060 == 0o060 {
+        groups.push(m.gid());
+        return Ok(());
+    }
+    Err(DacError::Kvm {
+        user: id.name.clone(),
+        path: kvm.to_owned(),
+        owner: format!("{}:{} mode {:04o}", m.uid(), m.gid(), m.mode() & 0o7777),
+    })
 }
 
 /// `-add-fd fd=N,set=S` first (QEMU needs the sets before the chardevs).

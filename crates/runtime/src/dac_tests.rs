@@ -324,3 +324,53 @@ fn failed_lend_gives_back() {
     assert_eq!(owner(&kernel), (0, 0));
     assert!(!dir.join(RECORD).exists());
 }
+
+/// KVM: the device's group joins QEMU's groups; a root-only device is an
+/// error naming the ways out; tcg needs nothing.
+#[test]
+fn kvm_device_group_is_added() {
+    let t = tempfile::tempdir().unwrap();
+    let kvm = t.path().join("kvm");
+    std::fs::write(&kvm, b"").unwrap();
+    let id = nobody();
+    let mut setup = ChildSetup::for_identity(&id);
+    setup.switch = Some((65534, 65534, vec![65534]));
+    if is_root() {
+        std::os::unix::fs::chown(&kvm, Some(0), Some(4242)).unwrap();
+        std::fs::set_permissions(&kvm, std::fs::Permissions::from_mode(0o660)).unwrap();
+        kvm_access(&mut setup, &id, &kvm).unwrap();
+        assert_eq!(setup.switch.as_ref().unwrap().2, vec![65534, 4242]);
+        std::os::unix::fs::chown(&kvm, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&kvm, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = kvm_access(&mut setup, &id, &kvm).unwrap_err().to_string();
+        assert!(
+            e.contains("owner 0:0 mode 0600") && e.contains("--accel tcg"),
+            "{e}"
+        );
+    }
+    let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(uses_kvm(&a(&["-accel", "kvm"])));
+    assert!(uses_kvm(&a(&["-machine", "q35,accel=kvm"])));
+    assert!(!uses_kvm(&a(&["-accel", "tcg"])));
+}
+
+/// An emulator the QEMU user cannot reach is refused naming the directory.
+#[test]
+fn unreachable_emulator_is_named() {
+    let f = Fixture::new();
+    let qemu = f.private_file("qemu");
+    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = check_exec(&qemu, &nobody()).unwrap_err().to_string();
+    let dir = qemu.parent().unwrap();
+    assert!(
+        e.contains(&format!(
+            "QEMU user +65534:+65534 cannot execute the emulator {}: {} (owner",
+            qemu.display(),
+            dir.display()
+        )) && e.contains("mode 0700"),
+        "{e}"
+    );
+    assert!(check_exec(Path::new("/bin/sh"), &nobody()).is_ok());
+    assert!(check_exec(Path::new("qemu-system-x86_64"), &nobody()).is_ok());
+    assert!(check_exec(&qemu, &myself()).is_ok(), "no switch, no check");
+}

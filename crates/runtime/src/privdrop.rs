@@ -318,7 +318,9 @@ impl ChildSetup {
                 rlim_cur: bytes,
                 rlim_max: bytes,
             };
-            check(libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim))?;
+            // Best effort: without CAP_SYS_RESOURCE (a container) the
+            // limit stays, and QEMU names the VFIO mapping that failed.
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
         }
         if self.drop_caps {
             // While CAP_SETPCAP is still ours: an empty bounding set means

@@ -380,7 +380,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
 
     // QEMU runs as the QEMU user, reaching the run dir's files only
     // through the descriptors it inherits (see crate::dac).
-    let lent = crate::dac::lend(sd, &spec.name, &spec.args)?;
+    let lent = crate::dac::lend(sd, &spec.name, &spec.emulator, &spec.args)?;
     let proc = spawn_detached_as(
         &spec.emulator,
         &lent.args,
