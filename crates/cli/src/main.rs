@@ -29,6 +29,11 @@ struct Cli {
     /// `teamvirt_qmp=debug`) chooses finer.
     #[arg(long, global = true)]
     debug: bool,
+    /// User (and group) QEMU runs as when teamvirt runs as root (default:
+    /// $TEAMVIRT_QEMU_USER, else `teamvirt-qemu`, created if missing).
+    /// `root` keeps uid 0, still without capabilities. Also +UID[:+GID].
+    #[arg(long, value_name = "USER[:GROUP]", global = true)]
+    qemu_user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,6 +119,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     trace::init(cli.debug);
+    if let Some(u) = &cli.qemu_user {
+        teamvirt_runtime::privdrop::set_qemu_user(u);
+    }
     let code = match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),

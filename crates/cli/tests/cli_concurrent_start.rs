@@ -78,8 +78,10 @@ fn domain_xml(i: usize) -> String {
     )
 }
 
-/// Pids of every process whose command line mentions `needle` (the test's
-/// private state directory: every QEMU started here has it in its argv).
+/// Pids of every process whose command line or stdout mentions `needle`
+/// (the test's private state directory: every QEMU started here writes
+/// its stdout to `run/NAME/qemu.log`; its argv names descriptors, not the
+/// run directory's files).
 fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
@@ -87,9 +89,13 @@ fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
         .filter_map(|d| d.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
+                .unwrap_or(false);
+            let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1"))
+                .map(|l| l.to_string_lossy().contains(needle))
+                .unwrap_or(false);
+            cmdline || stdout
         })
         .collect()
 }

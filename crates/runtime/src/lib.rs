@@ -15,6 +15,8 @@ pub mod accel;
 /// Domain verbs and the [`Runtime`] handle.
 /// suspend, resume, reboot, dominfo, domiflist, autostart, console.
 pub mod control;
+/// What an unprivileged QEMU is lent (descriptors, chowns) and given back.
+pub mod dac;
 pub mod domain;
 /// The per-domain log (`log/NAME.log`).
 pub mod domlog;
@@ -36,6 +38,8 @@ pub mod migrate;
 pub mod network;
 /// VF pools of hostdev networks.
 pub mod pool;
+/// The QEMU user and the switch to it before exec.
+pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
 /// Launching and finding running QEMUs (XML-agnostic).

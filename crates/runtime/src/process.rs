@@ -153,6 +153,19 @@ pub fn spawn_detached(
     env: Option<&[(String, String)]>,
     log: &Path,
 ) -> Result<ProcId, ProcessError> {
+    spawn_detached_as(program, args, env, log, None)
+}
+
+/// [`spawn_detached`], with `setup` (identity switch, capabilities,
+/// inherited descriptors; see [`crate::privdrop`]) applied in the process
+/// right before exec.
+pub fn spawn_detached_as(
+    program: &Path,
+    args: &[String],
+    env: Option<&[(String, String)]>,
+    log: &Path,
+    setup: Option<crate::privdrop::ChildSetup>,
+) -> Result<ProcId, ProcessError> {
     let logf = OpenOptions::new()
         .create(true)
         .append(true)
@@ -191,7 +204,8 @@ pub fn spawn_detached(
         cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
     // SAFETY: only async-signal-safe calls (syscall, fcntl, getrlimit,
-    // setsid, fork, _exit, getpid, write) run between fork and exec.
+    // setsid, fork, _exit, getpid, write, and ChildSetup::apply's raw
+    // syscalls) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             close_inherited_at_exec();
@@ -211,11 +225,14 @@ pub fn spawn_detached(
             }
             let me = libc::getpid().to_ne_bytes();
             libc::write(wfd, me.as_ptr().cast(), me.len());
+            if let Some(s) = &setup {
+                s.apply()?;
+            }
             Ok(())
         });
     }
     let mut child = cmd.spawn().map_err(spawn_err)?;
-    // Reap the intermediate process; the grandchild is init's now.
+    // Reap the intermediate process; QEMU is the reaper's child now.
     let _ = child.wait();
     drop(wr);
     let mut buf = [0u8; 4];

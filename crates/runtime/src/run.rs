@@ -18,7 +18,7 @@ use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 use crate::accel::Accel;
 use crate::lock::{FileLock, LockMode};
 use crate::pool::{PoolError, VfPool};
-use crate::process::{spawn_detached, ProcId, ProcessError};
+use crate::process::{spawn_detached_as, ProcId, ProcessError};
 use crate::state::{read_optional, remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
 
@@ -35,6 +35,10 @@ pub enum RunError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
+    #[error(transparent)]
+    Dac(#[from] crate::dac::DacError),
+    #[error("internal error: files lent to the QEMU of domain '{name}' were not fully given back: {}", .problems.join("; "))]
+    Restore { name: String, problems: Vec<String> },
     #[error("internal error: VFs of domain '{name}' were not fully given back to the host: {}", .problems.join("; "))]
     HostRelease { name: String, problems: Vec<String> },
     #[error("internal error: QEMU for domain '{name}' exited while starting{}", log_tail(.log))]
@@ -165,13 +169,22 @@ impl RunRecord {
     }
 }
 
-/// Remove a domain's run directory content (record, pid, live XML, socket)
-/// without touching the process. Logs are kept for post-mortems.
+/// Remove a domain's run directory content (record, pid, live XML, socket,
+/// master key) without touching the process, after giving back the files
+/// lent to its QEMU ([`crate::dac::release`]). Logs are kept for
+/// post-mortems.
 pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
     // Never through a run directory that is a link or someone else's.
     let p = sd.checked_run_paths(name)?;
+    let problems = crate::dac::release(sd, name)?;
     for f in [&p.state_json, &p.pid, &p.live_xml, &p.qmp_sock] {
         remove_optional(f)?;
+    }
+    if !problems.is_empty() {
+        return Err(RunError::Restore {
+            name: name.to_owned(),
+            problems,
+        });
     }
     Ok(())
 }
@@ -506,12 +519,21 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let proc = spawn_detached(
+    // QEMU runs as the QEMU user, reaching the run dir's files only
+    // through the descriptors it inherits (see crate::dac).
+    let lent = crate::dac::lend(sd, &spec.name, &spec.emulator, &spec.args)?;
+    let proc = spawn_detached_as(
         &spec.emulator,
-        &spec.args,
+        &lent.args,
         spec.env.as_deref(),
         &paths.qemu_log,
-    )?;
+        Some(lent.setup),
+    )
+    .inspect_err(|_| {
+        let _ = crate::dac::release(sd, &spec.name);
+    })?;
+    // QEMU has its copies now.
+    drop(lent.fds);
     let mut argv = vec![spec.emulator.display().to_string()];
     argv.extend(spec.args.iter().cloned());
     let record = RunRecord {

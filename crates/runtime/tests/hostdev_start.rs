@@ -119,6 +119,8 @@ fn real_vf_is_given_back_when_qemu_fails_to_launch() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
+    // The QEMU user must reach the wrapper (the state dir inside stays 0700).
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     // Probes capabilities like QEMU, but the domain's QEMU exits at once.
     let wrapper = t.path().join("qemu-wrapper");
     std::fs::write(

@@ -1,0 +1,271 @@
+//! QEMU off root, through the `teamvirt` binary with the test guest in lab
+//! mode: QEMU runs as the `teamvirt-qemu` user (created if missing) with
+//! no capabilities, the failover pair still negotiates, a kernel only root
+//! could read is lent to it for the VM's lifetime and given back by
+//! `destroy` and by the command that notices a killed QEMU; `--qemu-user
+//! root` keeps uid 0 without capabilities. Run as non-root, QEMU simply
+//! runs as the caller. Skips only when QEMU is not installed.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest};
+
+const NET: &str = "<network>
+  <name>vfpool</name>
+  <forward mode='hostdev' managed='yes'>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+  </forward>
+</network>
+";
+
+fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
+    format!(
+        "<domain type='kvm'>
+  <name>tv</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{}</kernel>
+    <initrd>{}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <interface type='user'>
+      <mac address='52:54:00:12:34:56'/>
+      <model type='virtio'/>
+      <teaming type='persistent'/>
+      <alias name='ua-backup0'/>
+    </interface>
+    <interface type='network'>
+      <source network='vfpool'/>
+      <mac address='52:54:00:12:34:56'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-backup0'/>
+    </interface>
+  </devices>
+</domain>
+",
+        kernel.display(),
+        initrd.display()
+    )
+}
+
+/// `teamvirt ARGS` with the default QEMU user (the developer's
+/// TEAMVIRT_QEMU_USER must not leak in).
+fn run(e: &Env, args: &[&str]) -> Output {
+    let out = e
+        .command(args)
+        .env_remove("TEAMVIRT_QEMU_USER")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ teamvirt {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "teamvirt {} failed", args.join(" "));
+    out
+}
+
+fn status_field(pid: &str, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+}
+
+fn qemu_pid(e: &Env) -> String {
+    std::fs::read_to_string(e.run_dir("tv").join("pid"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The exec'd QEMU (the pid is known before the exec).
+fn wait_exec(pid: &str) {
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .starts_with("qemu")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "QEMU never exec'd");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_no_capabilities(pid: &str) {
+    for c in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(
+            status_field(pid, c),
+            "0000000000000000",
+            "{c} of QEMU {pid}"
+        );
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// uid and gid of a user from the passwd database.
+fn passwd(user: &str) -> (u32, u32) {
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f: Vec<&str> = line.trim().split(':').collect();
+    assert!(f.len() >= 4, "getent passwd {user}: {line:?}");
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+#[test]
+fn qemu_runs_unprivileged_and_failover_negotiates() {
+    if qemu_or_skip("qemu_runs_unprivileged_and_failover_negotiates").is_none() {
+        return;
+    }
+    let guest = test_guest().expect("test guest builds");
+    let _lock = guest_lock();
+    let e = Env::new();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // A kernel only its owner may read, in the test's private directory:
+    // QEMU can only read it if teamvirt lends it.
+    let kernel = e.files.join("vmlinuz");
+    std::fs::copy(&guest.kernel, &kernel).unwrap();
+    std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mine = owner(&kernel);
+    let net = e.write("net.xml", NET);
+    let d = e.write(
+        "tv.xml",
+        &domain(&kernel, &guest.initrd, &guest.cmdline("")),
+    );
+    run(&e, &["net-define", &net]);
+    run(&e, &["define", &d]);
+    run(
+        &e,
+        &[
+            "start",
+            "tv",
+            "--emulate-vf",
+            "--accel",
+            "tcg",
+            "--wait-failover=120",
+        ],
+    );
+    let pid = qemu_pid(&e);
+    wait_exec(&pid);
+    let (uid, gid) = if root {
+        passwd("teamvirt-qemu")
+    } else {
+        // SAFETY: no preconditions.
+        unsafe { (libc::geteuid(), libc::getegid()) }
+    };
+    assert_eq!(
+        status_field(&pid, "Uid:"),
+        format!("{uid} {uid} {uid} {uid}")
+    );
+    assert_eq!(
+        status_field(&pid, "Gid:"),
+        format!("{gid} {gid} {gid} {gid}")
+    );
+    assert_no_capabilities(&pid);
+    if root {
+        let ps = Command::new("ps")
+            .args(["-o", "user:20=", "-p", &pid])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "teamvirt-qemu");
+    }
+
+    let t = e.json(&["teaming", "tv", "--json"]);
+    let p = &t["pairs"][0];
+    assert_eq!(p["negotiated"], true, "{t}");
+    assert_eq!(p["plugged"], true, "{t}");
+
+    // Lent: the kernel; the master key is QEMU's. teamvirt's own files
+    // and directories stay root's and private.
+    let dir = e.run_dir("tv");
+    let key = dir.join("master-key.aes");
+    if root {
+        assert_eq!(owner(&kernel), (uid, gid));
+        assert_eq!(owner(&key), (uid, gid));
+    }
+    for f in ["state.json", "pid", "live.xml", "qmp.sock", "serial.log"] {
+        assert_eq!(owner(&dir.join(f)), mine, "{f}");
+    }
+    for d in [e.state.clone(), e.state.join("run"), dir.clone()] {
+        let m = std::fs::metadata(&d).unwrap();
+        assert_eq!(
+            (m.uid(), m.mode() & 0o777),
+            (mine.0, 0o700),
+            "{}",
+            d.display()
+        );
+    }
+
+    // destroy gives everything back.
+    run(&e, &["destroy", "tv"]);
+    assert_eq!(owner(&kernel), mine);
+    assert!(!key.exists(), "master key removed at stop");
+    assert!(!dir.join("dac.json").exists());
+
+    // A QEMU killed behind teamvirt's back: the next command gives back.
+    run(&e, &["start", "tv", "--emulate-vf", "--accel", "tcg"]);
+    let pid = qemu_pid(&e);
+    wait_exec(&pid);
+    if root {
+        assert_eq!(owner(&kernel), (uid, gid));
+    }
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}/comm")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "QEMU not killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run(&e, &["list", "--all"]);
+    assert_eq!(owner(&kernel), mine);
+    assert!(!key.exists());
+
+    // root when asked: uid 0, still without capabilities.
+    if root {
+        run(
+            &e,
+            &[
+                "--qemu-user",
+                "root",
+                "start",
+                "tv",
+                "--emulate-vf",
+                "--accel",
+                "tcg",
+            ],
+        );
+        let pid = qemu_pid(&e);
+        wait_exec(&pid);
+        assert_eq!(status_field(&pid, "Uid:"), "0 0 0 0");
+        assert_no_capabilities(&pid);
+        assert_eq!(owner(&kernel), mine, "root reads it as is");
+        run(&e, &["destroy", "tv"]);
+    }
+}

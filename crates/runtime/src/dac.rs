@@ -1,0 +1,743 @@
+//! What an unprivileged QEMU is lent for its lifetime (libvirt's DAC
+//! security driver), and giving it back when it stops.
+//!
+//! The state directory stays root's and private (0700 all the way): QEMU
+//! never opens anything in it by path. Instead, right before the launch,
+//! teamvirt opens what the command line names and QEMU inherits the
+//! descriptors (libvirt passes its monitor socket and logs the same way):
+//!
+//! - the QMP socket is bound by teamvirt (root-only socket file) and passed
+//!   as `-chardev socket,...,fd=N`;
+//! - log files of `-chardev file`/`logfile=`/`-serial file:` go through
+//!   `-add-fd` + `/dev/fdset/N`;
+//! - the master key, kernel, initrd and disk images are named
+//!   `/proc/self/fd/N`: QEMU reopens the descriptor it inherited, which needs
+//!   the file's own permissions but no path to it (the test guest lives under
+//!   `/root`, which is 0700). The master key is made the QEMU user's (it is
+//!   per domain and removed at stop); a kernel, initrd or disk the QEMU user
+//!   cannot read (or write) by its mode is chowned to it, like libvirt does;
+//! - VFIO group devices (`/dev/vfio/N` of each `vfio-pci` host address) are
+//!   chowned to the QEMU user; RLIMIT_MEMLOCK is raised to guest memory +
+//!   1 GiB for VFIO (libvirt's rule).
+//!
+//! Every chown is recorded first in `run/NAME/dac.json` (path, device,
+//! inode, original owner), so whichever later `teamvirt` sees the domain
+//! stopped gives it back ([`release`], from [`crate::run::forget`]). A file
+//! lent to several running domains of the state directory is given back
+//! by the last one (`locks/dac.lock` serializes this).
+//!
+//! The argv recorded in the run record keeps the paths (migration reads
+//! it); only the exec'd copy carries the descriptors.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::lock::{FileLock, LockMode};
+use crate::privdrop::{ChildSetup, Identity, PrivError};
+use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+
+/// The record of what was chowned for a domain.
+pub const RECORD: &str = "dac.json";
+/// The per-domain master key (libvirt's name).
+pub const MASTER_KEY: &str = "master-key.aes";
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum DacError {
+    #[error(transparent)]
+    Priv(#[from] PrivError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot give QEMU (user {user}) access to {what} {}: {source}", .path.display())]
+    Access {
+        user: String,
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("QEMU user {user} cannot execute the emulator {}: {} (owner {owner}) keeps it out; install the emulator where that user can reach it, or run QEMU as root with --qemu-user root", .emulator.display(), .path.display())]
+    Exec {
+        user: String,
+        emulator: PathBuf,
+        path: PathBuf,
+        owner: String,
+    },
+    #[error("QEMU (user {user}) cannot open {} (owner {owner}): give the device a group with rw access (udev's default: root:kvm 0660), choose --accel tcg, or run QEMU as root with --qemu-user root", .path.display())]
+    Kvm {
+        user: String,
+        path: PathBuf,
+        owner: String,
+    },
+}
+
+/// One file whose owner was changed for QEMU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    /// The owner to give back.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Record {
+    labels: Vec<Label>,
+}
+
+/// What [`lend`] prepared for one launch.
+#[derive(Debug)]
+pub struct Lent {
+    /// The argv to exec (descriptors instead of paths).
+    pub args: Vec<String>,
+    /// Identity switch and inherited descriptors, for the child.
+    pub setup: ChildSetup,
+    /// Keep open until QEMU is spawned, then drop.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Where VFIO groups are looked up (tests use a fake tree).
+#[derive(Debug, Clone)]
+pub struct HostRoots {
+    pub sysfs: PathBuf,
+    pub dev: PathBuf,
+}
+
+impl Default for HostRoots {
+    fn default() -> Self {
+        HostRoots {
+            sysfs: PathBuf::from("/sys"),
+            dev: PathBuf::from("/dev"),
+        }
+    }
+}
+
+/// Prepare the launch of domain `name` with `args` (after the emulator):
+/// QEMU's identity from the configuration, its descriptors, its labels.
+pub fn lend(sd: &StateDir, name: &str, emulator: &Path, args: &[String]) -> Result<Lent, DacError> {
+    let id = crate::privdrop::qemu_identity()?;
+    check_exec(emulator, &id)?;
+    lend_as(sd, name, args, &id, &HostRoots::default())
+}
+
+/// The QEMU user must be able to execute the emulator itself (libvirt
+/// fails the same way); say which directory or file keeps it out rather
+/// than leave it to a bare EACCES from exec.
+pub fn check_exec(emulator: &Path, id: &Identity) -> Result<(), DacError> {
+    // A bare name is looked up in PATH by exec; a relative path is
+    // resolved from here like exec does.
+    if !id.switch || emulator.components().count() < 2 {
+        return Ok(());
+    }
+    let deny = |path: &Path, m: &std::fs::Metadata| DacError::Exec {
+        user: id.name.clone(),
+        emulator: emulator.to_owned(),
+        path: path.to_owned(),
+        owner: format!("{}:{} mode {:04o}", m.uid(), m.gid(), m.mode() & 0o7777),
+    };
+    let mut cur = PathBuf::new();
+    let comps: Vec<_> = emulator.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let Ok(m) = std::fs::metadata(&cur) else {
+            // Missing: exec reports it.
+            return Ok(());
+        };
+        let last = i + 1 == comps.len();
+        if (m.is_dir() || last) && !may_exec(&m, id) {
+            return Err(deny(&cur, &m));
+        }
+    }
+    Ok(())
+}
+
+/// Search (directory) or execute (file) permission by mode alone.
+fn may_exec(m: &std::fs::Metadata, id: &Identity) -> bool {
+    let x = if m.uid() == id.uid {
+        0o100
+    } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+        0o010
+    } else {
+        0o001
+    };
+    m.mode() & x != 0
+}
+
+/// [`lend`] for a given identity and host tree.
+pub fn lend_as(
+    sd: &StateDir,
+    name: &str,
+    args: &[String],
+    id: &Identity,
+    roots: &HostRoots,
+) -> Result<Lent, DacError> {
+    let _l = dac_lock(sd)?;
+    let dir = sd.run_paths(name)?.dir;
+    let mut b = Builder {
+        id,
+        sd,
+        name,
+        fds: Vec::new(),
+        labels: Vec::new(),
+        pending: Vec::new(),
+        fdsets: Vec::new(),
+    };
+    let res = b.translate(args, &dir, roots);
+    // Record before the first chown: a crash in between still gives back.
+    let mut rec = load(&dir)?;
+    rec.labels.extend(b.labels.iter().cloned());
+    if !rec.labels.is_empty() {
+        save(&dir, &rec)?;
+    }
+    let out = res.and_then(|args| {
+        for (f, label, what) in &b.pending {
+            chown_fd(f, id.uid, id.gid).map_err(|source| DacError::Access {
+                user: id.name.clone(),
+                what,
+                path: label.path.clone(),
+                source,
+            })?;
+        }
+        Ok(args)
+    });
+    let args = match out {
+        Ok(a) => a,
+        Err(e) => {
+            drop(_l);
+            let _ = release(sd, name);
+            return Err(e);
+        }
+    };
+    let mut fds = b.fds;
+    fds.extend(b.pending.into_iter().map(|(f, _, _)| OwnedFd::from(f)));
+    let mut setup = ChildSetup::for_identity(id);
+    setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    if uses_kvm(&args) {
+        if let Err(e) = kvm_access(&mut setup, id, &roots.dev.join("kvm")) {
+            let _ = release(sd, name);
+            return Err(e);
+        }
+    }
+    if args.iter().any(|a| is_vfio_device(a)) {
+        setup.memlock = Some(memlock_bytes(&args));
+    }
+    Ok(Lent {
+        args: with_fdsets(args, &b.fdsets),
+        setup,
+        fds,
+    })
+}
+
+/// Give back what domain `name` was lent (its QEMU is gone): owners of the
+/// recorded files, unless another domain of this state directory still
+/// holds them; the master key is removed. Returns what could not be done.
+pub fn release(sd: &StateDir, name: &str) -> Result<Vec<String>, DacError> {
+    let _l = dac_lock(sd)?;
+    let dir = sd.run_paths(name)?.dir;
+    let mut problems = Vec::new();
+    let rec = load(&dir)?;
+    let others = other_labels(sd, name);
+    for l in &rec.labels {
+        if others.iter().any(|o| (o.dev, o.ino) == (l.dev, l.ino)) {
+            continue;
+        }
+        if let Err(e) = restore(l) {
+            problems.push(format!(
+                "owner {}:{} of {} not restored: {e}",
+                l.uid,
+                l.gid,
+                l.path.display()
+            ));
+        }
+    }
+    remove_optional(&dir.join(RECORD))?;
+    remove_optional(&dir.join(MASTER_KEY))?;
+    Ok(problems)
+}
+
+fn dac_lock(sd: &StateDir) -> Result<FileLock, DacError> {
+    Ok(
+        FileLock::acquire(&sd.locks_dir().join("dac.lock"), LockMode::Exclusive)
+            .map_err(StateError::from)?,
+    )
+}
+
+fn load(dir: &Path) -> Result<Record, DacError> {
+    Ok(read_optional(&dir.join(RECORD))?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
+}
+
+fn save(dir: &Path, rec: &Record) -> Result<(), DacError> {
+    let json = serde_json::to_string_pretty(rec).expect("record serializes");
+    Ok(write_atomic(&dir.join(RECORD), json.as_bytes(), 0o600)?)
+}
+
+/// Labels recorded by the other domains of `sd`.
+fn other_labels(sd: &StateDir, name: &str) -> Vec<Label> {
+    let mut out = Vec::new();
+    for other in sd.run_entries().unwrap_or_default() {
+        if other == name {
+            continue;
+        }
+        if let Ok(p) = sd.run_paths(&other) {
+            if let Ok(r) = load(&p.dir) {
+                out.extend(r.labels);
+            }
+        }
+    }
+    out
+}
+
+/// Give a file its owner back, if it still is the file that was labeled.
+fn restore(l: &Label) -> io::Result<()> {
+    // O_PATH: no side effect of opening (a VFIO group, a FIFO).
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&l.path)?;
+    let m = f.metadata()?;
+    if (m.dev(), m.ino()) != (l.dev, l.ino) {
+        return Err(io::Error::other("it was replaced by another file"));
+    }
+    chown_fd(&f, l.uid, l.gid)
+}
+
+fn chown_fd(f: &File, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: the descriptor is valid; the empty path with AT_EMPTY_PATH
+    // means the descriptor itself (works for O_PATH ones too).
+    let rc = unsafe { libc::fchownat(f.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// May `id` open a file with metadata `m` for reading (and writing), by
+/// its mode alone (QEMU has no capabilities, not even as uid 0)?
+fn may_access(m: &std::fs::Metadata, id: &Identity, write: bool) -> bool {
+    let (r, w) = if m.uid() == id.uid {
+        (0o400, 0o200)
+    } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+        (0o040, 0o020)
+    } else {
+        (0o004, 0o002)
+    };
+    m.mode() & r != 0 && (!write || m.mode() & w != 0)
+}
+
+struct Builder<'a> {
+    id: &'a Identity,
+    sd: &'a StateDir,
+    name: &'a str,
+    fds: Vec<OwnedFd>,
+    labels: Vec<Label>,
+    /// Opened files still to be chowned (after the record is written).
+    pending: Vec<(File, Label, &'static str)>,
+    /// (fd, set) pairs for `-add-fd`.
+    fdsets: Vec<(RawFd, u32)>,
+}
+
+impl Builder<'_> {
+    fn access_err(&self, what: &'static str, path: &Path, source: io::Error) -> DacError {
+        DacError::Access {
+            user: self.id.name.clone(),
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn keep(&mut self, fd: impl Into<OwnedFd>) -> RawFd {
+        let fd: OwnedFd = fd.into();
+        let raw = fd.as_raw_fd();
+        self.fds.push(fd);
+        raw
+    }
+
+    /// A log QEMU appends to: opened here, handed over as an fdset.
+    fn log(&mut self, path: &Path) -> Result<String, DacError> {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| self.access_err("log file", path, e))?;
+        let fd = self.keep(f);
+        let set = self.fdsets.len() as u32 + 1;
+        self.fdsets.push((fd, set));
+        Ok(format!("/dev/fdset/{set}"))
+    }
+
+    /// A file QEMU reopens through `/proc/self/fd/N`; chowned to the QEMU
+    /// user when its mode does not let that user in.
+    fn input(&mut self, what: &'static str, path: &Path, write: bool) -> Result<String, DacError> {
+        let f = File::open(path).map_err(|e| self.access_err(what, path, e))?;
+        let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
+        let raw = f.as_raw_fd();
+        if self.label_needed(&m, write) {
+            let label = self.label_for(path, &m);
+            self.labels.push(label.clone());
+            self.pending.push((f, label, what));
+        } else {
+            self.keep(f);
+        }
+        Ok(format!("/proc/self/fd/{raw}"))
+    }
+
+    fn label_needed(&self, m: &std::fs::Metadata, write: bool) -> bool {
+        // Only root can chown; QEMU as the caller reaches what the caller does.
+        if !self.id.switch {
+            return false;
+        }
+        // Lent by another running domain: share it (it must stay lent
+        // until the last of them stops).
+        if self.shared(m).is_some() {
+            return true;
+        }
+        !may_access(m, self.id, write)
+    }
+
+    fn shared(&self, m: &std::fs::Metadata) -> Option<Label> {
+        other_labels(self.sd, self.name)
+            .into_iter()
+            .find(|o| (o.dev, o.ino) == (m.dev(), m.ino()))
+    }
+
+    fn label_for(&self, path: &Path, m: &std::fs::Metadata) -> Label {
+        // Shared: the true original owner is in the first domain's record.
+        let (uid, gid) = self
+            .shared(m)
+            .map_or((m.uid(), m.gid()), |o| (o.uid, o.gid));
+        Label {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+            uid,
+            gid,
+        }
+    }
+
+    /// A device node QEMU opens by path (VFIO group): chowned.
+    fn device(&mut self, path: &Path) -> Result<(), DacError> {
+        let what = "VFIO group device";
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .map_err(|e| self.access_err(what, path, e))?;
+        let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
+        if self.label_needed(&m, true) {
+            let label = self.label_for(path, &m);
+            self.labels.push(label.clone());
+            self.pending.push((f, label, what));
+        }
+        Ok(())
+    }
+
+    fn translate(
+        &mut self,
+        args: &[String],
+        dir: &Path,
+        roots: &HostRoots,
+    ) -> Result<Vec<String>, DacError> {
+        let mut out = Vec::with_capacity(args.len());
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            let Some(v) = args.get(i + 1) else {
+                out.push(a.clone());
+                break;
+            };
+            let nv = match a.as_str() {
+                "-chardev" => self.chardev(v)?,
+                "-serial" => match v.strip_prefix("file:") {
+                    Some(p) => Some(format!("file:{}", self.log(Path::new(p))?)),
+                    None => None,
+                },
+                "-kernel" => Some(self.input("kernel", Path::new(v), false)?),
+                "-initrd" => Some(self.input("initrd", Path::new(v), false)?),
+                "-object" => self.object(v, dir)?,
+                "-blockdev" => self.blockdev(v)?,
+                "-drive" => self.drive(v)?,
+                "-device" => {
+                    if let Some(host) = vfio_host(v) {
+                        if let Some(g) = vfio_group(roots, &host) {
+                            self.device(&g)?;
+                        }
+                    }
+                    None
+                }
+                _ => {
+                    out.push(a.clone());
+                    i += 1;
+                    continue;
+                }
+            };
+            out.push(a.clone());
+            out.push(nv.unwrap_or_else(|| v.clone()));
+            i += 2;
+        }
+        Ok(out)
+    }
+
+    fn chardev(&mut self, v: &str) -> Result<Option<String>, DacError> {
+        if v.starts_with('{') {
+            return Ok(None);
+        }
+        let mut opts = split_opts(v);
+        let backend = opts.first().cloned().unwrap_or_default();
+        let mut changed = false;
+        for o in opts.iter_mut() {
+            if backend == "socket" && o.starts_with("path=") && v.contains("server=on") {
+                let p = PathBuf::from(&o["path=".len()..]);
+                // A stale socket would make bind fail.
+                remove_optional(&p)?;
+                let l =
+                    UnixListener::bind(&p).map_err(|e| self.access_err("monitor socket", &p, e))?;
+                set_mode(&p, 0o600);
+                *o = format!("fd={}", self.keep(l));
+                changed = true;
+            } else if backend == "file" && o.starts_with("path=") {
+                *o = format!("path={}", self.log(Path::new(&o["path=".len()..]))?);
+                changed = true;
+            } else if o.starts_with("logfile=") {
+                *o = format!("logfile={}", self.log(Path::new(&o["logfile=".len()..]))?);
+                changed = true;
+            }
+        }
+        Ok(changed.then(|| join_opts(&opts)))
+    }
+
+    /// `-object secret,...,file=DIR/master-key.aes` (either syntax): the
+    /// key becomes the QEMU user's and is read through its descriptor.
+    fn object(&mut self, v: &str, dir: &Path) -> Result<Option<String>, DacError> {
+        let key = dir.join(MASTER_KEY);
+        let open_key = |b: &mut Self, p: &Path| -> Result<String, DacError> {
+            let f = File::open(p).map_err(|e| b.access_err("master key", p, e))?;
+            if b.id.switch {
+                chown_fd(&f, b.id.uid, b.id.gid).map_err(|e| b.access_err("master key", p, e))?;
+            }
+            Ok(format!("/proc/self/fd/{}", b.keep(f)))
+        };
+        if v.starts_with('{') {
+            let Ok(mut j) = serde_json::from_str::<Value>(v) else {
+                return Ok(None);
+            };
+            let file = j.get("file").and_then(Value::as_str).map(PathBuf::from);
+            match file {
+                Some(p) if j["qom-type"] == "secret" && p == key => {
+                    j["file"] = Value::String(open_key(self, &p)?);
+                    Ok(Some(j.to_string()))
+                }
+                _ => Ok(None),
+            }
+        } else {
+            let mut opts = split_opts(v);
+            if opts.first().map(String::as_str) != Some("secret") {
+                return Ok(None);
+            }
+            let mut changed = false;
+            for o in opts.iter_mut() {
+                if let Some(p) = o.strip_prefix("file=") {
+                    if Path::new(p) == key {
+                        *o = format!("file={}", open_key(self, &key)?);
+                        changed = true;
+                    }
+                }
+            }
+            Ok(changed.then(|| join_opts(&opts)))
+        }
+    }
+
+    /// A `file`/`host_device` blockdev: its image through a descriptor.
+    fn blockdev(&mut self, v: &str) -> Result<Option<String>, DacError> {
+        let Ok(mut j) = serde_json::from_str::<Value>(v) else {
+            return Ok(None);
+        };
+        let driver = j.get("driver").and_then(Value::as_str).unwrap_or("");
+        if driver != "file" && driver != "host_device" {
+            return Ok(None);
+        }
+        let Some(p) = j.get("filename").and_then(Value::as_str).map(PathBuf::from) else {
+            return Ok(None);
+        };
+        let write = j.get("read-only").and_then(Value::as_bool) != Some(true);
+        j["filename"] = Value::String(self.input("disk image", &p, write)?);
+        Ok(Some(j.to_string()))
+    }
+
+    fn drive(&mut self, v: &str) -> Result<Option<String>, DacError> {
+        let mut opts = split_opts(v);
+        let write = !opts.iter().any(|o| o == "readonly=on");
+        let mut changed = false;
+        for o in opts.iter_mut() {
+            if let Some(p) = o.strip_prefix("file=") {
+                let p = PathBuf::from(p);
+                *o = format!("file={}", self.input("disk image", &p, write)?);
+                changed = true;
+            }
+        }
+        Ok(changed.then(|| join_opts(&opts)))
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+fn uses_kvm(args: &[String]) -> bool {
+    args.windows(2).any(|w| {
+        (w[0] == "-accel" && split_opts(&w[1]).first().is_some_and(|a| a == "kvm"))
+            || (w[0] == "-machine" && split_opts(&w[1]).iter().any(|o| o == "accel=kvm"))
+            || (w[0] == "-enable-kvm")
+    })
+}
+
+/// `/dev/kvm` for the QEMU user. libvirt's user is in the `kvm` group
+/// udev gives the device; where the user is not, the device's group is
+/// added to QEMU's groups (the device is never chowned: it is shared by
+/// every VM of the host). A root-only `/dev/kvm` is an error naming the fix.
+fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), DacError> {
+    let Some((_, _, groups)) = setup.switch.as_mut() else {
+        return Ok(());
+    };
+    let m = std::fs::metadata(kvm).map_err(|e| DacError::Access {
+        user: id.name.clone(),
+        what: "KVM device",
+        path: kvm.to_owned(),
+        source: e,
+    })?;
+    if may_access(&m, id, true) {
+        return Ok(());
+    }
+    if m.gid() != 0 && m.mode() & 0o060 == 0o060 {
+        groups.push(m.gid());
+        return Ok(());
+    }
+    Err(DacError::Kvm {
+        user: id.name.clone(),
+        path: kvm.to_owned(),
+        owner: format!("{}:{} mode {:04o}", m.uid(), m.gid(), m.mode() & 0o7777),
+    })
+}
+
+/// `-add-fd fd=N,set=S` first (QEMU needs the sets before the chardevs).
+fn with_fdsets(args: Vec<String>, sets: &[(RawFd, u32)]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 2 * sets.len());
+    for (fd, set) in sets {
+        out.push("-add-fd".into());
+        out.push(format!("fd={fd},set={set}"));
+    }
+    out.extend(args);
+    out
+}
+
+/// QEMU's `a=b,c=d` option list; `,,` is a literal comma.
+fn split_opts(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                out.last_mut().expect("non-empty").push(',');
+            } else {
+                out.push(String::new());
+            }
+        } else {
+            out.last_mut().expect("non-empty").push(c);
+        }
+    }
+    out
+}
+
+fn join_opts(opts: &[String]) -> String {
+    opts.iter()
+        .map(|o| o.replace(',', ",,"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn is_vfio_device(a: &str) -> bool {
+    vfio_host(a).is_some()
+}
+
+/// The host address of a `vfio-pci` `-device` value (either syntax).
+fn vfio_host(v: &str) -> Option<String> {
+    if v.starts_with('{') {
+        let j: Value = serde_json::from_str(v).ok()?;
+        if j.get("driver")?.as_str()? != "vfio-pci" {
+            return None;
+        }
+        return j.get("host")?.as_str().map(str::to_owned);
+    }
+    let opts = split_opts(v);
+    if opts.first().map(String::as_str) != Some("vfio-pci") {
+        return None;
+    }
+    opts.iter()
+        .find_map(|o| o.strip_prefix("host=").map(str::to_owned))
+}
+
+/// `/dev/vfio/N` of a PCI address (its IOMMU group in sysfs).
+fn vfio_group(roots: &HostRoots, host: &str) -> Option<PathBuf> {
+    let host = if host.matches(':').count() == 1 {
+        format!("0000:{host}")
+    } else {
+        host.to_owned()
+    };
+    let link = roots
+        .sysfs
+        .join("bus/pci/devices")
+        .join(&host)
+        .join("iommu_group");
+    let target = std::fs::read_link(link).ok()?;
+    let group = target.file_name()?;
+    if !group.as_bytes().iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(roots.dev.join("vfio").join(group))
+}
+
+/// Guest memory (`-m`) + 1 GiB, libvirt's VFIO memlock limit; unlimited
+/// when `-m` cannot be read.
+fn memlock_bytes(args: &[String]) -> u64 {
+    let m = args
+        .iter()
+        .position(|a| a == "-m")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| parse_mem(v));
+    match m {
+        Some(b) => b.saturating_add(1 << 30),
+        None => libc::RLIM_INFINITY,
+    }
+}
+
+/// `-m 256`, `-m 256M`, `-m size=219136k,slots=...`: bytes (default unit MiB).
+fn parse_mem(v: &str) -> Option<u64> {
+    let first = split_opts(v).into_iter().next()?;
+    let s = first.strip_prefix("size=").unwrap_or(&first);
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1 << 20),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+#[path = "dac_tests.rs"]
+mod tests;

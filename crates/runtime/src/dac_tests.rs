@@ -1,0 +1,376 @@
+use super::*;
+use crate::privdrop::resolve;
+use std::os::unix::fs::PermissionsExt;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn nobody() -> Identity {
+    resolve("+65534:+65534").unwrap()
+}
+
+/// QEMU keeps teamvirt's identity (non-root teamvirt).
+fn myself() -> Identity {
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    Identity {
+        name: format!("+{uid}"),
+        uid,
+        gid,
+        groups: vec![],
+        switch: false,
+    }
+}
+
+struct Fixture {
+    t: tempfile::TempDir,
+    sd: StateDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(&t.path().join("state")).unwrap();
+        Fixture { t, sd }
+    }
+    /// A file only root may read, in a directory only root may enter.
+    fn private_file(&self, name: &str) -> PathBuf {
+        let d = self.t.path().join("private");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, b"data").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+    fn run_dir(&self, name: &str) -> PathBuf {
+        self.sd.create_run_dir(name).unwrap().dir
+    }
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid())
+}
+
+fn fd_target(arg: &str) -> PathBuf {
+    let n = arg.rsplit('/').next().unwrap();
+    std::fs::read_link(format!("/proc/self/fd/{n}")).unwrap()
+}
+
+#[test]
+fn options_split_and_join() {
+    let o = split_opts("socket,id=m,path=/a,,b/s,server=on");
+    assert_eq!(o, ["socket", "id=m", "path=/a,b/s", "server=on"]);
+    assert_eq!(join_opts(&o), "socket,id=m,path=/a,,b/s,server=on");
+}
+
+#[test]
+fn memory_sizes() {
+    assert_eq!(parse_mem("256"), Some(256 << 20));
+    assert_eq!(parse_mem("size=219136k"), Some(219136 << 10));
+    assert_eq!(parse_mem("size=2G,slots=4,maxmem=8G"), Some(2 << 30));
+    assert_eq!(parse_mem("x"), None);
+    let args: Vec<String> = ["-m", "256"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(memlock_bytes(&args), (256 << 20) + (1 << 30));
+    assert_eq!(memlock_bytes(&[]), libc::RLIM_INFINITY);
+}
+
+/// The run-dir files become descriptors: the monitor socket is bound here
+/// (root-only file) and passed as fd=, logs go through fdsets, the kernel
+/// and the master key through /proc/self/fd; the recorded paths are kept
+/// nowhere in the exec'd argv.
+#[test]
+fn run_dir_files_become_descriptors() {
+    let f = Fixture::new();
+    let dir = f.run_dir("vm");
+    std::fs::write(dir.join(MASTER_KEY), [1u8; 32]).unwrap();
+    let kernel = f.t.path().join("vmlinuz");
+    std::fs::write(&kernel, b"kernel").unwrap();
+    let sock = dir.join("qmp.sock");
+    let serial = dir.join("serial.log");
+    let console = dir.join("console.log");
+    let mut args = crate::run::monitor_args(&sock);
+    args.extend(
+        [
+            "-object",
+            &format!(
+                r#"{{"qom-type":"secret","id":"masterKey0","format":"raw","file":"{}"}}"#,
+                dir.join(MASTER_KEY).display()
+            ),
+            "-chardev",
+            &format!(
+                "pty,id=charserial0,logfile={},logappend=on",
+                console.display()
+            ),
+            "-kernel",
+            &kernel.display().to_string(),
+            "-serial",
+            &format!("file:{}", serial.display()),
+            "-name",
+            "guest=vm",
+        ]
+        .map(String::from),
+    );
+    let lent = lend_as(&f.sd, "vm", &args, &myself(), &HostRoots::default()).unwrap();
+    let a = &lent.args;
+    let dir_s = dir.display().to_string();
+    assert!(!a.iter().any(|x| x.contains(&dir_s)), "{a:?}");
+    // Two logs: two fdsets, first on the command line.
+    assert_eq!(a[0], "-add-fd");
+    assert_eq!(a[2], "-add-fd");
+    let mon = a.iter().find(|x| x.contains("id=charmonitor")).unwrap();
+    assert!(mon.starts_with("socket,id=charmonitor,fd="), "{mon}");
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o600);
+    assert!(std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    let k = &a[a.iter().position(|x| x == "-kernel").unwrap() + 1];
+    assert!(k.starts_with("/proc/self/fd/"), "{k}");
+    assert_eq!(fd_target(k), kernel);
+    let obj = &a[a.iter().position(|x| x == "-object").unwrap() + 1];
+    let j: Value = serde_json::from_str(obj).unwrap();
+    assert_eq!(fd_target(j["file"].as_str().unwrap()), dir.join(MASTER_KEY));
+    assert!(a.contains(&"file:/dev/fdset/2".to_string()), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|x| x.ends_with("logfile=/dev/fdset/1,logappend=on")),
+        "{a:?}"
+    );
+    assert!(a.ends_with(&["-name".to_string(), "guest=vm".to_string()]));
+    // Every descriptor named is one the child keeps.
+    assert_eq!(lent.setup.keep_fds.len(), 5, "{:?}", lent.setup);
+    for fd in &lent.setup.keep_fds {
+        assert!(lent.fds.iter().any(|f| f.as_raw_fd() == *fd));
+    }
+    assert!(lent.setup.memlock.is_none());
+    // Non-root teamvirt: nothing chowned, nothing to record.
+    assert!(!dir.join(RECORD).exists());
+    // Stop: the master key goes.
+    assert!(release(&f.sd, "vm").unwrap().is_empty());
+    assert!(!dir.join(MASTER_KEY).exists());
+}
+
+/// A kernel the QEMU user cannot read is lent (chowned), recorded, and
+/// given back at stop; the master key is made the QEMU user's.
+#[test]
+fn unreadable_file_is_lent_and_given_back() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.run_dir("vm");
+    let key = dir.join(MASTER_KEY);
+    std::fs::write(&key, [1u8; 32]).unwrap();
+    let kernel = f.private_file("vmlinuz");
+    let public = f.t.path().join("initrd");
+    std::fs::write(&public, b"initrd").unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args: Vec<String> = [
+        "-object",
+        &format!("secret,id=masterKey0,format=raw,file={}", key.display()),
+        "-kernel",
+        &kernel.display().to_string(),
+        "-initrd",
+        &public.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let lent = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap();
+    assert!(lent.args[1].starts_with("secret,id=masterKey0,format=raw,file=/proc/self/fd/"));
+    // Every file named by descriptor reaches QEMU, lent ones included.
+    for a in [&lent.args[1], &lent.args[3], &lent.args[5]] {
+        let fd: RawFd = a.rsplit('/').next().unwrap().parse().unwrap();
+        assert!(lent.setup.keep_fds.contains(&fd), "{a} {:?}", lent.setup);
+    }
+    assert_eq!(fd_target(&lent.args[3]), kernel);
+    assert_eq!(owner(&kernel), (65534, 65534));
+    assert_eq!(owner(&key), (65534, 65534));
+    assert_eq!(owner(&public), (0, 0), "readable already: left alone");
+    let rec: Record =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(RECORD)).unwrap()).unwrap();
+    assert_eq!(rec.labels.len(), 1);
+    assert_eq!(rec.labels[0].path, kernel);
+    assert_eq!((rec.labels[0].uid, rec.labels[0].gid), (0, 0));
+    drop(lent);
+    // A later invocation (only the record survives) gives it back.
+    assert!(release(&f.sd, "vm").unwrap().is_empty());
+    assert_eq!(owner(&kernel), (0, 0));
+    assert!(!dir.join(RECORD).exists() && !key.exists());
+}
+
+/// A file lent to two running domains goes back when the last one stops,
+/// to its true original owner.
+#[test]
+fn shared_file_is_given_back_by_the_last_domain() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let disk = f.private_file("disk.img");
+    std::os::unix::fs::chown(&disk, Some(1234), Some(4321)).unwrap();
+    let args: Vec<String> = vec![
+        "-blockdev".into(),
+        format!(
+            r#"{{"driver":"file","filename":"{}","node-name":"libvirt-1-storage","read-only":false}}"#,
+            disk.display()
+        ),
+    ];
+    for vm in ["a", "b"] {
+        f.run_dir(vm);
+        let lent = lend_as(&f.sd, vm, &args, &nobody(), &HostRoots::default()).unwrap();
+        let j: Value = serde_json::from_str(&lent.args[1]).unwrap();
+        assert_eq!(fd_target(j["filename"].as_str().unwrap()), disk);
+        assert_eq!(j["node-name"], "libvirt-1-storage");
+    }
+    assert_eq!(owner(&disk), (65534, 65534));
+    assert!(release(&f.sd, "a").unwrap().is_empty());
+    assert_eq!(owner(&disk), (65534, 65534), "b still runs");
+    assert!(release(&f.sd, "b").unwrap().is_empty());
+    assert_eq!(owner(&disk), (1234, 4321));
+}
+
+/// A path that names another file by the time of the stop is not chowned
+/// (a symlink or rename swapped in must not get root's ownership change).
+#[test]
+fn replaced_file_is_not_touched() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let kernel = f.private_file("vmlinuz");
+    let args: Vec<String> = vec!["-kernel".into(), kernel.display().to_string()];
+    drop(lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap());
+    let other = f.private_file("other");
+    std::os::unix::fs::chown(&other, Some(4242), Some(4242)).unwrap();
+    std::fs::rename(&other, &kernel).unwrap();
+    let problems = release(&f.sd, "vm").unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("replaced"), "{problems:?}");
+    assert_eq!(owner(&kernel), (4242, 4242));
+}
+
+/// The VFIO group of a vfio-pci host address is lent; memlock is raised.
+#[test]
+fn vfio_group_is_lent() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let roots = HostRoots {
+        sysfs: f.t.path().join("sys"),
+        dev: f.t.path().join("dev"),
+    };
+    let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
+    std::fs::create_dir_all(&devdir).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../kernel/iommu_groups/42",
+        devdir.join("iommu_group"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
+    let group = roots.dev.join("vfio/42");
+    std::fs::write(&group, b"").unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args: Vec<String> = [
+        "-m",
+        "size=262144k",
+        "-device",
+        "vfio-pci,host=0000:3b:02.1,id=hostdev0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let lent = lend_as(&f.sd, "vm", &args, &nobody(), &roots).unwrap();
+    assert_eq!(lent.args, args, "nothing to rewrite");
+    assert_eq!(lent.setup.memlock, Some((256 << 20) + (1 << 30)));
+    assert_eq!(owner(&group), (65534, 65534));
+    drop(lent);
+    assert!(release(&f.sd, "vm").unwrap().is_empty());
+    assert_eq!(owner(&group), (0, 0));
+}
+
+/// A launch that cannot be prepared gives back what it lent so far and
+/// names the file.
+#[test]
+fn failed_lend_gives_back() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.run_dir("vm");
+    let kernel = f.private_file("vmlinuz");
+    let args: Vec<String> = [
+        "-kernel",
+        &kernel.display().to_string(),
+        "-initrd",
+        "/nonexistent/initrd",
+    ]
+    .map(String::from)
+    .to_vec();
+    let e = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot give QEMU (user +65534:+65534) access to initrd /nonexistent/initrd"),
+        "{e}"
+    );
+    assert_eq!(owner(&kernel), (0, 0));
+    assert!(!dir.join(RECORD).exists());
+}
+
+/// KVM: the device's group joins QEMU's groups; a root-only device is an
+/// error naming the ways out; tcg needs nothing.
+#[test]
+fn kvm_device_group_is_added() {
+    let t = tempfile::tempdir().unwrap();
+    let kvm = t.path().join("kvm");
+    std::fs::write(&kvm, b"").unwrap();
+    let id = nobody();
+    let mut setup = ChildSetup::for_identity(&id);
+    setup.switch = Some((65534, 65534, vec![65534]));
+    if is_root() {
+        std::os::unix::fs::chown(&kvm, Some(0), Some(4242)).unwrap();
+        std::fs::set_permissions(&kvm, std::fs::Permissions::from_mode(0o660)).unwrap();
+        kvm_access(&mut setup, &id, &kvm).unwrap();
+        assert_eq!(setup.switch.as_ref().unwrap().2, vec![65534, 4242]);
+        std::os::unix::fs::chown(&kvm, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&kvm, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = kvm_access(&mut setup, &id, &kvm).unwrap_err().to_string();
+        assert!(
+            e.contains("owner 0:0 mode 0600") && e.contains("--accel tcg"),
+            "{e}"
+        );
+    }
+    let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(uses_kvm(&a(&["-accel", "kvm"])));
+    assert!(uses_kvm(&a(&["-machine", "q35,accel=kvm"])));
+    assert!(!uses_kvm(&a(&["-accel", "tcg"])));
+}
+
+/// An emulator the QEMU user cannot reach is refused naming the directory.
+#[test]
+fn unreachable_emulator_is_named() {
+    let f = Fixture::new();
+    let qemu = f.private_file("qemu");
+    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = check_exec(&qemu, &nobody()).unwrap_err().to_string();
+    let dir = qemu.parent().unwrap();
+    assert!(
+        e.contains(&format!(
+            "QEMU user +65534:+65534 cannot execute the emulator {}: {} (owner",
+            qemu.display(),
+            dir.display()
+        )) && e.contains("mode 0700"),
+        "{e}"
+    );
+    assert!(check_exec(Path::new("/bin/sh"), &nobody()).is_ok());
+    assert!(check_exec(Path::new("qemu-system-x86_64"), &nobody()).is_ok());
+    assert!(check_exec(&qemu, &myself()).is_ok(), "no switch, no check");
+}
