@@ -140,6 +140,19 @@ pub fn spawn_detached(
     env: Option<&[(String, String)]>,
     log: &Path,
 ) -> Result<ProcId, ProcessError> {
+    spawn_detached_passing(program, args, env, log, &[])
+}
+
+/// [`spawn_detached`], with `pass` (open descriptors such as taps) inherited
+/// by the program under the same numbers.
+pub fn spawn_detached_passing(
+    program: &Path,
+    args: &[String],
+    env: Option<&[(String, String)]>,
+    log: &Path,
+    pass: &[i32],
+) -> Result<ProcId, ProcessError> {
+    let pass = pass.to_vec();
     let logf = OpenOptions::new()
         .create(true)
         .append(true)
@@ -181,6 +194,12 @@ pub fn spawn_detached(
     unsafe {
         cmd.pre_exec(move || {
             close_inherited_at_exec();
+            for &fd in &pass {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }

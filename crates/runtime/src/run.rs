@@ -18,7 +18,7 @@ use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 use crate::accel::Accel;
 use crate::lock::{FileLock, LockMode};
 use crate::pool::{PoolError, VfPool};
-use crate::process::{spawn_detached, ProcId, ProcessError};
+use crate::process::{spawn_detached_passing, ProcId, ProcessError};
 use crate::state::{read_optional, remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
 
@@ -169,7 +169,10 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 /// Undo the host-side VF preparation recorded in the domain's run dir
 /// (see [`crate::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
-    Ok(crate::hostdev::release_recorded(&sd.run_paths(name)?.dir))
+    let dir = sd.run_paths(name)?.dir;
+    let mut problems = crate::hostdev::release_recorded(&dir);
+    problems.extend(crate::netdev::release_recorded(&dir));
+    Ok(problems)
 }
 
 /// Is the domain running? `Some(record)` when its QEMU is alive. A record
@@ -313,6 +316,8 @@ pub struct LaunchSpec {
     pub incoming: bool,
     /// How long QEMU may take to open its monitor.
     pub monitor_timeout: Duration,
+    /// Open descriptors QEMU inherits (taps, vhost-net), by number.
+    pub pass_fds: Vec<i32>,
 }
 
 /// The QMP monitor options for a socket path (libvirt's chardev + mon pair).
@@ -365,11 +370,12 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let proc = spawn_detached(
+    let proc = spawn_detached_passing(
         &spec.emulator,
         &spec.args,
         spec.env.as_deref(),
         &paths.qemu_log,
+        &spec.pass_fds,
     )?;
     let mut argv = vec![spec.emulator.display().to_string()];
     argv.extend(spec.args.iter().cloned());
