@@ -8,6 +8,7 @@ mod guest;
 mod netns;
 mod qemu;
 mod serial;
+pub mod traffic;
 mod util;
 
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
