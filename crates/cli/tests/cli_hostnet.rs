@@ -336,3 +336,39 @@ fn ovs_port_without_open_vswitch_is_a_clear_error() {
     assert!(err.contains("Open vSwitch is not installed"), "{err}");
     assert_eq!(created_links(&ns), Vec::<String>::new());
 }
+
+#[test]
+fn validate_warns_about_a_standby_off_the_vf_segment() {
+    if qemu_or_skip("validate_warns_about_a_standby_off_the_vf_segment").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    for (mode, fwd, warned) in [
+        ("nat", "<forward mode='nat'/>", true),
+        ("none (isolated)", "", true),
+        ("bridge", "<forward mode='bridge'/>", false),
+    ] {
+        let net = e.write(
+            "n.xml",
+            &format!("<network><name>seg</name>{fwd}<bridge name='br0'/></network>"),
+        );
+        let nics = format!(
+            "<interface type='network'><source network='seg'/><mac address='{MAC}'/>
+               <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+             <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+               <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+        );
+        let f = e.write("d.xml", &domain("d", &nics));
+        let out = e.run(&["validate", "--network", &net, "--network", &pool, &f]);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let needle = format!("is on network 'seg' (forward mode '{mode}')");
+        assert_eq!(text.contains(&needle), warned, "{mode}: {text}");
+    }
+}

@@ -160,6 +160,24 @@ pub fn window(replies: &[(f64, u64)], from: f64, to: f64) -> Window {
     }
 }
 
+/// Every silence longer than `min` seconds in `[from, to]`: (start, length).
+pub fn gaps(replies: &[(f64, u64)], from: f64, to: f64, min: f64) -> Vec<(f64, f64)> {
+    let mut times: Vec<f64> = replies
+        .iter()
+        .map(|r| r.0)
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut edges = vec![from];
+    edges.extend(times);
+    edges.push(to);
+    edges
+        .windows(2)
+        .filter(|w| w[1] - w[0] > min)
+        .map(|w| (w[0], w[1] - w[0]))
+        .collect()
+}
+
 /// The guest's counters from one `E2E CNT` line: interface -> (rx, tx,
 /// master).
 #[derive(Debug, Clone, PartialEq)]

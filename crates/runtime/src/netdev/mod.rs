@@ -442,6 +442,9 @@ fn bridge_tap(
         nl::configure(idx, None, None, None, true).map_err(fail)?;
     } else {
         nl::configure(idx, mac, mtu, Some(br.index), true).map_err(fail)?;
+        if w.net.teaming_type() == Some(TeamingType::Persistent) {
+            no_learning(idx, bridge, &name)?;
+        }
     }
     let tap_nums = host.take(fds);
     let vhost_nums = if wants_vhost(w.net) {
@@ -626,7 +629,26 @@ pub(crate) fn lab_tap(
             source,
         }
     })?;
+    no_learning(idx, bridge, &name)?;
     Ok(host.take(fds).remove(0))
+}
+
+/// The guest's MAC must not be learnt on the port of one half of a
+/// failover pair. The guest's net_failover takes frames only from the
+/// primary while one is registered, and only from the standby otherwise;
+/// a bridge that learnt the MAC on one port keeps sending there after the
+/// other took over (the primary unplugged on the source, re-plugged on the
+/// destination), and the guest, which receives nothing, sends nothing to
+/// correct it: seconds of loss (or until the entry ages out). Without
+/// learning on either port, frames for the guest reach both and the guest
+/// keeps the one its failover device accepts, at every moment, with no
+/// one watching the migration.
+fn no_learning(idx: u32, bridge: &str, name: &str) -> Result<(), NetdevError> {
+    nl::set_port_learning(idx, false).map_err(|source| NetdevError::Bridge {
+        bridge: bridge.to_string(),
+        tap: name.to_string(),
+        source,
+    })
 }
 
 /// [`setup`] for `start`: resolve the interfaces through `source` (taps

@@ -221,3 +221,12 @@ pub fn fdb_ports(mac: [u8; 6]) -> io::Result<Vec<u32>> {
         Ok(out)
     })
 }
+
+/// Turn address learning on a bridge port on or off (`ip link set NAME
+/// type bridge_slave learning on|off`).
+pub fn set_port_learning(index: u32, on: bool) -> io::Result<()> {
+    run(move |h| async move {
+        let m = rtnetlink::LinkBridgePort::new(index).learning(on).build();
+        h.link().change(m).execute().await.map_err(to_io)
+    })
+}
