@@ -279,7 +279,7 @@ impl LocalDestination {
             &req.live_xml,
             &crate::network::StateNetworks { sd: &self.sd },
             &pairs,
-            &lab_bridges(&self.sd, vfs),
+            &crate::netdev::dest::lab_bridges(&self.sd, vfs),
             &dst_paths.dir,
             &mut args,
         )?;
@@ -864,17 +864,4 @@ mod tests {
         );
         assert!(out.ends_with("<address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>"));
     }
-}
-
-/// The lab bridges of the destination pools the VFs came from.
-fn lab_bridges(sd: &crate::state::StateDir, vfs: &[VfBinding]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for v in vfs {
-        if let Ok(st) = VfPool::new(sd, &v.network).state() {
-            if let (true, Some(br)) = (st.emulate_vf, st.lab_bridge) {
-                out.insert(v.network.clone(), br);
-            }
-        }
-    }
-    out
 }

@@ -63,6 +63,22 @@ pub fn setup_for_destination(
     Ok(host)
 }
 
+/// The lab bridges of the destination pools the VFs came from.
+pub fn lab_bridges(
+    sd: &crate::state::StateDir,
+    vfs: &[crate::run::VfBinding],
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for v in vfs {
+        if let Ok(st) = crate::pool::VfPool::new(sd, &v.network).state() {
+            if let (true, Some(br)) = (st.emulate_vf, st.lab_bridge) {
+                out.insert(v.network.clone(), br);
+            }
+        }
+    }
+    out
+}
+
 /// What a `-netdev` becomes on the destination.
 #[derive(Debug, Clone)]
 pub(crate) enum NetdevValue {

@@ -675,3 +675,54 @@ pub fn setup_for_start(
     }
     setup(def, &actual, &lab, run_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_side_mac_starts_with_fe() {
+        assert_eq!(
+            host_mac([0x52, 0x54, 0, 0xaa, 0, 1]),
+            [0xfe, 0x54, 0, 0xaa, 0, 1]
+        );
+    }
+
+    #[test]
+    fn which_networks_are_not_the_vf_segment() {
+        let mode = |x: &str| {
+            let nd = teamvirt_conf::NetworkDef::parse_str(
+                &format!("<network><name>n</name>{x}<bridge name='b'/></network>"),
+                None,
+            )
+            .unwrap()
+            .0;
+            other_segment_mode(&nd)
+        };
+        assert_eq!(mode("<forward mode='nat'/>").as_deref(), Some("nat"));
+        assert_eq!(mode("<forward mode='route'/>").as_deref(), Some("route"));
+        assert_eq!(mode("").as_deref(), Some("none (isolated)"));
+        assert_eq!(mode("<forward mode='bridge'/>"), None);
+    }
+
+    #[test]
+    fn release_of_nothing_recorded_is_quiet() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(release_recorded(d.path()).is_empty());
+        // A recorded link that is gone already (QEMU closed its tap).
+        save_record(
+            d.path(),
+            &[Created {
+                device: "net0".into(),
+                ifname: "tv-gone-xyz".into(),
+                ifindex: u32::MAX - 7,
+                kind: "tap".into(),
+                bridge: None,
+                ovs: false,
+            }],
+        )
+        .unwrap();
+        assert_eq!(release_recorded(d.path()), Vec::<String>::new());
+        assert!(!record_path(d.path()).exists());
+    }
+}
