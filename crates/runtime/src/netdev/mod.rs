@@ -715,7 +715,7 @@ mod tests {
             &[Created {
                 device: "net0".into(),
                 ifname: "tv-gone-xyz".into(),
-                ifindex: u32::MAX - 7,
+                ifindex: 999_983,
                 kind: "tap".into(),
                 bridge: None,
                 ovs: false,
