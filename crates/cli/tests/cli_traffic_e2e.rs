@@ -342,6 +342,25 @@ fn traffic_moves_standby_then_primary_through_migrations() {
         );
         assert!(lab1 - lab0 > 20, "{leg}: the lab VF's tap carries it");
 
+        // Nothing left of the side that no longer runs it: the bridge has
+        // exactly the running side's standby and lab VF ports.
+        let (sb_now, lab_now) = now.taps();
+        let mut ports: Vec<String> = ns
+            .ip(&["-o", "link", "show", "master", "br0"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect();
+        ports.sort();
+        let mut want = vec![sb_now, lab_now];
+        want.sort();
+        assert_eq!(ports, want, "{leg}: bridge ports after the migration");
+        let gone = to_or_from(!abort, from, to);
+        assert!(
+            !gone.env.run_dir(NAME).join("netdevs.json").exists(),
+            "{leg}: the other side's record released"
+        );
+
         let w = ping.window(unplug - 0.5, epoch());
         let gaps: Vec<String> =
             teamvirt_testinfra::traffic::gaps(&ping.replies(), unplug - 0.5, epoch(), 0.05)
