@@ -66,6 +66,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
     #[error(transparent)]
+    Netdev(#[from] crate::netdev::NetdevError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Process(#[from] ProcessError),

@@ -34,6 +34,8 @@ pub mod live;
 pub mod lock;
 /// Live migration (unplug, migrate, replug; deadline, rollback, job state).
 pub mod migrate;
+/// Host networking: taps, macvtaps, bridge ports (netlink).
+pub mod netdev;
 /// Network verbs and the network lookup used at start.
 pub mod network;
 /// VF pools of hostdev networks.

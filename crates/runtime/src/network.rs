@@ -25,6 +25,9 @@ pub struct NetworkSummary {
     pub vfs_total: Option<usize>,
     pub vfs_used: usize,
     pub emulate_vf: bool,
+    /// Lab mode's bridge (`net-define --lab-bridge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lab_bridge: Option<String>,
 }
 
 /// Parse a network definition, mapping errors to diagnostics.
@@ -202,6 +205,14 @@ impl Runtime {
         Ok((def.name, warnings))
     }
 
+    /// `net-define --lab-bridge`: the bridge lab mode puts each emulated
+    /// VF of network `name` on (`None`: isolated backend).
+    pub fn set_lab_bridge(&self, name: &str, bridge: Option<String>) -> Result<(), RuntimeError> {
+        let _g = self.sd.lock_global()?;
+        VfPool::new(&self.sd, name).set_lab_bridge(bridge)?;
+        Ok(())
+    }
+
     /// `net-undefine`: refused while domains hold VFs of it.
     pub fn undefine_network(&self, name: &str) -> Result<(), RuntimeError> {
         let _g = self.sd.lock_global()?;
@@ -246,6 +257,7 @@ impl Runtime {
                 },
                 vfs_used: st.allocations.len(),
                 emulate_vf: st.emulate_vf,
+                lab_bridge: st.lab_bridge.clone(),
                 name,
             });
         }

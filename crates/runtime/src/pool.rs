@@ -40,6 +40,10 @@ pub struct NetworkState {
     /// Lab mode: primaries from this network are emulated (`net-define --emulate-vf`).
     #[serde(default)]
     pub emulate_vf: bool,
+    /// Lab mode on a bridge (`net-define --lab-bridge BR`): each emulated
+    /// VF is a tap on this bridge instead of an isolated backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_bridge: Option<String>,
     /// VFs currently in use.
     #[serde(default)]
     pub allocations: Vec<VfAllocation>,
@@ -308,6 +312,14 @@ impl VfPool {
     pub fn set_emulate_vf(&self, on: bool) -> Result<(), PoolError> {
         self.update(|st| {
             st.emulate_vf = on;
+            Ok(())
+        })
+    }
+
+    /// Set or clear the lab bridge of this network.
+    pub fn set_lab_bridge(&self, bridge: Option<String>) -> Result<(), PoolError> {
+        self.update(|st| {
+            st.lab_bridge = bridge;
             Ok(())
         })
     }

@@ -153,19 +153,22 @@ pub fn spawn_detached(
     env: Option<&[(String, String)]>,
     log: &Path,
 ) -> Result<ProcId, ProcessError> {
-    spawn_detached_as(program, args, env, log, None)
+    spawn_detached_as(program, args, env, log, None, &[])
 }
 
 /// [`spawn_detached`], with `setup` (identity switch, capabilities,
 /// inherited descriptors; see [`crate::privdrop`]) applied in the process
-/// right before exec.
+/// right before exec, and `pass` (open descriptors such as taps) inherited
+/// by the program under the same numbers.
 pub fn spawn_detached_as(
     program: &Path,
     args: &[String],
     env: Option<&[(String, String)]>,
     log: &Path,
     setup: Option<crate::privdrop::ChildSetup>,
+    pass: &[i32],
 ) -> Result<ProcId, ProcessError> {
+    let pass = pass.to_vec();
     let logf = OpenOptions::new()
         .create(true)
         .append(true)
@@ -209,6 +212,12 @@ pub fn spawn_detached_as(
     unsafe {
         cmd.pre_exec(move || {
             close_inherited_at_exec();
+            for &fd in &pass {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }

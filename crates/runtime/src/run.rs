@@ -226,9 +226,10 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 /// (see [`crate::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
     // The record says what to write to sysfs: only from a trusted dir.
-    Ok(crate::hostdev::release_recorded(
-        &sd.checked_run_paths(name)?.dir,
-    ))
+    let dir = sd.checked_run_paths(name)?.dir;
+    let mut problems = crate::hostdev::release_recorded(&dir);
+    problems.extend(crate::netdev::release_recorded(&dir));
+    Ok(problems)
 }
 
 /// Is the domain running? `Some(record)` when its QEMU is alive. A record
@@ -445,6 +446,8 @@ pub struct LaunchSpec {
     pub incoming: bool,
     /// How long QEMU may take to open its monitor.
     pub monitor_timeout: Duration,
+    /// Open descriptors QEMU inherits (taps, vhost-net), by number.
+    pub pass_fds: Vec<i32>,
 }
 
 /// The QMP monitor options for a socket path (libvirt's chardev + mon pair).
@@ -528,6 +531,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         spec.env.as_deref(),
         &paths.qemu_log,
         Some(lent.setup),
+        &spec.pass_fds,
     )
     .inspect_err(|_| {
         let _ = crate::dac::release(sd, &spec.name);

@@ -120,6 +120,7 @@ impl Runtime {
             warnings,
             notes,
             host,
+            hostnet,
         } = prep;
         // Real VFs go to vfio-pci and get the guest's MAC before QEMU opens
         // them; recorded so that whoever sees QEMU gone gives them back.
@@ -142,6 +143,8 @@ impl Runtime {
             Ok::<_, RuntimeError>((l.record, launch_time, states))
         })
         .and_then(|r| r);
+        // QEMU has its own copies of the tap descriptors now.
+        drop(hostnet);
         // The id is ours until the record carrying it exists (or the start failed).
         drop(id);
         let (record, launch_time, states) = match outcome {
@@ -250,14 +253,26 @@ impl Runtime {
         }
         let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
         let mut emulate = opts.emulate_vf;
+        let mut lab_bridges = BTreeMap::new();
         for p in &pools {
-            emulate |= p.state()?.emulate_vf;
+            let st = p.state()?;
+            emulate |= st.emulate_vf;
+            if let (true, Some(br)) = (st.emulate_vf, st.lab_bridge) {
+                lab_bridges.insert(p.network().to_owned(), br);
+            }
         }
+        // Taps, macvtaps and lab-bridge ports, made before QEMU exists
+        // (their descriptors are on its command line).
+        crate::netdev::check_standbys(&def, &src)?;
+        let hostnet =
+            crate::netdev::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
         let bopts = BuildOptions {
             test_env: false,
             domain_dir: Some(paths.dir.clone()),
             monitor: Monitor::Path(paths.qmp_sock.clone()),
             emulate_vf: emulate,
+            net_fds: hostnet.net_fds.clone(),
+            lab_fds: hostnet.lab_fds.clone(),
             ..Default::default()
         };
 
@@ -359,6 +374,7 @@ impl Runtime {
             live_xml,
             incoming: opts.incoming.is_some(),
             monitor_timeout: opts.monitor_timeout.unwrap_or(Duration::from_secs(30)),
+            pass_fds: hostnet.raw(),
         };
         Ok(Prepared {
             spec,
@@ -367,6 +383,7 @@ impl Runtime {
             warnings,
             notes,
             host,
+            hostnet,
         })
     }
 }
@@ -379,6 +396,8 @@ struct Prepared {
     notes: Vec<String>,
     /// Real (not emulated) VF primaries to prepare on the host.
     host: Vec<VfRequest>,
+    /// Tap descriptors on QEMU's command line (kept open until it runs).
+    hostnet: crate::netdev::HostNet,
 }
 
 /// The first `<tag id>` of a `<vlan>`.

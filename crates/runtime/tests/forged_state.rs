@@ -150,6 +150,7 @@ fn launch_with(
         // No `cont`: the vCPUs stay stopped (no CPU burnt).
         incoming: true,
         monitor_timeout: Duration::from_secs(30),
+        pass_fds: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

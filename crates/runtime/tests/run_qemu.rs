@@ -40,6 +40,7 @@ fn spec(sd: &StateDir, qemu: &std::path::Path, name: &str, extra: &[&str]) -> La
         live_xml: "<domain/>".into(),
         incoming: false,
         monitor_timeout: Duration::from_secs(20),
+        pass_fds: Vec::new(),
     }
 }
 

@@ -241,6 +241,7 @@ fn qemu_spec(sd: &StateDir, qemu: &Path, name: &str) -> LaunchSpec {
         live_xml: "<domain/>".into(),
         incoming: false,
         monitor_timeout: Duration::from_secs(20),
+        pass_fds: Vec::new(),
     }
 }
 

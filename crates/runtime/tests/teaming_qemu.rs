@@ -87,6 +87,7 @@ async fn boot(extra_cmdline: &str, wait: Duration) -> Option<Vec<teaming::PairSt
         live_xml: "<domain/>".into(),
         incoming: false,
         monitor_timeout: Duration::from_secs(20),
+        pass_fds: Vec::new(),
     };
     let mut l = run::launch(&sd, spec).await.unwrap();
     let states = teaming::wait_negotiated(&l.qmp, &mut l.events, &[pair()], wait)

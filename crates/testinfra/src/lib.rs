@@ -5,11 +5,14 @@
 use std::path::PathBuf;
 
 mod guest;
+mod netns;
 mod qemu;
 mod serial;
+pub mod traffic;
 mod util;
 
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
+pub use netns::Netns;
 pub use qemu::{qemu_binary, qemu_or_skip};
 pub use serial::{FailoverGroup, GuestNetIf, GuestPciDev, GuestState, SerialError, SerialLog};
 pub use util::{free_port, temp_dir};

@@ -18,6 +18,11 @@ pub struct NetDefineArgs {
     /// NICs when domains start (every substitution is printed).
     #[arg(long)]
     pub emulate_vf: bool,
+    /// With --emulate-vf: each emulated VF is a tap on this host bridge, so
+    /// its traffic reaches the standby's segment (without it the emulated
+    /// VF has an isolated backend).
+    #[arg(long, value_name = "BRIDGE", requires = "emulate_vf")]
+    pub lab_bridge: Option<String>,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -31,18 +36,25 @@ pub fn define(a: NetDefineArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match a
-        .state
-        .open()
-        .and_then(|rt| rt.define_network(&text, Some(&a.file), a.emulate_vf))
-    {
+    match a.state.open().and_then(|rt| {
+        let r = rt.define_network(&text, Some(&a.file), a.emulate_vf)?;
+        rt.set_lab_bridge(&r.0, a.lab_bridge.clone())?;
+        Ok(r)
+    }) {
         Ok((name, warnings)) => {
             for w in &warnings {
                 let w = w.clone().with_file(Some(a.file.clone()));
                 eprint!("{}", render(&w, Some(&text)));
             }
             if a.emulate_vf {
-                eprintln!("lab mode: VFs of network '{name}' will be emulated by e1000e NICs");
+                match &a.lab_bridge {
+                    Some(br) => eprintln!(
+                        "lab mode: VFs of network '{name}' will be emulated by e1000e NICs, each a tap on bridge '{br}'"
+                    ),
+                    None => eprintln!(
+                        "lab mode: VFs of network '{name}' will be emulated by e1000e NICs on an isolated backend (no traffic leaves QEMU; --lab-bridge BRIDGE puts them on a bridge)"
+                    ),
+                }
             }
             outln!("Network {name} defined from {}", a.file.display());
             ExitCode::SUCCESS
@@ -128,7 +140,11 @@ pub fn list(a: NetListArgs) -> ExitCode {
             Some(t) => format!(
                 "{}/{t} in use{}",
                 n.vfs_used,
-                if n.emulate_vf { " (lab mode)" } else { "" }
+                match (n.emulate_vf, &n.lab_bridge) {
+                    (true, Some(br)) => format!(" (lab mode, bridge {br})"),
+                    (true, None) => " (lab mode)".to_string(),
+                    _ => String::new(),
+                }
             ),
             None => "-".into(),
         };

@@ -193,10 +193,43 @@ pub fn check_all(path: &Path, qemu: &mut QemuSide, start_errors_fatal: bool) -> 
         found.push(d.at(pos));
     }
     found.extend(teamvirt_qemu::topology::check(&dom, &actual));
+    found.extend(standby_segment_warnings(&dom, &qemu.networks));
     add(&mut c.diagnostics, found, path);
     c.topology_checked = true;
     c.defined = Some(dom);
     c
+}
+
+/// A failover standby on a network that is not its VF's L2 segment (nat,
+/// route, open, isolated): during a migration its traffic goes elsewhere;
+/// `start` refuses it.
+fn standby_segment_warnings(dom: &DomainDef, nets: &NetworkMap) -> Vec<Diagnostic> {
+    use teamvirt_conf::model::{InterfaceType, TeamingType};
+    use teamvirt_qemu::resolve::NetworkSource;
+    let mut out = Vec::new();
+    for n in &dom.devices.interfaces {
+        if n.type_ != InterfaceType::Network || n.teaming_type() != Some(TeamingType::Persistent) {
+            continue;
+        }
+        let name = n.source_network().unwrap_or_default();
+        let Ok(Some((nd, _))) = nets.lookup(name) else {
+            continue;
+        };
+        if let Some(mode) = teamvirt_runtime::netdev::other_segment_mode(&nd) {
+            out.push(
+                Diagnostic::warning(
+                    "teaming-standby-segment",
+                    format!(
+                        "failover standby {} is on network '{name}' (forward mode '{mode}'), not on its VF's L2 segment: while the VF is unplugged (migration) the guest's traffic goes to a different network",
+                        n.mac.as_ref().map(|m| m.address.to_string()).unwrap_or_default()
+                    ),
+                    "put the standby on a bridge over the VF's PF (<forward mode='bridge'/> or <interface type='bridge'>); teamvirt start refuses this",
+                )
+                .at(n.pos),
+            );
+        }
+    }
+    out
 }
 
 /// Read and parse; on failure, the finished [`Checked`].

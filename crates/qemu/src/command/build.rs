@@ -47,6 +47,9 @@ pub struct BuildOptions {
     /// Lab mode: replace each vfio-pci failover primary by an emulated
     /// e1000e (see [`Substitution`]).
     pub emulate_vf: bool,
+    /// Lab mode on a bridge: tap fds for the emulated primary of the
+    /// interface with this index (else its backend is isolated user mode).
+    pub lab_fds: HashMap<usize, NetFds>,
     /// Environment for non-test runs; `None` takes PATH/USER from the
     /// current process.
     pub env: Option<Vec<(String, String)>>,
@@ -60,6 +63,7 @@ impl Default for BuildOptions {
             monitor: Monitor::Fd(1729),
             net_fds: HashMap::new(),
             emulate_vf: false,
+            lab_fds: HashMap::new(),
             env: None,
         }
     }

@@ -209,6 +209,8 @@ pub fn interfaces(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> 
 /// One host PCI device to emit.
 struct HostPci<'a> {
     id: &'a str,
+    /// The interface it comes from (index), if any.
+    iface: Option<usize>,
     host: PciAddress,
     info: &'a DeviceInfo,
     pair: Option<&'a str>,
@@ -234,6 +236,7 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
             if let Some(host) = net.source_pci() {
                 pairs.push(transient_pair(net));
                 list.push(HostPci {
+                    iface: Some(i),
                     id: &ctx.aliases.interfaces[i],
                     host: *host,
                     info: &net.info,
@@ -256,6 +259,7 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
                 .and_then(|t| t.persistent.clone()),
         );
         list.push(HostPci {
+            iface: None,
             id: &ctx.aliases.hostdevs[i],
             host,
             info: &h.info,
@@ -272,6 +276,7 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
             if let Some(host) = actual.hostdev {
                 pairs.push(transient_pair(net));
                 list.push(HostPci {
+                    iface: Some(i),
                     id: &ctx.aliases.interfaces[i],
                     host,
                     info: &net.info,
@@ -288,7 +293,8 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
         let addr = need_pci(&h.info.address, h.id)?;
         if ctx.opts.emulate_vf {
             if let Some(pair) = h.pair {
-                subs.push(lab_primary(cmd, ctx, h.id, Some(h.host), pair, addr)?);
+                let fds = h.iface.and_then(|i| ctx.opts.lab_fds.get(&i));
+                subs.push(lab_primary(cmd, ctx, h.id, Some(h.host), pair, addr, fds)?);
                 continue;
             }
         }
@@ -322,7 +328,8 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
 /// Lab mode: an emulated e1000e stands in for the VF, visibly. It keeps
 /// the primary's id, pairing and PCI address, takes the standby's MAC (the
 /// guest's failover driver pairs by MAC), has no option ROM, and gets a
-/// user-mode backend that cannot reach the outside.
+/// user-mode backend that cannot reach the outside, or with `fds` (its
+/// pool's `--lab-bridge`) a tap on the standby's segment.
 fn lab_primary(
     cmd: &mut CommandLine,
     ctx: &Ctx,
@@ -330,6 +337,7 @@ fn lab_primary(
     host: Option<PciAddress>,
     pair: &str,
     addr: &PciAddress,
+    fds: Option<&super::build::NetFds>,
 ) -> Result<Substitution, CommandError> {
     let standby = ctx
         .def
@@ -352,9 +360,18 @@ fn lab_primary(
         .unwrap_or_default();
     let netdev = format!("lab-{id}");
     let mut nd = Props::new();
-    nd.str("type", "user")
-        .str("id", netdev.clone())
-        .bool("restrict", true);
+    match fds.and_then(|f| f.tap.first()) {
+        Some(fd) => {
+            nd.str("type", "tap")
+                .str("fd", fd.clone())
+                .str("id", netdev.clone());
+        }
+        None => {
+            nd.str("type", "user")
+                .str("id", netdev.clone())
+                .bool("restrict", true);
+        }
+    }
     ctx.netdev(cmd, &nd);
     let mut p = Props::new();
     p.str("driver", LAB_PRIMARY_MODEL)

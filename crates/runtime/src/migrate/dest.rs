@@ -236,7 +236,7 @@ impl LocalDestination {
             })
             .collect();
         let src_args = req.argv.get(1..).unwrap_or_default();
-        let args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
+        let mut args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
         let mut pairs = req.pairs.clone();
         let mut substitutions = Vec::new();
         for p in pairs.iter_mut() {
@@ -274,6 +274,15 @@ impl LocalDestination {
         // and get the guest's MAC before QEMU opens them.
         let host = host_requests(&self.sd, &req.live_xml, &req.pairs, &pairs)?;
         self.host.prepare_recorded(&dst_paths.dir, &host)?;
+        // The destination's own taps (the source's descriptors are its own).
+        let hostnet = crate::netdev::dest::setup_for_destination(
+            &req.live_xml,
+            &crate::network::StateNetworks { sd: &self.sd },
+            &pairs,
+            &crate::netdev::dest::lab_bridges(&self.sd, vfs),
+            &dst_paths.dir,
+            &mut args,
+        )?;
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
@@ -291,8 +300,11 @@ impl LocalDestination {
             monitor_timeout: Duration::from_secs(30),
             id: reserved.id,
             env: None,
+            pass_fds: hostnet.raw(),
         };
-        let launched = run::launch(&self.sd, spec).await?;
+        let launched = run::launch(&self.sd, spec).await;
+        drop(hostnet);
+        let launched = launched?;
         drop(reserved);
         let active = self.active.as_mut().expect("set by prepare");
         active.qmp = Some(launched.qmp.clone());

@@ -81,6 +81,8 @@ pub enum MigrateError {
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
     #[error(transparent)]
+    Netdev(#[from] crate::netdev::NetdevError),
+    #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),

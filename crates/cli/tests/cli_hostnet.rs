@@ -1,0 +1,374 @@
+//! Standby NICs on real host networking (issue 8 item 1), through the
+//! `teamvirt` binary run inside a private network namespace: a tap on a
+//! Linux bridge (`type='bridge'` and a `<forward mode='bridge'/>`
+//! network), a managed and an unmanaged `type='ethernet'` tap, a macvtap
+//! (`type='direct'`), the lab VF on a `--lab-bridge`; what is created is
+//! configured as libvirt does it and is gone after destroy, a killed QEMU
+//! and a failed start. No guest is booted (the firmware just waits).
+//! Skips without root/iproute2 or QEMU.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::Env;
+use teamvirt_testinfra::{qemu_or_skip, Netns};
+
+const MAC: &str = "52:54:00:aa:00:01";
+
+fn domain(name: &str, nics: &str) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11</uuid>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>{nics}
+  </devices>
+</domain>
+"
+    )
+}
+
+fn tv(ns: &Netns, e: &Env, args: &[&str]) -> Output {
+    let out = ns.wrap(&e.command(args)).output().unwrap();
+    eprintln!(
+        "$ teamvirt {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(ns: &Netns, e: &Env, args: &[&str]) -> String {
+    let o = tv(ns, e, args);
+    assert!(o.status.success(), "teamvirt {args:?} failed");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fail(ns: &Netns, e: &Env, args: &[&str]) -> String {
+    let o = tv(ns, e, args);
+    assert!(!o.status.success(), "teamvirt {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn setup(tag: &str) -> Option<(Netns, Env)> {
+    qemu_or_skip(tag)?;
+    let ns = Netns::new(tag)?;
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "mtu", "1450", "up"]);
+    Some((ns, Env::new()))
+}
+
+fn qemu_argv(e: &Env, dom: &str) -> String {
+    std::fs::read_to_string(e.run_dir(dom).join("state.json")).unwrap()
+}
+
+fn start(ns: &Netns, e: &Env, dom: &str) {
+    ok(ns, e, &["start", dom, "--accel", "tcg"]);
+}
+
+/// Every tap/macvtap the namespace holds besides the fixtures.
+fn created_links(ns: &Netns) -> Vec<String> {
+    ns.links()
+        .into_iter()
+        .filter(|l| l.starts_with("vnet") || l.starts_with("macvtap") || l.starts_with("tv"))
+        .collect()
+}
+
+#[test]
+fn bridge_tap_is_configured_like_libvirt_and_removed_at_destroy() {
+    let Some((ns, e)) = setup("br") else { return };
+    let nic = format!(
+        "<interface type='bridge'><source bridge='br0'/><mac address='{MAC}'/>
+           <model type='virtio'/><mtu size='1400'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nic));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let link = ns.link("vnet0").expect("vnet0 created");
+    assert!(link.contains("master br0"), "{link}");
+    assert!(link.contains("mtu 1400"), "{link}");
+    assert!(
+        link.contains("fe:54:00:aa:00:01"),
+        "host MAC 0xFE..: {link}"
+    );
+    assert!(link.contains("state UP") || link.contains(",UP"), "{link}");
+    assert!(link.contains("tun"), "a tap: {link}");
+    let argv = qemu_argv(&e, "d");
+    assert!(argv.contains(r#"\"type\":\"tap\",\"fd\":\""#), "{argv}");
+    let rec = std::fs::read_to_string(e.run_dir("d").join("netdevs.json")).unwrap();
+    assert!(rec.contains("vnet0") && rec.contains("br0"), "{rec}");
+    ok(&ns, &e, &["destroy", "d"]);
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+    assert!(!e.run_dir("d").join("netdevs.json").exists());
+}
+
+#[test]
+fn network_bridge_takes_the_bridge_mtu_and_a_killed_qemu_leaves_nothing() {
+    let Some((ns, e)) = setup("nb") else { return };
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    let nic = format!(
+        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <target dev='tvstandby'/><model type='virtio'/><driver queues='2'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nic));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let link = ns.link("tvstandby").expect("<target dev> honoured");
+    assert!(
+        link.contains("master br0") && link.contains("mtu 1450"),
+        "{link}"
+    );
+    let argv = qemu_argv(&e, "d");
+    assert!(argv.contains(r#"\"fds\":\""#), "multiqueue: {argv}");
+    // SIGKILL: the next command notices and cleans up.
+    let pid: i32 = std::fs::read_to_string(e.run_dir("d").join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for _ in 0..50 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let st = ok(&ns, &e, &["domstate", "d"]);
+    assert!(st.contains("shut off"), "{st}");
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+    assert!(!e.run_dir("d").join("netdevs.json").exists());
+}
+
+#[test]
+fn network_whose_bridge_is_missing_is_not_active() {
+    let Some((ns, e)) = setup("nm") else { return };
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='brX'/></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    // A macvtap first: created, then the start fails on the second NIC.
+    ns.ip(&[
+        "link", "add", "pf0", "type", "veth", "peer", "name", "pf0peer",
+    ]);
+    let nics = format!(
+        "<interface type='direct'><source dev='pf0' mode='bridge'/><mac address='52:54:00:aa:00:02'/>
+           <model type='virtio'/></interface>
+         <interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <model type='virtio'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    let err = fail(&ns, &e, &["start", "d", "--accel", "tcg"]);
+    assert!(
+        err.contains("network 'lan' is not active: its bridge 'brX' does not exist"),
+        "{err}"
+    );
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+    assert!(!e.run_dir("d").join("netdevs.json").exists());
+}
+
+#[test]
+fn ethernet_managed_and_unmanaged() {
+    let Some((ns, e)) = setup("eth") else { return };
+    ns.ip(&["tuntap", "add", "tvmine", "mode", "tap"]);
+    let before = ns.link("tvmine").unwrap();
+    let nics = format!(
+        "<interface type='ethernet'><mac address='{MAC}'/><target dev='tvown'/>
+           <model type='virtio'/></interface>
+         <interface type='ethernet'><mac address='52:54:00:aa:00:03'/>
+           <target dev='tvmine' managed='no'/><model type='e1000e'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let own = ns.link("tvown").expect("managed tap");
+    assert!(
+        own.contains("fe:54:00:aa:00:01") && !own.contains("master"),
+        "{own}"
+    );
+    let mine = ns.link("tvmine").unwrap();
+    assert!(
+        !mine.contains("fe:54:00:aa:00:03"),
+        "unmanaged tap untouched: {mine}"
+    );
+    ok(&ns, &e, &["destroy", "d"]);
+    assert!(ns.link("tvown").is_none());
+    // Persistent and not ours: still there, as it was.
+    let after = ns.link("tvmine").expect("unmanaged tap kept");
+    assert_eq!(
+        before
+            .split_whitespace()
+            .find(|w| w.contains(':') && w.len() == 17),
+        after
+            .split_whitespace()
+            .find(|w| w.contains(':') && w.len() == 17)
+    );
+}
+
+#[test]
+fn direct_macvtap_with_the_guest_mac_is_deleted_at_destroy() {
+    let Some((ns, e)) = setup("mv") else { return };
+    ns.ip(&[
+        "link", "add", "pf0", "type", "veth", "peer", "name", "pf0peer",
+    ]);
+    ns.ip(&["link", "set", "pf0", "up"]);
+    let nic = format!(
+        "<interface type='direct'><source dev='pf0' mode='bridge'/><mac address='{MAC}'/>
+           <model type='virtio'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nic));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let link = ns.link("macvtap0").expect("macvtap0");
+    assert!(
+        link.contains(MAC) && link.contains("macvtap mode bridge"),
+        "{link}"
+    );
+    ok(&ns, &e, &["destroy", "d"]);
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn standby_on_a_nat_network_is_refused() {
+    let Some((ns, e)) = setup("nat") else { return };
+    let net = e.write(
+        "n.xml",
+        "<network><name>natnet</name><forward mode='nat'/><bridge name='br0'/></network>",
+    );
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    ok(&ns, &e, &["net-define", &pool, "--emulate-vf"]);
+    let nics = format!(
+        "<interface type='network'><source network='natnet'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    let err = fail(&ns, &e, &["start", "d", "--accel", "tcg"]);
+    assert!(
+        err.contains("network 'natnet'") && err.contains("nat"),
+        "{err}"
+    );
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn lab_vf_on_a_lab_bridge_and_without_one() {
+    let Some((ns, e)) = setup("lab") else { return };
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+    );
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    let o = tv(
+        &ns,
+        &e,
+        &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"],
+    );
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("each a tap on bridge 'br0'"));
+    let list = ok(&ns, &e, &["net-list"]);
+    assert!(list.contains("(lab mode, bridge br0)"), "{list}");
+    let nics = format!(
+        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let ports: Vec<String> = created_links(&ns);
+    assert_eq!(ports.len(), 2, "standby and lab VF taps: {ports:?}");
+    for p in &ports {
+        assert!(ns.link(p).unwrap().contains("master br0"), "{p}");
+    }
+    let argv = qemu_argv(&e, "d");
+    assert!(
+        argv.contains(r#"{\"type\":\"tap\",\"fd\":\""#) && argv.contains("lab-hostdev0"),
+        "{argv}"
+    );
+    ok(&ns, &e, &["destroy", "d"]);
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+    // Without --lab-bridge: isolated, and said so.
+    let o = tv(&ns, &e, &["net-define", &pool, "--emulate-vf"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("isolated backend"));
+    start(&ns, &e, "d");
+    assert_eq!(created_links(&ns).len(), 1, "only the standby's tap");
+    ok(&ns, &e, &["destroy", "d"]);
+}
+
+#[test]
+fn ovs_port_without_open_vswitch_is_a_clear_error() {
+    if Command::new("ovs-vsctl").arg("--version").output().is_ok() {
+        eprintln!("skipping: Open vSwitch is installed here");
+        return;
+    }
+    let Some((ns, e)) = setup("ovs") else { return };
+    let nic = format!(
+        "<interface type='bridge'><source bridge='br0'/><mac address='{MAC}'/>
+           <virtualport type='openvswitch'/><model type='virtio'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nic));
+    ok(&ns, &e, &["define", &f]);
+    let err = fail(&ns, &e, &["start", "d", "--accel", "tcg"]);
+    assert!(err.contains("Open vSwitch is not installed"), "{err}");
+    assert_eq!(created_links(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn validate_warns_about_a_standby_off_the_vf_segment() {
+    if qemu_or_skip("validate_warns_about_a_standby_off_the_vf_segment").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    for (mode, fwd, warned) in [
+        ("nat", "<forward mode='nat'/>", true),
+        ("none (isolated)", "", true),
+        ("bridge", "<forward mode='bridge'/>", false),
+    ] {
+        let net = e.write(
+            "n.xml",
+            &format!("<network><name>seg</name>{fwd}<bridge name='br0'/></network>"),
+        );
+        let nics = format!(
+            "<interface type='network'><source network='seg'/><mac address='{MAC}'/>
+               <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+             <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+               <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+        );
+        let f = e.write("d.xml", &domain("d", &nics));
+        let out = e.run(&["validate", "--network", &net, "--network", &pool, &f]);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let needle = format!("is on network 'seg' (forward mode '{mode}')");
+        assert_eq!(text.contains(&needle), warned, "{mode}: {text}");
+    }
+}

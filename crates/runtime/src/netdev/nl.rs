@@ -1,0 +1,232 @@
+//! The link operations teamvirt does on the host, over rtnetlink (no `ip`).
+//!
+//! Each call runs on a short-lived thread with its own current-thread
+//! tokio runtime: callers are both plain (start) and async (migration
+//! destination), and a thread created here shares the caller's network
+//! namespace (tests run in a namespace of their own).
+
+use std::future::Future;
+use std::io;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo, LinkMessage, MacVtapMode};
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
+
+/// What teamvirt needs to know about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mtu: Option<u32>,
+    /// `bridge`, `macvtap`, `tun`, `openvswitch`... (IFLA_INFO_KIND).
+    pub kind: Option<String>,
+    /// The bridge it is a port of.
+    pub master: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+}
+
+fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+        _ => None,
+    }
+}
+
+fn to_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Run `f` with a fresh netlink handle on a thread of its own.
+fn run<T, F, Fut>(f: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = io::Result<T>>,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            let task = tokio::spawn(conn);
+            let out = f(handle).await;
+            task.abort();
+            out
+        })
+    })
+    .join()
+    .map_err(|_| io::Error::other("netlink thread panicked"))?
+}
+
+fn link_of(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        mtu: None,
+        kind: None,
+        master: None,
+        mac: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::Controller(c) => l.master = Some(*c),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                l.mac = Some(mac);
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+/// The link called `name`, if any.
+pub fn link_by_name(name: &str) -> io::Result<Option<Link>> {
+    let name = name.to_owned();
+    run(move |h| async move {
+        let mut s = h.link().get().match_name(name).execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(link_of)),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    })
+}
+
+/// The link with index `index`, if any.
+pub fn link_by_index(index: u32) -> io::Result<Option<Link>> {
+    run(move |h| async move {
+        let mut s = h.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(link_of)),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    })
+}
+
+/// Set what libvirt sets on a tap or macvtap it created: MAC, MTU, the
+/// bridge it is a port of, and up.
+pub fn configure(
+    index: u32,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+    master: Option<u32>,
+    up: bool,
+) -> io::Result<()> {
+    run(move |h| async move {
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        if let Some(c) = master {
+            b = b.controller(c);
+        }
+        if up {
+            b = b.up();
+        }
+        h.link().change(b.build()).execute().await.map_err(to_io)
+    })
+}
+
+/// Create a macvtap on `parent` (mode bridge/vepa/private/passthrough)
+/// with the guest's MAC. Returns its index.
+pub fn add_macvtap(name: &str, parent: u32, mode: &str, mac: Option<[u8; 6]>) -> io::Result<u32> {
+    let mode = match mode {
+        "vepa" => MacVtapMode::Vepa,
+        "private" => MacVtapMode::Private,
+        "passthrough" => MacVtapMode::Passthrough,
+        _ => MacVtapMode::Bridge,
+    };
+    let name = name.to_owned();
+    run(move |h| async move {
+        let mut b = LinkMacVtap::new(&name, parent, mode);
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
+        h.link().add(b.build()).execute().await.map_err(to_io)?;
+        let mut s = h.link().get().match_name(name).execute();
+        let m = s.try_next().await.map_err(to_io)?;
+        m.map(|m| m.header.index)
+            .ok_or_else(|| io::Error::other("the new macvtap is not listed"))
+    })
+}
+
+/// Delete a link (gone already is fine).
+pub fn del_link(index: u32) -> io::Result<()> {
+    run(move |h| async move {
+        match h.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    })
+}
+
+/// Forget where the bridge learnt `mac` (its forwarding-database entry on
+/// port `port`), so frames for it are flooded until the guest is heard
+/// from again. No entry is fine.
+pub fn fdb_del(port: u32, mac: [u8; 6]) -> io::Result<()> {
+    run(move |h| async move {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = port;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        match h.neighbours().del(m).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno_of(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    })
+}
+
+/// The bridge ports the forwarding database maps `mac` to.
+pub fn fdb_ports(mac: [u8; 6]) -> io::Result<Vec<u32>> {
+    run(move |h| async move {
+        let mut s = h
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.try_next().await.map_err(to_io)? {
+            let hit = m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(l) if l[..] == mac[..]));
+            if hit {
+                out.push(m.header.ifindex);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Turn address learning on a bridge port on or off (`ip link set NAME
+/// type bridge_slave learning on|off`).
+pub fn set_port_learning(index: u32, on: bool) -> io::Result<()> {
+    run(move |h| async move {
+        let m = rtnetlink::LinkBridgePort::new(index).learning(on).build();
+        h.link().change(m).execute().await.map_err(to_io)
+    })
+}

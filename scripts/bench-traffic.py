@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""The network's view of a live migration (issue 8 item 4): packets lost and
+the longest gap between replies while a peer pings the guest at 100 pps,
+next to QEMU's reported downtime, for
+
+  (a) a failover pair (virtio standby + lab-mode e1000e primary) under teamvirt,
+  (b) the same guest with one plain virtio NIC under teamvirt,
+  (c) the failover pair driven by a minimal raw-QMP script (what libvirt
+      does: taps on the bridge, migrate with wait-unplug, nothing else).
+
+One run each, same test guest (TCG, 256 MiB), everything inside a private
+network namespace with a bridge 10.77.0.1/24 (the guest is 10.77.0.2 on its
+failover master). Prints a table and the ratios (a)/(b) and (a)/(c).
+
+usage (root): scripts/bench-traffic.py [TEAMVIRT_BINARY]
+Needs: qemu-system-x86_64, iproute2, iputils-ping, the test guest
+(scripts/build-test-guest.sh), a built teamvirt (default target/release).
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+GUEST_IP = "10.77.0.2"
+MAC = "52:54:00:77:00:02"
+SETTLE = 5.0  # seconds of pinging after the migration ends
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+def guest_dir():
+    d = os.environ.get("TEAMVIRT_GUEST_DIR")
+    if d:
+        return d
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache")
+    return os.path.join(cache, "teamvirt/guest")
+
+
+class Ping:
+    """ping -D -i 0.01 into a list of (epoch, seq)."""
+
+    def __init__(self):
+        self.out = tempfile.NamedTemporaryFile("w+", delete=False)
+        self.p = subprocess.Popen(["ping", "-D", "-n", "-i", "0.01", "-W", "1", GUEST_IP],
+                                  stdout=self.out, stderr=subprocess.DEVNULL)
+
+    def replies(self):
+        res = []
+        with open(self.out.name) as f:
+            for line in f:
+                if not line.startswith("[") or "icmp_seq=" not in line:
+                    continue
+                t = float(line[1:line.index("]")])
+                seq = int(line.split("icmp_seq=")[1].split()[0])
+                res.append((t, seq))
+        return res
+
+    def wait_flowing(self, timeout=90):
+        end = time.time() + timeout
+        while time.time() < end:
+            r = [x for x in self.replies() if x[0] > time.time() - 1.0]
+            if len(r) > 50:
+                return
+            time.sleep(0.2)
+        raise SystemExit("no replies from the guest")
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+        os.unlink(self.out.name)
+
+
+def window(replies, t0, t1):
+    inside = sorted(r for r in replies if t0 <= r[0] <= t1)
+    seqs = sorted({s for _, s in inside})
+    sent = seqs[-1] - seqs[0] + 1 if seqs else int((t1 - t0) / 0.01)
+    edges = [t0] + [t for t, _ in inside] + [t1]
+    gap = max(b - a for a, b in zip(edges, edges[1:]))
+    return {"sent": sent, "lost": sent - len(seqs), "gap_ms": gap * 1000.0}
+
+
+# ---- (a) and (b): teamvirt -------------------------------------------------
+
+def domain_xml(failover):
+    g = guest_dir()
+    nics = f"""
+    <interface type='network'>
+      <source network='lan'/>
+      <mac address='{MAC}'/>
+      <model type='virtio'/>{"<teaming type='persistent'/>" if failover else ""}
+      <alias name='ua-standby0'/>
+    </interface>"""
+    if failover:
+        nics += f"""
+    <interface type='network'>
+      <source network='vfpool'/>
+      <mac address='{MAC}'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-standby0'/>
+    </interface>"""
+    return f"""<domain type='kvm'>
+  <name>bench</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{g}/vmlinuz</kernel>
+    <initrd>{g}/initramfs.cpio.gz</initrd>
+    <cmdline>console=ttyS0 panic=-1 e2e.ip={GUEST_IP}/24</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>{nics}
+  </devices>
+</domain>
+"""
+
+
+def run_teamvirt(tv, work, failover):
+    src, dst = os.path.join(work, "src"), os.path.join(work, "dst")
+    files = os.path.join(work, "files")
+    os.makedirs(files, exist_ok=True)
+    with open(os.path.join(files, "lan.xml"), "w") as f:
+        f.write("<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>")
+    with open(os.path.join(files, "pool.xml"), "w") as f:
+        f.write("<network><name>vfpool</name><forward mode='hostdev' managed='yes'>"
+                "<address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>"
+                "</forward></network>")
+    with open(os.path.join(files, "d.xml"), "w") as f:
+        f.write(domain_xml(failover))
+    for sd in (src, dst):
+        sh(tv, "--state-dir", sd, "net-define", os.path.join(files, "lan.xml"))
+        sh(tv, "--state-dir", sd, "net-define", os.path.join(files, "pool.xml"),
+           "--emulate-vf", "--lab-bridge", "br0")
+    sh(tv, "--state-dir", src, "define", os.path.join(files, "d.xml"))
+    try:
+        args = [tv, "--state-dir", src, "start", "bench", "--accel", "tcg"]
+        if failover:
+            args.append("--wait-failover=90")
+        sh(*args)
+        ping = Ping()
+        ping.wait_flowing()
+        time.sleep(2.0)  # the primary enslaved and carrying
+        t0 = time.time()
+        out = sh(tv, "--state-dir", src, "migrate", "--json", "--dest-state-dir", dst, "bench")
+        t1 = time.time()
+        time.sleep(SETTLE)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        w = window(ping.replies(), t0, t1 + SETTLE)
+        ping.stop()
+        w["downtime_ms"] = res["outcome"]["job"].get("downtime_ms")
+        w["migration_s"] = t1 - t0
+        return w
+    finally:
+        for sd in (src, dst):
+            sh(tv, "--state-dir", sd, "destroy", "bench", check=False)
+
+
+# ---- (c): raw QMP ------------------------------------------------------------
+
+class Qmp:
+    def __init__(self, path, wait=30.0):
+        end = time.time() + wait
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.time() > end:
+                    raise
+                time.sleep(0.01)
+        self.f = self.s.makefile("r")
+        self.f.readline()
+        self.events = []
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.s.sendall((json.dumps(msg) + "\n").encode())
+        while True:
+            m = json.loads(self.f.readline())
+            if "event" in m:
+                self.events.append(m)
+            elif "error" in m:
+                raise RuntimeError(f"{name}: {m['error']}")
+            elif "return" in m:
+                return m["return"]
+
+    def wait_event(self, name, timeout):
+        self.s.settimeout(timeout)
+        end = time.time() + timeout
+        while not any(e["event"] == name for e in self.events):
+            if time.time() > end:
+                raise SystemExit(f"no {name}")
+            line = self.f.readline()
+            if line:
+                m = json.loads(line)
+                if "event" in m:
+                    self.events.append(m)
+        self.s.settimeout(None)
+
+
+def raw_argv(work, side, incoming):
+    g = guest_dir()
+    sb, pr = f"tv{side}sb", f"tv{side}pr"
+    argv = [
+        "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "256", "-smp", "1",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", f"{g}/vmlinuz", "-initrd", f"{g}/initramfs.cpio.gz",
+        "-append", f"console=ttyS0 panic=-1 e2e.ip={GUEST_IP}/24",
+        "-serial", f"file:{work}/serial-{side}.log",
+        "-qmp", f"unix:{work}/qmp-{side}.sock,server=on,wait=off",
+        "-device", "pcie-root-port,id=root0,bus=pcie.0,addr=0x1,chassis=1",
+        "-device", "pcie-root-port,id=root1,bus=pcie.0,addr=0x2,chassis=2",
+        "-netdev", f"tap,id=hs0,ifname={sb},script=no,downscript=no",
+        "-device", f"virtio-net-pci,bus=root0,id=net1,netdev=hs0,mac={MAC},failover=on",
+        "-netdev", f"tap,id=hs1,ifname={pr},script=no,downscript=no",
+        "-device", f"e1000e,bus=root1,id=hostdev0,netdev=hs1,mac={MAC},failover_pair_id=net1,romfile=",
+    ]
+    if incoming:
+        argv += ["-incoming", "defer"]
+    return argv
+
+
+def run_raw(work):
+    for side in ("src", "dst"):
+        for role in ("sb", "pr"):
+            name = f"tv{side}{role}"
+            sh("ip", "tuntap", "add", name, "mode", "tap")
+            sh("ip", "link", "set", name, "master", "br0", "up")
+    procs = []
+    try:
+        log = open(os.path.join(work, "qemu-raw.log"), "ab")
+        procs.append(subprocess.Popen(raw_argv(work, "src", False), stdout=log, stderr=log))
+        src = Qmp(f"{work}/qmp-src.sock")
+        src.wait_event("FAILOVER_NEGOTIATED", 90)
+        ping = Ping()
+        ping.wait_flowing()
+        time.sleep(2.0)
+        t0 = time.time()
+        procs.append(subprocess.Popen(raw_argv(work, "dst", True), stdout=log, stderr=log))
+        dst = Qmp(f"{work}/qmp-dst.sock")
+        caps = [{"capability": "events", "state": True}]
+        dst.cmd("migrate-set-capabilities", capabilities=caps)
+        dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
+        port = dst.cmd("query-migrate")["socket-address"][0]["port"]
+        src.cmd("migrate-set-capabilities", capabilities=caps)
+        src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        while True:
+            q = src.cmd("query-migrate")
+            if q.get("status") in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.01)
+        if q["status"] != "completed":
+            raise SystemExit(f"raw migration {q['status']}: {q.get('error-desc')}")
+        while dst.cmd("query-migrate").get("status") != "completed":
+            time.sleep(0.005)
+        dst.cmd("cont")
+        try:
+            src.cmd("quit")
+        except (RuntimeError, ValueError):
+            pass
+        t1 = time.time()
+        time.sleep(SETTLE)
+        w = window(ping.replies(), t0, t1 + SETTLE)
+        ping.stop()
+        w["downtime_ms"] = q.get("downtime")
+        w["migration_s"] = t1 - t0
+        return w
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for side in ("src", "dst"):
+            for role in ("sb", "pr"):
+                sh("ip", "link", "del", f"tv{side}{role}", check=False)
+
+
+def inside(tv):
+    sh("ip", "link", "set", "lo", "up")
+    sh("ip", "link", "add", "br0", "type", "bridge")
+    sh("ip", "addr", "add", "10.77.0.1/24", "dev", "br0")
+    sh("ip", "link", "set", "br0", "up")
+    work = tempfile.mkdtemp(prefix="tv-bench-")
+    try:
+        res = {}
+        res["a"] = run_teamvirt(tv, os.path.join(work, "a"), True)
+        res["b"] = run_teamvirt(tv, os.path.join(work, "b"), False)
+        os.makedirs(os.path.join(work, "c"))
+        res["c"] = run_raw(os.path.join(work, "c"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    names = {
+        "a": "(a) failover pair, teamvirt",
+        "b": "(b) plain virtio, teamvirt",
+        "c": "(c) failover pair, raw QMP",
+    }
+    print(f"{'migration at 100 pps':32} {'lost':>6} {'longest gap':>12} {'QEMU downtime':>14} {'migration':>10}")
+    for k in "abc":
+        r = res[k]
+        print(f"{names[k]:32} {r['lost']:6d} {r['gap_ms']:10.0f} ms {r['downtime_ms'] or 0:11} ms {r['migration_s']:8.2f} s")
+
+    def ratio(x, y):
+        return "inf" if y == 0 else f"{x / y:.2f}"
+    for k in "bc":
+        print(f"(a)/{k.join('()')}: lost {ratio(res['a']['lost'], res[k]['lost'])}, "
+              f"longest gap {ratio(res['a']['gap_ms'], res[k]['gap_ms'])}")
+    print(json.dumps(res))
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
+        inside(sys.argv[2])
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tv = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "target/release/teamvirt"))
+    if not os.access(tv, os.X_OK):
+        raise SystemExit(f"{tv} not found: cargo build --release first")
+    # The tests' guest lock: no other test guest competes for the cores.
+    import fcntl
+    os.makedirs(guest_dir(), exist_ok=True)
+    lock = open(os.path.join(guest_dir(), "boot.lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    ns = f"tv-bench-{os.getpid()}"
+    sh("ip", "netns", "add", ns)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "--inside", tv])
+        sys.exit(r.returncode)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+if __name__ == "__main__":
+    main()
