@@ -70,6 +70,9 @@ enum Command {
     Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
     /// Abort the running job (migration) of a domain; it rolls back.
     Domjobabort(cmd::domjobabort::DomjobabortArgs),
+    /// The destination half of `migrate URI`, started over SSH (internal).
+    #[command(name = "__migrate-dest", hide = true)]
+    MigrateDest(cmd::migrate_dest::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
+        Command::MigrateDest(a) => cmd::migrate_dest::run(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

@@ -6,6 +6,7 @@ pub mod domjobinfo;
 pub mod domxml_to_native;
 pub mod format;
 pub mod migrate;
+pub mod migrate_dest;
 pub mod net;
 pub mod qemu_opts;
 pub mod validate;
