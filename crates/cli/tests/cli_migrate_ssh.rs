@@ -327,9 +327,11 @@ impl Lab {
     /// `teamvirt migrate --json [flags] NAME URI` from `from` to `to`.
     fn migrate_cmd(&self, from: &Host, to: &Host, flags: &[&str], extra: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &from.ns, TV, "migrate", "--json"])
-            .args(["--remote-teamvirt", TV])
-            .args(flags)
+        c.args(["netns", "exec", &from.ns, TV, "migrate", "--json"]);
+        if !flags.contains(&"--remote-teamvirt") {
+            c.args(["--remote-teamvirt", TV]);
+        }
+        c.args(flags)
             .arg(NAME)
             .arg(self.uri(to, extra))
             .env("TEAMVIRT_STATE_DIR", &from.state);
