@@ -858,20 +858,31 @@ fn ssh_refusals_leave_the_source_untouched() {
     );
     std::fs::write(&live, &xml).unwrap();
 
-    // (d) no free VF on the destination.
-    let sd = teamvirt_runtime::state::StateDir::open(&b.state).unwrap();
-    let pool = teamvirt_runtime::pool::VfPool::new(&sd, "vfpool");
-    for vf in ["0000:03:10.0", "0000:03:10.1"] {
-        pool.reserve(vf, "other", "hostdev0").unwrap();
-    }
-    refused(
-        &[],
-        "",
-        "internal error: network 'vfpool' requires exclusive access to interfaces, but none are available",
+    // (d) no free VF on the destination: its pool has one, and another
+    // domain runs on it.
+    b.ok(&["net-undefine", "vfpool"]);
+    let net1 = lab.dir.join("net1.xml");
+    std::fs::write(&net1, vfpool_network_xml(1)).unwrap();
+    b.ok(&["net-define", "--emulate-vf", net1.to_str().unwrap()]);
+    let guest = test_guest().unwrap();
+    let other = lab.dir.join("other.xml");
+    std::fs::write(
+        &other,
+        teaming_domain_xml("other", &guest.kernel, &guest.initrd, &guest.cmdline(""), 1),
+    )
+    .unwrap();
+    b.ok(&["define", other.to_str().unwrap()]);
+    b.ok(&["start", "--emulate-vf", "other"]);
+    let out = run(&mut lab.migrate_cmd(a, b, &[], ""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("internal error: network 'vfpool' requires exclusive access to interfaces, but none are available"),
+        "{err}"
     );
-    for vf in ["0000:03:10.0", "0000:03:10.1"] {
-        pool.release(vf, "other").unwrap();
-    }
+    b.ok(&["destroy", "other"]);
+    b.ok(&["undefine", "other"]);
+    lab.runs_only_on(a);
 
     // (d) no such network on the destination.
     b.ok(&["net-undefine", "vfpool"]);
