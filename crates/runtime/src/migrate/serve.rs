@@ -251,3 +251,56 @@ pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
     rt.shutdown_background();
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// The helper greets first, answers a request it cannot parse with an
+    /// error (and keeps serving), an abort with nothing prepared with an
+    /// empty log, and ends at EOF.
+    #[tokio::test]
+    async fn greets_first_answers_errors_and_ends_at_eof() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let (mut to_helper, helper_in) = tokio::io::duplex(4096);
+        let (helper_out, from_helper) = tokio::io::duplex(4096);
+        let task = tokio::spawn(serve(sd, BufReader::new(helper_in), helper_out));
+        let mut lines = BufReader::new(from_helper).lines();
+        macro_rules! next {
+            () => {
+                serde_json::from_str::<FromDest>(&lines.next_line().await.unwrap().unwrap())
+                    .unwrap()
+            };
+        }
+        match next!() {
+            FromDest::Hello { magic, version, .. } => {
+                assert_eq!((magic.as_str(), version), (MAGIC, VERSION))
+            }
+            m => panic!("{m:?}"),
+        }
+        to_helper
+            .write_all(b"{\"msg\":\"launch-missiles\"}\n")
+            .await
+            .unwrap();
+        match next!() {
+            FromDest::Error { message } => {
+                assert!(message.contains("does not understand"), "{message}")
+            }
+            m => panic!("{m:?}"),
+        }
+        to_helper.write_all(b"{\"msg\":\"abort\"}\n").await.unwrap();
+        match next!() {
+            FromDest::Aborted { log } => assert!(log.is_empty()),
+            m => panic!("{m:?}"),
+        }
+        drop(to_helper);
+        let alone = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(alone.is_empty());
+    }
+}
