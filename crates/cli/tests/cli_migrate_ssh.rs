@@ -376,7 +376,8 @@ impl Lab {
                 return (child, lines, seen);
             }
         }
-        panic!("migration ended before phase {phase}: {seen:#?}");
+        let status = child.wait();
+        panic!("migration ended ({status:?}) before phase {phase}: {seen:#?}");
     }
 
     /// QEMUs, teamvirt helpers and ssh clients of this lab still alive.
