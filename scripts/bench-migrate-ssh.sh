@@ -136,7 +136,7 @@ leg() { # leg LABEL NS STATE ARGS...
 	shift 3
 	local t0 t1
 	t0=$(date +%s%N)
-	tvin "$ns" "$st" migrate --json --remote-teamvirt "$TV" "$@" $NAME >"$W/$label.json" 2>"$W/$label.err" || {
+	tvin "$ns" "$st" migrate --json --remote-teamvirt "$TV" $NAME "$@" >"$W/$label.json" 2>"$W/$label.err" || {
 		echo "$label failed:" >&2
 		cat "$W/$label.err" >&2
 		exit 1
