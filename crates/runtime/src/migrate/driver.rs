@@ -642,6 +642,19 @@ async fn complete<D: Destination>(
     cx.phase("finish");
     let fin = match dest.finish(was_running, Duration::from_secs(30)).await {
         Ok(f) => f,
+        // A remote destination that lost its channel after the copy
+        // completed takes the domain over by itself (see `serve`), so the
+        // source must not resume: it hands over as on success.
+        Err(MigrateError::Channel(why)) => {
+            let m = format!("{why}: the copy had completed, so the destination takes the domain over by itself (its state is not known here)");
+            cx.emit(Progress::Warning { message: m.clone() });
+            warnings.push(m);
+            super::dest::Finished {
+                pairs: Vec::new(),
+                running: was_running,
+                defined: opts.persistent,
+            }
+        }
         Err(e) => {
             // Like libvirt's Confirm after a failed Finish: the source
             // takes the domain back. QEMU re-plugs primaries only when the

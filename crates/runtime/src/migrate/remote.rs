@@ -728,6 +728,11 @@ impl Destination for RemoteDestination {
             }
         };
         let files = referenced_files(&req.source_run_dir, &req.argv)?;
+        let source_was_running = crate::state::StateDir::open(&req.source_root)
+            .ok()
+            .and_then(|sd| super::job::current(&sd, &req.name).ok().flatten())
+            .and_then(|j| j.source_was_running)
+            .unwrap_or(true);
         let mut req = req.clone();
         // Not a path on the destination: its recovery must not look for
         // the source's state directory there.
@@ -737,7 +742,9 @@ impl Destination for RemoteDestination {
             incoming,
             tls_dir: t.tls_dir.clone(),
             files,
-            source_was_running: true,
+            // The driver published the job (with the source's run state)
+            // before it prepares.
+            source_was_running,
         };
         // Prepare probes QEMU (cached) and starts it: allow for a slow host.
         let reply = match self.request(&msg, Duration::from_secs(120)).await {
