@@ -63,7 +63,8 @@ fn device_models(argv: &[String]) -> Vec<(String, String)> {
 /// Refuse a domain this destination's QEMU (`caps`) cannot run.
 pub fn check_qemu(req: &PrepareRequest, caps: &QemuCaps) -> Result<(), MigrateError> {
     if let Some(m) = machine_of(req) {
-        if caps.machine(&m).is_none() {
+        // `none` (the empty machine) is in every binary; probes leave it out.
+        if m != "none" && caps.machine(&m).is_none() {
             return Err(MigrateError::DestMachine {
                 emulator: req.emulator.clone(),
                 machine: m,
