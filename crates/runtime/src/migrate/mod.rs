@@ -13,6 +13,10 @@
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
 //! * [`recover`]: settles a migration whose driving process died.
+//! * [`remote`]: a destination on another host over SSH (`ssh://`,
+//!   `qemu+ssh://`), [`serve`]: the remote helper's side of it, [`proto`]:
+//!   their JSON-lines protocol.
+//! * [`dest_check`]: the destination's QEMU checked before anything moves.
 
 pub mod argv;
 pub mod blocking;
