@@ -64,7 +64,7 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetNameArgs),
-    /// Live-migrate a running domain to another state directory (unplug, migrate, replug).
+    /// Live-migrate a running domain to another host over SSH or to another state directory (unplug, migrate, replug).
     Migrate(cmd::migrate::MigrateArgs),
     /// Show the running job (migration) of a domain.
     Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
