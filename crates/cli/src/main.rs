@@ -76,7 +76,7 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetNameArgs),
-    /// Live-migrate a running domain to another state directory (unplug, migrate, replug).
+    /// Live-migrate a running domain to another host over SSH or to another state directory (unplug, migrate, replug).
     Migrate(cmd::migrate::MigrateArgs),
     /// Show the running job (migration) of a domain.
     Domjobinfo(cmd::domjobinfo::DomjobinfoArgs),
@@ -114,6 +114,9 @@ enum Command {
     DetachDevice(cmd::hotplug::DetachArgs),
     /// Hot-unplug the device with this alias.
     DetachDeviceAlias(cmd::hotplug::DetachAliasArgs),
+    /// The destination half of `migrate URI`, started over SSH (internal).
+    #[command(name = "__migrate-dest", hide = true)]
+    MigrateDest(cmd::migrate_dest::Args),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
         Command::AttachDevice(a) => cmd::hotplug::attach(a),
         Command::DetachDevice(a) => cmd::hotplug::detach(a),
         Command::DetachDeviceAlias(a) => cmd::hotplug::detach_alias(a),
+        Command::MigrateDest(a) => cmd::migrate_dest::run(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

@@ -60,12 +60,33 @@ pub fn accel_of(def: &DomainDef) -> Accel {
 
 /// Post-parse defaults plus PCI addresses: the domain as libvirt stores it.
 pub fn define(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), DefaultsError> {
+    canonical_machine(def, caps);
     apply_defaults(def, caps)?;
     // libvirt validates after post-parse, before addresses are assigned.
     crate::validate::vcpus_fit_machine(def, caps)
         .map_err(|d| DefaultsError::Invalid(Box::new(d)))?;
     assign_pci_addresses(def, caps)?;
     Ok(())
+}
+
+/// libvirt's `qemuDomainDefMachinePostParse`: a machine alias becomes the
+/// versioned type it stands for (`q35` -> `pc-q35-7.2`), so the stored
+/// definition keeps the guest ABI when it moves to a host with a newer
+/// QEMU. Only with live capabilities: libvirt's test suite strips the
+/// aliases from its capabilities, so under caps XML the name is kept as
+/// written (the corpus expects `-machine q35`).
+pub fn canonical_machine(def: &mut DomainDef, caps: &QemuCaps) {
+    if !matches!(caps.source, crate::caps::CapsSource::Probe { .. }) {
+        return;
+    }
+    let Some(m) = def.os.type_.machine.clone() else {
+        return;
+    };
+    if let Some(c) = caps.canonical_machine(&m, accel_of(def)) {
+        if c != m {
+            def.os.type_.machine = Some(c.to_owned());
+        }
+    }
 }
 
 /// libvirt's QEMU post-parse defaults, without PCI addressing.
@@ -569,6 +590,33 @@ mod tests {
         assert_eq!(disk_name_to_index("vdaa"), Some(26));
         assert_eq!(disk_name_to_index("hd"), None);
         assert_eq!(disk_name_to_index("hda1"), None);
+    }
+
+    /// Live capabilities pin the alias to its versioned type; caps XML
+    /// (libvirt's tests strip aliases) keeps what was written.
+    #[test]
+    fn machine_alias_canonical_only_with_live_caps() {
+        const CAPS: &str = "<qemuCaps>\n  <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  <flag name='tcg'/>\n  <version>7002000</version>\n  <package>pkg</package>\n  <arch>x86_64</arch>\n  <machine type='tcg' name='pc-q35-7.2' alias='q35' maxCpus='288'/>\n  <machine type='tcg' name='pc-i440fx-7.2' alias='pc' maxCpus='255' default='yes'/>\n</qemuCaps>\n";
+        let mut caps = QemuCaps::from_libvirt_xml_str(CAPS, std::path::Path::new("c.xml")).unwrap();
+        let dom = |m: &str| {
+            DomainDef::parse_str(&format!("<domain type='qemu'><name>v</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='{m}'>hvm</type></os></domain>"), None).unwrap().0
+        };
+        let mut d = dom("q35");
+        canonical_machine(&mut d, &caps);
+        assert_eq!(d.machine(), Some("q35"));
+        caps.source = crate::caps::CapsSource::Probe {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+        };
+        for (m, want) in [
+            ("q35", "pc-q35-7.2"),
+            ("pc", "pc-i440fx-7.2"),
+            ("pc-q35-7.2", "pc-q35-7.2"),
+            ("virt", "virt"),
+        ] {
+            let mut d = dom(m);
+            canonical_machine(&mut d, &caps);
+            assert_eq!(d.machine(), Some(want));
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `teamvirt migrate DOMAIN --dest-state-dir DIR`: live migration with the
-//! phases shown as they happen: a progress bar on a terminal, plain lines
-//! otherwise, one JSON object per event with `--json`.
+//! `teamvirt migrate DOMAIN URI` (another host over SSH) or `teamvirt
+//! migrate DOMAIN --dest-state-dir DIR` (another state directory here):
+//! live migration with the phases shown as they happen: a progress bar on
+//! a terminal, plain lines otherwise, one JSON object per event with
+//! `--json`.
 
 use crate::out::outln;
 use std::io::{IsTerminal, Write};
@@ -19,10 +21,39 @@ use crate::render::render;
 pub struct MigrateArgs {
     /// Domain name.
     pub domain: String,
+    /// Destination host: ssh://[user@]host[:port][/STATE-DIR] or
+    /// qemu+ssh://[user@]host[:port]/system, with libvirt's keyfile=,
+    /// known_hosts= and no_verify=1 parameters.
+    #[arg(
+        value_name = "URI",
+        required_unless_present = "dest_state_dir",
+        conflicts_with = "dest_state_dir"
+    )]
+    pub uri: Option<String>,
     /// Destination: another teamvirt state directory on this host (its own
     /// networks and VF pools), reached over TCP on loopback.
     #[arg(long, value_name = "DIR")]
-    pub dest_state_dir: PathBuf,
+    pub dest_state_dir: Option<PathBuf>,
+    /// The teamvirt binary on the destination host.
+    #[arg(long, value_name = "PATH", default_value = "teamvirt")]
+    pub remote_teamvirt: String,
+    /// Where the source QEMU sends the memory (tcp://ADDR[:PORT]); default:
+    /// the address the SSH connection reached.
+    #[arg(long, value_name = "URI")]
+    pub migrateuri: Option<String>,
+    /// Address the destination QEMU listens on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Carry the memory stream inside SSH (only sshd needs to be reachable).
+    #[arg(long, conflicts_with_all = ["migrateuri", "listen_address", "tls"])]
+    pub tunnelled: bool,
+    /// Encrypt the memory stream with TLS (QEMU tls-creds-x509), as virsh --tls.
+    #[arg(long)]
+    pub tls: bool,
+    /// Certificate directory on both hosts (ca-cert.pem, server-cert.pem,
+    /// server-key.pem, client-cert.pem, client-key.pem).
+    #[arg(long, value_name = "DIR", requires = "tls", default_value = teamvirt_runtime::migrate::remote::DEFAULT_TLS_DIR)]
+    pub tls_dir: PathBuf,
     /// Cancel and roll back when the guest has not unplugged its primaries
     /// this many seconds after the start.
     #[arg(long, value_name = "SECS", default_value_t = 30,
@@ -197,6 +228,7 @@ pub fn run(a: MigrateArgs) -> ExitCode {
         bandwidth_mib: a.bandwidth,
         persistent: a.persistent,
         undefine_source: a.undefinesource,
+        tls_dir: a.tls.then(|| a.tls_dir.clone()),
         ..Default::default()
     };
     let mut view = if a.json {
@@ -206,9 +238,29 @@ pub fn run(a: MigrateArgs) -> ExitCode {
     } else {
         View::Plain { last_stats: None }
     };
-    let res = migrate::migrate_to_state_dir(&sd, &a.domain, &a.dest_state_dir, &opts, &mut |p| {
-        view.show(&p)
-    });
+    let res = match (&a.uri, &a.dest_state_dir) {
+        (Some(uri), _) => match remote_target(&a, uri) {
+            Ok(t) => migrate::migrate_to_remote(
+                &sd,
+                &a.domain,
+                migrate::RemoteDestination::new(t),
+                &opts,
+                &mut |p| view.show(&p),
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(dir)) => {
+            if a.migrateuri.is_some() || a.listen_address.is_some() || a.tunnelled {
+                eprintln!("error: invalid argument: --migrateuri, --listen-address and --tunnelled need a destination host URI");
+                return ExitCode::FAILURE;
+            }
+            migrate::migrate_to_state_dir(&sd, &a.domain, dir, &opts, &mut |p| view.show(&p))
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
     view.clear_bar();
     match res {
         Ok(out) => {
@@ -222,6 +274,40 @@ pub fn run(a: MigrateArgs) -> ExitCode {
     }
 }
 
+fn remote_target(a: &MigrateArgs, uri: &str) -> Result<migrate::RemoteTarget, String> {
+    use migrate::remote::{parse_migrateuri, SshUri};
+    if !SshUri::is_remote(uri) {
+        return Err(format!("invalid argument: '{uri}' is not a destination URI (ssh://[user@]host[:port][/STATE-DIR] or qemu+ssh://host/system); another state directory of this host is --dest-state-dir DIR"));
+    }
+    let uri = SshUri::parse(uri).map_err(|e| e.to_string())?;
+    let (migrate_addr, migrate_port) = match &a.migrateuri {
+        Some(m) => {
+            let (h, p) = parse_migrateuri(m).map_err(|e| e.to_string())?;
+            (Some(h), p)
+        }
+        None => (None, 0),
+    };
+    Ok(migrate::RemoteTarget {
+        uri,
+        remote_teamvirt: a.remote_teamvirt.clone(),
+        migrate_addr,
+        migrate_port,
+        listen_address: a.listen_address.clone(),
+        tunnelled: a.tunnelled,
+        tls_dir: a.tls.then(|| a.tls_dir.clone()),
+    })
+}
+
+fn destination(a: &MigrateArgs) -> String {
+    match (&a.uri, &a.dest_state_dir) {
+        (Some(u), _) => migrate::remote::SshUri::parse(u)
+            .map(|u| u.display())
+            .unwrap_or_else(|_| u.clone()),
+        (None, Some(d)) => d.display().to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 fn summary(a: &MigrateArgs, out: &Outcome) {
     if a.json {
         outln!("{}", json!({"event": "result", "ok": true, "outcome": out}));
@@ -232,7 +318,7 @@ fn summary(a: &MigrateArgs, out: &Outcome) {
     outln!(
         "Migration of domain '{}' to {} completed in {} (wait-unplug {}, downtime {}, {} sent)",
         a.domain,
-        a.dest_state_dir.display(),
+        destination(a),
         secs(j.elapsed_ms),
         ms(j.wait_unplug_ms),
         ms(j.downtime_ms),

@@ -11,6 +11,7 @@ pub mod edit;
 pub mod format;
 pub mod hotplug;
 pub mod migrate;
+pub mod migrate_dest;
 pub mod net;
 pub mod qemu_opts;
 pub mod validate;

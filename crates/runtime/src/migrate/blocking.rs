@@ -7,9 +7,10 @@ use std::path::Path;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use super::dest::LocalDestination;
+use super::dest::{Destination, LocalDestination};
 use super::driver::{migrate, MigrateOptions, Outcome, Progress};
 use super::job::ABORT_SIGNAL;
+use super::remote::RemoteDestination;
 use super::MigrateError;
 use crate::state::StateDir;
 
@@ -23,12 +24,66 @@ pub fn migrate_to_state_dir(
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, MigrateError> {
     check_targets(sd, name, dest_root)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let dest_sd = StateDir::open(dest_root)?;
+    let mut dest = LocalDestination::new(dest_sd);
+    dest.tls_dir = opts.tls_dir.clone();
+    drive(sd, name, dest, opts, progress)
+}
+
+/// Migrate `name` to another host over SSH (see [`super::remote`]),
+/// blocking until done. The control channel comes up first (its set-up
+/// time is shown apart, as an info line), after the domain is known here.
+pub fn migrate_to_remote(
+    sd: &StateDir,
+    name: &str,
+    mut dest: RemoteDestination,
+    opts: &MigrateOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, MigrateError> {
+    if !sd.run_paths(name)?.state_json.exists() && !sd.domain_xml(name)?.exists() {
+        return Err(MigrateError::NoDomain(name.to_owned()));
+    }
+    let rt = runtime()?;
+    rt.block_on(dest.connect())?;
+    if let (Some(t), Some((version, dir))) = (dest.setup, &dest.remote) {
+        progress(Progress::Info {
+            message: format!(
+                "control channel to {} up in {} ms (remote teamvirt {version}, state directory {dir})",
+                dest.target.uri.host,
+                t.as_millis()
+            ),
+        });
+    }
+    drive_on(&rt, sd, name, dest, opts, progress)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, MigrateError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))?;
-    let dest_sd = StateDir::open(dest_root)?;
+        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))
+}
+
+fn drive<D: Destination>(
+    sd: &StateDir,
+    name: &str,
+    dest: D,
+    opts: &MigrateOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, MigrateError> {
+    drive_on(&runtime()?, sd, name, dest, opts, progress)
+}
+
+/// The job under the signals that cancel it.
+fn drive_on<D: Destination>(
+    rt: &tokio::runtime::Runtime,
+    sd: &StateDir,
+    name: &str,
+    mut dest: D,
+    opts: &MigrateOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, MigrateError> {
     rt.block_on(async {
         let (tx, rx) = watch::channel(None);
         let mut int = signal(SignalKind::interrupt()).map_err(sig_err)?;
@@ -51,7 +106,6 @@ pub fn migrate_to_state_dir(
                 }
             }
         });
-        let mut dest = LocalDestination::new(dest_sd);
         let out = migrate(sd, name, &mut dest, opts, rx, progress).await;
         watcher.abort();
         out

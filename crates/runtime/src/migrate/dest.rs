@@ -57,6 +57,8 @@ pub enum DestEvent {
     Qmp(Event),
     /// The destination QEMU is gone (its monitor closed).
     Exited,
+    /// The control channel to a remote destination is gone (why).
+    Lost(String),
 }
 
 /// A destination ready to receive.
@@ -119,6 +121,19 @@ pub struct LocalDestination {
     sd: StateDir,
     /// Address QEMU listens on (loopback by default).
     pub listen: String,
+    /// Port QEMU listens on (0: the kernel picks one).
+    pub port: u16,
+    /// Address the source sends to when it is not `listen` (a wildcard
+    /// `listen`, or `--migrateuri`).
+    pub advertise: Option<String>,
+    /// Listen on a unix socket in the run directory instead of TCP (the
+    /// stream comes through an SSH tunnel, see `remote`).
+    pub unix_incoming: bool,
+    /// `--tls`: QEMU's `tls-creds-x509` (endpoint server) from this directory.
+    pub tls_dir: Option<PathBuf>,
+    /// Files of the source's run directory QEMU reads at start (name,
+    /// content), sent by a remote source (see [`referenced_files`]).
+    pub run_files: Vec<(String, Vec<u8>)>,
     /// Where the destination's real VFs are bound and configured.
     pub host: HostPrep,
     active: Option<Active>,
@@ -129,6 +144,11 @@ impl LocalDestination {
         LocalDestination {
             sd,
             listen: "127.0.0.1".into(),
+            port: 0,
+            advertise: None,
+            unix_incoming: false,
+            tls_dir: None,
+            run_files: Vec::new(),
             host: HostPrep::system(),
             active: None,
         }
@@ -267,6 +287,9 @@ impl LocalDestination {
         let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs);
         self.sd.create_run_dir(&req.name)?;
         copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+        for (name, data) in &self.run_files {
+            write_atomic(&dst_paths.dir.join(name), data, 0o600)?;
+        }
         // Held until `launch` has saved the record carrying the id, so a
         // start or another migration into this state dir cannot take it.
         let reserved = run::reserve_id(&self.sd)?;
@@ -322,10 +345,35 @@ impl LocalDestination {
         )
         .await
         .map_err(MigrateError::dst)?;
+        if let Some(dir) = &self.tls_dir {
+            super::remote::tls_setup(&qmp, dir, "server", None)
+                .await
+                .map_err(MigrateError::dst)?;
+        }
+        if self.unix_incoming {
+            let sock = dst_paths.dir.join("migrate-in.sock");
+            let uri = format!("unix:{}", sock.display());
+            qmp.execute("migrate-incoming", json!({ "uri": uri }))
+                .await
+                .map_err(MigrateError::dst)?;
+            return Ok(self.prepared(
+                uri,
+                pairs,
+                vfs,
+                substitutions,
+                launched.record.proc,
+                launched.events,
+            ));
+        }
         // Port 0: the kernel picks a free port; QEMU reports it back.
+        let listen = if self.listen.contains(':') {
+            format!("[{}]", self.listen)
+        } else {
+            self.listen.clone()
+        };
         qmp.execute(
             "migrate-incoming",
-            json!({"uri": format!("tcp:{}:0", self.listen)}),
+            json!({"uri": format!("tcp:{listen}:{}", self.port)}),
         )
         .await
         .map_err(MigrateError::dst)?;
@@ -348,8 +396,27 @@ impl LocalDestination {
                     "query-migrate did not report the listening port: {q}"
                 )))
             })?;
+        let host = self.advertise.clone().unwrap_or(listen);
+        Ok(self.prepared(
+            format!("tcp:{host}:{port}"),
+            pairs,
+            vfs,
+            substitutions,
+            launched.record.proc,
+            launched.events,
+        ))
+    }
+
+    fn prepared(
+        &self,
+        uri: String,
+        pairs: Vec<TeamingPair>,
+        vfs: &[VfBinding],
+        substitutions: Vec<String>,
+        pid: ProcId,
+        mut events: teamvirt_qmp::EventStream,
+    ) -> Prepared {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut events = launched.events;
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if tx.send(DestEvent::Qmp(ev)).is_err() {
@@ -358,14 +425,14 @@ impl LocalDestination {
             }
             let _ = tx.send(DestEvent::Exited);
         });
-        Ok(Prepared {
-            uri: format!("tcp:{}:{port}", self.listen),
+        Prepared {
+            uri,
             pairs,
             vfs: vfs.to_vec(),
             substitutions,
-            pid: Some(launched.record.proc),
+            pid: Some(pid),
             events: rx,
-        })
+        }
     }
 }
 
@@ -373,8 +440,20 @@ impl LocalDestination {
 /// master key `-object secret,file=...`): the destination gets a copy.
 /// Logs, sockets and teamvirt's own records are not copied.
 fn copy_referenced_files(src: &Path, dst: &Path, argv: &[String]) -> Result<(), MigrateError> {
+    for (name, data) in referenced_files(src, argv)? {
+        write_atomic(&dst.join(&name), &data, 0o600)?;
+    }
+    Ok(())
+}
+
+/// The files of run directory `src` that `argv` references (name, content).
+pub fn referenced_files(
+    src: &Path,
+    argv: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, MigrateError> {
+    let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(src) else {
-        return Ok(());
+        return Ok(out);
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -395,10 +474,10 @@ fn copy_referenced_files(src: &Path, dst: &Path, argv: &[String]) -> Result<(), 
             let data = std::fs::read(e.path()).map_err(|err| {
                 MigrateError::Conf(format!("cannot read {}: {err}", e.path().display()))
             })?;
-            write_atomic(&dst.join(&name), &data, 0o600)?;
+            out.push((name, data));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The pool members of a destination network, for transient `device`.
@@ -571,6 +650,15 @@ impl Destination for LocalDestination {
                 }
             }
         }
+        // The destination's own QEMU must run what the source runs.
+        let caps = teamvirt_qemu::caps::QemuCaps::probe(&req.emulator, self.sd.cache_dir())
+            .await
+            .map_err(|e| {
+                MigrateError::DestQemu(format!(
+                    "internal error: the destination cannot probe its QEMU: {e}"
+                ))
+            })?;
+        super::dest_check::check_qemu(req, &caps)?;
         let vfs = self.reserve(req)?;
         self.active = Some(Active {
             name: req.name.clone(),

@@ -54,6 +54,8 @@ pub struct MigrateOptions {
     pub undefine_source: bool,
     /// `query-migrate` polling for the figures.
     pub poll: Duration,
+    /// `--tls`: the source's certificate directory (QEMU `tls-creds-x509`).
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for MigrateOptions {
@@ -65,6 +67,7 @@ impl Default for MigrateOptions {
             persistent: false,
             undefine_source: false,
             poll: Duration::from_millis(100),
+            tls_dir: None,
         }
     }
 }
@@ -136,6 +139,7 @@ enum Stop {
     Aborted(String),
     QemuFailed(String),
     DestGone,
+    ChannelLost(String),
     SourceGone,
 }
 
@@ -382,6 +386,14 @@ pub async fn migrate<D: Destination>(
             json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
         )
         .await?;
+        // A QEMU keeps the TLS settings of its last migration: always set.
+        match &opts.tls_dir {
+            Some(dir) => super::remote::source_tls(&qmp, dir, &prepared.uri).await?,
+            None => {
+                qmp.execute("migrate-set-parameters", json!({"tls-creds": ""}))
+                    .await?;
+            }
+        }
         qmp.execute("migrate", json!({"uri": prepared.uri})).await
     };
     if let Err(e) = start.await {
@@ -420,6 +432,11 @@ pub async fn migrate<D: Destination>(
                 None | Some(DestEvent::Exited) => {
                     if status != MigrationStatus::Completed {
                         break Some(Stop::DestGone);
+                    }
+                }
+                Some(DestEvent::Lost(why)) => {
+                    if status != MigrationStatus::Completed {
+                        break Some(Stop::ChannelLost(why));
                     }
                 }
                 Some(DestEvent::Qmp(ev)) => {
@@ -541,6 +558,7 @@ pub async fn migrate<D: Destination>(
                 Stop::Aborted(r) => format!("operation aborted: migration out job: {r}"),
                 Stop::QemuFailed(d) => format!("operation failed: migration out job: {d}"),
                 Stop::DestGone => "operation failed: migration out job: the destination QEMU exited".to_owned(),
+                Stop::ChannelLost(why) => format!("operation failed: migration out job: {why}"),
                 Stop::SourceGone => "operation failed: migration out job: the source QEMU exited during the migration; the domain is shut off".to_owned(),
             };
             cx.job.abort_reason = Some(reason.clone());
@@ -643,6 +661,19 @@ async fn complete<D: Destination>(
     cx.phase("finish");
     let fin = match dest.finish(was_running, Duration::from_secs(30)).await {
         Ok(f) => f,
+        // A remote destination that lost its channel after the copy
+        // completed takes the domain over by itself (see `serve`), so the
+        // source must not resume: it hands over as on success.
+        Err(MigrateError::Channel(why)) => {
+            let m = format!("{why}: the copy had completed, so the destination takes the domain over by itself (its state is not known here)");
+            cx.emit(Progress::Warning { message: m.clone() });
+            warnings.push(m);
+            super::dest::Finished {
+                pairs: Vec::new(),
+                running: was_running,
+                defined: opts.persistent,
+            }
+        }
         Err(e) => {
             // Like libvirt's Confirm after a failed Finish: the source
             // takes the domain back. QEMU re-plugs primaries only when the

@@ -13,25 +13,34 @@
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
 //! * [`recover`]: settles a migration whose driving process died.
+//! * [`remote`]: a destination on another host over SSH (`ssh://`,
+//!   `qemu+ssh://`), [`serve`]: the remote helper's side of it, [`proto`]:
+//!   their JSON-lines protocol.
+//! * [`dest_check`]: the destination's QEMU checked before anything moves.
 
 pub mod argv;
 pub mod blocking;
 pub mod dest;
+pub mod dest_check;
 pub mod driver;
 pub mod job;
 pub mod precheck;
+pub mod proto;
 pub mod recover;
+pub mod remote;
+pub mod serve;
 
 use std::path::PathBuf;
 
 use teamvirt_conf::Diagnostic;
 use teamvirt_qmp::QmpError;
 
-pub use blocking::migrate_to_state_dir;
+pub use blocking::{migrate_to_remote, migrate_to_state_dir};
 pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
 pub use driver::{migrate, MigrateOptions, Outcome, Progress};
 pub use job::JobInfo;
 pub use recover::{recover, recover_blocking, recover_stale_blocking};
+pub use remote::{RemoteDestination, RemoteTarget, SshUri};
 
 /// Errors of a migration. Texts are libvirt's where virsh prints one.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +78,18 @@ pub enum MigrateError {
     DestNotHostdev { network: String, device: String },
     #[error("unsupported configuration: transient {device} uses the host VF {vf} directly, not from a network pool; the source holds it on this host, so the destination cannot get a VF of its own (use <interface type='network'> on a hostdev network)")]
     DestSharedVf { device: String, vf: String },
+    /// libvirt's text when the destination's QEMU lacks the machine type.
+    #[error("unsupported configuration: Emulator '{emulator}' does not support machine type '{machine}'")]
+    DestMachine { emulator: String, machine: String },
+    /// The destination's QEMU cannot run the domain (failover, a device model).
+    #[error("{0}")]
+    DestQemu(String),
+    /// An error the remote destination reported, its text as it gave it.
+    #[error("{0}")]
+    Remote(String),
+    /// The SSH control channel could not be set up or was lost.
+    #[error("{0}")]
+    Channel(String),
     #[error("internal error: QMP of the {side} QEMU: {source}")]
     Qmp {
         side: &'static str,

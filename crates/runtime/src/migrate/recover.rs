@@ -197,6 +197,25 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
     };
     let src_done = matches!(src_status, None | Some(MigrationStatus::Completed));
 
+    // A destination on another host decides alone when its control channel
+    // ends (see `serve`): a copy that completed is its, anything else it
+    // tears down. The source follows the same rule from its own QEMU.
+    if outgoing && super::remote::SshUri::is_remote(&j.destination) {
+        if let (Some(s), Some(MigrationStatus::Completed)) = (&src, &src_status) {
+            log.push(format!(
+                "the copy to {} completed: the remote destination takes the domain over",
+                j.destination
+            ));
+            s.teardown(name, "source", &mut log).await;
+            if j.undefine_source {
+                remove_optional(&s.sd.domain_xml(name)?)?;
+                log.push("domain undefined on the source (--undefinesource)".into());
+            }
+            log.push(format!("domain '{name}' runs on {}", j.destination));
+            return Ok(Some(log));
+        }
+    }
+
     if let (true, true, Some(d)) = (src_done, dst_done, &dst) {
         log.push("the destination received everything: it takes the domain over".into());
         let q = d.qmp.as_ref().expect("status came from it");

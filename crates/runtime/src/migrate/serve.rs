@@ -1,0 +1,306 @@
+//! The destination half of a migration between hosts: what the remote
+//! `teamvirt __migrate-dest` runs for the length of one migration, serving
+//! a [`LocalDestination`] on its own state directory over the JSON lines of
+//! [`super::proto`] on stdin/stdout (the SSH session's channel).
+//!
+//! The process lives only as long as the control channel. When the
+//! channel ends without a `finish` (the source's `teamvirt` or its SSH
+//! connection died, a keepalive fired, SIGTERM/SIGHUP) the destination
+//! decides alone, by the one rule the source's recovery applies too (see
+//! [`super::recover`]): an incoming migration that completed takes the
+//! domain over; anything else is torn down (QEMU stopped, VFs back in the
+//! pool). Nothing listens except that QEMU's incoming port.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::dest::{DestEvent, Destination, LocalDestination};
+use super::job::ABORT_SIGNAL;
+use super::proto::{FromDest, Incoming, ToDest, MAGIC, VERSION};
+use super::MigrateError;
+use crate::state::StateDir;
+
+/// How long the destination waits, after losing the channel, for an
+/// incoming copy to complete before it tears it down: long enough for
+/// the last bytes already on the wire, short enough that a dead source
+/// leaves no QEMU for long.
+const ALONE_GRACE: Duration = Duration::from_secs(3);
+
+/// Serve one migration on `sd` until the source says goodbye or the
+/// channel ends. Returns what was done when the destination had to decide
+/// alone (for the helper's stderr, which SSH shows on the source).
+pub async fn serve<R, W>(sd: StateDir, input: R, output: W) -> Result<Vec<String>, MigrateError>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<FromDest>();
+    let writer = tokio::spawn(async move {
+        let mut out = output;
+        while let Some(m) = rx.recv().await {
+            let mut line = serde_json::to_string(&m).unwrap_or_default();
+            line.push('\n');
+            // A closed channel shows on stdin too; the loop below ends then.
+            if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let send = |m: FromDest| {
+        let _ = tx.send(m);
+    };
+    send(FromDest::Hello {
+        magic: MAGIC.into(),
+        version: VERSION,
+        teamvirt: env!("CARGO_PKG_VERSION").into(),
+        state_dir: sd.root().display().to_string(),
+    });
+
+    let mut dest = LocalDestination::new(sd);
+    let mut lines = input.lines();
+    let mut source_was_running = true;
+    let mut prepared = false;
+    let sig = |k: SignalKind| {
+        signal(k).map_err(|e| MigrateError::Conf(format!("cannot install signal handlers: {e}")))
+    };
+    let mut term = sig(SignalKind::terminate())?;
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let mut usr = sig(SignalKind::from_raw(ABORT_SIGNAL))?;
+    let mut alone = Vec::new();
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = term.recv() => Ok(None),
+            _ = hup.recv() => Ok(None),
+            _ = int.recv() => Ok(None),
+            _ = usr.recv() => {
+                // `domjobabort` on this host: stopping the incoming QEMU
+                // makes the source roll back (it sees the destination exit).
+                let log = dest.abort().await.unwrap_or_default();
+                for l in log {
+                    eprintln!("teamvirt: domjobabort: {l}");
+                }
+                continue;
+            }
+        };
+        let Ok(Some(line)) = line else {
+            // The channel is gone: decide alone.
+            if prepared {
+                alone = decide_alone(&mut dest, source_was_running).await;
+            }
+            break;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let msg: ToDest = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                send(FromDest::Error {
+                    message: format!(
+                        "internal error: the destination does not understand the request: {e}"
+                    ),
+                });
+                continue;
+            }
+        };
+        match msg {
+            ToDest::Prepare {
+                req,
+                incoming,
+                tls_dir,
+                files,
+                source_was_running: r,
+            } => {
+                source_was_running = r;
+                match incoming {
+                    Incoming::Tcp {
+                        listen,
+                        port,
+                        advertise,
+                    } => {
+                        // The destination's choice: the address the source's
+                        // SSH connection reached (sshd's SSH_CONNECTION), so
+                        // QEMU listens there only.
+                        let reached = std::env::var("SSH_CONNECTION")
+                            .ok()
+                            .and_then(|s| s.split_whitespace().nth(2).map(str::to_owned));
+                        let listen = listen
+                            .or_else(|| reached.clone())
+                            .unwrap_or_else(|| "0.0.0.0".into());
+                        let wildcard = matches!(listen.as_str(), "0.0.0.0" | "::" | "[::]");
+                        let advertise = advertise.or(if wildcard { reached } else { None });
+                        dest.listen = listen;
+                        dest.port = port;
+                        dest.advertise = advertise.map(|a| {
+                            if a.contains(':') && !a.starts_with('[') {
+                                format!("[{a}]")
+                            } else {
+                                a
+                            }
+                        });
+                        dest.unix_incoming = false;
+                    }
+                    Incoming::Tunnel => dest.unix_incoming = true,
+                }
+                dest.tls_dir = tls_dir;
+                dest.run_files = files;
+                match dest.prepare(&req).await {
+                    Ok(mut p) => {
+                        prepared = true;
+                        send(FromDest::Prepared {
+                            uri: p.uri.clone(),
+                            pairs: p.pairs.clone(),
+                            vfs: p.vfs.clone(),
+                            substitutions: p.substitutions.clone(),
+                            pid: p.pid.map(|p| p.pid as u32),
+                        });
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            while let Some(ev) = p.events.recv().await {
+                                let m = match ev {
+                                    DestEvent::Qmp(e) => FromDest::Event {
+                                        name: e.name,
+                                        data: e.data,
+                                        seconds: e.timestamp.0,
+                                        microseconds: e.timestamp.1,
+                                    },
+                                    _ => FromDest::Exited,
+                                };
+                                if tx.send(m).is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => send(FromDest::Error {
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            ToDest::Finish { resume, timeout_ms } => {
+                match dest.finish(resume, Duration::from_millis(timeout_ms)).await {
+                    Ok(f) => {
+                        prepared = false;
+                        send(FromDest::Finished {
+                            pairs: f.pairs,
+                            running: f.running,
+                            defined: f.defined,
+                        })
+                    }
+                    Err(e) => send(FromDest::Error {
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            ToDest::Abort => {
+                let log = dest
+                    .abort()
+                    .await
+                    .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")]);
+                prepared = false;
+                send(FromDest::Aborted { log });
+            }
+        }
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    Ok(alone)
+}
+
+/// The channel is lost with the destination prepared: take over when the
+/// copy completed (within [`ALONE_GRACE`]), otherwise tear down.
+async fn decide_alone(dest: &mut LocalDestination, resume: bool) -> Vec<String> {
+    match dest.finish(resume, ALONE_GRACE).await {
+        Ok(f) => vec![format!(
+            "control channel lost after the copy completed: the destination took the domain over ({})",
+            if f.running { "running" } else { "paused" }
+        )],
+        Err(e) => {
+            let mut log = vec![format!(
+                "control channel lost before the migration completed ({e}): the destination tears its half down"
+            )];
+            log.extend(
+                dest.abort()
+                    .await
+                    .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")]),
+            );
+            log
+        }
+    }
+}
+
+/// [`serve`] on this process's stdin/stdout, blocking (the helper verb).
+pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))?;
+    let res = rt.block_on(serve(
+        sd,
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+    ));
+    // tokio's stdin thread may sit in a read(2) that never returns: do
+    // not wait for it.
+    rt.shutdown_background();
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// The helper greets first, answers a request it cannot parse with an
+    /// error (and keeps serving), an abort with nothing prepared with an
+    /// empty log, and ends at EOF.
+    #[tokio::test]
+    async fn greets_first_answers_errors_and_ends_at_eof() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let (mut to_helper, helper_in) = tokio::io::duplex(4096);
+        let (helper_out, from_helper) = tokio::io::duplex(4096);
+        let task = tokio::spawn(serve(sd, BufReader::new(helper_in), helper_out));
+        let mut lines = BufReader::new(from_helper).lines();
+        macro_rules! next {
+            () => {
+                serde_json::from_str::<FromDest>(&lines.next_line().await.unwrap().unwrap())
+                    .unwrap()
+            };
+        }
+        match next!() {
+            FromDest::Hello { magic, version, .. } => {
+                assert_eq!((magic.as_str(), version), (MAGIC, VERSION))
+            }
+            m => panic!("{m:?}"),
+        }
+        to_helper
+            .write_all(b"{\"msg\":\"launch-missiles\"}\n")
+            .await
+            .unwrap();
+        match next!() {
+            FromDest::Error { message } => {
+                assert!(message.contains("does not understand"), "{message}")
+            }
+            m => panic!("{m:?}"),
+        }
+        to_helper.write_all(b"{\"msg\":\"abort\"}\n").await.unwrap();
+        match next!() {
+            FromDest::Aborted { log } => assert!(log.is_empty()),
+            m => panic!("{m:?}"),
+        }
+        drop(to_helper);
+        let alone = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(alone.is_empty());
+    }
+}
