@@ -88,6 +88,11 @@ fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
         .unwrap()
         .filter_map(|d| d.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
+        // Each QEMU's parent, which logs how it ended; not a VM.
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map_or(true, |c| c.trim() != "teamvirt-reaper")
+        })
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| String::from_utf8_lossy(&c).contains(needle))

@@ -109,6 +109,42 @@ fn opens_socket(argv: &[String], sock: &Path) -> bool {
     })
 }
 
+/// Inodes of the listening unix sockets bound at `sock` (`/proc/net/unix`).
+fn listener_inodes(sock: &Path) -> Vec<String> {
+    let (Ok(table), Some(want)) = (std::fs::read_to_string("/proc/net/unix"), sock.to_str())
+    else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && f[5] == "01" && f[7..].join(" ") == want).then(|| f[6].to_owned())
+        })
+        .collect()
+}
+
+/// Does process `pid` hold one of these sockets open? QEMU running as the
+/// QEMU user gets its monitor as a descriptor teamvirt bound (`fd=N`), so
+/// its command line names no path; what it holds is what the kernel says.
+fn holds_socket(pid: i32, inodes: &[String]) -> bool {
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        std::fs::read_link(e.path()).is_ok_and(|t| {
+            let t = t.to_string_lossy();
+            inodes
+                .iter()
+                .any(|i| t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) == Some(i))
+        })
+    })
+}
+
 /// What a domain's QEMU looks like to the kernel.
 struct Expected {
     emulator: PathBuf,
@@ -155,9 +191,11 @@ impl Expected {
             ));
         }
         let argv = cmdline_of(proc.pid).unwrap_or_default();
-        if !opens_socket(&argv, &self.sock) {
+        if !opens_socket(&argv, &self.sock)
+            && !holds_socket(proc.pid, &listener_inodes(&self.sock))
+        {
             return Some(format!(
-                "its command line does not open the domain's monitor {}",
+                "it neither opens nor holds the domain's monitor {}",
                 self.sock.display()
             ));
         }
@@ -182,19 +220,24 @@ pub fn verify(sd: &StateDir, name: &str, proc: &ProcId) -> Result<(), IdentityEr
 }
 
 /// The running processes that are domain `name`'s QEMU by what the kernel
-/// says (executable = the definition's emulator, command line opening the
-/// domain's QMP socket), whatever the run record says.
+/// says (executable = the definition's emulator, command line opening or
+/// descriptors holding the domain's QMP socket), whatever the run record
+/// says.
 pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
     let (Some(want), Ok(rd)) = (Expected::of(sd, name), std::fs::read_dir("/proc")) else {
         return Vec::new();
     };
+    let inodes = listener_inodes(&want.sock);
     let mut out = Vec::new();
     for e in rd.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        // Cheap filter first: the command line must name the socket.
-        if !cmdline_of(pid).is_some_and(|a| opens_socket(&a, &want.sock)) {
+        // Cheap filter first: the command line names the socket, or the
+        // process holds it (QEMU given its monitor as a descriptor).
+        if !cmdline_of(pid).is_some_and(|a| opens_socket(&a, &want.sock))
+            && !holds_socket(pid, &inodes)
+        {
             continue;
         }
         if let Some(proc) = ProcId::of(pid) {

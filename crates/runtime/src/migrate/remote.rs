@@ -262,6 +262,7 @@ impl SshUri {
             c.arg("-l").arg(u);
         }
         c.arg("--").arg(&self.host).arg(remote);
+        tracing::debug!(host = %self.host, "ssh: {c:?}");
         c
     }
 }
