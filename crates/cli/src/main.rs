@@ -76,6 +76,10 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetNameArgs),
+    /// Start (activate) a network: checks its bridge or PF exists.
+    NetStart(cmd::net::NetNameArgs),
+    /// Stop a network from serving new devices (running domains keep theirs).
+    NetDestroy(cmd::net::NetNameArgs),
     /// Live-migrate a running domain to another host over SSH or to another state directory (unplug, migrate, replug).
     Migrate(cmd::migrate::MigrateArgs),
     /// Show the running job (migration) of a domain.
@@ -143,6 +147,8 @@ fn main() -> ExitCode {
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),
         Command::NetDumpxml(a) => cmd::net::dumpxml(a),
+        Command::NetStart(a) => cmd::net::start(a),
+        Command::NetDestroy(a) => cmd::net::destroy(a),
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Domjobinfo(a) => cmd::domjobinfo::run(a),
         Command::Domjobabort(a) => cmd::domjobabort::run(a),

@@ -80,7 +80,7 @@ fn domain_xml(i: usize) -> String {
 
 /// Pids of every process whose command line or stdout mentions `needle`
 /// (the test's private state directory: every QEMU started here writes
-/// its stdout to `run/NAME/qemu.log`; its argv names descriptors, not the
+/// its stdout to `log/NAME.log`; its argv names descriptors, not the
 /// run directory's files).
 fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
     let me = std::process::id();

@@ -76,7 +76,11 @@ fn qemus_of(e: &Env) -> Vec<i32> {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.starts_with("/") && cmd.contains("qemu-system") && cmd.contains(&needle) {
+        // QEMU run as the QEMU user names descriptors, not the state
+        // directory: its stdout (the domain log) still lives there.
+        let log = std::fs::read_link(format!("/proc/{pid}/fd/1"))
+            .is_ok_and(|l| l.to_string_lossy().contains(&needle));
+        if cmd.starts_with("/") && cmd.contains("qemu-system") && (cmd.contains(&needle) || log) {
             out.push(pid);
         }
     }
@@ -176,7 +180,7 @@ fn destroy_does_not_kill_a_forged_pid() {
         accel: Accel::Tcg,
         qmp_socket: run.join("qmp.sock"),
         serial_log: None,
-        qemu_log: run.join("qemu.log"),
+        qemu_log: e.state.join("log/vm.log"),
         pairs: vec![],
         vfs: vec![],
         substitutions: vec![],
@@ -339,8 +343,9 @@ fn destroy_says_what_it_waits_for() {
 
 /// A forged `emulator` (and argv) in `state.json` must not be what root
 /// runs at the next `migrate`: the destination runs the domain's own
-/// emulator (from its XML) with the command line the kernel shows for the
-/// source QEMU.
+/// emulator (from its XML), and a recorded option the kernel does not show
+/// for the source QEMU makes the record damaged (the migration is refused
+/// before anything moves).
 #[test]
 fn migrate_does_not_run_the_emulator_of_a_forged_record() {
     if qemu_or_skip("migrate_does_not_run_the_emulator_of_a_forged_record").is_none() {
@@ -387,17 +392,32 @@ fn migrate_does_not_run_the_emulator_of_a_forged_record() {
         .push("-forged-option".into());
     std::fs::write(&rec_path, rec.to_string()).unwrap();
 
-    let out = e.run(&[
-        "migrate",
-        "--unplug-timeout",
-        "20",
-        "--dest-state-dir",
-        dst.to_str().unwrap(),
-        "vm",
-    ]);
+    let migrate = || {
+        e.run(&[
+            "migrate",
+            "--unplug-timeout",
+            "20",
+            "--dest-state-dir",
+            dst.to_str().unwrap(),
+            "vm",
+        ])
+    };
+    let out = migrate();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!marker.exists(), "migrate ran the forged emulator: {err}");
-    assert!(!err.contains("-forged-option"), "{err}");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("state of domain 'vm' is damaged: its run record names `-forged-option`"),
+        "{err}"
+    );
+    assert_eq!(e.ok(&["domstate", "vm"]).trim(), "running");
+
+    // The forged emulator alone: the definition's emulator runs.
+    rec["argv"].as_array_mut().unwrap().pop();
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+    let out = migrate();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!marker.exists(), "migrate ran the forged emulator: {err}");
     assert!(out.status.success(), "{err}");
     // Clean up on the destination (KillQemus covers a failure).
     on_dst(&["destroy", "vm"]);

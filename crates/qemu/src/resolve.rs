@@ -22,6 +22,8 @@ pub enum ResolveError {
     CustomTap { mac: String, actual: String },
     #[error("unsupported configuration: network '{0}' has no usable bridge or device")]
     NoUsableDevice(String),
+    #[error("Requested operation is not valid: network '{0}' is not active")]
+    Inactive(String),
     #[error("{0}")]
     Load(String),
 }

@@ -60,7 +60,7 @@ pub fn append(log: &Path, line: &str) {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(log)
         .and_then(|mut f| f.write_all(text.as_bytes()));
     if let Err(e) = res {

@@ -35,6 +35,10 @@ pub enum RuntimeError {
     NetUuidClash { name: String, uuid: String },
     #[error("Requested operation is not valid: network '{name}' still has VFs in use ({})", .users.join(", "))]
     NetworkInUse { name: String, users: Vec<String> },
+    #[error("Requested operation is not valid: network '{0}' is not active")]
+    NetworkNotActive(String),
+    #[error("Requested operation is not valid: network '{name}' cannot be started: {reason}")]
+    NetworkNotReady { name: String, reason: String },
     #[error("internal error: Could not get Virtual functions on {pf}: {reason}")]
     NoVirtualFunctions { pf: String, reason: String },
     /// Start refused: the domain cannot work as written (topology).

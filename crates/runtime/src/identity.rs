@@ -109,10 +109,14 @@ fn opens_socket(argv: &[String], sock: &Path) -> bool {
     })
 }
 
-/// Inodes of the listening unix sockets bound at `sock` (`/proc/net/unix`).
-fn listener_inodes(sock: &Path) -> Vec<String> {
-    let (Ok(table), Some(want)) = (std::fs::read_to_string("/proc/net/unix"), sock.to_str())
-    else {
+/// Inodes of the listening unix sockets bound at `sock`, as the network
+/// namespace of process `pid` sees them (`/proc/PID/net/unix`: a QEMU
+/// started inside another namespace has its socket listed there only).
+fn listener_inodes(pid: i32, sock: &Path) -> Vec<String> {
+    let (Ok(table), Some(want)) = (
+        std::fs::read_to_string(format!("/proc/{pid}/net/unix")),
+        sock.to_str(),
+    ) else {
         return Vec::new();
     };
     table
@@ -128,7 +132,8 @@ fn listener_inodes(sock: &Path) -> Vec<String> {
 /// Does process `pid` hold one of these sockets open? QEMU running as the
 /// QEMU user gets its monitor as a descriptor teamvirt bound (`fd=N`), so
 /// its command line names no path; what it holds is what the kernel says.
-fn holds_socket(pid: i32, inodes: &[String]) -> bool {
+fn holds_socket(pid: i32, sock: &Path) -> bool {
+    let inodes = listener_inodes(pid, sock);
     if inodes.is_empty() {
         return false;
     }
@@ -191,9 +196,7 @@ impl Expected {
             ));
         }
         let argv = cmdline_of(proc.pid).unwrap_or_default();
-        if !opens_socket(&argv, &self.sock)
-            && !holds_socket(proc.pid, &listener_inodes(&self.sock))
-        {
+        if !opens_socket(&argv, &self.sock) && !holds_socket(proc.pid, &self.sock) {
             return Some(format!(
                 "it neither opens nor holds the domain's monitor {}",
                 self.sock.display()
@@ -227,7 +230,6 @@ pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
     let (Some(want), Ok(rd)) = (Expected::of(sd, name), std::fs::read_dir("/proc")) else {
         return Vec::new();
     };
-    let inodes = listener_inodes(&want.sock);
     let mut out = Vec::new();
     for e in rd.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -236,7 +238,7 @@ pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
         // Cheap filter first: the command line names the socket, or the
         // process holds it (QEMU given its monitor as a descriptor).
         if !cmdline_of(pid).is_some_and(|a| opens_socket(&a, &want.sock))
-            && !holds_socket(pid, &inodes)
+            && (exe_of(pid) != want.resolved || !holds_socket(pid, &want.sock))
         {
             continue;
         }

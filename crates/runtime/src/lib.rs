@@ -34,6 +34,8 @@ pub mod live;
 pub mod lock;
 /// Live migration (unplug, migrate, replug; deadline, rollback, job state).
 pub mod migrate;
+/// `net-start` / `net-destroy`: is a network serving new devices?
+pub mod netactive;
 /// Host networking: taps, macvtaps, bridge ports (netlink).
 pub mod netdev;
 /// Network verbs and the network lookup used at start.

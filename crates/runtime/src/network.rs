@@ -1,6 +1,6 @@
 //! Network verbs (`net-define`, `net-undefine`, `net-list`, `net-dumpxml`)
-//! and the network lookup used when a domain starts. Networks here are
-//! always usable once defined (teamvirt has no `net-start`); a hostdev
+//! and the network lookup used when a domain starts (refused on a network
+//! stopped by `net-destroy`, see [`crate::netactive`]); a hostdev
 //! network's pool is its `<address>` list, or the VFs of its `<pf>`.
 
 use std::path::Path;
@@ -28,6 +28,9 @@ pub struct NetworkSummary {
     /// Lab mode's bridge (`net-define --lab-bridge`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lab_bridge: Option<String>,
+    /// Active, or inactive and why (`net-start` / `net-destroy`).
+    pub activity: crate::netactive::Activity,
+    pub autostart: bool,
 }
 
 /// Parse a network definition, mapping errors to diagnostics.
@@ -150,6 +153,11 @@ impl NetworkSource for StateNetworks<'_> {
         else {
             return Ok(None);
         };
+        // Only devices being plugged look networks up here (start,
+        // attach, an incoming migration): none on a stopped network.
+        if crate::netactive::is_destroyed(self.sd, name) {
+            return Err(ResolveError::Inactive(name.to_owned()));
+        }
         let (mut def, _) = NetworkDef::parse_str(&text, Some(&path))
             .map_err(|e| ResolveError::Load(e.to_string()))?;
         if is_hostdev_network(&def) {
@@ -234,6 +242,7 @@ impl Runtime {
         }
         remove_optional(&path)?;
         remove_optional(&self.sd.network_state(name)?)?;
+        crate::netactive::clear_destroyed(&self.sd, name)?;
         Ok(())
     }
 
@@ -258,6 +267,12 @@ impl Runtime {
                 vfs_used: st.allocations.len(),
                 emulate_vf: st.emulate_vf,
                 lab_bridge: st.lab_bridge.clone(),
+                activity: self.network_activity(&name)?,
+                autostart: crate::control::autostart_enabled(
+                    &self.sd,
+                    crate::control::AutostartKind::Network,
+                    &name,
+                ),
                 name,
             });
         }

@@ -490,7 +490,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         .flatten()
     {
         // A file the definition names elsewhere is the user's business.
-        if !log.starts_with(&paths.dir) {
+        if !log.starts_with(&paths.dir) && !log.starts_with(sd.log_dir()) {
             continue;
         }
         crate::safefs::open_file(log, crate::safefs::Access::Append(0o600))
@@ -626,7 +626,8 @@ fn append_raw(log: &Path, text: &str) {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Never blocks on a FIFO planted there.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(log)
         .and_then(|mut f| f.write_all(text.as_bytes()));
     if let Err(e) = r {

@@ -211,7 +211,8 @@ pub fn start_autostart(a: StartAutostartArgs) -> ExitCode {
     match rt.autostart_list(AutostartKind::Network) {
         Ok(nets) => {
             for n in nets {
-                match rt.network_ready(&n) {
+                // Autostart brings a net-destroy'ed network back, as at boot.
+                match rt.net_start(&n).and_then(|_| rt.network_ready(&n)) {
                     Ok(Some(vfs)) => outln!("Network '{n}' is active ({vfs} VFs)"),
                     Ok(None) => outln!("Network '{n}' is active"),
                     Err(e) => {

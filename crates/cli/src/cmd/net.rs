@@ -92,6 +92,51 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
     }
 }
 
+/// `net-start`, as virsh words it. A network already active (as
+/// `net-define` leaves it) is checked and reported, not an error, so a
+/// virsh script's `net-define` + `net-start` works unchanged.
+pub fn start(a: NetNameArgs) -> ExitCode {
+    use teamvirt_runtime::netactive::Started;
+    match a.state.open().and_then(|rt| rt.net_start(&a.network)) {
+        Ok(how) => {
+            outln!("Network {} started", a.network);
+            if how == Started::WasActive {
+                eprintln!(
+                    "note: network '{}' was already active (teamvirt networks are active from net-define on)",
+                    a.network
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_network(
+            &a.network,
+            &format!("Failed to start network {}", a.network),
+            &e,
+        ),
+    }
+}
+
+/// `net-destroy`: stop serving new devices; running domains keep theirs.
+pub fn destroy(a: NetNameArgs) -> ExitCode {
+    match a.state.open().and_then(|rt| rt.net_destroy(&a.network)) {
+        Ok(held) => {
+            outln!("Network {} destroyed", a.network);
+            if held > 0 {
+                eprintln!(
+                    "note: {held} VF(s) of network '{}' stay with their running domains until they stop",
+                    a.network
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_network(
+            &a.network,
+            &format!("Failed to destroy network {}", a.network),
+            &e,
+        ),
+    }
+}
+
 pub fn dumpxml(a: NetNameArgs) -> ExitCode {
     match a.state.open().and_then(|rt| rt.network_xml(&a.network)) {
         Ok(x) => {
@@ -149,8 +194,14 @@ pub fn list(a: NetListArgs) -> ExitCode {
             None => "-".into(),
         };
         outln!(
-            " {:<w$}   active   no          yes          {:<9} {vfs}",
+            " {:<w$}   {:<8} {:<11} yes          {:<9} {vfs}",
             n.name,
+            if n.activity.is_active() {
+                "active"
+            } else {
+                "inactive"
+            },
+            if n.autostart { "yes" } else { "no" },
             n.forward
         );
     }

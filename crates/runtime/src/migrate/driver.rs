@@ -294,18 +294,25 @@ pub async fn migrate<D: Destination>(
     } else {
         None
     };
-    // The record is a file anybody with access to the state could have
-    // written: the destination runs the definition's emulator with the
-    // command line the kernel says the source QEMU runs with.
+    // The record is a file: the destination runs the definition's
+    // emulator, with the recorded command line only as far as it agrees
+    // with the one the kernel shows for the source QEMU (see argvcheck).
     crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
     let emulator = crate::identity::definition_emulator(sd, name);
+    let kernel_argv = crate::identity::cmdline_of(rec.proc.pid).unwrap_or_default();
+    let recorded = rec.argv.get(1..).unwrap_or_default();
+    if let Err(what) = super::argvcheck::check(recorded, kernel_argv.get(1..).unwrap_or_default()) {
+        return Err(run::RunError::Damaged {
+            name: name.to_owned(),
+            reason: format!(
+                "its run record names `{what}`, which QEMU (pid {}) was not started with",
+                rec.proc.pid
+            ),
+        }
+        .into());
+    }
     let mut argv = vec![emulator.display().to_string()];
-    argv.extend(
-        crate::identity::cmdline_of(rec.proc.pid)
-            .unwrap_or_default()
-            .into_iter()
-            .skip(1),
-    );
+    argv.extend(recorded.iter().cloned());
     let req = PrepareRequest {
         name: name.to_owned(),
         uuid: rec.uuid.clone(),

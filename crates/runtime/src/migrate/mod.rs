@@ -19,6 +19,7 @@
 //! * [`dest_check`]: the destination's QEMU checked before anything moves.
 
 pub mod argv;
+mod argvcheck;
 pub mod blocking;
 pub mod dest;
 pub mod dest_check;

@@ -1,0 +1,145 @@
+//! `net-start` / `net-destroy` with virsh's texts: a stopped network
+//! refuses new devices and keeps running domains; a network whose bridge
+//! is missing is inactive and cannot be started; `net-define` +
+//! `net-start` (a virsh script) works; autostart brings a network back.
+
+mod common;
+
+use common::Env;
+use teamvirt_testinfra::qemu_or_skip;
+
+const POOL: &str = "<network>
+  <name>vfpool</name>
+  <forward mode='hostdev' managed='yes'>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+  </forward>
+</network>
+";
+
+/// A bridge that no test machine has.
+const LAN: &str = "<network>
+  <name>lan</name>
+  <forward mode='bridge'/>
+  <bridge name='tvnobr0'/>
+</network>
+";
+
+const DOMAIN: &str = "<domain type='kvm'>
+  <name>n1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <interface type='user'>
+      <mac address='52:54:00:12:34:56'/>
+      <model type='virtio'/>
+      <teaming type='persistent'/>
+      <alias name='ua-backup0'/>
+    </interface>
+    <interface type='network'>
+      <source network='vfpool'/>
+      <mac address='52:54:00:12:34:56'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-backup0'/>
+    </interface>
+  </devices>
+</domain>
+";
+
+fn row<'a>(list: &'a str, net: &str) -> &'a str {
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(net))
+        .unwrap_or_else(|| panic!("{net} not in {list}"))
+}
+
+#[test]
+fn stopped_network_refuses_new_devices_until_started() {
+    let Some(_) = qemu_or_skip("stopped_network_refuses_new_devices_until_started") else {
+        return;
+    };
+    let e = Env::new();
+    let pool = e.write("pool.xml", POOL);
+    e.ok(&["net-define", &pool, "--emulate-vf"]);
+    let dom = e.write("d.xml", DOMAIN);
+    e.ok(&["define", &dom]);
+    assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" active "));
+
+    // A virsh script's net-start after net-define succeeds.
+    let (out, err) = e.ok2(&["net-start", "vfpool"]);
+    assert_eq!(out, "Network vfpool started\n");
+    assert!(err.contains("already active"), "{err}");
+
+    assert_eq!(
+        e.ok(&["net-destroy", "vfpool"]),
+        "Network vfpool destroyed\n"
+    );
+    let list = e.ok(&["net-list"]);
+    assert!(row(&list, "vfpool").contains(" inactive "), "{list}");
+    let j = e.json(&["net-list", "--json"]);
+    assert_eq!(j[0]["activity"]["state"], "inactive", "{j}");
+    assert_eq!(j[0]["activity"]["reason"], "stopped by net-destroy", "{j}");
+    let err = e.fail(&["net-destroy", "vfpool"]);
+    assert_eq!(
+        err,
+        "error: Failed to destroy network vfpool\nerror: Requested operation is not valid: network 'vfpool' is not active\n"
+    );
+
+    // No new VF from a stopped network; nothing is left booked.
+    let err = e.fail(&["start", "n1", "--accel", "tcg"]);
+    assert!(
+        err.contains("Requested operation is not valid: network 'vfpool' is not active"),
+        "{err}"
+    );
+    assert_eq!(e.vfs_used("vfpool"), 0);
+    assert_eq!(e.ok(&["domstate", "n1"]).trim(), "shut off");
+
+    assert_eq!(e.ok(&["net-start", "vfpool"]), "Network vfpool started\n");
+    e.ok(&["start", "n1", "--accel", "tcg"]);
+    assert_eq!(e.vfs_used("vfpool"), 1);
+
+    // Stopping the network leaves the running domain and its VF alone.
+    let (out, err) = e.ok2(&["net-destroy", "vfpool"]);
+    assert_eq!(out, "Network vfpool destroyed\n");
+    assert!(err.contains("1 VF(s)"), "{err}");
+    assert_eq!(e.ok(&["domstate", "n1"]).trim(), "running");
+    e.ok(&["destroy", "n1"]);
+    assert_eq!(e.vfs_used("vfpool"), 0);
+
+    // Autostart brings a stopped network back.
+    e.ok(&["net-autostart", "vfpool"]);
+    assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" yes "));
+    let out = e.ok(&["start-autostart"]);
+    assert!(out.contains("Network 'vfpool' is active"), "{out}");
+    assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" active "));
+
+    // Undefine forgets the stopped state with the network.
+    e.ok(&["net-destroy", "vfpool"]);
+    e.ok(&["undefine", "n1"]);
+    e.ok(&["net-undefine", "vfpool"]);
+    e.ok(&["net-define", &pool, "--emulate-vf"]);
+    assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" active "));
+}
+
+#[test]
+fn network_without_its_bridge_is_inactive_and_cannot_start() {
+    let e = Env::new();
+    let lan = e.write("lan.xml", LAN);
+    e.ok(&["net-define", &lan]);
+    let list = e.ok(&["net-list"]);
+    assert!(row(&list, "lan").contains(" inactive "), "{list}");
+    let j = e.json(&["net-list", "--json"]);
+    assert_eq!(
+        j[0]["activity"]["reason"], "its bridge 'tvnobr0' does not exist",
+        "{j}"
+    );
+    let err = e.fail(&["net-start", "lan"]);
+    assert_eq!(
+        err,
+        "error: Failed to start network lan\nerror: Requested operation is not valid: network 'lan' cannot be started: its bridge 'tvnobr0' does not exist\n"
+    );
+    let err = e.fail(&["net-start", "nope"]);
+    assert!(
+        err.starts_with("error: failed to get network 'nope'"),
+        "{err}"
+    );
+}

@@ -1,0 +1,160 @@
+//! `net-start` / `net-destroy`: whether a defined network serves new
+//! devices. teamvirt builds no bridges or NAT, so a network is active when
+//! what it stands on exists (the bridge of a `<forward mode='bridge'>`
+//! network, the PF of a VF pool, a lab bridge) and no `net-destroy` took
+//! it down. Unlike libvirt, `net-define` leaves a network active: there is
+//! nothing to create, and scripts written for virsh (`net-define` then
+//! `net-start`) still work because `net-start` of an active network that
+//! is ready succeeds.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use teamvirt_conf::NetworkDef;
+
+use crate::error::RuntimeError;
+use crate::network::{is_hostdev_network, pool_members};
+use crate::pool::VfPool;
+use crate::state::{remove_optional, write_atomic, StateDir};
+use crate::Runtime;
+
+/// A network's state as `net-list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum Activity {
+    Active,
+    /// Why not: taken down by `net-destroy`, or a missing bridge/PF.
+    Inactive(String),
+}
+
+impl Activity {
+    pub fn is_active(&self) -> bool {
+        matches!(self, Activity::Active)
+    }
+}
+
+/// What `net-start` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    Started,
+    /// It was active already (as `net-define` leaves it).
+    WasActive,
+}
+
+/// `networks/NAME.inactive`: present after `net-destroy`.
+fn destroyed_marker(sd: &StateDir, name: &str) -> Result<PathBuf, RuntimeError> {
+    Ok(sd.network_xml(name)?.with_extension("inactive"))
+}
+
+/// Taken down by `net-destroy`?
+pub fn is_destroyed(sd: &StateDir, name: &str) -> bool {
+    destroyed_marker(sd, name)
+        .map(|p| p.symlink_metadata().is_ok())
+        .unwrap_or(false)
+}
+
+/// Forget the `net-destroy` mark (`net-undefine`).
+pub(crate) fn clear_destroyed(sd: &StateDir, name: &str) -> Result<(), RuntimeError> {
+    remove_optional(&destroyed_marker(sd, name)?)?;
+    Ok(())
+}
+
+/// Is `dev` a network interface on this host (in this namespace)?
+fn link_exists(sysfs: &Path, dev: &str) -> bool {
+    !dev.is_empty() && !dev.contains('/') && sysfs.join("class/net").join(dev).exists()
+}
+
+/// Why the network cannot serve (None: it can). Checks what the host must
+/// provide, not the `net-destroy` mark.
+fn missing_prerequisite(
+    sd: &StateDir,
+    def: &NetworkDef,
+    sysfs: &Path,
+) -> Result<Option<String>, RuntimeError> {
+    if is_hostdev_network(def) {
+        let pool = VfPool::new(sd, &def.name).state()?;
+        if let Some(br) = &pool.lab_bridge {
+            if !link_exists(sysfs, br) {
+                return Ok(Some(format!("its lab bridge '{br}' does not exist")));
+            }
+        }
+        if !pool.emulate_vf {
+            if let Err(e) = pool_members(def) {
+                return Ok(Some(e.to_string()));
+            }
+        }
+        return Ok(None);
+    }
+    let bridged = def
+        .forward
+        .as_ref()
+        .is_some_and(|f| f.mode_str() == "bridge");
+    if let (true, Some(br)) = (bridged, def.bridge.as_ref().and_then(|b| b.name.as_deref())) {
+        if !link_exists(sysfs, br) {
+            return Ok(Some(format!("its bridge '{br}' does not exist")));
+        }
+    }
+    Ok(None)
+}
+
+impl Runtime {
+    /// Active or not, and why.
+    pub fn network_activity(&self, name: &str) -> Result<Activity, RuntimeError> {
+        let def = self.network_def(name)?;
+        if is_destroyed(&self.sd, name) {
+            return Ok(Activity::Inactive("stopped by net-destroy".into()));
+        }
+        Ok(
+            match missing_prerequisite(&self.sd, &def, Path::new("/sys"))? {
+                Some(why) => Activity::Inactive(why),
+                None => Activity::Active,
+            },
+        )
+    }
+
+    /// `net-start`: check what the network stands on, then serve again.
+    pub fn net_start(&self, name: &str) -> Result<Started, RuntimeError> {
+        let _g = self.sd.lock_global()?;
+        let def = self.network_def(name)?;
+        if let Some(why) = missing_prerequisite(&self.sd, &def, Path::new("/sys"))? {
+            return Err(RuntimeError::NetworkNotReady {
+                name: name.to_owned(),
+                reason: why,
+            });
+        }
+        if !is_destroyed(&self.sd, name) {
+            return Ok(Started::WasActive);
+        }
+        clear_destroyed(&self.sd, name)?;
+        Ok(Started::Started)
+    }
+
+    /// `net-destroy`: new devices are refused on the network until
+    /// `net-start`; devices already using it keep running (as with
+    /// libvirt, which does not stop guests either). Returns how many VFs
+    /// stay held by domains.
+    pub fn net_destroy(&self, name: &str) -> Result<usize, RuntimeError> {
+        let _g = self.sd.lock_global()?;
+        self.network_def(name)?;
+        if is_destroyed(&self.sd, name) {
+            return Err(RuntimeError::NetworkNotActive(name.to_owned()));
+        }
+        write_atomic(&destroyed_marker(&self.sd, name)?, b"", 0o600)?;
+        Ok(VfPool::new(&self.sd, name).state()?.allocations.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_names_not_paths() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("class/net/br0")).unwrap();
+        assert!(link_exists(d.path(), "br0"));
+        assert!(!link_exists(d.path(), "br1"));
+        assert!(!link_exists(d.path(), "../net/br0"));
+        assert!(!link_exists(d.path(), ""));
+    }
+}
