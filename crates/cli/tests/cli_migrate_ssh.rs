@@ -389,7 +389,17 @@ impl Lab {
                 continue;
             };
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(&me) && !cmd.contains("sshd -D") && !cmd.contains("/usr/sbin/sshd") {
+            // QEMU run as the QEMU user names descriptors, not the lab's
+            // paths; its stdout (the domain log) is in the lab.
+            let log = std::fs::read_link(e.path().join("fd/1"))
+                .is_ok_and(|l| l.to_string_lossy().contains(&me));
+            let reaper = std::fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "teamvirt-reaper");
+            if (cmd.contains(&me) || log)
+                && !reaper
+                && !cmd.contains("sshd -D")
+                && !cmd.contains("/usr/sbin/sshd")
+            {
                 out.push(cmd);
             }
         }

@@ -137,6 +137,16 @@ pub struct LocalDestination {
     /// Where the destination's real VFs are bound and configured.
     pub host: HostPrep,
     active: Option<Active>,
+    /// Where the unix incoming socket lives (see `privdrop::socket_dir`).
+    sock_dir: Option<PathBuf>,
+}
+
+impl Drop for LocalDestination {
+    fn drop(&mut self) {
+        if let Some(d) = self.sock_dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 impl LocalDestination {
@@ -151,6 +161,7 @@ impl LocalDestination {
             run_files: Vec::new(),
             host: HostPrep::system(),
             active: None,
+            sock_dir: None,
         }
     }
 
@@ -351,7 +362,12 @@ impl LocalDestination {
                 .map_err(MigrateError::dst)?;
         }
         if self.unix_incoming {
-            let sock = dst_paths.dir.join("migrate-in.sock");
+            // QEMU (the QEMU user) binds it: not in the run directory.
+            let dir = crate::privdrop::socket_dir("migrate-in").map_err(|e| {
+                MigrateError::Conf(format!("cannot make the incoming socket directory: {e}"))
+            })?;
+            let sock = dir.join("migrate-in.sock");
+            self.sock_dir = Some(dir);
             let uri = format!("unix:{}", sock.display());
             qmp.execute("migrate-incoming", json!({ "uri": uri }))
                 .await

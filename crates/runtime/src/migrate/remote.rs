@@ -573,7 +573,7 @@ impl RemoteDestination {
             t.task.abort();
             let _ = t.child.start_kill();
             let _ = t.child.wait().await;
-            let _ = std::fs::remove_file(&t.sock);
+            let _ = std::fs::remove_dir_all(t.sock.parent().unwrap_or(&t.sock));
         }
         if let Some(mut c) = self.conn.take() {
             drop(c.stdin.take());
@@ -595,8 +595,12 @@ impl RemoteDestination {
         run_dir: &Path,
         remote_sock: &str,
     ) -> Result<String, MigrateError> {
-        let sock = run_dir.join("migrate-tunnel.sock");
-        let _ = std::fs::remove_file(&sock);
+        // The source QEMU (the QEMU user) connects: not in the run dir.
+        let _ = run_dir;
+        let dir = crate::privdrop::socket_dir("migrate-tunnel").map_err(|e| {
+            MigrateError::Conf(format!("cannot make the tunnel socket directory: {e}"))
+        })?;
+        let sock = dir.join("migrate-tunnel.sock");
         let listener = tokio::net::UnixListener::bind(&sock)
             .map_err(|e| MigrateError::Conf(format!("cannot listen on {}: {e}", sock.display())))?;
         // QEMU may run as another user (it connects to this socket).
@@ -667,7 +671,7 @@ impl Drop for RemoteDestination {
         // kill_on_drop ends the ssh processes; the tunnel socket file is ours.
         if let Some(t) = &self.tunnel {
             t.task.abort();
-            let _ = std::fs::remove_file(&t.sock);
+            let _ = std::fs::remove_dir_all(t.sock.parent().unwrap_or(&t.sock));
         }
     }
 }
@@ -684,6 +688,39 @@ fn uri_host(uri: &str) -> Option<String> {
 /// QEMU's TLS for migration as libvirt sets it: the `tls-creds-x509`
 /// object from `dir` (`endpoint` client or server, peers verified) and the
 /// migration's `tls-creds` (and `tls-hostname` on the source).
+/// The PEM files of a libvirt-style TLS directory, copied into a fresh
+/// private directory of the QEMU user (see `privdrop::socket_dir`).
+fn lend_tls_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let out = crate::privdrop::socket_dir("tls")?;
+    let id = crate::privdrop::qemu_identity().map_err(std::io::Error::other)?;
+    let copy = || -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name();
+            if !name.to_string_lossy().ends_with(".pem") || !e.file_type()?.is_file() {
+                continue;
+            }
+            let data = std::fs::read(e.path())?;
+            let dst = out.join(&name);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&dst)?;
+            std::io::Write::write_all(&mut f, &data)?;
+            if id.switch {
+                std::os::unix::fs::chown(&dst, Some(id.uid), Some(id.gid))?;
+            }
+        }
+        Ok(())
+    };
+    copy().inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&out);
+    })?;
+    Ok(out)
+}
+
 pub async fn tls_setup(
     qmp: &Qmp,
     dir: &Path,
@@ -692,17 +729,28 @@ pub async fn tls_setup(
 ) -> Result<(), QmpError> {
     // An earlier TLS migration of this QEMU left its object behind.
     let _ = qmp.execute("object-del", json!({ "id": TLS_ID })).await;
-    qmp.execute(
-        "object-add",
-        json!({
-            "qom-type": "tls-creds-x509",
-            "id": TLS_ID,
-            "dir": dir.display().to_string(),
-            "endpoint": endpoint,
-            "verify-peer": true,
-        }),
-    )
-    .await?;
+    // QEMU runs as the QEMU user and reads the credentials when the object
+    // is made: a copy it can read, gone right after.
+    let lent = lend_tls_dir(dir).map_err(|e| {
+        QmpError::Protocol(format!(
+            "cannot give QEMU the TLS credentials of {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let added = qmp
+        .execute(
+            "object-add",
+            json!({
+                "qom-type": "tls-creds-x509",
+                "id": TLS_ID,
+                "dir": lent.display().to_string(),
+                "endpoint": endpoint,
+                "verify-peer": true,
+            }),
+        )
+        .await;
+    let _ = std::fs::remove_dir_all(&lent);
+    added?;
     let mut p = json!({ "tls-creds": TLS_ID });
     if let Some(h) = hostname {
         p["tls-hostname"] = Value::String(h.to_owned());
