@@ -394,6 +394,33 @@ struct CapData {
     inheritable: u32,
 }
 
+/// A fresh private directory the QEMU user can reach, for a unix socket
+/// QEMU binds or connects to (the migration tunnel): the state directory is
+/// root's and 0700, so a socket there is out of QEMU's reach. Created 0700
+/// under the temporary directory (an existing path is an error, never
+/// reused) and given to the QEMU user; the caller removes it.
+pub fn socket_dir(tag: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let id = qemu_identity().map_err(std::io::Error::other)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "teamvirt-{tag}-{}-{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    if id.switch {
+        if let Err(e) = std::os::unix::fs::chown(&dir, Some(id.uid), Some(id.gid)) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+    }
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,31 +513,4 @@ mod tests {
         assert!(s.contains("Uid:\t0\t0\t0\t0"), "{s}");
         assert_eq!(s.matches("0000000000000000").count(), 3, "{s}");
     }
-}
-
-/// A fresh private directory the QEMU user can reach, for a unix socket
-/// QEMU binds or connects to (the migration tunnel): the state directory is
-/// root's and 0700, so a socket there is out of QEMU's reach. Created 0700
-/// under the temporary directory (an existing path is an error, never
-/// reused) and given to the QEMU user; the caller removes it.
-pub fn socket_dir(tag: &str) -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let id = qemu_identity().map_err(std::io::Error::other)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "teamvirt-{tag}-{}-{:x}",
-        std::process::id(),
-        nanos & 0xffff_ffff
-    ));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    if id.switch {
-        if let Err(e) = std::os::unix::fs::chown(&dir, Some(id.uid), Some(id.gid)) {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(e);
-        }
-    }
-    Ok(dir)
 }
