@@ -623,9 +623,67 @@ fn enslaved_after(h: &Host, after: f64) {
             |s| s.uptime > after && s.failover_master(2).is_some(),
             BOOT,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}\n{}", qemu_files(h)));
     log.wait_for_heartbeat_after(st.uptime, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}\n{}", qemu_files(h)));
+}
+
+/// For a failure report: what the run directory holds (inodes) and what
+/// the QEMUs logging there have open, to tell a hung guest from output
+/// going to another file.
+fn qemu_files(h: &Host) -> String {
+    let dir = h.run_dir();
+    let mut out = format!("run dir {}:\n", dir.display());
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let ino = std::os::unix::fs::MetadataExt::ino(&e.metadata().unwrap());
+            out.push_str(&format!(
+                "  {} inode {ino}\n",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    let lab = dir
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap_or(&dir)
+        .to_owned();
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let domlog =
+        std::fs::read_to_string(lab.join("log").join(format!("{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = domlog.lines().collect();
+    out.push_str("domain log (last lines):\n");
+    for l in &lines[lines.len().saturating_sub(15)..] {
+        out.push_str(&format!("  {}\n", l.chars().take(300).collect::<String>()));
+    }
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let log = std::fs::read_link(e.path().join("fd/1")).is_ok_and(|l| l.starts_with(&lab));
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !log || !comm.starts_with("qemu") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        out.push_str(&format!(
+            "qemu {}: {}\n",
+            e.file_name().to_string_lossy(),
+            stat.trim()
+        ));
+        if let Ok(fds) = std::fs::read_dir(e.path().join("fd")) {
+            for f in fds.flatten() {
+                if let Ok(t) = std::fs::read_link(f.path()) {
+                    let ino = std::fs::metadata(f.path())
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                        .unwrap_or(0);
+                    out.push_str(&format!(
+                        "  fd {} -> {} (inode {ino})\n",
+                        f.file_name().to_string_lossy(),
+                        t.display()
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn ssh_pid_of(child: &Child) -> Option<String> {
