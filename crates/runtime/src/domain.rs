@@ -147,8 +147,7 @@ impl Runtime {
 
     /// Capabilities of `binary`, cached in the state directory.
     pub fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
-        QemuCaps::probe_blocking(binary, self.sd.cache_dir())
-            .map_err(|e| RuntimeError::Caps(e.to_string()))
+        QemuCaps::probe_blocking(binary, self.sd.cache_dir()).map_err(RuntimeError::from)
     }
 
     /// The defined (persistent) configuration of `name`.
@@ -197,8 +196,7 @@ impl Runtime {
             return Err(invalid(diags));
         }
         warnings.extend(diags);
-        teamvirt_qemu::defaults::define(&mut def, &caps)
-            .map_err(|e| RuntimeError::Convert(e.to_string()))?;
+        teamvirt_qemu::defaults::define(&mut def, &caps)?;
 
         let _g = self.sd.lock_global()?;
         let path = self.sd.domain_xml(&def.name)?;

@@ -50,9 +50,16 @@ pub enum RuntimeError {
         file: Option<std::path::PathBuf>,
     },
     #[error("cannot probe QEMU capabilities: {0}")]
-    Caps(String),
-    #[error("{0}")]
-    Convert(String),
+    Caps(#[from] teamvirt_qemu::caps::CapsError),
+    /// The domain could not be turned into a QEMU command line.
+    #[error(transparent)]
+    Convert(#[from] teamvirt_qemu::command::ConvertError),
+    /// A network named by an interface could not be looked up or used.
+    #[error(transparent)]
+    Resolve(#[from] teamvirt_qemu::resolve::ResolveError),
+    /// Define-time defaults (machine type, controllers) failed.
+    #[error(transparent)]
+    Defaults(#[from] teamvirt_qemu::defaults::DefaultsError),
     /// `start --wait-failover` timed out; the domain keeps running.
     #[error("failover not negotiated for domain '{name}' within {secs} s (the domain is left running; `teamvirt destroy {name}` stops it):\n  {}", .problems.join("\n  "))]
     FailoverNotNegotiated {

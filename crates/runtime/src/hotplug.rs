@@ -245,8 +245,13 @@ impl Runtime {
             emulate_vf: emulate,
             ..Default::default()
         };
-        teamvirt_qemu::command::convert(def, &caps, &src, &[], &bopts)
-            .map_err(|e| RuntimeError::Convert(e.to_string()))
+        Ok(teamvirt_qemu::command::convert(
+            def,
+            &caps,
+            &src,
+            &[],
+            &bopts,
+        )?)
     }
 
     /// `attach-device DOMAIN FILE`.
@@ -343,7 +348,7 @@ impl Runtime {
             if n.type_ == InterfaceType::Network {
                 let net = n.source_network().unwrap_or_default().to_owned();
                 let Some((nd, _)) = teamvirt_qemu::resolve::NetworkSource::lookup(&src, &net)
-                    .map_err(|e| RuntimeError::Convert(e.to_string()))?
+                    .map_err(RuntimeError::from)?
                 else {
                     return Err(RuntimeError::NoNetwork(net));
                 };

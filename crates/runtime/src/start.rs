@@ -240,10 +240,7 @@ impl Runtime {
             .filter(|i| i.type_ == InterfaceType::Network)
         {
             let net = iface.source_network().unwrap_or_default().to_owned();
-            let Some((nd, _)) = src
-                .lookup(&net)
-                .map_err(|e| RuntimeError::Convert(e.to_string()))?
-            else {
+            let Some((nd, _)) = src.lookup(&net).map_err(RuntimeError::from)? else {
                 return Err(RuntimeError::NoNetwork(net));
             };
             if is_hostdev_network(&nd) {
@@ -287,7 +284,7 @@ impl Runtime {
                 .collect();
             let conv = match convert(def.clone(), &caps, &src, &in_use, &bopts) {
                 Ok(c) => c,
-                Err(e) => return Ok(Err(RuntimeError::Convert(e.to_string()))),
+                Err(e) => return Ok(Err(RuntimeError::from(e))),
             };
             // These only warn elsewhere (domxml-to-native); at start they
             // are errors: QEMU could never plug the primary.
