@@ -25,12 +25,7 @@ impl Accel {
     /// The default: kvm if usable here, else tcg.
     pub fn detect() -> Accel {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let dev_ok = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok();
-        Self::choose(dev_ok, &cpuinfo)
+        Self::choose(teamvirt_qemu::caps::probe::dev_kvm_opens(), &cpuinfo)
     }
 
     fn choose(dev_kvm_usable: bool, cpuinfo: &str) -> Accel {

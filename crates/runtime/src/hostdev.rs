@@ -188,7 +188,7 @@ impl HostPrep {
             .map_err(|e| err(e.to_string()))?;
         let index = vfs
             .iter()
-            .find(|(_, a)| crate::network::pci_string(a) == addr)
+            .find(|(_, a)| a.to_string() == addr)
             .map(|(n, _)| *n)
             .ok_or_else(|| {
                 err(format!(

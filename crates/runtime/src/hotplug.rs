@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use teamvirt_conf::model::{DomainDef, InterfaceType, TeamingType};
+use teamvirt_conf::model::{DomainDef, InterfaceType, PciAddress, TeamingType};
 use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
@@ -28,7 +28,7 @@ use teamvirt_qmp::{EventStream, Qmp, QmpError};
 use crate::domain::{block_on, emulator_of, MONITOR_WAIT};
 use crate::error::RuntimeError;
 use crate::hostdev::{self, VfRequest};
-use crate::network::{is_hostdev_network, parse_pci, pci_string, StateNetworks};
+use crate::network::{is_hostdev_network, parse_pci, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
@@ -382,7 +382,7 @@ impl Runtime {
                 };
                 if let Some(addr) = plan.actual.as_ref().and_then(|a| a.hostdev.as_ref()) {
                     states[0].allocations.push(VfAllocation {
-                        address: pci_string(addr),
+                        address: addr.to_string(),
                         domain: name.clone(),
                         device: plan.alias.clone(),
                     });
@@ -398,7 +398,7 @@ impl Runtime {
             (Some(p), Some(addr)) => Some(VfBinding {
                 network: p.network().to_owned(),
                 device: alias.clone(),
-                address: pci_string(addr),
+                address: addr.to_string(),
             }),
             _ => None,
         };
@@ -715,7 +715,7 @@ impl Target<'_> {
                         None => "no matching network device was found".into(),
                     },
                     DeviceDef::Hostdev(h) => match h.source.pci.as_ref() {
-                        Some(p) => format!("host pci device {} not found", pci_string(p)),
+                        Some(p) => format!("host pci device {p} not found"),
                         None => "no matching host device was found".into(),
                     },
                 })
@@ -753,10 +753,14 @@ fn vf_address(def: &DomainDef, slot: Slot) -> Option<String> {
         Slot::Interface(i) => {
             let n = &def.devices.interfaces[i];
             (n.type_ == InterfaceType::Hostdev)
-                .then(|| n.source_pci().map(pci_string))
+                .then(|| n.source_pci().map(PciAddress::to_string))
                 .flatten()
         }
-        Slot::Hostdev(j) => def.devices.hostdevs[j].source.pci.as_ref().map(pci_string),
+        Slot::Hostdev(j) => def.devices.hostdevs[j]
+            .source
+            .pci
+            .as_ref()
+            .map(PciAddress::to_string),
     }
 }
 
@@ -780,7 +784,7 @@ fn new_pair(plan: &AttachPlan, vf: Option<&VfBinding>, emulated: bool) -> Option
             (
                 n.teaming.as_ref(),
                 n.mac.as_ref().map(|m| m.address.to_string()),
-                n.source_pci().map(pci_string),
+                n.source_pci().map(PciAddress::to_string),
             )
         }
         Slot::Hostdev(j) => {
@@ -788,7 +792,7 @@ fn new_pair(plan: &AttachPlan, vf: Option<&VfBinding>, emulated: bool) -> Option
             (
                 h.teaming.as_ref(),
                 None,
-                h.source.pci.as_ref().map(pci_string),
+                h.source.pci.as_ref().map(PciAddress::to_string),
             )
         }
     };
@@ -830,7 +834,7 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
             let n = &d.interfaces[i];
             match (n.type_, n.source_pci(), transient(n.teaming.as_ref())) {
                 (InterfaceType::Hostdev, Some(addr), true) => vec![VfRequest {
-                    address: pci_string(addr),
+                    address: addr.to_string(),
                     managed: n.managed.unwrap_or(false),
                     mac: n.mac.as_ref().map(|m| m.address.to_string()),
                     vlan: n
@@ -848,7 +852,7 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
             match h.source.pci.as_ref() {
                 Some(addr) if h.managed == Some(true) && transient(h.teaming.as_ref()) => {
                     vec![VfRequest {
-                        address: pci_string(addr),
+                        address: addr.to_string(),
                         managed: true,
                         mac: None,
                         vlan: None,

@@ -92,7 +92,7 @@ pub(crate) fn virtual_functions_at(dir: &Path) -> Result<Vec<(u32, PciAddress)>,
     Ok(vfs)
 }
 
-/// `DDDD:BB:SS.F`.
+/// `DDDD:BB:SS.F` (the inverse of `PciAddress`'s `Display`).
 pub fn parse_pci(s: &str) -> Option<PciAddress> {
     let (dom, rest) = s.split_once(':')?;
     let (bus, rest) = rest.split_once(':')?;
@@ -103,14 +103,6 @@ pub fn parse_pci(s: &str) -> Option<PciAddress> {
         u8::from_str_radix(slot, 16).ok()?,
         u8::from_str_radix(func, 16).ok()?,
     ))
-}
-
-/// `DDDD:BB:SS.F` of an address.
-pub fn pci_string(a: &PciAddress) -> String {
-    format!(
-        "{:04x}:{:02x}:{:02x}.{:x}",
-        a.domain, a.bus, a.slot, a.function
-    )
 }
 
 /// Is this a VF pool (`<forward mode='hostdev'>`)?
@@ -293,7 +285,7 @@ mod tests {
     #[test]
     fn pci_round_trip() {
         let a = parse_pci("0000:3b:02.7").unwrap();
-        assert_eq!(pci_string(&a), "0000:3b:02.7");
+        assert_eq!(a.to_string(), "0000:3b:02.7");
         assert!(parse_pci("3b:02.7").is_none());
     }
 
@@ -316,7 +308,7 @@ mod tests {
         let got: Vec<String> = pf_virtual_functions_in(t.path(), "eth0")
             .unwrap()
             .iter()
-            .map(pci_string)
+            .map(PciAddress::to_string)
             .collect();
         assert_eq!(got, ["0000:03:10.0", "0000:03:10.4", "0000:03:12.0"]);
         let e = pf_virtual_functions_in(t.path(), "eth9").unwrap_err();

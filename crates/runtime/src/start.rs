@@ -29,7 +29,7 @@ use crate::domain::{block_on, emulator_of};
 use crate::error::RuntimeError;
 use crate::hostdev::VfRequest;
 use crate::live;
-use crate::network::{is_hostdev_network, parse_pci, pci_string, StateNetworks};
+use crate::network::{is_hostdev_network, parse_pci, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{write_atomic, RunPaths};
@@ -312,7 +312,7 @@ impl Runtime {
                 {
                     if let Some(k) = nets.iter().position(|n| n == net) {
                         states[k].allocations.push(VfAllocation {
-                            address: pci_string(addr),
+                            address: addr.to_string(),
                             domain: name.clone(),
                             device: conv.built.aliases.interfaces[i].clone(),
                         });
@@ -333,7 +333,7 @@ impl Runtime {
                 (InterfaceType::Hostdev, Some(net), Some(addr)) => Some(VfBinding {
                     network: net.clone(),
                     device: conv.built.aliases.interfaces[i].clone(),
-                    address: pci_string(addr),
+                    address: addr.to_string(),
                 }),
                 _ => None,
             })
@@ -425,7 +425,7 @@ fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -
             .as_ref()
             .and_then(|net| net_vlans.get(net).copied().flatten());
         out.push(VfRequest {
-            address: pci_string(addr),
+            address: addr.to_string(),
             managed: a.managed,
             mac: n.mac.as_ref().map(|m| m.address.to_string()),
             vlan: vlan_tag(n.vlan.as_ref()).or(net_vlan),
@@ -437,7 +437,7 @@ fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -
         };
         if h.managed == Some(true) && transient(h.teaming.as_ref()) && !emulated(&al.hostdevs[j]) {
             out.push(VfRequest {
-                address: pci_string(addr),
+                address: addr.to_string(),
                 managed: true,
                 mac: None,
                 vlan: None,
@@ -551,7 +551,9 @@ fn teaming_pairs(conv: &Conversion) -> Vec<TeamingPair> {
             teaming: n.teaming.as_ref(),
             alias: &al.interfaces[i],
             mac: mac_of(i),
-            vf: a.and_then(|a| a.hostdev.as_ref()).map(pci_string),
+            vf: a
+                .and_then(|a| a.hostdev.as_ref())
+                .map(PciAddress::to_string),
             network: a.and_then(|a| a.network.clone()),
         }
     });
@@ -564,7 +566,7 @@ fn teaming_pairs(conv: &Conversion) -> Vec<TeamingPair> {
             teaming: h.teaming.as_ref(),
             alias: &al.hostdevs[j],
             mac: None,
-            vf: h.source.pci.as_ref().map(pci_string),
+            vf: h.source.pci.as_ref().map(PciAddress::to_string),
             network: None,
         });
     interfaces

@@ -224,10 +224,7 @@ fn forward(mut f: El, cx: &mut Ctx, network: &str) -> R<Forward> {
         if !addrs.insert((addr.domain, addr.bus, addr.slot, addr.function)) {
             return Err(cx.xml_error(
                 "forward-address-duplicate",
-                format!(
-                    "PCI device '{:04x}:{:02x}:{:02x}.{:x}' can only be listed once in network {network}",
-                    addr.domain, addr.bus, addr.slot, addr.function
-                ),
+                format!("PCI device '{addr}' can only be listed once in network {network}"),
                 a.pos,
             ));
         }

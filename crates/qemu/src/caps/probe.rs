@@ -315,7 +315,11 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn kvm_usable() -> bool {
+/// Whether `/dev/kvm` opens read-write here. This is all the probe needs
+/// (it passes `-accel kvm -accel tcg`, so QEMU falls back by itself); the
+/// runtime's choice of accelerator for a guest
+/// (`teamvirt_runtime::accel::Accel::detect`) adds a vmx/svm check on top.
+pub fn dev_kvm_opens() -> bool {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -351,7 +355,7 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
         "-nographic",
         "-no-user-config",
     ]);
-    if opts.try_kvm && kvm_usable() {
+    if opts.try_kvm && dev_kvm_opens() {
         cmd.args(["-accel", "kvm"]);
     }
     cmd.args(["-accel", "tcg"]);

@@ -496,7 +496,9 @@ pub fn referenced_files(
     Ok(out)
 }
 
-/// The pool members of a destination network, for transient `device`.
+/// The pool members of a destination network, for transient `device`: the
+/// definition loaded from the state directory, then
+/// [`crate::network::pool_members`], with the migration's errors.
 fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>, MigrateError> {
     let path = sd.network_xml(net)?;
     let Some(text) = read_optional(&path)? else {
@@ -507,18 +509,15 @@ fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>,
     };
     let (def, _) = NetworkDef::parse_str(&text, Some(&path))
         .map_err(|e| MigrateError::Conf(format!("{}: {e}", path.display())))?;
-    let Some(f) = def.forward.as_ref().filter(|f| f.mode_str() == "hostdev") else {
+    if !crate::network::is_hostdev_network(&def) {
         return Err(MigrateError::DestNotHostdev {
             network: net.to_owned(),
             device,
         });
-    };
-    if f.addresses.is_empty() && !f.pfs.is_empty() {
-        return crate::network::pf_virtual_functions(&f.pfs[0].dev)
-            .map(|v| v.iter().map(crate::network::pci_string).collect())
-            .map_err(|e| MigrateError::Conf(e.to_string()));
     }
-    Ok(f.addresses.iter().map(|a| a.to_string()).collect())
+    crate::network::pool_members(&def)
+        .map(|v| v.iter().map(ToString::to_string).collect())
+        .map_err(|e| MigrateError::Conf(e.to_string()))
 }
 
 /// The host preparation of the destination's real VF primaries. What the
@@ -547,7 +546,7 @@ fn host_requests(
             continue;
         }
         let is_src = |p: Option<&teamvirt_conf::model::PciAddress>| {
-            p.is_some_and(|p| crate::network::pci_string(p) == *src_vf)
+            p.is_some_and(|p| p.to_string() == *src_vf)
         };
         if let Some(n) = live
             .devices

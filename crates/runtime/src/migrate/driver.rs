@@ -228,8 +228,9 @@ pub async fn migrate<D: Destination>(
     if !live_xml.trim().is_empty() {
         let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml))
             .map_err(|e| MigrateError::Conf(e.to_string()))?;
-        let blockers =
-            precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| is_hostdev_network(sd, n));
+        let blockers = precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| {
+            network_is_hostdev_pool(sd, n)
+        });
         if !blockers.is_empty() {
             return Err(MigrateError::Unsupported(blockers));
         }
@@ -641,7 +642,9 @@ fn show(cx: &mut Ctx, side: Side, ev: &Event) {
     cx.publish(true);
 }
 
-fn is_hostdev_network(sd: &StateDir, net: &str) -> bool {
+/// Whether network `net` of the state directory is defined, readable and a
+/// VF pool ([`crate::network::is_hostdev_network`]); false otherwise.
+fn network_is_hostdev_pool(sd: &StateDir, net: &str) -> bool {
     let Ok(path) = sd.network_xml(net) else {
         return false;
     };
@@ -649,9 +652,7 @@ fn is_hostdev_network(sd: &StateDir, net: &str) -> bool {
         return false;
     };
     teamvirt_conf::NetworkDef::parse_str(&text, None)
-        .ok()
-        .and_then(|(d, _)| d.forward)
-        .is_some_and(|f| f.mode_str() == "hostdev")
+        .is_ok_and(|(d, _)| crate::network::is_hostdev_network(&d))
 }
 
 #[allow(clippy::too_many_arguments)]
