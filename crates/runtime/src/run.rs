@@ -560,16 +560,21 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let fail = |e: RunError| {
-        let _ = proc.kill_painfully(Duration::from_secs(3));
-        let _ = forget(sd, &spec.name);
+    // Killing waits for QEMU to go: off the async worker.
+    let name = spec.name.as_str();
+    let fail = |e: RunError| async move {
+        let _ =
+            tokio::task::spawn_blocking(move || proc.kill_painfully(Duration::from_secs(3))).await;
+        let _ = forget(sd, name);
         e
     };
-    record.save(sd).map_err(fail)?;
+    if let Err(e) = record.save(sd) {
+        return Err(fail(e).await);
+    }
 
     let qmp = match wait_monitor(&record, spec.monitor_timeout, log_start).await {
         Ok(q) => q,
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(fail(e).await),
     };
     // The directory is private already; the socket itself should be too
     // (only if it is the socket: chmod follows links).
@@ -579,14 +584,16 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     let events = qmp.subscribe();
     if !spec.incoming {
         if let Err(source) = qmp.execute("cont", serde_json::Value::Null).await {
-            return Err(fail(died_or(
+            let e = died_or(
                 &record,
                 log_start,
                 RunError::Qmp {
                     name: spec.name.clone(),
                     source,
                 },
-            )));
+            )
+            .await;
+            return Err(fail(e).await);
         }
     }
     Ok(Launched {
@@ -652,9 +659,13 @@ fn read_log_from(path: &Path, start: u64) -> String {
     String::from_utf8_lossy(&data[from..]).into_owned()
 }
 
-fn died_or(rec: &RunRecord, log_start: u64, other: RunError) -> RunError {
+async fn died_or(rec: &RunRecord, log_start: u64, other: RunError) -> RunError {
     // Give a dying QEMU a moment to finish writing its error.
-    if rec.proc.wait_gone(Duration::from_millis(300)) {
+    let proc = rec.proc;
+    let gone = tokio::task::spawn_blocking(move || proc.wait_gone(Duration::from_millis(300)))
+        .await
+        .unwrap_or(false);
+    if gone {
         RunError::DiedAtStart {
             name: rec.name.clone(),
             log: read_log_from(&rec.qemu_log, log_start),
@@ -675,7 +686,8 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
                     name: rec.name.clone(),
                     log: String::new(),
                 },
-            ));
+            )
+            .await);
         }
         if rec.qmp_socket.exists() {
             let opts = QmpOptions {
@@ -693,7 +705,8 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
                             name: rec.name.clone(),
                             source,
                         },
-                    ))
+                    )
+                    .await)
                 }
             }
         }

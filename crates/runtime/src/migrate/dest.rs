@@ -267,7 +267,7 @@ impl LocalDestination {
             })
             .collect();
         let src_args = req.argv.get(1..).unwrap_or_default();
-        let mut args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
+        let args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
         let mut pairs = req.pairs.clone();
         let mut substitutions = Vec::new();
         for p in pairs.iter_mut() {
@@ -307,16 +307,32 @@ impl LocalDestination {
         // Like a start: the destination's real VFs are bound to vfio-pci
         // and get the guest's MAC before QEMU opens them.
         let host = host_requests(&self.sd, &req.live_xml, &req.pairs, &pairs)?;
-        self.host.prepare_recorded(&dst_paths.dir, &host)?;
+        // sysfs writes (driver unbind/bind can take a while) and netlink
+        // run off the async worker.
+        let (hp, dir) = (self.host.clone(), dst_paths.dir.clone());
+        blocking(move || hp.prepare_recorded(&dir, &host)).await??;
         // The destination's own taps (the source's descriptors are its own).
-        let hostnet = crate::netdev::dest::setup_for_destination(
-            &req.live_xml,
-            &crate::network::StateNetworks { sd: &self.sd },
-            &pairs,
-            &crate::netdev::dest::lab_bridges(&self.sd, vfs),
-            &dst_paths.dir,
-            &mut args,
-        )?;
+        let (sd, live, pairs_c, bridges, dir) = (
+            self.sd.clone(),
+            req.live_xml.clone(),
+            pairs.clone(),
+            crate::netdev::dest::lab_bridges(&self.sd, vfs),
+            dst_paths.dir.clone(),
+        );
+        let (hostnet, new_args) = blocking(move || {
+            let mut args = args;
+            crate::netdev::dest::setup_for_destination(
+                &live,
+                &crate::network::StateNetworks { sd: &sd },
+                &pairs_c,
+                &bridges,
+                &dir,
+                &mut args,
+            )
+            .map(|h| (h, args))
+        })
+        .await??;
+        let args = new_args;
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
@@ -825,6 +841,15 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// Run blocking host work (sysfs, netlink, flock) on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MigrateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| MigrateError::Conf(format!("blocking task failed: {e}")))
 }
 
 #[cfg(test)]
