@@ -9,11 +9,14 @@ use serde_json::{json, Value};
 use teamvirt_conf::model::interface::TeamingType;
 use teamvirt_conf::DomainDef;
 
-use crate::domain::{block_on, DomainState, Runtime, MONITOR_WAIT};
+use crate::autostart::autostart_path;
+pub use crate::autostart::{autostart_enabled, AutostartKind};
+use crate::domain::{DomainState, Runtime, MONITOR_WAIT};
 use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
-use crate::state::{make_private_dir, remove_optional, write_atomic, StateDir};
+use crate::state::{make_private_dir, remove_optional, write_atomic};
 use crate::teaming::TeamingPair;
+use crate::util::block_on;
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
 #[derive(Debug, Clone, Serialize)]
@@ -49,39 +52,6 @@ pub struct IfaceRow {
     pub teaming: String,
     /// The other half of the pair (alias), when teaming.
     pub pair: Option<String>,
-}
-
-/// Which kind of object an autostart flag is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutostartKind {
-    Domain,
-    Network,
-}
-
-impl AutostartKind {
-    fn suffix(self) -> &'static str {
-        match self {
-            AutostartKind::Domain => "domain",
-            AutostartKind::Network => "network",
-        }
-    }
-}
-
-/// `autostart/NAME.domain` / `autostart/NAME.network`: the flag files
-/// (libvirt keeps symlinks in an `autostart/` directory likewise).
-fn autostart_path(sd: &StateDir, kind: AutostartKind, name: &str) -> Result<PathBuf, RuntimeError> {
-    crate::state::check_name(name)?;
-    Ok(sd
-        .root()
-        .join("autostart")
-        .join(format!("{name}.{}", kind.suffix())))
-}
-
-/// Whether `name` is marked for autostart.
-pub fn autostart_enabled(sd: &StateDir, kind: AutostartKind, name: &str) -> bool {
-    autostart_path(sd, kind, name)
-        .map(|p| p.symlink_metadata().map(|m| m.is_file()).unwrap_or(false))
-        .unwrap_or(false)
 }
 
 impl Runtime {

@@ -4,11 +4,10 @@
 //! migrations whose driving process died ([`crate::migrate::recover`]) and
 //! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use teamvirt_conf::model::Uuid;
 use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qmp::Qmp;
@@ -17,10 +16,15 @@ use crate::error::RuntimeError;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState};
+use crate::util::block_on;
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
 pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
+
+// Moved out to untie module cycles; kept here for callers of these paths.
+pub use crate::identity::emulator_of;
+pub use crate::util::random_uuid;
 
 /// The lifecycle API over one state directory.
 #[derive(Debug, Clone)]
@@ -72,29 +76,6 @@ pub struct DomainSummary {
     /// responding), for the user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-}
-
-/// A random (version 4) UUID, for definitions that lack one.
-pub fn random_uuid() -> Result<Uuid, RuntimeError> {
-    Ok(Uuid(uuid::Uuid::new_v4().into_bytes()))
-}
-
-/// Run an async QMP conversation from the synchronous API.
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RuntimeError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RuntimeError::Internal(format!("tokio runtime: {e}")))?;
-    Ok(rt.block_on(f))
-}
-
-/// The QEMU binary of a domain: its `<emulator>`, else `qemu-system-x86_64`.
-pub fn emulator_of(def: &DomainDef) -> PathBuf {
-    def.devices
-        .emulator
-        .as_ref()
-        .map(|e| PathBuf::from(&e.path))
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
 
 impl Runtime {

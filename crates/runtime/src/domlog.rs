@@ -23,7 +23,7 @@ pub const LOG_CAP: u64 = 1 << 20;
 
 /// `log/NAME.log` of a domain (the directory is created by the state dir).
 pub fn path(sd: &StateDir, name: &str) -> PathBuf {
-    sd.log_dir().join(format!("{name}.log"))
+    sd.domain_log(name)
 }
 
 /// Move `log` to `log.1` (replacing an older one) once it is past `cap`.

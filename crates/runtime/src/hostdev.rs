@@ -184,7 +184,7 @@ impl HostPrep {
             .into_iter()
             .next()
             .ok_or_else(|| err(format!("{} is empty", net.display())))?;
-        let vfs = crate::network::virtual_functions_at(&self.device(&pf_addr))
+        let vfs = crate::sysfs::virtual_functions_at(&self.device(&pf_addr))
             .map_err(|e| err(e.to_string()))?;
         let index = vfs
             .iter()

@@ -25,15 +25,18 @@ use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
-use crate::domain::{block_on, emulator_of, MONITOR_WAIT};
+use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
 use crate::hostdev::{self, VfRequest};
-use crate::network::{is_hostdev_network, parse_pci, StateNetworks};
+use crate::identity::emulator_of;
+use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
 use crate::state::{read_optional, write_atomic};
+use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
+use crate::util::block_on;
 use crate::Runtime;
 
 /// How long `detach-device` waits for the guest by default (libvirt

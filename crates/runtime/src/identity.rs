@@ -40,7 +40,7 @@ pub fn definition_emulator(sd: &StateDir, name: &str) -> PathBuf {
     ];
     for text in texts.into_iter().flatten() {
         if let Ok((def, _)) = DomainDef::parse_str(&text, None) {
-            return crate::domain::emulator_of(&def);
+            return emulator_of(&def);
         }
     }
     PathBuf::from("qemu-system-x86_64")
@@ -49,7 +49,7 @@ pub fn definition_emulator(sd: &StateDir, name: &str) -> PathBuf {
 /// The emulator named by a live XML (as sent to a migration destination).
 pub fn xml_emulator(live_xml: &str) -> PathBuf {
     DomainDef::parse_str(live_xml, None)
-        .map(|(def, _)| crate::domain::emulator_of(&def))
+        .map(|(def, _)| emulator_of(&def))
         .unwrap_or_else(|_| PathBuf::from("qemu-system-x86_64"))
 }
 
@@ -249,6 +249,15 @@ pub fn find_qemus(sd: &StateDir, name: &str) -> Vec<ProcId> {
         }
     }
     out
+}
+
+/// The QEMU binary of a domain: its `<emulator>`, else `qemu-system-x86_64`.
+pub fn emulator_of(def: &DomainDef) -> PathBuf {
+    def.devices
+        .emulator
+        .as_ref()
+        .map(|e| PathBuf::from(&e.path))
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
 
 #[cfg(test)]

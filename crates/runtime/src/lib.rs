@@ -12,11 +12,14 @@
 
 /// kvm or tcg.
 pub mod accel;
-/// Domain verbs and the [`Runtime`] handle.
-/// suspend, resume, reboot, dominfo, domiflist, autostart, console.
+/// Autostart flags of domains and networks.
+pub mod autostart;
+/// The virsh verbs beyond the lifecycle: suspend, resume, reboot,
+/// dominfo, domiflist, autostart, console.
 pub mod control;
 /// What an unprivileged QEMU is lent (descriptors, chowns) and given back.
 pub mod dac;
+/// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
 /// The per-domain log (`log/NAME.log`).
 pub mod domlog;
@@ -36,6 +39,8 @@ pub mod lock;
 pub mod migrate;
 /// `net-start` / `net-destroy`: is a network serving new devices?
 pub mod netactive;
+/// Hostdev networks as VF pools: the rule and the members.
+pub mod netdef;
 /// Host networking: taps, macvtaps, bridge ports (netlink).
 pub mod netdev;
 /// Network verbs and the network lookup used at start.
@@ -54,8 +59,12 @@ pub mod safefs;
 pub mod start;
 /// State directory layout, atomic writes.
 pub mod state;
+/// PCI addresses and PF/VF links as sysfs shows them.
+pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
+/// A fresh UUID; async from sync code.
+pub mod util;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;

@@ -7,7 +7,8 @@
 //! libvirt-compatible (libvirt keeps such elements verbatim), and the
 //! inactive XML never carries it.
 
-use teamvirt_conf::model::{RawAttr, RawElement, RawNode};
+use teamvirt_conf::model::{InterfaceSource, InterfaceType, RawAttr, RawElement, RawNode};
+use teamvirt_conf::DomainDef;
 use teamvirt_qemu::command::{aliases, Conversion, Substitution};
 
 use crate::accel::Accel;
@@ -64,7 +65,7 @@ pub fn live_xml(
 ) -> String {
     let mut def = conv.def.clone();
     aliases::apply(&mut def, &conv.built.aliases);
-    crate::start::show_actual(&mut def, conv);
+    show_actual(&mut def, conv);
     def.id = Some(id as i32);
     def.type_ = match accel {
         Accel::Kvm => "kvm".into(),
@@ -86,5 +87,20 @@ pub fn live_xml(
             format!("{} id='{id}'{}", &xml[..end], &xml[end..])
         }
         _ => xml,
+    }
+}
+
+/// Rewrite a resolved `<interface type='network'>` the way libvirt's live
+/// XML shows it: the actual type and source.
+pub(crate) fn show_actual(def: &mut DomainDef, conv: &Conversion) {
+    for (n, a) in def.devices.interfaces.iter_mut().zip(&conv.actual) {
+        if n.type_ == InterfaceType::Network && a.type_ == InterfaceType::Hostdev {
+            n.type_ = InterfaceType::Hostdev;
+            n.managed = Some(a.managed);
+            n.source = Some(InterfaceSource {
+                pci: a.hostdev,
+                ..Default::default()
+            });
+        }
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use teamvirt_conf::NetworkDef;
 
 use crate::error::RuntimeError;
-use crate::network::{is_hostdev_network, pool_members};
+use crate::netdef::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
 use crate::state::{remove_optional, write_atomic, StateDir};
 use crate::Runtime;

@@ -6,13 +6,14 @@
 use std::path::Path;
 
 use serde::Serialize;
-use teamvirt_conf::model::PciAddress;
 use teamvirt_conf::{Diagnostic, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::resolve::{NetworkSource, ResolveError};
 
 use crate::error::RuntimeError;
+pub use crate::netdef::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+pub use crate::sysfs::parse_pci;
 use crate::Runtime;
 
 /// One row of `net-list`.
@@ -43,87 +44,6 @@ pub(crate) fn parse_network(
         text: text.to_owned(),
         file: file.map(Path::to_path_buf),
     })
-}
-
-/// The VFs of a `<pf dev='X'/>` from sysfs (`/sys/class/net/X/device/virtfnN`).
-pub(crate) fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {
-    pf_virtual_functions_in(Path::new("/sys"), pf)
-}
-
-/// [`pf_virtual_functions`] under another sysfs root (tests).
-pub(crate) fn pf_virtual_functions_in(
-    sysfs: &Path,
-    pf: &str,
-) -> Result<Vec<PciAddress>, RuntimeError> {
-    let dir = sysfs.join("class/net").join(pf).join("device");
-    let vfs = virtual_functions_at(&dir).map_err(|reason| RuntimeError::NoVirtualFunctions {
-        pf: pf.to_owned(),
-        reason,
-    })?;
-    if vfs.is_empty() {
-        return Err(RuntimeError::NoVirtualFunctions {
-            pf: pf.to_owned(),
-            reason: "the device has no SR-IOV virtual functions".into(),
-        });
-    }
-    Ok(vfs.into_iter().map(|v| v.1).collect())
-}
-
-/// The `virtfnN` links of a PF's PCI device directory, by N.
-pub(crate) fn virtual_functions_at(dir: &Path) -> Result<Vec<(u32, PciAddress)>, String> {
-    let mut vfs: Vec<(u32, PciAddress)> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let e = e.map_err(|e| e.to_string())?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(n) = name
-            .strip_prefix("virtfn")
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let target = std::fs::read_link(e.path()).map_err(|e| e.to_string())?;
-        let addr = target
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        vfs.push((n, parse_pci(&addr).ok_or(format!("bad VF link {addr}"))?));
-    }
-    vfs.sort_by_key(|v| v.0);
-    Ok(vfs)
-}
-
-/// `DDDD:BB:SS.F` (the inverse of `PciAddress`'s `Display`).
-pub fn parse_pci(s: &str) -> Option<PciAddress> {
-    let (dom, rest) = s.split_once(':')?;
-    let (bus, rest) = rest.split_once(':')?;
-    let (slot, func) = rest.split_once('.')?;
-    Some(PciAddress::new(
-        u32::from_str_radix(dom, 16).ok()?,
-        u8::from_str_radix(bus, 16).ok()?,
-        u8::from_str_radix(slot, 16).ok()?,
-        u8::from_str_radix(func, 16).ok()?,
-    ))
-}
-
-/// Is this a VF pool (`<forward mode='hostdev'>`)?
-pub fn is_hostdev_network(def: &NetworkDef) -> bool {
-    def.forward
-        .as_ref()
-        .is_some_and(|f| f.mode_str() == "hostdev")
-}
-
-/// The pool members in order (`<address>` list, else the `<pf>`'s VFs).
-pub fn pool_members(def: &NetworkDef) -> Result<Vec<PciAddress>, RuntimeError> {
-    let Some(f) = def.forward.as_ref().filter(|_| is_hostdev_network(def)) else {
-        return Ok(Vec::new());
-    };
-    if !f.addresses.is_empty() {
-        return Ok(f.addresses.clone());
-    }
-    match f.pfs.first() {
-        Some(pf) => pf_virtual_functions(&pf.dev),
-        None => Ok(Vec::new()),
-    }
 }
 
 /// Networks of a state directory, as the command-line resolver sees them
@@ -198,7 +118,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(crate::domain::random_uuid()?);
+            def.uuid = Some(crate::util::random_uuid()?);
         }
         write_atomic(&path, def.to_xml().as_bytes(), 0o600)?;
         VfPool::new(&self.sd, &def.name).set_emulate_vf(emulate_vf)?;
@@ -260,9 +180,9 @@ impl Runtime {
                 emulate_vf: st.emulate_vf,
                 lab_bridge: st.lab_bridge.clone(),
                 activity: self.network_activity(&name)?,
-                autostart: crate::control::autostart_enabled(
+                autostart: crate::autostart::autostart_enabled(
                     &self.sd,
-                    crate::control::AutostartKind::Network,
+                    crate::autostart::AutostartKind::Network,
                     &name,
                 ),
                 name,
@@ -281,6 +201,8 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netdef::pf_virtual_functions_in;
+    use teamvirt_conf::model::PciAddress;
 
     #[test]
     fn pci_round_trip() {

@@ -325,6 +325,16 @@ impl VfPool {
     }
 }
 
+/// A VF bound to a device of a running domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfBinding {
+    pub network: String,
+    /// Device alias (QEMU id).
+    pub device: String,
+    /// Host PCI address.
+    pub address: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

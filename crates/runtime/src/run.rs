@@ -17,6 +17,8 @@ use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 
 use crate::accel::Accel;
 use crate::lock::{FileLock, LockMode};
+// VfBinding lives with the pools (netdev needs it without run).
+pub use crate::pool::VfBinding;
 use crate::pool::{PoolError, VfPool};
 use crate::process::{spawn_detached_as, ProcId, ProcessError};
 use crate::state::{read_optional, remove_optional, write_atomic, RunPaths, StateDir, StateError};
@@ -72,16 +74,6 @@ fn log_tail(log: &str) -> String {
     } else {
         format!(": {t}")
     }
-}
-
-/// A VF bound to a device of a running domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VfBinding {
-    pub network: String,
-    /// Device alias (QEMU id).
-    pub device: String,
-    /// Host PCI address.
-    pub address: String,
 }
 
 /// What `run/NAME/state.json` records about a running domain.

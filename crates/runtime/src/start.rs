@@ -16,24 +16,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use teamvirt_conf::model::{
-    DomainDef, InterfaceSource, InterfaceType, PciAddress, Teaming, TeamingType, Vlan,
-};
+use teamvirt_conf::model::{DomainDef, InterfaceType, PciAddress, Teaming, TeamingType, Vlan};
 use teamvirt_conf::{Diagnostic, Severity};
 use teamvirt_qemu::command::{convert, BuildOptions, Conversion, Monitor, Substitution};
 use teamvirt_qemu::resolve::NetworkSource;
 use teamvirt_qemu::topology::fatal_at_start;
 
 use crate::accel::Accel;
-use crate::domain::{block_on, emulator_of};
 use crate::error::RuntimeError;
 use crate::hostdev::VfRequest;
+use crate::identity::emulator_of;
 use crate::live;
-use crate::network::{is_hostdev_network, parse_pci, StateNetworks};
+use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{write_atomic, RunPaths};
+use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
+use crate::util::block_on;
 use crate::Runtime;
 
 /// Options of `start`.
@@ -586,21 +586,6 @@ fn teaming_pairs(conv: &Conversion) -> Vec<TeamingPair> {
             })
         })
         .collect()
-}
-
-/// Rewrite a resolved `<interface type='network'>` the way libvirt's live
-/// XML shows it: the actual type and source.
-pub(crate) fn show_actual(def: &mut DomainDef, conv: &Conversion) {
-    for (n, a) in def.devices.interfaces.iter_mut().zip(&conv.actual) {
-        if n.type_ == InterfaceType::Network && a.type_ == InterfaceType::Hostdev {
-            n.type_ = InterfaceType::Hostdev;
-            n.managed = Some(a.managed);
-            n.source = Some(InterfaceSource {
-                pci: a.hostdev,
-                ..Default::default()
-            });
-        }
-    }
 }
 
 #[cfg(test)]

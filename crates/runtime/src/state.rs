@@ -223,8 +223,13 @@ impl StateDir {
         check_name(name)?;
         Ok(RunPaths::new(
             self.run_root().join(name),
-            crate::domlog::path(self, name),
+            self.domain_log(name),
         ))
+    }
+    /// `log/NAME.log`: the domain's log (see `domlog`), kept after it stops.
+    /// The name is checked by the caller.
+    pub fn domain_log(&self, name: &str) -> PathBuf {
+        self.log_dir().join(format!("{name}.log"))
     }
     /// Create the domain's run directory (0700) and return its paths.
     pub fn create_run_dir(&self, name: &str) -> Result<RunPaths, StateError> {

@@ -66,7 +66,7 @@ pub fn setup_for_destination(
 /// The lab bridges of the destination pools the VFs came from.
 pub fn lab_bridges(
     sd: &crate::state::StateDir,
-    vfs: &[crate::run::VfBinding],
+    vfs: &[crate::pool::VfBinding],
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for v in vfs {
