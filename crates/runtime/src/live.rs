@@ -80,8 +80,27 @@ pub fn live_xml(
             def.extra.push(m);
         }
     }
+    to_text(&def)
+}
+
+/// The domain `id` of a live XML text (the parser reads definitions, which
+/// have none).
+pub fn live_id(xml: &str) -> Option<i32> {
+    let root = &xml[xml.find("<domain")?..];
+    let tag = &root[..root.find('>')?];
+    let at = tag.find(" id=")? + 4;
+    let q = tag[at..].chars().next()?;
+    let rest = &tag[at + 1..];
+    rest[..rest.find(q)?].parse().ok()
+}
+
+/// The text of a live definition: the canonical form plus the domain `id`
+/// (the formatter writes the inactive form, without it).
+pub fn to_text(def: &DomainDef) -> String {
     let xml = def.to_xml();
-    // The canonical formatter writes the inactive form, without `id`.
+    let Some(id) = def.id else {
+        return xml;
+    };
     match xml.find(">") {
         Some(end) if !xml[..end].contains(" id=") && xml.starts_with("<domain") => {
             format!("{} id='{id}'{}", &xml[..end], &xml[end..])

@@ -39,7 +39,7 @@ fn request(src: &StateDir, qemu: &str) -> PrepareRequest {
             network: Some("vfpool".into()),
             emulated: true,
         }],
-        live_xml: "<domain/>".into(),
+        live_xml: "<domain type='qemu'><name>vm</name><memory unit='KiB'>65536</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>".into(),
         persistent_xml: None,
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use teamvirt_conf::NetworkDef;
+use teamvirt_conf::{DomainDef, NetworkDef};
 use teamvirt_qmp::{Event, Qmp};
 use tokio::sync::mpsc;
 
@@ -295,7 +295,7 @@ impl LocalDestination {
                 .map(|rel| dst_paths.dir.join(rel))
                 .unwrap_or_else(|_| p.clone())
         });
-        let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs);
+        let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs)?;
         self.sd.create_run_dir(&req.name)?;
         copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
         for (name, data) in &self.run_files {
@@ -604,47 +604,66 @@ fn host_requests(
     Ok(out)
 }
 
-/// The live XML for the destination: each transient's host address inside
-/// its `<source>` becomes the destination's VF.
-fn retarget_live_xml(xml: &str, before: &[TeamingPair], after: &[TeamingPair]) -> String {
-    let mut out = xml.to_owned();
-    for (b, a) in before.iter().zip(after) {
-        let (Some(old), Some(new)) = (&b.vf, &a.vf) else {
-            continue;
-        };
-        if old == new {
-            continue;
-        }
-        let (Some(old_attrs), Some(new_attrs)) = (pci_attrs(old), pci_attrs(new)) else {
-            continue;
-        };
-        // Only inside <source>...</source>: a guest <address> is left alone.
-        let mut res = String::with_capacity(out.len());
-        let mut rest = out.as_str();
-        while let Some(i) = rest.find("<source") {
-            let Some(j) = rest[i..].find("</source>").map(|j| i + j) else {
-                break;
-            };
-            res.push_str(&rest[..i]);
-            res.push_str(&rest[i..j].replacen(&old_attrs, &new_attrs, 1));
-            rest = &rest[j..];
-        }
-        res.push_str(rest);
-        // teamvirt's runtime metadata names the VF too.
-        out = res
-            .replace(&format!("address='{old}'"), &format!("address='{new}'"))
-            .replace(&format!("vf='{old}'"), &format!("vf='{new}'"));
+/// The source's live XML with the destination's VFs in place of the
+/// source's: the host address of each hostdev interface or `<hostdev>`
+/// that held a moved pair's VF, and teamvirt's runtime metadata naming it.
+/// Edited as the domain model (a guest `<address>` is another field), never
+/// as text.
+fn retarget_live_xml(
+    xml: &str,
+    before: &[TeamingPair],
+    after: &[TeamingPair],
+) -> Result<String, MigrateError> {
+    let moves: Vec<(String, String)> = before
+        .iter()
+        .zip(after)
+        .filter_map(|(b, a)| Some((b.vf.clone()?, a.vf.clone()?)))
+        .filter(|(old, new)| old != new)
+        .collect();
+    if moves.is_empty() {
+        return Ok(xml.to_owned());
     }
-    out
+    let (mut def, _) = DomainDef::parse_str(xml, None)
+        .map_err(|e| MigrateError::Conf(format!("live XML of the source: {e}")))?;
+    def.id = crate::live::live_id(xml);
+    let retarget = |pci: &mut Option<teamvirt_conf::model::PciAddress>| {
+        let Some(p) = pci.as_mut() else { return };
+        if let Some((_, new)) = moves.iter().find(|(old, _)| *old == p.to_string()) {
+            if let Some(n) = crate::sysfs::parse_pci(new) {
+                *p = n;
+            }
+        }
+    };
+    for n in &mut def.devices.interfaces {
+        if let Some(src) = n.source.as_mut() {
+            retarget(&mut src.pci);
+        }
+    }
+    for h in &mut def.devices.hostdevs {
+        retarget(&mut h.source.pci);
+    }
+    for m in def.extra.iter_mut().filter(|e| e.name == "metadata") {
+        retarget_raw(m, &moves);
+    }
+    Ok(crate::live::to_text(&def))
 }
 
-fn pci_attrs(addr: &str) -> Option<String> {
-    let (d, rest) = addr.split_once(':')?;
-    let (b, rest) = rest.split_once(':')?;
-    let (s, f) = rest.split_once('.')?;
-    Some(format!(
-        "domain='0x{d}' bus='0x{b}' slot='0x{s}' function='0x{f}'"
-    ))
+/// teamvirt's metadata names VFs in `address=` and `vf=` attributes.
+fn retarget_raw(e: &mut teamvirt_conf::model::RawElement, moves: &[(String, String)]) {
+    for a in e
+        .attrs
+        .iter_mut()
+        .filter(|a| a.name == "address" || a.name == "vf")
+    {
+        if let Some((_, new)) = moves.iter().find(|(old, _)| *old == a.value) {
+            a.value = new.clone();
+        }
+    }
+    for c in e.children.iter_mut() {
+        if let teamvirt_conf::model::RawNode::Element(c) = c {
+            retarget_raw(c, moves);
+        }
+    }
 }
 
 impl Destination for LocalDestination {
@@ -990,16 +1009,47 @@ mod tests {
 
     #[test]
     fn live_xml_source_address_is_retargeted() {
-        let xml = "<interface type='network'><source network='vfpool'><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></source><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>";
+        let xml = "<domain type='qemu' id='3'><name>vm</name><memory unit='KiB'>65536</memory>
+<os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>
+<devices>
+<interface type='hostdev' managed='yes'><mac address='52:54:00:00:00:01'/>
+<source><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></source>
+<teaming type='transient' persistent='ua-sb'/>
+<address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>
+</devices>
+<metadata><teamvirt:runtime xmlns:teamvirt='https://teamvirt.dev/xmlns/runtime/1' accel='tcg'>
+<teamvirt:vf network='vfpool' device='hostdev0' address='0000:03:07.1'/></teamvirt:runtime></metadata>
+</domain>";
         let out = retarget_live_xml(
             xml,
             &[pair(Some("vfpool"), Some("0000:03:07.1"), true)],
             &[pair(Some("vfpool"), Some("0000:81:00.2"), true)],
-        );
+        )
+        .unwrap();
+        let (def, _) = DomainDef::parse_str(&out, None).unwrap();
+        let n = &def.devices.interfaces[0];
         assert_eq!(
-            out.matches("bus='0x81' slot='0x00' function='0x2'").count(),
-            1
+            n.source.as_ref().unwrap().pci.unwrap().to_string(),
+            "0000:81:00.2",
+            "{out}"
         );
-        assert!(out.ends_with("<address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>"));
+        // The guest-side address is another field: untouched.
+        assert!(
+            out.contains(
+                "<address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/>"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("address='0000:81:00.2'/>"), "{out}");
+        assert!(!out.contains("address='0000:03:07.1'"), "{out}");
+        assert!(out.starts_with("<domain type='qemu' id='3'"), "{out}");
+        // Nothing moved: the text is kept as is.
+        let same = retarget_live_xml(
+            xml,
+            &[pair(Some("vfpool"), Some("0000:03:07.1"), true)],
+            &[pair(Some("vfpool"), Some("0000:03:07.1"), true)],
+        )
+        .unwrap();
+        assert_eq!(same, xml);
     }
 }
