@@ -1053,3 +1053,7 @@ async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;
