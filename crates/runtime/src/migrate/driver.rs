@@ -7,6 +7,13 @@
 //! on the way; the destination plugs its own VF back (`FAILOVER_NEGOTIATED`
 //! there) and resumes; the source QEMU exits and its VFs return to the pool.
 //!
+//! In the code: [`migrate`] settles a dead job (`recover`) and takes the
+//! domain's lock; phase 0, `snapshot::precheck_and_snapshot`, checks the
+//! source and takes what the destination needs; `run_phases` then runs
+//! `prepare_destination` (1), `start_outgoing` (2), `wait_unplug_and_copy`
+//! (3), and `complete` (4a) or `rollback` (4b), undoing what each failure
+//! leaves behind.
+//!
 //! Rollback: QEMU waits in `wait-unplug` forever, so teamvirt cancels at
 //! `--unplug-timeout`, on a failed migration, a destination that died,
 //! `domjobabort` or Ctrl-C. On cancel QEMU waits (up to 30 s) for a pending
@@ -25,16 +32,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use teamvirt_conf::DomainDef;
 use teamvirt_qmp::{Event, EventStream, MigrationStatus, Qmp, QmpError};
 use tokio::sync::watch;
 
 use super::dest::{DestEvent, Destination, PrepareRequest, Prepared};
 use super::job::{self, JobInfo};
-use super::{precheck, MigrateError};
+use super::snapshot::{precheck_and_snapshot, Source};
+use super::MigrateError;
 use crate::process::ProcId;
-use crate::run::{self, RunRecord, VfBinding};
-use crate::state::{read_optional, remove_optional, StateDir};
+use crate::run::{self, VfBinding};
+use crate::state::{remove_optional, StateDir};
 use crate::teaming::{self, PairState};
 
 /// How to migrate.
@@ -161,23 +168,6 @@ impl Stop {
             Stop::SourceGone => "operation failed: migration out job: the source QEMU exited during the migration; the domain is shut off".to_owned(),
         }
     }
-}
-
-/// What the prechecks found on the source: all the later phases need.
-/// Nothing has changed anywhere yet.
-struct Source {
-    /// The source QEMU's monitor.
-    qmp: Qmp,
-    /// The source QEMU (stopped once the destination took over).
-    proc: ProcId,
-    /// What the destination is asked to prepare.
-    req: PrepareRequest,
-    /// The guest ran (the destination resumes it only then).
-    was_running: bool,
-    /// Primaries on the guest's bus: verified back after a rollback.
-    plugged_before: Vec<String>,
-    /// Warnings shown so far (they end up in the [`Outcome`]).
-    warnings: Vec<String>,
 }
 
 /// How the copy ([`wait_unplug_and_copy`]) ended.
@@ -389,140 +379,6 @@ async fn run_phases<D: Destination>(
             })
         }
     }
-}
-
-/// Phase 0: check that the domain runs and can move (hostdevs, QEMU's
-/// blockers, no migration in progress, the record matches the QEMU the
-/// kernel shows) and take what the destination needs. Warns about a
-/// paused guest and primaries that will not unplug. Changes nothing.
-async fn precheck_and_snapshot(
-    sd: &StateDir,
-    name: &str,
-    opts: &MigrateOptions,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Source, MigrateError> {
-    let rec = match RunRecord::load(sd, name)? {
-        Some(r) if r.is_alive() => r,
-        Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
-        None if sd.domain_xml(name)?.exists() => {
-            return Err(MigrateError::NotRunning(name.to_owned()))
-        }
-        None => return Err(MigrateError::NoDomain(name.to_owned())),
-    };
-    if rec.incoming {
-        return Err(MigrateError::Incoming(name.to_owned()));
-    }
-    let paths = sd.run_paths(name)?;
-    let live_xml = read_optional(&paths.live_xml)?.unwrap_or_default();
-    if !live_xml.trim().is_empty() {
-        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml))
-            .map_err(|e| MigrateError::Conf(e.to_string()))?;
-        let blockers =
-            precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| is_hostdev_network(sd, n));
-        if !blockers.is_empty() {
-            return Err(MigrateError::Unsupported(blockers));
-        }
-    }
-    let qmp = run::connect(&rec, Duration::from_secs(5)).await?;
-    let q = qmp
-        .execute("query-migrate", Value::Null)
-        .await
-        .map_err(MigrateError::src)?;
-    if let Some(reasons) = precheck::blocked_reasons(&q) {
-        return Err(MigrateError::Blocked(reasons));
-    }
-    let status = MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or("none"));
-    if !matches!(
-        status,
-        MigrationStatus::None
-            | MigrationStatus::Completed
-            | MigrationStatus::Failed
-            | MigrationStatus::Cancelled
-    ) {
-        return Err(MigrateError::InProgress {
-            name: name.to_owned(),
-            status: status.to_string(),
-        });
-    }
-    let run_state = qmp.query_status().await.map_err(MigrateError::src)?;
-    let was_running = run_state == "running";
-    let mut warnings = Vec::new();
-    let mut warn = |progress: &mut (dyn FnMut(Progress) + Send), m: String| {
-        progress(Progress::Warning { message: m.clone() });
-        warnings.push(m);
-    };
-    if !was_running {
-        warn(progress, format!("domain '{name}' is {run_state}: a paused guest cannot unplug its primaries, so the migration will wait --unplug-timeout and roll back unless it has none plugged"));
-    }
-    let before = teaming::query(&qmp, &rec.pairs)
-        .await
-        .map_err(MigrateError::src)?;
-    for s in &before {
-        if !s.negotiated {
-            warn(progress, format!(
-                "pair {} / {}: the guest never negotiated failover, so QEMU keeps {} hidden and the migration is plain for it (no unplug; hidden on the destination too)",
-                s.pair.standby, s.pair.primary, s.pair.primary
-            ));
-        } else if !s.plugged {
-            warn(
-                progress,
-                format!(
-                    "pair {} / {}: negotiated but {} is not on the guest's bus right now",
-                    s.pair.standby, s.pair.primary, s.pair.primary
-                ),
-            );
-        }
-    }
-    let plugged_before: Vec<String> = before
-        .iter()
-        .filter(|s| s.negotiated && s.plugged)
-        .map(|s| s.pair.primary.clone())
-        .collect();
-    let persistent_xml = if opts.persistent {
-        Some(read_optional(&sd.domain_xml(name)?)?.unwrap_or_else(|| live_xml.clone()))
-    } else {
-        None
-    };
-    // The record is a file: the destination runs the definition's
-    // emulator, with the recorded command line only as far as it agrees
-    // with the one the kernel shows for the source QEMU (see argvcheck).
-    crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
-    let emulator = crate::identity::definition_emulator(sd, name);
-    let kernel_argv = crate::identity::cmdline_of(rec.proc.pid).unwrap_or_default();
-    let recorded = rec.argv.get(1..).unwrap_or_default();
-    if let Err(what) = super::argvcheck::check(recorded, kernel_argv.get(1..).unwrap_or_default()) {
-        return Err(run::RunError::Damaged {
-            name: name.to_owned(),
-            reason: format!(
-                "its run record names `{what}`, which QEMU (pid {}) was not started with",
-                rec.proc.pid
-            ),
-        }
-        .into());
-    }
-    let mut argv = vec![emulator.display().to_string()];
-    argv.extend(recorded.iter().cloned());
-    let req = PrepareRequest {
-        name: name.to_owned(),
-        uuid: rec.uuid.clone(),
-        emulator: emulator.display().to_string(),
-        argv,
-        accel: rec.accel,
-        source_run_dir: paths.dir.clone(),
-        source_serial_log: rec.serial_log.clone(),
-        source_root: sd.root().to_owned(),
-        pairs: rec.pairs.clone(),
-        live_xml,
-        persistent_xml,
-    };
-    Ok(Source {
-        qmp,
-        proc: rec.proc,
-        req,
-        was_running,
-        plugged_before,
-        warnings,
-    })
 }
 
 /// Phase 1: the destination reserves its VFs and starts its QEMU listening
@@ -788,19 +644,6 @@ fn show(cx: &mut Ctx, side: Side, ev: &Event) {
         qemu_time_s: ev.timestamp.0 as f64 + ev.timestamp.1 as f64 / 1e6,
     });
     cx.publish(true);
-}
-
-fn is_hostdev_network(sd: &StateDir, net: &str) -> bool {
-    let Ok(path) = sd.network_xml(net) else {
-        return false;
-    };
-    let Ok(Some(text)) = read_optional(&path) else {
-        return false;
-    };
-    teamvirt_conf::NetworkDef::parse_str(&text, None)
-        .ok()
-        .and_then(|(d, _)| d.forward)
-        .is_some_and(|f| f.mode_str() == "hostdev")
 }
 
 /// Phase 4a, the copy completed: the destination takes over (`finish`),
