@@ -7,6 +7,13 @@
 //! on the way; the destination plugs its own VF back (`FAILOVER_NEGOTIATED`
 //! there) and resumes; the source QEMU exits and its VFs return to the pool.
 //!
+//! In the code: [`migrate`] settles a dead job (`recover`) and takes the
+//! domain's lock; phase 0, `snapshot::precheck_and_snapshot`, checks the
+//! source and takes what the destination needs; `run_phases` then runs
+//! `prepare_destination` (1), `start_outgoing` (2), `wait_unplug_and_copy`
+//! (3), and `complete` (4a) or `rollback` (4b), undoing what each failure
+//! leaves behind.
+//!
 //! Rollback: QEMU waits in `wait-unplug` forever, so teamvirt cancels at
 //! `--unplug-timeout`, on a failed migration, a destination that died,
 //! `domjobabort` or Ctrl-C. On cancel QEMU waits (up to 30 s) for a pending
@@ -25,15 +32,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use teamvirt_conf::DomainDef;
-use teamvirt_qmp::{Event, MigrationStatus, Qmp};
+use teamvirt_qmp::{Event, EventStream, MigrationStatus, Qmp, QmpError};
 use tokio::sync::watch;
 
-use super::dest::{DestEvent, Destination, PrepareRequest};
+use super::dest::{DestEvent, Destination, PrepareRequest, Prepared};
 use super::job::{self, JobInfo};
-use super::{precheck, MigrateError};
-use crate::run::{self, RunRecord, VfBinding};
-use crate::state::{read_optional, remove_optional, StateDir};
+use super::snapshot::{precheck_and_snapshot, Source};
+use super::MigrateError;
+use crate::process::ProcId;
+use crate::run::{self, VfBinding};
+use crate::state::{remove_optional, StateDir};
 use crate::teaming::{self, PairState};
 
 /// How to migrate.
@@ -134,6 +142,7 @@ pub struct Outcome {
 }
 
 /// Why the migration is being abandoned.
+#[derive(Debug)]
 enum Stop {
     Deadline(Vec<String>),
     Aborted(String),
@@ -143,6 +152,39 @@ enum Stop {
     SourceGone,
 }
 
+impl Stop {
+    /// The error text the migration fails with.
+    fn reason(&self, unplug_timeout: Duration) -> String {
+        match self {
+            Stop::Deadline(p) => format!(
+                "operation failed: migration out job: the guest did not unplug {} within {} s (--unplug-timeout)",
+                if p.is_empty() { "its primaries".to_owned() } else { format!("primary {}", p.join(", ")) },
+                unplug_timeout.as_secs()
+            ),
+            Stop::Aborted(r) => format!("operation aborted: migration out job: {r}"),
+            Stop::QemuFailed(d) => format!("operation failed: migration out job: {d}"),
+            Stop::DestGone => "operation failed: migration out job: the destination QEMU exited".to_owned(),
+            Stop::ChannelLost(why) => format!("operation failed: migration out job: {why}"),
+            Stop::SourceGone => "operation failed: migration out job: the source QEMU exited during the migration; the domain is shut off".to_owned(),
+        }
+    }
+}
+
+/// How the copy ([`wait_unplug_and_copy`]) ended.
+#[derive(Debug)]
+enum Copied {
+    /// QEMU reported `completed`: the destination takes over.
+    Completed,
+    /// Abandoned: roll back.
+    Stopped {
+        stop: Stop,
+        /// QEMU's migration status when it was abandoned.
+        status: MigrationStatus,
+        /// teamvirt paused the source for `--timeout`.
+        paused_by_us: bool,
+    },
+}
+
 struct Ctx<'a> {
     sd: &'a StateDir,
     name: &'a str,
@@ -150,6 +192,24 @@ struct Ctx<'a> {
     t0: Instant,
     last_publish: Instant,
     progress: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        sd: &'a StateDir,
+        name: &'a str,
+        job: JobInfo,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> Ctx<'a> {
+        Ctx {
+            sd,
+            name,
+            job,
+            t0: Instant::now(),
+            last_publish: Instant::now(),
+            progress,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -199,7 +259,7 @@ pub async fn migrate<D: Destination>(
     name: &str,
     dest: &mut D,
     opts: &MigrateOptions,
-    mut abort: watch::Receiver<Option<String>>,
+    abort: watch::Receiver<Option<String>>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, MigrateError> {
     // A migration whose driver died is settled first (see `recover`).
@@ -212,147 +272,128 @@ pub async fn migrate<D: Destination>(
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
     _lock.note_holder("teamvirt migrate");
-    let rec = match RunRecord::load(sd, name)? {
-        Some(r) if r.is_alive() => r,
-        Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
-        None if sd.domain_xml(name)?.exists() => {
-            return Err(MigrateError::NotRunning(name.to_owned()))
-        }
-        None => return Err(MigrateError::NoDomain(name.to_owned())),
-    };
-    if rec.incoming {
-        return Err(MigrateError::Incoming(name.to_owned()));
-    }
-    let paths = sd.run_paths(name)?;
-    let live_xml = read_optional(&paths.live_xml)?.unwrap_or_default();
-    if !live_xml.trim().is_empty() {
-        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml))
-            .map_err(|e| MigrateError::Conf(e.to_string()))?;
-        let blockers = precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| {
-            network_is_hostdev_pool(sd, n)
-        });
-        if !blockers.is_empty() {
-            return Err(MigrateError::Unsupported(blockers));
-        }
-    }
-    let qmp = run::connect(&rec, Duration::from_secs(5)).await?;
-    let q = qmp
-        .execute("query-migrate", Value::Null)
-        .await
-        .map_err(MigrateError::src)?;
-    if let Some(reasons) = precheck::blocked_reasons(&q) {
-        return Err(MigrateError::Blocked(reasons));
-    }
-    let status = MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or("none"));
-    if !matches!(
-        status,
-        MigrationStatus::None
-            | MigrationStatus::Completed
-            | MigrationStatus::Failed
-            | MigrationStatus::Cancelled
-    ) {
-        return Err(MigrateError::InProgress {
-            name: name.to_owned(),
-            status: status.to_string(),
-        });
-    }
-    let run_state = qmp.query_status().await.map_err(MigrateError::src)?;
-    let was_running = run_state == "running";
-    let mut warnings = Vec::new();
-    let mut warn = |progress: &mut (dyn FnMut(Progress) + Send), m: String| {
-        progress(Progress::Warning { message: m.clone() });
-        warnings.push(m);
-    };
-    if !was_running {
-        warn(progress, format!("domain '{name}' is {run_state}: a paused guest cannot unplug its primaries, so the migration will wait --unplug-timeout and roll back unless it has none plugged"));
-    }
-    let before = teaming::query(&qmp, &rec.pairs)
-        .await
-        .map_err(MigrateError::src)?;
-    for s in &before {
-        if !s.negotiated {
-            warn(progress, format!(
-                "pair {} / {}: the guest never negotiated failover, so QEMU keeps {} hidden and the migration is plain for it (no unplug; hidden on the destination too)",
-                s.pair.standby, s.pair.primary, s.pair.primary
-            ));
-        } else if !s.plugged {
-            warn(
-                progress,
-                format!(
-                    "pair {} / {}: negotiated but {} is not on the guest's bus right now",
-                    s.pair.standby, s.pair.primary, s.pair.primary
-                ),
-            );
-        }
-    }
-    let plugged_before: Vec<String> = before
-        .iter()
-        .filter(|s| s.negotiated && s.plugged)
-        .map(|s| s.pair.primary.clone())
-        .collect();
-    let persistent_xml = if opts.persistent {
-        Some(read_optional(&sd.domain_xml(name)?)?.unwrap_or_else(|| live_xml.clone()))
-    } else {
-        None
-    };
-    // The record is a file: the destination runs the definition's
-    // emulator, with the recorded command line only as far as it agrees
-    // with the one the kernel shows for the source QEMU (see argvcheck).
-    crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
-    let emulator = crate::identity::definition_emulator(sd, name);
-    let kernel_argv = crate::identity::cmdline_of(rec.proc.pid).unwrap_or_default();
-    let recorded = rec.argv.get(1..).unwrap_or_default();
-    if let Err(what) = super::argvcheck::check(recorded, kernel_argv.get(1..).unwrap_or_default()) {
-        return Err(run::RunError::Damaged {
-            name: name.to_owned(),
-            reason: format!(
-                "its run record names `{what}`, which QEMU (pid {}) was not started with",
-                rec.proc.pid
-            ),
-        }
-        .into());
-    }
-    let mut argv = vec![emulator.display().to_string()];
-    argv.extend(recorded.iter().cloned());
-    let req = PrepareRequest {
-        name: name.to_owned(),
-        uuid: rec.uuid.clone(),
-        emulator: emulator.display().to_string(),
-        argv,
-        accel: rec.accel,
-        source_run_dir: paths.dir.clone(),
-        source_serial_log: rec.serial_log.clone(),
-        source_root: sd.root().to_owned(),
-        pairs: rec.pairs.clone(),
-        live_xml,
-        persistent_xml,
-    };
+    let src = precheck_and_snapshot(sd, name, opts, progress).await?;
+    run_phases(sd, name, src, dest, opts, abort, progress).await
+}
 
-    let mut cx = Ctx {
-        sd,
-        name,
-        job: JobInfo {
-            source_was_running: Some(was_running),
-            persistent: opts.persistent,
-            undefine_source: opts.undefine_source,
-            ..JobInfo::new(&dest.describe())
-        },
-        t0: Instant::now(),
-        last_publish: Instant::now(),
-        progress,
+/// The phases after the prechecks, with what each failure undoes: prepare
+/// the destination, start the outgoing migration, wait for the unplug and
+/// the copy, then hand over ([`complete`]) or take back ([`rollback`]).
+/// The job file is removed whenever it ends, except on success, where
+/// [`complete`] removes it itself.
+async fn run_phases<D: Destination>(
+    sd: &StateDir,
+    name: &str,
+    src: Source,
+    dest: &mut D,
+    opts: &MigrateOptions,
+    mut abort: watch::Receiver<Option<String>>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, MigrateError> {
+    let job = JobInfo {
+        source_was_running: Some(src.was_running),
+        persistent: opts.persistent,
+        undefine_source: opts.undefine_source,
+        ..JobInfo::new(&dest.describe())
     };
-    cx.emit(Progress::Phase {
-        phase: "prepare".into(),
-        elapsed_ms: 0,
-    });
-    cx.publish(true);
-    let mut prepared = match dest.prepare(&req).await {
+    let mut cx = Ctx::new(sd, name, job, progress);
+
+    // 1. Prepare. A failed prepare leaves nothing behind on the destination
+    //    (see `Destination::prepare`) and the source was not touched: there
+    //    is nothing to roll back.
+    let mut prepared = match prepare_destination(&mut cx, dest, &src.req).await {
         Ok(p) => p,
         Err(e) => {
             let _ = job::clear(sd, name);
             return Err(e);
         }
     };
+
+    // 2. Start. The source is not migrating when this fails: only the
+    //    destination is torn down.
+    let mut src_events = src.qmp.subscribe();
+    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri).await {
+        let _ = dest.abort().await;
+        let _ = job::clear(sd, name);
+        return Err(MigrateError::src(e));
+    }
+    cx.phase("setup");
+    // Deadlines count from the `migrate` command, not from the prepare.
+    let migrating_since = Instant::now();
+
+    // 3. The guest unplugs its primaries, QEMU copies.
+    let copied = wait_unplug_and_copy(
+        &mut cx,
+        &src.qmp,
+        &mut src_events,
+        &mut prepared,
+        opts,
+        &mut abort,
+        migrating_since,
+    )
+    .await;
+
+    match copied {
+        // 4a. Completed: the destination takes over, the source QEMU goes.
+        Copied::Completed => {
+            let out = complete(
+                &mut cx,
+                dest,
+                &src.qmp,
+                src.proc,
+                &mut prepared,
+                src.was_running,
+                opts,
+                src.warnings,
+            )
+            .await;
+            if out.is_err() {
+                let _ = job::clear(sd, name);
+            }
+            out
+        }
+        // 4b. Abandoned: cancel, tear the destination down, check the
+        //     primaries are back on the source.
+        Copied::Stopped {
+            stop,
+            status,
+            paused_by_us,
+        } => {
+            let reason = stop.reason(opts.unplug_timeout);
+            cx.job.abort_reason = Some(reason.clone());
+            let (rollback, primaries_back) = rollback(
+                &mut cx,
+                dest,
+                &src.qmp,
+                &stop,
+                status,
+                paused_by_us,
+                &src.plugged_before,
+            )
+            .await;
+            let _ = job::clear(sd, name);
+            Err(MigrateError::Failed {
+                reason,
+                rollback,
+                primaries_back,
+            })
+        }
+    }
+}
+
+/// Phase 1: the destination reserves its VFs and starts its QEMU listening
+/// (`prepare` shown and published first). Says what it reserved.
+async fn prepare_destination<D: Destination>(
+    cx: &mut Ctx<'_>,
+    dest: &mut D,
+    req: &PrepareRequest,
+) -> Result<Prepared, MigrateError> {
+    cx.emit(Progress::Phase {
+        phase: "prepare".into(),
+        elapsed_ms: 0,
+    });
+    cx.publish(true);
+    let prepared = dest.prepare(req).await?;
     for v in &prepared.vfs {
         cx.emit(Progress::Info {
             message: format!(
@@ -376,43 +417,54 @@ pub async fn migrate<D: Destination>(
             prepared.uri
         ),
     });
+    Ok(prepared)
+}
 
-    let mut src_events = qmp.subscribe();
-    let start = async {
-        qmp.execute(
-            "migrate-set-capabilities",
-            json!({"capabilities": [{"capability": "events", "state": true}]}),
-        )
-        .await?;
-        // Always set: QEMU keeps the cap of an earlier migration of this
-        // process (a cancelled `--bandwidth 1` would throttle the next
-        // one for ever). Unset means unlimited, as libvirt does
-        // (QEMU_DOMAIN_MIG_BANDWIDTH_MAX), not QEMU's 32 MiB/s default.
-        let max = opts.bandwidth_mib.unwrap_or(i64::MAX as u64 >> 20);
-        qmp.execute(
-            "migrate-set-parameters",
-            json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
-        )
-        .await?;
-        // A QEMU keeps the TLS settings of its last migration: always set.
-        match &opts.tls_dir {
-            Some(dir) => super::remote::source_tls(&qmp, dir, &prepared.uri).await?,
-            None => {
-                qmp.execute("migrate-set-parameters", json!({"tls-creds": ""}))
-                    .await?;
-            }
+/// Phase 2: migration events on, bandwidth and TLS set, `migrate` to `uri`.
+async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(), QmpError> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({"capabilities": [{"capability": "events", "state": true}]}),
+    )
+    .await?;
+    // Always set: QEMU keeps the cap of an earlier migration of this
+    // process (a cancelled `--bandwidth 1` would throttle the next
+    // one for ever). Unset means unlimited, as libvirt does
+    // (QEMU_DOMAIN_MIG_BANDWIDTH_MAX), not QEMU's 32 MiB/s default.
+    let max = opts.bandwidth_mib.unwrap_or(i64::MAX as u64 >> 20);
+    qmp.execute(
+        "migrate-set-parameters",
+        json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
+    )
+    .await?;
+    // A QEMU keeps the TLS settings of its last migration: always set.
+    match &opts.tls_dir {
+        Some(dir) => super::remote::source_tls(qmp, dir, uri).await?,
+        None => {
+            qmp.execute("migrate-set-parameters", json!({"tls-creds": ""}))
+                .await?;
         }
-        qmp.execute("migrate", json!({"uri": prepared.uri})).await
-    };
-    if let Err(e) = start.await {
-        let _ = dest.abort().await;
-        let _ = job::clear(sd, name);
-        return Err(MigrateError::src(e));
     }
-    cx.phase("setup");
-    // Deadlines count from the `migrate` command, not from the prepare.
-    let migrating_since = Instant::now();
+    qmp.execute("migrate", json!({"uri": uri})).await?;
+    Ok(())
+}
 
+/// Phase 3: follow the migration until QEMU completes it or it must be
+/// abandoned. Shows both QEMUs' events and the figures (polled every
+/// `opts.poll`), moves the phase forward only, and stops on QEMU's
+/// failure, a destination or source that went away, an abort request, or
+/// the guest not unplugging within `--unplug-timeout` of
+/// `migrating_since`. Past `--timeout` the copying source is paused so the
+/// copy converges.
+async fn wait_unplug_and_copy(
+    cx: &mut Ctx<'_>,
+    qmp: &Qmp,
+    src_events: &mut EventStream,
+    prepared: &mut Prepared,
+    opts: &MigrateOptions,
+    abort: &mut watch::Receiver<Option<String>>,
+    migrating_since: Instant,
+) -> Copied {
     let mut status = MigrationStatus::Setup;
     let mut unplug_since: Option<Instant> = None;
     let mut paused_by_us = false;
@@ -432,7 +484,7 @@ pub async fn migrate<D: Destination>(
                                 cx.job.unplugged.push(d.to_owned());
                             }
                         }
-                        show(&mut cx, Side::Source, &ev);
+                        show(cx, Side::Source, &ev);
                     }
                 }
             },
@@ -453,7 +505,7 @@ pub async fn migrate<D: Destination>(
                             cx.job.negotiated_on_destination.push(d.to_owned());
                         }
                     }
-                    show(&mut cx, Side::Destination, &ev);
+                    show(cx, Side::Destination, &ev);
                 }
             },
             _ = tick.tick() => {
@@ -533,61 +585,13 @@ pub async fn migrate<D: Destination>(
             _ => {}
         }
     };
-
     match stop {
-        None => {
-            if let Ok(q) = qmp.execute("query-migrate", Value::Null).await {
-                cx.job.update_from_query(&q);
-            }
-            drain_dest(&mut cx, &mut prepared);
-            let out = complete(
-                &mut cx,
-                dest,
-                &qmp,
-                &rec,
-                &mut prepared,
-                was_running,
-                opts,
-                warnings,
-            )
-            .await;
-            if out.is_err() {
-                let _ = job::clear(sd, name);
-            }
-            out
-        }
-        Some(stop) => {
-            let reason = match &stop {
-                Stop::Deadline(p) => format!(
-                    "operation failed: migration out job: the guest did not unplug {} within {} s (--unplug-timeout)",
-                    if p.is_empty() { "its primaries".to_owned() } else { format!("primary {}", p.join(", ")) },
-                    opts.unplug_timeout.as_secs()
-                ),
-                Stop::Aborted(r) => format!("operation aborted: migration out job: {r}"),
-                Stop::QemuFailed(d) => format!("operation failed: migration out job: {d}"),
-                Stop::DestGone => "operation failed: migration out job: the destination QEMU exited".to_owned(),
-                Stop::ChannelLost(why) => format!("operation failed: migration out job: {why}"),
-                Stop::SourceGone => "operation failed: migration out job: the source QEMU exited during the migration; the domain is shut off".to_owned(),
-            };
-            cx.job.abort_reason = Some(reason.clone());
-            let r = rollback(
-                &mut cx,
-                dest,
-                &qmp,
-                &stop,
-                status,
-                paused_by_us,
-                &plugged_before,
-            )
-            .await;
-            let _ = job::clear(sd, name);
-            let (rollback, primaries_back) = r;
-            Err(MigrateError::Failed {
-                reason,
-                rollback,
-                primaries_back,
-            })
-        }
+        None => Copied::Completed,
+        Some(stop) => Copied::Stopped {
+            stop,
+            status,
+            paused_by_us,
+        },
     }
 }
 
@@ -606,7 +610,7 @@ fn rank(s: &MigrationStatus) -> u8 {
 }
 
 /// Show destination events that arrived since the loop last looked.
-fn drain_dest(cx: &mut Ctx, prepared: &mut super::Prepared) {
+fn drain_dest(cx: &mut Ctx, prepared: &mut Prepared) {
     while let Ok(DestEvent::Qmp(ev)) = prepared.events.try_recv() {
         if ev.name == "FAILOVER_NEGOTIATED" {
             if let Some(d) = ev.data_str("device-id") {
@@ -642,30 +646,25 @@ fn show(cx: &mut Ctx, side: Side, ev: &Event) {
     cx.publish(true);
 }
 
-/// Whether network `net` of the state directory is defined, readable and a
-/// VF pool ([`crate::network::is_hostdev_network`]); false otherwise.
-fn network_is_hostdev_pool(sd: &StateDir, net: &str) -> bool {
-    let Ok(path) = sd.network_xml(net) else {
-        return false;
-    };
-    let Ok(Some(text)) = read_optional(&path) else {
-        return false;
-    };
-    teamvirt_conf::NetworkDef::parse_str(&text, None)
-        .is_ok_and(|(d, _)| crate::network::is_hostdev_network(&d))
-}
-
+/// Phase 4a, the copy completed: the destination takes over (`finish`),
+/// the source QEMU is stopped and its VFs return. A destination that
+/// cannot take over gives the domain back to the source, resumed.
 #[allow(clippy::too_many_arguments)]
 async fn complete<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
     qmp: &Qmp,
-    rec: &RunRecord,
-    prepared: &mut super::Prepared,
+    proc: ProcId,
+    prepared: &mut Prepared,
     was_running: bool,
     opts: &MigrateOptions,
     mut warnings: Vec<String>,
 ) -> Result<Outcome, MigrateError> {
+    // QEMU's final figures, and what the destination said until now.
+    if let Ok(q) = qmp.execute("query-migrate", Value::Null).await {
+        cx.job.update_from_query(&q);
+    }
+    drain_dest(cx, prepared);
     cx.phase("finish");
     let fin = match dest.finish(was_running, Duration::from_secs(30)).await {
         Ok(f) => f,
@@ -714,7 +713,6 @@ async fn complete<D: Destination>(
     }
     // Confirm: the source QEMU (in `postmigrate`) goes away, its VFs return.
     let _ = tokio::time::timeout(Duration::from_secs(5), qmp.quit()).await;
-    let proc = rec.proc;
     let (sd, name) = (cx.sd.clone(), cx.name.to_owned());
     tokio::task::spawn_blocking(move || {
         // Signals only to what /proc confirms is the domain's QEMU.
@@ -748,6 +746,10 @@ async fn complete<D: Destination>(
     })
 }
 
+/// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
+/// plugs the primaries back), tear the destination down, verify every
+/// primary that was plugged is plugged again. Returns the steps taken and
+/// whether all primaries are back.
 #[allow(clippy::too_many_arguments)]
 async fn rollback<D: Destination>(
     cx: &mut Ctx<'_>,
@@ -894,3 +896,7 @@ async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

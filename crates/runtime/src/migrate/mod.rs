@@ -10,6 +10,8 @@
 //!   local implementation on another state directory of this machine.
 //! * [`driver`]: the source side: drives QEMU, shows progress, enforces
 //!   deadlines, rolls back.
+//! * `snapshot`: the source checked and described before anything moves
+//!   (the driver's phase 0).
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
 //! * [`recover`]: settles a migration whose driving process died.
@@ -30,6 +32,7 @@ pub mod proto;
 pub mod recover;
 pub mod remote;
 pub mod serve;
+mod snapshot;
 
 use std::path::PathBuf;
 
