@@ -62,7 +62,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, MigrateError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))
+        .map_err(|e| MigrateError::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })
 }
 
 fn drive<D: Destination>(
@@ -136,7 +139,10 @@ fn check_targets(sd: &StateDir, name: &str, dest_root: &Path) -> Result<(), Migr
 }
 
 fn sig_err(e: std::io::Error) -> MigrateError {
-    MigrateError::Conf(format!("cannot install signal handlers: {e}"))
+    MigrateError::Io {
+        what: "cannot install signal handlers".into(),
+        source: e,
+    }
 }
 
 #[cfg(test)]

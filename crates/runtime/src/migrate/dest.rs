@@ -363,7 +363,7 @@ impl LocalDestination {
         // `domjobabort` there reaches the process driving the migration.
         let mut incoming = JobInfo::new(&req.source_root.display().to_string());
         incoming.operation = "migration in".into();
-        incoming.phase = "incoming".into();
+        incoming.phase = super::job::JobPhase::Incoming;
         job::publish(&self.sd, &req.name, &incoming)?;
         let qmp = launched.qmp;
         qmp.execute(
@@ -379,8 +379,9 @@ impl LocalDestination {
         }
         if self.unix_incoming {
             // QEMU (the QEMU user) binds it: not in the run directory.
-            let dir = crate::privdrop::socket_dir("migrate-in").map_err(|e| {
-                MigrateError::Conf(format!("cannot make the incoming socket directory: {e}"))
+            let dir = crate::privdrop::socket_dir("migrate-in").map_err(|e| MigrateError::Io {
+                what: "cannot make the incoming socket directory".into(),
+                source: e,
             })?;
             let sock = dir.join("migrate-in.sock");
             self.sock_dir = Some(dir);
@@ -503,8 +504,9 @@ pub fn referenced_files(
             .iter()
             .any(|a| a.contains(&path) || a.contains(&path.replace(',', ",,")))
         {
-            let data = std::fs::read(e.path()).map_err(|err| {
-                MigrateError::Conf(format!("cannot read {}: {err}", e.path().display()))
+            let data = std::fs::read(e.path()).map_err(|err| MigrateError::Io {
+                what: format!("cannot read {}", e.path().display()),
+                source: err,
             })?;
             out.push((name, data));
         }
@@ -523,8 +525,10 @@ fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>,
             device,
         });
     };
-    let (def, _) = NetworkDef::parse_str(&text, Some(&path))
-        .map_err(|e| MigrateError::Conf(format!("{}: {e}", path.display())))?;
+    let (def, _) = NetworkDef::parse_str(&text, Some(&path)).map_err(|e| MigrateError::Xml {
+        what: path.display().to_string(),
+        source: e,
+    })?;
     if !crate::network::is_hostdev_network(&def) {
         return Err(MigrateError::DestNotHostdev {
             network: net.to_owned(),
@@ -533,7 +537,7 @@ fn pool_members(sd: &StateDir, net: &str, device: String) -> Result<Vec<String>,
     }
     crate::network::pool_members(&def)
         .map(|v| v.iter().map(ToString::to_string).collect())
-        .map_err(|e| MigrateError::Conf(e.to_string()))
+        .map_err(|e| MigrateError::Runtime(Box::new(e)))
 }
 
 /// The host preparation of the destination's real VF primaries. What the
@@ -550,7 +554,10 @@ fn host_requests(
         return Ok(Vec::new());
     }
     let live = teamvirt_conf::DomainDef::parse_str(live_xml, None)
-        .map_err(|e| MigrateError::Conf(format!("source live XML: {e}")))?
+        .map_err(|e| MigrateError::Xml {
+            what: "source live XML".into(),
+            source: e,
+        })?
         .0;
     let tag = |v: Option<&teamvirt_conf::model::Vlan>| v.and_then(|v| v.tags.first()).map(|t| t.id);
     let mut out = Vec::new();
@@ -623,8 +630,10 @@ fn retarget_live_xml(
     if moves.is_empty() {
         return Ok(xml.to_owned());
     }
-    let (mut def, _) = DomainDef::parse_str(xml, None)
-        .map_err(|e| MigrateError::Conf(format!("live XML of the source: {e}")))?;
+    let (mut def, _) = DomainDef::parse_str(xml, None).map_err(|e| MigrateError::Xml {
+        what: "live XML of the source".into(),
+        source: e,
+    })?;
     def.id = crate::live::live_id(xml);
     let retarget = |pci: &mut Option<teamvirt_conf::model::PciAddress>| {
         let Some(p) = pci.as_mut() else { return };
@@ -737,11 +746,11 @@ impl Destination for LocalDestination {
         let a = self
             .active
             .as_mut()
-            .ok_or_else(|| MigrateError::Conf("finish without prepare".into()))?;
+            .ok_or_else(|| MigrateError::Sequence("finish without prepare"))?;
         let qmp = a
             .qmp
             .clone()
-            .ok_or_else(|| MigrateError::Conf("finish without a destination QEMU".into()))?;
+            .ok_or_else(|| MigrateError::Sequence("finish without a destination QEMU"))?;
         let deadline = Instant::now() + timeout;
         loop {
             let q = qmp
@@ -751,20 +760,16 @@ impl Destination for LocalDestination {
             match q.get("status").and_then(Value::as_str).unwrap_or("") {
                 "completed" => break,
                 "failed" | "cancelled" => {
-                    return Err(MigrateError::Conf(format!(
-                        "the incoming migration on the destination ended '{}'{}",
-                        q["status"].as_str().unwrap_or(""),
-                        q.get("error-desc")
+                    return Err(MigrateError::IncomingEnded {
+                        status: q["status"].as_str().unwrap_or("").to_owned(),
+                        desc: q
+                            .get("error-desc")
                             .and_then(Value::as_str)
-                            .map(|d| format!(": {d}"))
-                            .unwrap_or_default()
-                    )))
+                            .map(str::to_owned),
+                    })
                 }
                 _ if Instant::now() >= deadline => {
-                    return Err(MigrateError::Conf(format!(
-                        "the destination did not complete the incoming migration within {} s",
-                        timeout.as_secs()
-                    )))
+                    return Err(MigrateError::IncomingTimeout(timeout.as_secs()))
                 }
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -866,9 +871,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, MigrateError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| MigrateError::Conf(format!("blocking task failed: {e}")))
+    Ok(tokio::task::spawn_blocking(f).await?)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use teamvirt_qmp::{Event, EventStream, MigrationStatus, Qmp, QmpError};
 use tokio::sync::watch;
 
 use super::dest::{DestEvent, Destination, PrepareRequest, Prepared};
-use super::job::{self, JobInfo};
+use super::job::{self, JobInfo, JobPhase};
 use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
 use crate::process::ProcId;
@@ -219,11 +219,12 @@ impl Ctx<'_> {
     fn emit(&mut self, p: Progress) {
         (self.progress)(p)
     }
-    fn phase(&mut self, phase: &str) {
+    fn phase(&mut self, phase: JobPhase) {
         if self.job.phase == phase {
             return;
         }
-        self.job.phase = phase.to_owned();
+        self.job.phase = phase.clone();
+        let phase = phase.as_str();
         crate::domlog::event(self.sd, self.name, &format!("migration out: {phase}"));
         let elapsed_ms = self.ms();
         self.emit(Progress::Phase {
@@ -317,7 +318,7 @@ async fn run_phases<D: Destination>(
         let _ = job::clear(sd, name);
         return Err(MigrateError::src(e));
     }
-    cx.phase("setup");
+    cx.phase(JobPhase::Qemu(MigrationStatus::Setup));
     // Deadlines count from the `migrate` command, not from the prepare.
     let migrating_since = Instant::now();
 
@@ -516,7 +517,7 @@ async fn wait_unplug_and_copy(
                             error_desc = Some(d.to_owned());
                         }
                         new_status = q.get("status").and_then(Value::as_str).map(MigrationStatus::parse);
-                        let (phase, elapsed_ms) = (cx.job.phase.clone(), cx.ms());
+                        let (phase, elapsed_ms) = (cx.job.phase.to_string(), cx.ms());
                         let j = &cx.job;
                         let stats = Progress::Stats {
                             phase, elapsed_ms,
@@ -551,7 +552,7 @@ async fn wait_unplug_and_copy(
                 }
             }
             status = ns;
-            cx.phase(status.as_str());
+            cx.phase(JobPhase::Qemu(status.clone()));
         }
         match status {
             MigrationStatus::Completed => break None,
@@ -665,7 +666,7 @@ async fn complete<D: Destination>(
         cx.job.update_from_query(&q);
     }
     drain_dest(cx, prepared);
-    cx.phase("finish");
+    cx.phase(JobPhase::Finish);
     let fin = match dest.finish(was_running, Duration::from_secs(30)).await {
         Ok(f) => f,
         // A remote destination that lost its channel after the copy
@@ -733,7 +734,7 @@ async fn complete<D: Destination>(
         remove_optional(&p)?;
     }
     cx.job.tick();
-    cx.job.phase = "done".into();
+    cx.job.phase = JobPhase::Done;
     Ok(Outcome {
         job: cx.job.clone(),
         destination_pairs: fin.pairs,
@@ -761,7 +762,7 @@ async fn rollback<D: Destination>(
     plugged_before: &[String],
 ) -> (Vec<String>, bool) {
     let mut log = Vec::new();
-    cx.phase("rollback");
+    cx.phase(JobPhase::Rollback);
     if matches!(stop, Stop::SourceGone) {
         for l in dest.abort().await.unwrap_or_default() {
             cx.rollback(l, &mut log);
@@ -820,7 +821,7 @@ async fn rollback<D: Destination>(
             Ok(q) => {
                 final_status =
                     MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or(""));
-                cx.phase(final_status.as_str());
+                cx.phase(JobPhase::Qemu(final_status.clone()));
             }
             Err(_) => break,
         }

@@ -481,7 +481,7 @@ async fn completed_migration_hands_over() {
             json!({"tls-creds": ""}),
         ]
     );
-    assert_eq!(out.job.phase, "done");
+    assert_eq!(out.job.phase, JobPhase::Done);
     assert_eq!(out.job.unplugged, ["hostdev0"]);
     assert_eq!(out.job.negotiated_on_destination, ["net0"]);
     assert!(out.job.wait_unplug_ms.is_some());

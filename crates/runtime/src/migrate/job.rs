@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use teamvirt_qmp::MigrationStatus;
 
 use crate::process::ProcId;
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
@@ -38,6 +39,68 @@ pub enum JobError {
     },
 }
 
+/// Where a migration job is: teamvirt's own steps around QEMU's status.
+/// Written as its name (`prepare`, `wait-unplug`, `done`, ...) in
+/// `job.json`, `domjobinfo` and the progress lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum JobPhase {
+    /// The destination is checked, reserved and started.
+    #[default]
+    Prepare,
+    /// QEMU's migration status (`setup`, `wait-unplug`, `active`,
+    /// `completed`, `cancelling`, `cancelled`, `failed`, ...).
+    Qemu(MigrationStatus),
+    /// The destination takes over (resume, primaries, records).
+    Finish,
+    /// The source gets the domain back.
+    Rollback,
+    Done,
+    /// The destination side's job (`migration in`).
+    Incoming,
+}
+
+impl JobPhase {
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobPhase::Prepare => "prepare",
+            JobPhase::Qemu(s) => s.as_str(),
+            JobPhase::Finish => "finish",
+            JobPhase::Rollback => "rollback",
+            JobPhase::Done => "done",
+            JobPhase::Incoming => "incoming",
+        }
+    }
+
+    pub fn parse(s: &str) -> JobPhase {
+        match s {
+            "prepare" => JobPhase::Prepare,
+            "finish" => JobPhase::Finish,
+            "rollback" => JobPhase::Rollback,
+            "done" => JobPhase::Done,
+            "incoming" => JobPhase::Incoming,
+            other => JobPhase::Qemu(MigrationStatus::parse(other)),
+        }
+    }
+}
+
+impl std::fmt::Display for JobPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for JobPhase {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobPhase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JobPhase, D::Error> {
+        Ok(JobPhase::parse(&String::deserialize(d)?))
+    }
+}
+
 /// One published snapshot of a migration job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
@@ -50,7 +113,7 @@ pub struct JobInfo {
     /// `prepare`, then QEMU's status (`setup`, `wait-unplug`, `active`,
     /// `completed`, `cancelling`, `cancelled`, `failed`), then `finish`,
     /// `rollback`, `done`.
-    pub phase: String,
+    pub phase: JobPhase,
     pub started_unix_ms: u64,
     /// Time since the job started.
     pub elapsed_ms: u64,
@@ -94,7 +157,7 @@ impl JobInfo {
             operation: "migration out".into(),
             driver: ProcId::of(std::process::id() as i32),
             destination: destination.to_owned(),
-            phase: "prepare".into(),
+            phase: JobPhase::Prepare,
             started_unix_ms: now_ms(),
             ..Default::default()
         }
@@ -135,7 +198,7 @@ impl JobInfo {
         let mut out = vec![
             ("Job type".into(), "Unbounded".into()),
             ("Operation".into(), capitalize(&self.operation)),
-            ("Phase".into(), self.phase.clone()),
+            ("Phase".into(), self.phase.to_string()),
             ("Destination".into(), self.destination.clone()),
             ("Time elapsed".into(), format!("{} ms", self.elapsed_ms)),
         ];
@@ -334,9 +397,26 @@ mod tests {
         assert!(matches!(request_abort(&sd, "vm"), Err(JobError::NoJob)));
         // A live driver: readable. (Not signalled here: it is this test.)
         j.driver = Some(me);
-        j.phase = "wait-unplug".into();
+        j.phase = JobPhase::Qemu(MigrationStatus::WaitUnplug);
         publish(&sd, "vm", &j).unwrap();
-        assert_eq!(current(&sd, "vm").unwrap().unwrap().phase, "wait-unplug");
+        assert_eq!(
+            current(&sd, "vm").unwrap().unwrap().phase,
+            JobPhase::Qemu(MigrationStatus::WaitUnplug)
+        );
+        // Written as its name, read back the same.
+        let text = std::fs::read_to_string(job_path(&sd, "vm").unwrap()).unwrap();
+        assert!(text.contains("\"phase\": \"wait-unplug\""), "{text}");
+        for p in [
+            "prepare",
+            "setup",
+            "wait-unplug",
+            "finish",
+            "rollback",
+            "done",
+            "incoming",
+        ] {
+            assert_eq!(JobPhase::parse(p).as_str(), p);
+        }
         clear(&sd, "vm").unwrap();
         assert!(current(&sd, "vm").unwrap().is_none());
     }

@@ -99,8 +99,38 @@ pub enum MigrateError {
         side: &'static str,
         source: QmpError,
     },
+    /// A live XML or network definition that does not parse.
+    #[error("internal error: {what}: {source}")]
+    Xml {
+        what: String,
+        source: teamvirt_conf::ConfError,
+    },
+    /// A host operation teamvirt needed (a file, a socket, a runtime).
+    #[error("internal error: {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The incoming side failed or did not complete in time.
+    #[error("internal error: the incoming migration on the destination ended '{status}'{}", .desc.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    IncomingEnded {
+        status: String,
+        desc: Option<String>,
+    },
+    #[error(
+        "internal error: the destination did not complete the incoming migration within {0} s"
+    )]
+    IncomingTimeout(u64),
+    /// `finish` called in the wrong order (a bug in the caller).
     #[error("internal error: {0}")]
-    Conf(String),
+    Sequence(&'static str),
+    #[error("internal error: blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("internal error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A runtime error met on the way (a pool's members, ...).
+    #[error(transparent)]
+    Runtime(Box<crate::error::RuntimeError>),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error(transparent)]

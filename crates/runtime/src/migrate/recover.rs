@@ -331,7 +331,10 @@ pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))?;
+        .map_err(|e| MigrateError::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })?;
     rt.block_on(recover(sd, name))
 }
 

@@ -547,7 +547,7 @@ impl RemoteDestination {
     async fn request(&mut self, msg: &ToDest, timeout: Duration) -> Result<FromDest, MigrateError> {
         let lost = self.lost();
         let conn = self.conn.as_mut().ok_or(lost)?;
-        let mut line = serde_json::to_string(msg).map_err(|e| MigrateError::Conf(e.to_string()))?;
+        let mut line = serde_json::to_string(msg)?;
         line.push('\n');
         let stdin = conn.stdin.as_mut().ok_or_else(|| self_lost(&self.target))?;
         if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
@@ -597,12 +597,15 @@ impl RemoteDestination {
     ) -> Result<String, MigrateError> {
         // The source QEMU (the QEMU user) connects: not in the run dir.
         let _ = run_dir;
-        let dir = crate::privdrop::socket_dir("migrate-tunnel").map_err(|e| {
-            MigrateError::Conf(format!("cannot make the tunnel socket directory: {e}"))
+        let dir = crate::privdrop::socket_dir("migrate-tunnel").map_err(|e| MigrateError::Io {
+            what: "cannot make the tunnel socket directory".into(),
+            source: e,
         })?;
         let sock = dir.join("migrate-tunnel.sock");
-        let listener = tokio::net::UnixListener::bind(&sock)
-            .map_err(|e| MigrateError::Conf(format!("cannot listen on {}: {e}", sock.display())))?;
+        let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| MigrateError::Io {
+            what: format!("cannot listen on {}", sock.display()),
+            source: e,
+        })?;
         // QEMU may run as another user (it connects to this socket).
         {
             use std::os::unix::fs::PermissionsExt;

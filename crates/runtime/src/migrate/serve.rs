@@ -64,7 +64,10 @@ where
     let mut source_was_running = true;
     let mut prepared = false;
     let sig = |k: SignalKind| {
-        signal(k).map_err(|e| MigrateError::Conf(format!("cannot install signal handlers: {e}")))
+        signal(k).map_err(|e| MigrateError::Io {
+            what: "cannot install signal handlers".into(),
+            source: e,
+        })
     };
     let mut term = sig(SignalKind::terminate())?;
     let mut hup = sig(SignalKind::hangup())?;
@@ -240,7 +243,10 @@ pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| MigrateError::Conf(format!("tokio runtime: {e}")))?;
+        .map_err(|e| MigrateError::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })?;
     let res = rt.block_on(serve(
         sd,
         tokio::io::BufReader::new(tokio::io::stdin()),

@@ -57,8 +57,12 @@ pub(super) async fn precheck_and_snapshot(
     let paths = sd.run_paths(name)?;
     let live_xml = read_optional(&paths.live_xml)?.unwrap_or_default();
     if !live_xml.trim().is_empty() {
-        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml))
-            .map_err(|e| MigrateError::Conf(e.to_string()))?;
+        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml)).map_err(|e| {
+            MigrateError::Xml {
+                what: format!("live XML {}", paths.live_xml.display()),
+                source: e,
+            }
+        })?;
         let blockers = precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| {
             network_is_hostdev_pool(sd, n)
         });
