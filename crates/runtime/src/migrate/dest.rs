@@ -169,64 +169,9 @@ impl LocalDestination {
         &self.sd
     }
 
-    /// Reserve a destination VF for every transient that has a network, in
-    /// one step over all pools involved (so the check and the reservation
-    /// cannot be separated by another process).
+    #[cfg(test)]
     fn reserve(&self, req: &PrepareRequest) -> Result<Vec<VfBinding>, MigrateError> {
-        let mut wanted: Vec<(&TeamingPair, &str)> = Vec::new();
-        for p in &req.pairs {
-            match (&p.network, &p.vf) {
-                (Some(net), _) => wanted.push((p, net)),
-                (None, Some(vf)) if !p.emulated => {
-                    return Err(MigrateError::DestSharedVf {
-                        device: p.primary.clone(),
-                        vf: vf.clone(),
-                    })
-                }
-                _ => {}
-            }
-        }
-        let mut nets: Vec<&str> = wanted.iter().map(|w| w.1).collect();
-        nets.sort();
-        nets.dedup();
-        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for net in &nets {
-            let device = wanted
-                .iter()
-                .find(|w| w.1 == *net)
-                .map(|w| w.0.primary.clone());
-            members.insert(
-                net,
-                pool_members(&self.sd, net, device.unwrap_or_default())?,
-            );
-        }
-        let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
-        let name = req.name.clone();
-        let got = VfPool::update_many(&pools, |states| {
-            let mut got = Vec::new();
-            for (pair, net) in &wanted {
-                let i = nets.iter().position(|n| n == net).expect("listed");
-                let st = &mut states[i];
-                let free = members[net]
-                    .iter()
-                    .find(|m| !st.allocations.iter().any(|a| &a.address == *m))
-                    .ok_or_else(|| PoolError::Exhausted {
-                        network: net.to_string(),
-                    })?;
-                st.allocations.push(VfAllocation {
-                    address: free.clone(),
-                    domain: name.clone(),
-                    device: pair.primary.clone(),
-                });
-                got.push(VfBinding {
-                    network: net.to_string(),
-                    device: pair.primary.clone(),
-                    address: free.clone(),
-                });
-            }
-            Ok(got)
-        })?;
-        Ok(got)
+        reserve_in(&self.sd, req)
     }
 
     fn release(&self, name: &str, vfs: &[VfBinding]) -> Vec<String> {
@@ -611,6 +556,63 @@ fn host_requests(
     Ok(out)
 }
 
+/// Reserve a destination VF for every transient that has a network, in
+/// one step over all pools involved (so the check and the reservation
+/// cannot be separated by another process).
+fn reserve_in(sd: &StateDir, req: &PrepareRequest) -> Result<Vec<VfBinding>, MigrateError> {
+    let mut wanted: Vec<(&TeamingPair, &str)> = Vec::new();
+    for p in &req.pairs {
+        match (&p.network, &p.vf) {
+            (Some(net), _) => wanted.push((p, net)),
+            (None, Some(vf)) if !p.emulated => {
+                return Err(MigrateError::DestSharedVf {
+                    device: p.primary.clone(),
+                    vf: vf.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+    let mut nets: Vec<&str> = wanted.iter().map(|w| w.1).collect();
+    nets.sort();
+    nets.dedup();
+    let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for net in &nets {
+        let device = wanted
+            .iter()
+            .find(|w| w.1 == *net)
+            .map(|w| w.0.primary.clone());
+        members.insert(net, pool_members(sd, net, device.unwrap_or_default())?);
+    }
+    let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(sd, n)).collect();
+    let name = req.name.clone();
+    let got = VfPool::update_many(&pools, |states| {
+        let mut got = Vec::new();
+        for (pair, net) in &wanted {
+            let i = nets.iter().position(|n| n == net).expect("listed");
+            let st = &mut states[i];
+            let free = members[net]
+                .iter()
+                .find(|m| !st.allocations.iter().any(|a| &a.address == *m))
+                .ok_or_else(|| PoolError::Exhausted {
+                    network: net.to_string(),
+                })?;
+            st.allocations.push(VfAllocation {
+                address: free.clone(),
+                domain: name.clone(),
+                device: pair.primary.clone(),
+            });
+            got.push(VfBinding {
+                network: net.to_string(),
+                device: pair.primary.clone(),
+                address: free.clone(),
+            });
+        }
+        Ok(got)
+    })?;
+    Ok(got)
+}
+
 /// The source's live XML with the destination's VFs in place of the
 /// source's: the host address of each hostdev interface or `<hostdev>`
 /// that held a moved pair's VF, and teamvirt's runtime metadata naming it.
@@ -718,7 +720,9 @@ impl Destination for LocalDestination {
                 ))
             })?;
         super::dest_check::check_qemu(req, &caps)?;
-        let vfs = self.reserve(req)?;
+        // Pool locks may wait for another teamvirt: off the async worker.
+        let (sd, req_c) = (self.sd.clone(), req.clone());
+        let vfs = blocking(move || reserve_in(&sd, &req_c)).await??;
         self.active = Some(Active {
             name: req.name.clone(),
             _lock: lock,
