@@ -23,6 +23,7 @@
 pub mod argv;
 mod argvcheck;
 pub mod blocking;
+pub mod carry;
 pub mod dest;
 pub mod dest_check;
 pub mod driver;
