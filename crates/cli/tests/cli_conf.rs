@@ -10,8 +10,9 @@ fn teamvirt(args: &[&str]) -> Output {
 /// With a state directory of these tests' own (the QEMU probe cache of the
 /// placement checks lives there), plus `env`.
 fn teamvirt_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    // One fixed directory, reused by every run: only a probe cache lives there.
-    let state = std::env::temp_dir().join("teamvirt-cli-conf-state");
+    // One directory under the build's own tmp (cargo's CARGO_TARGET_TMPDIR),
+    // reused by every run: only a probe cache lives there.
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("teamvirt-cli-conf-state");
     Command::new(env!("CARGO_BIN_EXE_teamvirt"))
         .args(args)
         .env("TEAMVIRT_STATE_DIR", &state)
