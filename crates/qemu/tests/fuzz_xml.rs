@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use teamvirt_conf::AnyDef;
+use teamvirt_conf::{AnyDef, DeviceDef, DomainDef};
 use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qemu::command::{convert, BuildOptions};
 use teamvirt_qemu::resolve::NetworkMap;
@@ -57,12 +57,15 @@ fn seed_documents() -> Vec<Vec<u8>> {
     let mut files: Vec<PathBuf> = vec![
         root.join("examples/teaming-q35.xml"),
         root.join("examples/vfpool-network.xml"),
+        root.join("examples/hotplug-standby.xml"),
+        root.join("examples/hotplug-primary.xml"),
     ];
     if let Some(c) = teamvirt_testinfra::corpus_dir() {
         for sub in [
             "qemuxmlconfdata",
             "networkxml2xmlin",
             "virnetworkportxml2xmldata",
+            "qemuhotplugtestdevices",
         ] {
             if let Ok(rd) = std::fs::read_dir(c.join(sub)) {
                 files.extend(
@@ -261,6 +264,7 @@ fn exercise(bytes: &[u8], caps: &QemuCaps) {
         return;
     };
     let Ok((def, _)) = AnyDef::parse_str(text, Some(Path::new("fuzz.xml"))) else {
+        exercise_device(text, caps);
         return;
     };
     let once = def.to_xml();
@@ -278,6 +282,36 @@ fn exercise(bytes: &[u8], caps: &QemuCaps) {
                 &BuildOptions::test_env(),
             );
         }
+    }
+}
+
+/// A device document (`attach-device`): parsed, then checked and converted
+/// inside the bundled example domain, as a hotplug checks it.
+fn exercise_device(text: &str, caps: &QemuCaps) {
+    let Ok((dev, _)) = DeviceDef::parse_str(text, Some(Path::new("fuzz-device.xml"))) else {
+        return;
+    };
+    let base = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
+    let Ok((mut d, _)) = DomainDef::parse_str(&std::fs::read_to_string(base).unwrap(), None) else {
+        panic!("the bundled example does not parse");
+    };
+    match dev {
+        DeviceDef::Interface(i) => d.devices.interfaces.push(i),
+        DeviceDef::Hostdev(h) => d.devices.hostdevs.push(h),
+    }
+    let once = d.to_xml();
+    let (again, _) = DomainDef::parse_str(&once, None)
+        .unwrap_or_else(|e| panic!("domain with the device does not reparse: {e}\n{once}"));
+    assert_eq!(again.to_xml(), once, "output not stable");
+    let diags = teamvirt_qemu::validate::validate(&d, Some(true));
+    if diags.iter().all(|d| !d.is_error()) {
+        let _ = convert(
+            d,
+            caps,
+            &NetworkMap::default(),
+            &[],
+            &BuildOptions::test_env(),
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{devices, interface, parse_document, Ctx, El};
+use super::{devices, interface, parse_document_nested, Ctx, El};
 use crate::diag::Diagnostic;
 use crate::error::ConfError;
 use crate::model::{DeviceInfo, Hostdev, Interface};
@@ -25,7 +25,9 @@ impl DeviceDef {
         file: Option<&Path>,
     ) -> Result<(DeviceDef, Vec<Diagnostic>), ConfError> {
         super::with_file(file, || {
-            let doc = parse_document(text)?;
+            // It will live in <domain><devices>: two levels of the
+            // domain's depth limit are taken.
+            let doc = parse_document_nested(text, 2)?;
             let mut cx = Ctx::new(text);
             let root = doc.root_element();
             let el = El::new(root, &cx);

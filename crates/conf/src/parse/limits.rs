@@ -38,7 +38,16 @@ pub const MAX_NAMESPACE_DECLS: usize = 64;
 /// attribute values and the (refused) DOCTYPE starts a tag. On anything
 /// malformed it gives up quietly and leaves the error to the parser, which
 /// builds its tree iteratively and stops at the first problem.
+#[cfg(test)]
 pub(crate) fn check(text: &str) -> Result<(), ConfError> {
+    check_nested(text, 0)
+}
+
+/// [`check`] for a document that will sit `below` levels down in another
+/// (a device document lands inside `<domain><devices>`): its own depth
+/// limit is that much smaller, so the whole stays readable.
+pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
+    let max_depth = MAX_DEPTH - below;
     let b = text.as_bytes();
     let mut depth = 0usize;
     let mut elements = 0usize;
@@ -110,13 +119,19 @@ pub(crate) fn check(text: &str) -> Result<(), ConfError> {
             }
             elements += 1;
             depth += 1;
-            if depth > MAX_DEPTH {
+            if depth > max_depth {
                 return Err(limit_error(
                     text,
                     lt,
-                    format!(
-                        "document nesting too deep (more than {MAX_DEPTH} levels, libxml2's limit)"
-                    ),
+                    if below == 0 {
+                        format!(
+                            "document nesting too deep (more than {MAX_DEPTH} levels, libxml2's limit)"
+                        )
+                    } else {
+                        format!(
+                            "document nesting too deep (more than {max_depth} levels: it goes {below} levels down into the domain, where libxml2's limit is {MAX_DEPTH})"
+                        )
+                    },
                 ));
             }
             if elements > MAX_ELEMENTS {
@@ -180,6 +195,18 @@ mod tests {
             "XML error: document nesting too deep (more than 256 levels, libxml2's limit)"
         );
         assert_eq!(pos, Some(Pos::new(1, 3 * MAX_DEPTH as u32 + 1)));
+    }
+
+    #[test]
+    fn a_nested_document_keeps_room_for_its_parents() {
+        assert!(check_nested(&nested(MAX_DEPTH - 2), 2).is_ok());
+        let e = check_nested(&nested(MAX_DEPTH - 1), 2).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "more than 254 levels: it goes 2 levels down into the domain, where libxml2's limit is 256"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub fn bytes_to_text(bytes: Vec<u8>) -> Result<String, ConfError> {
 
 /// Parse text into a roxmltree document with DTDs refused.
 pub(crate) fn parse_document(text: &str) -> Result<Document<'_>, ConfError> {
+    parse_document_nested(text, 0)
+}
+
+/// [`parse_document`] for a document that will sit `below` levels down in
+/// a domain (see [`limits::check_nested`]).
+pub(crate) fn parse_document_nested(text: &str, below: usize) -> Result<Document<'_>, ConfError> {
     if text.len() as u64 > MAX_XML_SIZE {
         return Err(ConfError::TooLarge {
             path: PathBuf::from("[inline data]"),
@@ -80,7 +86,7 @@ pub(crate) fn parse_document(text: &str) -> Result<Document<'_>, ConfError> {
     }
     // Depth and element count first: nothing below may then recurse or
     // allocate without bound.
-    limits::check(text)?;
+    limits::check_nested(text, below)?;
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: 1_000_000,
