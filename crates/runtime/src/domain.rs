@@ -198,7 +198,9 @@ impl Runtime {
         if def.uuid.is_none() {
             def.uuid = Some(random_uuid()?);
         }
-        write_atomic(&path, def.to_xml().as_bytes(), 0o600)?;
+        let xml = def.to_xml();
+        check_formatted(&def.name, &xml)?;
+        write_atomic(&path, xml.as_bytes(), 0o600)?;
         Ok((def.name, warnings))
     }
 
@@ -463,4 +465,15 @@ impl Runtime {
         })??;
         Ok(states)
     }
+}
+/// Refuse to store a definition that could not be read back (see
+/// [`RuntimeError::TooLargeFormatted`]).
+pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError> {
+    if xml.len() as u64 > teamvirt_conf::MAX_XML_SIZE {
+        return Err(RuntimeError::TooLargeFormatted {
+            name: name.to_owned(),
+            size: xml.len(),
+        });
+    }
+    Ok(())
 }

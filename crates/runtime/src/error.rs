@@ -37,6 +37,10 @@ pub enum RuntimeError {
     NetworkInUse { name: String, users: Vec<String> },
     #[error("Requested operation is not valid: network '{0}' is not active")]
     NetworkNotActive(String),
+    /// Formatting indents nested elements: a deeply nested document can
+    /// come out larger than what can be read back, so it is not stored.
+    #[error("unsupported configuration: the definition of '{name}' would be {size} bytes once formatted (nested elements are indented), more than the {} bytes teamvirt reads back; remove or flatten the deeply nested elements", teamvirt_conf::MAX_XML_SIZE)]
+    TooLargeFormatted { name: String, size: usize },
     #[error("Requested operation is not valid: network '{name}' cannot be started: {reason}")]
     NetworkNotReady { name: String, reason: String },
     #[error("internal error: Could not get Virtual functions on {pf}: {reason}")]
