@@ -179,6 +179,20 @@ impl HostNet {
         self.fds.extend(fds);
         nums
     }
+
+    /// Keep an interface's tap queues (and vhost-net descriptors when it
+    /// wants and can have them) for QEMU, under the interface's index.
+    fn hand_over(&mut self, w: &Want, fds: Vec<OwnedFd>, queues: u32) {
+        let tap = self.take(fds);
+        let vhost = if wants_vhost(w.net) {
+            tap::open_vhost(queues)
+                .map(|v| self.take(v))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.net_fds.insert(w.index, NetFds { tap, vhost });
+    }
 }
 
 /// Open vSwitch's command, as libvirt runs it.
@@ -446,21 +460,7 @@ fn bridge_tap(
             no_learning(idx, bridge, &name)?;
         }
     }
-    let tap_nums = host.take(fds);
-    let vhost_nums = if wants_vhost(w.net) {
-        tap::open_vhost(queues)
-            .map(|v| host.take(v))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    host.net_fds.insert(
-        w.index,
-        NetFds {
-            tap: tap_nums,
-            vhost: vhost_nums,
-        },
-    );
+    host.hand_over(w, fds, queues);
     Ok(())
 }
 
@@ -503,21 +503,7 @@ fn ethernet_tap(host: &mut HostNet, w: &Want) -> Result<(), NetdevError> {
             source,
         })?;
     }
-    let tap_nums = host.take(fds);
-    let vhost_nums = if wants_vhost(w.net) {
-        tap::open_vhost(queues)
-            .map(|v| host.take(v))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    host.net_fds.insert(
-        w.index,
-        NetFds {
-            tap: tap_nums,
-            vhost: vhost_nums,
-        },
-    );
+    host.hand_over(w, fds, queues);
     Ok(())
 }
 
@@ -566,21 +552,7 @@ fn macvtap(host: &mut HostNet, w: &Want) -> Result<(), NetdevError> {
             what: format!("/dev/tap{idx} of {name}"),
             source,
         })?;
-    let tap_nums = host.take(fds);
-    let vhost_nums = if wants_vhost(w.net) {
-        tap::open_vhost(queues)
-            .map(|v| host.take(v))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    host.net_fds.insert(
-        w.index,
-        NetFds {
-            tap: tap_nums,
-            vhost: vhost_nums,
-        },
-    );
+    host.hand_over(w, fds, queues);
     Ok(())
 }
 
