@@ -109,23 +109,34 @@ fn opens_socket(argv: &[String], sock: &Path) -> bool {
     })
 }
 
+/// The unix sockets bound at `sock` in a `net/unix` table (`table`:
+/// `/proc/net/unix`, or `/proc/PID/net/unix` for the network namespace of
+/// process PID), as (state, inode): state `01` is a listener, `03` a
+/// connected socket. `None` when the table cannot be read.
+pub(crate) fn unix_sockets_at(table: &Path, sock: &Path) -> Option<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(table).ok()?;
+    let want = sock.to_str()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 8 && f[7..].join(" ") == want)
+                    .then(|| (f[5].to_owned(), f[6].to_owned()))
+            })
+            .collect(),
+    )
+}
+
 /// Inodes of the listening unix sockets bound at `sock`, as the network
-/// namespace of process `pid` sees them (`/proc/PID/net/unix`: a QEMU
-/// started inside another namespace has its socket listed there only).
+/// namespace of process `pid` sees them (a QEMU started inside another
+/// namespace has its socket listed there only).
 fn listener_inodes(pid: i32, sock: &Path) -> Vec<String> {
-    let (Ok(table), Some(want)) = (
-        std::fs::read_to_string(format!("/proc/{pid}/net/unix")),
-        sock.to_str(),
-    ) else {
-        return Vec::new();
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[5] == "01" && f[7..].join(" ") == want).then(|| f[6].to_owned())
-        })
+    unix_sockets_at(Path::new(&format!("/proc/{pid}/net/unix")), sock)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(state, _)| state == "01")
+        .map(|(_, inode)| inode)
         .collect()
 }
 

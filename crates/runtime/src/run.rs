@@ -760,21 +760,11 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
 /// (state 03) with an inode. `None` when the listener is not visible (other
 /// network namespace): unknown.
 fn monitor_client_connected(sock: &Path) -> Option<bool> {
-    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
-    let want = sock.to_str()?;
-    let mut listener = false;
-    let mut accepted = false;
-    for l in table.lines().skip(1) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 8 || f[7..].join(" ") != want {
-            continue;
-        }
-        match (f[5], f[6]) {
-            ("01", _) => listener = true,
-            ("03", inode) if inode != "0" => accepted = true,
-            _ => {}
-        }
-    }
+    let entries = crate::identity::unix_sockets_at(Path::new("/proc/net/unix"), sock)?;
+    let listener = entries.iter().any(|(state, _)| state == "01");
+    let accepted = entries
+        .iter()
+        .any(|(state, inode)| state == "03" && inode != "0");
     listener.then_some(accepted)
 }
 
