@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use teamvirt_testinfra::{guest_lock, qemu_or_skip};
+use teamvirt_testinfra::{guest_lock, procs, qemu_or_skip};
 
 /// VFs in the pool.
 const VFS: usize = 8;
@@ -84,24 +84,9 @@ fn domain_xml(i: usize) -> String {
 /// run directory's files).
 fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
     let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|d| d.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        // Each QEMU's parent, which logs how it ended; not a VM.
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map_or(true, |c| c.trim() != "teamvirt-reaper")
-        })
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false);
-            let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1"))
-                .map(|l| l.to_string_lossy().contains(needle))
-                .unwrap_or(false);
-            cmdline || stdout
-        })
+    procs::pids()
+        .into_iter()
+        .filter(|&pid| pid != me && !procs::is_reaper(pid) && procs::mentions(pid, needle))
         .collect()
 }
 

@@ -25,7 +25,7 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, GuestLock, SerialLog};
+use teamvirt_testinfra::{guest_lock, procs, qemu_or_skip, test_guest, GuestLock, SerialLog};
 
 #[path = "../../runtime/benches/migrate/xml.rs"]
 mod xml;
@@ -384,19 +384,13 @@ impl Lab {
     fn leftovers(&self) -> Vec<String> {
         let me = self.dir.display().to_string();
         let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+        for pid in procs::pids() {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 continue;
             };
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            // QEMU run as the QEMU user names descriptors, not the lab's
-            // paths; its stdout (the domain log) is in the lab.
-            let log = std::fs::read_link(e.path().join("fd/1"))
-                .is_ok_and(|l| l.to_string_lossy().contains(&me));
-            let reaper = std::fs::read_to_string(e.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "teamvirt-reaper");
-            if (cmd.contains(&me) || log)
-                && !reaper
+            if procs::mentions(pid, &me)
+                && !procs::is_reaper(pid)
                 && !cmd.contains("sshd -D")
                 && !cmd.contains("/usr/sbin/sshd")
             {

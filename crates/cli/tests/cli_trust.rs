@@ -68,20 +68,16 @@ fn define(e: &Env, name: &str) {
 fn qemus_of(e: &Env) -> Vec<i32> {
     let needle = e.state.display().to_string();
     let mut out = Vec::new();
-    for d in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = d.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
+    for pid in teamvirt_testinfra::procs::pids() {
         let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd);
-        // QEMU run as the QEMU user names descriptors, not the state
-        // directory: its stdout (the domain log) still lives there.
-        let log = std::fs::read_link(format!("/proc/{pid}/fd/1"))
-            .is_ok_and(|l| l.to_string_lossy().contains(&needle));
-        if cmd.starts_with("/") && cmd.contains("qemu-system") && (cmd.contains(&needle) || log) {
-            out.push(pid);
+        if cmd.starts_with("/")
+            && cmd.contains("qemu-system")
+            && teamvirt_testinfra::procs::mentions(pid, &needle)
+        {
+            out.push(pid as i32);
         }
     }
     out

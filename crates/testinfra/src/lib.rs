@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 mod guest;
 mod netns;
+/// Finding a test's processes in /proc.
+pub mod procs;
 mod qemu;
 mod serial;
 pub mod traffic;
