@@ -20,8 +20,7 @@
 //!
 //! Skips only when QEMU is not installed.
 
-use std::io::{BufRead, BufReader, Lines, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -61,8 +60,11 @@ fn ok(state: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+mod migjson;
 #[path = "../../runtime/benches/migrate/xml.rs"]
 mod xml;
+
+use migjson::{events, has_qemu_event, phases, qmp};
 use xml::{teaming_domain_xml, vfpool_network_xml as network_xml};
 
 impl Hosts {
@@ -134,51 +136,6 @@ impl Drop for Hosts {
                 .output();
         }
     }
-}
-
-/// Every JSON event line of a `migrate --json` run.
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn phases(ev: &[Value]) -> Vec<String> {
-    ev.iter()
-        .filter(|e| e["event"] == "phase")
-        .map(|e| e["phase"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn has_qemu_event(ev: &[Value], side: &str, name: &str) -> bool {
-    ev.iter()
-        .any(|e| e["event"] == "qemu" && e["side"] == side && e["name"] == name)
-}
-
-/// One QMP command on a socket nobody else uses (the guest's pause button).
-fn qmp(sock: &Path, cmd: &str) -> Value {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    for c in ["qmp_capabilities", cmd] {
-        writeln!(w, "{{\"execute\":\"{c}\"}}").unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v.get("return").is_some() || v.get("error").is_some() {
-                if c == cmd {
-                    return v;
-                }
-                break;
-            }
-        }
-    }
-    unreachable!()
 }
 
 fn start(h: &Hosts, wait: bool) {

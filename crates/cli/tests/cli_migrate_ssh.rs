@@ -18,8 +18,7 @@
 //!
 //! Skips when QEMU, sshd, ssh-keygen or network namespaces are missing.
 
-use std::io::{BufRead, BufReader, Lines, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -27,8 +26,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use teamvirt_testinfra::{guest_lock, procs, qemu_or_skip, test_guest, GuestLock, SerialLog};
 
+mod migjson;
 #[path = "../../runtime/benches/migrate/xml.rs"]
 mod xml;
+
+use migjson::{events, has_qemu_event, phases, qmp};
 use xml::{teaming_domain_xml, vfpool_network_xml};
 
 const NAME: &str = "sshmig";
@@ -539,50 +541,6 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
         }
     }
-}
-
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn phases(ev: &[Value]) -> Vec<String> {
-    ev.iter()
-        .filter(|e| e["event"] == "phase")
-        .map(|e| e["phase"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn has_qemu_event(ev: &[Value], side: &str, name: &str) -> bool {
-    ev.iter()
-        .any(|e| e["event"] == "qemu" && e["side"] == side && e["name"] == name)
-}
-
-/// One QMP command on a socket nobody else uses.
-fn qmp(sock: &Path, cmd: &str) -> Value {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    for c in ["qmp_capabilities", cmd] {
-        writeln!(w, "{{\"execute\":\"{c}\"}}").unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v.get("return").is_some() || v.get("error").is_some() {
-                if c == cmd {
-                    return v;
-                }
-                break;
-            }
-        }
-    }
-    unreachable!()
 }
 
 /// A lab with the guest booted on `a`, its pair enslaved. Drop order:
