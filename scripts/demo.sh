@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set up a fresh Debian 12 machine and run the
 # bundled example end to end, in lab mode (no SR-IOV hardware needed: each VF
-# primary is replaced, visibly, by an emulated e1000e NIC).
+# primary is replaced, visibly, by an emulated vmxnet3 NIC).
 #
 #   scripts/demo.sh            # as root on a fresh machine
 #

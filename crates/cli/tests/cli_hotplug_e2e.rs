@@ -169,7 +169,7 @@ fn hot_added_pair_negotiates_migrates_and_unplugs() {
     ]);
     assert!(out.contains("Device attached successfully"), "{out}");
     assert!(
-        err.contains("lab mode: failover primary hostdev0 (stands in for VF 0000:3b:02.1) emulated by e1000e"),
+        err.contains("lab mode: failover primary hostdev0 (stands in for VF 0000:3b:02.1) emulated by vmxnet3"),
         "{err}"
     );
     let p = the_pair(&src, "hp");

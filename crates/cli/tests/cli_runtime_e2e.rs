@@ -104,7 +104,7 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
     ]);
     assert!(out.contains("Domain 'tv1' started"), "{out}");
     assert!(
-        err.contains("lab mode: failover primary hostdev0 (stands in for VF 0000:3b:02.1) emulated by e1000e"),
+        err.contains("lab mode: failover primary hostdev0 (stands in for VF 0000:3b:02.1) emulated by vmxnet3"),
         "substitution is printed: {err}"
     );
     assert_eq!(e.vfs_used("vfpool"), 1);
@@ -124,6 +124,8 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         .expect("guest failover master");
     let g = st.failover_master(2).unwrap();
     assert!(g.standby.is_some() && g.primaries.len() == 1, "{g:?}");
+    // The guest drives the stand-in with its own driver, as it would a VF.
+    assert_eq!(g.primaries[0].driver.as_deref(), Some("vmxnet3"), "{g:?}");
 
     // Live XML records the VF and the substitution; the inactive XML is untouched.
     let live = e.ok(&["dumpxml", "tv1"]);
@@ -132,7 +134,7 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
         "{live}"
     );
     assert!(
-        live.contains("<teamvirt:emulated-primary device='hostdev0' model='e1000e'"),
+        live.contains("<teamvirt:emulated-primary device='hostdev0' model='vmxnet3'"),
         "{live}"
     );
     assert!(

@@ -269,7 +269,7 @@ fn traffic_moves_standby_then_primary_through_migrations() {
     let ping = Pinger::start(&ns, GUEST_IP);
     wait_replies(&ping, ping.started, 50, Duration::from_secs(60));
 
-    // Before: the guest answers over the primary. The e1000e's link comes
+    // Before: the guest answers over the primary. The vmxnet3 primary.s link comes
     // up a moment after the pair negotiates (the guest sends on the standby
     // until then): a few 2 s windows, bounded.
     let mut split = (0, 0);

@@ -558,7 +558,7 @@ mod tests {
 
     /// A hostdev primary goes on a free root port that accepts hotplug
     /// (never pcie.0, never the hotplug='off' port), paired with the
-    /// standby; in lab mode it is the emulated e1000e with its backend.
+    /// standby; in lab mode it is the emulated vmxnet3 with its backend.
     #[test]
     fn transient_hostdev_on_a_hotpluggable_root_port() {
         let Some(caps) = caps() else { return };
@@ -600,7 +600,7 @@ mod tests {
             ..Default::default()
         };
         let p = plan_attach(&live, dev, &caps, &NetworkMap::default(), &[], &lab).unwrap();
-        assert_eq!(p.device["driver"], "e1000e");
+        assert_eq!(p.device["driver"], "vmxnet3");
         assert_eq!(p.device["mac"], "52:54:00:00:00:01");
         assert_eq!(p.netdev.as_ref().unwrap()["type"], "user");
         assert_eq!(p.argv.len(), 4, "{:?}", p.argv);

@@ -1,6 +1,6 @@
 //! With the installed QEMU probed live, a q35 domain with two teaming pairs
 //! converts, and QEMU starts with that command line (VF primaries replaced
-//! by lab-mode e1000e, monitor on a unix socket, `-S`) and quits cleanly
+//! by lab-mode vmxnet3, monitor on a unix socket, `-S`) and quits cleanly
 //! over QMP.
 
 use std::io::{BufRead, BufReader, Write};
@@ -130,7 +130,7 @@ fn q35_two_pairs_start_and_quit_with_lab_primaries() {
     let joined = argv.join(" ");
     assert!(!joined.contains("vfio-pci"), "{joined}");
     assert_eq!(
-        joined.matches("\"driver\":\"e1000e\"").count(),
+        joined.matches("\"driver\":\"vmxnet3\"").count(),
         2,
         "{joined}"
     );

@@ -40,7 +40,7 @@ pub struct TeamingPair {
     pub vf: Option<String>,
     /// Network the VF came from, for `<interface type='network'>`.
     pub network: Option<String>,
-    /// Lab mode: the primary is an emulated e1000e, not a VF.
+    /// Lab mode: the primary is an emulated vmxnet3, not a VF.
     #[serde(default)]
     pub emulated: bool,
 }

@@ -17,7 +17,7 @@ pub struct GuestNetIf {
     pub oper: String,
     /// The net_failover master this interface is enslaved to.
     pub master: Option<String>,
-    /// Kernel driver of the underlying device (`virtio_net`, `e1000e`).
+    /// Kernel driver of the underlying device (`virtio_net`, `vmxnet3`, `e1000e`).
     /// A net_failover master reports its standby's driver (same parent).
     pub driver: Option<String>,
     /// PCI address of the underlying device.
@@ -51,7 +51,7 @@ pub struct FailoverGroup {
     pub master: GuestNetIf,
     /// The virtio-net slave (`drv=virtio_net`).
     pub standby: Option<GuestNetIf>,
-    /// The other slaves (the PCI primary, e.g. e1000e).
+    /// The other slaves (the PCI primary, e.g. vmxnet3 or e1000e).
     pub primaries: Vec<GuestNetIf>,
 }
 

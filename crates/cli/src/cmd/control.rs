@@ -191,7 +191,7 @@ pub struct StartAutostartArgs {
     /// Accelerator for the domains started (default: kvm if usable, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
-    /// Lab mode for every domain started (emulated e1000e primaries).
+    /// Lab mode for every domain started (emulated vmxnet3 primaries).
     #[arg(long)]
     pub emulate_vf: bool,
     #[command(flatten)]

@@ -226,7 +226,7 @@ pub struct StartArgs {
     /// Accelerator (default: kvm if usable on this host, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
-    /// Lab mode: replace each VF primary by an emulated e1000e (printed and
+    /// Lab mode: replace each VF primary by an emulated vmxnet3 (printed and
     /// recorded in the live XML).
     #[arg(long)]
     pub emulate_vf: bool,
@@ -447,7 +447,10 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         let p = &s.pair;
         let mut vf = p.vf.clone().unwrap_or_else(|| "-".into());
         if p.emulated {
-            vf.push_str(" (lab mode: emulated e1000e)");
+            vf.push_str(&format!(
+                " (lab mode: emulated {})",
+                teamvirt_qemu::command::LAB_PRIMARY_MODEL
+            ));
         }
         if let Some(n) = &p.network {
             vf.push_str(&format!(" from network '{n}'"));

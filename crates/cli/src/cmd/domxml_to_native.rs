@@ -32,7 +32,7 @@ pub struct Args {
     /// tap fds, /var/lib/libvirt/qemu/domain--1-NAME, test environment).
     #[arg(long)]
     pub test_env: bool,
-    /// Lab mode: emulate each VF primary with e1000e (visibly).
+    /// Lab mode: emulate each VF primary with vmxnet3 (visibly).
     #[arg(long)]
     pub emulate_vf: bool,
 }

@@ -52,7 +52,7 @@ pub struct AttachArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub affect: AffectArgs,
-    /// Lab mode: a VF primary is emulated by an e1000e (no SR-IOV needed).
+    /// Lab mode: a VF primary is emulated by a vmxnet3 (no SR-IOV needed).
     #[arg(long)]
     pub emulate_vf: bool,
     /// Wait until the pair the device completes negotiated failover

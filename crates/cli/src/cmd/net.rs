@@ -14,7 +14,7 @@ use crate::render::render;
 pub struct NetDefineArgs {
     /// Network XML file.
     pub file: PathBuf,
-    /// Lab mode for this pool: its VFs are stood in for by emulated e1000e
+    /// Lab mode for this pool: its VFs are stood in for by emulated vmxnet3
     /// NICs when domains start (every substitution is printed).
     #[arg(long)]
     pub emulate_vf: bool,
@@ -49,10 +49,12 @@ pub fn define(a: NetDefineArgs) -> ExitCode {
             if a.emulate_vf {
                 match &a.lab_bridge {
                     Some(br) => eprintln!(
-                        "lab mode: VFs of network '{name}' will be emulated by e1000e NICs, each a tap on bridge '{br}'"
+                        "lab mode: VFs of network '{name}' will be emulated by {} NICs, each a tap on bridge '{br}'",
+                        teamvirt_qemu::command::LAB_PRIMARY_MODEL
                     ),
                     None => eprintln!(
-                        "lab mode: VFs of network '{name}' will be emulated by e1000e NICs on an isolated backend (no traffic leaves QEMU; --lab-bridge BRIDGE puts them on a bridge)"
+                        "lab mode: VFs of network '{name}' will be emulated by {} NICs on an isolated backend (no traffic leaves QEMU; --lab-bridge BRIDGE puts them on a bridge)",
+                        teamvirt_qemu::command::LAB_PRIMARY_MODEL
                     ),
                 }
             }

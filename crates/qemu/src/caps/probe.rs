@@ -168,6 +168,7 @@ pub const PROBED_DEVICES: &[&str] = &[
     "virtio-net-pci",
     "vfio-pci",
     "e1000e",
+    "vmxnet3",
     "e1000",
     "rtl8139",
     "virtio-balloon-pci",

@@ -45,7 +45,7 @@ pub struct BuildOptions {
     /// Tap/vhost fds per interface index (non-test runs).
     pub net_fds: HashMap<usize, NetFds>,
     /// Lab mode: replace each vfio-pci failover primary by an emulated
-    /// e1000e (see [`Substitution`]).
+    /// vmxnet3 (see [`Substitution`]).
     pub emulate_vf: bool,
     /// Lab mode on a bridge: tap fds for the emulated primary of the
     /// interface with this index (else its backend is isolated user mode).
@@ -86,7 +86,7 @@ pub struct Substitution {
     pub id: String,
     /// The VF it stands for (`0000:03:07.1`).
     pub host: Option<String>,
-    /// The emulated model (`e1000e`).
+    /// The emulated model (`vmxnet3`).
     pub model: String,
     /// MAC taken from the standby.
     pub mac: String,

@@ -15,5 +15,6 @@ pub mod untranslated;
 
 pub use build::{build, BuildOptions, Built, CommandError, Monitor, NetFds, Substitution};
 pub use convert::{convert, Conversion, ConvertError};
+pub use net::LAB_PRIMARY_MODEL;
 pub use output::{shell_quote, CommandLine, Format};
 pub use props::{escape_comma, Props};

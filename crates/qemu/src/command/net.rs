@@ -11,8 +11,15 @@ use super::output::CommandLine;
 use super::props::Props;
 use crate::resolve::ActualNet;
 
-/// The model a lab-mode primary is emulated with.
-pub const LAB_PRIMARY_MODEL: &str = "e1000e";
+/// The model a lab-mode primary is emulated with. vmxnet3 because its
+/// receive path opens when the guest driver starts it, as a VF's does:
+/// the guest's net_failover drops frames arriving on the standby from the
+/// moment a primary registers, so a model that cannot receive yet leaves
+/// the guest deaf. QEMU's e1000e receives only after its emulated 500 ms
+/// autonegotiation and e1000 holds frames for 1 s after receive-enable;
+/// either costs that much outage after every migration (DESIGN.md, "Lab
+/// primary").
+pub const LAB_PRIMARY_MODEL: &str = "vmxnet3";
 
 /// libvirt's test suite: tap fds from 3 (ethernet) or 102 (bridge),
 /// vhost fds from 44.
@@ -325,7 +332,8 @@ pub fn hostdevs(cmd: &mut CommandLine, ctx: &Ctx) -> Result<Vec<Substitution>, C
     Ok(subs)
 }
 
-/// Lab mode: an emulated e1000e stands in for the VF, visibly. It keeps
+/// Lab mode: an emulated NIC ([`LAB_PRIMARY_MODEL`]) stands in for the
+/// VF, visibly. It keeps
 /// the primary's id, pairing and PCI address, takes the standby's MAC (the
 /// guest's failover driver pairs by MAC), has no option ROM, and gets a
 /// user-mode backend that cannot reach the outside, or with `fds` (its
