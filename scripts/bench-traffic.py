@@ -12,7 +12,8 @@ next to QEMU's reported downtime, for
       500 ms of emulated autonegotiation, during which the guest's
       net_failover already ignores the standby, see DESIGN.md "Lab primary").
 
-One run each, same test guest (TCG, 256 MiB), everything inside a private
+Three migrations each (there and back; the median is reported), same test
+guest (TCG, 256 MiB), everything inside a private
 network namespace with a bridge 10.77.0.1/24 (the guest is 10.77.0.2 on its
 failover master). Prints a table and the ratios (a)/(b) and (a)/(c).
 
@@ -34,6 +35,10 @@ MAC = "52:54:00:77:00:02"
 # teamvirt's lab primary (teamvirt_qemu::command::LAB_PRIMARY_MODEL).
 LAB_MODEL = "vmxnet3"
 SETTLE = 5.0  # seconds of pinging after the migration ends
+# Migrations per case, there and back: one migration's gap is mostly its
+# downtime, which varies run to run by 2-4x on TCG, so each case reports
+# the median (and lists every run).
+RUNS = 3
 
 
 def sh(*args, check=True):
@@ -49,14 +54,15 @@ def guest_dir():
 
 
 class Ping:
-    """ping -D -i 0.01 into a list of (epoch, seq)."""
+    """ping -D -O -i 0.01: replies as (epoch, seq), and every seq seen
+    (replied, or reported unanswered when the next one went out)."""
 
     def __init__(self):
         self.out = tempfile.NamedTemporaryFile("w+", delete=False)
-        self.p = subprocess.Popen(["ping", "-D", "-n", "-i", "0.01", "-W", "1", GUEST_IP],
+        self.p = subprocess.Popen(["ping", "-D", "-O", "-n", "-i", "0.01", "-W", "1", GUEST_IP],
                                   stdout=self.out, stderr=subprocess.DEVNULL)
 
-    def replies(self):
+    def lines(self):
         res = []
         with open(self.out.name) as f:
             for line in f:
@@ -64,8 +70,11 @@ class Ping:
                     continue
                 t = float(line[1:line.index("]")])
                 seq = int(line.split("icmp_seq=")[1].split()[0])
-                res.append((t, seq))
+                res.append((t, seq, "no answer yet" not in line))
         return res
+
+    def replies(self):
+        return [(t, seq) for t, seq, replied in self.lines() if replied]
 
     def wait_flowing(self, timeout=90):
         end = time.time() + timeout
@@ -82,13 +91,24 @@ class Ping:
         os.unlink(self.out.name)
 
 
-def window(replies, t0, t1):
-    inside = sorted(r for r in replies if t0 <= r[0] <= t1)
-    seqs = sorted({s for _, s in inside})
-    sent = seqs[-1] - seqs[0] + 1 if seqs else int((t1 - t0) / 0.01)
+def median(runs):
+    """The run with the median longest gap, with every run's gap listed."""
+    m = dict(sorted(runs, key=lambda r: r["gap_ms"])[len(runs) // 2])
+    m["gaps_ms"] = [round(r["gap_ms"]) for r in runs]
+    return m
+
+
+def window(lines, t0, t1):
+    """Packets sent in [t0, t1] that never got a reply, and the longest
+    time in [t0, t1] without one."""
+    answered = {s for _, s, ok in lines if ok}
+    seen = {s for t, s, _ in lines if t0 <= t <= t1}
+    inside = sorted((t, s) for t, s, ok in lines if ok and t0 <= t <= t1)
     edges = [t0] + [t for t, _ in inside] + [t1]
     gap = max(b - a for a, b in zip(edges, edges[1:]))
-    return {"sent": sent, "lost": sent - len(seqs), "gap_ms": gap * 1000.0}
+    sent = range(min(seen), max(seen) + 1) if seen else range(0)
+    lost = sum(1 for q in sent if q not in answered)
+    return {"sent": len(sent), "lost": lost, "gap_ms": gap * 1000.0}
 
 
 # ---- (a) and (b): teamvirt -------------------------------------------------
@@ -152,16 +172,21 @@ def run_teamvirt(tv, work, failover):
         ping = Ping()
         ping.wait_flowing()
         time.sleep(2.0)  # the primary enslaved and carrying
-        t0 = time.time()
-        out = sh(tv, "--state-dir", src, "migrate", "--json", "--dest-state-dir", dst, "bench")
-        t1 = time.time()
-        time.sleep(SETTLE)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        w = window(ping.replies(), t0, t1 + SETTLE)
+        runs = []
+        here, there = src, dst
+        for _ in range(RUNS):
+            t0 = time.time()
+            out = sh(tv, "--state-dir", here, "migrate", "--json", "--dest-state-dir", there, "bench")
+            t1 = time.time()
+            time.sleep(SETTLE)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            w = window(ping.lines(), t0, t1 + SETTLE)
+            w["downtime_ms"] = res["outcome"]["job"].get("downtime_ms")
+            w["migration_s"] = t1 - t0
+            runs.append(w)
+            here, there = there, here
         ping.stop()
-        w["downtime_ms"] = res["outcome"]["job"].get("downtime_ms")
-        w["migration_s"] = t1 - t0
-        return w
+        return median(runs)
     finally:
         for sd in (src, dst):
             sh(tv, "--state-dir", sd, "destroy", "bench", check=False)
@@ -252,36 +277,46 @@ def run_raw(work, model):
         ping = Ping()
         ping.wait_flowing()
         time.sleep(2.0)
-        t0 = time.time()
-        procs.append(subprocess.Popen(raw_argv(work, "dst", True, model), stdout=log, stderr=log))
-        dst = Qmp(f"{work}/qmp-dst.sock")
-        caps = [{"capability": "events", "state": True}]
-        dst.cmd("migrate-set-capabilities", capabilities=caps)
-        dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
-        port = dst.cmd("query-migrate")["socket-address"][0]["port"]
-        src.cmd("migrate-set-capabilities", capabilities=caps)
-        src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
-        while True:
-            q = src.cmd("query-migrate")
-            if q.get("status") in ("completed", "failed", "cancelled"):
-                break
-            time.sleep(0.01)
-        if q["status"] != "completed":
-            raise SystemExit(f"raw migration {q['status']}: {q.get('error-desc')}")
-        while dst.cmd("query-migrate").get("status") != "completed":
-            time.sleep(0.005)
-        dst.cmd("cont")
-        try:
-            src.cmd("quit")
-        except (RuntimeError, ValueError):
-            pass
-        t1 = time.time()
-        time.sleep(SETTLE)
-        w = window(ping.replies(), t0, t1 + SETTLE)
+        runs = []
+        here, there = "src", "dst"
+        for i in range(RUNS):
+            t0 = time.time()
+            # A fresh QEMU per incoming side (its QMP socket name reused).
+            sock = f"{work}/qmp-{there}.sock"
+            if os.path.exists(sock):
+                os.unlink(sock)
+            procs.append(subprocess.Popen(raw_argv(work, there, True, model), stdout=log, stderr=log))
+            dst = Qmp(sock)
+            caps = [{"capability": "events", "state": True}]
+            dst.cmd("migrate-set-capabilities", capabilities=caps)
+            dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
+            port = dst.cmd("query-migrate")["socket-address"][0]["port"]
+            src.cmd("migrate-set-capabilities", capabilities=caps)
+            src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+            while True:
+                q = src.cmd("query-migrate")
+                if q.get("status") in ("completed", "failed", "cancelled"):
+                    break
+                time.sleep(0.01)
+            if q["status"] != "completed":
+                raise SystemExit(f"raw migration {q['status']}: {q.get('error-desc')}")
+            while dst.cmd("query-migrate").get("status") != "completed":
+                time.sleep(0.005)
+            dst.cmd("cont")
+            try:
+                src.cmd("quit")
+            except (RuntimeError, ValueError):
+                pass
+            t1 = time.time()
+            time.sleep(SETTLE)
+            w = window(ping.lines(), t0, t1 + SETTLE)
+            w["downtime_ms"] = q.get("downtime")
+            w["migration_s"] = t1 - t0
+            runs.append(w)
+            src = dst
+            here, there = there, here
         ping.stop()
-        w["downtime_ms"] = q.get("downtime")
-        w["migration_s"] = t1 - t0
-        return w
+        return median(runs)
     finally:
         for p in procs:
             p.kill()
@@ -310,10 +345,11 @@ def inside(tv, raw_model):
         "b": "(b) plain virtio, teamvirt",
         "c": f"(c) failover pair, raw QMP ({raw_model})",
     }
-    print(f"{'migration at 100 pps':42} {'lost':>6} {'longest gap':>12} {'QEMU downtime':>14} {'migration':>10}")
+    print(f"median of {RUNS} migrations at 100 pps    {'lost':>6} {'longest gap':>12} {'QEMU downtime':>14} {'migration':>10}   every run's gap")
     for k in "abc":
         r = res[k]
-        print(f"{names[k]:42} {r['lost']:6d} {r['gap_ms']:10.0f} ms {r['downtime_ms'] or 0:11} ms {r['migration_s']:8.2f} s")
+        print(f"{names[k]:42} {r['lost']:6d} {r['gap_ms']:10.0f} ms {r['downtime_ms'] or 0:11} ms {r['migration_s']:8.2f} s   "
+              + " ".join(f"{g}" for g in r["gaps_ms"]) + " ms")
 
     def ratio(x, y):
         return "inf" if y == 0 else f"{x / y:.2f}"

@@ -649,6 +649,10 @@ impl Destination for LocalDestination {
             .clone()
             .ok_or_else(|| MigrateError::Sequence("finish without a destination QEMU"))?;
         let deadline = Instant::now() + timeout;
+        // Woken by QEMU's MIGRATION events (the `events` capability is on),
+        // not a poll period: every millisecond between the load's end and
+        // `cont` is guest downtime. The timer only bounds a missed event.
+        let mut events = qmp.subscribe();
         loop {
             let q = qmp
                 .execute("query-migrate", Value::Null)
@@ -668,7 +672,18 @@ impl Destination for LocalDestination {
                 _ if Instant::now() >= deadline => {
                     return Err(MigrateError::IncomingTimeout(timeout.as_secs()))
                 }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => {
+                    let _ = tokio::time::timeout(Duration::from_millis(250), async {
+                        while let Some(ev) = events.recv().await {
+                            if ev.name == "MIGRATION" {
+                                return;
+                            }
+                        }
+                        // QEMU went away: the next query says so.
+                        std::future::pending::<()>().await
+                    })
+                    .await;
+                }
             }
         }
         if resume {
