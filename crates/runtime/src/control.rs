@@ -174,17 +174,6 @@ impl Runtime {
             .collect())
     }
 
-    /// Check that a network can serve at boot: it parses and, for a VF
-    /// pool not in lab mode, its VFs can be found on this host. Returns
-    /// how many VFs it offers (`None` for other networks).
-    pub fn network_ready(&self, name: &str) -> Result<Option<usize>, RuntimeError> {
-        let def = self.network_def(name)?;
-        if !crate::network::is_hostdev_network(&def) {
-            return Ok(None);
-        }
-        Ok(Some(crate::network::pool_members(&def)?.len()))
-    }
-
     /// The host pty of a running domain's first serial port (`console`):
     /// QEMU reports it as `pty:/dev/pts/N` in `query-chardev`.
     pub fn console_pty(&self, name: &str) -> Result<PathBuf, RuntimeError> {

@@ -35,10 +35,19 @@ impl Activity {
 
 /// What `net-start` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Started {
-    Started,
+pub struct Started {
     /// It was active already (as `net-define` leaves it).
-    WasActive,
+    pub was_active: bool,
+    /// A VF pool's size (its members as found on this host, or as listed
+    /// for a lab-mode pool); `None` for other networks.
+    pub vfs: Option<usize>,
+}
+
+/// What a network stands on, checked once for both `net-list` and
+/// `net-start`.
+enum Footing {
+    Ready { vfs: Option<usize> },
+    Missing(String),
 }
 
 /// `networks/NAME.inactive`: present after `net-destroy`.
@@ -64,26 +73,25 @@ fn link_exists(sysfs: &Path, dev: &str) -> bool {
     !dev.is_empty() && !dev.contains('/') && sysfs.join("class/net").join(dev).exists()
 }
 
-/// Why the network cannot serve (None: it can). Checks what the host must
-/// provide, not the `net-destroy` mark.
-fn missing_prerequisite(
-    sd: &StateDir,
-    def: &NetworkDef,
-    sysfs: &Path,
-) -> Result<Option<String>, RuntimeError> {
+/// Whether the host provides what the network stands on (not the
+/// `net-destroy` mark), and a VF pool's size.
+fn footing(sd: &StateDir, def: &NetworkDef, sysfs: &Path) -> Result<Footing, RuntimeError> {
     if is_hostdev_network(def) {
         let pool = VfPool::new(sd, &def.name).state()?;
         if let Some(br) = &pool.lab_bridge {
             if !link_exists(sysfs, br) {
-                return Ok(Some(format!("its lab bridge '{br}' does not exist")));
+                return Ok(Footing::Missing(format!(
+                    "its lab bridge '{br}' does not exist"
+                )));
             }
         }
-        if !pool.emulate_vf {
-            if let Err(e) = pool_members(def) {
-                return Ok(Some(e.to_string()));
-            }
-        }
-        return Ok(None);
+        // A lab-mode pool's VFs need not exist; it offers what it lists.
+        let members = match pool_members(def) {
+            Ok(m) => m.len(),
+            Err(_) if pool.emulate_vf => lab_listed(def),
+            Err(e) => return Ok(Footing::Missing(e.to_string())),
+        };
+        return Ok(Footing::Ready { vfs: Some(members) });
     }
     let bridged = def
         .forward
@@ -91,10 +99,17 @@ fn missing_prerequisite(
         .is_some_and(|f| f.mode_str() == "bridge");
     if let (true, Some(br)) = (bridged, def.bridge.as_ref().and_then(|b| b.name.as_deref())) {
         if !link_exists(sysfs, br) {
-            return Ok(Some(format!("its bridge '{br}' does not exist")));
+            return Ok(Footing::Missing(format!(
+                "its bridge '{br}' does not exist"
+            )));
         }
     }
-    Ok(None)
+    Ok(Footing::Ready { vfs: None })
+}
+
+/// The VF addresses a pool lists (none for a `<pf>` pool).
+fn lab_listed(def: &NetworkDef) -> usize {
+    def.forward.as_ref().map_or(0, |f| f.addresses.len())
 }
 
 impl Runtime {
@@ -104,29 +119,30 @@ impl Runtime {
         if is_destroyed(&self.sd, name) {
             return Ok(Activity::Inactive("stopped by net-destroy".into()));
         }
-        Ok(
-            match missing_prerequisite(&self.sd, &def, Path::new("/sys"))? {
-                Some(why) => Activity::Inactive(why),
-                None => Activity::Active,
-            },
-        )
+        Ok(match footing(&self.sd, &def, Path::new("/sys"))? {
+            Footing::Missing(why) => Activity::Inactive(why),
+            Footing::Ready { .. } => Activity::Active,
+        })
     }
 
     /// `net-start`: check what the network stands on, then serve again.
     pub fn net_start(&self, name: &str) -> Result<Started, RuntimeError> {
         let _g = self.sd.lock_global()?;
         let def = self.network_def(name)?;
-        if let Some(why) = missing_prerequisite(&self.sd, &def, Path::new("/sys"))? {
-            return Err(RuntimeError::NetworkNotReady {
-                name: name.to_owned(),
-                reason: why,
-            });
+        let vfs = match footing(&self.sd, &def, Path::new("/sys"))? {
+            Footing::Missing(why) => {
+                return Err(RuntimeError::NetworkNotReady {
+                    name: name.to_owned(),
+                    reason: why,
+                })
+            }
+            Footing::Ready { vfs } => vfs,
+        };
+        let was_active = !is_destroyed(&self.sd, name);
+        if !was_active {
+            clear_destroyed(&self.sd, name)?;
         }
-        if !is_destroyed(&self.sd, name) {
-            return Ok(Started::WasActive);
-        }
-        clear_destroyed(&self.sd, name)?;
-        Ok(Started::Started)
+        Ok(Started { was_active, vfs })
     }
 
     /// `net-destroy`: new devices are refused on the network until

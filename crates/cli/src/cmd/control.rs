@@ -212,7 +212,7 @@ pub fn start_autostart(a: StartAutostartArgs) -> ExitCode {
         Ok(nets) => {
             for n in nets {
                 // Autostart brings a net-destroy'ed network back, as at boot.
-                match rt.net_start(&n).and_then(|_| rt.network_ready(&n)) {
+                match rt.net_start(&n).map(|s| s.vfs) {
                     Ok(Some(vfs)) => outln!("Network '{n}' is active ({vfs} VFs)"),
                     Ok(None) => outln!("Network '{n}' is active"),
                     Err(e) => {

@@ -98,11 +98,10 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
 /// `net-define` leaves it) is checked and reported, not an error, so a
 /// virsh script's `net-define` + `net-start` works unchanged.
 pub fn start(a: NetNameArgs) -> ExitCode {
-    use teamvirt_runtime::netactive::Started;
     match a.state.open().and_then(|rt| rt.net_start(&a.network)) {
         Ok(how) => {
             outln!("Network {} started", a.network);
-            if how == Started::WasActive {
+            if how.was_active {
                 eprintln!(
                     "note: network '{}' was already active (teamvirt networks are active from net-define on)",
                     a.network
