@@ -673,14 +673,15 @@ impl Destination for LocalDestination {
                     return Err(MigrateError::IncomingTimeout(timeout.as_secs()))
                 }
                 _ => {
+                    // Also ends at once when QEMU goes away (the stream
+                    // closes), so the next query reports that without
+                    // delay and a killed destination is named as such.
                     let _ = tokio::time::timeout(Duration::from_millis(250), async {
                         while let Some(ev) = events.recv().await {
                             if ev.name == "MIGRATION" {
                                 return;
                             }
                         }
-                        // QEMU went away: the next query says so.
-                        std::future::pending::<()>().await
                     })
                     .await;
                 }

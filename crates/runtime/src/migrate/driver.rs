@@ -557,9 +557,12 @@ async fn wait_unplug_and_copy(
         match status {
             MigrationStatus::Completed => break None,
             MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                if let Some(cause) = destination_cause(cx, prepared).await {
+                    break Some(cause);
+                }
                 break Some(Stop::QemuFailed(error_desc.clone().unwrap_or_else(|| {
                     format!("QEMU reported the migration {status}")
-                })))
+                })));
             }
             MigrationStatus::Setup | MigrationStatus::WaitUnplug
                 if migrating_since.elapsed() >= opts.unplug_timeout =>
@@ -593,6 +596,25 @@ async fn wait_unplug_and_copy(
             status,
             paused_by_us,
         },
+    }
+}
+
+/// A destination that died (or whose channel broke) makes the source's
+/// QEMU fail the migration too, often before the destination's own news
+/// arrives: wait briefly for it, so the error names the cause rather than
+/// its echo.
+async fn destination_cause(cx: &mut Ctx<'_>, prepared: &mut Prepared) -> Option<Stop> {
+    let grace = tokio::time::sleep(Duration::from_millis(500));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            _ = &mut grace => return None,
+            ev = prepared.events.recv() => match ev {
+                None | Some(DestEvent::Exited) => return Some(Stop::DestGone),
+                Some(DestEvent::Lost(why)) => return Some(Stop::ChannelLost(why)),
+                Some(DestEvent::Qmp(ev)) => show(cx, Side::Destination, &ev),
+            },
+        }
     }
 }
 

@@ -149,6 +149,8 @@ struct FakeDest {
     fail_finish: bool,
     /// Its QEMU is gone as soon as it is prepared (the event channel closes).
     gone: bool,
+    /// Its QEMU dies this long after it is prepared.
+    dies_after: Option<Duration>,
     tx: Option<mpsc::UnboundedSender<DestEvent>>,
 }
 
@@ -165,7 +167,12 @@ impl Destination for FakeDest {
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        if !self.gone {
+        if let Some(d) = self.dies_after {
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let _ = tx.send(DestEvent::Exited);
+            });
+        } else if !self.gone {
             self.tx = Some(tx);
         }
         Ok(Prepared {
@@ -648,6 +655,31 @@ async fn abort_request_cancels() {
     );
     assert!(back);
     assert_eq!(dest.calls, ["prepare vm1", "abort"]);
+}
+
+/// A killed destination makes the source's QEMU fail too, and its failure
+/// may be seen first: the error still names the destination.
+#[tokio::test]
+async fn source_failure_caused_by_a_dead_destination_names_it() {
+    let steps = vec![
+        step(vec![migration("setup")], json!({"status": "setup"})),
+        step(
+            vec![],
+            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
+        ),
+    ];
+    let mut f = Fixture::new(Script::new(steps)).await;
+    let mut dest = FakeDest {
+        dies_after: Some(Duration::from_millis(150)),
+        ..FakeDest::default()
+    };
+    let (r, _) = f.run(&mut dest, &opts(), no_abort()).await;
+    let (reason, _, back) = failed(r);
+    assert_eq!(
+        reason,
+        "operation failed: migration out job: the destination QEMU exited"
+    );
+    assert!(back);
 }
 
 #[tokio::test]
