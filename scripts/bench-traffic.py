@@ -18,7 +18,7 @@ network namespace with a bridge 10.77.0.1/24 (the guest is 10.77.0.2 on its
 failover master). Prints a table and the ratios (a)/(b) and (a)/(c).
 
 usage (root): scripts/bench-traffic.py [--raw-primary MODEL] [TEAMVIRT_BINARY]
-Needs: qemu-system-x86_64, iproute2, iputils-ping, the test guest
+Needs: qemu-system-x86_64, iproute2, the test guest
 (scripts/build-test-guest.sh), a built teamvirt (default target/release).
 """
 import json
@@ -26,8 +26,10 @@ import os
 import shutil
 import socket
 import subprocess
+import struct
 import sys
 import tempfile
+import threading
 import time
 
 GUEST_IP = "10.77.0.2"
@@ -54,27 +56,75 @@ def guest_dir():
 
 
 class Ping:
-    """ping -D -O -i 0.01: replies as (epoch, seq), and every seq seen
-    (replied, or reported unanswered when the next one went out)."""
+    """Echo requests to the guest at a fixed 100 pps from a raw ICMP
+    socket, whatever comes back: iputils ping with -i 0.01 stops sending
+    when replies stop (it waits in recvmsg, sometimes for tens of seconds),
+    which would turn a short outage into a long one. Records when each
+    request left and when its reply came."""
+
+    INTERVAL = 0.01
 
     def __init__(self):
-        self.out = tempfile.NamedTemporaryFile("w+", delete=False)
-        self.p = subprocess.Popen(["ping", "-D", "-O", "-n", "-i", "0.01", "-W", "1", GUEST_IP],
-                                  stdout=self.out, stderr=subprocess.DEVNULL)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.settimeout(0.2)
+        self.ident = os.getpid() & 0xFFFF
+        self.sent = []  # (epoch, seq)
+        self.got = {}  # seq -> epoch of the first reply
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._send, self._recv)]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _checksum(b):
+        if len(b) % 2:
+            b += b"\0"
+        s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+        s = (s >> 16) + (s & 0xFFFF)
+        s += s >> 16
+        return ~s & 0xFFFF
+
+    def _send(self):
+        seq, t_next = 0, time.monotonic()
+        while not self.done.is_set():
+            payload = b"teamvirt-bench" + bytes(42)
+            hdr = struct.pack("!BBHHH", 8, 0, 0, self.ident, seq & 0xFFFF)
+            pkt = struct.pack("!BBHHH", 8, 0, self._checksum(hdr + payload), self.ident, seq & 0xFFFF) + payload
+            try:
+                self.sock.sendto(pkt, (GUEST_IP, 0))
+            except OSError:
+                pass  # unreachable for now: counted as lost
+            self.sent.append((time.time(), seq))
+            seq += 1
+            t_next += self.INTERVAL
+            time.sleep(max(0.0, t_next - time.monotonic()))
+
+    def _recv(self):
+        while not self.done.is_set():
+            try:
+                data = self.sock.recv(2048)
+            except (socket.timeout, OSError):
+                continue
+            t = time.time()
+            icmp = data[(data[0] & 15) * 4:]
+            if len(icmp) < 8 or icmp[0] != 0:
+                continue
+            ident, seq16 = struct.unpack("!HH", icmp[4:8])
+            if ident != self.ident:
+                continue
+            # The newest request with these low 16 bits (runs are far
+            # shorter than 65536 requests apart).
+            base = len(self.sent) - 1
+            seq = base - ((base - seq16) & 0xFFFF)
+            self.got.setdefault(seq, t)
 
     def lines(self):
-        res = []
-        with open(self.out.name) as f:
-            for line in f:
-                if not line.startswith("[") or "icmp_seq=" not in line:
-                    continue
-                t = float(line[1:line.index("]")])
-                seq = int(line.split("icmp_seq=")[1].split()[0])
-                res.append((t, seq, "no answer yet" not in line))
-        return res
+        """Every request as (sent, seq, False) and every reply as
+        (received, seq, True)."""
+        return [(t, q, False) for t, q in list(self.sent)] + [(t, q, True) for q, t in list(self.got.items())]
 
     def replies(self):
-        return [(t, seq) for t, seq, replied in self.lines() if replied]
+        return sorted((t, q) for q, t in list(self.got.items()))
 
     def wait_flowing(self, timeout=90):
         end = time.time() + timeout
@@ -86,9 +136,10 @@ class Ping:
         raise SystemExit("no replies from the guest")
 
     def stop(self):
-        self.p.terminate()
-        self.p.wait()
-        os.unlink(self.out.name)
+        self.done.set()
+        for t in self.threads:
+            t.join()
+        self.sock.close()
 
 
 def median(runs):
@@ -99,10 +150,10 @@ def median(runs):
 
 
 def window(lines, t0, t1):
-    """Packets sent in [t0, t1] that never got a reply, and the longest
+    """Requests sent in [t0, t1] that never got a reply, and the longest
     time in [t0, t1] without one."""
     answered = {s for _, s, ok in lines if ok}
-    seen = {s for t, s, _ in lines if t0 <= t <= t1}
+    seen = {s for t, s, ok in lines if not ok and t0 <= t <= t1}
     inside = sorted((t, s) for t, s, ok in lines if ok and t0 <= t <= t1)
     edges = [t0] + [t for t, _ in inside] + [t1]
     gap = max(b - a for a, b in zip(edges, edges[1:]))
