@@ -259,12 +259,27 @@ fn mutate(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
 
 /// Everything an input goes through. Panics (and failed round trips) are
 /// the findings.
-fn exercise(bytes: &[u8], caps: &QemuCaps) {
+/// What every input is checked against, built once per run.
+struct Target {
+    caps: QemuCaps,
+    /// The bundled example domain that device documents are put into.
+    base: DomainDef,
+}
+
+fn target() -> Target {
+    let base = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
+    let Ok((base, _)) = DomainDef::parse_str(&std::fs::read_to_string(base).unwrap(), None) else {
+        panic!("the bundled example does not parse");
+    };
+    Target { caps: caps(), base }
+}
+
+fn exercise(bytes: &[u8], t: &Target) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
     let Ok((def, _)) = AnyDef::parse_str(text, Some(Path::new("fuzz.xml"))) else {
-        exercise_device(text, caps);
+        exercise_device(text, t);
         return;
     };
     let once = def.to_xml();
@@ -275,29 +290,31 @@ fn exercise(bytes: &[u8], caps: &QemuCaps) {
         .unwrap_or_else(|e| panic!("output does not reparse: {e}\n{once}"));
     assert_eq!(again.to_xml(), once, "output not stable");
     if let AnyDef::Domain(d) = def {
-        let diags = teamvirt_qemu::validate::validate(&d, Some(true));
-        if diags.iter().all(|d| !d.is_error()) {
-            let _ = convert(
-                d,
-                caps,
-                &NetworkMap::default(),
-                &[],
-                &BuildOptions::test_env(),
-            );
-        }
+        validate_and_convert(d, &t.caps);
+    }
+}
+
+/// A domain that validates is converted too (errors are fine, panics not).
+fn validate_and_convert(d: DomainDef, caps: &QemuCaps) {
+    let diags = teamvirt_qemu::validate::validate(&d, Some(true));
+    if diags.iter().all(|d| !d.is_error()) {
+        let _ = convert(
+            d,
+            caps,
+            &NetworkMap::default(),
+            &[],
+            &BuildOptions::test_env(),
+        );
     }
 }
 
 /// A device document (`attach-device`): parsed, then checked and converted
 /// inside the bundled example domain, as a hotplug checks it.
-fn exercise_device(text: &str, caps: &QemuCaps) {
+fn exercise_device(text: &str, t: &Target) {
     let Ok((dev, _)) = DeviceDef::parse_str(text, Some(Path::new("fuzz-device.xml"))) else {
         return;
     };
-    let base = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
-    let Ok((mut d, _)) = DomainDef::parse_str(&std::fs::read_to_string(base).unwrap(), None) else {
-        panic!("the bundled example does not parse");
-    };
+    let mut d = t.base.clone();
     match dev {
         DeviceDef::Interface(i) => d.devices.interfaces.push(i),
         DeviceDef::Hostdev(h) => d.devices.hostdevs.push(h),
@@ -311,16 +328,7 @@ fn exercise_device(text: &str, caps: &QemuCaps) {
     let (again, _) = DomainDef::parse_str(&once, None)
         .unwrap_or_else(|e| panic!("domain with the device does not reparse: {e}\n{once}"));
     assert_eq!(again.to_xml(), once, "output not stable");
-    let diags = teamvirt_qemu::validate::validate(&d, Some(true));
-    if diags.iter().all(|d| !d.is_error()) {
-        let _ = convert(
-            d,
-            caps,
-            &NetworkMap::default(),
-            &[],
-            &BuildOptions::test_env(),
-        );
-    }
+    validate_and_convert(d, &t.caps);
 }
 
 fn caps() -> QemuCaps {
@@ -358,7 +366,7 @@ fn fuzz_xml_entry_points() {
     let cases = env_u64("TEAMVIRT_FUZZ_CASES", 300);
     let seed = env_u64("TEAMVIRT_FUZZ_SEED", 1).max(1);
     let docs = seed_documents();
-    let caps = caps();
+    let target = target();
     let mut rng = Rng(seed);
     let out_dir = teamvirt_testinfra::workspace_root().join("target/fuzz-failures");
     let started = Instant::now();
@@ -399,7 +407,7 @@ fn fuzz_xml_entry_points() {
         let input = mutate(doc, &mut rng);
         *current.lock().unwrap() = (i, Instant::now(), input.clone(), false);
         let t = Instant::now();
-        let r = catch_unwind(AssertUnwindSafe(|| exercise(&input, &caps)));
+        let r = catch_unwind(AssertUnwindSafe(|| exercise(&input, &target)));
         if t.elapsed() > slowest.0 {
             slowest = (t.elapsed(), i);
         }
@@ -450,12 +458,12 @@ fn fuzz_xml_entry_points() {
 #[test]
 fn fuzz_regressions() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
-    let caps = caps();
+    let target = target();
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let bytes = std::fs::read(&p).unwrap();
-        if let Err(e) = catch_unwind(AssertUnwindSafe(|| exercise(&bytes, &caps))) {
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| exercise(&bytes, &target))) {
             panic!("{}: {e:?}", p.display());
         }
         n += 1;
