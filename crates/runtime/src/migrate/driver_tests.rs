@@ -389,6 +389,17 @@ fn completing() -> Vec<Step> {
 }
 
 /// The guest never unplugs: QEMU stays in `wait-unplug`.
+/// QEMU fails the migration: its socket to the destination broke.
+fn failing_on_the_wire() -> Vec<Step> {
+    vec![
+        step(vec![migration("setup")], json!({"status": "setup"})),
+        step(
+            vec![],
+            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
+        ),
+    ]
+}
+
 fn stuck_in_wait_unplug() -> Vec<Step> {
     vec![
         step(
@@ -530,14 +541,7 @@ async fn failed_finish_gives_the_domain_back_to_the_source() {
 
 #[tokio::test]
 async fn qemu_failure_rolls_back() {
-    let steps = vec![
-        step(vec![migration("setup")], json!({"status": "setup"})),
-        step(
-            vec![],
-            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
-        ),
-    ];
-    let mut f = Fixture::new(Script::new(steps)).await;
+    let mut f = Fixture::new(Script::new(failing_on_the_wire())).await;
     let mut dest = FakeDest::default();
     let (r, seen) = f.run(&mut dest, &opts(), no_abort()).await;
     let (reason, rollback, back) = failed(r);
@@ -661,14 +665,7 @@ async fn abort_request_cancels() {
 /// may be seen first: the error still names the destination.
 #[tokio::test]
 async fn source_failure_caused_by_a_dead_destination_names_it() {
-    let steps = vec![
-        step(vec![migration("setup")], json!({"status": "setup"})),
-        step(
-            vec![],
-            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
-        ),
-    ];
-    let mut f = Fixture::new(Script::new(steps)).await;
+    let mut f = Fixture::new(Script::new(failing_on_the_wire())).await;
     let mut dest = FakeDest {
         dies_after: Some(Duration::from_millis(150)),
         ..FakeDest::default()
