@@ -85,10 +85,12 @@ fn footing(sd: &StateDir, def: &NetworkDef, sysfs: &Path) -> Result<Footing, Run
                 )));
             }
         }
-        // A lab-mode pool's VFs need not exist; it offers what it lists.
+        // A lab-mode pool's VFs need not exist. pool_members fails only
+        // for a `<pf>` pool whose PF is not found (a listed pool is its
+        // list): in lab mode that pool offers none.
         let members = match pool_members(def) {
             Ok(m) => m.len(),
-            Err(_) if pool.emulate_vf => lab_listed(def),
+            Err(_) if pool.emulate_vf => 0,
             Err(e) => return Ok(Footing::Missing(e.to_string())),
         };
         return Ok(Footing::Ready { vfs: Some(members) });
@@ -105,11 +107,6 @@ fn footing(sd: &StateDir, def: &NetworkDef, sysfs: &Path) -> Result<Footing, Run
         }
     }
     Ok(Footing::Ready { vfs: None })
-}
-
-/// The VF addresses a pool lists (none for a `<pf>` pool).
-fn lab_listed(def: &NetworkDef) -> usize {
-    def.forward.as_ref().map_or(0, |f| f.addresses.len())
 }
 
 impl Runtime {

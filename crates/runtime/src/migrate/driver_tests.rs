@@ -388,7 +388,6 @@ fn completing() -> Vec<Step> {
     ]
 }
 
-/// The guest never unplugs: QEMU stays in `wait-unplug`.
 /// QEMU fails the migration: its socket to the destination broke.
 fn failing_on_the_wire() -> Vec<Step> {
     vec![
@@ -400,6 +399,7 @@ fn failing_on_the_wire() -> Vec<Step> {
     ]
 }
 
+/// The guest never unplugs: QEMU stays in `wait-unplug`.
 fn stuck_in_wait_unplug() -> Vec<Step> {
     vec![
         step(
