@@ -110,16 +110,23 @@ fn footing(sd: &StateDir, def: &NetworkDef, sysfs: &Path) -> Result<Footing, Run
 }
 
 impl Runtime {
-    /// Active or not, and why.
-    pub fn network_activity(&self, name: &str) -> Result<Activity, RuntimeError> {
-        let def = self.network_def(name)?;
-        if is_destroyed(&self.sd, name) {
-            return Ok(Activity::Inactive("stopped by net-destroy".into()));
-        }
-        Ok(match footing(&self.sd, &def, Path::new("/sys"))? {
-            Footing::Missing(why) => Activity::Inactive(why),
-            Footing::Ready { .. } => Activity::Active,
-        })
+    /// Active or not (and why), and a VF pool's size (0 when its
+    /// members cannot be found), from one look at what `def` stands on.
+    pub(crate) fn network_activity(
+        &self,
+        name: &str,
+        def: &NetworkDef,
+    ) -> Result<(Activity, Option<usize>), RuntimeError> {
+        let (missing, vfs) = match footing(&self.sd, def, Path::new("/sys"))? {
+            Footing::Missing(why) => (Some(why), is_hostdev_network(def).then_some(0)),
+            Footing::Ready { vfs } => (None, vfs),
+        };
+        let activity = if is_destroyed(&self.sd, name) {
+            Activity::Inactive("stopped by net-destroy".into())
+        } else {
+            missing.map_or(Activity::Active, Activity::Inactive)
+        };
+        Ok((activity, vfs))
     }
 
     /// `net-start`: check what the network stands on, then serve again.

@@ -166,22 +166,18 @@ impl Runtime {
         for name in self.sd.defined_networks()? {
             let def = self.network_def(&name)?;
             let st = VfPool::new(&self.sd, &name).state()?;
-            let hostdev = is_hostdev_network(&def);
+            let (activity, vfs_total) = self.network_activity(&name, &def)?;
             out.push(NetworkSummary {
                 forward: def
                     .forward
                     .as_ref()
                     .map_or("nat", |f| f.mode_str())
                     .to_owned(),
-                vfs_total: if hostdev {
-                    Some(pool_members(&def).map(|m| m.len()).unwrap_or(0))
-                } else {
-                    None
-                },
+                vfs_total,
                 vfs_used: st.allocations.len(),
                 emulate_vf: st.emulate_vf,
                 lab_bridge: st.lab_bridge.clone(),
-                activity: self.network_activity(&name)?,
+                activity,
                 autostart: crate::autostart::autostart_enabled(
                     &self.sd,
                     crate::autostart::AutostartKind::Network,
