@@ -25,6 +25,10 @@ pub enum ProcessError {
     Kill { pid: i32, source: io::Error },
     #[error("process {pid} did not exit within {secs} s of SIGKILL")]
     Stuck { pid: i32, secs: u64 },
+    /// It ran (exec succeeded) but was gone, and reaped by its reaper,
+    /// before its identity could be read.
+    #[error("process {pid} exited as soon as it started")]
+    ExitedAtStart { pid: i32 },
 }
 
 /// A process identity that survives pid reuse: the pid plus the kernel's
@@ -247,10 +251,9 @@ pub fn spawn_detached_as(
     let mut buf = [0u8; 4];
     rd.read_exact(&mut buf).map_err(spawn_err)?;
     let pid = i32::from_ne_bytes(buf);
-    // The process exists until it is reaped, so /proc/PID/stat is readable
-    // even if QEMU already failed.
-    ProcId::of(pid)
-        .ok_or_else(|| spawn_err(io::Error::other(format!("process {pid} vanished at start"))))
+    // The exec succeeded (spawn returns once it has), but a process that
+    // fails at once may be reaped by its reaper before this reads it.
+    ProcId::of(pid).ok_or(ProcessError::ExitedAtStart { pid })
 }
 
 /// QEMU's parent for its whole life: waits for it and appends one line to
@@ -532,6 +535,24 @@ mod tests {
         assert_eq!(fds, ["0", "1", "2"], "leaked fd {}", leaked.as_raw_fd());
         let null = Some(PathBuf::from("/dev/null"));
         assert_eq!(targets, [null, Some(log.clone()), Some(log)]);
+    }
+
+    /// A program that exits at once may be reaped by its reaper before
+    /// its identity is read: that is an exit at start, not a failure to
+    /// execute it.
+    #[test]
+    fn instant_exit_is_an_exit_not_an_exec_failure() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("log");
+        let mut exited = 0;
+        for _ in 0..100 {
+            match spawn_detached(Path::new("/bin/true"), &[], None, &log) {
+                Ok(_) => {}
+                Err(ProcessError::ExitedAtStart { .. }) => exited += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        eprintln!("{exited} of 100 were gone before they could be read");
     }
 
     #[test]

@@ -525,8 +525,15 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         Some(lent.setup),
         &spec.pass_fds,
     )
-    .inspect_err(|_| {
+    .map_err(|e| {
         let _ = crate::dac::release(sd, &spec.name);
+        match e {
+            ProcessError::ExitedAtStart { .. } => RunError::DiedAtStart {
+                name: spec.name.clone(),
+                log: read_log_from(&paths.qemu_log, log_start),
+            },
+            e => e.into(),
+        }
     })?;
     // QEMU has its copies now.
     drop(lent.fds);
