@@ -329,7 +329,7 @@ def run_raw(work, model):
         ping.wait_flowing()
         time.sleep(2.0)
         runs = []
-        here, there = "src", "dst"
+        there = "dst"
         for i in range(RUNS):
             t0 = time.time()
             # A fresh QEMU per incoming side (its QMP socket name reused).
@@ -365,7 +365,7 @@ def run_raw(work, model):
             w["migration_s"] = t1 - t0
             runs.append(w)
             src = dst
-            here, there = there, here
+            there = "src" if there == "dst" else "dst"
         ping.stop()
         return median(runs)
     finally:
