@@ -329,7 +329,7 @@ def run_raw(work, model):
         ping.wait_flowing()
         time.sleep(2.0)
         runs = []
-        there = "dst"
+        here, there = "src", "dst"
         for i in range(RUNS):
             t0 = time.time()
             # A fresh QEMU per incoming side (its QMP socket name reused).
@@ -365,7 +365,7 @@ def run_raw(work, model):
             w["migration_s"] = t1 - t0
             runs.append(w)
             src = dst
-            there = "src" if there == "dst" else "dst"
+            here, there = there, here
         ping.stop()
         return median(runs)
     finally:
