@@ -250,13 +250,17 @@ pub fn release(sd: &StateDir, name: &str) -> Result<Vec<String>, DacError> {
         if others.iter().any(|o| (o.dev, o.ino) == (l.dev, l.ino)) {
             continue;
         }
-        if let Err(e) = restore(l) {
-            problems.push(format!(
+        match restore(l) {
+            Ok(()) => {}
+            // A VFIO group node goes with its group (the VF left vfio-pci):
+            // there is nothing left to give back.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && is_vfio_group_node(&l.path) => {}
+            Err(e) => problems.push(format!(
                 "owner {}:{} of {} not restored: {e}",
                 l.uid,
                 l.gid,
                 l.path.display()
-            ));
+            )),
         }
     }
     remove_optional(&dir.join(RECORD))?;
@@ -296,6 +300,19 @@ fn other_labels(sd: &StateDir, name: &str) -> Vec<Label> {
         }
     }
     out
+}
+
+/// `.../vfio/N`: a VFIO group device node (see [`vfio_group`]).
+fn is_vfio_group_node(path: &Path) -> bool {
+    let parent_is_vfio = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "vfio");
+    let numeric = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    parent_is_vfio && numeric
 }
 
 /// Give a file its owner back, if it still is the file that was labeled.

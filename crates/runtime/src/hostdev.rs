@@ -61,8 +61,14 @@ pub struct PreparedVf {
     pub detached_from: Option<Option<String>>,
     /// PF netdev and VF index, when the MAC was set.
     pub pf: Option<(String, u32)>,
-    /// The VF's MAC before (restored on release when known).
+    /// The PF's administrative MAC for the VF before (`ip link show PF`,
+    /// `vf N ... link/ether MAC`), restored on release. All zeros when
+    /// none was set: writing zeros back clears it, which lets the host
+    /// driver choose again (igb and ixgbe take zeros for exactly that).
     pub original_mac: Option<String>,
+    /// The VF's administrative VLAN before (0: none), restored on release.
+    #[serde(default)]
+    pub original_vlan: Option<u32>,
     pub vlan_set: bool,
 }
 
@@ -199,6 +205,32 @@ impl HostPrep {
         Ok((pf, index))
     }
 
+    /// The PF's administrative settings for VF `index`: MAC and VLAN
+    /// (0: none), from `ip -j -d link show dev PF` (`vfinfo_list`), which
+    /// is what libvirt saves before it changes them (virNetDevSaveNetConfig).
+    pub fn vf_admin(&self, pf: &str, index: u32) -> Option<(String, u32)> {
+        let out = Command::new(&self.ip)
+            .args(["-j", "-d", "link", "show", "dev", pf])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let vf = links
+            .as_array()?
+            .iter()
+            .filter_map(|l| l.get("vfinfo_list")?.as_array())
+            .flatten()
+            .find(|v| v.get("vf").and_then(|n| n.as_u64()) == Some(u64::from(index)))?;
+        let mac = vf.get("address")?.as_str()?.to_owned();
+        // iproute2 prints either a list (IFLA_VF_VLAN_LIST) or a plain vlan.
+        let vlan = vf
+            .get("vlan_list")
+            .and_then(|l| l.as_array()?.first()?.get("vlan")?.as_u64())
+            .or_else(|| vf.get("vlan")?.as_u64())
+            .unwrap_or(0);
+        Some((mac, u32::try_from(vlan).ok()?))
+    }
+
     /// The VF's own MAC, readable while a host driver has it.
     fn vf_mac(&self, addr: &str) -> Option<String> {
         let net = self.device(addr).join("net");
@@ -254,14 +286,31 @@ impl HostPrep {
 
     /// Prepare one VF; on failure what was done to it is undone.
     fn prepare_one(&self, r: &VfRequest) -> Result<PreparedVf, HostdevError> {
-        let original_mac = r.mac.as_ref().and_then(|_| self.vf_mac(&r.address));
         let mut p = PreparedVf {
             address: r.address.clone(),
             detached_from: None,
             pf: None,
-            original_mac,
+            original_mac: None,
+            original_vlan: None,
             vlan_set: false,
         };
+        if let Some(mac) = &r.mac {
+            // What to restore: the PF's administrative MAC and VLAN for
+            // the VF (the VF netdev's address is only what its driver
+            // chose), read before anything changes.
+            let admin = self
+                .pf_of(&r.address)
+                .ok()
+                .and_then(|(pf, n)| self.vf_admin(&pf, n));
+            match admin {
+                Some((m, v)) => {
+                    p.original_mac = Some(m);
+                    p.original_vlan = Some(v);
+                }
+                None => p.original_mac = self.vf_mac(&r.address),
+            }
+            tracing::debug!(vf = %r.address, requested = %mac, original = ?p.original_mac, "VF MAC");
+        }
         if r.managed {
             p.detached_from = self.detach(&r.address)?;
         }
@@ -302,7 +351,11 @@ impl HostPrep {
     fn release_one(&self, p: &PreparedVf) -> Vec<String> {
         let mut problems = Vec::new();
         if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
-            let vlan = p.vlan_set.then_some(0);
+            // The VLAN as it was (0 clears the one set for the guest).
+            let vlan = match p.original_vlan {
+                Some(v) if v != 0 || p.vlan_set => Some(v),
+                _ => p.vlan_set.then_some(0),
+            };
             if let Err(e) = self.set_vf(&p.address, pf, *n, mac, vlan) {
                 problems.push(e.to_string());
             }
@@ -469,12 +522,20 @@ mod tests {
             std::fs::write(
                 &ip,
                 format!(
-                    "#!/bin/sh\necho \"$*\" >> '{}'\necho 'RTNETLINK answers: nope' >&2\nexit {ip_exit}\n",
+                    "#!/bin/sh\ncase \"$*\" in *' show '*) cat '{}'; exit 0;; esac\necho \"$*\" >> '{}'\necho 'RTNETLINK answers: nope' >&2\nexit {ip_exit}\n",
+                    dir.path().join("show.json").display(),
                     log.display()
                 ),
             )
             .unwrap();
             std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // The PF's view, as iproute2 6.1 prints it: VF 1 has an
+            // administrative MAC of its own and VLAN 7.
+            std::fs::write(
+                dir.path().join("show.json"),
+                r#"[{"ifname":"enp3s0f0","vfinfo_list":[{"vf":0,"link_type":"ether","address":"00:00:00:00:00:00","spoofchk":true},{"vf":1,"link_type":"ether","address":"52:54:00:00:00:90","vlan_list":[{"vlan":7}],"spoofchk":true,"trust":false}]}]"#,
+            )
+            .unwrap();
             Fake {
                 host: HostPrep { sysfs: root, ip },
                 dir,
@@ -558,9 +619,35 @@ mod tests {
             "(null)\n"
         );
         assert!(f.host.release(&done).is_empty());
+        // The PF's administrative MAC and VLAN come back, not the
+        // address the VF's netdev had (aa:bb:cc:00:00:01).
         assert_eq!(
             f.ip_log()[1],
-            "link set dev enp3s0f0 vf 1 mac aa:bb:cc:00:00:01 vlan 0"
+            "link set dev enp3s0f0 vf 1 mac 52:54:00:00:00:90 vlan 7"
+        );
+    }
+
+    #[test]
+    fn no_administrative_mac_before_is_cleared_with_zeros() {
+        let f = Fake::new(0);
+        std::fs::write(
+            f.dir.path().join("show.json"),
+            r#"[{"ifname":"enp3s0f0","vfinfo_list":[{"vf":1,"link_type":"ether","address":"00:00:00:00:00:00"}]}]"#,
+        )
+        .unwrap();
+        let done = f
+            .host
+            .prepare(&[req(true, Some("52:54:00:6d:90:02"), Some(42))])
+            .unwrap();
+        assert_eq!(done[0].original_mac.as_deref(), Some("00:00:00:00:00:00"));
+        f.rebind("vfio-pci");
+        assert!(f.host.release(&done).is_empty());
+        assert_eq!(
+            f.ip_log(),
+            [
+                "link set dev enp3s0f0 vf 1 mac 52:54:00:6d:90:02 vlan 42",
+                "link set dev enp3s0f0 vf 1 mac 00:00:00:00:00:00 vlan 0"
+            ]
         );
     }
 

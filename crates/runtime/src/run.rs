@@ -294,11 +294,21 @@ pub fn cleanup_dead(
         }
         (None, None) => {}
     }
+    // Files lent to QEMU first: a VF's `/dev/vfio/N` disappears when the
+    // VF goes back to its host driver, and its owner is given back by
+    // the device it still is.
+    let lent = crate::dac::release(sd, name);
     // A VF the host did not take back is reported, but the domain is
     // still gone (its record must go, or every command would retry).
     let freed = release_vfs(sd, name);
     forget(sd, name)?;
-    freed
+    match lent? {
+        problems if problems.is_empty() => freed,
+        problems => Err(RunError::Restore {
+            name: name.to_owned(),
+            problems,
+        }),
+    }
 }
 
 /// A domain id held for a domain being started. Concurrent starts all see

@@ -78,8 +78,9 @@ impl QemuOpts {
                 Some((n, p)) => (n, Some(p)),
                 None => (spec.as_str(), None),
             };
-            let (nd, _) = NetworkDef::load(Path::new(net))
+            let (mut nd, _) = NetworkDef::load(Path::new(net))
                 .map_err(|e| e.to_diagnostic(Some(Path::new(net))).to_string())?;
+            expand_pf_pool(&mut nd)?;
             let pd = match port {
                 Some(p) => Some(
                     NetworkPortDef::load(Path::new(p))
@@ -92,6 +93,27 @@ impl QemuOpts {
         }
         Ok(map)
     }
+}
+
+/// A `<pf dev='X'/>` pool lists no VFs in its XML: `net-start` finds
+/// them in sysfs, and so do the verbs that resolve it from a file, so that
+/// they hand out the VF a start would (not "none are available").
+fn expand_pf_pool(nd: &mut NetworkDef) -> Result<(), String> {
+    let Some(f) = nd.forward.as_ref() else {
+        return Ok(());
+    };
+    if !teamvirt_runtime::network::is_hostdev_network(nd)
+        || !f.addresses.is_empty()
+        || f.pfs.is_empty()
+    {
+        return Ok(());
+    }
+    let members = teamvirt_runtime::network::pool_members(nd)
+        .map_err(|e| format!("network '{}': {e}", nd.name))?;
+    if let Some(f) = nd.forward.as_mut() {
+        f.addresses = members;
+    }
+    Ok(())
 }
 
 /// The installed default emulator, `qemu-system-x86_64` found on `PATH`.
