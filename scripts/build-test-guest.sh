@@ -25,11 +25,12 @@ out=${1:-${TEAMVIRT_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/guest}}
 # dependencies are resolved with modprobe --show-depends, deps first.
 # Expected order: virtio_ring virtio virtio_pci_modern_dev
 # virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net e1000e
-# vmxnet3 button evdev. vmxnet3: lab mode's primary; e1000e: the tests that
-# drive QEMU directly, as the recipe does. button + evdev: the ACPI power
+# vmxnet3 igbvf button evdev. vmxnet3: lab mode's primary; e1000e: the tests
+# that drive QEMU directly, as the recipe does; igbvf: the VF lab's real VF
+# primary (scripts/vf-lab.sh). button + evdev: the ACPI power
 # button reaches busybox acpid (guest/init), so `teamvirt shutdown` powers
 # the guest off.
-modules=(virtio_pci virtio_net e1000e vmxnet3 button evdev)
+modules=(virtio_pci virtio_net e1000e vmxnet3 igbvf button evdev)
 
 log() { echo "build-test-guest: $*" >&2; }
 die() { log "error: $*"; exit 1; }

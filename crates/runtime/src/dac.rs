@@ -268,6 +268,145 @@ pub fn release(sd: &StateDir, name: &str) -> Result<Vec<String>, DacError> {
     Ok(problems)
 }
 
+/// Hotplug: lend what the new options `new` of running domain `name`
+/// need (a VF's `/dev/vfio/N`), recorded like a start's labels, and raise
+/// its QEMU's RLIMIT_MEMLOCK for VFIO as a start with the VF would have
+/// (guest memory from `argv` + 1 GiB), as libvirt does on hotplug.
+pub fn lend_hotplug(
+    sd: &StateDir,
+    name: &str,
+    pid: i32,
+    argv: &[String],
+    new: &[String],
+) -> Result<(), DacError> {
+    if !new.iter().any(|a| is_vfio_device(a)) {
+        return Ok(());
+    }
+    let id = crate::privdrop::qemu_identity()?;
+    lend_hotplug_as(sd, name, pid, argv, new, &id, &HostRoots::default())
+}
+
+/// [`lend_hotplug`] for a given identity and host tree.
+pub fn lend_hotplug_as(
+    sd: &StateDir,
+    name: &str,
+    pid: i32,
+    argv: &[String],
+    new: &[String],
+    id: &Identity,
+    roots: &HostRoots,
+) -> Result<(), DacError> {
+    let _l = dac_lock(sd)?;
+    let dir = sd.run_paths(name)?.dir;
+    let mut b = Builder {
+        id,
+        sd,
+        name,
+        fds: Vec::new(),
+        labels: Vec::new(),
+        pending: Vec::new(),
+        fdsets: Vec::new(),
+    };
+    b.translate(new, &dir, roots)?;
+    let mut rec = load(&dir)?;
+    rec.labels.extend(b.labels.iter().cloned());
+    if !b.labels.is_empty() {
+        save(&dir, &rec)?;
+    }
+    for (f, label, what) in &b.pending {
+        chown_fd(f, id.uid, id.gid).map_err(|source| DacError::Access {
+            user: id.name.clone(),
+            what,
+            path: label.path.clone(),
+            source,
+        })?;
+    }
+    let mut all = argv.to_vec();
+    all.extend(new.iter().cloned());
+    match raise_memlock(pid, memlock_bytes(&all)) {
+        // Best effort, as at start: without CAP_SYS_RESOURCE (a container)
+        // the limit stays and QEMU names the VFIO mapping that failed.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::warn!(pid, "cannot raise QEMU's RLIMIT_MEMLOCK for VFIO: {e}");
+            Ok(())
+        }
+        r => r.map_err(|source| DacError::Access {
+            user: id.name.clone(),
+            what: "locked memory limit (RLIMIT_MEMLOCK) of QEMU",
+            path: PathBuf::from(format!("/proc/{pid}")),
+            source,
+        }),
+    }
+}
+
+/// Hotplug: give back the VFIO group of `host` (a VF about to leave
+/// vfio-pci) lent to domain `name`, and forget its label: the node goes
+/// with the group, and the same VF plugged again is a new node.
+pub fn give_back_vfio(sd: &StateDir, name: &str, host: &str) -> Result<Vec<String>, DacError> {
+    give_back_vfio_in(sd, name, host, &HostRoots::default())
+}
+
+/// [`give_back_vfio`] for a given host tree.
+pub fn give_back_vfio_in(
+    sd: &StateDir,
+    name: &str,
+    host: &str,
+    roots: &HostRoots,
+) -> Result<Vec<String>, DacError> {
+    let Some(group) = vfio_group(roots, host) else {
+        return Ok(Vec::new());
+    };
+    let _l = dac_lock(sd)?;
+    let dir = sd.run_paths(name)?.dir;
+    let mut rec = load(&dir)?;
+    let (gone, kept): (Vec<Label>, Vec<Label>) =
+        rec.labels.into_iter().partition(|l| l.path == group);
+    rec.labels = kept;
+    let others = other_labels(sd, name);
+    let mut problems = Vec::new();
+    for l in &gone {
+        if others.iter().any(|o| (o.dev, o.ino) == (l.dev, l.ino)) {
+            continue;
+        }
+        match restore(l) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!(
+                "owner {}:{} of {} not restored: {e}",
+                l.uid,
+                l.gid,
+                l.path.display()
+            )),
+        }
+    }
+    save(&dir, &rec)?;
+    Ok(problems)
+}
+
+/// Raise (never lower) a running process's RLIMIT_MEMLOCK.
+fn raise_memlock(pid: i32, bytes: u64) -> io::Result<()> {
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads the limit into `cur`, a valid rlimit.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_MEMLOCK, std::ptr::null(), &mut cur) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if cur.rlim_cur == libc::RLIM_INFINITY || cur.rlim_cur >= bytes {
+        return Ok(());
+    }
+    let new = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes.max(cur.rlim_max),
+    };
+    // SAFETY: prlimit sets the limit from `new`, a valid rlimit.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &new, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn dac_lock(sd: &StateDir) -> Result<FileLock, DacError> {
     Ok(
         FileLock::acquire(&sd.locks_dir().join("dac.lock"), LockMode::Exclusive)

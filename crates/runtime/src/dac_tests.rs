@@ -419,3 +419,71 @@ fn unreachable_emulator_is_named() {
     assert!(check_exec(Path::new("qemu-system-x86_64"), &nobody()).is_ok());
     assert!(check_exec(&qemu, &myself()).is_ok(), "no switch, no check");
 }
+
+/// Hotplug of a real VF into a running, unprivileged QEMU: its VFIO group
+/// is lent (recorded), the process's memlock limit raised; detach gives
+/// the node back and forgets it, so the same VF plugged again is no
+/// "replaced by another file" at stop.
+#[test]
+fn hotplugged_vfio_group_is_lent_and_given_back_at_detach() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let roots = HostRoots {
+        sysfs: f.t.path().join("sys"),
+        dev: f.t.path().join("dev"),
+    };
+    let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
+    std::fs::create_dir_all(&devdir).unwrap();
+    std::os::unix::fs::symlink("../../../kernel/iommu_groups/9", devdir.join("iommu_group"))
+        .unwrap();
+    std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
+    let group = roots.dev.join("vfio/9");
+    std::fs::write(&group, b"").unwrap();
+    // A child whose limit is raised (not this test process).
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let argv: Vec<String> = ["-m", "size=131072k"].map(String::from).to_vec();
+    let new: Vec<String> = ["-device", "vfio-pci,host=0000:3b:02.1,id=hostdev0"]
+        .map(String::from)
+        .to_vec();
+    lend_hotplug_as(&f.sd, "vm", pid, &argv, &new, &nobody(), &roots).unwrap();
+    assert_eq!(owner(&group), (65534, 65534));
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let want = ((128u64 << 20) + (1 << 30)).to_string();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .unwrap();
+    // CAP_SYS_RESOURCE (capability 24) is needed to raise another
+    // process's hard limit.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    if cap_eff & (1 << 24) != 0 {
+        assert!(line.contains(&want) || line.contains("unlimited"), "{line}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(give_back_vfio_in(&f.sd, "vm", "0000:3b:02.1", &roots)
+        .unwrap()
+        .is_empty());
+    assert_eq!(owner(&group), (0, 0));
+    // Plugged again: a new node of the same group.
+    std::fs::remove_file(&group).unwrap();
+    std::fs::write(&group, b"").unwrap();
+    assert!(
+        release(&f.sd, "vm").unwrap().is_empty(),
+        "the old label was forgotten"
+    );
+}

@@ -433,6 +433,19 @@ impl Runtime {
             give_back(false);
             return Err(e.into());
         }
+        // An unprivileged QEMU opens the VF's VFIO group itself and pins
+        // guest memory for it: lend the node, raise its memlock limit.
+        if !req.is_empty() {
+            if let Err(e) =
+                crate::dac::lend_hotplug(&self.sd, &name, rec.proc.pid, &rec.argv, &plan.argv)
+            {
+                for r in &req {
+                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                }
+                give_back(true);
+                return Err(RuntimeError::from(crate::run::RunError::from(e)));
+            }
+        }
 
         let wait = opts.wait_failover;
         let outcome = block_on(async {
@@ -473,6 +486,9 @@ impl Runtime {
         let (states, hidden) = match outcome {
             Ok(x) => x,
             Err(e) => {
+                for r in &req {
+                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                }
                 give_back(true);
                 return Err(e);
             }
@@ -615,6 +631,11 @@ impl Runtime {
             rec.vfs.drain(..).partition(|v| v.device == alias);
         rec.vfs = kept;
         for v in gone {
+            // The VFIO group node goes when the VF leaves vfio-pci.
+            match crate::dac::give_back_vfio(&self.sd, &name, &v.address) {
+                Ok(p) => report.host_problems.extend(p),
+                Err(e) => report.host_problems.push(e.to_string()),
+            }
             report
                 .host_problems
                 .extend(hostdev::release_recorded_one(&paths.dir, &v.address));
@@ -624,6 +645,10 @@ impl Runtime {
         // A plain <hostdev> or a type='hostdev' interface has no pool
         // but may have been prepared on the host.
         if let Some(addr) = vf_address(&live, slot) {
+            match crate::dac::give_back_vfio(&self.sd, &name, &addr) {
+                Ok(p) => report.host_problems.extend(p),
+                Err(e) => report.host_problems.push(e.to_string()),
+            }
             report
                 .host_problems
                 .extend(hostdev::release_recorded_one(&paths.dir, &addr));

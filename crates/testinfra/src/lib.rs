@@ -12,6 +12,8 @@ mod qemu;
 mod serial;
 pub mod traffic;
 mod util;
+/// The VF lab: real SR-IOV VFs in a nested guest.
+pub mod vflab;
 
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
 pub use netns::Netns;

@@ -112,7 +112,7 @@ impl Drop for Pinger {
 }
 
 /// `[1700000000.123456] 64 bytes from 10.0.0.2: icmp_seq=12 ttl=64 ...`
-fn parse_reply(line: &str) -> Option<(f64, u64)> {
+pub fn parse_reply(line: &str) -> Option<(f64, u64)> {
     let t = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
     let seq = line
         .split_whitespace()

@@ -1,0 +1,81 @@
+//! The real VF path (issue: the VF half of the pair, for real): teamvirt in
+//! a first-level guest with an emulated SR-IOV igb NIC binds real igbvf VFs
+//! to vfio-pci, gives a second-level guest one as its failover primary,
+//! live-migrates it to a second VF under traffic and gives every VF back to
+//! igbvf with its MAC and VLAN. See `scripts/vf-lab.sh` and
+//! `scripts/vf-lab/scenario.sh`; about 10 minutes on 2 cores.
+
+use teamvirt_testinfra::vflab::{vf_lab_or_skip, LabRun};
+
+#[test]
+fn real_vfs_through_start_migration_and_destroy() {
+    if !vf_lab_or_skip("real_vfs_through_start_migration_and_destroy") {
+        return;
+    }
+    // The lab takes both cores for ten minutes: no other guest beside it.
+    let _guard = teamvirt_testinfra::guest_lock();
+    let out = tempfile::tempdir().unwrap();
+    let run = LabRun::scenario(env!("CARGO_BIN_EXE_teamvirt").as_ref(), out.path());
+    let context = || {
+        format!(
+            "scenario log:\n{}\n--- L1 console (tail) ---\n{}",
+            run.file("scenario.log"),
+            run.file("l1-console.log")
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    assert!(
+        !run.checks.is_empty(),
+        "the scenario ran no check\n{}",
+        context()
+    );
+    let failed: Vec<String> = run
+        .failed()
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failed checks: {failed:#?}\n{}",
+        context()
+    );
+    assert_eq!(run.rc, Some(0), "{}", context());
+    // The checks the issue names, so that a scenario that skipped them fails.
+    for must in [
+        "vf0-on-vfio",
+        "vf0-mac-through-pf",
+        "guest-bonded-vf",
+        "migrate-rc0",
+        "vf0-back-on-igbvf",
+        "vf0-mac-restored",
+        "guest-rebonded-vf1",
+        "destroy-rc0",
+        "vf1-back-on-igbvf",
+        "vf1-mac-restored",
+        "vlan-set-through-pf",
+        "vlan-cleared",
+        "native-pf-pool-gives-vf0",
+        "validate-pf-pool",
+    ] {
+        assert!(run.passed(must), "check {must} did not pass\n{}", context());
+    }
+    let failover = run.window("failover", 8.0).expect("failover ping log");
+    let plain = run.window("plain", 8.0).expect("plain ping log");
+    eprintln!("through the VF migration:    {failover}");
+    eprintln!("through a plain virtio one:  {plain}");
+    // The same migration of a plain virtio NIC, in the same L1, is the
+    // baseline: the failover pair must not do worse than twice its gap.
+    assert!(
+        failover.longest_gap <= 2.0 * plain.longest_gap.max(0.05),
+        "failover gap {:.0} ms > 2x plain virtio's {:.0} ms",
+        failover.longest_gap * 1000.0,
+        plain.longest_gap * 1000.0
+    );
+}

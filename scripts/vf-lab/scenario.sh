@@ -1,0 +1,295 @@
+#!/bin/sh
+# The VF lab's scenario, run inside L1 (see scripts/vf-lab.sh): teamvirt as
+# a user runs it, with real igbvf VFs of the emulated igb PF.
+#
+# /lab (read-only): teamvirt, guest/vmlinuz, guest/initramfs.cpio.gz.
+# /out (read-write): results. Every check prints "CHECK ok NAME" or
+# "CHECK fail NAME: WHY" to /out/checks; pings go to /out/ping-*.log (ping
+# -D), migration start/end times to /out/marks ("NAME START END").
+# The exit code is the number of failed checks (capped), or 100+ when a
+# step could not run at all.
+set -u
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+out=/out
+checks=$out/checks
+: >"$checks"
+: >"$out/marks"
+fails=0
+
+say() { echo "== $(cut -d' ' -f1 /proc/uptime) $*"; }
+check() { # NAME CONDITION-COMMAND... (run with sh -c)
+    name=$1
+    shift
+    if sh -c "$*" >/dev/null 2>&1; then
+        echo "CHECK ok $name" >>"$checks"
+    else
+        echo "CHECK fail $name: $*" >>"$checks"
+        fails=$((fails + 1))
+    fi
+}
+abort() {
+    echo "CHECK fail abort: $*" >>"$checks"
+    say "ABORT: $*"
+    cleanup
+    exit 100
+}
+
+cp /lab/teamvirt /usr/local/bin/teamvirt
+mkdir -p /var/cache/teamvirt/guest
+cp /lab/guest/vmlinuz /lab/guest/initramfs.cpio.gz /var/cache/teamvirt/guest/
+tv() {
+    say "teamvirt $*"
+    teamvirt "$@"
+}
+
+src=/var/lib/tv-src
+dst=/var/lib/tv-dst
+ping_pid=
+cleanup() {
+    [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
+    for h in $src $dst; do
+        for d in vfl2 plain vlan; do
+            teamvirt destroy --state-dir $h $d >/dev/null 2>&1
+        done
+    done
+}
+
+say "modules"
+for m in igb igbvf vfio-pci vfio_iommu_type1 tun bridge veth; do modprobe $m || say "modprobe $m failed"; done
+
+# The PF: the igb NIC; the wire: L1's virtio NIC, shared with the PF on L0's hub.
+pf=
+wire=
+for n in /sys/class/net/*; do
+    drv=$(basename "$(readlink -f "$n/device/driver" 2>/dev/null)" 2>/dev/null)
+    case $drv in
+    igb) pf=$(basename "$n") ;;
+    virtio_net | virtio-pci) wire=$(basename "$n") ;;
+    esac
+done
+[ -n "$pf" ] || abort "no igb PF in L1"
+[ -n "$wire" ] || abort "no virtio wire NIC in L1"
+say "PF $pf, wire $wire"
+ls -l /sys/kernel/iommu_groups/ | head -3
+ip link set "$pf" up
+echo 2 >/sys/class/net/"$pf"/device/sriov_numvfs || abort "sriov_numvfs=2 failed on $pf"
+vf0=$(basename "$(readlink -f /sys/class/net/"$pf"/device/virtfn0)")
+vf1=$(basename "$(readlink -f /sys/class/net/"$pf"/device/virtfn1)")
+say "VFs $vf0 $vf1"
+for i in $(seq 100); do
+    [ -e /sys/bus/pci/devices/$vf0/net ] && [ -e /sys/bus/pci/devices/$vf1/net ] && break
+    sleep 0.2
+done
+drv_of() { basename "$(readlink -f /sys/bus/pci/devices/$1/driver 2>/dev/null)" 2>/dev/null || echo none; }
+vfinfo() { # the PF's view of VF N: "mac vlan"
+    ip -d link show dev "$pf" | awk -v n="$1" '$1 == "vf" && $2 == n {
+        mac = $4; vlan = 0
+        for (i = 1; i <= NF; i++) if ($i == "vlan") vlan = $(i + 1)
+        sub(",", "", mac); sub(",", "", vlan); print mac, vlan }'
+}
+check vfs-on-igbvf "[ $(drv_of "$vf0") = igbvf ] && [ $(drv_of "$vf1") = igbvf ]"
+check iommu-groups "[ -e /sys/bus/pci/devices/$vf0/iommu_group ]"
+before0=$(vfinfo 0)
+before1=$(vfinfo 1)
+say "PF view before: vf0 [$before0] vf1 [$before1]"
+ip -d link show dev "$pf"
+
+# The wire: a bridge over L1's virtio NIC (on L0's hub with the PF), the
+# standby taps and a peer namespace that pings the guest.
+ip link add br0 type bridge
+ip link set br0 type bridge forward_delay 0 stp_state 0
+ip link set "$wire" master br0
+ip link set "$wire" up
+ip link set br0 up
+ip netns add peer
+ip link add veth-peer type veth peer name peer0 netns peer
+ip link set veth-peer master br0 up
+ip -n peer link set lo up
+ip -n peer addr add 10.77.0.1/24 dev peer0
+ip -n peer link set peer0 up
+
+cat >/tmp/lan.xml <<EOF
+<network>
+  <name>lan</name>
+  <forward mode='bridge'/>
+  <bridge name='br0'/>
+</network>
+EOF
+cat >/tmp/pfpool.xml <<EOF
+<network>
+  <name>vfpool</name>
+  <forward mode='hostdev' managed='yes'>
+    <pf dev='$pf'/>
+  </forward>
+</network>
+EOF
+addr_xml() { # DDDD:BB:SS.F as libvirt's <address>
+    echo "$1" | awk -F'[:.]' '{ printf "<address type='\''pci'\'' domain='\''0x%s'\'' bus='\''0x%s'\'' slot='\''0x%s'\'' function='\''0x%s'\''/>", $1, $2, $3, $4 }'
+}
+cat >/tmp/addrpool.xml <<EOF
+<network>
+  <name>vfpool</name>
+  <forward mode='hostdev' managed='yes'>
+    $(addr_xml "$vf1")
+  </forward>
+</network>
+EOF
+
+domain() { # NAME MAC WITH_PRIMARY [VLAN]
+    cat <<EOF
+<domain type='kvm'>
+  <name>$1</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>/var/cache/teamvirt/guest/vmlinuz</kernel>
+    <initrd>/var/cache/teamvirt/guest/initramfs.cpio.gz</initrd>
+    <cmdline>console=ttyS0 panic=-1 e2e.ip=10.77.0.2/24</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' index='1' model='pcie-root-port'/>
+    <controller type='pci' index='2' model='pcie-root-port'/>
+    <controller type='pci' index='3' model='pcie-root-port'/>
+    <interface type='network'>
+      <mac address='$2'/>
+      <source network='lan'/>
+      <model type='virtio'/>
+      $([ "$3" = yes ] && echo "<teaming type='persistent'/>")
+      <alias name='ua-standby0'/>
+    </interface>
+EOF
+    if [ "$3" = yes ]; then
+        cat <<EOF
+    <interface type='network'>
+      <mac address='$2'/>
+      <source network='vfpool'/>
+      $([ -n "${4:-}" ] && echo "<vlan><tag id='$4'/></vlan>")
+      <teaming type='transient' persistent='ua-standby0'/>
+    </interface>
+EOF
+    fi
+    cat <<EOF
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+}
+mac=52:54:00:aa:00:01
+domain vfl2 $mac yes >/tmp/vfl2.xml
+domain plain 52:54:00:aa:00:02 no >/tmp/plain.xml
+domain vlan 52:54:00:aa:00:03 yes 42 >/tmp/vlan.xml
+
+say "validate and domxml-to-native against the <pf> pool"
+tv validate /tmp/vfl2.xml /tmp/pfpool.xml /tmp/lan.xml >$out/validate.txt 2>&1
+check validate-pf-pool "grep -q valid $out/validate.txt && ! grep -q 'none are available' $out/validate.txt"
+tv domxml-to-native --network /tmp/pfpool.xml --network /tmp/lan.xml /tmp/vfl2.xml >$out/native.txt 2>&1
+check native-pf-pool-gives-vf0 "grep -q 'vfio-pci,host=$vf0' $out/native.txt"
+
+say "networks on two hosts: <pf> pool on the source, an address pool on the destination"
+for h in $src $dst; do
+    mkdir -p $h && chmod 0700 $h
+    tv net-define --state-dir $h /tmp/lan.xml
+    tv net-start --state-dir $h lan
+done
+tv net-define --state-dir $src /tmp/pfpool.xml
+tv net-define --state-dir $dst /tmp/addrpool.xml
+tv net-start --state-dir $src vfpool
+tv net-start --state-dir $dst vfpool
+tv net-list --state-dir $src >$out/net-list.txt 2>&1
+tv net-dumpxml --state-dir $src vfpool >$out/net-dumpxml.txt 2>&1
+check net-list-pool-size "grep vfpool $out/net-list.txt | grep -q '2 VFs'"
+check net-dumpxml-lists-vfs "grep -c '<address' $out/net-dumpxml.txt | grep -qx 2"
+
+say "start with a real VF primary"
+tv define --state-dir $src /tmp/vfl2.xml
+t_start=$(date +%s.%N)
+tv start --state-dir $src vfl2 --accel tcg --wait-failover=600 || abort "start failed"
+check vf0-on-vfio "[ $(drv_of "$vf0") = vfio-pci ]"
+check vf0-mac-through-pf "vfinfo 0 | grep -q '^$mac '"
+ip -d link show dev "$pf"
+serial=$src/run/vfl2/serial.log
+bonded() { # LOG N: the guest registered an igbvf primary slave N times
+    [ "$(grep -ac 'failover primary slave:.* registered' "$1" 2>/dev/null)" -ge "$2" ]
+}
+for i in $(seq 600); do bonded $serial 1 && break; sleep 1; done
+t_bonded=$(date +%s.%N)
+say "guest bonded the VF ($(awk "BEGIN {print $t_bonded - $t_start}") s after start)"
+check guest-bonded-vf "grep -a 'failover primary slave' $serial | grep -qa registered"
+tv teaming --state-dir $src vfl2 >$out/teaming-src.txt 2>&1
+tv teaming --state-dir $src vfl2 --json >$out/teaming-src.json 2>&1
+check teaming-negotiated "grep -qi 'negotiated.*yes' $out/teaming-src.txt"
+check teaming-shows-vf0 "grep -q '$vf0' $out/teaming-src.txt"
+tv net-list --state-dir $src >>$out/net-list.txt 2>&1
+
+say "ping at 100 pps through a live migration to the destination (VF $vf1)"
+ip netns exec peer ping -D -n -i 0.01 -W 1 10.77.0.2 >$out/ping-failover.log 2>&1 &
+ping_pid=$!
+sleep 10
+m0=$(date +%s.%N)
+tv migrate --state-dir $src vfl2 --dest-state-dir $dst --persistent --undefinesource --timeout 600 >$out/migrate.txt 2>&1
+mrc=$?
+m1=$(date +%s.%N)
+cat $out/migrate.txt
+echo "failover $m0 $m1" >>$out/marks
+check migrate-rc0 "[ $mrc = 0 ]"
+check vf0-back-on-igbvf "[ $(drv_of "$vf0") = igbvf ]"
+check vf0-mac-restored "[ \"$(vfinfo 0)\" = \"$before0\" ]"
+check vf1-on-vfio "[ $(drv_of "$vf1") = vfio-pci ]"
+check vf1-mac-through-pf "vfinfo 1 | grep -q '^$mac '"
+dserial=$dst/run/vfl2/serial.log
+for i in $(seq 300); do bonded $dserial 1 && break; sleep 1; done
+sleep 10
+kill $ping_pid
+ping_pid=
+check guest-rebonded-vf1 "grep -a 'failover primary slave' $dserial | grep -qa registered"
+tv teaming --state-dir $dst vfl2 >$out/teaming-dst.txt 2>&1
+check teaming-dst-shows-vf1 "grep -q '$vf1' $out/teaming-dst.txt"
+
+say "destroy: the VF goes back to igbvf with its MAC"
+tv destroy --state-dir $dst vfl2 >$out/destroy.txt 2>&1
+check destroy-rc0 "[ $? = 0 ]"
+check vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"
+check vf1-mac-restored "[ \"$(vfinfo 1)\" = \"$before1\" ]"
+check no-vfio-left "[ -z \"\$(ls /dev/vfio | grep -v vfio)\" ]"
+tv net-list --state-dir $dst >>$out/net-list.txt 2>&1
+
+say "VLAN through the PF on a hostdev-network primary, cleared on release"
+tv define --state-dir $src /tmp/vlan.xml
+tv start --state-dir $src vlan --accel tcg >$out/vlan-start.txt 2>&1
+check vlan-set-through-pf "vfinfo 0 | grep -q ' 42$'"
+ip -d link show dev "$pf"
+tv destroy --state-dir $src vlan >>$out/vlan-start.txt 2>&1
+check vlan-cleared "[ \"$(vfinfo 0)\" = \"$before0\" ]"
+check vlan-vf-back-on-igbvf "[ $(drv_of "$vf0") = igbvf ]"
+
+say "the same migration with a plain virtio NIC"
+tv define --state-dir $src /tmp/plain.xml
+tv start --state-dir $src plain --accel tcg || abort "plain start failed"
+pserial=$src/run/plain/serial.log
+for i in $(seq 600); do grep -aq 'E2E HB' $pserial 2>/dev/null && break; sleep 1; done
+ip netns exec peer ping -D -n -i 0.01 -W 1 10.77.0.2 >$out/ping-plain.log 2>&1 &
+ping_pid=$!
+for i in $(seq 120); do grep -q icmp_seq $out/ping-plain.log && break; sleep 1; done
+sleep 10
+m0=$(date +%s.%N)
+tv migrate --state-dir $src plain --dest-state-dir $dst --persistent --undefinesource --timeout 600 >>$out/migrate.txt 2>&1
+prc=$?
+m1=$(date +%s.%N)
+echo "plain $m0 $m1" >>$out/marks
+sleep 10
+kill $ping_pid
+ping_pid=
+check plain-migrate-rc0 "[ $prc = 0 ]"
+tv destroy --state-dir $dst plain
+
+cleanup
+say "done: $fails failed checks"
+[ $fails -gt 99 ] && fails=99
+exit $fails
