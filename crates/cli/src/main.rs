@@ -75,7 +75,7 @@ enum Command {
     /// List networks (VF pools with their use).
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
-    NetDumpxml(cmd::net::NetNameArgs),
+    NetDumpxml(cmd::net::NetDumpxmlArgs),
     /// Start (activate) a network: checks its bridge or PF exists.
     NetStart(cmd::net::NetNameArgs),
     /// Stop a network from serving new devices (running domains keep theirs).

@@ -189,10 +189,36 @@ impl Runtime {
         Ok(out)
     }
 
-    /// `net-dumpxml`: the stored canonical XML.
-    pub fn network_xml(&self, name: &str) -> Result<String, RuntimeError> {
+    /// `net-dumpxml --inactive`: the stored canonical XML.
+    pub fn network_xml_inactive(&self, name: &str) -> Result<String, RuntimeError> {
         let path = self.sd.network_xml(name)?;
         read_optional(&path)?.ok_or_else(|| RuntimeError::NoNetwork(name.to_owned()))
+    }
+
+    /// `net-dumpxml`: the live XML. As libvirt's, a `<pf>` pool lists the
+    /// VFs it found (`<address>` after `<pf>`); the rest is as stored.
+    pub fn network_xml(&self, name: &str) -> Result<String, RuntimeError> {
+        let text = self.network_xml_inactive(name)?;
+        let Ok((mut def, _)) = NetworkDef::parse_str(&text, None) else {
+            return Ok(text);
+        };
+        let expandable = def
+            .forward
+            .as_ref()
+            .is_some_and(|f| f.addresses.is_empty() && !f.pfs.is_empty());
+        if !is_hostdev_network(&def) || !expandable {
+            return Ok(text);
+        }
+        match pool_members(&def) {
+            Ok(vfs) => {
+                if let Some(f) = def.forward.as_mut() {
+                    f.addresses = vfs;
+                }
+                Ok(def.to_xml())
+            }
+            // A PF that is gone: the definition as it is.
+            Err(_) => Ok(text),
+        }
     }
 }
 

@@ -138,8 +138,23 @@ pub fn destroy(a: NetNameArgs) -> ExitCode {
     }
 }
 
-pub fn dumpxml(a: NetNameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.network_xml(&a.network)) {
+#[derive(clap::Args, Debug)]
+pub struct NetDumpxmlArgs {
+    /// Network name.
+    pub network: String,
+    /// The definition as stored (a `<pf>` pool without the VFs found).
+    #[arg(long)]
+    pub inactive: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn dumpxml(a: NetDumpxmlArgs) -> ExitCode {
+    let xml = a.state.open().and_then(|rt| match a.inactive {
+        true => rt.network_xml_inactive(&a.network),
+        false => rt.network_xml(&a.network),
+    });
+    match xml {
         Ok(x) => {
             out!("{x}");
             ExitCode::SUCCESS
