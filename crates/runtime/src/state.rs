@@ -21,7 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::lock::{FileLock, LockError, LockMode};
@@ -154,8 +154,29 @@ impl StateDir {
             safefs::ensure_private_dir(&root).map_err(io_err(&root))??;
         }
         // A root that is a link the user chose (`/var/lib/teamvirt ->
-        // /data/teamvirt`) is resolved once; the checks apply to its target.
-        let root = fs::canonicalize(&root).map_err(io_err(&root))?;
+        // /data/teamvirt`) is resolved once; the checks apply to its target,
+        // and to the link and the directories above it (whoever may swap
+        // the link chooses the state directory).
+        let given = root;
+        let root = fs::canonicalize(&given).map_err(io_err(&given))?;
+        if root != given {
+            let m = fs::symlink_metadata(&given).map_err(io_err(&given))?;
+            if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != safefs::euid() {
+                return Err(safefs::Untrusted {
+                    kind: "state directory",
+                    path: given.clone(),
+                    problem: format!("is a symbolic link owned by uid {}", m.uid()),
+                    fix: "use a --state-dir that belongs to root or to the caller".into(),
+                }
+                .into());
+            }
+            for a in given.ancestors().skip(1) {
+                let m = fs::symlink_metadata(a).map_err(io_err(a))?;
+                if let Some(u) = safefs::ancestor_problem(a, &m) {
+                    return Err(u.into());
+                }
+            }
+        }
         for a in root.ancestors().skip(1) {
             let m = fs::metadata(a).map_err(io_err(a))?;
             if let Some(u) = safefs::ancestor_problem(a, &m) {
@@ -164,15 +185,25 @@ impl StateDir {
         }
         safefs::check_dir(&root).map_err(io_err(&root))??;
         let sd = StateDir { root };
-        for d in [
+        let subdirs = [
             sd.domains_dir(),
             sd.networks_dir(),
             sd.run_root(),
             sd.locks_dir(),
             sd.cache_dir(),
             sd.log_dir(),
-        ] {
-            safefs::ensure_private_dir(&d).map_err(io_err(&d))??;
+        ];
+        // All that exist are checked before any is made: a directory that
+        // is not teamvirt's (`--state-dir` naming a link to `/var`, whose
+        // `log` and `cache` are 0755) is refused untouched, with nothing
+        // created in it.
+        for d in &subdirs {
+            if let Some(u) = safefs::existing_subdir_problem(d).map_err(io_err(d))? {
+                return Err(u.into());
+            }
+        }
+        for d in &subdirs {
+            safefs::ensure_private_dir(d).map_err(io_err(d))??;
         }
         Ok(sd)
     }
