@@ -337,6 +337,14 @@ impl LocalDestination {
         let active = self.active.as_mut().expect("set by prepare");
         active.qmp = Some(launched.qmp.clone());
         active.record = Some(launched.record.clone());
+        // The VNC password, as a start sets it (it is not in the argv).
+        if let Ok((def, _)) = teamvirt_conf::DomainDef::parse_str(&req.live_xml, None) {
+            let cmds =
+                teamvirt_qemu::vncauth::password_commands(&def, std::time::SystemTime::now());
+            crate::start::set_vnc_passwords(&launched.qmp, &cmds)
+                .await
+                .map_err(|e| MigrateError::DestQemu(e.to_string()))?;
+        }
         // `domjobinfo` on the destination shows the incoming job, and
         // `domjobabort` there reaches the process driving the migration.
         let mut incoming = JobInfo::new(&req.source_root.display().to_string());
