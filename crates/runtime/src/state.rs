@@ -37,7 +37,7 @@ pub enum StateError {
     NoDefault,
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("invalid name '{0}': names must be non-empty, must not start with '.', and must not contain '/' or control characters")]
+    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::util::escape_controls(.0))]
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -87,12 +87,22 @@ pub fn check_name(name: &str) -> Result<(), StateError> {
     if name.is_empty()
         || name.starts_with('.')
         || name.contains('/')
-        || name.chars().any(|c| c.is_control())
+        || name.chars().any(|c| c.is_control() || is_bidi_control(c))
         || name.len() > 200
     {
         return Err(StateError::BadName(name.to_owned()));
     }
     Ok(())
+}
+
+/// Characters that reorder the text after them on a terminal (bidirectional
+/// embeddings, overrides, isolates and marks): a name `vm\u{202e}lpb.exe`
+/// would show in `list` as something else than it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+    )
 }
 
 /// Files belonging to one running domain.
@@ -485,10 +495,27 @@ mod tests {
 
     #[test]
     fn names_cannot_escape() {
-        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a\nb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a\nb",
+            "a\u{1b}[2Jb",
+            "a\u{9b}b",
+            "vm\u{202e}exe.txt",
+            "a\u{2067}b",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name("vm-1_ok.x").is_ok());
+        let e = check_name("vm\u{202e}exe.txt").unwrap_err().to_string();
+        assert!(
+            e.contains("'vm\\u{202e}exe.txt'") && !e.contains('\u{202e}'),
+            "{e}"
+        );
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(t.path()).unwrap();
         assert!(sd.domain_xml("../etc").is_err());
