@@ -452,7 +452,7 @@ impl RemoteDestination {
             }
         };
         let tv = &self.target.remote_teamvirt;
-        match serde_json::from_str::<FromDest>(&first) {
+        match parse_from_dest(&first) {
             Ok(FromDest::Hello {
                 magic,
                 version,
@@ -506,7 +506,7 @@ impl RemoteDestination {
                     ));
                     break;
                 }
-                match serde_json::from_str::<FromDest>(&l) {
+                match parse_from_dest(&l) {
                     Ok(FromDest::Event {
                         name,
                         data,
@@ -721,6 +721,30 @@ impl Drop for RemoteDestination {
             let _ = std::fs::remove_dir_all(t.sock.parent().unwrap_or(&t.sock));
         }
     }
+}
+
+/// A message of the destination with every string in it escaped (see
+/// [`peer_text`]): device names, VF addresses, event data and log lines
+/// from the peer are printed by the source, and none of them legitimately
+/// holds a control character.
+fn parse_from_dest(line: &str) -> Result<FromDest, serde_json::Error> {
+    fn clean(v: &mut Value) {
+        match v {
+            Value::String(s) => *s = peer_text(s),
+            Value::Array(a) => a.iter_mut().for_each(clean),
+            Value::Object(m) => {
+                let old = std::mem::take(m);
+                for (k, mut v) in old {
+                    clean(&mut v);
+                    m.insert(peer_text(&k), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(line)?;
+    clean(&mut v);
+    serde_json::from_value(v)
 }
 
 /// Text a peer chose (its error messages, its stderr), safe to print: no
@@ -1198,6 +1222,21 @@ mod tests {
             e.contains("\\x1b]0;owned\\x07\\x1b[2Jfake\\nteamvirt: ok\\x9b"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_string_from_the_destination_is_escaped() {
+        let m = parse_from_dest(
+            r#"{"msg":"event","name":"X\u001b[2J","data":{"k\u009b":["a\u202eb"]},"seconds":0,"microseconds":0}"#,
+        )
+        .unwrap();
+        let FromDest::Event { name, data, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(name, "X\\x1b[2J");
+        assert_eq!(data, json!({"k\\x9b": ["a\\u{202e}b"]}));
+        let m = parse_from_dest(r#"{"msg":"aborted","log":["ok\rfake"]}"#).unwrap();
+        assert!(matches!(m, FromDest::Aborted { log } if log == ["ok\\rfake"]));
     }
 
     /// An unterminated line from the destination is refused past
