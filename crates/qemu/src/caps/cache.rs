@@ -79,10 +79,26 @@ struct Entry {
     caps: QemuCaps,
 }
 
+/// Whether `dir` may hold the cache: a real directory (not a link) of the
+/// caller that nobody else can write to. Checking verbs use the cache of
+/// whatever state directory they are pointed at; one another user
+/// controls is neither read (forged capabilities) nor written.
+fn trusted_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(dir)
+        .map(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+        .unwrap_or(false)
+}
+
 /// The cached caps for `key`, if present and still valid. A corrupt or
 /// stale file is not an error: the caller probes again and overwrites it.
 pub(crate) fn load(dir: &Path, key: &CacheKey) -> Option<QemuCaps> {
     use std::io::Read;
+    if !trusted_dir(dir) {
+        return None;
+    }
     use std::os::unix::fs::OpenOptionsExt;
     // Only a regular file of the cache itself, never a link planted there.
     let mut f = std::fs::OpenOptions::new()
@@ -107,6 +123,10 @@ pub(crate) fn store(dir: &Path, key: &CacheKey, caps: &QemuCaps) -> Result<(), C
         move |source| CapsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if !trusted_dir(dir) {
+        // Not an error: the probe result is used, just not kept.
+        return Ok(());
+    }
     let entry = Entry {
         format: FORMAT,
         teamvirt: env!("CARGO_PKG_VERSION").to_string(),
@@ -209,6 +229,35 @@ mod tests {
             .filter(|n| n.to_string_lossy().contains("tmp"))
             .collect();
         assert_eq!(left, vec![old_tmp.file_name().unwrap().to_owned()]);
+    }
+
+    /// A cache directory others can write to, or a link: neither read
+    /// nor written.
+    #[test]
+    fn untrusted_cache_dirs_are_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("fake-qemu");
+        std::fs::write(&bin, b"binary").unwrap();
+        let key = CacheKey::of(&bin).unwrap();
+        let caps = QemuCaps::from_flags(&bin, "x86_64", ["kvm"]);
+        let cache = dir.path().join("cache");
+        store(&cache, &key, &caps).unwrap();
+        assert_eq!(load(&cache, &key), Some(caps.clone()));
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(load(&cache, &key).is_none(), "read from a shared directory");
+        std::fs::remove_file(key.file_in(&cache)).unwrap();
+        store(&cache, &key, &caps).unwrap();
+        assert!(
+            !key.file_in(&cache).exists(),
+            "written to a shared directory"
+        );
+        let elsewhere = dir.path().join("etc");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = dir.path().join("linked");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        store(&link, &key, &caps).unwrap();
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]
