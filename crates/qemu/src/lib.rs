@@ -32,3 +32,5 @@ pub mod resolve;
 pub mod topology;
 /// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
 pub mod validate;
+/// VNC passwords: `password=on`, then `set_password` over QMP.
+pub mod vncauth;

@@ -21,7 +21,8 @@ pub struct QemuValidator {
 impl DriverValidator for QemuValidator {
     fn domain(&self, def: &DomainDef) -> Result<(), Diagnostic> {
         memory_fits(def)?;
-        disk_controllers_in_range(def)
+        disk_controllers_in_range(def)?;
+        crate::vncauth::check(def)
     }
 
     fn interface(&self, def: &DomainDef, net: &Interface) -> Result<(), Diagnostic> {

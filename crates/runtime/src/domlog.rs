@@ -52,8 +52,12 @@ pub fn event(sd: &StateDir, name: &str, line: &str) {
     append(&path(sd, name), line);
 }
 
-/// [`event`] on a log path.
+/// [`event`] on a log path. Control characters in `line` are escaped
+/// (`\n` as `\\n`, `\r`, ESC, C1, bidi overrides): text from a definition or
+/// a peer cannot start a forged line ("shutting down, reason=destroyed"),
+/// hide text with `\r` or drive the terminal of whoever reads the log.
 pub fn append(log: &Path, line: &str) {
+    let line = &crate::util::escape_controls(line);
     rotate(log, LOG_CAP);
     let text = format!("{}: {line}\n", timestamp(SystemTime::now()));
     let res = OpenOptions::new()
@@ -67,6 +71,24 @@ pub fn append(log: &Path, line: &str) {
         tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
     }
     tracing::info!(log = %log.display(), "{line}");
+}
+
+/// Append one line without a timestamp (the QEMU command line), its
+/// control characters escaped as [`append`] does (a `\n` inside it too),
+/// then a line end. Never follows a link or blocks on a FIFO.
+pub fn append_untimed(log: &Path, line: &str) {
+    let mut out = crate::util::escape_controls(line.strip_suffix('\n').unwrap_or(line));
+    out.push('\n');
+    let res = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(log)
+        .and_then(|mut f| f.write_all(out.as_bytes()));
+    if let Err(e) = res {
+        tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
+    }
 }
 
 /// How the QEMU process `pid` ended, as its reaper wrote it into the log
@@ -95,6 +117,36 @@ mod tests {
     fn timestamp_is_libvirts() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_764_546_601_123);
         assert_eq!(timestamp(t), "2025-11-30 23:50:01.123+0000");
+    }
+
+    /// A line with `\n`, `\r` or escape sequences stays one line, escaped.
+    #[test]
+    fn events_cannot_forge_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("vm.log");
+        append(
+            &log,
+            "lab mode: x\n2026-01-01 00:00:00.000+0000: shutting down, reason=destroyed\rhidden\x1b]0;t\x07\u{9b}\u{202e}",
+        );
+        let s = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(s.lines().count(), 1, "{s:?}");
+        assert!(
+            !s.trim_end_matches('\n').chars().any(|c| c.is_control()),
+            "{s:?}"
+        );
+        assert!(
+            s.ends_with(": lab mode: x\\n2026-01-01 00:00:00.000+0000: shutting down, reason=destroyed\\rhidden\\x1b]0;t\\x07\\x9b\\u{202e}\n"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn raw_lines_are_escaped_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("vm.log");
+        append_untimed(&log, "qemu -append 'console=ttyS0\nX: shutting down'\n");
+        let s = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(s, "qemu -append 'console=ttyS0\\nX: shutting down'\n");
     }
 
     #[test]

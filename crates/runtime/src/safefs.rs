@@ -110,7 +110,9 @@ pub fn check_dir(path: &Path) -> io::Result<Result<(), Untrusted>> {
 
 /// A directory above the state root may be shared (`/tmp`), but nobody
 /// but root or the caller may be able to rename what is inside it: owned
-/// by one of them, and if writable by others then sticky.
+/// by one of them, and if writable by its group or by others then sticky
+/// (as OpenSSH's `StrictModes`: a group member could otherwise swap the
+/// state directory for one of her own).
 pub fn ancestor_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
     let me = euid();
     let p = path.display();
@@ -125,15 +127,24 @@ pub fn ancestor_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
             fix: "use a --state-dir whose parents belong to root or to the caller".into(),
         });
     }
-    if m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0 {
+    if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+        let (who, anyone, bits) = if m.mode() & 0o002 != 0 {
+            ("others", "anyone".to_owned(), "o-w")
+        } else {
+            (
+                "its group",
+                format!("any member of group {}", m.gid()),
+                "g-w",
+            )
+        };
         return Some(Untrusted {
             kind: "directory",
             path: path.to_owned(),
             problem: format!(
-                "(above the state directory) is writable by others without the sticky bit (mode {:04o}), so anyone could replace the state directory",
+                "(above the state directory) is writable by {who} without the sticky bit (mode {:04o}), so {anyone} could replace the state directory",
                 m.mode() & 0o7777
             ),
-            fix: format!("chmod o-w {p} (or +t) or use another --state-dir"),
+            fix: format!("chmod {bits} {p} (or +t) or use another --state-dir"),
         });
     }
     None
@@ -143,11 +154,11 @@ pub fn ancestor_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
 /// check it and tighten an existing one of ours to 0700 (through the open
 /// directory, so a link swapped in cannot redirect the chmod).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<Result<(), Untrusted>> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    let created = match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e),
-    }
+    };
     if let Err(u) = check_dir(dir)? {
         return Ok(Err(u));
     }
@@ -160,9 +171,43 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<Result<(), Untrusted>> {
         return Ok(Err(u));
     }
     if m.mode() & 0o777 != 0o700 {
+        if !created {
+            // Never chmod a directory teamvirt did not make: it may be
+            // another program's (`--state-dir` naming a link to `/var`).
+            return Ok(Err(not_private(dir, &m)));
+        }
         d.set_permissions(fs::Permissions::from_mode(0o700))?;
     }
     Ok(Ok(()))
+}
+
+/// Why an existing directory that is not 0700 is not taken as a directory
+/// of the state (teamvirt makes them 0700 and does not chmod another's).
+pub fn not_private(dir: &Path, m: &Metadata) -> Untrusted {
+    let p = dir.display();
+    Untrusted {
+        kind: "state directory",
+        path: dir.to_owned(),
+        problem: format!(
+            "exists with mode {:04o}, not 0700 as teamvirt makes its directories, so it is not teamvirt's (teamvirt does not chmod a directory it did not create)",
+            m.mode() & 0o7777
+        ),
+        fix: format!("if it is teamvirt's, `chmod 0700 {p}`; else use another --state-dir"),
+    }
+}
+
+/// [`dir_problem`] plus [`not_private`] for an existing subdirectory of the
+/// state; `Ok(None)` when it is missing.
+pub fn existing_subdir_problem(dir: &Path) -> io::Result<Option<Untrusted>> {
+    let m = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Some(u) = dir_problem(dir, &m) {
+        return Ok(Some(u));
+    }
+    Ok((m.mode() & 0o777 != 0o700).then(|| not_private(dir, &m)))
 }
 
 /// How [`open_file`] opens.

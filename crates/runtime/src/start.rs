@@ -97,6 +97,10 @@ impl Runtime {
     ) -> Result<StartReport, RuntimeError> {
         let name = def.name.clone();
         crate::state::check_name(&name)?;
+        // VNC passwords are set over QMP once QEMU runs (`password=on`
+        // keeps every client out until then), never on its command line.
+        let vnc_auth =
+            teamvirt_qemu::vncauth::password_commands(&def, std::time::SystemTime::now());
         let _lock = self.sd.lock_domain(&name)?;
         _lock.note_holder("teamvirt start");
         if let Some(rec) = RunRecord::load(&self.sd, &name)? {
@@ -135,6 +139,11 @@ impl Runtime {
         let wait = opts.wait_failover.filter(|_| opts.incoming.is_none());
         let outcome = block_on(async {
             let mut l = run::launch(&self.sd, spec).await?;
+            if let Err(e) = set_vnc_passwords(&l.qmp, &vnc_auth).await {
+                // Nobody could connect to it: stopped, as libvirt does.
+                let _ = l.qmp.execute("quit", serde_json::Value::Null).await;
+                return Err(e);
+            }
             let launch_time = t0.elapsed();
             let states = match wait {
                 Some(w) => Some(teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w).await?),
@@ -474,6 +483,20 @@ fn write_master_key(dir: &Path) -> Result<(), RuntimeError> {
 /// already does (its path is returned); a pty/null serial gets QEMU's
 /// `logfile=` (what libvirt's `<log file=.../>` does); a domain without any
 /// serial gets one logging to `log`.
+/// Run the `set_password`/`expire_password` commands of
+/// [`teamvirt_qemu::vncauth::password_commands`] on a QEMU just started.
+pub(crate) async fn set_vnc_passwords(
+    qmp: &teamvirt_qmp::Qmp,
+    cmds: &[(&'static str, serde_json::Value)],
+) -> Result<(), RuntimeError> {
+    for (cmd, args) in cmds {
+        qmp.execute(cmd, args.clone()).await.map_err(|e| {
+            RuntimeError::Internal(format!("cannot set the VNC password ({cmd}): {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
     let esc = log.display().to_string().replace(',', ",,");
     let mut i = 0;

@@ -21,7 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::lock::{FileLock, LockError, LockMode};
@@ -37,7 +37,7 @@ pub enum StateError {
     NoDefault,
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("invalid name '{0}': names must be non-empty, must not start with '.', and must not contain '/' or control characters")]
+    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::util::escape_controls(.0))]
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -87,12 +87,22 @@ pub fn check_name(name: &str) -> Result<(), StateError> {
     if name.is_empty()
         || name.starts_with('.')
         || name.contains('/')
-        || name.chars().any(|c| c.is_control())
+        || name.chars().any(|c| c.is_control() || is_bidi_control(c))
         || name.len() > 200
     {
         return Err(StateError::BadName(name.to_owned()));
     }
     Ok(())
+}
+
+/// Characters that reorder the text after them on a terminal (bidirectional
+/// embeddings, overrides, isolates and marks): a name `vm\u{202e}lpb.exe`
+/// would show in `list` as something else than it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+    )
 }
 
 /// Files belonging to one running domain.
@@ -154,8 +164,29 @@ impl StateDir {
             safefs::ensure_private_dir(&root).map_err(io_err(&root))??;
         }
         // A root that is a link the user chose (`/var/lib/teamvirt ->
-        // /data/teamvirt`) is resolved once; the checks apply to its target.
-        let root = fs::canonicalize(&root).map_err(io_err(&root))?;
+        // /data/teamvirt`) is resolved once; the checks apply to its target,
+        // and to the link and the directories above it (whoever may swap
+        // the link chooses the state directory).
+        let given = root;
+        let root = fs::canonicalize(&given).map_err(io_err(&given))?;
+        if root != given {
+            let m = fs::symlink_metadata(&given).map_err(io_err(&given))?;
+            if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != safefs::euid() {
+                return Err(safefs::Untrusted {
+                    kind: "state directory",
+                    path: given.clone(),
+                    problem: format!("is a symbolic link owned by uid {}", m.uid()),
+                    fix: "use a --state-dir that belongs to root or to the caller".into(),
+                }
+                .into());
+            }
+            for a in given.ancestors().skip(1) {
+                let m = fs::symlink_metadata(a).map_err(io_err(a))?;
+                if let Some(u) = safefs::ancestor_problem(a, &m) {
+                    return Err(u.into());
+                }
+            }
+        }
         for a in root.ancestors().skip(1) {
             let m = fs::metadata(a).map_err(io_err(a))?;
             if let Some(u) = safefs::ancestor_problem(a, &m) {
@@ -164,15 +195,25 @@ impl StateDir {
         }
         safefs::check_dir(&root).map_err(io_err(&root))??;
         let sd = StateDir { root };
-        for d in [
+        let subdirs = [
             sd.domains_dir(),
             sd.networks_dir(),
             sd.run_root(),
             sd.locks_dir(),
             sd.cache_dir(),
             sd.log_dir(),
-        ] {
-            safefs::ensure_private_dir(&d).map_err(io_err(&d))??;
+        ];
+        // All that exist are checked before any is made: a directory that
+        // is not teamvirt's (`--state-dir` naming a link to `/var`, whose
+        // `log` and `cache` are 0755) is refused untouched, with nothing
+        // created in it.
+        for d in &subdirs {
+            if let Some(u) = safefs::existing_subdir_problem(d).map_err(io_err(d))? {
+                return Err(u.into());
+            }
+        }
+        for d in &subdirs {
+            safefs::ensure_private_dir(d).map_err(io_err(d))??;
         }
         Ok(sd)
     }
@@ -454,10 +495,27 @@ mod tests {
 
     #[test]
     fn names_cannot_escape() {
-        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a\nb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a\nb",
+            "a\u{1b}[2Jb",
+            "a\u{9b}b",
+            "vm\u{202e}exe.txt",
+            "a\u{2067}b",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name("vm-1_ok.x").is_ok());
+        let e = check_name("vm\u{202e}exe.txt").unwrap_err().to_string();
+        assert!(
+            e.contains("'vm\\u{202e}exe.txt'") && !e.contains('\u{202e}'),
+            "{e}"
+        );
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(t.path()).unwrap();
         assert!(sd.domain_xml("../etc").is_err());

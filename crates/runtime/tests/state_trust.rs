@@ -83,6 +83,68 @@ fn parent_writable_by_anyone_is_refused() {
     StateDir::open(&parent.join("state")).unwrap();
 }
 
+/// A parent owned by root but writable by its group (no sticky bit): a
+/// group member could swap the state directory for her own
+/// (`renameat2(RENAME_EXCHANGE)`) and have root run her `<emulator>`.
+/// Refused as OpenSSH's StrictModes refuses it; sticky is fine.
+#[test]
+fn parent_writable_by_its_group_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let parent = t.path().join("shared");
+    fs::create_dir(&parent).unwrap();
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o775)).unwrap();
+    let root = parent.join("state");
+    let e = open_err(&root);
+    assert!(
+        e.contains(&parent.display().to_string())
+            && e.contains("writable by its group without the sticky bit (mode 0775)")
+            && e.contains("chmod g-w"),
+        "{e}"
+    );
+    // Also when the state directory already exists there.
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap();
+    StateDir::open(&root).unwrap();
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o770)).unwrap();
+    assert!(open_err(&root).contains("writable by its group"));
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o1770)).unwrap();
+    StateDir::open(&root).unwrap();
+}
+
+/// `--state-dir` naming a link to a directory that holds no state (here
+/// one shaped like `/var`: `log` and `cache` 0755): refused, nothing in it
+/// chmod'ed or created.
+#[test]
+fn symlinked_state_dir_to_a_foreign_directory_is_not_chmoded() {
+    let t = tempfile::tempdir().unwrap();
+    let var = t.path().join("var");
+    fs::create_dir(&var).unwrap();
+    for sub in ["log", "cache"] {
+        fs::create_dir(var.join(sub)).unwrap();
+        fs::set_permissions(var.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let link = t.path().join("state");
+    symlink(&var, &link).unwrap();
+    let e = open_err(&link);
+    assert!(
+        e.contains("not 0700") && e.contains("does not chmod a directory it did not create"),
+        "{e}"
+    );
+    for sub in ["log", "cache"] {
+        assert_eq!(mode(&var.join(sub)), 0o755, "{sub} was chmod'ed");
+    }
+    assert_eq!(fs::read_dir(&var).unwrap().count(), 2, "created something");
+    // A link to an empty directory (or one holding teamvirt's state) is
+    // still a state directory, as README says.
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let link2 = t.path().join("state2");
+    symlink(&data, &link2).unwrap();
+    let sd = StateDir::open(&link2).unwrap();
+    assert_eq!(sd.root(), data.canonicalize().unwrap());
+    assert_eq!(mode(&data.join("run")), 0o700);
+    StateDir::open(&link2).unwrap();
+}
+
 #[test]
 fn new_root_is_private_and_existing_root_keeps_its_mode() {
     let t = tempfile::tempdir().unwrap();

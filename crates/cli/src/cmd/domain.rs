@@ -197,6 +197,10 @@ pub struct DumpxmlArgs {
     /// The defined configuration instead of the running one.
     #[arg(long)]
     pub inactive: bool,
+    /// Include security-sensitive information (the VNC `passwd`), as
+    /// virsh's `--security-info`.
+    #[arg(long)]
+    pub security_info: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -208,6 +212,11 @@ pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
         .and_then(|rt| rt.domain_xml(&a.domain, a.inactive))
     {
         Ok(x) => {
+            let x = if a.security_info {
+                x
+            } else {
+                teamvirt_qemu::vncauth::hide_passwords(&x)
+            };
             out!("{x}");
             ExitCode::SUCCESS
         }

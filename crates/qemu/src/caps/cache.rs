@@ -79,10 +79,38 @@ struct Entry {
     caps: QemuCaps,
 }
 
+/// Whether `dir` may hold the cache: a real directory (not a link) of the
+/// caller that nobody else can write to. Checking verbs use the cache of
+/// whatever state directory they are pointed at; one another user
+/// controls is neither read (forged capabilities) nor written.
+fn trusted_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(dir)
+        .map(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+        .unwrap_or(false)
+}
+
 /// The cached caps for `key`, if present and still valid. A corrupt or
 /// stale file is not an error: the caller probes again and overwrites it.
 pub(crate) fn load(dir: &Path, key: &CacheKey) -> Option<QemuCaps> {
-    let text = std::fs::read(key.file_in(dir)).ok()?;
+    use std::io::Read;
+    if !trusted_dir(dir) {
+        return None;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    // Only a regular file of the cache itself, never a link planted there.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(key.file_in(dir))
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    f.read_to_end(&mut text).ok()?;
     let entry: Entry = serde_json::from_slice(&text).ok()?;
     (entry.format == FORMAT && entry.teamvirt == env!("CARGO_PKG_VERSION") && &entry.key == key)
         .then_some(entry.caps)
@@ -95,6 +123,10 @@ pub(crate) fn store(dir: &Path, key: &CacheKey, caps: &QemuCaps) -> Result<(), C
         move |source| CapsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if !trusted_dir(dir) {
+        // Not an error: the probe result is used, just not kept.
+        return Ok(());
+    }
     let entry = Entry {
         format: FORMAT,
         teamvirt: env!("CARGO_PKG_VERSION").to_string(),
@@ -106,19 +138,24 @@ pub(crate) fn store(dir: &Path, key: &CacheKey, caps: &QemuCaps) -> Result<(), C
         source: std::io::Error::other(e),
     })?;
     let target = key.file_in(dir);
-    let tmp = target.with_extension(format!("json.tmp{}", std::process::id()));
+    // A fresh file under a random name, created with O_CREAT|O_EXCL (so
+    // never through a link planted in the directory) and mode 0600, then
+    // renamed over the entry (rename replaces a link, it does not follow
+    // it). A failed write removes the temporary file (on drop).
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = tempfile::Builder::new()
+            .prefix(".qemucaps-")
+            .suffix(".tmp")
+            .rand_bytes(12)
+            .tempfile_in(dir)?;
         f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)
+        f.as_file().sync_all()?;
+        f.persist(&target).map_err(|e| e.error)?;
+        Ok(())
     };
-    write().map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        CapsError::Io {
-            path: target.clone(),
-            source,
-        }
+    write().map_err(|source| CapsError::Io {
+        path: target.clone(),
+        source,
     })
 }
 
@@ -150,6 +187,77 @@ mod tests {
         // Corrupt file: treated as absent.
         std::fs::write(key.file_in(&cache), b"{not json").unwrap();
         assert!(load(&cache, &key).is_none());
+    }
+
+    /// A link planted at the temporary name the cache once used
+    /// (`….json.tmpPID`) or at the entry itself is neither followed nor
+    /// written through: the file it points to keeps its content.
+    #[test]
+    fn planted_links_are_not_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("fake-qemu");
+        std::fs::write(&bin, b"binary").unwrap();
+        let key = CacheKey::of(&bin).unwrap();
+        let caps = QemuCaps::from_flags(&bin, "x86_64", ["kvm"]);
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let secret = dir.path().join("shadow");
+        std::fs::write(&secret, b"root:secret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let target = key.file_in(&cache);
+        let old_tmp = target.with_extension(format!("json.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&secret, &old_tmp).unwrap();
+        store(&cache, &key, &caps).unwrap();
+        assert_eq!(std::fs::read(&secret).unwrap(), b"root:secret\n");
+        let meta = std::fs::symlink_metadata(&target).unwrap();
+        assert!(meta.is_file(), "the entry is a regular file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(load(&cache, &key), Some(caps.clone()));
+        // A link at the entry's own name: replaced, not followed; and not
+        // read through either.
+        std::fs::remove_file(&target).unwrap();
+        std::os::unix::fs::symlink(&secret, &target).unwrap();
+        assert!(load(&cache, &key).is_none());
+        store(&cache, &key, &caps).unwrap();
+        assert_eq!(std::fs::read(&secret).unwrap(), b"root:secret\n");
+        assert!(std::fs::symlink_metadata(&target).unwrap().is_file());
+        // No temporary file left behind.
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().contains("tmp"))
+            .collect();
+        assert_eq!(left, vec![old_tmp.file_name().unwrap().to_owned()]);
+    }
+
+    /// A cache directory others can write to, or a link: neither read
+    /// nor written.
+    #[test]
+    fn untrusted_cache_dirs_are_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("fake-qemu");
+        std::fs::write(&bin, b"binary").unwrap();
+        let key = CacheKey::of(&bin).unwrap();
+        let caps = QemuCaps::from_flags(&bin, "x86_64", ["kvm"]);
+        let cache = dir.path().join("cache");
+        store(&cache, &key, &caps).unwrap();
+        assert_eq!(load(&cache, &key), Some(caps.clone()));
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(load(&cache, &key).is_none(), "read from a shared directory");
+        std::fs::remove_file(key.file_in(&cache)).unwrap();
+        store(&cache, &key, &caps).unwrap();
+        assert!(
+            !key.file_in(&cache).exists(),
+            "written to a shared directory"
+        );
+        let elsewhere = dir.path().join("etc");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = dir.path().join("linked");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        store(&link, &key, &caps).unwrap();
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

@@ -335,6 +335,11 @@ pub fn audio_and_graphics(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), Comman
         // Autoport: libvirt picks the first free port from 5900; its tests get 5900.
         let display = if port >= 5900 { port - 5900 } else { 0 };
         let mut s = format!("{listen}:{display}");
+        // libvirt's place for it (after `share=`, before `tls-creds=`); the
+        // password itself is set over QMP after start (`vncauth`).
+        if crate::vncauth::has_password(g) {
+            s.push_str(",password=on");
+        }
         if let Some(a) = first_audio {
             s.push_str(&format!(",audiodev=audio{a}"));
         }

@@ -138,6 +138,13 @@ pub struct LocalDestination {
     pub run_files: Vec<(String, Vec<u8>)>,
     /// Where the destination's real VFs are bound and configured.
     pub host: HostPrep,
+    /// Run this host's own emulator (see [`own_emulator`]), never the one
+    /// the request names: set for a remote source (`__migrate-dest`). A
+    /// local source (`--dest-state-dir`) is this host's own user, and the
+    /// domain's `<emulator>` is used as for a start.
+    pub own_emulator: bool,
+    /// The emulator prepare chose.
+    emulator: Option<PathBuf>,
     active: Option<Active>,
     /// Where the unix incoming socket lives (see `privdrop::socket_dir`).
     sock_dir: Option<PathBuf>,
@@ -162,6 +169,8 @@ impl LocalDestination {
             tls_dir: None,
             run_files: Vec::new(),
             host: HostPrep::system(),
+            own_emulator: false,
+            emulator: None,
             active: None,
             sock_dir: None,
         }
@@ -237,14 +246,33 @@ impl LocalDestination {
                 ));
             }
         }
-        let serial_log = req.source_serial_log.as_ref().map(|p| {
-            p.strip_prefix(&req.source_run_dir)
-                .map(|rel| dst_paths.dir.join(rel))
-                .unwrap_or_else(|_| p.clone())
-        });
+        // The serial log is a file of the run directory (see `start`): the
+        // destination's own, never a path the request names elsewhere.
+        let serial_log = match &req.source_serial_log {
+            None => None,
+            Some(p) => {
+                let rel = p
+                    .strip_prefix(&req.source_run_dir)
+                    .ok()
+                    .and_then(|r| r.to_str())
+                    .filter(|r| super::proto::plain_name(r).is_ok())
+                    .ok_or_else(|| {
+                        MigrateError::Remote(format!(
+                            "protocol error: the serial log {} is not a file of the source's run directory",
+                            crate::util::escape_controls(&p.display().to_string())
+                        ))
+                    })?;
+                Some(dst_paths.dir.join(rel))
+            }
+        };
+        super::proto::check_files(&self.run_files)
+            .map_err(|why| MigrateError::Remote(format!("protocol error: {why}")))?;
         let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs)?;
         self.sd.create_run_dir(&req.name)?;
-        copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+        if !self.own_emulator {
+            // A source on this host: its run directory is here.
+            copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+        }
         for (name, data) in &self.run_files {
             write_atomic(&dst_paths.dir.join(name), data, 0o600)?;
         }
@@ -283,9 +311,12 @@ impl LocalDestination {
         let spec = LaunchSpec {
             name: req.name.clone(),
             uuid: req.uuid.clone(),
-            // What the domain's XML names, as for a start: not a path
-            // taken from a run record.
-            emulator: crate::identity::xml_emulator(&req.live_xml),
+            // What prepare chose: the domain's XML, as for a start (not a
+            // path taken from a run record), or this host's own.
+            emulator: self
+                .emulator
+                .clone()
+                .unwrap_or_else(|| crate::identity::xml_emulator(&req.live_xml)),
             args,
             accel: req.accel,
             serial_log,
@@ -306,6 +337,14 @@ impl LocalDestination {
         let active = self.active.as_mut().expect("set by prepare");
         active.qmp = Some(launched.qmp.clone());
         active.record = Some(launched.record.clone());
+        // The VNC password, as a start sets it (it is not in the argv).
+        if let Ok((def, _)) = teamvirt_conf::DomainDef::parse_str(&req.live_xml, None) {
+            let cmds =
+                teamvirt_qemu::vncauth::password_commands(&def, std::time::SystemTime::now());
+            crate::start::set_vnc_passwords(&launched.qmp, &cmds)
+                .await
+                .map_err(|e| MigrateError::DestQemu(e.to_string()))?;
+        }
         // `domjobinfo` on the destination shows the incoming job, and
         // `domjobabort` there reaches the process driving the migration.
         let mut incoming = JobInfo::new(&req.source_root.display().to_string());
@@ -414,6 +453,37 @@ impl LocalDestination {
             events: rx,
         }
     }
+}
+
+/// The emulator a destination serving a remote source runs: its own
+/// definition's `<emulator>` when the domain is defined here, else
+/// `qemu-system-x86_64` on `PATH`. The request's emulator (and its live
+/// XML's) must be that same file, or the migration is refused: the
+/// source never chooses a program this host runs.
+pub fn own_emulator(sd: &StateDir, req: &PrepareRequest) -> Result<PathBuf, MigrateError> {
+    use crate::identity::{resolve_program, xml_emulator};
+    let configured = read_optional(&sd.domain_xml(&req.name)?)?
+        .and_then(|text| teamvirt_conf::DomainDef::parse_str(&text, None).ok())
+        .map(|(def, _)| crate::identity::emulator_of(&def))
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+    let own = resolve_program(&configured).ok_or_else(|| {
+        MigrateError::DestQemu(format!(
+            "internal error: the destination's emulator {} is not installed",
+            configured.display()
+        ))
+    })?;
+    for asked in [PathBuf::from(&req.emulator), xml_emulator(&req.live_xml)] {
+        if resolve_program(&asked).as_deref() != Some(own.as_path()) {
+            return Err(MigrateError::DestQemu(format!(
+                "unsupported configuration: the source's emulator '{}' is not the destination's ({}): \
+                 a destination runs only its own emulator (the domain's definition there, else \
+                 qemu-system-x86_64 on PATH)",
+                crate::util::escape_controls(&asked.display().to_string()),
+                own.display()
+            )));
+        }
+    }
+    Ok(own)
 }
 
 /// The pool members of a destination network, for transient `device`: the
@@ -604,8 +674,14 @@ impl Destination for LocalDestination {
                 }
             }
         }
+        let emulator = if self.own_emulator {
+            own_emulator(&self.sd, req)?
+        } else {
+            PathBuf::from(&req.emulator)
+        };
+        self.emulator = Some(emulator.clone());
         // The destination's own QEMU must run what the source runs.
-        let caps = teamvirt_qemu::caps::QemuCaps::probe(&req.emulator, self.sd.cache_dir())
+        let caps = teamvirt_qemu::caps::QemuCaps::probe(&emulator, self.sd.cache_dir())
             .await
             .map_err(|e| {
                 MigrateError::DestQemu(format!(

@@ -395,6 +395,18 @@ async fn prepare_destination<D: Destination>(
     });
     cx.publish(true);
     let prepared = dest.prepare(req).await?;
+    // Whatever the destination is, the source QEMU is only ever told to
+    // send over a stream: `exec:` would run a command here (and QEMU's
+    // sandbox would kill the source VM for it), `file:` write one.
+    let scheme = prepared.uri.split(':').next().unwrap_or("");
+    if !matches!(scheme, "tcp" | "unix" | "fd") || prepared.uri.chars().any(char::is_control) {
+        let _ = dest.abort().await;
+        return Err(MigrateError::Remote(format!(
+            "operation failed: the destination {} gave the migration URI '{}': only tcp:, unix: and fd: URIs are handed to QEMU",
+            dest.describe(),
+            crate::util::escape_controls(&prepared.uri.chars().take(200).collect::<String>())
+        )));
+    }
     for v in &prepared.vfs {
         cx.emit(Progress::Info {
             message: format!(

@@ -151,6 +151,8 @@ struct FakeDest {
     gone: bool,
     /// Its QEMU dies this long after it is prepared.
     dies_after: Option<Duration>,
+    /// The URI it answers with (default [`URI`]).
+    uri: Option<&'static str>,
     tx: Option<mpsc::UnboundedSender<DestEvent>>,
 }
 
@@ -176,7 +178,7 @@ impl Destination for FakeDest {
             self.tx = Some(tx);
         }
         Ok(Prepared {
-            uri: URI.into(),
+            uri: self.uri.unwrap_or(URI).into(),
             pairs: req.pairs.clone(),
             vfs: vec![VfBinding {
                 network: "pool".into(),
@@ -438,6 +440,30 @@ async fn failed_prepare_touches_nothing_and_aborts_nothing() {
     assert!(f.commands().is_empty(), "source got {:?}", f.commands());
     assert_eq!(phases(&seen), ["prepare"]);
     assert!(!f.job_file_exists());
+}
+
+/// A destination answering with an `exec:` (or `file:`) URI: refused
+/// before the source QEMU hears of it, the destination torn down, the
+/// source untouched (still running).
+#[tokio::test]
+async fn hostile_destination_uri_never_reaches_the_source() {
+    for uri in [
+        "exec:touch /tmp/pwned",
+        "file:/etc/shadow",
+        "rdma:1.2.3.4:5",
+    ] {
+        let mut f = Fixture::new(Script::new(completing())).await;
+        let mut dest = FakeDest {
+            uri: Some(uri),
+            ..FakeDest::default()
+        };
+        let (r, seen) = f.run(&mut dest, &opts(), no_abort()).await;
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(uri) && e.contains("only tcp:"), "{e}");
+        assert_eq!(dest.calls, ["prepare vm1", "abort"]);
+        assert!(f.commands().is_empty(), "source got {:?}", f.commands());
+        assert_eq!(phases(&seen), ["prepare"]);
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::dest::PrepareRequest;
 use crate::run::VfBinding;
@@ -21,6 +22,122 @@ use crate::teaming::{PairState, TeamingPair};
 pub const MAGIC: &str = "teamvirt-migrate-dest";
 /// Bumped whenever a message changes incompatibly.
 pub const VERSION: u32 = 1;
+
+/// The longest line the source reads from a destination: its replies and
+/// events are small (a few KiB at most), so anything longer is a broken or
+/// hostile peer, refused before it is buffered.
+pub const MAX_REPLY_LINE: usize = 1 << 20;
+/// The longest line a destination reads from its source: a `prepare`
+/// carries the domain's XML (live and persistent) and its argv, and the
+/// run directory's files, bounded by [`MAX_FILES`] and [`MAX_FILE_BYTES`].
+pub const MAX_REQUEST_LINE: usize = 8 << 20;
+/// At most this many run-directory files in a `prepare`.
+pub const MAX_FILES: usize = 16;
+/// Their total size (they are keys and small blobs).
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// The most messages (events and replies) the source takes from one
+/// destination in one migration. A migration has a few dozen events (one
+/// `MIGRATION_PASS` per pass over memory, status changes, unplug and
+/// replug): a peer that sends more is flooding the source's memory.
+pub const MAX_MESSAGES: usize = 100_000;
+/// The most lines a destination reads from its source in one migration
+/// (it needs three: prepare, finish or abort).
+pub const MAX_REQUESTS: usize = 1_000;
+
+/// A line of the protocol that breaks its bounds or is not text.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("protocol error: the peer sent a line longer than {0} bytes")]
+    TooLong(usize),
+    #[error("protocol error: the peer sent a line that is not UTF-8")]
+    NotUtf8,
+    #[error("protocol error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The next line of `r` without its `\n` (`None` at EOF), or an error as
+/// soon as more than `max` bytes came without one: a peer cannot make this
+/// side buffer an endless line. A last line without `\n` before EOF
+/// counts as a line.
+pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<String>, LineError> {
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            if line.is_empty() {
+                return Ok(None);
+            }
+            break;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                if line.len() + i > max {
+                    return Err(LineError::TooLong(max));
+                }
+                line.extend_from_slice(&buf[..i]);
+                r.consume(i + 1);
+                break;
+            }
+            None => {
+                let n = buf.len();
+                if line.len() + n > max {
+                    return Err(LineError::TooLong(max));
+                }
+                line.extend_from_slice(buf);
+                r.consume(n);
+            }
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| LineError::NotUtf8)
+}
+
+/// Whether the files of a `prepare` stay within [`MAX_FILES`] and
+/// [`MAX_FILE_BYTES`] and are named as files of a run directory: plain
+/// names, no `/`, not `.` or `..`, nothing hidden, no control characters.
+/// The reason otherwise.
+pub fn check_files(files: &[(String, Vec<u8>)]) -> Result<(), String> {
+    if files.len() > MAX_FILES {
+        return Err(format!(
+            "{} run-directory files (at most {MAX_FILES})",
+            files.len()
+        ));
+    }
+    let total: usize = files.iter().map(|(_, d)| d.len()).sum();
+    if total > MAX_FILE_BYTES {
+        return Err(format!(
+            "{total} bytes of run-directory files (at most {MAX_FILE_BYTES})"
+        ));
+    }
+    for (name, _) in files {
+        plain_name(name)?;
+    }
+    Ok(())
+}
+
+/// `name` is a plain file name (see [`check_files`]), else why not.
+pub fn plain_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the file name '{}' is not a plain file name",
+            crate::util::escape_controls(name)
+        ))
+    }
+}
 
 /// How the destination QEMU receives the memory stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -102,6 +219,43 @@ pub enum FromDest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded() {
+        let mut r = tokio::io::BufReader::with_capacity(16, &b"ab\r\ncd\nlast"[..]);
+        assert_eq!(read_line_bounded(&mut r, 8).await.unwrap().unwrap(), "ab");
+        assert_eq!(read_line_bounded(&mut r, 8).await.unwrap().unwrap(), "cd");
+        assert_eq!(read_line_bounded(&mut r, 8).await.unwrap().unwrap(), "last");
+        assert!(read_line_bounded(&mut r, 8).await.unwrap().is_none());
+        // An endless line: refused once past the bound, not buffered.
+        let endless = tokio::io::repeat(b'a');
+        let mut r = tokio::io::BufReader::new(endless);
+        let e = read_line_bounded(&mut r, 1 << 20).await.unwrap_err();
+        assert!(matches!(e, LineError::TooLong(_)), "{e}");
+        let mut r = tokio::io::BufReader::new(&b"12345678\n"[..]);
+        assert!(read_line_bounded(&mut r, 8).await.is_ok());
+        let mut r = tokio::io::BufReader::new(&b"123456789\n"[..]);
+        assert!(read_line_bounded(&mut r, 8).await.is_err());
+    }
+
+    #[test]
+    fn file_names_are_plain() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/shadow",
+            "a/b",
+            ".hidden",
+            "a\nb",
+        ] {
+            assert!(plain_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(plain_name("master-key.aes").is_ok());
+        assert!(check_files(&vec![("k".into(), vec![0; 10]); MAX_FILES + 1]).is_err());
+        assert!(check_files(&[("k".into(), vec![0; MAX_FILE_BYTES + 1])]).is_err());
+    }
 
     #[test]
     fn messages_are_single_json_lines_tagged_by_msg() {

@@ -27,12 +27,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use teamvirt_qmp::{Event, Qmp, QmpError};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::dest::{referenced_files, DestEvent, Destination, Finished, PrepareRequest, Prepared};
-use super::proto::{FromDest, Incoming, ToDest, MAGIC, VERSION};
+use super::proto::{
+    read_line_bounded, FromDest, Incoming, LineError, ToDest, MAGIC, MAX_MESSAGES, MAX_REPLY_LINE,
+    VERSION,
+};
 use super::MigrateError;
 use crate::process::ProcId;
 
@@ -378,7 +381,7 @@ impl RemoteDestination {
         let s = s.trim();
         // The last lines say why; ssh's banner noise comes first.
         let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(6)..].join("; ")
+        peer_text(&lines[lines.len().saturating_sub(6)..].join("; "))
     }
 
     /// Start the control channel and check the remote's greeting. Safe to
@@ -418,12 +421,21 @@ impl RemoteDestination {
                 }
             }
         });
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = BufReader::new(stdout);
         // ConnectTimeout bounds the TCP part; this bounds the rest (auth,
         // a remote that never answers).
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        let first = tokio::time::timeout(
+            Duration::from_secs(60),
+            read_line_bounded(&mut lines, MAX_REPLY_LINE),
+        )
+        .await;
         let first = match first {
             Ok(Ok(Some(l))) => l,
+            Ok(Err(e @ LineError::TooLong(_))) => {
+                return Err(MigrateError::Channel(format!(
+                    "failed to connect to the hypervisor: the remote teamvirt on {host}: {e}"
+                )))
+            }
             Ok(_) => {
                 let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
                     .await
@@ -440,7 +452,7 @@ impl RemoteDestination {
             }
         };
         let tv = &self.target.remote_teamvirt;
-        match serde_json::from_str::<FromDest>(&first) {
+        match parse_from_dest(&first) {
             Ok(FromDest::Hello {
                 magic,
                 version,
@@ -457,10 +469,13 @@ impl RemoteDestination {
             }
             // The helper could not start (its state directory is missing).
             Ok(FromDest::Error { message }) => {
-                return Err(MigrateError::Channel(format!("{message} ({host})")));
+                return Err(MigrateError::Channel(format!(
+                    "{} ({host})",
+                    peer_text(&message)
+                )));
             }
             _ => {
-                let shown: String = first.chars().take(120).collect();
+                let shown: String = peer_text(&first.chars().take(120).collect::<String>());
                 return Err(MigrateError::Channel(format!(
                     "failed to connect to the hypervisor: '{tv}' on {host} does not speak teamvirt's migration protocol (it printed '{shown}')"
                 )));
@@ -472,8 +487,26 @@ impl RemoteDestination {
         let buf = self.stderr.clone();
         let what = format!("the SSH control channel to {host} closed");
         tokio::spawn(async move {
-            while let Ok(Some(l)) = lines.next_line().await {
-                match serde_json::from_str::<FromDest>(&l) {
+            let mut messages = 0usize;
+            let mut broken = None;
+            loop {
+                let l = match read_line_bounded(&mut lines, MAX_REPLY_LINE).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => break,
+                    Err(e @ LineError::TooLong(_)) => {
+                        broken = Some(e.to_string());
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                messages += 1;
+                if messages > MAX_MESSAGES {
+                    broken = Some(format!(
+                        "protocol error: the destination sent more than {MAX_MESSAGES} messages"
+                    ));
+                    break;
+                }
+                match parse_from_dest(&l) {
                     Ok(FromDest::Event {
                         name,
                         data,
@@ -497,11 +530,22 @@ impl RemoteDestination {
                     Err(_) => {}
                 }
             }
+            if let Some(why) = broken {
+                // Nothing more is read from this peer; the source treats
+                // the channel as lost (and rolls back), saying why.
+                if let Ok(mut b) = buf.lock() {
+                    b.push('\n');
+                    b.push_str(&why);
+                }
+                drop(rep_tx);
+                let _ = ev_tx.send(DestEvent::Lost(format!("{what}: {why}")));
+                return;
+            }
             // ssh prints why (keepalive timeout, reset) just before it exits.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let detail = buf.lock().map(|s| s.trim().to_owned()).unwrap_or_default();
             let detail: Vec<&str> = detail.lines().collect();
-            let detail = detail[detail.len().saturating_sub(3)..].join("; ");
+            let detail = peer_text(&detail[detail.len().saturating_sub(3)..].join("; "));
             let _ = ev_tx.send(DestEvent::Lost(format!("{what}{}", with_detail(&detail))));
         });
         self.conn = Some(Conn {
@@ -555,7 +599,7 @@ impl RemoteDestination {
         }
         let conn = self.conn.as_mut().expect("checked");
         match tokio::time::timeout(timeout, conn.replies.recv()).await {
-            Ok(Some(FromDest::Error { message })) => Err(MigrateError::Remote(message)),
+            Ok(Some(FromDest::Error { message })) => Err(MigrateError::Remote(peer_text(&message))),
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(self.lost()),
             Err(_) => Err(MigrateError::Channel(format!(
@@ -677,6 +721,79 @@ impl Drop for RemoteDestination {
             let _ = std::fs::remove_dir_all(t.sock.parent().unwrap_or(&t.sock));
         }
     }
+}
+
+/// A message of the destination with every string in it escaped (see
+/// [`peer_text`]): device names, VF addresses, event data and log lines
+/// from the peer are printed by the source, and none of them legitimately
+/// holds a control character.
+fn parse_from_dest(line: &str) -> Result<FromDest, serde_json::Error> {
+    fn clean(v: &mut Value) {
+        match v {
+            Value::String(s) => *s = peer_text(s),
+            Value::Array(a) => a.iter_mut().for_each(clean),
+            Value::Object(m) => {
+                let old = std::mem::take(m);
+                for (k, mut v) in old {
+                    clean(&mut v);
+                    m.insert(peer_text(&k), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(line)?;
+    clean(&mut v);
+    serde_json::from_value(v)
+}
+
+/// Text a peer chose (its error messages, its stderr), safe to print: no
+/// control characters or escape sequences reach the terminal.
+fn peer_text(s: &str) -> String {
+    crate::util::escape_controls(s)
+}
+
+/// Whether `uri`, a destination's answer to prepare, is where this
+/// migration sends: `tcp:HOST:PORT` for a direct stream, `unix:PATH` for a
+/// tunnelled one (the remote end of the tunnel). The reason otherwise.
+fn check_prepared_uri(uri: &str, tunnelled: bool) -> Result<(), String> {
+    let bad = |what: &str| {
+        Err(format!(
+            "the migration URI '{}' ({what})",
+            peer_text(&uri.chars().take(200).collect::<String>())
+        ))
+    };
+    if uri.len() > 4096 || uri.chars().any(|c| c.is_control() || c == ',') {
+        return bad("malformed");
+    }
+    if tunnelled {
+        return match uri.strip_prefix("unix:") {
+            Some(p) if p.starts_with('/') => Ok(()),
+            _ => bad("a tunnelled migration takes unix:/PATH"),
+        };
+    }
+    let Some(rest) = uri.strip_prefix("tcp:") else {
+        return bad("only tcp:HOST:PORT is accepted from a destination");
+    };
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        match r.split_once("]:") {
+            Some((h, p)) => (h, p),
+            None => return bad("no port"),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p),
+            _ => return bad("not tcp:HOST:PORT"),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:_%".contains(&b));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return bad("not tcp:HOST:PORT");
+    }
+    Ok(())
 }
 
 /// Host part of a QEMU `tcp:HOST:PORT` URI.
@@ -820,6 +937,17 @@ impl Destination for RemoteDestination {
                 t.uri.host
             )));
         };
+        // The source QEMU is told to send there: only the transport this
+        // migration asked for, never `exec:` (a command on this host) or
+        // `file:`. Refused before the source QEMU sees it.
+        if let Err(why) = check_prepared_uri(&uri, t.tunnelled) {
+            let _ = self.abort().await;
+            return Err(MigrateError::Remote(format!(
+                "operation failed: the destination {} answered prepare with {why}",
+                t.uri.host
+            )));
+        }
+        let substitutions: Vec<String> = substitutions.iter().map(|s| peer_text(s)).collect();
         let uri = if t.tunnelled {
             let remote = uri.strip_prefix("unix:").unwrap_or(&uri).to_owned();
             match self.open_tunnel(&req.source_run_dir, &remote).await {
@@ -985,5 +1113,179 @@ mod tests {
         assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
         assert_eq!(uri_host("tcp:10.0.0.2:4444").as_deref(), Some("10.0.0.2"));
         assert_eq!(uri_host("tcp:[::1]:4444").as_deref(), Some("::1"));
+    }
+
+    const HELLO: &str = r#"{"msg":"hello","magic":"teamvirt-migrate-dest","version":1,"teamvirt":"x","state_dir":"/x"}"#;
+
+    /// A destination played by a shell script in place of `ssh` (the URI's
+    /// `command=`): it ignores ssh's arguments and speaks the protocol on
+    /// stdin/stdout as `body` says.
+    fn scripted(dir: &Path, body: &str) -> RemoteDestination {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("fake-ssh");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        RemoteDestination::new(RemoteTarget {
+            uri: SshUri::parse(&format!("ssh://peer?command={}", script.display())).unwrap(),
+            remote_teamvirt: "teamvirt".into(),
+            migrate_addr: None,
+            migrate_port: 0,
+            listen_address: None,
+            tunnelled: false,
+            tls_dir: None,
+        })
+    }
+
+    fn request(dir: &Path) -> PrepareRequest {
+        PrepareRequest {
+            name: "vm".into(),
+            uuid: None,
+            emulator: "qemu-system-x86_64".into(),
+            argv: vec!["qemu-system-x86_64".into()],
+            accel: crate::accel::Accel::Tcg,
+            source_run_dir: dir.join("run/vm"),
+            source_serial_log: None,
+            source_root: dir.join("src"),
+            pairs: Vec::new(),
+            live_xml: "<domain type='qemu'><name>vm</name></domain>".into(),
+            persistent_xml: None,
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn prepared_uris_are_checked() {
+        for ok in [
+            "tcp:10.0.0.2:4444",
+            "tcp:[fd00::2]:4444",
+            "tcp:host-b.lan:1",
+        ] {
+            assert!(check_prepared_uri(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "exec:touch /tmp/x",
+            "file:/etc/shadow",
+            "rdma:1.2.3.4:5",
+            "unix:/run/x.sock",
+            "tcp:h",
+            "tcp:h:0",
+            "tcp:h:4444,x=y",
+            "tcp:a b:4",
+            "tcp::::4",
+        ] {
+            assert!(check_prepared_uri(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_prepared_uri("unix:/tmp/d/migrate-in.sock", true).is_ok());
+        assert!(check_prepared_uri("exec:sh", true).is_err());
+    }
+
+    /// A destination answering prepare with an `exec:` URI: refused before
+    /// the URI reaches the source QEMU, and the destination told to abort.
+    #[test]
+    fn hostile_destination_exec_uri_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let aborted = t.path().join("aborted");
+        let body = format!(
+            "echo '{HELLO}'\nread l\n\
+             echo '{{\"msg\":\"prepared\",\"uri\":\"exec:touch /tmp/pwned\",\"pairs\":[],\"vfs\":[],\"substitutions\":[],\"pid\":null}}'\n\
+             read l && touch {}\necho '{{\"msg\":\"aborted\",\"log\":[]}}'\nread l",
+            aborted.display()
+        );
+        let mut d = scripted(t.path(), &body);
+        let e = rt().block_on(d.prepare(&request(t.path()))).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("exec:") && e.contains("only tcp:"), "{e}");
+        assert!(aborted.exists(), "the destination was not told to abort");
+    }
+
+    /// Peer error text reaches the terminal escaped.
+    #[test]
+    fn hostile_destination_error_text_is_escaped() {
+        let t = tempfile::tempdir().unwrap();
+        let body = format!(
+            "echo '{HELLO}'\nread l\n\
+             printf '%s\\n' '{{\"msg\":\"error\",\"message\":\"\\u001b]0;owned\\u0007\\u001b[2Jfake\\nteamvirt: ok\\u009b\"}}'\nread l"
+        );
+        let mut d = scripted(t.path(), &body);
+        let e = rt()
+            .block_on(d.prepare(&request(t.path())))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert!(
+            e.contains("\\x1b]0;owned\\x07\\x1b[2Jfake\\nteamvirt: ok\\x9b"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_string_from_the_destination_is_escaped() {
+        let m = parse_from_dest(
+            r#"{"msg":"event","name":"X\u001b[2J","data":{"k\u009b":["a\u202eb"]},"seconds":0,"microseconds":0}"#,
+        )
+        .unwrap();
+        let FromDest::Event { name, data, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(name, "X\\x1b[2J");
+        assert_eq!(data, json!({"k\\x9b": ["a\\u{202e}b"]}));
+        let m = parse_from_dest(r#"{"msg":"aborted","log":["ok\rfake"]}"#).unwrap();
+        assert!(matches!(m, FromDest::Aborted { log } if log == ["ok\\rfake"]));
+    }
+
+    /// An unterminated line from the destination is refused past
+    /// MAX_REPLY_LINE, not buffered until the peer stops.
+    #[test]
+    fn hostile_destination_endless_line_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let body = "head -c 67108864 /dev/zero | tr '\\0' a\nexec sleep 60";
+        let mut d = scripted(t.path(), body);
+        let e = rt()
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), d.connect()).await })
+            .expect("still reading the endless line")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    /// A destination flooding events: the source stops reading after
+    /// MAX_MESSAGES and treats the channel as lost.
+    #[test]
+    fn hostile_destination_event_flood_is_cut() {
+        let t = tempfile::tempdir().unwrap();
+        let body = format!(
+            "echo '{HELLO}'\nread l\n\
+             echo '{{\"msg\":\"prepared\",\"uri\":\"tcp:127.0.0.1:4444\",\"pairs\":[],\"vfs\":[],\"substitutions\":[],\"pid\":null}}'\n\
+             yes '{{\"msg\":\"event\",\"name\":\"MIGRATION_PASS\",\"data\":{{}},\"seconds\":0,\"microseconds\":0}}' | head -n {}\n\
+             exec sleep 60",
+            MAX_MESSAGES + 50
+        );
+        let mut d = scripted(t.path(), &body);
+        let rt = rt();
+        let mut p = rt.block_on(d.prepare(&request(t.path()))).unwrap();
+        let (n, lost) = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(60), async {
+                    let mut n = 0usize;
+                    while let Some(ev) = p.events.recv().await {
+                        match ev {
+                            DestEvent::Qmp(_) => n += 1,
+                            DestEvent::Lost(why) => return (n, why),
+                            DestEvent::Exited => {}
+                        }
+                    }
+                    (n, String::new())
+                })
+                .await
+            })
+            .expect("events kept coming");
+        assert!(n < MAX_MESSAGES, "{n}");
+        assert!(lost.contains("more than"), "{lost}");
     }
 }

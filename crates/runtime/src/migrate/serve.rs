@@ -13,13 +13,16 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::dest::{DestEvent, Destination, LocalDestination};
 use super::job::ABORT_SIGNAL;
-use super::proto::{FromDest, Incoming, ToDest, MAGIC, VERSION};
+use super::proto::{
+    check_files, read_line_bounded, FromDest, Incoming, LineError, ToDest, MAGIC, MAX_REQUESTS,
+    MAX_REQUEST_LINE, VERSION,
+};
 use super::MigrateError;
 use crate::state::StateDir;
 
@@ -60,7 +63,10 @@ where
     });
 
     let mut dest = LocalDestination::new(sd);
-    let mut lines = input.lines();
+    // A remote source names no program: this host's own emulator runs.
+    dest.own_emulator = true;
+    let mut input = input;
+    let mut requests = 0usize;
     let mut source_was_running = true;
     let mut prepared = false;
     let sig = |k: SignalKind| {
@@ -76,7 +82,7 @@ where
     let mut alone = Vec::new();
     loop {
         let line = tokio::select! {
-            l = lines.next_line() => l,
+            l = read_line_bounded(&mut input, MAX_REQUEST_LINE) => l,
             _ = term.recv() => Ok(None),
             _ = hup.recv() => Ok(None),
             _ = int.recv() => Ok(None),
@@ -89,6 +95,25 @@ where
                 }
                 continue;
             }
+        };
+        requests += 1;
+        let line = match line {
+            Err(e @ LineError::TooLong(_)) => {
+                // Not read further: the source is broken or hostile.
+                send(FromDest::Error {
+                    message: e.to_string(),
+                });
+                Ok(None)
+            }
+            _ if requests > MAX_REQUESTS => {
+                send(FromDest::Error {
+                    message: format!(
+                        "protocol error: the source sent more than {MAX_REQUESTS} lines"
+                    ),
+                });
+                Ok(None)
+            }
+            l => l,
         };
         let Ok(Some(line)) = line else {
             // The channel is gone: decide alone.
@@ -120,6 +145,12 @@ where
                 source_was_running: r,
             } => {
                 source_was_running = r;
+                if let Err(why) = check_files(&files) {
+                    send(FromDest::Error {
+                        message: format!("protocol error: the prepare request carries {why}"),
+                    });
+                    continue;
+                }
                 match incoming {
                     Incoming::Tcp {
                         listen,
@@ -308,5 +339,151 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(alone.is_empty());
+    }
+
+    fn hostile_request(
+        dir: &std::path::Path,
+        emulator: &str,
+    ) -> super::super::dest::PrepareRequest {
+        super::super::dest::PrepareRequest {
+            name: "vm".into(),
+            uuid: None,
+            emulator: emulator.into(),
+            argv: vec![emulator.into(), "-S".into()],
+            accel: crate::accel::Accel::Tcg,
+            source_run_dir: "/src/run/vm".into(),
+            source_serial_log: None,
+            source_root: dir.join("elsewhere"),
+            pairs: Vec::new(),
+            live_xml: format!(
+                "<domain type='qemu'><name>vm</name><memory unit='KiB'>65536</memory>\
+                 <os><type arch='x86_64' machine='q35'>hvm</type></os>\
+                 <devices><emulator>{emulator}</emulator></devices></domain>"
+            ),
+            persistent_xml: None,
+        }
+    }
+
+    async fn one_prepare(
+        sd: StateDir,
+        req: super::super::dest::PrepareRequest,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> FromDest {
+        let (mut to_helper, helper_in) = tokio::io::duplex(1 << 16);
+        let (helper_out, from_helper) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sd, BufReader::new(helper_in), helper_out));
+        let mut lines = BufReader::new(from_helper).lines();
+        let _hello = lines.next_line().await.unwrap().unwrap();
+        let msg = ToDest::Prepare {
+            req: Box::new(req),
+            incoming: Incoming::Tunnel,
+            tls_dir: None,
+            files,
+            source_was_running: true,
+        };
+        let mut line = serde_json::to_string(&msg).unwrap();
+        line.push('\n');
+        to_helper.write_all(line.as_bytes()).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        drop(to_helper);
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    /// A source cannot name where the destination writes: run-directory
+    /// files are plain names (no `/`, no `..`), checked before anything
+    /// is prepared.
+    #[tokio::test]
+    async fn hostile_source_file_names_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(&t.path().join("dst")).unwrap();
+        let qemu = crate::identity::resolve_program(std::path::Path::new("qemu-system-x86_64"))
+            .unwrap_or_else(|| "/usr/bin/qemu-system-x86_64".into());
+        let target = t.path().join("escaped");
+        for name in [
+            "../../escaped".to_string(),
+            target.display().to_string(),
+            "..".into(),
+        ] {
+            let req = hostile_request(t.path(), &qemu.display().to_string());
+            match one_prepare(sd.clone(), req, vec![(name.clone(), b"owned".to_vec())]).await {
+                FromDest::Error { message } => {
+                    assert!(
+                        message.contains("not a plain file name"),
+                        "{name}: {message}"
+                    )
+                }
+                m => panic!("{name}: {m:?}"),
+            }
+            assert!(!target.exists(), "{name}");
+        }
+    }
+
+    /// The destination never runs the emulator a remote source names: a
+    /// program that is not this host's emulator is refused unrun.
+    #[tokio::test]
+    async fn hostile_source_emulator_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(&t.path().join("dst")).unwrap();
+        let marker = t.path().join("ran");
+        let evil = t.path().join("evil-qemu");
+        std::fs::write(
+            &evil,
+            format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let req = hostile_request(t.path(), &evil.display().to_string());
+        match one_prepare(sd, req, Vec::new()).await {
+            FromDest::Error { message } => assert!(
+                message.contains("is not the destination's") || message.contains("not installed"),
+                "{message}"
+            ),
+            m => panic!("{m:?}"),
+        }
+        assert!(!marker.exists(), "the source's emulator was run");
+    }
+
+    /// An unterminated line is refused once past the bound (with an error
+    /// line), not buffered until the source stops sending.
+    #[tokio::test]
+    async fn endless_request_line_ends_the_session() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let (mut to_helper, helper_in) = tokio::io::duplex(1 << 16);
+        let (helper_out, from_helper) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sd, BufReader::new(helper_in), helper_out));
+        let flood = tokio::spawn(async move {
+            let chunk = vec![b'a'; 1 << 16];
+            // Far more than the bound; never a newline, never EOF.
+            for _ in 0..(1024 * 1024 * 1024 / chunk.len()) {
+                if to_helper.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let mut lines = BufReader::new(from_helper).lines();
+        let _hello = lines.next_line().await.unwrap().unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the helper kept reading the endless line")
+            .unwrap()
+            .unwrap();
+        match serde_json::from_str::<FromDest>(&reply).unwrap() {
+            FromDest::Error { message } => assert!(message.contains("longer than"), "{message}"),
+            m => panic!("{m:?}"),
+        }
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the helper ends")
+            .unwrap()
+            .unwrap();
+        flood.abort();
     }
 }
