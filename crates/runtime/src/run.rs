@@ -8,7 +8,7 @@
 //! `-incoming defer`), [`RunRecord::load`]/[`RunRecord::save`] to read or
 //! move ownership of a running domain, [`connect`] for its QMP.
 
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -518,7 +518,8 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     );
     let cmdline = shell_line(spec.env.as_deref(), &spec.emulator, &spec.args);
     tracing::debug!(domain = %spec.name, argv = %cmdline, "launching QEMU");
-    append_raw(&paths.qemu_log, &format!("{cmdline}\n"));
+    // Escaped: a `<cmdline>` with a newline must not forge log lines.
+    crate::domlog::append_untimed(&paths.qemu_log, &cmdline);
     // Mark where this start's log begins, so errors show only its output.
     let log_start = std::fs::metadata(&paths.qemu_log)
         .map(|m| m.len())
@@ -633,22 +634,6 @@ fn shell_line(env: Option<&[(String, String)]>, emulator: &Path, args: &[String]
     parts.push(quote(&emulator.display().to_string()));
     parts.extend(args.iter().map(|a| quote(a)));
     parts.join(" ")
-}
-
-/// Append text as is (no timestamp) to a log, never following a symlink.
-fn append_raw(log: &Path, text: &str) {
-    use std::io::Write;
-    let r = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        // Never blocks on a FIFO planted there.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(log)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = r {
-        tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
-    }
 }
 
 fn check_socket_path(paths: &RunPaths) -> Result<(), RunError> {

@@ -97,3 +97,30 @@ async fn qemu_error_at_start_is_reported() {
     assert!(msg.contains("no-such-device"), "{msg}");
     assert!(RunRecord::load(&sd, "bad").unwrap().is_none());
 }
+
+/// A newline in an argument (a `<cmdline>` with `&#10;`) cannot forge a
+/// line of the domain log: the command line is written escaped.
+#[tokio::test(flavor = "current_thread")]
+async fn command_line_in_the_log_cannot_forge_lines() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("command_line_in_the_log_cannot_forge_lines")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sd = StateDir::open(t.path()).unwrap();
+    // What QEMU accepts in -name (no ',' or '='), with a forged log line.
+    let forged = "x\n2026-01-01 00:00:00.000+0000: shutting down reason destroyed";
+    let l = run::launch(&sd, spec(&sd, &qemu, "vm", &["-name", forged]))
+        .await
+        .unwrap();
+    drop(l.qmp);
+    let log = std::fs::read_to_string(sd.run_paths("vm").unwrap().qemu_log).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("shutting down reason destroyed") && !l.contains("-name")),
+        "{log}"
+    );
+    assert!(log.contains("x\\n2026-01-01"), "{log}");
+    let rec = run::running(&sd, "vm").unwrap().expect("running");
+    rec.proc.kill_painfully(Duration::from_secs(5)).unwrap();
+}
