@@ -122,6 +122,22 @@ fn live_probe_of_installed_qemu() {
         .find(|l| l.trim_start().starts_with("pc-q35-7.2 "))
         .expect("pc-q35-7.2 line");
     assert!(q35.contains("alias q35"), "{q35}");
+    // KVM only where `start` would use it, else the reason (issue 19: a
+    // host with /dev/kvm but no vmx/svm was told `kvm, tcg`).
+    let accels = out
+        .lines()
+        .find(|l| l.starts_with("accelerators: "))
+        .expect("accelerators line");
+    match teamvirt_runtime::accel::kvm_unusable() {
+        Some(why) => {
+            assert_eq!(
+                accels,
+                format!("accelerators: tcg (kvm not usable on this host: {why})")
+            );
+            assert!(!out.contains("machines (kvm"), "{out}");
+        }
+        None => assert_eq!(accels, "accelerators: kvm, tcg"),
+    }
     assert!(
         std::fs::read_dir(&cache).unwrap().count() >= 1,
         "cache entry written"

@@ -209,12 +209,20 @@ impl Runtime {
     ) -> Result<Prepared, RuntimeError> {
         let name = def.name.clone();
         let mut notes = Vec::new();
-        let accel = opts.accel.unwrap_or_else(Accel::detect);
-        if opts.accel.is_none() && def.type_ == "kvm" && accel == Accel::Tcg {
-            notes.push(format!(
-                "domain type 'kvm' but KVM is not usable on this host: running '{name}' with TCG (choose with --accel)"
-            ));
-        }
+        let accel = match opts.accel {
+            Some(a) => a,
+            None => match crate::accel::kvm_unusable() {
+                None => Accel::Kvm,
+                Some(why) => {
+                    if def.type_ == "kvm" {
+                        notes.push(format!(
+                            "domain type 'kvm' but KVM is not usable on this host ({why}): running '{name}' with TCG (choose with --accel)"
+                        ));
+                    }
+                    Accel::Tcg
+                }
+            },
+        };
         def.type_ = match accel {
             Accel::Kvm => "kvm".into(),
             Accel::Tcg => "qemu".into(),
