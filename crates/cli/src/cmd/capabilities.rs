@@ -2,6 +2,7 @@
 //! accelerators, failover support), probed live or read from a libvirt caps
 //! cache file.
 
+use crate::cmd::qemu_opts::probe_cache_dir;
 use crate::out::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,10 +21,15 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Probe cache directory (default: $TEAMVIRT_STATE_DIR/cache, or
-    /// /var/lib/teamvirt/cache for root, or $XDG_STATE_HOME/teamvirt/cache).
+    /// Probe cache directory (default: `cache/` in the state directory).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// State directory whose `cache/` holds the probe cache (default:
+    /// $TEAMVIRT_STATE_DIR, /var/lib/teamvirt for root, else
+    /// $XDG_STATE_HOME/teamvirt). Accepted before or after the verb.
+    // Same id as the global --state-dir: clap copies its value here.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -34,17 +40,14 @@ pub fn run(args: Args) -> ExitCode {
                 .emulator
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-            let cache_dir = match args
-                .cache_dir
-                .clone()
-                .map_or_else(caps::default_cache_dir, Ok)
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("error: {e} (or pass --cache-dir)");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let cache_dir =
+                match probe_cache_dir(args.cache_dir.as_deref(), args.state_dir.as_deref()) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        eprintln!("error: {e} (or pass --cache-dir)");
+                        return ExitCode::FAILURE;
+                    }
+                };
             QemuCaps::probe_blocking(&emulator, &cache_dir)
         }
     };
@@ -109,7 +112,13 @@ fn to_text(caps: &QemuCaps, kvm_unusable: Option<&str>) -> String {
     let mut s = String::new();
     let source = match &caps.source {
         CapsSource::LibvirtXml { path } => format!("libvirt caps file {}", path.display()),
-        CapsSource::Probe { .. } => "live probe".to_string(),
+        CapsSource::Probe { cache: None, .. } => "live probe".to_string(),
+        CapsSource::Probe {
+            cache: Some(file), ..
+        } => format!(
+            "probe cache {} (an earlier live probe of this binary, redone when it changes)",
+            file.display()
+        ),
         CapsSource::Flags => "explicit flags".to_string(),
     };
     let _ = writeln!(s, "emulator: {}", caps.emulator.display());
@@ -292,6 +301,22 @@ mod tests {
         let t = to_text(&c, None);
         assert!(t.contains("\naccelerators: kvm, tcg\n"), "{t}");
         assert!(t.contains("\nmachines (kvm, tcg):\n"), "{t}");
+    }
+
+    /// Read from the probe cache is not a live probe (issue 19).
+    #[test]
+    fn source_names_the_cache_file() {
+        let mut c = probed();
+        assert!(to_text(&c, None).contains("\nsource: live probe\n"));
+        c.source = CapsSource::Probe {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            cache: Some("/s/cache/qemucaps-x.json".into()),
+        };
+        let t = to_text(&c, None);
+        assert!(
+            t.contains("\nsource: probe cache /s/cache/qemucaps-x.json (an earlier live probe"),
+            "{t}"
+        );
     }
 
     #[test]
