@@ -94,19 +94,14 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
     }
 }
 
-/// `net-start`, as virsh words it. A network already active (as
-/// `net-define` leaves it) is checked and reported, not an error, so a
-/// virsh script's `net-define` + `net-start` works unchanged.
+/// `net-start`, as virsh words it. The first one after `net-define`
+/// (which leaves the network active) checks it and says started, so a
+/// virsh script's `net-define` + `net-start` works unchanged; one on a
+/// network already started is libvirt's error, and says only that.
 pub fn start(a: NetNameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.net_start(&a.network)) {
-        Ok(how) => {
+    match a.state.open().and_then(|rt| rt.net_start_virsh(&a.network)) {
+        Ok(_) => {
             outln!("Network {} started", a.network);
-            if how.was_active {
-                eprintln!(
-                    "note: network '{}' was already active (teamvirt networks are active from net-define on)",
-                    a.network
-                );
-            }
             ExitCode::SUCCESS
         }
         Err(e) => report_network(
