@@ -83,7 +83,18 @@ pub fn describe_substitution(s: &Substitution) -> String {
 impl Runtime {
     /// `start NAME`: the defined domain.
     pub fn start(&self, name: &str, opts: &StartOptions) -> Result<StartReport, RuntimeError> {
-        let (def, text) = self.domain_def(name)?;
+        let (def, text) = match self.domain_def(name) {
+            Ok(d) => d,
+            // A running transient domain (undefined while it runs) is
+            // found, and already running, as libvirt says.
+            Err(RuntimeError::NoDomain(n)) => {
+                return Err(match crate::run::running(&self.sd, name)? {
+                    Some(_) => RuntimeError::AlreadyRunning(n),
+                    None => RuntimeError::NoDomain(n),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         self.start_def(def, &text, opts)
     }
 
@@ -168,8 +179,9 @@ impl Runtime {
                 ),
             );
         }
+        // Each line says "lab mode: ..." already.
         for line in &record.substitutions {
-            crate::domlog::event(&self.sd, &name, &format!("lab mode: {line}"));
+            crate::domlog::event(&self.sd, &name, line);
         }
         let mut report = StartReport {
             record,

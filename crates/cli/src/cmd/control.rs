@@ -51,7 +51,7 @@ pub fn dominfo(a: InfoArgs) -> ExitCode {
     );
     row("Log file", &info.log.display().to_string());
     for l in &info.lab_mode {
-        row("Lab mode", l.strip_prefix("lab mode: ").unwrap_or(l));
+        row("Lab mode", l);
     }
     outln!();
     ExitCode::SUCCESS
