@@ -180,6 +180,45 @@ fn running_domain_suspend_resume_and_transient_start() {
     assert!(err.contains("Domain not found"), "{err}");
 }
 
+/// Verbs that only read leave a state directory that does not exist alone
+/// (issue 19: `list` as root created /var/lib/teamvirt and its tree), and
+/// answer as on an empty one.
+#[test]
+fn read_only_verbs_create_no_state_directory() {
+    let fresh = Env::new();
+    let empty = Env::new();
+    // Any verb that writes makes the tree.
+    empty.fail(&["undefine", "nosuch"]);
+    assert!(empty.state.join("domains").is_dir());
+    for args in [
+        &["list"][..],
+        &["list", "--all"],
+        &["list", "--name"],
+        &["net-list"],
+        &["net-list", "--json"],
+        &["dominfo", "x"],
+        &["dominfo", "x", "--json"],
+        &["domiflist", "x"],
+        &["domstate", "x"],
+        &["dumpxml", "x"],
+        &["net-dumpxml", "x"],
+    ] {
+        let (a, b) = (fresh.run(args), empty.run(args));
+        assert_eq!(a.status.code(), b.status.code(), "{args:?}");
+        assert_eq!(a.stdout, b.stdout, "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr),
+            "{args:?}"
+        );
+        assert!(
+            !fresh.state.exists(),
+            "{args:?} created {}",
+            fresh.state.display()
+        );
+    }
+}
+
 #[test]
 fn network_verbs() {
     if teamvirt_testinfra::qemu_or_skip("network_verbs").is_none() {

@@ -24,7 +24,7 @@ pub struct InfoArgs {
 }
 
 pub fn dominfo(a: InfoArgs) -> ExitCode {
-    let info = match a.state.open().and_then(|rt| rt.dominfo(&a.domain)) {
+    let info = match a.state.read_domain(&a.domain, |rt| rt.dominfo(&a.domain)) {
         Ok(i) => i,
         Err(e) => return report_domain(&a.domain, "", &e),
     };
@@ -58,7 +58,7 @@ pub fn dominfo(a: InfoArgs) -> ExitCode {
 }
 
 pub fn domiflist(a: InfoArgs) -> ExitCode {
-    let rows = match a.state.open().and_then(|rt| rt.domiflist(&a.domain)) {
+    let rows = match a.state.read_domain(&a.domain, |rt| rt.domiflist(&a.domain)) {
         Ok(r) => r,
         Err(e) => return report_domain(&a.domain, "", &e),
     };

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use super::domain::{report, report_network, StateOpt};
 use crate::render::render;
+use teamvirt_runtime::RuntimeError;
 
 #[derive(clap::Args, Debug)]
 pub struct NetDefineArgs {
@@ -134,7 +135,10 @@ pub fn destroy(a: NetNameArgs) -> ExitCode {
 }
 
 pub fn dumpxml(a: NetNameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.network_xml(&a.network)) {
+    match a.state.open_existing().and_then(|rt| match rt {
+        Some(rt) => rt.network_xml(&a.network),
+        None => Err(RuntimeError::NoNetwork(a.network.clone())),
+    }) {
         Ok(x) => {
             out!("{x}");
             ExitCode::SUCCESS
@@ -159,7 +163,11 @@ pub struct NetListArgs {
 /// Networks are usable as soon as they are defined (no net-start), so they
 /// are all listed as active and persistent.
 pub fn list(a: NetListArgs) -> ExitCode {
-    let nets = match a.state.open().and_then(|rt| rt.list_networks()) {
+    let nets = match a
+        .state
+        .open_existing()
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_networks()))
+    {
         Ok(n) => n,
         Err(e) => return report("Failed to list networks", &e),
     };
