@@ -122,6 +122,22 @@ fn live_probe_of_installed_qemu() {
         .find(|l| l.trim_start().starts_with("pc-q35-7.2 "))
         .expect("pc-q35-7.2 line");
     assert!(q35.contains("alias q35"), "{q35}");
+    // KVM only where `start` would use it, else the reason (issue 19: a
+    // host with /dev/kvm but no vmx/svm was told `kvm, tcg`).
+    let accels = out
+        .lines()
+        .find(|l| l.starts_with("accelerators: "))
+        .expect("accelerators line");
+    match teamvirt_runtime::accel::kvm_unusable() {
+        Some(why) => {
+            assert_eq!(
+                accels,
+                format!("accelerators: tcg (kvm not usable on this host: {why})")
+            );
+            assert!(!out.contains("machines (kvm"), "{out}");
+        }
+        None => assert_eq!(accels, "accelerators: kvm, tcg"),
+    }
     assert!(
         std::fs::read_dir(&cache).unwrap().count() >= 1,
         "cache entry written"
@@ -141,6 +157,69 @@ fn live_probe_of_installed_qemu() {
         .unwrap()
         .iter()
         .any(|p| p == "failover"));
+}
+
+/// `--state-dir` (either side of the verb) places the probe cache of the
+/// verbs that probe QEMU, as `TEAMVIRT_STATE_DIR` does; `capabilities`
+/// says when it read that cache (issue 19: they used
+/// /var/lib/teamvirt/cache and said `source: live probe`).
+#[test]
+fn probe_cache_follows_state_dir() {
+    if teamvirt_qemu_missing() {
+        eprintln!("skipping probe_cache_follows_state_dir: qemu-system-x86_64 not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = teamvirt_testinfra::workspace_root().join("examples/teaming-q35.xml");
+    let example = example.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_teamvirt"))
+            .args(args)
+            .env_remove("TEAMVIRT_STATE_DIR")
+            .env("XDG_STATE_HOME", dir.path().join("xdg"))
+            .output()
+            .unwrap()
+    };
+    let entries = |state: &Path| -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(state.join("cache")) {
+            Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+            Err(_) => vec![],
+        }
+    };
+    for (i, verb) in [
+        vec!["capabilities"],
+        vec!["validate", example],
+        vec!["format", example],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for before in [false, true] {
+            let state = dir.path().join(format!("s{i}{before}"));
+            let s = state.to_str().unwrap();
+            let args: Vec<&str> = if before {
+                [&["--state-dir", s][..], &verb].concat()
+            } else {
+                [&verb[..], &["--state-dir", s]].concat()
+            };
+            let o = run(&args);
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+            let cached = entries(&state);
+            assert_eq!(cached.len(), 1, "{args:?}: {cached:?}");
+            if verb[0] == "capabilities" {
+                assert!(
+                    stdout(&o).contains("\nsource: live probe\n"),
+                    "{}",
+                    stdout(&o)
+                );
+                let o = run(&args);
+                let want = format!("\nsource: probe cache {} (", cached[0].display());
+                assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+            }
+        }
+    }
+    // Nothing went to the default state directory.
+    assert!(!dir.path().join("xdg").exists());
 }
 
 #[test]

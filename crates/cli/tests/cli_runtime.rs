@@ -130,6 +130,95 @@ fn start_refuses_a_primary_qemu_can_never_plug() {
     assert_eq!(e.ok(&["domstate", "d3"]).trim(), "shut off");
 }
 
+/// A running lab-mode domain (QEMU runs its firmware, no guest boots):
+/// the lab-mode line is said once in the log and in `dominfo`, a second
+/// `suspend` does nothing and succeeds (libvirt), a second `resume` is
+/// libvirt's error, and `start` of the domain once undefined (transient)
+/// says it is running, not "Domain not found" (issue 19).
+#[test]
+fn running_domain_suspend_resume_and_transient_start() {
+    if teamvirt_testinfra::qemu_or_skip("running_domain_suspend_resume_and_transient_start")
+        .is_none()
+    {
+        return;
+    }
+    let e = Env::new();
+    e.ok(&["net-define", &e.write("n.xml", NET)]);
+    e.ok(&["define", &e.write("d.xml", &domain("d5", "", "persistent"))]);
+    e.ok(&["start", "d5", "--accel", "tcg", "--emulate-vf"]);
+    let log = || std::fs::read_to_string(e.state.join("log/d5.log")).unwrap();
+    let l = log();
+    assert!(l.contains("lab mode: failover primary"), "{l}");
+    assert!(!l.contains("lab mode: lab mode"), "{l}");
+    let info = e.json(&["dominfo", "d5", "--json"]);
+    let lab = info["lab_mode"][0].as_str().unwrap();
+    assert!(lab.starts_with("failover primary "), "{info}");
+    let text = e.ok(&["dominfo", "d5"]);
+    assert!(text.contains("Lab mode:       failover primary "), "{text}");
+
+    let suspended = || log().matches("suspended").count();
+    for _ in 0..2 {
+        assert_eq!(e.ok(&["suspend", "d5"]), "Domain 'd5' suspended\n");
+        assert_eq!(e.ok(&["domstate", "d5"]).trim(), "paused");
+        assert_eq!(suspended(), 1, "{}", log());
+    }
+    assert_eq!(e.ok(&["resume", "d5"]), "Domain 'd5' resumed\n");
+    let err = e.fail(&["resume", "d5"]);
+    assert!(
+        err.ends_with("error: Requested operation is not valid: domain is already running\n"),
+        "{err}"
+    );
+    assert_eq!(log().matches("resumed").count(), 1, "{}", log());
+
+    // Undefined while it runs: transient, and still already running.
+    e.ok(&["undefine", "d5"]);
+    assert!(e.ok(&["list"]).contains("d5"));
+    let err = e.fail(&["start", "d5", "--accel", "tcg", "--emulate-vf"]);
+    assert_eq!(err, "error: Domain is already active\n");
+    e.ok(&["destroy", "d5"]);
+    let err = e.fail(&["start", "d5"]);
+    assert!(err.contains("Domain not found"), "{err}");
+}
+
+/// Verbs that only read leave a state directory that does not exist alone
+/// (issue 19: `list` as root created /var/lib/teamvirt and its tree), and
+/// answer as on an empty one.
+#[test]
+fn read_only_verbs_create_no_state_directory() {
+    let fresh = Env::new();
+    let empty = Env::new();
+    // Any verb that writes makes the tree.
+    empty.fail(&["undefine", "nosuch"]);
+    assert!(empty.state.join("domains").is_dir());
+    for args in [
+        &["list"][..],
+        &["list", "--all"],
+        &["list", "--name"],
+        &["net-list"],
+        &["net-list", "--json"],
+        &["dominfo", "x"],
+        &["dominfo", "x", "--json"],
+        &["domiflist", "x"],
+        &["domstate", "x"],
+        &["dumpxml", "x"],
+        &["net-dumpxml", "x"],
+    ] {
+        let (a, b) = (fresh.run(args), empty.run(args));
+        assert_eq!(a.status.code(), b.status.code(), "{args:?}");
+        assert_eq!(a.stdout, b.stdout, "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr),
+            "{args:?}"
+        );
+        assert!(
+            !fresh.state.exists(),
+            "{args:?} created {}",
+            fresh.state.display()
+        );
+    }
+}
+
 #[test]
 fn network_verbs() {
     if teamvirt_testinfra::qemu_or_skip("network_verbs").is_none() {

@@ -72,5 +72,7 @@ pub use model::{DomainDef, NetworkDef, NetworkPortDef};
 pub mod format;
 pub mod parse;
 pub mod validate;
+#[doc(hidden)]
+pub mod work;
 
 pub use parse::{bytes_to_text, read_xml_file, AnyDef, DeviceDef};

@@ -2,16 +2,100 @@
 //! kept-verbatim XML, output linear in the input, checks linear in the
 //! number of devices, duplicate pool entries refused with libvirt's texts.
 //!
-//! Sizes are compared by counting bytes. Where only time shows the
-//! difference, the test compares the time for N and 2N items measured
-//! back to back (best of several runs): about 2 when linear, about 4 when
-//! quadratic; no absolute threshold.
+//! Growth is checked by counting work for N and 2N items, never by timing
+//! it (issue 19: time ratios flipped when the tests ran beside each other
+//! on 2 cores): bytes of output, allocations and bytes allocated (a
+//! counting allocator, per thread), and the operations `teamvirt_conf::work`
+//! counts (bytes scanned for positions, alias reads in lookups). Counts do
+//! not depend on load: about 2 when linear, about 4 when quadratic.
 
-use std::time::{Duration, Instant};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use teamvirt_conf::parse::limits::{MAX_DEPTH, MAX_ELEMENTS, MAX_KEPT_ELEMENTS};
 use teamvirt_conf::validate::teaming;
-use teamvirt_conf::{AnyDef, DomainDef, NetworkDef};
+use teamvirt_conf::{work, AnyDef, DomainDef, NetworkDef};
+
+/// The system allocator, counting allocations and bytes per thread (the
+/// tests of this file run on threads of their own).
+struct Counting;
+
+thread_local! {
+    // const, no destructor: usable from inside the allocator.
+    static ALLOCS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+fn count(bytes: usize) {
+    let _ = ALLOCS.try_with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + bytes as u64));
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count(l.size());
+        System.alloc(l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        count(l.size());
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        count(new);
+        System.realloc(p, l, new)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The work `f` does on this thread.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    allocs: u64,
+    alloc_bytes: u64,
+    ops: work::Work,
+}
+
+fn cost(f: &dyn Fn()) -> Cost {
+    let (a0, b0) = ALLOCS.with(Cell::get);
+    let w0 = work::snapshot();
+    f();
+    let (a1, b1) = ALLOCS.with(Cell::get);
+    Cost {
+        allocs: a1 - a0,
+        alloc_bytes: b1 - b0,
+        ops: work::snapshot() - w0,
+    }
+}
+
+/// Asserts that each count of `f(2n)` is at most `max` times that of
+/// `f(n)` (2 when linear, 4 when quadratic; counts of zero stay zero).
+fn assert_linear(what: &str, f: &dyn Fn(usize), n: usize, max: f64) {
+    let a = cost(&|| f(n));
+    let b = cost(&|| f(2 * n));
+    let counts = [
+        ("allocations", a.allocs, b.allocs),
+        ("bytes allocated", a.alloc_bytes, b.alloc_bytes),
+        (
+            "bytes scanned for positions",
+            a.ops.pos_bytes,
+            b.ops.pos_bytes,
+        ),
+        ("alias reads", a.ops.alias_reads, b.ops.alias_reads),
+    ];
+    for (name, x, y) in counts {
+        let ratio = y as f64 / (x as f64).max(1.0);
+        assert!(
+            ratio <= max,
+            "{what}: doubling the input multiplied the {name} by {ratio:.2} ({x} -> {y}; {a:?} -> {b:?})"
+        );
+    }
+}
 
 fn domain(devices: &str, metadata: &str) -> String {
     format!(
@@ -24,26 +108,6 @@ fn err(xml: &str) -> String {
         .unwrap_err()
         .to_diagnostic(None)
         .message
-}
-
-/// Best-of-5 time of `f(n)`.
-fn best(f: &dyn Fn(usize), n: usize) -> Duration {
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            f(n);
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
-/// time(2n) / time(n).
-fn growth(f: &dyn Fn(usize), n: usize) -> f64 {
-    f(n); // warm up
-    let a = best(f, n);
-    let b = best(f, 2 * n);
-    b.as_secs_f64() / a.as_secs_f64().max(1e-9)
 }
 
 #[test]
@@ -178,10 +242,14 @@ fn pool_parse_is_linear() {
         let xml = pool(&addrs);
         NetworkDef::parse_str(&xml, None).unwrap();
     };
-    let g = growth(&parse, 4_000);
+    assert_linear("pool parse", &parse, 4_000, 2.3);
+    // Positions cost a bounded scan each, whatever the line's length: the
+    // document is one line of about 70 bytes per address.
+    let c = cost(&|| parse(8_000));
     assert!(
-        g < 3.0,
-        "doubling the pool multiplied the parse time by {g:.2}"
+        c.ops.pos_bytes < 8_000 * (70 + 2 * 256),
+        "{} bytes scanned for positions",
+        c.ops.pos_bytes
     );
 }
 
@@ -207,9 +275,5 @@ fn teaming_checks_are_linear() {
         let d = &defs.iter().find(|(k, _)| *k == n).unwrap().1;
         assert!(teaming::checks(d).len() >= n);
     };
-    let g = growth(&check, 3_000);
-    assert!(
-        g < 3.0,
-        "doubling the interfaces multiplied the check time by {g:.2}"
-    );
+    assert_linear("teaming checks", &check, 3_000, 2.3);
 }

@@ -161,8 +161,13 @@ pub struct AccelCaps {
 pub enum CapsSource {
     /// libvirt's caps cache XML.
     LibvirtXml { path: PathBuf },
-    /// A live probe of the binary (possibly loaded from the probe cache).
-    Probe { binary: PathBuf },
+    /// A live probe of the binary, now or earlier: `cache` is the probe
+    /// cache file it was read from (`None`: probed just now).
+    Probe {
+        binary: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<PathBuf>,
+    },
     /// An explicit flag list.
     Flags,
 }

@@ -606,6 +606,7 @@ mod tests {
         assert_eq!(d.machine(), Some("q35"));
         caps.source = crate::caps::CapsSource::Probe {
             binary: "/usr/bin/qemu-system-x86_64".into(),
+            cache: None,
         };
         for (m, want) in [
             ("q35", "pc-q35-7.2"),

@@ -37,6 +37,15 @@ pub struct DomInfo {
     pub lab_mode: Vec<String>,
 }
 
+/// A lab-mode record line without its "lab mode" lead (`dominfo` says it
+/// in the field's name).
+fn lab_detail(line: &str) -> String {
+    line.strip_prefix("lab mode: ")
+        .or_else(|| line.strip_prefix("lab mode "))
+        .unwrap_or(line)
+        .to_owned()
+}
+
 /// One row of `domiflist`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IfaceRow {
@@ -72,15 +81,26 @@ impl Runtime {
     }
 
     /// `suspend`: pause the vCPUs (QMP `stop`).
+    /// On a paused domain it does nothing and succeeds, as libvirt's
+    /// (no second `stop`, no second log line).
     pub fn suspend(&self, name: &str) -> Result<(), RuntimeError> {
-        self.on_running(name, "stop")?;
+        let rec = self.running(name)?;
+        if self.live_state(&rec)? == Some(DomainState::Paused) {
+            return Ok(());
+        }
+        block_on(Self::qmp_command(&rec, "stop", Value::Null))??;
         crate::domlog::event(&self.sd, name, "suspended");
         Ok(())
     }
 
-    /// `resume`: run the vCPUs again (QMP `cont`).
+    /// `resume`: run the vCPUs again (QMP `cont`); libvirt's error on a
+    /// domain that is running.
     pub fn resume(&self, name: &str) -> Result<(), RuntimeError> {
-        self.on_running(name, "cont")?;
+        let rec = self.running(name)?;
+        if self.live_state(&rec)? == Some(DomainState::Running) {
+            return Err(RuntimeError::AlreadyRunning(name.to_owned()));
+        }
+        block_on(Self::qmp_command(&rec, "cont", Value::Null))??;
         crate::domlog::event(&self.sd, name, "resumed");
         Ok(())
     }
@@ -124,7 +144,9 @@ impl Runtime {
             persistent: self.sd.domain_xml(name)?.exists(),
             autostart: autostart_enabled(&self.sd, AutostartKind::Domain, name),
             log: crate::domlog::path(&self.sd, name),
-            lab_mode: rec.map(|r| r.substitutions).unwrap_or_default(),
+            lab_mode: rec
+                .map(|r| r.substitutions.iter().map(|l| lab_detail(l)).collect())
+                .unwrap_or_default(),
         })
     }
 

@@ -223,6 +223,9 @@ pub fn lend_as(
     setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
     if uses_kvm(&args) {
         if let Err(e) = kvm_access(&mut setup, id, &roots.dev.join("kvm")) {
+            // release takes the lock itself (a second flock of it here
+            // would wait for ever).
+            drop(_l);
             let _ = release(sd, name);
             return Err(e);
         }

@@ -399,6 +399,39 @@ fn kvm_device_group_is_added() {
     assert!(!uses_kvm(&a(&["-accel", "tcg"])));
 }
 
+/// A KVM device QEMU's user cannot use fails the lend, and gives back,
+/// without waiting for ever on the lock the lend holds (issue 19: `start
+/// --accel kvm` hung).
+#[test]
+fn kvm_refused_gives_back_without_hanging() {
+    let f = Fixture::new();
+    f.run_dir("vm");
+    // No kvm under this /dev at all.
+    let roots = HostRoots {
+        sysfs: f.t.path().join("sys"),
+        dev: f.t.path().join("dev"),
+    };
+    std::fs::create_dir_all(&roots.dev).unwrap();
+    let id = Identity {
+        switch: true,
+        ..nobody()
+    };
+    let args: Vec<String> = ["-accel", "kvm"].map(String::from).to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sd = f.sd.clone();
+    std::thread::spawn(move || {
+        let r = lend_as(&sd, "vm", &args, &id, &roots).map(|_| ());
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("lend_as hung on a refused /dev/kvm (locks/dac.lock taken twice)");
+    let e = r.unwrap_err();
+    assert!(e.contains("KVM device") && e.contains("dev/kvm"), "{e}");
+    // And the lock is free again.
+    assert!(release(&f.sd, "vm").unwrap().is_empty());
+}
+
 /// An emulator the QEMU user cannot reach is refused naming the directory.
 #[test]
 fn unreachable_emulator_is_named() {

@@ -219,7 +219,7 @@ impl Runtime {
     /// State of a running domain from QEMU (`None`: shut off). A guest that
     /// powered off leaves QEMU in `shutdown` (libvirt passes -no-shutdown);
     /// like libvirt's SHUTDOWN handler, that QEMU is stopped here.
-    fn live_state(&self, rec: &RunRecord) -> Result<Option<DomainState>, RuntimeError> {
+    pub(crate) fn live_state(&self, rec: &RunRecord) -> Result<Option<DomainState>, RuntimeError> {
         let status = block_on(async {
             let q = run::connect(rec, MONITOR_WAIT).await?;
             q.query_status().await.map_err(|source| run::RunError::Qmp {

@@ -37,6 +37,9 @@ pub enum RuntimeError {
     NetworkInUse { name: String, users: Vec<String> },
     #[error("Requested operation is not valid: network '{0}' is not active")]
     NetworkNotActive(String),
+    /// `net-start` of a network already started (libvirt's text).
+    #[error("Requested operation is not valid: network is already active")]
+    NetworkAlreadyActive(String),
     /// Formatting indents nested elements: a deeply nested document can
     /// come out larger than what can be read back, so it is not stored.
     #[error("unsupported configuration: the definition of '{name}' would be {size} bytes once formatted (nested elements are indented), more than the {} bytes teamvirt reads back; remove or flatten the deeply nested elements", teamvirt_conf::MAX_XML_SIZE)]

@@ -34,6 +34,12 @@ pub struct NetworkSummary {
     pub autostart: bool,
 }
 
+/// Set by `net-start` (see [`Runtime::net_start_virsh`]), removed by
+/// `net-undefine`.
+fn started_marker(sd: &StateDir, name: &str) -> Result<std::path::PathBuf, RuntimeError> {
+    Ok(sd.network_xml(name)?.with_extension("started"))
+}
+
 /// Parse a network definition, mapping errors to diagnostics.
 pub(crate) fn parse_network(
     text: &str,
@@ -135,6 +141,22 @@ impl Runtime {
         Ok(())
     }
 
+    /// `net-start` as virsh has it: a network is active from `net-define`
+    /// on, so the first `net-start` after it succeeds (a virsh script
+    /// defines, then starts); starting one already started by `net-start`
+    /// is libvirt's error, as a second `virsh net-start` is. After
+    /// `net-destroy` it starts again.
+    pub fn net_start_virsh(&self, name: &str) -> Result<crate::netactive::Started, RuntimeError> {
+        let started = self.net_start(name)?;
+        let _g = self.sd.lock_global()?;
+        let marker = started_marker(&self.sd, name)?;
+        if started.was_active && marker.symlink_metadata().is_ok() {
+            return Err(RuntimeError::NetworkAlreadyActive(name.to_owned()));
+        }
+        write_atomic(&marker, b"", 0o600)?;
+        Ok(started)
+    }
+
     /// `net-undefine`: refused while domains hold VFs of it.
     pub fn undefine_network(&self, name: &str) -> Result<(), RuntimeError> {
         let _g = self.sd.lock_global()?;
@@ -157,6 +179,7 @@ impl Runtime {
         remove_optional(&path)?;
         remove_optional(&self.sd.network_state(name)?)?;
         crate::netactive::clear_destroyed(&self.sd, name)?;
+        remove_optional(&started_marker(&self.sd, name)?)?;
         Ok(())
     }
 

@@ -83,7 +83,18 @@ pub fn describe_substitution(s: &Substitution) -> String {
 impl Runtime {
     /// `start NAME`: the defined domain.
     pub fn start(&self, name: &str, opts: &StartOptions) -> Result<StartReport, RuntimeError> {
-        let (def, text) = self.domain_def(name)?;
+        let (def, text) = match self.domain_def(name) {
+            Ok(d) => d,
+            // A running transient domain (undefined while it runs) is
+            // found, and already running, as libvirt says.
+            Err(RuntimeError::NoDomain(n)) => {
+                return Err(match crate::run::running(&self.sd, name)? {
+                    Some(_) => RuntimeError::AlreadyRunning(n),
+                    None => RuntimeError::NoDomain(n),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         self.start_def(def, &text, opts)
     }
 
@@ -177,8 +188,9 @@ impl Runtime {
                 ),
             );
         }
+        // Each line says "lab mode: ..." already.
         for line in &record.substitutions {
-            crate::domlog::event(&self.sd, &name, &format!("lab mode: {line}"));
+            crate::domlog::event(&self.sd, &name, line);
         }
         let mut report = StartReport {
             record,
@@ -218,12 +230,20 @@ impl Runtime {
     ) -> Result<Prepared, RuntimeError> {
         let name = def.name.clone();
         let mut notes = Vec::new();
-        let accel = opts.accel.unwrap_or_else(Accel::detect);
-        if opts.accel.is_none() && def.type_ == "kvm" && accel == Accel::Tcg {
-            notes.push(format!(
-                "domain type 'kvm' but KVM is not usable on this host: running '{name}' with TCG (choose with --accel)"
-            ));
-        }
+        let accel = match opts.accel {
+            Some(a) => a,
+            None => match crate::accel::kvm_unusable() {
+                None => Accel::Kvm,
+                Some(why) => {
+                    if def.type_ == "kvm" {
+                        notes.push(format!(
+                            "domain type 'kvm' but KVM is not usable on this host ({why}): running '{name}' with TCG (choose with --accel)"
+                        ));
+                    }
+                    Accel::Tcg
+                }
+            },
+        };
         def.type_ = match accel {
             Accel::Kvm => "kvm".into(),
             Accel::Tcg => "qemu".into(),

@@ -24,7 +24,7 @@ pub struct InfoArgs {
 }
 
 pub fn dominfo(a: InfoArgs) -> ExitCode {
-    let info = match a.state.open().and_then(|rt| rt.dominfo(&a.domain)) {
+    let info = match a.state.read_domain(&a.domain, |rt| rt.dominfo(&a.domain)) {
         Ok(i) => i,
         Err(e) => return report_domain(&a.domain, "", &e),
     };
@@ -51,14 +51,14 @@ pub fn dominfo(a: InfoArgs) -> ExitCode {
     );
     row("Log file", &info.log.display().to_string());
     for l in &info.lab_mode {
-        row("Lab mode", l.strip_prefix("lab mode: ").unwrap_or(l));
+        row("Lab mode", l);
     }
     outln!();
     ExitCode::SUCCESS
 }
 
 pub fn domiflist(a: InfoArgs) -> ExitCode {
-    let rows = match a.state.open().and_then(|rt| rt.domiflist(&a.domain)) {
+    let rows = match a.state.read_domain(&a.domain, |rt| rt.domiflist(&a.domain)) {
         Ok(r) => r,
         Err(e) => return report_domain(&a.domain, "", &e),
     };

@@ -38,6 +38,30 @@ impl StateOpt {
         }
         Ok(rt)
     }
+
+    /// For verbs that only read: `None` when the state directory does not
+    /// exist yet (nothing is defined or running), which reading must not
+    /// create; else [`StateOpt::open`].
+    pub fn open_existing(&self) -> Result<Option<Runtime>, RuntimeError> {
+        let root = teamvirt_runtime::state::resolve_root(self.state_dir.as_deref())?;
+        if std::fs::symlink_metadata(&root).is_err() {
+            return Ok(None);
+        }
+        self.open().map(Some)
+    }
+
+    /// `f` on the runtime for a verb about domain `name` that only reads:
+    /// without a state directory there is no such domain.
+    pub fn read_domain<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Runtime) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        match self.open_existing()? {
+            Some(rt) => f(&rt),
+            None => Err(RuntimeError::NoDomain(name.to_owned())),
+        }
+    }
 }
 
 /// Print an error the way virsh does (`error: what failed` + `error: why`),
@@ -163,7 +187,11 @@ pub struct ListArgs {
 }
 
 pub fn list(a: ListArgs) -> ExitCode {
-    let doms = match a.state.open().and_then(|rt| rt.list_domains(a.all)) {
+    let doms = match a
+        .state
+        .open_existing()
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_domains(a.all)))
+    {
         Ok(d) => d,
         Err(e) => return report("Failed to list domains", &e),
     };
@@ -208,8 +236,7 @@ pub struct DumpxmlArgs {
 pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
     match a
         .state
-        .open()
-        .and_then(|rt| rt.domain_xml(&a.domain, a.inactive))
+        .read_domain(&a.domain, |rt| rt.domain_xml(&a.domain, a.inactive))
     {
         Ok(x) => {
             let x = if a.security_info {
@@ -371,7 +398,10 @@ pub fn shutdown(a: NameArgs) -> ExitCode {
 }
 
 pub fn domstate(a: NameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.domain_state(&a.domain)) {
+    match a
+        .state
+        .read_domain(&a.domain, |rt| rt.domain_state(&a.domain))
+    {
         Ok(s) => {
             outln!("{s}");
             ExitCode::SUCCESS

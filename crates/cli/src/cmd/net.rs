@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use super::domain::{report, report_network, StateOpt};
 use crate::render::render;
+use teamvirt_runtime::RuntimeError;
 
 #[derive(clap::Args, Debug)]
 pub struct NetDefineArgs {
@@ -94,19 +95,14 @@ pub fn undefine(a: NetNameArgs) -> ExitCode {
     }
 }
 
-/// `net-start`, as virsh words it. A network already active (as
-/// `net-define` leaves it) is checked and reported, not an error, so a
-/// virsh script's `net-define` + `net-start` works unchanged.
+/// `net-start`, as virsh words it. The first one after `net-define`
+/// (which leaves the network active) checks it and says started, so a
+/// virsh script's `net-define` + `net-start` works unchanged; one on a
+/// network already started is libvirt's error, and says only that.
 pub fn start(a: NetNameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.net_start(&a.network)) {
-        Ok(how) => {
+    match a.state.open().and_then(|rt| rt.net_start_virsh(&a.network)) {
+        Ok(_) => {
             outln!("Network {} started", a.network);
-            if how.was_active {
-                eprintln!(
-                    "note: network '{}' was already active (teamvirt networks are active from net-define on)",
-                    a.network
-                );
-            }
             ExitCode::SUCCESS
         }
         Err(e) => report_network(
@@ -150,9 +146,10 @@ pub struct NetDumpxmlArgs {
 }
 
 pub fn dumpxml(a: NetDumpxmlArgs) -> ExitCode {
-    let xml = a.state.open().and_then(|rt| match a.inactive {
-        true => rt.network_xml_inactive(&a.network),
-        false => rt.network_xml(&a.network),
+    let xml = a.state.open_existing().and_then(|rt| match rt {
+        Some(rt) if a.inactive => rt.network_xml_inactive(&a.network),
+        Some(rt) => rt.network_xml(&a.network),
+        None => Err(RuntimeError::NoNetwork(a.network.clone())),
     });
     match xml {
         Ok(x) => {
@@ -179,7 +176,11 @@ pub struct NetListArgs {
 /// Networks are usable as soon as they are defined (no net-start), so they
 /// are all listed as active and persistent.
 pub fn list(a: NetListArgs) -> ExitCode {
-    let nets = match a.state.open().and_then(|rt| rt.list_networks()) {
+    let nets = match a
+        .state
+        .open_existing()
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_networks()))
+    {
         Ok(n) => n,
         Err(e) => return report("Failed to list networks", &e),
     };

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use teamvirt_conf::{DomainDef, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::caps::{self, QemuCaps};
+use teamvirt_qemu::dirs as caps_dirs;
 use teamvirt_qemu::resolve::NetworkMap;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -22,10 +23,28 @@ pub struct QemuOpts {
     /// `NET.xml` or `NET.xml=PORT.xml`. Repeatable.
     #[arg(long = "network", value_name = "NET.xml[=PORT.xml]")]
     pub networks: Vec<String>,
-    /// Probe cache directory (default: `cache/` in $TEAMVIRT_STATE_DIR or
-    /// the default state directory).
+    /// Probe cache directory (default: `cache/` in the state directory).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// State directory whose `cache/` holds the probe cache (default:
+    /// $TEAMVIRT_STATE_DIR, /var/lib/teamvirt for root, else
+    /// $XDG_STATE_HOME/teamvirt). Accepted before or after the verb.
+    // Same id as the global --state-dir: clap copies its value here.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The probe cache: `--cache-dir`, else `cache/` in `--state-dir`, else
+/// in the default state directory (where `start` keeps it too).
+pub fn probe_cache_dir(
+    cache_dir: Option<&Path>,
+    state_dir: Option<&Path>,
+) -> Result<PathBuf, caps_dirs::NoDefaultDir> {
+    match (cache_dir, state_dir) {
+        (Some(c), _) => Ok(c.to_path_buf()),
+        (None, Some(s)) => Ok(s.join("cache")),
+        (None, None) => caps::default_cache_dir(),
+    }
 }
 
 impl QemuOpts {
@@ -36,12 +55,8 @@ impl QemuOpts {
 
     /// `--cache-dir`, else `cache/` in the state directory.
     pub fn cache_dir(&self) -> Result<PathBuf, String> {
-        match &self.cache_dir {
-            Some(d) => Ok(d.clone()),
-            None => {
-                caps::default_cache_dir().map_err(|e| format!("{e} (or pass --cache-dir, --caps)"))
-            }
-        }
+        probe_cache_dir(self.cache_dir.as_deref(), self.state_dir.as_deref())
+            .map_err(|e| format!("{e} (or pass --cache-dir, --caps)"))
     }
 
     /// The capabilities the user named, if any: failing to read them is an

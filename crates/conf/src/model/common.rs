@@ -209,6 +209,7 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     pub fn alias_name(&self) -> Option<&str> {
+        crate::work::alias_read();
         self.alias.as_ref().map(|a| a.name.as_str())
     }
 

@@ -221,12 +221,13 @@ impl LineIndex {
 
     pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
+        crate::work::pos_bytes(text.len());
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let mut cont = Vec::with_capacity(text.len() / Self::BLOCK + 1);
         let mut n = 0u32;
         cont.push(0);
         for chunk in text.as_bytes().chunks(Self::BLOCK) {
-            n += chunk.iter().filter(|&&c| is_continuation(c)).count() as u32;
+            n += continuations(chunk) as u32;
             cont.push(n);
         }
         LineIndex { starts, cont }
@@ -237,10 +238,7 @@ impl LineIndex {
         let k = byte / Self::BLOCK;
         let base = self.cont.get(k).copied().unwrap_or(0) as usize;
         let from = (k * Self::BLOCK).min(text.len());
-        base + text.as_bytes()[from..byte]
-            .iter()
-            .filter(|&&c| is_continuation(c))
-            .count()
+        base + continuations(&text.as_bytes()[from..byte])
     }
 
     pub(crate) fn pos(&self, text: &str, byte: usize) -> Pos {
@@ -252,8 +250,11 @@ impl LineIndex {
     }
 }
 
-fn is_continuation(c: u8) -> bool {
-    c & 0xC0 == 0x80
+/// UTF-8 continuation bytes in `bytes`: every scan of the document for a
+/// position goes through here, and is counted ([`crate::work`]).
+fn continuations(bytes: &[u8]) -> usize {
+    crate::work::pos_bytes(bytes.len());
+    bytes.iter().filter(|&&c| c & 0xC0 == 0x80).count()
 }
 
 /// Most warnings kept per document; the rest are counted in one last

@@ -278,7 +278,10 @@ pub async fn probe_cached(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, C
     if let Some(mut caps) = cache::load(cache_dir, &key) {
         // The cache is per canonical binary; report the path asked for.
         caps.emulator = resolved.clone();
-        caps.source = CapsSource::Probe { binary: resolved };
+        caps.source = CapsSource::Probe {
+            binary: resolved,
+            cache: Some(key.file_in(cache_dir)),
+        };
         return Ok(caps);
     }
     let caps = probe_uncached(&resolved, &ProbeOptions::default()).await?;
@@ -690,6 +693,7 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         device_props,
         source: CapsSource::Probe {
             binary: binary.to_path_buf(),
+            cache: None,
         },
     })
 }
