@@ -27,6 +27,14 @@ check() { # NAME CONDITION-COMMAND... (run with sh -c)
         fails=$((fails + 1))
     fi
 }
+wait_for() { # SECONDS COMMAND...: until it succeeds or time is up
+    end=$(($(date +%s) + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 2
+    done
+}
 verify() { # NAME COMMAND... (a shell function or command, run here)
     name=$1
     shift
@@ -56,7 +64,18 @@ tv() {
 src=/var/lib/tv-src
 dst=/var/lib/tv-dst
 ping_pid=
+# The guests' consoles and the domain logs, for whoever reads the results.
+collect() {
+    for h in $src $dst; do
+        for f in $h/run/*/serial.log $h/log/*.log; do
+            [ -f "$f" ] || continue
+            mkdir -p $out/logs/$(basename $h)
+            cp "$f" $out/logs/$(basename $h)/$(basename $(dirname "$f"))-$(basename "$f") 2>/dev/null
+        done
+    done
+}
 cleanup() {
+    collect
     [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
     for h in $src $dst; do
         for d in vfl2 plain vlan; do
@@ -247,7 +266,7 @@ serial=$src/run/vfl2/serial.log
 bonded() { # LOG N: the guest registered an igbvf primary slave N times
     [ "$(grep -ac 'failover primary slave:.* registered' "$1" 2>/dev/null)" -ge "$2" ]
 }
-for i in $(seq 600); do bonded $serial 1 && break; sleep 1; done
+wait_for 600 bonded $serial 1
 t_bonded=$(date +%s.%N)
 say "guest bonded the VF ($(awk "BEGIN {print $t_bonded - $t_start}") s after start)"
 check guest-bonded-vf "grep -a 'failover primary slave' $serial | grep -qa registered"
@@ -273,7 +292,7 @@ verify vf0-mac-restored mac_restored 0 "$before0"
 check vf1-on-vfio "[ $(drv_of "$vf1") = vfio-pci ]"
 verify vf1-mac-through-pf vf_has_mac 1 $mac
 dserial=$dst/run/vfl2/serial.log
-for i in $(seq 300); do bonded $dserial 1 && break; sleep 1; done
+wait_for 300 bonded $dserial 1
 sleep 10
 kill $ping_pid
 ping_pid=
@@ -303,10 +322,10 @@ say "the same migration with a plain virtio NIC"
 tv define --state-dir $src /tmp/plain.xml
 tv start --state-dir $src plain --accel tcg || abort "plain start failed"
 pserial=$src/run/plain/serial.log
-for i in $(seq 600); do grep -aq 'E2E HB' $pserial 2>/dev/null && break; sleep 1; done
+wait_for 600 grep -aq 'E2E HB' $pserial
 ip netns exec peer ping -D -n -i 0.01 -W 1 10.77.0.2 >$out/ping-plain.log 2>&1 &
 ping_pid=$!
-for i in $(seq 120); do grep -q icmp_seq $out/ping-plain.log && break; sleep 1; done
+wait_for 120 grep -q icmp_seq $out/ping-plain.log
 sleep 10
 m0=$(date +%s.%N)
 tv migrate --state-dir $src plain --dest-state-dir $dst --persistent --undefinesource --timeout 600 >>$out/migrate.txt 2>&1
