@@ -238,7 +238,7 @@ tv validate /tmp/vfl2.xml /tmp/pfpool.xml /tmp/lan.xml >$out/validate.txt 2>&1
 check validate-pf-pool "[ $? = 0 ] && ! grep -q 'none are available' $out/validate.txt"
 cat $out/validate.txt
 tv domxml-to-native --test-env --network /tmp/pfpool.xml --network /tmp/lan.xml /tmp/vfl2.xml >$out/native.txt 2>&1
-check native-pf-pool-gives-vf0 "grep -q 'vfio-pci,host=$vf0' $out/native.txt"
+check native-pf-pool-gives-vf0 "grep -q '\"driver\":\"vfio-pci\",\"host\":\"$vf0\"' $out/native.txt"
 
 say "networks on two hosts: <pf> pool on the source, an address pool on the destination"
 for h in $src $dst; do
@@ -263,13 +263,19 @@ check vf0-on-vfio "[ $(drv_of "$vf0") = vfio-pci ]"
 verify vf0-mac-through-pf vf_has_mac 0 $mac
 ip -d link show dev "$pf"
 serial=$src/run/vfl2/serial.log
-bonded() { # LOG N: the guest registered an igbvf primary slave N times
-    [ "$(grep -ac 'failover primary slave:.* registered' "$1" 2>/dev/null)" -ge "$2" ]
+# The guest's latest network state (guest/init's E2E STATE line) has an
+# igbvf NIC enslaved to a master: net_failover bonded the VF.
+bonded() { # SERIAL-LOG
+    grep -a 'E2E STATE' "$1" 2>/dev/null | tail -n1 | grep -Eq '\[[^]]*master=[^-,][^,]*,drv=igbvf'
 }
-wait_for 600 bonded $serial 1
+unbonded() { # SERIAL-LOG: no igbvf NIC at all any more
+    grep -a 'E2E STATE' "$1" 2>/dev/null | tail -n1 | grep -q 'E2E STATE' &&
+        ! grep -a 'E2E STATE' "$1" | tail -n1 | grep -q 'drv=igbvf'
+}
+wait_for 600 bonded $serial
 t_bonded=$(date +%s.%N)
 say "guest bonded the VF ($(awk "BEGIN {print $t_bonded - $t_start}") s after start)"
-check guest-bonded-vf "grep -a 'failover primary slave' $serial | grep -qa registered"
+verify guest-bonded-vf bonded $serial
 tv teaming --state-dir $src vfl2 >$out/teaming-src.txt 2>&1
 tv teaming --state-dir $src vfl2 --json >$out/teaming-src.json 2>&1
 check teaming-negotiated-plugged "grep -Eq 'hostdev0 +yes +yes' $out/teaming-src.txt"
@@ -292,13 +298,33 @@ verify vf0-mac-restored mac_restored 0 "$before0"
 check vf1-on-vfio "[ $(drv_of "$vf1") = vfio-pci ]"
 verify vf1-mac-through-pf vf_has_mac 1 $mac
 dserial=$dst/run/vfl2/serial.log
-wait_for 300 bonded $dserial 1
+wait_for 300 bonded $dserial
 sleep 10
 kill $ping_pid
 ping_pid=
-check guest-rebonded-vf1 "grep -a 'failover primary slave' $dserial | grep -qa registered"
+verify guest-rebonded-vf1 bonded $dserial
 tv teaming --state-dir $dst vfl2 >$out/teaming-dst.txt 2>&1
 check teaming-dst-shows-vf1 "grep -q '$vf1' $out/teaming-dst.txt"
+
+say "unplug and plug the VF primary of the running guest"
+tv detach-device-alias --state-dir $dst vfl2 hostdev0 --timeout 180 >$out/hotplug.txt 2>&1
+check detach-primary-rc0 "[ $? = 0 ]"
+check detach-vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"
+verify detach-guest-unbonded wait_for 120 unbonded $dserial
+cat >/tmp/primary.xml <<EOF
+<interface type='network'>
+  <mac address='$mac'/>
+  <source network='vfpool'/>
+  <model type='virtio'/>
+  <teaming type='transient' persistent='ua-standby0'/>
+</interface>
+EOF
+tv attach-device --state-dir $dst vfl2 /tmp/primary.xml --wait-failover=180 >>$out/hotplug.txt 2>&1
+check attach-primary-rc0 "[ $? = 0 ]"
+check attach-vf1-on-vfio "[ $(drv_of "$vf1") = vfio-pci ]"
+verify attach-guest-bonded wait_for 300 bonded $dserial
+tv teaming --state-dir $dst vfl2 >>$out/hotplug.txt 2>&1
+cat $out/hotplug.txt
 
 say "destroy: the VF goes back to igbvf with its MAC"
 tv destroy --state-dir $dst vfl2 >$out/destroy.txt 2>&1
