@@ -133,6 +133,7 @@ fn network_bridge_takes_the_bridge_mtu_and_a_killed_qemu_leaves_nothing() {
         .trim()
         .parse()
         .unwrap();
+    // SAFETY: kill(2) takes plain integers and touches none of our memory.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     for _ in 0..50 {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {

@@ -1,3 +1,5 @@
+//! Capabilities: libvirt's caps cache XML and live probing over QMP.
+//!
 //! What a QEMU binary can do, in libvirt's terms.
 //!
 //! A [`QemuCaps`] comes from one of three places:

@@ -1,3 +1,5 @@
+//! Define-time defaults (libvirt's QEMU post-parse).
+//!
 //! What libvirt's QEMU driver fills in when a domain is defined (its
 //! post-parse callbacks): the default CPU model, implicit controllers and
 //! devices (USB, SATA and PCI roots, PS/2 input, balloon, audio, iTCO

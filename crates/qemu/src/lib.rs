@@ -5,7 +5,7 @@
 //! # Benchmark
 //!
 //! `cargo bench -p teamvirt-qemu --bench convert` (add `-- --quick` for a
-//! short run) times [`command::convert`] from domain XML text to argv for
+//! short run) times [`command::convert`](fn@command::convert) from domain XML text to argv for
 //! the teaming cases of libvirt's corpus (`net-virtio-teaming`, `-hostdev`,
 //! `-network`, and the `historical/v8.1.0` legacy-syntax ones), with the
 //! capabilities loaded once outside the timed loop, next to parsing alone
@@ -14,11 +14,8 @@
 //! Without the corpus (`teamvirt_testinfra::corpus_dir()`), it prints a
 //! skip message and times nothing.
 
-/// Capabilities: libvirt's caps cache XML and live probing over QMP.
 pub mod caps;
-/// Command-line building and its output formats.
 pub mod command;
-/// Define-time defaults (libvirt's QEMU post-parse).
 pub mod defaults;
 /// Default directories (state root, capability cache).
 pub mod dirs;
@@ -30,7 +27,6 @@ pub mod pci;
 pub mod resolve;
 /// Beyond-libvirt topology warnings for teaming pairs.
 pub mod topology;
-/// QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
 pub mod validate;
 /// VNC passwords: `password=on`, then `set_password` over QMP.
 pub mod vncauth;

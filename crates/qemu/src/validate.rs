@@ -1,3 +1,5 @@
+//! QEMU-driver validation (libvirt's `qemu_validate.c` teaming checks).
+//!
 //! QEMU-driver validation (libvirt `qemu_validate.c`): the checks of
 //! `qemuValidateDomainDeviceDefNetwork` teamvirt cares about, as a
 //! [`DriverValidator`] that `teamvirt_conf::validate` calls in libvirt's

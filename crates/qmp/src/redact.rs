@@ -11,7 +11,7 @@ const SECRET_KEYS: &[&str] = &["password", "passphrase", "key-secret", "secret",
 pub const REDACTED: &str = "<redacted>";
 
 /// A copy of `v` with every secret replaced by [`REDACTED`]: the members
-/// named in [`SECRET_KEYS`], and `data` of a `secret` object
+/// named in `SECRET_KEYS`, and `data` of a `secret` object
 /// (`object-add qom-type=secret`, how libvirt hands QEMU its keys).
 pub fn redacted(v: &Value) -> Value {
     match v {

@@ -1,3 +1,5 @@
+//! What an unprivileged QEMU is lent (descriptors, chowns) and given back.
+//!
 //! What an unprivileged QEMU is lent for its lifetime (libvirt's DAC
 //! security driver), and giving it back when it stops.
 //!

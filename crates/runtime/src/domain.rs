@@ -1,7 +1,7 @@
 //! Domain verbs other than `start` (see [`crate::start`]): `define`,
 //! `undefine`, `list`, `dumpxml`, `destroy`, `shutdown`, `domstate`,
 //! `teaming`. Every verb runs on a [`Runtime`], which first settles
-//! migrations whose driving process died ([`crate::migrate::recover`]) and
+//! migrations whose driving process died ([`crate::migrate::recover`](mod@crate::migrate::recover)) and
 //! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
 use std::path::Path;

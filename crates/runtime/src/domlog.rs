@@ -1,3 +1,5 @@
+//! The per-domain log (`log/NAME.log`).
+//!
 //! The per-domain log, like libvirt's `/var/log/libvirt/qemu/NAME.log`:
 //! `log/NAME.log` under the state directory holds, for every run of the
 //! domain, a line per lifecycle event written by teamvirt (start, stop,

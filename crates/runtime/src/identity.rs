@@ -1,3 +1,5 @@
+//! Is a recorded pid really the domain's QEMU (checked in /proc)?
+//!
 //! Is the process a run record names really this domain's QEMU? A record
 //! is a file; the kernel is the authority. Before any signal goes to a
 //! recorded pid, [`verify`] checks what `/proc` says: the start time

@@ -17,11 +17,9 @@ pub mod autostart;
 /// The virsh verbs beyond the lifecycle: suspend, resume, reboot,
 /// dominfo, domiflist, autostart, console.
 pub mod control;
-/// What an unprivileged QEMU is lent (descriptors, chowns) and given back.
 pub mod dac;
 /// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
-/// The per-domain log (`log/NAME.log`).
 pub mod domlog;
 /// The lifecycle error type.
 pub mod error;
@@ -29,29 +27,22 @@ pub mod error;
 pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
-/// Is a recorded pid really the domain's QEMU (checked in /proc)?
 pub mod identity;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
-/// flock-based advisory locks.
 pub mod lock;
-/// Live migration (unplug, migrate, replug; deadline, rollback, job state).
 pub mod migrate;
 /// `net-start` / `net-destroy`: is a network serving new devices?
 pub mod netactive;
 /// Hostdev networks as VF pools: the rule and the members.
 pub mod netdef;
-/// Host networking: taps, macvtaps, bridge ports (netlink).
 pub mod netdev;
 /// Network verbs and the network lookup used at start.
 pub mod network;
-/// VF pools of hostdev networks.
 pub mod pool;
-/// The QEMU user and the switch to it before exec.
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
-/// Launching and finding running QEMUs (XML-agnostic).
 pub mod run;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;

@@ -1,3 +1,5 @@
+//! flock-based advisory locks.
+//!
 //! Advisory file locks (`flock(2)`): held for the lifetime of a [`FileLock`],
 //! released by the kernel when the holder dies, so a crashed `teamvirt`
 //! never leaves a stale lock behind.

@@ -1,3 +1,5 @@
+//! VF pools of hostdev networks.
+//!
 //! VF pools of `<forward mode='hostdev'>` networks. The pool's members come
 //! from the network XML; which of them are in use lives in
 //! `networks/NAME.state.json`, read and rewritten under the network's flock,

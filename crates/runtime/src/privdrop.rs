@@ -1,3 +1,5 @@
+//! The QEMU user and the switch to it before exec.
+//!
 //! Who QEMU runs as, and the switch to that identity between fork and exec
 //! (libvirt's qemu.conf `user`/`group` and `virSetUIDGIDWithCaps`: libvirt
 //! forks, changes groups, gid and uid in the child and drops every

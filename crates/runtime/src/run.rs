@@ -1,3 +1,5 @@
+//! Launching and finding running QEMUs (XML-agnostic).
+//!
 //! Running domains: launching a prepared QEMU command line detached, the
 //! run record that lets later invocations find it (`run/NAME/state.json`),
 //! connecting to its QMP socket, stopping it, and noticing a QEMU that died.

@@ -39,7 +39,7 @@ fn escape_char(c: char) -> Option<String> {
     }
 }
 
-/// `s` with every control character escaped (see [`escape_char`]): text
+/// `s` with every control character escaped (see `escape_char`): text
 /// another party chose (a migration peer's error, a `<cmdline>`) written
 /// to a terminal or a log cannot move the cursor, retitle the terminal or
 /// start a forged line.

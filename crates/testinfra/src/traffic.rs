@@ -102,6 +102,8 @@ impl Pinger {
 impl Drop for Pinger {
     fn drop(&mut self) {
         // SIGINT: ping prints its summary and exits.
+        // SAFETY: kill(2) takes plain integers and touches none of our memory;
+        // the child is not reaped yet, so its pid cannot name another process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -48,6 +48,8 @@ impl AffectArgs {
 pub struct AttachArgs {
     /// Domain name.
     pub domain: String,
+    // clap's --help text, not rustdoc: the XML element names are meant literally.
+    #[allow(rustdoc::invalid_html_tags)]
     /// XML file with one <interface> or <hostdev>.
     pub file: PathBuf,
     #[command(flatten)]
@@ -70,6 +72,8 @@ pub struct AttachArgs {
 pub struct DetachArgs {
     /// Domain name.
     pub domain: String,
+    // clap's --help text, not rustdoc: the XML element names are meant literally.
+    #[allow(rustdoc::invalid_html_tags)]
     /// XML file with the <interface> (matched by MAC) or <hostdev>
     /// (matched by host address) to remove.
     pub file: PathBuf,

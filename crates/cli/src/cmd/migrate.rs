@@ -21,6 +21,8 @@ use crate::render::render;
 pub struct MigrateArgs {
     /// Domain name.
     pub domain: String,
+    // clap's --help text, not rustdoc: escaping brackets would print the backslashes.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Destination host: ssh://[user@]host[:port][/STATE-DIR] or
     /// qemu+ssh://[user@]host[:port]/system, with libvirt's keyfile=,
     /// known_hosts= and no_verify=1 parameters.
@@ -37,6 +39,8 @@ pub struct MigrateArgs {
     /// The teamvirt binary on the destination host.
     #[arg(long, value_name = "PATH", default_value = "teamvirt")]
     pub remote_teamvirt: String,
+    // clap's --help text, not rustdoc: escaping brackets would print the backslashes.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Where the source QEMU sends the memory (tcp://ADDR[:PORT]); default:
     /// the address the SSH connection reached.
     #[arg(long, value_name = "URI")]

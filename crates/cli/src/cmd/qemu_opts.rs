@@ -14,6 +14,8 @@ pub struct QemuOpts {
     /// libvirt capabilities cache XML to use instead of probing a QEMU binary.
     #[arg(long, value_name = "FILE", conflicts_with = "emulator")]
     pub caps: Option<PathBuf>,
+    // clap's --help text, not rustdoc: the XML element names are meant literally.
+    #[allow(rustdoc::invalid_html_tags)]
     /// QEMU binary to probe (default: the installed qemu-system-x86_64; a
     /// domain's other <emulator> is never run unless named here).
     #[arg(long, value_name = "PATH")]

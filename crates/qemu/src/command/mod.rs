@@ -1,8 +1,10 @@
+//! Command-line building and its output formats.
+//!
 //! The QEMU command line libvirt would build for a domain.
 //!
 //! Pipeline: [`crate::defaults::define`] (post-parse defaults and PCI
 //! addresses), [`crate::resolve::resolve_interfaces`] (networks), then
-//! [`build`]. [`convert`] runs all three.
+//! [`build`](fn@build). [`convert`](fn@convert) runs all three.
 
 pub mod aliases;
 pub mod build;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Environment plus argv (argv[0] is the emulator).
+/// Environment plus argv (`argv[0]` is the emulator).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CommandLine {
     /// Environment in the order libvirt sets it.

@@ -140,7 +140,7 @@ pub struct JobInfo {
     pub abort_reason: Option<String>,
     /// Last notable thing that happened (human readable).
     pub message: Option<String>,
-    /// What [`super::recover`] needs when the driver dies: whether the
+    /// What [`super::recover`](fn@super::recover) needs when the driver dies: whether the
     /// source ran (the winner is resumed only then) and the virsh flags.
     #[serde(default)]
     pub source_was_running: Option<bool>,

@@ -1,3 +1,5 @@
+//! Live migration (unplug, migrate, replug; deadline, rollback, job state).
+//!
 //! Live migration of a running domain (libvirt `qemu_migration.c`), with
 //! what libvirt lacks for teaming: a deadline on the guest's unplug of its
 //! primaries, a checked rollback (the primary is verified back on the
@@ -14,7 +16,7 @@
 //!   (the driver's phase 0).
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
-//! * [`recover`]: settles a migration whose driving process died.
+//! * [`recover`](mod@recover): settles a migration whose driving process died.
 //! * [`remote`]: a destination on another host over SSH (`ssh://`,
 //!   `qemu+ssh://`), [`serve`]: the remote helper's side of it, [`proto`]:
 //!   their JSON-lines protocol.

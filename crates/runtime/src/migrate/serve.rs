@@ -7,7 +7,7 @@
 //! channel ends without a `finish` (the source's `teamvirt` or its SSH
 //! connection died, a keepalive fired, SIGTERM/SIGHUP) the destination
 //! decides alone, by the one rule the source's recovery applies too (see
-//! [`super::recover`]): an incoming migration that completed takes the
+//! [`super::recover`](fn@super::recover)): an incoming migration that completed takes the
 //! domain over; anything else is torn down (QEMU stopped, VFs back in the
 //! pool). Nothing listens except that QEMU's incoming port.
 

@@ -1,3 +1,5 @@
+//! Host networking: taps, macvtaps, bridge ports (netlink).
+//!
 //! Host networking for tap-backed NICs, as libvirt's QEMU driver does it
 //! (`qemuInterfaceBridgeConnect`, `qemuInterfaceEthernetConnect`,
 //! `qemuInterfaceDirectConnect`): a tap on a Linux or Open vSwitch bridge,
