@@ -138,19 +138,20 @@ before1=$(vfinfo 1)
 say "PF view before: vf0 [$before0] vf1 [$before1]"
 ip -d link show dev "$pf"
 
-# The wire: a bridge over L1's virtio NIC (on L0's hub with the PF), the
-# standby taps and a peer namespace that pings the guest.
+# As on a real host: the standby's bridge br0 is over the PF, and the peer
+# that pings the guest is elsewhere on the wire (a namespace holding L1's
+# virtio NIC, which shares L0's hub with the igb). Frames for the guest
+# reach it through the NIC's own switch: to the VF that has its MAC, else
+# to the PF, the bridge and the standby.
 ip link add br0 type bridge
 ip link set br0 type bridge forward_delay 0 stp_state 0
-ip link set "$wire" master br0
-ip link set "$wire" up
+ip link set "$pf" master br0
 ip link set br0 up
 ip netns add peer
-ip link add veth-peer type veth peer name peer0 netns peer
-ip link set veth-peer master br0 up
+ip link set "$wire" netns peer
 ip -n peer link set lo up
-ip -n peer addr add 10.77.0.1/24 dev peer0
-ip -n peer link set peer0 up
+ip -n peer addr add 10.77.0.1/24 dev "$wire"
+ip -n peer link set "$wire" up
 
 cat >/tmp/lan.xml <<EOF
 <network>

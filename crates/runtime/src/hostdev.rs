@@ -50,6 +50,9 @@ pub struct VfRequest {
     /// Set through the PF (`ip link set dev PF vf N mac MAC`).
     pub mac: Option<String>,
     pub vlan: Option<u32>,
+    /// Bind it, but set MAC and VLAN only when [`apply_parked_recorded`]
+    /// says so (a migration destination, right before the guest resumes).
+    pub parked: bool,
 }
 
 /// What was done to one VF, to undo it.
@@ -70,6 +73,16 @@ pub struct PreparedVf {
     #[serde(default)]
     pub original_vlan: Option<u32>,
     pub vlan_set: bool,
+    /// The guest's MAC and VLAN, set while the VF is the guest's.
+    #[serde(default)]
+    pub want: Option<(String, Option<u32>)>,
+    /// The PF holds the original settings for now, not `want`: the NIC
+    /// then steers the guest's frames to the PF (its bridge and the
+    /// standby) rather than to a VF the guest does not have. Set while a
+    /// migration's destination waits for the guest, and on the source
+    /// once the guest unplugged the VF.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 /// The host this runs against: sysfs root and the `ip` command.
@@ -293,6 +306,8 @@ impl HostPrep {
             original_mac: None,
             original_vlan: None,
             vlan_set: false,
+            want: r.mac.clone().map(|m| (m, r.vlan)),
+            parked: false,
         };
         if let Some(mac) = &r.mac {
             // What to restore: the PF's administrative MAC and VLAN for
@@ -316,13 +331,17 @@ impl HostPrep {
         }
         if let Some(mac) = &r.mac {
             let res = self.pf_of(&r.address).and_then(|(pf, n)| {
+                if r.parked {
+                    return Ok((pf, n));
+                }
                 self.set_vf(&r.address, &pf, n, mac, r.vlan)
                     .map(|_| (pf, n))
             });
             match res {
                 Ok(pfn) => {
                     p.pf = Some(pfn);
-                    p.vlan_set = r.vlan.is_some();
+                    p.vlan_set = r.vlan.is_some() && !r.parked;
+                    p.parked = r.parked;
                 }
                 Err(e) => {
                     let _ = self.release_one(&p);
@@ -348,9 +367,41 @@ impl HostPrep {
         Ok(done)
     }
 
+    /// The PF's settings for the VF as they were before ([`PreparedVf::parked`]).
+    fn park_one(&self, p: &mut PreparedVf) -> Result<(), HostdevError> {
+        if p.parked {
+            return Ok(());
+        }
+        if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
+            let vlan = match p.original_vlan {
+                Some(v) if v != 0 || p.vlan_set => Some(v),
+                _ => p.vlan_set.then_some(0),
+            };
+            self.set_vf(&p.address, pf, *n, mac, vlan)?;
+            p.parked = true;
+            p.vlan_set = false;
+        }
+        Ok(())
+    }
+
+    /// The guest's MAC and VLAN on the VF again (undoes [`Self::park_one`]).
+    fn unpark_one(&self, p: &mut PreparedVf) -> Result<(), HostdevError> {
+        if !p.parked {
+            return Ok(());
+        }
+        if let (Some((pf, n)), Some((mac, vlan))) = (&p.pf, &p.want) {
+            self.set_vf(&p.address, pf, *n, mac, *vlan)?;
+            p.vlan_set = vlan.is_some();
+        }
+        p.parked = false;
+        Ok(())
+    }
+
     fn release_one(&self, p: &PreparedVf) -> Vec<String> {
         let mut problems = Vec::new();
-        if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
+        if p.parked {
+            // The PF holds the original settings already.
+        } else if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
             // The VLAN as it was (0 clears the one set for the guest).
             let vlan = match p.original_vlan {
                 Some(v) if v != 0 || p.vlan_set => Some(v),
@@ -453,6 +504,50 @@ pub fn release_recorded_one(run_dir: &Path, address: &str) -> Vec<String> {
         problems.push(e.to_string());
     }
     problems
+}
+
+/// Park (`park`) or unpark every VF recorded in `run_dir` (see
+/// [`PreparedVf::parked`]); the record is updated. Returns the failures.
+fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
+    let path = run_dir.join(RECORD);
+    let mut rec = match read_optional(&path) {
+        Ok(Some(t)) => match serde_json::from_str::<Record>(&t) {
+            Ok(r) => r,
+            Err(e) => return vec![format!("{} is corrupt: {e}", path.display())],
+        },
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![format!("{}: {e}", path.display())],
+    };
+    let host = rec.host.clone();
+    let mut problems: Vec<String> = rec
+        .vfs
+        .iter_mut()
+        .filter_map(|v| match park {
+            true => host.park_one(v).err(),
+            false => host.unpark_one(v).err(),
+        })
+        .map(|e| e.to_string())
+        .collect();
+    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
+    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+        problems.push(e.to_string());
+    }
+    problems
+}
+
+/// Migration source, once the guest has unplugged its VFs: the PF gets
+/// the VFs' original MAC and VLAN back at once (libvirt restores them when
+/// `DEVICE_DELETED` arrives), so the NIC stops steering the guest's frames
+/// to a VF nobody reads and they reach the standby for the rest of the
+/// migration. Undone by [`apply_parked_recorded`] on a rollback.
+pub fn park_recorded_vfs(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, true)
+}
+
+/// The guest's MAC and VLAN on every parked VF of `run_dir` (a migration
+/// destination right before the guest resumes, a source rolling back).
+pub fn apply_parked_recorded(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, false)
 }
 
 /// Undo what [`HostPrep::prepare_recorded`] did for a run directory (with
@@ -570,6 +665,7 @@ mod tests {
             managed,
             mac: mac.map(str::to_owned),
             vlan,
+            parked: false,
         }
     }
 
@@ -624,6 +720,40 @@ mod tests {
         assert_eq!(
             f.ip_log()[1],
             "link set dev enp3s0f0 vf 1 mac 52:54:00:00:00:90 vlan 7"
+        );
+    }
+
+    /// A migration destination binds its VF but leaves the PF's settings
+    /// until the guest resumes there; a source parks them once the guest
+    /// unplugged the VF and unparks them on a rollback; release restores
+    /// what a parked VF does not hold already.
+    #[test]
+    fn parked_vfs_hold_the_original_settings_until_applied() {
+        let f = Fake::new(0);
+        let run = f.dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut r = req(true, Some("52:54:00:6d:90:02"), Some(42));
+        r.parked = true;
+        f.host.prepare_recorded(&run, &[r]).unwrap();
+        assert!(f.ip_log().is_empty(), "nothing set while parked");
+        assert!(apply_parked_recorded(&run).is_empty());
+        assert_eq!(
+            f.ip_log(),
+            ["link set dev enp3s0f0 vf 1 mac 52:54:00:6d:90:02 vlan 42"]
+        );
+        assert!(apply_parked_recorded(&run).is_empty());
+        assert_eq!(f.ip_log().len(), 1, "applied once");
+        assert!(park_recorded_vfs(&run).is_empty());
+        assert_eq!(
+            f.ip_log()[1],
+            "link set dev enp3s0f0 vf 1 mac 52:54:00:00:00:90 vlan 7"
+        );
+        f.rebind("vfio-pci");
+        assert!(release_recorded(&run).is_empty());
+        assert_eq!(
+            f.ip_log().len(),
+            2,
+            "a parked VF holds the original settings already"
         );
     }
 

@@ -871,6 +871,7 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
                         .and_then(|v| v.tags.first())
                         .map(|t| t.id)
                         .or(net_vlan),
+                    parked: false,
                 }],
                 _ => Vec::new(),
             }
@@ -884,6 +885,7 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
                         managed: true,
                         mac: None,
                         vlan: None,
+                        parked: false,
                     }]
                 }
                 _ => Vec::new(),

@@ -458,6 +458,7 @@ fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -
             managed: a.managed,
             mac: n.mac.as_ref().map(|m| m.address.to_string()),
             vlan: vlan_tag(n.vlan.as_ref()).or(net_vlan),
+            parked: false,
         });
     }
     for (j, h) in def.devices.hostdevs.iter().enumerate() {
@@ -470,6 +471,7 @@ fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -
                 managed: true,
                 mac: None,
                 vlan: None,
+                parked: false,
             });
         }
     }

@@ -563,6 +563,10 @@ fn host_requests(
                 managed: n.managed.unwrap_or(false),
                 mac: a.primary_mac.clone(),
                 vlan: tag(n.vlan.as_ref()).or(net_vlan),
+                // While the guest still runs on the source, frames for its
+                // MAC must not be steered to this VF (on one PF, or a NIC
+                // that sees them): the MAC is set right before it resumes.
+                parked: true,
             });
         } else if let Some(h) = live
             .devices
@@ -576,6 +580,7 @@ fn host_requests(
                     managed: true,
                     mac: None,
                     vlan: None,
+                    parked: false,
                 });
             }
         }
@@ -763,6 +768,16 @@ impl Destination for LocalDestination {
                 }
             }
         }
+        // The VFs get the guest's MAC (and VLAN) now: QEMU plugs them when
+        // the guest runs here.
+        let dir = self.sd.run_paths(&a.name)?.dir;
+        let problems = blocking(move || crate::hostdev::apply_parked_recorded(&dir)).await?;
+        if !problems.is_empty() {
+            return Err(MigrateError::Remote(format!(
+                "operation failed: the destination's VFs could not take the guest's MAC: {}",
+                problems.join("; ")
+            )));
+        }
         if resume {
             qmp.execute("cont", Value::Null)
                 .await
@@ -916,12 +931,14 @@ mod tests {
                     managed: true,
                     mac: Some("52:54:00:00:00:01".into()),
                     vlan: Some(7),
+                    parked: true,
                 },
                 VfRequest {
                     address: "0000:5e:00.3".into(),
                     managed: true,
                     mac: None,
                     vlan: None,
+                    parked: false,
                 },
             ]
         );

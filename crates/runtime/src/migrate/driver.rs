@@ -479,6 +479,7 @@ async fn wait_unplug_and_copy(
     migrating_since: Instant,
 ) -> Copied {
     let mut status = MigrationStatus::Setup;
+    let mut vfs_parked = false;
     let mut unplug_since: Option<Instant> = None;
     let mut paused_by_us = false;
     let mut error_desc: Option<String> = None;
@@ -565,6 +566,13 @@ async fn wait_unplug_and_copy(
             }
             status = ns;
             cx.phase(JobPhase::Qemu(status.clone()));
+            // Past wait-unplug the guest has let go of its VFs: the PF gets
+            // their original MAC back at once, or the NIC keeps steering the
+            // guest's frames to a VF nobody reads instead of the standby.
+            if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
+                vfs_parked = true;
+                park_source_vfs(cx, true).await;
+            }
         }
         match status {
             MigrationStatus::Completed => break None,
@@ -786,6 +794,27 @@ async fn complete<D: Destination>(
 /// primary that was plugged is plugged again. Returns the steps taken and
 /// whether all primaries are back.
 #[allow(clippy::too_many_arguments)]
+/// Park (`true`) or unpark the source's real VFs (see
+/// [`crate::hostdev::park_recorded_vfs`]); failures are shown, not fatal:
+/// the migration goes on either way.
+async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool) {
+    let Ok(paths) = cx.sd.checked_run_paths(cx.name) else {
+        return;
+    };
+    let dir = paths.dir;
+    let problems = tokio::task::spawn_blocking(move || match park {
+        true => crate::hostdev::park_recorded_vfs(&dir),
+        false => crate::hostdev::apply_parked_recorded(&dir),
+    })
+    .await
+    .unwrap_or_else(|e| vec![e.to_string()]);
+    for p in problems {
+        cx.emit(Progress::Info {
+            message: format!("source: {p}"),
+        });
+    }
+}
+
 async fn rollback<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
@@ -817,6 +846,8 @@ async fn rollback<D: Destination>(
         }
         return (log, false);
     }
+    // The guest's MAC back on the source VFs before QEMU plugs them again.
+    park_source_vfs(cx, false).await;
     if !status.is_final() {
         match qmp.execute("migrate_cancel", Value::Null).await {
             Ok(_) => cx.rollback(
