@@ -37,7 +37,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${TEAMVIRT_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/vf-lab}
 bpo_version='1:10.0.2+ds-2+deb13u1~bpo12+1'
-l1_packages=(linux-image-amd64 initramfs-tools kmod iproute2 iputils-ping procps mount mawk
+l1_packages=(linux-image-amd64 initramfs-tools kmod iproute2 iputils-ping procps mount mawk python3-minimal
     qemu-system-x86 passwd util-linux e2fsprogs bridge-utils)
 l1_mem=${TEAMVIRT_LAB_L1_MEM:-3072}
 l1_timeout=${TEAMVIRT_LAB_TIMEOUT:-1800}
@@ -228,6 +228,7 @@ scenario() {
     cp "$bin" "$dir/teamvirt"
     cp "$guest/vmlinuz" "$guest/initramfs.cpio.gz" "$dir/guest/"
     cp "$here/vf-lab/scenario.sh" "$dir/scenario.sh"
+    cp "$here/vf-lab/pinger.py" "$dir/pinger.py"
     local rc=0
     run_lab "$dir" "$out" || rc=$?
     rm -rf "$dir"

@@ -5,7 +5,8 @@
 # /lab (read-only): teamvirt, guest/vmlinuz, guest/initramfs.cpio.gz.
 # /out (read-write): results. Every check prints "CHECK ok NAME" or
 # "CHECK fail NAME: WHY" to /out/checks; pings go to /out/ping-*.log (ping
-# -D), migration start/end times to /out/marks ("NAME START END").
+# -D format, from /lab/pinger.py at a fixed 100 pps), migration start/end
+# times to /out/marks ("NAME START END").
 # The exit code is the number of failed checks (capped), or 100+ when a
 # step could not run at all.
 set -u
@@ -284,7 +285,7 @@ check teaming-shows-vf0 "grep -q '$vf0' $out/teaming-src.txt"
 tv net-list --state-dir $src >>$out/net-list.txt 2>&1
 
 say "ping at 100 pps through a live migration to the destination (VF $vf1)"
-ip netns exec peer ping -D -n -i 0.01 -W 1 10.77.0.2 >$out/ping-failover.log 2>&1 &
+ip netns exec peer python3 /lab/pinger.py 10.77.0.2 >$out/ping-failover.log 2>&1 &
 ping_pid=$!
 sleep 10
 m0=$(date +%s.%N)
@@ -350,7 +351,7 @@ tv define --state-dir $src /tmp/plain.xml
 tv start --state-dir $src plain --accel tcg || abort "plain start failed"
 pserial=$src/run/plain/serial.log
 wait_for 600 grep -aq 'E2E HB' $pserial
-ip netns exec peer ping -D -n -i 0.01 -W 1 10.77.0.2 >$out/ping-plain.log 2>&1 &
+ip netns exec peer python3 /lab/pinger.py 10.77.0.2 >$out/ping-plain.log 2>&1 &
 ping_pid=$!
 wait_for 120 grep -q icmp_seq $out/ping-plain.log
 sleep 10
