@@ -116,9 +116,52 @@ fn format_prints_canonical_xml() {
         return;
     };
     let f = corpus.join("qemuxmlconfdata/net-virtio-teaming.x86_64-latest.xml");
-    let out = teamvirt(&["format", f.to_str().unwrap()]);
+    // The capabilities libvirt's output was made with (without --caps,
+    // format applies the installed QEMU's defaults).
+    let caps = corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let out = teamvirt(&[
+        "format",
+        "--caps",
+        caps.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", s(&out.stderr));
     assert_eq!(s(&out.stdout), std::fs::read_to_string(&f).unwrap());
+}
+
+/// `format FILE` is `format --emulator` of the default emulator, as its
+/// help says: QEMU's define-time defaults (the machine type expanded,
+/// implicit controllers, addresses) as `define` + `dumpxml --inactive`
+/// show them (issue 19: it printed the file as written).
+#[test]
+fn format_applies_the_default_emulators_defaults() {
+    let Some(qemu) =
+        teamvirt_testinfra::qemu_or_skip("format_applies_the_default_emulators_defaults")
+    else {
+        return;
+    };
+    let dom = examples().join("teaming-q35.xml");
+    let dom = dom.to_str().unwrap();
+    let plain = teamvirt(&["format", dom]);
+    assert!(plain.status.success(), "{}", s(&plain.stderr));
+    let explicit = teamvirt(&["format", "--emulator", qemu.to_str().unwrap(), dom]);
+    assert!(explicit.status.success(), "{}", s(&explicit.stderr));
+    let out = s(&plain.stdout);
+    assert_eq!(out, s(&explicit.stdout));
+    assert!(!out.contains("machine='q35'"), "{out}");
+    assert!(out.contains("machine='pc-q35-"), "{out}");
+    assert!(out.contains("<address type='pci'"), "{out}");
+    assert!(!s(&plain.stderr).contains("note:"), "{}", s(&plain.stderr));
+
+    // No default emulator to probe: as written, and said so.
+    let bare = teamvirt_env(&["format", dom], &[("PATH", "/nonexistent")]);
+    assert!(bare.status.success(), "{}", s(&bare.stderr));
+    assert!(s(&bare.stdout).contains("machine='q35'"));
+    assert!(
+        s(&bare.stderr).contains("note: QEMU's define-time defaults not applied"),
+        "{}",
+        s(&bare.stderr)
+    );
 }
 
 #[test]
