@@ -164,6 +164,73 @@ fn format_applies_the_default_emulators_defaults() {
     );
 }
 
+/// The README's hotplug files are `attach-device` input (an `<interface>`
+/// root): validate checks them as devices, format prints them canonically
+/// (issue 19: both said "expecting <domain>").
+#[test]
+fn device_documents_validate_and_format() {
+    for (name, kind) in [
+        ("hotplug-standby.xml", "interface"),
+        ("hotplug-primary.xml", "interface"),
+    ] {
+        let f = examples().join(name);
+        let f = f.to_str().unwrap();
+        let out = teamvirt(&["validate", f]);
+        let err = s(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{f}: valid (0 error(s), 0 warning(s))")),
+            "{name}: {err}"
+        );
+        let out = teamvirt(&["validate", "--json", f]);
+        assert!(out.status.success(), "{name}: {}", s(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["files"][0]["kind"], kind, "{v}");
+    }
+    let f = examples().join("hotplug-standby.xml");
+    let out = teamvirt(&["format", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    assert_eq!(
+        s(&out.stdout),
+        "<interface type='user'>\n  <mac address='52:54:00:6d:90:03'/>\n  <model type='virtio'/>\n  \
+         <teaming type='persistent'/>\n  <alias name='ua-standby1'/>\n</interface>\n"
+    );
+    // Canonical order whatever the written one, and a fixed point.
+    let dir = tempfile::tempdir().unwrap();
+    let primary = std::fs::read_to_string(examples().join("hotplug-primary.xml")).unwrap();
+    let out = teamvirt(&["format", &write(dir.path(), "p.xml", &primary)]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let once = s(&out.stdout);
+    assert!(
+        once.starts_with("<interface type='network'>\n  <mac address="),
+        "{once}"
+    );
+    let out = teamvirt(&["format", &write(dir.path(), "p2.xml", &once)]);
+    assert_eq!(s(&out.stdout), once);
+
+    // A device libvirt refuses: its text and place in the device file.
+    let bad = write(
+        dir.path(),
+        "bad-standby.xml",
+        "<interface type='user'>\n  <mac address='52:54:00:6d:90:04'/>\n  <teaming type='persistent'/>\n</interface>\n",
+    );
+    for verb in ["validate", "format"] {
+        let out = teamvirt(&[verb, &bad]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        let err = s(&out.stderr);
+        assert!(
+            err.contains("error: unsupported configuration: virtio-net teaming persistent interface must be <model type='virtio'/>, not 'rtl8139'"),
+            "{verb}: {err}"
+        );
+        assert!(err.contains(&format!("--> {bad}:3:3")), "{verb}: {err}");
+        assert!(out.stdout.is_empty(), "{verb}");
+    }
+    // Other roots still get libvirt's domain error.
+    let disk = write(dir.path(), "disk.xml", "<disk type='file'/>");
+    let out = teamvirt(&["validate", &disk]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
 #[test]
 fn format_refuses_invalid() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use crate::render;
 
 #[derive(clap::Args)]
 #[command(
-    about = "Print the canonical form of domain, network or network-port XML",
+    about = "Print the canonical form of domain, network, network-port or device XML",
     long_about = "Validate FILE like `teamvirt validate` and print its canonical form on stdout, as \
                   `virsh define` followed by `virsh dumpxml --inactive` would (libvirt's element order, \
                   quoting, indentation and units). Elements teamvirt does not interpret are kept. \
@@ -21,7 +21,8 @@ use crate::render;
                   MACs, PCI addresses) for the capabilities of --caps, --emulator, or else the \
                   installed qemu-system-x86_64, as `validate` finds them; without any (or for a \
                   domain whose <emulator> is another program) the XML is printed as written, with a \
-                  note. Diagnostics go to stderr (including the placement warnings of `validate`); \
+                  note. An <interface> or <hostdev> document (`attach-device` input) is printed \
+                  as that element. Diagnostics go to stderr (including the placement warnings of `validate`); \
                   exit status 1 when the file is invalid."
 )]
 pub struct Args {
