@@ -375,6 +375,13 @@ mod tests {
         assert!(!xml.contains("<target dev="), "{xml}");
         let shown = crate::live::with_host_devices(&xml, &taps);
         assert!(shown.starts_with("<domain type='qemu' id='7'>"), "{shown}");
+        // Only the target line added, after the standby's <source>.
+        let added = xml.replacen(
+            "<source network='lan'/>\n",
+            "<source network='lan'/>\n      <target dev='vnet0'/>\n",
+            1,
+        );
+        assert_eq!(shown, added);
         let (def, _) = DomainDef::parse_str(&shown, None).unwrap();
         let t: Vec<_> = def
             .devices
