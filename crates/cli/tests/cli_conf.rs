@@ -116,9 +116,119 @@ fn format_prints_canonical_xml() {
         return;
     };
     let f = corpus.join("qemuxmlconfdata/net-virtio-teaming.x86_64-latest.xml");
-    let out = teamvirt(&["format", f.to_str().unwrap()]);
+    // The capabilities libvirt's output was made with (without --caps,
+    // format applies the installed QEMU's defaults).
+    let caps = corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let out = teamvirt(&[
+        "format",
+        "--caps",
+        caps.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", s(&out.stderr));
     assert_eq!(s(&out.stdout), std::fs::read_to_string(&f).unwrap());
+}
+
+/// `format FILE` is `format --emulator` of the default emulator, as its
+/// help says: QEMU's define-time defaults (the machine type expanded,
+/// implicit controllers, addresses) as `define` + `dumpxml --inactive`
+/// show them (issue 19: it printed the file as written).
+#[test]
+fn format_applies_the_default_emulators_defaults() {
+    let Some(qemu) =
+        teamvirt_testinfra::qemu_or_skip("format_applies_the_default_emulators_defaults")
+    else {
+        return;
+    };
+    let dom = examples().join("teaming-q35.xml");
+    let dom = dom.to_str().unwrap();
+    let plain = teamvirt(&["format", dom]);
+    assert!(plain.status.success(), "{}", s(&plain.stderr));
+    let explicit = teamvirt(&["format", "--emulator", qemu.to_str().unwrap(), dom]);
+    assert!(explicit.status.success(), "{}", s(&explicit.stderr));
+    let out = s(&plain.stdout);
+    assert_eq!(out, s(&explicit.stdout));
+    assert!(!out.contains("machine='q35'"), "{out}");
+    assert!(out.contains("machine='pc-q35-"), "{out}");
+    assert!(out.contains("<address type='pci'"), "{out}");
+    assert!(!s(&plain.stderr).contains("note:"), "{}", s(&plain.stderr));
+
+    // No default emulator to probe: as written, and said so.
+    let bare = teamvirt_env(&["format", dom], &[("PATH", "/nonexistent")]);
+    assert!(bare.status.success(), "{}", s(&bare.stderr));
+    assert!(s(&bare.stdout).contains("machine='q35'"));
+    assert!(
+        s(&bare.stderr).contains("note: QEMU's define-time defaults not applied"),
+        "{}",
+        s(&bare.stderr)
+    );
+}
+
+/// The README's hotplug files are `attach-device` input (an `<interface>`
+/// root): validate checks them as devices, format prints them canonically
+/// (issue 19: both said "expecting <domain>").
+#[test]
+fn device_documents_validate_and_format() {
+    for (name, kind) in [
+        ("hotplug-standby.xml", "interface"),
+        ("hotplug-primary.xml", "interface"),
+    ] {
+        let f = examples().join(name);
+        let f = f.to_str().unwrap();
+        let out = teamvirt(&["validate", f]);
+        let err = s(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{f}: valid (0 error(s), 0 warning(s))")),
+            "{name}: {err}"
+        );
+        let out = teamvirt(&["validate", "--json", f]);
+        assert!(out.status.success(), "{name}: {}", s(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["files"][0]["kind"], kind, "{v}");
+    }
+    let f = examples().join("hotplug-standby.xml");
+    let out = teamvirt(&["format", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    assert_eq!(
+        s(&out.stdout),
+        "<interface type='user'>\n  <mac address='52:54:00:6d:90:03'/>\n  <model type='virtio'/>\n  \
+         <teaming type='persistent'/>\n  <alias name='ua-standby1'/>\n</interface>\n"
+    );
+    // Canonical order whatever the written one, and a fixed point.
+    let dir = tempfile::tempdir().unwrap();
+    let primary = std::fs::read_to_string(examples().join("hotplug-primary.xml")).unwrap();
+    let out = teamvirt(&["format", &write(dir.path(), "p.xml", &primary)]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let once = s(&out.stdout);
+    assert!(
+        once.starts_with("<interface type='network'>\n  <mac address="),
+        "{once}"
+    );
+    let out = teamvirt(&["format", &write(dir.path(), "p2.xml", &once)]);
+    assert_eq!(s(&out.stdout), once);
+
+    // A device libvirt refuses: its text and place in the device file.
+    let bad = write(
+        dir.path(),
+        "bad-standby.xml",
+        "<interface type='user'>\n  <mac address='52:54:00:6d:90:04'/>\n  <teaming type='persistent'/>\n</interface>\n",
+    );
+    for verb in ["validate", "format"] {
+        let out = teamvirt(&[verb, &bad]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        let err = s(&out.stderr);
+        assert!(
+            err.contains("error: unsupported configuration: virtio-net teaming persistent interface must be <model type='virtio'/>, not 'rtl8139'"),
+            "{verb}: {err}"
+        );
+        assert!(err.contains(&format!("--> {bad}:3:3")), "{verb}: {err}");
+        assert!(out.stdout.is_empty(), "{verb}");
+    }
+    // Other roots still get libvirt's domain error.
+    let disk = write(dir.path(), "disk.xml", "<disk type='file'/>");
+    let out = teamvirt(&["validate", &disk]);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

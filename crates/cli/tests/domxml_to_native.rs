@@ -331,3 +331,57 @@ fn shell_quoting_and_json_for_awkward_names() {
     );
     assert_eq!(v["env"]["LC_ALL"], "C");
 }
+
+/// The README's `domxml-to-native domain.xml --network pool.xml` on the
+/// bundled example: the tap-backed standby needs descriptors only `start`
+/// has, so the error says `--test-env` gives libvirt's placeholders, and
+/// it and "Network not found" point at the `<interface>` (issue 19).
+#[test]
+fn host_setup_and_network_errors_name_the_interface_and_test_env() {
+    let Some(c) = teamvirt_testinfra::corpus_or_skip("host_setup_and_network_errors") else {
+        return;
+    };
+    let caps = c.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml");
+    let ex = teamvirt_testinfra::workspace_root().join("examples");
+    let dom = ex.join("teaming-q35.xml");
+    let text = std::fs::read_to_string(&dom).unwrap();
+    // The standby: the first <interface>, on network 'lan'.
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find("<interface").map(|c| (i + 1, c + 1)))
+        .unwrap();
+    assert!(text.contains("<source network='lan'/>"));
+    let at = format!("--> {}:{line}:{col}\n", dom.display());
+    let run = |nets: &[&str], test_env: bool| {
+        let mut cmd = teamvirt();
+        cmd.arg("domxml-to-native").arg("--caps").arg(&caps);
+        for n in nets {
+            cmd.arg("--network").arg(ex.join(n));
+        }
+        if test_env {
+            cmd.arg("--test-env");
+        }
+        let out = cmd.arg(&dom).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, err) = run(&["lan-network.xml", "vfpool-network.xml"], false);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("needs host network setup"), "{err}");
+    assert!(err.contains(&at), "{err}");
+    assert!(err.contains("= hint: pass --test-env"), "{err}");
+    let (code, err) = run(&["lan-network.xml", "vfpool-network.xml"], true);
+    assert_eq!(code, Some(0), "{err}");
+
+    let (code, err) = run(&["vfpool-network.xml"], false);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("error: Network not found: no network with matching name 'lan'"),
+        "{err}"
+    );
+    assert!(err.contains(&at), "{err}");
+}

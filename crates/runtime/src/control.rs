@@ -49,11 +49,14 @@ fn lab_detail(line: &str) -> String {
 /// One row of `domiflist`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IfaceRow {
-    /// Host-side device (tap) or `-`.
-    pub interface: String,
+    /// Host-side device (tap, macvtap), if any (`-` in the table).
+    pub interface: Option<String>,
+    #[serde(rename = "type")]
     pub type_: String,
     /// Network, bridge, host device or PCI address; `-` when none.
     pub source: String,
+    /// The NIC model that runs: a lab-mode primary's emulated one
+    /// (`vmxnet3`), not the virtio its definition may name.
     pub model: String,
     pub mac: String,
     pub alias: Option<String>,
@@ -227,6 +230,7 @@ fn pty_of(chardevs: &Value) -> Option<PathBuf> {
 /// primaries (an inactive parse keeps user aliases only).
 pub fn iface_rows(def: &DomainDef, pairs: &[TeamingPair]) -> Vec<IfaceRow> {
     let dash = || "-".to_owned();
+    let emulated = emulated_models(def);
     def.devices
         .interfaces
         .iter()
@@ -277,17 +281,14 @@ pub fn iface_rows(def: &DomainDef, pairs: &[TeamingPair]) -> Vec<IfaceRow> {
                 None => (dash(), None),
             };
             IfaceRow {
-                interface: i
-                    .target
-                    .as_ref()
-                    .map(|t| t.dev.clone())
-                    .unwrap_or_else(dash),
+                interface: i.target.as_ref().map(|t| t.dev.clone()),
                 type_: i.type_.as_str().to_owned(),
                 source,
-                model: i
-                    .model
+                model: alias
                     .as_ref()
-                    .map(|m| m.type_.clone())
+                    .and_then(|a| emulated.iter().find(|(d, _)| d == a))
+                    .map(|(_, m)| m.clone())
+                    .or_else(|| i.model.as_ref().map(|m| m.type_.clone()))
                     .unwrap_or_else(dash),
                 mac: i
                     .mac
@@ -299,6 +300,21 @@ pub fn iface_rows(def: &DomainDef, pairs: &[TeamingPair]) -> Vec<IfaceRow> {
                 pair,
             }
         })
+        .collect()
+}
+
+/// (device alias, model) of the lab-mode primaries a live XML records
+/// (`<teamvirt:emulated-primary device model>` in its `<metadata>`).
+fn emulated_models(def: &DomainDef) -> Vec<(String, String)> {
+    let local = |n: &str| n.rsplit(':').next().unwrap_or_default().to_owned();
+    def.extra
+        .iter()
+        .filter(|e| e.name == "metadata")
+        .flat_map(|m| m.child_elements())
+        .filter(|r| local(&r.name) == "runtime")
+        .flat_map(|r| r.child_elements())
+        .filter(|e| local(&e.name) == "emulated-primary")
+        .filter_map(|e| Some((e.attr("device")?.to_owned(), e.attr("model")?.to_owned())))
         .collect()
 }
 
@@ -315,6 +331,99 @@ mod tests {
         assert_eq!(pty_of(&v), Some(PathBuf::from("/dev/pts/7")));
         let v = json!([{"label": "charserial0", "filename": "file:/x/serial.log"}]);
         assert_eq!(pty_of(&v), None);
+    }
+
+    /// The live XML of a running lab-mode pair as `start` writes it, and
+    /// the tap it recorded for the standby.
+    fn running_lab_pair() -> (String, Vec<crate::netdev::Created>) {
+        let xml = "<domain type='qemu'><name>d</name><memory>262144</memory><os><type>hvm</type></os><devices>\
+            <interface type='network'><mac address='52:54:00:00:00:01'/><source network='lan'/><model type='virtio'/>\
+              <teaming type='persistent'/><alias name='ua-sb'/></interface>\
+            <interface type='hostdev' managed='yes'><mac address='52:54:00:00:00:01'/>\
+              <source><address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/></source>\
+              <model type='virtio'/><teaming type='transient' persistent='ua-sb'/><alias name='hostdev0'/></interface>\
+            </devices></domain>";
+        let (mut def, _) = DomainDef::parse_str(xml, None).unwrap();
+        let sub = teamvirt_qemu::command::Substitution {
+            id: "hostdev0".into(),
+            host: Some("0000:3b:02.1".into()),
+            model: "vmxnet3".into(),
+            mac: "52:54:00:00:00:01".into(),
+            pair: "ua-sb".into(),
+            netdev: "lab-hostdev0".into(),
+        };
+        let mut m = teamvirt_conf::model::RawElement::new("metadata");
+        m.children.push(teamvirt_conf::model::RawNode::Element(
+            crate::live::runtime_metadata(crate::accel::Accel::Tcg, &[], &[sub]),
+        ));
+        def.extra.push(m);
+        def.id = Some(7);
+        let taps = vec![crate::netdev::Created {
+            device: "net0 (52:54:00:00:00:01)".into(),
+            ifname: "vnet0".into(),
+            ifindex: 12,
+            kind: "tap".into(),
+            bridge: Some("br0".into()),
+            ovs: false,
+        }];
+        (crate::live::to_text(&def), taps)
+    }
+
+    #[test]
+    fn live_xml_names_the_standby_tap() {
+        let (xml, taps) = running_lab_pair();
+        assert!(!xml.contains("<target dev="), "{xml}");
+        let shown = crate::live::with_host_devices(&xml, &taps);
+        assert!(shown.starts_with("<domain type='qemu' id='7'>"), "{shown}");
+        // Only the target line added, after the standby's <source>.
+        let added = xml.replacen(
+            "<source network='lan'/>\n",
+            "<source network='lan'/>\n      <target dev='vnet0'/>\n",
+            1,
+        );
+        assert_eq!(shown, added);
+        let (def, _) = DomainDef::parse_str(&shown, None).unwrap();
+        let t: Vec<_> = def
+            .devices
+            .interfaces
+            .iter()
+            .map(|i| i.target.as_ref().map(|t| t.dev.as_str()))
+            .collect();
+        assert_eq!(t, [Some("vnet0"), None]);
+        // Nothing recorded: the text as stored.
+        assert_eq!(crate::live::with_host_devices(&xml, &[]), xml);
+    }
+
+    #[test]
+    fn running_lab_pair_rows_show_the_tap_and_what_runs() {
+        let (xml, taps) = running_lab_pair();
+        let (def, _) =
+            DomainDef::parse_str(&crate::live::with_host_devices(&xml, &taps), None).unwrap();
+        // The run record's pair: a live parse drops QEMU's own aliases.
+        let pair = TeamingPair {
+            standby: "ua-sb".into(),
+            primary: "hostdev0".into(),
+            standby_mac: Some("52:54:00:00:00:01".into()),
+            primary_mac: Some("52:54:00:00:00:01".into()),
+            vf: Some("0000:3b:02.1".into()),
+            network: Some("vfpool".into()),
+            emulated: true,
+        };
+        let rows = iface_rows(&def, &[pair]);
+        assert_eq!(rows[0].interface.as_deref(), Some("vnet0"));
+        assert_eq!(
+            (rows[0].type_.as_str(), rows[0].model.as_str()),
+            ("network", "virtio")
+        );
+        assert_eq!(
+            (rows[1].type_.as_str(), rows[1].model.as_str()),
+            ("hostdev", "vmxnet3")
+        );
+        let j = serde_json::to_value(&rows).unwrap();
+        assert_eq!(j[0]["type"], "network");
+        assert_eq!(j[0]["interface"], "vnet0");
+        assert_eq!(j[1]["interface"], Value::Null);
+        assert!(j[0].get("type_").is_none(), "{j}");
     }
 
     #[test]

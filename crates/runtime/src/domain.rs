@@ -330,7 +330,8 @@ impl Runtime {
             if let Some(_rec) = run::running(&self.sd, name)? {
                 let p = self.sd.run_paths(name)?;
                 if let Some(x) = read_optional(&p.live_xml)? {
-                    return Ok(x);
+                    let taps = crate::netdev::recorded(&p.dir);
+                    return Ok(crate::live::with_host_devices(&x, &taps));
                 }
             }
         }

@@ -7,7 +7,9 @@
 //! libvirt-compatible (libvirt keeps such elements verbatim), and the
 //! inactive XML never carries it.
 
-use teamvirt_conf::model::{InterfaceSource, InterfaceType, RawAttr, RawElement, RawNode};
+use teamvirt_conf::model::{
+    InterfaceSource, InterfaceType, NetTarget, RawAttr, RawElement, RawNode,
+};
 use teamvirt_conf::DomainDef;
 use teamvirt_qemu::command::{aliases, Conversion, Substitution};
 
@@ -122,4 +124,62 @@ pub(crate) fn show_actual(def: &mut DomainDef, conv: &Conversion) {
             });
         }
     }
+}
+
+/// libvirt's live XML names the host side of each tap-backed interface
+/// (`<target dev='vnet0'/>`, `macvtap0`): the devices `start` or a
+/// migration destination created for it, as recorded in its run directory
+/// (`netdevs.json`, labelled `netN (MAC)` by interface index). Matched by
+/// index and MAC, else by the MAC alone when one record has it (a detach
+/// shifted the indexes). The stored live XML does not carry them: a
+/// migration destination makes taps of its own from it.
+pub fn show_host_devices(def: &mut DomainDef, created: &[crate::netdev::Created]) -> bool {
+    let recs: Vec<(usize, &str, &str)> = created
+        .iter()
+        .filter_map(|c| {
+            let (idx, mac) = c.device.strip_prefix("net")?.split_once(" (")?;
+            Some((idx.parse().ok()?, mac.strip_suffix(')')?, c.ifname.as_str()))
+        })
+        .collect();
+    let mut changed = false;
+    for (i, n) in def.devices.interfaces.iter_mut().enumerate() {
+        if n.target.is_some() || n.type_ == InterfaceType::Hostdev {
+            continue;
+        }
+        let Some(mac) = n.mac.as_ref().map(|m| m.address.to_string()) else {
+            continue;
+        };
+        let same: Vec<_> = recs
+            .iter()
+            .filter(|(_, m, _)| m.eq_ignore_ascii_case(&mac))
+            .collect();
+        let found = same
+            .iter()
+            .find(|(idx, _, _)| *idx == i)
+            .or_else(|| (same.len() == 1).then(|| &same[0]));
+        if let Some((_, _, ifname)) = found {
+            n.target = Some(NetTarget {
+                dev: (*ifname).to_owned(),
+                ..Default::default()
+            });
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The live XML text `xml` with [`show_host_devices`] applied (unchanged
+/// when there is nothing to add).
+pub fn with_host_devices(xml: &str, created: &[crate::netdev::Created]) -> String {
+    if created.is_empty() {
+        return xml.to_owned();
+    }
+    let Ok((mut def, _)) = DomainDef::parse_str(xml, None) else {
+        return xml.to_owned();
+    };
+    if !show_host_devices(&mut def, created) {
+        return xml.to_owned();
+    }
+    def.id = live_id(xml);
+    to_text(&def)
 }

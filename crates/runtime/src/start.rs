@@ -519,6 +519,26 @@ pub(crate) async fn set_vnc_passwords(
     Ok(())
 }
 
+/// The value of option `key` in QEMU's `a=b,c=d` list (`,,` a literal
+/// comma).
+fn opt_value(v: &str, key: &str) -> Option<String> {
+    let mut opts = vec![String::new()];
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        let cur = opts.last_mut().expect("non-empty");
+        if c != ',' {
+            cur.push(c);
+        } else if chars.peek() == Some(&',') {
+            chars.next();
+            cur.push(',');
+        } else {
+            opts.push(String::new());
+        }
+    }
+    opts.into_iter()
+        .find_map(|o| o.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
 fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
     let esc = log.display().to_string().replace(',', ",,");
     let mut i = 0;
@@ -548,10 +568,16 @@ fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
                     return PathBuf::from(path);
                 }
             }
-            if !v.starts_with('{') && !v.contains("logfile=") {
-                argv[i + 1] = format!("{v},logfile={esc},logappend=on");
-                return log.to_owned();
+            if v.starts_with('{') {
+                i += 1;
+                continue;
             }
+            // The domain's own `<log file=.../>`.
+            if let Some(p) = opt_value(v, "logfile") {
+                return PathBuf::from(p);
+            }
+            argv[i + 1] = format!("{v},logfile={esc},logappend=on");
+            return log.to_owned();
         }
         i += 1;
     }
@@ -716,6 +742,17 @@ mod tests {
         let p = serial_logging(&mut a, Path::new("/run/s.log"));
         assert_eq!(p, PathBuf::from("/run/s.log"));
         assert_eq!(a[1], "pty,id=charserial0,logfile=/run/s.log,logappend=on");
+    }
+
+    #[test]
+    fn serial_with_its_own_log_is_honoured() {
+        // `<serial type='pty'><log file='/var/log/a,b.log' append='on'/>`:
+        // that log is the console file, no second logfile or serial added.
+        let v = "pty,id=charserial0,logfile=/var/log/a,,b.log,logappend=on";
+        let mut a = args(&["-chardev", v]);
+        let p = serial_logging(&mut a, Path::new("/run/s.log"));
+        assert_eq!(p, PathBuf::from("/var/log/a,b.log"));
+        assert_eq!(a, args(&["-chardev", v]));
     }
 
     #[test]

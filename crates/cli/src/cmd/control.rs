@@ -82,7 +82,7 @@ pub fn domiflist(a: InfoArgs) -> ExitCode {
         .iter()
         .map(|r| {
             [
-                r.interface.clone(),
+                r.interface.clone().unwrap_or_else(|| "-".into()),
                 r.type_.clone(),
                 r.source.clone(),
                 r.model.clone(),

@@ -5,9 +5,10 @@ use crate::out::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use teamvirt_conf::model::InterfaceType;
 use teamvirt_conf::{Diagnostic, DomainDef, Pos};
 use teamvirt_qemu::command::{convert, BuildOptions, CommandError, ConvertError, Format};
-use teamvirt_qemu::resolve::{Chain, NetworkSource, TestNetworkDirs};
+use teamvirt_qemu::resolve::{Chain, NetworkSource, ResolveError, TestNetworkDirs};
 
 use crate::cmd::qemu_opts::QemuOpts;
 use crate::render::render;
@@ -38,13 +39,38 @@ pub struct Args {
 }
 
 /// A conversion error as a diagnostic, positioned where the error knows
-/// its element (libvirt's validation errors, untranslatable XML).
-fn convert_error_diagnostic(e: &ConvertError) -> Diagnostic {
+/// its element (libvirt's validation errors, untranslatable XML, the
+/// interface needing host setup) or, for a network not found, at the first
+/// `<interface>` of `def` on that network.
+fn convert_error_diagnostic(e: &ConvertError, def: &DomainDef) -> Diagnostic {
     match e {
         ConvertError::Invalid(d) => (**d).clone(),
         ConvertError::Command(CommandError::Unsupported {
             at: Some((l, c)), ..
         }) => Diagnostic::error("untranslatable", e.to_string()).at(Pos::new(*l, *c)),
+        ConvertError::Command(CommandError::NeedsHostSetup { at, .. }) => {
+            let d = Diagnostic::error("needs-host-setup", e.to_string()).with_hint(
+                "pass --test-env for the command line with libvirt's test placeholders \
+                 instead (fixed descriptor numbers, monitor fd=1729, \
+                 /var/lib/libvirt/qemu/domain--1-NAME)",
+            );
+            match at {
+                Some((l, c)) => d.at(Pos::new(*l, *c)),
+                None => d,
+            }
+        }
+        ConvertError::Resolve(ResolveError::NoNetwork(name)) => {
+            let on_it = def.devices.interfaces.iter().find(|i| {
+                i.type_ == InterfaceType::Network
+                    && i.source_network()
+                        .is_some_and(|n| n == name || n.split(';').next() == Some(name.as_str()))
+            });
+            let d = Diagnostic::error("network-not-found", e.to_string());
+            match on_it {
+                Some(i) => d.at(i.pos),
+                None => d,
+            }
+        }
         _ => Diagnostic::error("convert", e.to_string()),
     }
 }
@@ -98,10 +124,10 @@ pub fn run(args: Args) -> ExitCode {
         emulate_vf: args.emulate_vf,
         ..Default::default()
     };
-    let conv = match convert(def, &caps, &chain, &[], &opts) {
+    let conv = match convert(def.clone(), &caps, &chain, &[], &opts) {
         Ok(c) => c,
         Err(e) => {
-            let d = convert_error_diagnostic(&e).with_file(Some(args.domain.clone()));
+            let d = convert_error_diagnostic(&e, &def).with_file(Some(args.domain.clone()));
             eprint!("{}", render(&d, Some(&text)));
             return ExitCode::FAILURE;
         }

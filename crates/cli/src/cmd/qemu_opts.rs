@@ -50,11 +50,6 @@ pub fn probe_cache_dir(
 }
 
 impl QemuOpts {
-    /// Whether the user named the capabilities (`--caps`/`--emulator`).
-    pub fn given(&self) -> bool {
-        self.caps.is_some() || self.emulator.is_some()
-    }
-
     /// `--cache-dir`, else `cache/` in the state directory.
     pub fn cache_dir(&self) -> Result<PathBuf, String> {
         probe_cache_dir(self.cache_dir.as_deref(), self.state_dir.as_deref())

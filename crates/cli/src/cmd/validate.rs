@@ -1,4 +1,5 @@
-//! `teamvirt validate FILE...`: check domain, network and network-port XML.
+//! `teamvirt validate FILE...`: check domain, network, network-port and
+//! device (`attach-device` input) XML.
 //!
 //! Domains also get the placement checks of issue 3 item 8 (a failover
 //! primary QEMU can never plug, q35 without ACPI, the rtl8139 trap). They
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use teamvirt_conf::{AnyDef, Diagnostic, DomainDef};
+use teamvirt_conf::{AnyDef, DeviceDef, Diagnostic, DomainDef};
 use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qemu::resolve::{resolve_for_checks, NetworkMap};
 
@@ -20,10 +21,12 @@ use crate::render;
 
 #[derive(clap::Args)]
 #[command(
-    about = "Check domain, network or network-port XML like libvirt does, plus teaming checks libvirt forgets",
+    about = "Check domain, network, network-port or device XML like libvirt does, plus teaming checks libvirt forgets",
     long_about = "Check domain, network or network-port XML (kind chosen by the root element) the way \
                   `virsh define` on the QEMU driver would, with libvirt's error texts, plus teaming checks \
-                  libvirt does not make (as warnings with hints).\n\n\
+                  libvirt does not make (as warnings with hints). An <interface> or <hostdev> document \
+                  (`attach-device` input) is checked as a device; whether the standby a primary names \
+                  exists is up to the running domain (`attach-device` checks it).\n\n\
                   The checks on where failover primaries land (PCI placement, ACPI) need QEMU's \
                   capabilities: from --caps, from --emulator, or else from the installed qemu-system-x86_64 \
                   (probed once, then cached). A domain's <emulator> is probed only when it is that same \
@@ -159,6 +162,11 @@ pub fn check_all(path: &Path, qemu: &mut QemuSide, start_errors_fatal: bool) -> 
         topology_checked: false,
         defined: None,
     };
+    if let Some(AnyDef::Device(dev)) = &c.def {
+        let found = check_device(dev, qemu);
+        add(&mut c.diagnostics, found, path);
+        return c;
+    }
     let Some(AnyDef::Domain(d)) = &c.def else {
         return c;
     };
@@ -198,6 +206,28 @@ pub fn check_all(path: &Path, qemu: &mut QemuSide, start_errors_fatal: bool) -> 
     c.topology_checked = true;
     c.defined = Some(dom);
     c
+}
+
+/// A device document (`attach-device` input) checked as libvirt checks a
+/// device it attaches: parsed as inside `<devices>`, then its generic and
+/// QEMU-driver checks and teamvirt's teaming checks, in a domain of its
+/// own (x86_64). What only the running domain can tell is left to
+/// `attach-device`: whether the standby a primary names is there.
+fn check_device(dev: &DeviceDef, qemu: &mut QemuSide) -> Vec<Diagnostic> {
+    const HOST: &str = "<domain type='kvm'><name>device</name><memory>1048576</memory>\
+                        <os><type arch='x86_64'>hvm</type></os></domain>";
+    let Ok((mut dom, _)) = DomainDef::parse_str(HOST, None) else {
+        return Vec::new();
+    };
+    match dev.clone() {
+        DeviceDef::Interface(i) => dom.devices.interfaces.push(i),
+        DeviceDef::Hostdev(h) => dom.devices.hostdevs.push(h),
+    }
+    let caps = qemu.caps_for(&dom);
+    teamvirt_qemu::validate::validate(&dom, caps.as_ref().map(QemuCaps::supports_failover))
+        .into_iter()
+        .filter(|d| d.code != "teaming-dangling-persistent")
+        .collect()
 }
 
 /// A failover standby on a network that is not its VF's L2 segment (nat,

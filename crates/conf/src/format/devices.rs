@@ -3,6 +3,20 @@
 use super::{device_info, interface, pci_attrs, raws_named, raws_unordered, teaming, Attrs, W};
 use crate::model::*;
 
+impl crate::parse::DeviceDef {
+    /// Canonical XML of a device document (`attach-device` input): the
+    /// element as `dumpxml --inactive` prints it inside `<devices>`, at
+    /// the top level.
+    pub fn to_xml(&self) -> String {
+        let mut w = W::default();
+        match self {
+            crate::parse::DeviceDef::Interface(i) => interface::interface(&mut w, i),
+            crate::parse::DeviceDef::Hostdev(h) => hostdev(&mut w, h),
+        }
+        w.out
+    }
+}
+
 pub(crate) fn devices(w: &mut W, d: &Devices) {
     w.block("devices", Attrs::new(), |w| {
         for name in DEVICE_ORDER {

@@ -120,18 +120,21 @@ pub(crate) fn parse_document_nested(text: &str, below: usize) -> Result<Document
     })
 }
 
-/// Any of the three document kinds, chosen by root element.
+/// Any of the document kinds, chosen by root element.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one value per document: size does not matter
 pub enum AnyDef {
     Domain(crate::model::DomainDef),
     Network(crate::model::NetworkDef),
     NetworkPort(crate::model::NetworkPortDef),
+    /// A device document, `virsh attach-device` input.
+    Device(DeviceDef),
 }
 
 impl AnyDef {
-    /// Parse domain, network or network-port XML, by root element
-    /// (`<domain>`, `<network>`, `<networkport>`).
+    /// Parse domain, network, network-port or device (`attach-device`)
+    /// XML, by root element (`<domain>`, `<network>`, `<networkport>`,
+    /// `<interface>`, `<hostdev>`).
     pub fn parse_str(
         text: &str,
         file: Option<&Path>,
@@ -150,6 +153,9 @@ impl AnyDef {
                 .map(|(d, w)| (AnyDef::Network(d), w)),
             "networkport" => crate::model::NetworkPortDef::parse_str(text, file)
                 .map(|(d, w)| (AnyDef::NetworkPort(d), w)),
+            "interface" | "hostdev" => {
+                DeviceDef::parse_str(text, file).map(|(d, w)| (AnyDef::Device(d), w))
+            }
             // Anything else gets the domain parser's "unexpected root" error.
             _ => {
                 crate::model::DomainDef::parse_str(text, file).map(|(d, w)| (AnyDef::Domain(d), w))
@@ -163,12 +169,14 @@ impl AnyDef {
         Self::parse_str(&text, Some(path))
     }
 
-    /// `domain`, `network` or `networkport`.
+    /// `domain`, `network`, `networkport`, or the device's element
+    /// (`interface`, `hostdev`).
     pub fn kind(&self) -> &'static str {
         match self {
             AnyDef::Domain(_) => "domain",
             AnyDef::Network(_) => "network",
             AnyDef::NetworkPort(_) => "networkport",
+            AnyDef::Device(d) => d.element(),
         }
     }
 
@@ -178,6 +186,7 @@ impl AnyDef {
             AnyDef::Domain(d) => d.to_xml(),
             AnyDef::Network(d) => d.to_xml(),
             AnyDef::NetworkPort(d) => d.to_xml(),
+            AnyDef::Device(d) => d.to_xml(),
         }
     }
 }

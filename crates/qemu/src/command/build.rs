@@ -112,8 +112,12 @@ pub enum CommandError {
         what: String,
         at: Option<(u32, u32)>,
     },
+    /// `at`: line and column of the `<interface>`.
     #[error("internal error: interface {alias} needs host network setup (tap file descriptors) that only `teamvirt start` can provide")]
-    NeedsHostSetup { alias: String },
+    NeedsHostSetup {
+        alias: String,
+        at: Option<(u32, u32)>,
+    },
     #[error("internal error: no PCI address assigned to {0}; apply define-time defaults first")]
     NoAddress(String),
     #[error("internal error: cannot find standby '{pair}' for primary {id} in lab mode")]

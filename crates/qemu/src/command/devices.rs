@@ -1,6 +1,6 @@
 //! Controllers, disks, serials, audio, graphics, watchdogs and the balloon.
 
-use teamvirt_conf::model::{Address, DomainDef};
+use teamvirt_conf::model::{Address, DomainDef, RawElement};
 use teamvirt_conf::Pos;
 
 use super::build::{boot_index_disk, need_pci, CommandError, Ctx};
@@ -242,26 +242,25 @@ pub fn serials(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> {
             .as_ref()
             .and_then(|e| e.attr("path"))
             .unwrap_or_default();
-        match s.type_.as_str() {
-            "pty" => cmd.opt("-chardev", format!("pty,id={chr}")),
-            "null" => cmd.opt("-chardev", format!("null,id={chr}")),
+        let backend = match s.type_.as_str() {
+            "pty" => format!("pty,id={chr}"),
+            "null" => format!("null,id={chr}"),
             "file" => {
-                cmd.opt(
-                    "-chardev",
-                    format!("file,id={chr},path={}", escape_comma(path)),
-                );
+                let mut v = format!("file,id={chr},path={}", escape_comma(path));
+                // libvirt's qemuBuildChardevStr: `append` as written (a
+                // missing one is QEMU's default, truncate).
+                if let Some(a) = switch_attr(s.source.as_ref(), "append")? {
+                    v.push_str(&format!(",append={a}"));
+                }
+                v
             }
-            "unix" => {
-                cmd.opt(
-                    "-chardev",
-                    format!(
-                        "socket,id={chr},path={},server=on,wait=off",
-                        escape_comma(path)
-                    ),
-                );
-            }
+            "unix" => format!(
+                "socket,id={chr},path={},server=on,wait=off",
+                escape_comma(path)
+            ),
             other => return Err(unsupported(format!("<serial type='{other}'>"), s.pos)),
-        }
+        };
+        cmd.opt("-chardev", format!("{backend}{}", chardev_log(&s.extra)?));
         let t = s.target.as_ref();
         let model = t
             .and_then(|t| t.model_name.as_deref())
@@ -280,6 +279,36 @@ pub fn serials(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> {
         ctx.device(cmd, &p);
     }
     Ok(())
+}
+
+/// An on/off attribute of `el` (libvirt's virTristateSwitch), refused,
+/// named with its line, when it is anything else.
+fn switch_attr(el: Option<&RawElement>, name: &str) -> Result<Option<&'static str>, CommandError> {
+    match el.and_then(|e| e.attr(name)) {
+        None => Ok(None),
+        Some("on") => Ok(Some("on")),
+        Some("off") => Ok(Some("off")),
+        Some(v) => Err(unsupported(
+            format!("{name}='{v}' (on or off)"),
+            el.map_or_else(Pos::default, |e| e.pos),
+        )),
+    }
+}
+
+/// `,logfile=FILE[,logappend=on|off]` for a chardev's `<log file
+/// append/>` (libvirt's qemuBuildChardevStr), empty without one.
+fn chardev_log(extra: &[RawElement]) -> Result<String, CommandError> {
+    let Some(log) = extra.iter().find(|e| e.name == "log") else {
+        return Ok(String::new());
+    };
+    let Some(file) = log.attr("file") else {
+        return Ok(String::new());
+    };
+    let mut v = format!(",logfile={}", escape_comma(file));
+    if let Some(a) = switch_attr(Some(log), "append")? {
+        v.push_str(&format!(",logappend={a}"));
+    }
+    Ok(v)
 }
 
 pub fn inputs(ctx: &Ctx) -> Result<(), CommandError> {

@@ -82,6 +82,7 @@ fn netdev_props(
                     .get(&i)
                     .ok_or_else(|| CommandError::NeedsHostSetup {
                         alias: id.to_string(),
+                        at: net.pos.is_known().then_some((net.pos.line, net.pos.col)),
                     })?;
                 (
                     f.tap.clone(),

@@ -92,6 +92,11 @@ pub fn record_path(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join("netdevs.json")
 }
 
+/// What [`setup`] recorded in `run_dir` (empty when nothing or unreadable).
+pub fn recorded(run_dir: &Path) -> Vec<Created> {
+    load_record(run_dir)
+}
+
 fn load_record(run_dir: &Path) -> Vec<Created> {
     read_optional(&record_path(run_dir))
         .ok()
