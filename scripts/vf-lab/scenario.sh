@@ -265,19 +265,29 @@ check vf0-on-vfio "[ $(drv_of "$vf0") = vfio-pci ]"
 verify vf0-mac-through-pf vf_has_mac 0 $mac
 ip -d link show dev "$pf"
 serial=$src/run/vfl2/serial.log
-# The guest's latest network state (guest/init's E2E STATE line) has an
-# igbvf NIC enslaved to a master: net_failover bonded the VF.
-bonded() { # SERIAL-LOG
+# The guest's net_failover master has both halves as slaves: the standby
+# and the VF (guest/init's once-a-second E2E CNT line lists each slave as
+# IF=RX:TX:MASTER; a re-plugged VF with the same name and MAC changes no
+# E2E STATE line, so the counters are what shows it).
+slaves() { # SERIAL-LOG: slaves in the latest E2E CNT line
+    grep -a 'E2E CNT' "$1" 2>/dev/null | tail -n1 | grep -Eo '=[0-9]+:[0-9]+:[A-Za-z0-9_.-]+' | wc -l
+}
+# The guest's own view (E2E STATE): an igbvf NIC enslaved to a master.
+vf_enslaved() { # SERIAL-LOG
     grep -a 'E2E STATE' "$1" 2>/dev/null | tail -n1 | grep -Eq '\[[^]]*master=[^-,][^,]*,drv=igbvf'
 }
-unbonded() { # SERIAL-LOG: no igbvf NIC at all any more
-    grep -a 'E2E STATE' "$1" 2>/dev/null | tail -n1 | grep -q 'E2E STATE' &&
-        ! grep -a 'E2E STATE' "$1" | tail -n1 | grep -q 'drv=igbvf'
+has_counters() { grep -aq 'E2E CNT' "$1" 2>/dev/null; }
+bonded() {
+    if has_counters "$1"; then [ "$(slaves "$1")" -ge 2 ]; else vf_enslaved "$1"; fi
+}
+unbonded() {
+    if has_counters "$1"; then [ "$(slaves "$1")" -eq 1 ]; else ! vf_enslaved "$1"; fi
 }
 wait_for 600 bonded $serial
 t_bonded=$(date +%s.%N)
 say "guest bonded the VF ($(awk "BEGIN {print $t_bonded - $t_start}") s after start)"
 verify guest-bonded-vf bonded $serial
+verify guest-vf-is-igbvf vf_enslaved $serial
 tv teaming --state-dir $src vfl2 >$out/teaming-src.txt 2>&1
 tv teaming --state-dir $src vfl2 --json >$out/teaming-src.json 2>&1
 check teaming-negotiated-plugged "grep -Eq 'hostdev0 +yes +yes' $out/teaming-src.txt"
@@ -309,6 +319,7 @@ tv teaming --state-dir $dst vfl2 >$out/teaming-dst.txt 2>&1
 check teaming-dst-shows-vf1 "grep -q '$vf1' $out/teaming-dst.txt"
 
 say "unplug and plug the VF primary of the running guest"
+tv dumpxml --state-dir $dst vfl2 >$out/dst-live.xml 2>&1
 tv detach-device-alias --state-dir $dst vfl2 hostdev0 --timeout 180 >$out/hotplug.txt 2>&1
 check detach-primary-rc0 "[ $? = 0 ]"
 check detach-vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"
