@@ -139,20 +139,23 @@ before1=$(vfinfo 1)
 say "PF view before: vf0 [$before0] vf1 [$before1]"
 ip -d link show dev "$pf"
 
-# As on a real host: the standby's bridge br0 is over the PF, and the peer
-# that pings the guest is elsewhere on the wire (a namespace holding L1's
-# virtio NIC, which shares L0's hub with the igb). Frames for the guest
-# reach it through the NIC's own switch: to the VF that has its MAC, else
-# to the PF, the bridge and the standby.
+# The wire: a bridge br0 over L1's virtio NIC, which shares L0's hub with
+# the igb, the standby taps, and a peer namespace on br0 that pings the
+# guest. (With the PF itself in br0 and the peer on the wire, no reply came
+# back through the VF under QEMU 10.0's igb: not investigated yet.) The
+# peer's frames for the guest leave through the wire port to the VF that
+# has its MAC, or reach the standby's tap on br0.
 ip link add br0 type bridge
 ip link set br0 type bridge forward_delay 0 stp_state 0
-ip link set "$pf" master br0
+ip link set "$wire" master br0
+ip link set "$wire" up
 ip link set br0 up
 ip netns add peer
-ip link set "$wire" netns peer
+ip link add veth-peer type veth peer name peer0 netns peer
+ip link set veth-peer master br0 up
 ip -n peer link set lo up
-ip -n peer addr add 10.77.0.1/24 dev "$wire"
-ip -n peer link set "$wire" up
+ip -n peer addr add 10.77.0.1/24 dev peer0
+ip -n peer link set peer0 up
 
 cat >/tmp/lan.xml <<EOF
 <network>
@@ -320,6 +323,7 @@ check teaming-dst-shows-vf1 "grep -q '$vf1' $out/teaming-dst.txt"
 
 say "unplug and plug the VF primary of the running guest"
 tv dumpxml --state-dir $dst vfl2 >$out/dst-live.xml 2>&1
+cp $dst/run/vfl2/live.xml $out/dst-live-file.xml
 tv detach-device-alias --state-dir $dst vfl2 hostdev0 --timeout 180 >$out/hotplug.txt 2>&1
 check detach-primary-rc0 "[ $? = 0 ]"
 check detach-vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"

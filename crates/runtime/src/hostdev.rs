@@ -532,7 +532,34 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
         problems.push(e.to_string());
     }
+    if park {
+        // A bridge that learnt the guest's MAC on its uplink (the VF's
+        // frames came in there) would keep sending its frames there, past
+        // the standby's tap (which never learns): forget it, so they are
+        // flooded to the standby too until the guest is heard from again.
+        for (mac, _) in rec.vfs.iter().filter_map(|v| v.want.as_ref()) {
+            if let Err(e) = forget_learned_mac(mac) {
+                problems.push(format!("cannot make the bridges forget {mac}: {e}"));
+            }
+        }
+    }
     problems
+}
+
+/// Remove every bridge's learnt (dynamic) entry for `mac`.
+fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
+    let mut bytes = [0u8; 6];
+    let parts: Vec<&str> = mac.split(':').collect();
+    if parts.len() != 6 {
+        return Err(std::io::Error::other(format!("bad MAC {mac}")));
+    }
+    for (b, p) in bytes.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(std::io::Error::other)?;
+    }
+    for port in crate::netdev::nl::fdb_ports(bytes)? {
+        crate::netdev::nl::fdb_del(port, bytes)?;
+    }
+    Ok(())
 }
 
 /// Migration source, once the guest has unplugged its VFs: the PF gets
