@@ -83,6 +83,9 @@ pub(crate) fn retarget_live_xml(
         source: e,
     })?;
     def.id = crate::live::live_id(xml);
+    // The live XML carries QEMU's aliases (`hostdev0`, `net1`), which a
+    // parse sets aside as not the user's: keep them.
+    teamvirt_qemu::hotplug::restore_aliases(&mut def);
     let retarget = |pci: &mut Option<teamvirt_conf::model::PciAddress>| {
         let Some(p) = pci.as_mut() else { return };
         if let Some((_, new)) = moves.iter().find(|(old, _)| *old == p.to_string()) {

@@ -1025,6 +1025,7 @@ mod tests {
 <interface type='hostdev' managed='yes'><mac address='52:54:00:00:00:01'/>
 <source><address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></source>
 <teaming type='transient' persistent='ua-sb'/>
+<alias name='hostdev0'/>
 <address type='pci' domain='0x0000' bus='0x03' slot='0x07' function='0x1'/></interface>
 </devices>
 <metadata><teamvirt:runtime xmlns:teamvirt='https://teamvirt.dev/xmlns/runtime/1' accel='tcg'>
@@ -1053,6 +1054,9 @@ mod tests {
         assert!(out.contains("address='0000:81:00.2'/>"), "{out}");
         assert!(!out.contains("address='0000:03:07.1'"), "{out}");
         assert!(out.starts_with("<domain type='qemu' id='3'"), "{out}");
+        // QEMU's aliases stay: hotplug finds devices by them on the
+        // destination (`detach-device-alias NAME hostdev0`).
+        assert!(out.contains("<alias name='hostdev0'/>"), "{out}");
         // Nothing moved: the text is kept as is.
         let same = retarget_live_xml(
             xml,
