@@ -326,7 +326,19 @@ impl Runtime {
         let log = crate::domlog::path(&self.sd, name);
         // The log is capped (rotated once): its tail holds the last run.
         let text = crate::domlog::tail(&log, crate::domlog::LOG_CAP);
-        let reason = crate::reason::from_log(&state, &text);
+        let mut reason = crate::reason::from_log(&state, &text);
+        if state == DomainState::Paused && reason == "unknown" {
+            // Not paused by a teamvirt verb: QEMU's own run state says why.
+            if let Some(rec) = run::running(&self.sd, name)? {
+                let status = block_on(async {
+                    let q = run::connect(&rec, MONITOR_WAIT).await.ok()?;
+                    q.query_status().await.ok()
+                })?;
+                if let Some(s) = status {
+                    reason = crate::reason::paused_by_qemu(&s);
+                }
+            }
+        }
         Ok((state, reason))
     }
 

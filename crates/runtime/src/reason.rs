@@ -101,6 +101,22 @@ pub fn from_log(state: &DomainState, log: &str) -> &'static str {
     }
 }
 
+/// virsh's reason for a paused domain from QEMU's own run state
+/// (`query-status`), for a pause no log line explains (QEMU stopped the
+/// vCPUs itself: a disk error, a watchdog, a guest panic).
+pub fn paused_by_qemu(status: &str) -> &'static str {
+    match status {
+        "io-error" => "I/O error",
+        "watchdog" => "watchdog",
+        "guest-panicked" => "crashed",
+        "inmigrate" | "postmigrate" | "finish-migrate" => "migrating",
+        "prelaunch" => "starting up",
+        "paused" | "debug" => "user",
+        "shutdown" => "shutting down",
+        _ => "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +152,13 @@ mod tests {
             "shutting down, reason=migrated",
         ]);
         assert_eq!(from_log(&DomainState::ShutOff, &l), "migrated");
+    }
+
+    #[test]
+    fn paused_by_qemu_itself() {
+        assert_eq!(paused_by_qemu("io-error"), "I/O error");
+        assert_eq!(paused_by_qemu("postmigrate"), "migrating");
+        assert_eq!(paused_by_qemu("something-new"), "unknown");
     }
 
     #[test]
