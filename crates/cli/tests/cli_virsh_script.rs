@@ -286,3 +286,68 @@ fn new_verbs_in_help_man_and_completions() {
         assert!(list.contains(flag), "{flag}: {list}");
     }
 }
+
+const POOL: &str = "<network>
+  <name>pool</name>
+  <forward mode='hostdev' managed='yes'>
+    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+  </forward>
+</network>
+";
+
+/// A teaming pair whose primary comes from the pool.
+const PAIR: &str = "<domain type='qemu'>
+  <name>p1</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <interface type='user'>
+      <mac address='52:54:00:00:00:01'/>
+      <model type='virtio'/>
+      <teaming type='persistent'/>
+      <alias name='ua-sb'/>
+    </interface>
+    <interface type='network'>
+      <source network='pool'/>
+      <mac address='52:54:00:00:00:01'/>
+      <model type='virtio'/>
+      <teaming type='transient' persistent='ua-sb'/>
+    </interface>
+  </devices>
+</domain>
+";
+
+/// `dumpxml --migratable` of a running domain: the pool VF shows as the
+/// network interface it was defined as (the destination takes its own),
+/// the aliases and addresses stay, the runtime-only parts go.
+#[test]
+fn migratable_xml_of_a_running_domain_with_a_pool_vf() {
+    if qemu_or_skip("migratable_xml_of_a_running_domain_with_a_pool_vf").is_none() {
+        return;
+    }
+    let e = Env::new();
+    e.ok(&["net-define", &e.write("pool.xml", POOL), "--emulate-vf"]);
+    e.ok(&["define", &e.write("p1.xml", PAIR)]);
+    e.ok(&["start", "p1", "--accel", "tcg"]);
+    let live = e.ok(&["dumpxml", "p1"]);
+    assert!(
+        live.contains("<interface type='hostdev' managed='yes'>"),
+        "{live}"
+    );
+    let m = e.ok(&["dumpxml", "--migratable", "p1"]);
+    assert!(m.starts_with("<domain type='qemu'>\n"), "{m}");
+    assert!(!m.contains("teamvirt:runtime"), "{m}");
+    assert!(!m.contains("type='hostdev'"), "{m}");
+    assert!(
+        m.contains(
+            "<interface type='network'>
+      <mac address='52:54:00:00:00:01'/>
+      <source network='pool'/>"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("<alias name='hostdev0'/>"), "{m}");
+    e.ok(&["suspend", "p1"]);
+    assert_eq!(e.ok(&["domstate", "p1", "--reason"]), "paused (user)\n\n");
+    e.ok(&["destroy", "p1"]);
+}
