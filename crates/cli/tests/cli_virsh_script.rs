@@ -72,7 +72,7 @@ fn virsh_script_on_a_defined_domain() {
     assert_eq!(e.ok(&["list", "--all", "--uuid"]), format!("{uuid}\n\n"));
     assert_eq!(
         e.ok(&["list", "--all", "--uuid", "--name"]),
-        format!("{uuid} s1\n\n")
+        format!("{uuid} {:<30}\n\n", "s1")
     );
     let j = e.json(&["list", "--all", "--json"]);
     assert_eq!(j[0]["name"], "s1", "{j}");

@@ -246,7 +246,8 @@ pub fn list(a: ListArgs) -> ExitCode {
         for d in &doms {
             let uuid = d.uuid.as_deref().unwrap_or("");
             match (a.uuid, a.name) {
-                (true, true) => outln!("{uuid:<36} {}", d.name),
+                // virsh's "%-36s %-30s\n".
+                (true, true) => outln!("{uuid:<36} {:<30}", d.name),
                 (true, false) => outln!("{uuid}"),
                 _ => outln!("{}", d.name),
             }
