@@ -499,8 +499,17 @@ pub fn domstate(a: DomstateArgs) -> ExitCode {
                 }
                 outln!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
             } else if a.reason {
-                // virsh: the state, the reason in parentheses, an empty line.
-                outln!("{s} ({why})\n");
+                // virsh: the state, the reason in parentheses, an empty
+                // line. One pair of parentheses for scripts to parse: a
+                // running QEMU whose monitor is busy or silent is running,
+                // the detail goes to stderr.
+                use teamvirt_runtime::DomainState as S;
+                if matches!(s, S::Busy | S::NotResponding) {
+                    eprintln!("note: domain '{}' is {s}", a.domain);
+                    outln!("running ({why})\n");
+                } else {
+                    outln!("{s} ({why})\n");
+                }
             } else {
                 outln!("{s}\n");
             }
