@@ -65,7 +65,22 @@ enum Command {
     /// once, like virsh. A guest without an ACPI handler ignores it: use destroy.
     Shutdown(cmd::domain::NameArgs),
     /// Print a domain's state.
-    Domstate(cmd::domain::NameArgs),
+    Domstate(cmd::domain::DomstateArgs),
+    /// Print a running domain's id (`-` when shut off).
+    Domid(cmd::host::DomLookupArgs),
+    /// Print a domain's UUID.
+    Domuuid(cmd::host::DomLookupArgs),
+    /// Print the name of the domain with this id or UUID.
+    Domname(cmd::host::DomLookupArgs),
+    /// Print teamvirt's version and the default emulator's QEMU version.
+    Version(cmd::host::JsonArgs),
+    /// Print the URI of the state directory in use (`teamvirt:///system`
+    /// for /var/lib/teamvirt, else `teamvirt://` + its path).
+    Uri(cmd::host::JsonArgs),
+    /// Print this host's name.
+    Hostname(cmd::host::JsonArgs),
+    /// Print this host's CPU and memory (from /proc), as virsh nodeinfo.
+    Nodeinfo(cmd::host::JsonArgs),
     /// Show the failover state of a running domain's teaming pairs.
     Teaming(cmd::domain::TeamingArgs),
     /// Define (or update) a network from XML.
@@ -143,6 +158,13 @@ fn main() -> ExitCode {
         Command::Shutdown(a) => cmd::domain::shutdown(a),
         Command::Domstate(a) => cmd::domain::domstate(a),
         Command::Teaming(a) => cmd::domain::teaming(a),
+        Command::Domid(a) => cmd::host::domid(a),
+        Command::Domuuid(a) => cmd::host::domuuid(a),
+        Command::Domname(a) => cmd::host::domname(a),
+        Command::Version(a) => cmd::host::version(a),
+        Command::Uri(a) => cmd::host::uri(a),
+        Command::Hostname(a) => cmd::host::hostname(a),
+        Command::Nodeinfo(a) => cmd::host::nodeinfo(a),
         Command::NetDefine(a) => cmd::net::define(a),
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),

@@ -289,7 +289,7 @@ fn lab_vf_on_a_lab_bridge_and_without_one() {
     );
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("each a tap on bridge 'br0'"));
-    let list = ok(&ns, &e, &["net-list"]);
+    let list = ok(&ns, &e, &["net-list", "--all"]);
     assert!(list.contains("(lab mode, bridge br0)"), "{list}");
     let nics = format!(
         "<interface type='network'><source network='lan'/><mac address='{MAC}'/>

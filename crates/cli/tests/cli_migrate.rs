@@ -110,7 +110,7 @@ impl Hosts {
     }
 
     fn vfs_used(&self, state: &Path) -> u64 {
-        let v: Value = serde_json::from_str(&ok(state, &["net-list", "--json"])).unwrap();
+        let v: Value = serde_json::from_str(&ok(state, &["net-list", "--all", "--json"])).unwrap();
         v.as_array().unwrap()[0]["vfs_used"].as_u64().unwrap()
     }
 

@@ -99,7 +99,7 @@ impl Host {
     }
 
     fn vfs_used(&self) -> u64 {
-        let v: Value = serde_json::from_str(&self.ok(&["net-list", "--json"])).unwrap();
+        let v: Value = serde_json::from_str(&self.ok(&["net-list", "--all", "--json"])).unwrap();
         v.as_array()
             .and_then(|a| a.first())
             .map_or(0, |n| n["vfs_used"].as_u64().unwrap())

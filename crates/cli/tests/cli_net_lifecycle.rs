@@ -103,9 +103,18 @@ fn stopped_network_refuses_new_devices_until_started() {
         e.ok(&["net-destroy", "vfpool"]),
         "Network vfpool destroyed\n"
     );
-    let list = e.ok(&["net-list"]);
+    let list = e.ok(&["net-list", "--all"]);
     assert!(row(&list, "vfpool").contains(" inactive "), "{list}");
-    let j = e.json(&["net-list", "--json"]);
+    // As virsh: plain net-list shows active networks only, --inactive
+    // the others.
+    assert!(!e.ok(&["net-list"]).contains("vfpool"));
+    assert!(row(&e.ok(&["net-list", "--inactive"]), "vfpool").contains(" inactive "));
+    assert!(e
+        .json(&["net-list", "--json"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let j = e.json(&["net-list", "--all", "--json"]);
     assert_eq!(j[0]["activity"]["state"], "inactive", "{j}");
     assert_eq!(j[0]["activity"]["reason"], "stopped by net-destroy", "{j}");
     let err = e.fail(&["net-destroy", "vfpool"]);
@@ -137,7 +146,7 @@ fn stopped_network_refuses_new_devices_until_started() {
 
     // Autostart brings a stopped network back.
     e.ok(&["net-autostart", "vfpool"]);
-    assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" yes "));
+    assert!(row(&e.ok(&["net-list", "--all"]), "vfpool").contains(" yes "));
     let out = e.ok(&["start-autostart"]);
     // The lab-mode pool offers the one VF it lists (none exists here).
     assert!(out.contains("Network 'vfpool' is active (1 VFs)"), "{out}");
@@ -156,9 +165,9 @@ fn network_without_its_bridge_is_inactive_and_cannot_start() {
     let e = Env::new();
     let lan = e.write("lan.xml", LAN);
     e.ok(&["net-define", &lan]);
-    let list = e.ok(&["net-list"]);
+    let list = e.ok(&["net-list", "--all"]);
     assert!(row(&list, "lan").contains(" inactive "), "{list}");
-    let j = e.json(&["net-list", "--json"]);
+    let j = e.json(&["net-list", "--all", "--json"]);
     assert_eq!(
         j[0]["activity"]["reason"], "its bridge 'tvnobr0' does not exist",
         "{j}"

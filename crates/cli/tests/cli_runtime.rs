@@ -125,7 +125,8 @@ fn start_refuses_a_primary_qemu_can_never_plug() {
         "location in the stored definition: {err}"
     );
     // Nothing was taken from the pool, nothing runs.
-    let nets: serde_json::Value = serde_json::from_str(&e.ok(&["net-list", "--json"])).unwrap();
+    let nets: serde_json::Value =
+        serde_json::from_str(&e.ok(&["net-list", "--all", "--json"])).unwrap();
     assert_eq!(nets[0]["vfs_used"], 0);
     assert_eq!(e.ok(&["domstate", "d3"]).trim(), "shut off");
 }
@@ -200,7 +201,16 @@ fn read_only_verbs_create_no_state_directory() {
         &["dominfo", "x", "--json"],
         &["domiflist", "x"],
         &["domstate", "x"],
+        &["domstate", "x", "--reason"],
         &["dumpxml", "x"],
+        &["dumpxml", "--migratable", "x"],
+        &["list", "--inactive", "--uuid"],
+        &["net-list", "--all"],
+        &["domid", "x"],
+        &["domuuid", "x"],
+        &["domname", "1"],
+        &["hostname"],
+        &["nodeinfo"],
         &["net-dumpxml", "x"],
     ] {
         let (a, b) = (fresh.run(args), empty.run(args));
@@ -217,6 +227,9 @@ fn read_only_verbs_create_no_state_directory() {
             fresh.state.display()
         );
     }
+    // `uri` names the directory, whether it exists or not.
+    fresh.ok(&["uri"]);
+    assert!(!fresh.state.exists());
 }
 
 #[test]
@@ -230,7 +243,7 @@ fn network_verbs() {
     assert!(e
         .ok(&["net-define", &f])
         .contains("Network pool defined from"));
-    let out = e.ok(&["net-list"]);
+    let out = e.ok(&["net-list", "--all"]);
     assert!(out.contains("pool") && out.contains("0/2 in use"), "{out}");
     let xml = e.ok(&["net-dumpxml", "pool"]);
     assert!(
@@ -240,7 +253,7 @@ fn network_verbs() {
     // Lab mode is network state, never libvirt XML.
     e.ok(&["net-define", "--emulate-vf", &f]);
     assert!(!e.ok(&["net-dumpxml", "pool"]).contains("emulate"));
-    assert!(e.ok(&["net-list"]).contains("(lab mode)"));
+    assert!(e.ok(&["net-list", "--all"]).contains("(lab mode)"));
     // A domain on a missing network cannot start.
     let d = domain("d4", "", "persistent").replace("network='pool'", "network='nope'");
     e.ok(&["define", &e.write("d.xml", &d)]);
@@ -274,7 +287,7 @@ fn state_dir_before_or_after_the_verb_or_from_the_environment() {
         // Same directory, another way of naming it.
         let mut other = Env::via(via);
         other.state = before.state.clone();
-        let nets = other.json(&["net-list", "--json"]);
+        let nets = other.json(&["net-list", "--all", "--json"]);
         assert_eq!(nets[0]["name"], "pool", "{via:?}");
     }
     // The option beats the environment variable, in either position.
@@ -285,9 +298,9 @@ fn state_dir_before_or_after_the_verb_or_from_the_environment() {
         if pos == "before" {
             c.arg("--state-dir")
                 .arg(&before.state)
-                .args(["net-list", "--json"]);
+                .args(["net-list", "--all", "--json"]);
         } else {
-            c.args(["net-list", "--json", "--state-dir"])
+            c.args(["net-list", "--all", "--json", "--state-dir"])
                 .arg(&before.state);
         }
         let out = c.output().unwrap();

@@ -70,6 +70,8 @@ impl std::fmt::Display for DomainState {
 pub struct DomainSummary {
     pub id: Option<u32>,
     pub name: String,
+    /// From the run record (running), else the definition.
+    pub uuid: Option<String>,
     pub state: DomainState,
     pub persistent: bool,
     /// Why the state is not known for sure (damaged record, QEMU not
@@ -286,8 +288,10 @@ impl Runtime {
             if state == DomainState::ShutOff && (!all || !persistent) {
                 continue;
             }
+            let uuid = self.uuid_of(&name);
             out.push(DomainSummary {
                 id,
+                uuid,
                 name,
                 state,
                 persistent,
@@ -297,6 +301,45 @@ impl Runtime {
         // virsh lists running domains by id first.
         out.sort_by_key(|d| (d.id.is_none(), d.id, d.name.clone()));
         Ok(out)
+    }
+
+    /// The UUID of `name`: its running QEMU's, else its definition's.
+    pub fn uuid_of(&self, name: &str) -> Option<String> {
+        if let Some(u) = RunRecord::load(&self.sd, name)
+            .ok()
+            .flatten()
+            .and_then(|r| r.uuid)
+        {
+            return Some(u);
+        }
+        let (def, _) = self.domain_def(name).ok()?;
+        def.uuid.map(|u| u.to_string())
+    }
+
+    /// `domstate --reason`: the state and virsh's reason text for it
+    /// (from the domain log, see [`crate::reason`]).
+    pub fn domain_state_reason(
+        &self,
+        name: &str,
+    ) -> Result<(DomainState, &'static str), RuntimeError> {
+        let state = self.domain_state(name)?;
+        let log = crate::domlog::path(&self.sd, name);
+        // The log is capped (rotated once): its tail holds the last run.
+        let text = crate::domlog::tail(&log, crate::domlog::LOG_CAP);
+        let mut reason = crate::reason::from_log(&state, &text);
+        if state == DomainState::Paused && reason == "unknown" {
+            // Not paused by a teamvirt verb: QEMU's own run state says why.
+            if let Some(rec) = run::running(&self.sd, name)? {
+                let status = block_on(async {
+                    let q = run::connect(&rec, MONITOR_WAIT).await.ok()?;
+                    q.query_status().await.ok()
+                })?;
+                if let Some(s) = status {
+                    reason = crate::reason::paused_by_qemu(&s);
+                }
+            }
+        }
+        Ok((state, reason))
     }
 
     fn list_row(&self, name: &str) -> Result<(Option<u32>, DomainState), RuntimeError> {
@@ -339,6 +382,39 @@ impl Runtime {
         read_optional(&path)?.ok_or_else(|| RuntimeError::NoDomain(name.to_owned()))
     }
 
+    /// `dumpxml --migratable`: what a migration would carry, without the
+    /// runtime-only bits of the live XML (the domain id, teamvirt's
+    /// `<metadata>` record, tap names); a VF taken from a pool shows as
+    /// the `<interface type='network'>` it was defined as (the destination
+    /// takes its own VF), as in libvirt. Shut off: the definition.
+    pub fn domain_xml_migratable(&self, name: &str) -> Result<String, RuntimeError> {
+        if run::running(&self.sd, name)?.is_none() {
+            return self.domain_xml(name, true);
+        }
+        let mut def = self.live_def(name)?;
+        def.id = None;
+        if let Ok((conf, _)) = self.domain_def(name) {
+            for n in def.devices.interfaces.iter_mut() {
+                if n.type_ != teamvirt_conf::model::InterfaceType::Hostdev {
+                    continue;
+                }
+                let Some(mac) = n.mac.as_ref().map(|m| m.address.to_string()) else {
+                    continue;
+                };
+                let defined = conf.devices.interfaces.iter().find(|c| {
+                    c.type_ == teamvirt_conf::model::InterfaceType::Network
+                        && c.mac.as_ref().map(|m| m.address.to_string()) == Some(mac.clone())
+                });
+                if let Some(c) = defined {
+                    n.type_ = c.type_;
+                    n.managed = c.managed;
+                    n.source = c.source.clone();
+                }
+            }
+        }
+        Ok(def.to_xml())
+    }
+
     /// The domain lock, saying through `on_wait` what it waits for when
     /// another command holds it (a `start --wait-failover` can hold it for
     /// minutes).
@@ -372,6 +448,17 @@ impl Runtime {
         name: &str,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<Vec<VfBinding>, RuntimeError> {
+        self.stop_how(name, false, on_wait)
+    }
+
+    /// Stop QEMU; `graceful`: SIGTERM only, and an error (the domain
+    /// still running) when QEMU does not exit within 10 s.
+    fn stop_how(
+        &self,
+        name: &str,
+        graceful: bool,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<Vec<VfBinding>, RuntimeError> {
         let l = self.lock_domain_waiting(name, on_wait)?;
         l.note_holder("teamvirt destroy");
         let Some(rec) = RunRecord::load(&self.sd, name)? else {
@@ -382,8 +469,24 @@ impl Runtime {
         if rec.is_alive() {
             crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
         }
-        rec.proc.kill_painfully(Duration::from_secs(10))?;
+        if graceful {
+            rec.proc.kill_gracefully(Duration::from_secs(10))?;
+        } else {
+            rec.proc.kill_painfully(Duration::from_secs(10))?;
+        }
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
+    }
+
+    /// `destroy --graceful`: SIGTERM, no SIGKILL: QEMU gets to flush its
+    /// disks and exit; one that does not within 10 s keeps running and
+    /// this fails, as with virsh.
+    pub fn destroy_graceful(
+        &self,
+        name: &str,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<Vec<VfBinding>, RuntimeError> {
+        self.running(name)?;
+        self.stop_how(name, true, on_wait)
     }
 
     /// `destroy`: stop the domain now; returns the VFs given back.

@@ -93,6 +93,33 @@ pub fn append_untimed(log: &Path, line: &str) {
     }
 }
 
+/// The last `max` bytes of a domain log (lossy UTF-8; empty when there
+/// is none). Never follows a link or blocks on a FIFO.
+pub fn tail(log: &Path, max: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(log)
+    else {
+        return String::new();
+    };
+    let Ok(meta) = f.metadata() else {
+        return String::new();
+    };
+    if !meta.is_file()
+        || f.seek(SeekFrom::Start(meta.len().saturating_sub(max)))
+            .is_err()
+    {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    if f.take(max).read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// How the QEMU process `pid` ended, as its reaper wrote it into the log
 /// (see `process::spawn_detached`): e.g. `killed by signal 9 (SIGKILL)`.
 pub fn exit_cause(log: &Path, pid: i32) -> Option<String> {

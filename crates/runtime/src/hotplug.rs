@@ -158,7 +158,7 @@ pub struct DetachReport {
 
 /// The teamvirt runtime element inside `<metadata>`, dropped from a live
 /// definition before it is rebuilt.
-fn strip_runtime_metadata(def: &mut DomainDef) {
+pub(crate) fn strip_runtime_metadata(def: &mut DomainDef) {
     for m in def.extra.iter_mut().filter(|e| e.name == "metadata") {
         m.children.retain(|c| match c {
             teamvirt_conf::model::RawNode::Element(e) => !e.name.ends_with(":runtime"),
@@ -207,7 +207,7 @@ impl Runtime {
     }
 
     /// The live definition of a running domain, its device aliases back.
-    fn live_def(&self, name: &str) -> Result<DomainDef, RuntimeError> {
+    pub(crate) fn live_def(&self, name: &str) -> Result<DomainDef, RuntimeError> {
         let p = self.sd.run_paths(name)?;
         let text =
             read_optional(&p.live_xml)?.ok_or_else(|| HotplugError::NoLiveXml(name.to_owned()))?;

@@ -43,6 +43,8 @@ pub mod pool;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
+/// `domstate --reason`: virsh's reason texts from the domain log.
+pub mod reason;
 pub mod run;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;

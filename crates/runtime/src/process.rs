@@ -29,6 +29,10 @@ pub enum ProcessError {
     /// before its identity could be read.
     #[error("process {pid} exited as soon as it started")]
     ExitedAtStart { pid: i32 },
+    /// `destroy --graceful`: SIGTERM only, and it is still there
+    /// (libvirt's "Failed to terminate process N with SIGTERM").
+    #[error("Failed to terminate process {pid} with SIGTERM (waited {secs} s; destroy without --graceful kills it)")]
+    StillThere { pid: i32, secs: u64 },
 }
 
 /// A process identity that survives pid reuse: the pid plus the kernel's
@@ -109,6 +113,22 @@ impl ProcId {
         Err(ProcessError::Stuck {
             pid: self.pid,
             secs: 5,
+        })
+    }
+}
+
+impl ProcId {
+    /// SIGTERM and up to `grace` for a clean exit, never SIGKILL
+    /// (virsh `destroy --graceful`, libvirt's virProcessKillPainfully
+    /// without force).
+    pub fn kill_gracefully(&self, grace: Duration) -> Result<(), ProcessError> {
+        self.signal(libc::SIGTERM)?;
+        if self.wait_gone(grace) {
+            return Ok(());
+        }
+        Err(ProcessError::StillThere {
+            pid: self.pid,
+            secs: grace.as_secs(),
         })
     }
 }

@@ -446,7 +446,8 @@ pub struct LaunchSpec {
     pub substitutions: Vec<String>,
     /// The live XML to store as `live.xml`.
     pub live_xml: String,
-    /// Migration destination: do not resume the vCPUs.
+    /// Do not resume the vCPUs: a migration destination (the argv has
+    /// `-incoming`), or a `start --paused`.
     pub incoming: bool,
     /// How long QEMU may take to open its monitor.
     pub monitor_timeout: Duration,
@@ -511,10 +512,11 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         &format!(
             "starting up teamvirt {}{}",
             env!("CARGO_PKG_VERSION"),
-            if spec.incoming {
-                " (incoming migration)"
-            } else {
-                ""
+            match (spec.incoming, spec.args.iter().any(|a| a == "-incoming")) {
+                (true, true) => " (incoming migration)",
+                // `start --paused`: launched without `cont` (see `reason`).
+                (true, false) => " (paused)",
+                _ => "",
             }
         ),
     );

@@ -50,6 +50,9 @@ pub struct StartOptions {
     pub incoming: Option<String>,
     /// How long QEMU may take to open its monitor (default 30 s).
     pub monitor_timeout: Option<Duration>,
+    /// virsh `start --paused`: QEMU starts with its vCPUs stopped (`-S`)
+    /// and is not resumed; `resume` runs it.
+    pub paused: bool,
 }
 
 /// What `start` did.
@@ -147,13 +150,22 @@ impl Runtime {
         let t0 = Instant::now();
         // One tokio runtime for the whole conversation: the QMP connection's
         // tasks live on it, so it must outlast the wait for failover.
-        let wait = opts.wait_failover.filter(|_| opts.incoming.is_none());
+        // A paused guest negotiates nothing: there is nothing to wait for.
+        let wait = opts
+            .wait_failover
+            .filter(|_| opts.incoming.is_none() && !opts.paused);
         let outcome = block_on(async {
             let mut l = run::launch(&self.sd, spec).await?;
             if let Err(e) = set_vnc_passwords(&l.qmp, &vnc_auth).await {
                 // Nobody could connect to it: stopped, as libvirt does.
                 let _ = l.qmp.execute("quit", serde_json::Value::Null).await;
                 return Err(e);
+            }
+            if opts.paused && opts.incoming.is_none() {
+                // Launched as if incoming (no `cont`); it is not a
+                // migration destination, which the record must say.
+                l.record.incoming = false;
+                l.record.save(&self.sd)?;
             }
             let launch_time = t0.elapsed();
             let states = match wait {
@@ -398,7 +410,9 @@ impl Runtime {
             vfs,
             substitutions: sub_lines,
             live_xml,
-            incoming: opts.incoming.is_some(),
+            // No `cont` after the launch: a migration destination waits for
+            // its copy, a paused start for `resume` (see `start_def`).
+            incoming: opts.incoming.is_some() || opts.paused,
             monitor_timeout: opts.monitor_timeout.unwrap_or(Duration::from_secs(30)),
             pass_fds: hostnet.raw(),
         };

@@ -237,6 +237,7 @@ pub fn start_autostart(a: StartAutostartArgs) -> ExitCode {
         wait_failover: None,
         incoming: None,
         monitor_timeout: Some(Duration::from_secs(30)),
+        paused: false,
     };
     for d in doms {
         match rt.domain_state(&d) {

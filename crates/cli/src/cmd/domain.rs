@@ -176,39 +176,93 @@ pub fn undefine(a: NameArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
-    /// Also list shut-off domains.
+    /// Active and inactive domains (default: active ones only, as virsh).
     #[arg(long)]
     pub all: bool,
-    /// Print names only.
+    /// Inactive (shut off, defined) domains only.
+    #[arg(long, conflicts_with = "all")]
+    pub inactive: bool,
+    /// Running domains only (with --all or --inactive: among those).
     #[arg(long)]
+    pub state_running: bool,
+    /// Paused domains only.
+    #[arg(long)]
+    pub state_paused: bool,
+    /// Shut-off domains only.
+    #[arg(long)]
+    pub state_shutoff: bool,
+    /// Print names only, one per line (with --uuid: UUID and name).
+    #[arg(long, conflicts_with = "json")]
     pub name: bool,
+    /// Print UUIDs only, one per line.
+    #[arg(long, conflicts_with = "json")]
+    pub uuid: bool,
+    /// Print JSON (the rows selected, with id, name, uuid, state).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub state: StateOpt,
+}
+
+/// Which domains `list` shows, virsh's way: `--all` active and inactive,
+/// `--inactive` inactive only, else active only; a `--state-*` filter
+/// given alone picks among all domains (`list --state-shutoff` lists the
+/// shut-off ones, as virsh does).
+fn list_selects(a: &ListArgs, d: &teamvirt_runtime::DomainSummary) -> bool {
+    use teamvirt_runtime::DomainState as S;
+    let active = d.state != S::ShutOff;
+    let states = a.state_running || a.state_paused || a.state_shutoff;
+    let by_activity = if a.all || (states && !a.inactive) {
+        true
+    } else if a.inactive {
+        !active
+    } else {
+        active
+    };
+    let by_state = !states
+        || (a.state_running && matches!(d.state, S::Running | S::Busy | S::NotResponding))
+        || (a.state_paused && d.state == S::Paused)
+        || (a.state_shutoff && d.state == S::ShutOff);
+    by_activity && by_state
 }
 
 pub fn list(a: ListArgs) -> ExitCode {
     let doms = match a
         .state
         .open_existing()
-        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_domains(a.all)))
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_domains(true)))
     {
         Ok(d) => d,
         Err(e) => return report("Failed to list domains", &e),
     };
-    if a.name {
+    let doms: Vec<_> = doms.into_iter().filter(|d| list_selects(&a, d)).collect();
+    if a.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doms).expect("serializes")
+        );
+    } else if a.name || a.uuid {
+        // virsh: one per line, then an empty line.
         for d in &doms {
-            outln!("{}", d.name);
+            let uuid = d.uuid.as_deref().unwrap_or("");
+            match (a.uuid, a.name) {
+                // virsh's "%-36s %-30s\n".
+                (true, true) => outln!("{uuid:<36} {:<30}", d.name),
+                (true, false) => outln!("{uuid}"),
+                _ => outln!("{}", d.name),
+            }
         }
-        return ExitCode::SUCCESS;
+        outln!();
+    } else {
+        let w = doms.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
+        outln!(" {:<4} {:<w$}   State", "Id", "Name");
+        outln!("{}", "-".repeat(w + 18));
+        for d in &doms {
+            let id = d.id.map_or("-".to_string(), |i| i.to_string());
+            outln!(" {id:<4} {:<w$}   {}", d.name, d.state);
+        }
+        outln!();
     }
-    let w = doms.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
-    outln!(" {:<4} {:<w$}   State", "Id", "Name");
-    outln!("{}", "-".repeat(w + 18));
-    for d in &doms {
-        let id = d.id.map_or("-".to_string(), |i| i.to_string());
-        outln!(" {id:<4} {:<w$}   {}", d.name, d.state);
-    }
-    outln!();
     // The rows above say which; here is why (the others are listed fine).
     for d in &doms {
         if let Some(p) = &d.problem {
@@ -229,15 +283,23 @@ pub struct DumpxmlArgs {
     /// virsh's `--security-info`.
     #[arg(long)]
     pub security_info: bool,
+    /// XML for a migration: the live XML without its runtime-only parts
+    /// (domain id, teamvirt's runtime metadata, tap names; pool VFs as the
+    /// network interfaces they were defined as).
+    #[arg(long, conflicts_with = "inactive")]
+    pub migratable: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
 
 pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
-    match a
-        .state
-        .read_domain(&a.domain, |rt| rt.domain_xml(&a.domain, a.inactive))
-    {
+    match a.state.read_domain(&a.domain, |rt| {
+        if a.migratable {
+            rt.domain_xml_migratable(&a.domain)
+        } else {
+            rt.domain_xml(&a.domain, a.inactive)
+        }
+    }) {
         Ok(x) => {
             let x = if a.security_info {
                 x
@@ -271,6 +333,10 @@ pub struct StartArgs {
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
           value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
     pub wait_failover: Option<u64>,
+    /// Leave the domain paused (vCPUs stopped, as virsh start --paused);
+    /// `resume` runs it.
+    #[arg(long, conflicts_with = "wait_failover")]
+    pub paused: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -299,6 +365,7 @@ pub fn start(a: StartArgs) -> ExitCode {
             .map(|s| s.parse::<Accel>().expect("clap checked")),
         emulate_vf: a.emulate_vf,
         wait_failover: a.wait_failover.map(Duration::from_secs),
+        paused: a.paused,
         ..Default::default()
     };
     let what = format!("Failed to start domain '{}'", a.domain);
@@ -354,17 +421,24 @@ pub struct DestroyArgs {
     /// socket) rather than by its run record, stop it and clean up.
     #[arg(long)]
     pub force: bool,
+    /// Only ask QEMU to exit (SIGTERM) and wait up to 10 s, never kill it
+    /// (virsh --graceful): when it does not exit, this fails and the
+    /// domain keeps running.
+    #[arg(long, conflicts_with = "force")]
+    pub graceful: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
 
 pub fn destroy(a: DestroyArgs) -> ExitCode {
     let mut on_wait = |m: &str| eprintln!("{m}");
-    match a
-        .state
-        .open()
-        .and_then(|rt| rt.destroy_with(&a.domain, a.force, &mut on_wait))
-    {
+    match a.state.open().and_then(|rt| {
+        if a.graceful {
+            rt.destroy_graceful(&a.domain, &mut on_wait)
+        } else {
+            rt.destroy_with(&a.domain, a.force, &mut on_wait)
+        }
+    }) {
         Ok(freed) => {
             for v in &freed {
                 eprintln!(
@@ -397,13 +471,48 @@ pub fn shutdown(a: NameArgs) -> ExitCode {
     }
 }
 
-pub fn domstate(a: NameArgs) -> ExitCode {
+#[derive(clap::Args, Debug)]
+pub struct DomstateArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Also say why, in virsh's words: `running (booted)`, `paused (user)`,
+    /// `shut off (destroyed)`.
+    #[arg(long)]
+    pub reason: bool,
+    /// Print JSON (`state`, and `reason` with --reason).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn domstate(a: DomstateArgs) -> ExitCode {
     match a
         .state
-        .read_domain(&a.domain, |rt| rt.domain_state(&a.domain))
+        .read_domain(&a.domain, |rt| rt.domain_state_reason(&a.domain))
     {
-        Ok(s) => {
-            outln!("{s}");
+        Ok((s, why)) => {
+            if a.json {
+                let mut v = serde_json::json!({ "domain": a.domain, "state": s.to_string() });
+                if a.reason {
+                    v["reason"] = why.into();
+                }
+                outln!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+            } else if a.reason {
+                // virsh: the state, the reason in parentheses, an empty
+                // line. One pair of parentheses for scripts to parse: a
+                // running QEMU whose monitor is busy or silent is running,
+                // the detail goes to stderr.
+                use teamvirt_runtime::DomainState as S;
+                if matches!(s, S::Busy | S::NotResponding) {
+                    eprintln!("note: domain '{}' is {s}", a.domain);
+                    outln!("running ({why})\n");
+                } else {
+                    outln!("{s} ({why})\n");
+                }
+            } else {
+                outln!("{s}\n");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => report_domain(

@@ -80,8 +80,63 @@ pub struct MigrateArgs {
     /// One JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Accepted for virsh scripts: teamvirt's migration is always live.
+    #[arg(long)]
+    pub live: bool,
+    /// Accepted for virsh scripts: teamvirt drives both sides itself (as
+    /// libvirt's peer-to-peer migration does).
+    #[arg(long)]
+    pub p2p: bool,
+    /// Accepted for virsh scripts: progress is always shown on stderr.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Refused: post-copy would run the guest on the destination before
+    /// its memory arrived (see `unsupported_flag`).
+    #[arg(long)]
+    pub postcopy: bool,
+    /// Refused (see `unsupported_flag`).
+    #[arg(long)]
+    pub auto_converge: bool,
+    /// Refused (see `unsupported_flag`).
+    #[arg(long)]
+    pub compressed: bool,
+    /// Refused (see `unsupported_flag`).
+    #[arg(long)]
+    pub parallel: bool,
     #[command(flatten)]
     pub state: StateOpt,
+}
+
+/// virsh migrate flags teamvirt takes but does not implement: the first
+/// one given, with why, for a clear refusal instead of a silent no-op.
+pub fn unsupported_flag(a: &MigrateArgs) -> Option<(&'static str, &'static str)> {
+    [
+        (
+            a.postcopy,
+            "--postcopy",
+            "post-copy would resume the guest on the destination before its memory arrived, \
+             while its failover primaries are unplugged; a failed post-copy loses the guest",
+        ),
+        (
+            a.auto_converge,
+            "--auto-converge",
+            "CPU throttling is not driven by teamvirt; use --timeout to pause the source \
+             when the copy does not converge",
+        ),
+        (
+            a.compressed,
+            "--compressed",
+            "migration compression is not configured by teamvirt",
+        ),
+        (
+            a.parallel,
+            "--parallel",
+            "multifd (parallel connections) is not configured by teamvirt",
+        ),
+    ]
+    .into_iter()
+    .find(|(on, _, _)| *on)
+    .map(|(_, flag, why)| (flag, why))
 }
 
 /// How progress is shown.
@@ -214,6 +269,10 @@ fn mib(b: Option<u64>) -> String {
 }
 
 pub fn run(a: MigrateArgs) -> ExitCode {
+    if let Some((flag, why)) = unsupported_flag(&a) {
+        eprintln!("error: unsupported flag {flag}: {why}");
+        return ExitCode::FAILURE;
+    }
     let sd = match a
         .state
         .state_dir

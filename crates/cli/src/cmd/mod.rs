@@ -9,6 +9,7 @@ pub mod domjobinfo;
 pub mod domxml_to_native;
 pub mod edit;
 pub mod format;
+pub mod host;
 pub mod hotplug;
 pub mod migrate;
 pub mod migrate_dest;

@@ -169,12 +169,20 @@ pub struct NetListArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Also list inactive networks (virsh: the default is active ones only).
+    #[arg(long)]
+    pub all: bool,
+    /// List inactive networks only.
+    #[arg(long, conflicts_with = "all")]
+    pub inactive: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
 
-/// Networks are usable as soon as they are defined (no net-start), so they
-/// are all listed as active and persistent.
+/// Networks are active as soon as they are defined (no net-start needed)
+/// unless what they stand on is missing or `net-destroy` stopped them. As
+/// virsh: active ones by default, `--all` adds the inactive ones,
+/// `--inactive` lists only those (the JSON too).
 pub fn list(a: NetListArgs) -> ExitCode {
     let nets = match a
         .state
@@ -184,6 +192,13 @@ pub fn list(a: NetListArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => return report("Failed to list networks", &e),
     };
+    let nets: Vec<_> = nets
+        .into_iter()
+        .filter(|n| match n.activity.is_active() {
+            true => !a.inactive,
+            false => a.all || a.inactive,
+        })
+        .collect();
     if a.json {
         outln!(
             "{}",

@@ -125,7 +125,7 @@ impl Env {
 
     /// `vfs_used` of network `net` in `net-list --json`.
     pub fn vfs_used(&self, net: &str) -> u64 {
-        let nets = self.json(&["net-list", "--json"]);
+        let nets = self.json(&["net-list", "--all", "--json"]);
         let n = nets
             .as_array()
             .unwrap()
