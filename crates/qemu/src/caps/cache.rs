@@ -122,7 +122,16 @@ pub(crate) fn store(dir: &Path, key: &CacheKey, caps: &QemuCaps) -> Result<(), C
         let path = path.to_path_buf();
         move |source| CapsError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // 0700 as the state directory makes its own: a `cache` made here is
+    // the one a later `StateDir::open` finds, and refuses if it is not.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     if !trusted_dir(dir) {
         // Not an error: the probe result is used, just not kept.
         return Ok(());
@@ -175,6 +184,11 @@ mod tests {
         assert!(load(&cache, &key).is_none());
         store(&cache, &key, &caps).unwrap();
         assert_eq!(load(&cache, &key), Some(caps.clone()));
+        // Made as the state directory makes its own (which refuses any
+        // other mode there later).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
 
         // Any change of size or mtime invalidates.
         let mut other = key.clone();
