@@ -41,7 +41,10 @@ fn fake_host(dir: &Path) -> HostPrep {
     std::fs::write(
         &ip,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\n",
+            // `ip -j -d link show dev PF`: the PF's view of its VFs (VF 1
+            // has no administrative MAC); any other call is logged.
+            "#!/bin/sh\ncase \"$*\" in *' show '*) echo '{}'; exit 0;; esac\necho \"$*\" >> '{}'\n",
+            r#"[{"ifname":"enp3s0f0","vfinfo_list":[{"vf":1,"link_type":"ether","address":"00:00:00:00:00:00"}]}]"#,
             dir.join("ip.log").display()
         ),
     )
@@ -89,7 +92,8 @@ fn ip_log(t: &Path) -> Vec<String> {
 }
 
 const SET: &str = "link set dev enp3s0f0 vf 1 mac 52:54:00:6d:90:02 vlan 42";
-const RESTORE: &str = "link set dev enp3s0f0 vf 1 mac aa:bb:cc:00:00:01 vlan 0";
+/// What the PF showed before: no administrative MAC (zeros clear it).
+const RESTORE: &str = "link set dev enp3s0f0 vf 1 mac 00:00:00:00:00:00 vlan 0";
 
 #[test]
 fn real_vf_is_prepared_before_start_and_given_back_on_destroy() {
