@@ -116,7 +116,7 @@ fn opens_socket(argv: &[String], sock: &Path) -> bool {
 /// process PID), as (state, inode): state `01` is a listener, `03` a
 /// connected socket. `None` when the table cannot be read.
 pub(crate) fn unix_sockets_at(table: &Path, sock: &Path) -> Option<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(table).ok()?;
+    let text = read_table(table)?;
     let want = sock.to_str()?;
     Some(
         text.lines()
@@ -128,6 +128,31 @@ pub(crate) fn unix_sockets_at(table: &Path, sock: &Path) -> Option<Vec<(String, 
             })
             .collect(),
     )
+}
+
+/// A `/proc/net/*` table in as few reads as possible: the kernel resumes
+/// each read by line number, so while other sockets come and go between
+/// two small reads a line can be skipped (the likely cause of a QEMU not
+/// found while parallel tests started and stopped others). One large
+/// read, then the rest if there is more.
+fn read_table(table: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(table).ok()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
 }
 
 /// Inodes of the listening unix sockets bound at `sock`, as the network
@@ -146,7 +171,12 @@ fn listener_inodes(pid: i32, sock: &Path) -> Vec<String> {
 /// QEMU user gets its monitor as a descriptor teamvirt bound (`fd=N`), so
 /// its command line names no path; what it holds is what the kernel says.
 fn holds_socket(pid: i32, sock: &Path) -> bool {
-    let inodes = listener_inodes(pid, sock);
+    // Read again when not listed: one read can still miss a line that
+    // moved while the table changed (see `read_table`).
+    let inodes = (0..3)
+        .map(|_| listener_inodes(pid, sock))
+        .find(|i| !i.is_empty())
+        .unwrap_or_default();
     if inodes.is_empty() {
         return false;
     }
