@@ -91,6 +91,16 @@ fn ip_log(t: &Path) -> Vec<String> {
     read(t.join("ip.log")).lines().map(str::to_owned).collect()
 }
 
+/// Destroys domain "vm" when dropped: a failed assertion between start
+/// and destroy must not leave its QEMU running.
+struct Stops<'a>(&'a Runtime);
+
+impl Drop for Stops<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.destroy("vm");
+    }
+}
+
 const SET: &str = "link set dev enp3s0f0 vf 1 mac 52:54:00:6d:90:02 vlan 42";
 /// What the PF showed before: no administrative MAC (zeros clear it).
 const RESTORE: &str = "link set dev enp3s0f0 vf 1 mac 00:00:00:00:00:00 vlan 0";
@@ -105,6 +115,7 @@ fn real_vf_is_prepared_before_start_and_given_back_on_destroy() {
     // QEMU hides a failover primary until the guest negotiates, so the
     // missing VF does not stop it from running here.
     rt.start("vm", &StartOptions::default()).unwrap();
+    let _stops = Stops(&rt);
     let dev = host.sysfs.join("bus/pci/devices").join(VF);
     assert_eq!(ip_log(t.path()), [SET]);
     assert_eq!(read(dev.join("driver_override")), "vfio-pci");
@@ -176,6 +187,7 @@ fn lab_mode_primary_is_never_touched() {
     let t = tempfile::tempdir().unwrap();
     let (rt, host) = setup(t.path(), &qemu, true);
     let r = rt.start("vm", &StartOptions::default()).unwrap();
+    let _stops = Stops(&rt);
     assert_eq!(r.substitutions.len(), 1);
     rt.destroy("vm").unwrap();
     assert_eq!(read(t.path().join("ip.log")), "");
