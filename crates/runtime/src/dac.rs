@@ -184,33 +184,10 @@ pub fn lend_as(
 ) -> Result<Lent, DacError> {
     let _l = dac_lock(sd)?;
     let dir = sd.run_paths(name)?.dir;
-    let mut b = Builder {
-        id,
-        sd,
-        name,
-        fds: Vec::new(),
-        labels: Vec::new(),
-        pending: Vec::new(),
-        fdsets: Vec::new(),
-    };
+    let mut b = Builder::new(id, sd, name);
     let res = b.translate(args, &dir, roots);
-    // Record before the first chown: a crash in between still gives back.
-    let mut rec = load(&dir)?;
-    rec.labels.extend(b.labels.iter().cloned());
-    if !rec.labels.is_empty() {
-        save(&dir, &rec)?;
-    }
-    let out = res.and_then(|args| {
-        for (f, label, what) in &b.pending {
-            chown_fd(f, id.uid, id.gid).map_err(|source| DacError::Access {
-                user: id.name.clone(),
-                what,
-                path: label.path.clone(),
-                source,
-            })?;
-        }
-        Ok(args)
-    });
+    b.record(&dir)?;
+    let out = res.and_then(|args| b.chown_pending().map(|()| args));
     let args = match out {
         Ok(a) => a,
         Err(e) => {
@@ -303,29 +280,10 @@ pub fn lend_hotplug_as(
 ) -> Result<(), DacError> {
     let _l = dac_lock(sd)?;
     let dir = sd.run_paths(name)?.dir;
-    let mut b = Builder {
-        id,
-        sd,
-        name,
-        fds: Vec::new(),
-        labels: Vec::new(),
-        pending: Vec::new(),
-        fdsets: Vec::new(),
-    };
+    let mut b = Builder::new(id, sd, name);
     b.translate(new, &dir, roots)?;
-    let mut rec = load(&dir)?;
-    rec.labels.extend(b.labels.iter().cloned());
-    if !b.labels.is_empty() {
-        save(&dir, &rec)?;
-    }
-    for (f, label, what) in &b.pending {
-        chown_fd(f, id.uid, id.gid).map_err(|source| DacError::Access {
-            user: id.name.clone(),
-            what,
-            path: label.path.clone(),
-            source,
-        })?;
-    }
+    b.record(&dir)?;
+    b.chown_pending()?;
     let mut all = argv.to_vec();
     all.extend(new.iter().cloned());
     match raise_memlock(pid, memlock_bytes(&all)) {
@@ -508,7 +466,43 @@ struct Builder<'a> {
     fdsets: Vec<(RawFd, u32)>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(id: &'a Identity, sd: &'a StateDir, name: &'a str) -> Builder<'a> {
+        Builder {
+            id,
+            sd,
+            name,
+            fds: Vec::new(),
+            labels: Vec::new(),
+            pending: Vec::new(),
+            fdsets: Vec::new(),
+        }
+    }
+
+    /// Add this launch's labels to the run directory's record, before the
+    /// first chown: a crash in between still gives back.
+    fn record(&self, dir: &Path) -> Result<(), DacError> {
+        if self.labels.is_empty() {
+            return Ok(());
+        }
+        let mut rec = load(dir)?;
+        rec.labels.extend(self.labels.iter().cloned());
+        save(dir, &rec)
+    }
+
+    /// Give QEMU's identity the files opened for labeling.
+    fn chown_pending(&self) -> Result<(), DacError> {
+        for (f, label, what) in &self.pending {
+            chown_fd(f, self.id.uid, self.id.gid).map_err(|source| DacError::Access {
+                user: self.id.name.clone(),
+                what,
+                path: label.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     fn access_err(&self, what: &'static str, path: &Path, source: io::Error) -> DacError {
         DacError::Access {
             user: self.id.name.clone(),

@@ -48,6 +48,26 @@ impl Fixture {
     fn run_dir(&self, name: &str) -> PathBuf {
         self.sd.create_run_dir(name).unwrap().dir
     }
+    /// A host tree where PCI device 0000:3b:02.1 is in IOMMU group
+    /// `group`, whose node `/dev/vfio/GROUP` (root's, 0600) it returns.
+    fn vfio_host(&self, group: u32) -> (HostRoots, PathBuf) {
+        let roots = HostRoots {
+            sysfs: self.t.path().join("sys"),
+            dev: self.t.path().join("dev"),
+        };
+        let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
+        std::fs::create_dir_all(&devdir).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../../kernel/iommu_groups/{group}"),
+            devdir.join("iommu_group"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
+        let node = roots.dev.join(format!("vfio/{group}"));
+        std::fs::write(&node, b"").unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (roots, node)
+    }
 }
 
 fn owner(p: &Path) -> (u32, u32) {
@@ -264,21 +284,7 @@ fn vfio_group_is_lent() {
     }
     let f = Fixture::new();
     f.run_dir("vm");
-    let roots = HostRoots {
-        sysfs: f.t.path().join("sys"),
-        dev: f.t.path().join("dev"),
-    };
-    let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
-    std::fs::create_dir_all(&devdir).unwrap();
-    std::os::unix::fs::symlink(
-        "../../../kernel/iommu_groups/42",
-        devdir.join("iommu_group"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
-    let group = roots.dev.join("vfio/42");
-    std::fs::write(&group, b"").unwrap();
-    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (roots, group) = f.vfio_host(42);
     let args: Vec<String> = [
         "-m",
         "size=262144k",
@@ -307,18 +313,7 @@ fn vanished_vfio_group_is_not_a_give_back_failure() {
     }
     let f = Fixture::new();
     f.run_dir("vm");
-    let roots = HostRoots {
-        sysfs: f.t.path().join("sys"),
-        dev: f.t.path().join("dev"),
-    };
-    let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
-    std::fs::create_dir_all(&devdir).unwrap();
-    std::os::unix::fs::symlink("../../../kernel/iommu_groups/7", devdir.join("iommu_group"))
-        .unwrap();
-    std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
-    let group = roots.dev.join("vfio/7");
-    std::fs::write(&group, b"").unwrap();
-    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (roots, group) = f.vfio_host(7);
     let kernel = f.private_file("vmlinuz");
     let args: Vec<String> = [
         "-kernel",
@@ -465,17 +460,7 @@ fn hotplugged_vfio_group_is_lent_and_given_back_at_detach() {
     }
     let f = Fixture::new();
     f.run_dir("vm");
-    let roots = HostRoots {
-        sysfs: f.t.path().join("sys"),
-        dev: f.t.path().join("dev"),
-    };
-    let devdir = roots.sysfs.join("bus/pci/devices/0000:3b:02.1");
-    std::fs::create_dir_all(&devdir).unwrap();
-    std::os::unix::fs::symlink("../../../kernel/iommu_groups/9", devdir.join("iommu_group"))
-        .unwrap();
-    std::fs::create_dir_all(roots.dev.join("vfio")).unwrap();
-    let group = roots.dev.join("vfio/9");
-    std::fs::write(&group, b"").unwrap();
+    let (roots, group) = f.vfio_host(9);
     // A child whose limit is raised (not this test process).
     let mut child = std::process::Command::new("sleep")
         .arg("30")
