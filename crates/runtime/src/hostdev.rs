@@ -85,6 +85,18 @@ pub struct PreparedVf {
     pub parked: bool,
 }
 
+impl PreparedVf {
+    /// The `vlan` to give `ip link set PF vf N` to put the VF's VLAN back
+    /// as it was: the original one, 0 to clear one set for the guest, or
+    /// none to leave it alone.
+    fn original_vlan_arg(&self) -> Option<u32> {
+        match self.original_vlan {
+            Some(v) if v != 0 || self.vlan_set => Some(v),
+            _ => self.vlan_set.then_some(0),
+        }
+    }
+}
+
 /// The host this runs against: sysfs root and the `ip` command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPrep {
@@ -373,10 +385,7 @@ impl HostPrep {
             return Ok(());
         }
         if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
-            let vlan = match p.original_vlan {
-                Some(v) if v != 0 || p.vlan_set => Some(v),
-                _ => p.vlan_set.then_some(0),
-            };
+            let vlan = p.original_vlan_arg();
             self.set_vf(&p.address, pf, *n, mac, vlan)?;
             p.parked = true;
             p.vlan_set = false;
@@ -402,11 +411,7 @@ impl HostPrep {
         if p.parked {
             // The PF holds the original settings already.
         } else if let (Some((pf, n)), Some(mac)) = (&p.pf, &p.original_mac) {
-            // The VLAN as it was (0 clears the one set for the guest).
-            let vlan = match p.original_vlan {
-                Some(v) if v != 0 || p.vlan_set => Some(v),
-                _ => p.vlan_set.then_some(0),
-            };
+            let vlan = p.original_vlan_arg();
             if let Err(e) = self.set_vf(&p.address, pf, *n, mac, vlan) {
                 problems.push(e.to_string());
             }
@@ -438,8 +443,7 @@ impl HostPrep {
             vfs,
         };
         let path = run_dir.join(RECORD);
-        let json = serde_json::to_string_pretty(&rec).expect("record serializes");
-        if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+        if let Err(e) = save_record(&path, &rec) {
             self.release(&rec.vfs);
             return Err(HostdevError::Record {
                 path: path.display().to_string(),
@@ -475,8 +479,7 @@ pub fn prepare_more_recorded(
     };
     let done = rec.host.prepare(reqs)?;
     rec.vfs.extend(done.iter().cloned());
-    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
-    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+    if let Err(e) = save_record(&path, &rec) {
         rec.host.release(&done);
         return Err(corrupt(e.to_string()));
     }
@@ -487,36 +490,46 @@ pub fn prepare_more_recorded(
 /// domain and drop it from the record. Returns the steps that failed.
 pub fn release_recorded_one(run_dir: &Path, address: &str) -> Vec<String> {
     let path = run_dir.join(RECORD);
-    let mut rec = match read_optional(&path) {
-        Ok(Some(t)) => match serde_json::from_str::<Record>(&t) {
-            Ok(r) => r,
-            Err(e) => return vec![format!("{} is corrupt: {e}", path.display())],
-        },
+    let mut rec = match load_record(&path) {
+        Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![format!("{}: {e}", path.display())],
+        Err(e) => return vec![e],
     };
     let (gone, kept): (Vec<PreparedVf>, Vec<PreparedVf>) =
         rec.vfs.into_iter().partition(|v| v.address == address);
     let mut problems = rec.host.release(&gone);
     rec.vfs = kept;
-    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
-    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+    if let Err(e) = save_record(&path, &rec) {
         problems.push(e.to_string());
     }
     problems
+}
+
+/// The record of a run directory, if any; unreadable or corrupt is the
+/// problem to report.
+fn load_record(path: &Path) -> Result<Option<Record>, String> {
+    match read_optional(path) {
+        Ok(Some(t)) => serde_json::from_str::<Record>(&t)
+            .map(Some)
+            .map_err(|e| format!("{} is corrupt: {e}", path.display())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn save_record(path: &Path, rec: &Record) -> Result<(), crate::state::StateError> {
+    let json = serde_json::to_string_pretty(rec).expect("record serializes");
+    write_atomic(path, json.as_bytes(), 0o600)
 }
 
 /// Park (`park`) or unpark every VF recorded in `run_dir` (see
 /// [`PreparedVf::parked`]); the record is updated. Returns the failures.
 fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     let path = run_dir.join(RECORD);
-    let mut rec = match read_optional(&path) {
-        Ok(Some(t)) => match serde_json::from_str::<Record>(&t) {
-            Ok(r) => r,
-            Err(e) => return vec![format!("{} is corrupt: {e}", path.display())],
-        },
+    let mut rec = match load_record(&path) {
+        Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![format!("{}: {e}", path.display())],
+        Err(e) => return vec![e],
     };
     let host = rec.host.clone();
     let mut problems: Vec<String> = rec
@@ -528,8 +541,7 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
         })
         .map(|e| e.to_string())
         .collect();
-    let json = serde_json::to_string_pretty(&rec).expect("record serializes");
-    if let Err(e) = write_atomic(&path, json.as_bytes(), 0o600) {
+    if let Err(e) = save_record(&path, &rec) {
         problems.push(e.to_string());
     }
     if park {
