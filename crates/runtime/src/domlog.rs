@@ -61,7 +61,12 @@ pub fn event(sd: &StateDir, name: &str, line: &str) {
 pub fn append(log: &Path, line: &str) {
     let line = &crate::util::escape_controls(line);
     rotate(log, LOG_CAP);
-    let text = format!("{}: {line}\n", timestamp(SystemTime::now()));
+    write_line(log, &format!("{}: {line}\n", timestamp(SystemTime::now())));
+    tracing::info!(log = %log.display(), "{line}");
+}
+
+/// Append `text` as is, never following a link or blocking on a FIFO.
+fn write_line(log: &Path, text: &str) {
     let res = OpenOptions::new()
         .create(true)
         .append(true)
@@ -72,7 +77,6 @@ pub fn append(log: &Path, line: &str) {
     if let Err(e) = res {
         tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
     }
-    tracing::info!(log = %log.display(), "{line}");
 }
 
 /// Append one line without a timestamp (the QEMU command line), its
@@ -81,16 +85,7 @@ pub fn append(log: &Path, line: &str) {
 pub fn append_untimed(log: &Path, line: &str) {
     let mut out = crate::util::escape_controls(line.strip_suffix('\n').unwrap_or(line));
     out.push('\n');
-    let res = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(log)
-        .and_then(|mut f| f.write_all(out.as_bytes()));
-    if let Err(e) = res {
-        tracing::warn!(log = %log.display(), "cannot write the domain log: {e}");
-    }
+    write_line(log, &out);
 }
 
 /// The last `max` bytes of a domain log (lossy UTF-8; empty when there
