@@ -86,33 +86,9 @@ fn quote_line(text: &str, col: usize) -> (String, String) {
     (shown, marker)
 }
 
-/// How a character that must not reach the terminal is written, `None` for
-/// the others (tab included).
-fn escape_char(c: char) -> Option<String> {
-    match c {
-        '\t' => None,
-        '\r' => Some("\\r".into()),
-        '\n' => Some("\\n".into()),
-        c if c.is_control() && (c as u32) < 0x100 => Some(format!("\\x{:02x}", c as u32)),
-        // Bidirectional overrides/isolates reorder what follows them.
-        '\u{202a}'..='\u{202e}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{200e}'
-        | '\u{200f}'
-        | '\u{061c}' => Some(format!("\\u{{{:x}}}", c as u32)),
-        _ => None,
-    }
-}
-
-/// `s` with every control character escaped (see [`render`]).
-pub fn escape_controls(s: &str) -> String {
-    if !s.chars().any(|c| escape_char(c).is_some()) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| escape_char(c).unwrap_or_else(|| c.to_string()))
-        .collect()
-}
+// One escaping for terminals and logs alike (`teamvirt_runtime::util`).
+use teamvirt_runtime::util::escape_char;
+pub use teamvirt_runtime::util::escape_controls;
 
 /// One diagnostic as JSON.
 pub fn diagnostic_json(d: &Diagnostic) -> Value {

@@ -23,7 +23,7 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Runtim
 /// written, `None` for the others (tab included): C0, DEL and C1 controls
 /// as `\xNN` (`\n`, `\r` as such), bidirectional overrides and isolates
 /// as `\u{NNNN}`.
-fn escape_char(c: char) -> Option<String> {
+pub fn escape_char(c: char) -> Option<String> {
     match c {
         '\t' => None,
         '\r' => Some("\\r".into()),
