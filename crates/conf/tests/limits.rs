@@ -9,52 +9,15 @@
 //! counts (bytes scanned for positions, alias reads in lookups). Counts do
 //! not depend on load: about 2 when linear, about 4 when quadratic.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use teamvirt_conf::parse::limits::{MAX_DEPTH, MAX_ELEMENTS, MAX_KEPT_ELEMENTS};
 use teamvirt_conf::validate::teaming;
 use teamvirt_conf::{work, AnyDef, DomainDef, NetworkDef};
+use teamvirt_testinfra::alloc_count::{allocated, CountingAlloc};
 
-/// The system allocator, counting allocations and bytes per thread (the
-/// tests of this file run on threads of their own).
-struct Counting;
-
-thread_local! {
-    // const, no destructor: usable from inside the allocator.
-    static ALLOCS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-fn count(bytes: usize) {
-    let _ = ALLOCS.try_with(|c| {
-        let (n, b) = c.get();
-        c.set((n + 1, b + bytes as u64));
-    });
-}
-
-// SAFETY: every method hands its arguments unchanged to `System` and
-// returns its answer, so `System` keeps GlobalAlloc's contract; `count` only
-// updates a const-initialized thread-local `Cell` (no allocation, no drop).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(new);
-        System.realloc(p, l, new)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-}
-
+// Allocations counted per thread (the tests of this file run on threads
+// of their own).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// The work `f` does on this thread.
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +28,10 @@ struct Cost {
 }
 
 fn cost(f: &dyn Fn()) -> Cost {
-    let (a0, b0) = ALLOCS.with(Cell::get);
+    let (a0, b0) = allocated();
     let w0 = work::snapshot();
     f();
-    let (a1, b1) = ALLOCS.with(Cell::get);
+    let (a1, b1) = allocated();
     Cost {
         allocs: a1 - a0,
         alloc_bytes: b1 - b0,

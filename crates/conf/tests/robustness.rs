@@ -1,50 +1,17 @@
 //! Bad input never panics and is refused clearly: mutated corpus documents
 //! (property test), DTDs and entities, huge files, non-UTF-8, malformed XML.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
 use teamvirt_conf::validate::{validate_domain, NoDriver};
 use teamvirt_conf::{bytes_to_text, AnyDef, ConfError, DomainDef, MAX_XML_SIZE};
+use teamvirt_testinfra::alloc_count::{allocated, CountingAlloc};
 
-/// The system allocator, counting bytes allocated per thread: "refused
-/// before reading" is checked by what was allocated, not by a time that
-/// load can stretch (issue 19).
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count(bytes: usize) {
-    let _ = ALLOCATED.try_with(|c| c.set(c.get() + bytes as u64));
-}
-
-// SAFETY: every method hands its arguments unchanged to `System` and
-// returns its answer, so `System` keeps GlobalAlloc's contract; `count` only
-// updates a const-initialized thread-local `Cell` (no allocation, no drop).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(new);
-        System.realloc(p, l, new)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-}
-
+// Bytes allocated per thread: "refused before reading" is checked by what
+// was allocated, not by a time that load can stretch (issue 19).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn seed_documents() -> Vec<Vec<u8>> {
     let root = teamvirt_testinfra::workspace_root();
@@ -211,9 +178,9 @@ fn huge_file_refused_before_reading() {
     let p = dir.path().join("huge.xml");
     let f = std::fs::File::create(&p).unwrap();
     f.set_len(100 * 1024 * 1024).unwrap();
-    let before = ALLOCATED.with(Cell::get);
+    let before = allocated().1;
     let e = DomainDef::load(&p).unwrap_err();
-    let allocated = ALLOCATED.with(Cell::get) - before;
+    let allocated = allocated().1 - before;
     assert!(allocated < 64 * 1024, "{allocated} bytes allocated");
     assert!(matches!(e, ConfError::TooLarge { size, .. } if size == 100 * 1024 * 1024));
     assert!(e.to_string().contains("too large"), "{e}");

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+/// Counting allocations in test binaries.
+pub mod alloc_count;
 mod guest;
 mod netns;
 /// Finding a test's processes in /proc.
