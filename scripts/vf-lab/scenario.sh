@@ -79,7 +79,7 @@ cleanup() {
     collect
     [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
     for h in $src $dst; do
-        for d in vfl2 plain vlan; do
+        for d in vfl2 plain vlan unm; do
             teamvirt destroy --state-dir $h $d >/dev/null 2>&1
         done
     done
@@ -367,6 +367,37 @@ ip -d link show dev "$pf"
 tv destroy --state-dir $src vlan >>$out/vlan-start.txt 2>&1
 check vlan-cleared "[ \"$(vfinfo 0)\" = \"$pre_vlan\" ]"
 check vlan-vf-back-on-igbvf "[ $(drv_of "$vf0") = igbvf ]"
+
+say "managed='no': refused on igbvf with libvirt's text, used as is on vfio-pci"
+cat >/tmp/unmpool.xml <<EOF
+<network>
+  <name>unmanaged</name>
+  <forward mode='hostdev' managed='no'>
+    $(addr_xml "$vf0")
+  </forward>
+</network>
+EOF
+sed -e 's/<name>vlan</<name>unm</' -e "s/network='vfpool'/network='unmanaged'/" /tmp/vlan.xml >/tmp/unm.xml
+tv net-define --state-dir $src /tmp/unmpool.xml
+tv net-start --state-dir $src unmanaged
+tv define --state-dir $src /tmp/unm.xml
+tv start --state-dir $src unm --accel tcg >$out/unmanaged.txt 2>&1
+check unmanaged-refused "[ $? != 0 ] && grep -q 'Unmanaged PCI device $vf0 must be manually detached from the host' $out/unmanaged.txt"
+check unmanaged-refused-untouched "[ $(drv_of "$vf0") = igbvf ]"
+# The admin binds it (what virsh nodedev-detach does).
+echo vfio-pci >/sys/bus/pci/devices/$vf0/driver_override
+echo $vf0 >/sys/bus/pci/devices/$vf0/driver/unbind
+echo $vf0 >/sys/bus/pci/drivers_probe
+tv start --state-dir $src unm --accel tcg >>$out/unmanaged.txt 2>&1
+check unmanaged-started "[ $? = 0 ]"
+tv destroy --state-dir $src unm >>$out/unmanaged.txt 2>&1
+check unmanaged-left-on-vfio "[ $(drv_of "$vf0") = vfio-pci ]"
+echo $vf0 >/sys/bus/pci/devices/$vf0/driver/unbind
+echo >/sys/bus/pci/devices/$vf0/driver_override
+echo $vf0 >/sys/bus/pci/drivers_probe
+tv undefine --state-dir $src unm >/dev/null 2>&1
+tv net-destroy --state-dir $src unmanaged >/dev/null 2>&1
+cat $out/unmanaged.txt
 
 say "the same migration with a plain virtio NIC"
 tv define --state-dir $src /tmp/plain.xml

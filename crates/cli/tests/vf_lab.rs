@@ -66,6 +66,9 @@ fn real_vfs_through_start_migration_and_destroy() {
         "vlan-cleared",
         "native-pf-pool-gives-vf0",
         "validate-pf-pool",
+        "unmanaged-refused",
+        "unmanaged-started",
+        "unmanaged-left-on-vfio",
     ] {
         assert!(run.passed(must), "check {must} did not pass\n{}", context());
     }

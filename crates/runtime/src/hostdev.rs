@@ -34,6 +34,14 @@ pub enum HostdevError {
         mac: String,
         reason: String,
     },
+    /// libvirt's text (`virHostdevPreparePCIDevicesImpl`): a
+    /// `managed='no'` device must already be on a stub driver; teamvirt
+    /// never binds or unbinds it.
+    #[error("Requested operation is not valid: Unmanaged PCI device {addr} must be manually detached from the host")]
+    Unmanaged {
+        addr: String,
+        driver: Option<String>,
+    },
     #[error("Cannot find the PF of VF {addr}: {reason}")]
     NoPf { addr: String, reason: String },
     #[error("internal error: host VF record {path}: {reason}")]
@@ -340,6 +348,16 @@ impl HostPrep {
         }
         if r.managed {
             p.detached_from = self.detach(&r.address)?;
+        } else {
+            // QEMU's vfio-pci device needs the vfio-pci driver; libvirt
+            // also knows pci-stub and xen-pciback, which QEMU cannot use.
+            let driver = self.driver(&r.address);
+            if driver.as_deref() != Some(VFIO) {
+                return Err(HostdevError::Unmanaged {
+                    addr: r.address.clone(),
+                    driver,
+                });
+            }
         }
         if let Some(mac) = &r.mac {
             let res = self.pf_of(&r.address).and_then(|(pf, n)| {
@@ -728,6 +746,41 @@ mod tests {
     }
 
     #[test]
+    fn unmanaged_vf_on_its_host_driver_is_refused_untouched() {
+        let f = Fake::new(0);
+        let e = f
+            .host
+            .prepare(&[req(false, Some("52:54:00:6d:90:02"), None)])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Requested operation is not valid: Unmanaged PCI device {VF} must be manually detached from the host")
+        );
+        assert!(matches!(e, HostdevError::Unmanaged { driver: Some(ref d), .. } if d == "ixgbevf"));
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "(null)\n"
+        );
+        assert_eq!(f.read("bus/pci/drivers/ixgbevf/unbind"), "");
+        assert!(f.ip_log().is_empty(), "no MAC set on a refused VF");
+    }
+
+    #[test]
+    fn unmanaged_vf_bound_by_the_admin_is_used_as_is() {
+        let f = Fake::new(0);
+        f.rebind("vfio-pci");
+        let done = f.host.prepare(&[req(false, None, None)]).unwrap();
+        assert_eq!(done[0].detached_from, None);
+        assert_eq!(f.read("bus/pci/drivers_probe"), "");
+        assert!(f.host.release(&done).is_empty());
+        assert_eq!(f.read("bus/pci/drivers/vfio-pci/unbind"), "", "left bound");
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{VF}/driver_override")),
+            "(null)\n"
+        );
+    }
+
+    #[test]
     fn already_on_vfio_is_left_alone() {
         let f = Fake::new(0);
         f.rebind("vfio-pci");
@@ -741,6 +794,8 @@ mod tests {
     #[test]
     fn mac_and_vlan_set_through_the_pf_and_restored() {
         let f = Fake::new(0);
+        // managed='no': the admin bound it; teamvirt leaves the binding.
+        f.rebind("vfio-pci");
         let done = f
             .host
             .prepare(&[req(false, Some("52:54:00:6d:90:02"), Some(42))])

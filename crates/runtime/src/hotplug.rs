@@ -879,10 +879,10 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
         Slot::Hostdev(j) => {
             let h = &d.hostdevs[j];
             match h.source.pci.as_ref() {
-                Some(addr) if h.managed == Some(true) && transient(h.teaming.as_ref()) => {
+                Some(addr) if transient(h.teaming.as_ref()) => {
                     vec![VfRequest {
                         address: addr.to_string(),
-                        managed: true,
+                        managed: h.managed == Some(true),
                         mac: None,
                         vlan: None,
                         parked: false,

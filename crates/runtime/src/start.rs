@@ -448,7 +448,8 @@ fn vlan_tag(v: Option<&Vlan>) -> Option<u32> {
 /// What libvirt does on the host for each real VF primary: a hostdev
 /// interface (pool or `type='hostdev'`) gets its MAC and VLAN (the
 /// interface's, else its network's) set through the PF, and is bound to
-/// vfio-pci when managed; a plain `<hostdev managed='yes'>` is only bound.
+/// vfio-pci when managed; a plain `<hostdev>` primary is only bound when
+/// managed, and an unmanaged one must already be on vfio-pci.
 /// Lab-mode primaries (substituted) are not VFs and are left out.
 fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -> Vec<VfRequest> {
     let def = &conv.def;
@@ -479,10 +480,11 @@ fn host_requests(conv: &Conversion, net_vlans: &BTreeMap<String, Option<u32>>) -
         let Some(addr) = h.source.pci.as_ref() else {
             continue;
         };
-        if h.managed == Some(true) && transient(h.teaming.as_ref()) && !emulated(&al.hostdevs[j]) {
+        if transient(h.teaming.as_ref()) && !emulated(&al.hostdevs[j]) {
             out.push(VfRequest {
                 address: addr.to_string(),
-                managed: true,
+                // libvirt's default for <hostdev> is managed='no'.
+                managed: h.managed == Some(true),
                 mac: None,
                 vlan: None,
                 parked: false,

@@ -195,3 +195,30 @@ fn lab_mode_primary_is_never_touched() {
     assert_eq!(read(dev.join("driver_override")), "(null)\n");
     assert_eq!(read(host.sysfs.join("bus/pci/drivers_probe")), "");
 }
+
+/// `<forward mode='hostdev' managed='no'>`: a VF still on its host driver
+/// is refused with libvirt's text before anything is changed.
+#[test]
+fn unmanaged_pool_vf_on_its_driver_is_refused_with_libvirts_text() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("unmanaged_refused") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let (rt, host) = setup(t.path(), &qemu, false);
+    rt.undefine_network("pool").unwrap();
+    rt.define_network(&NET.replace("managed='yes'", "managed='no'"), None, false)
+        .unwrap();
+    let e = rt
+        .start("vm", &StartOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Requested operation is not valid: Unmanaged PCI device 0000:03:10.2 must be manually detached from the host"),
+        "{e}"
+    );
+    assert_eq!(rt.list_networks().unwrap()[0].vfs_used, 0);
+    let dev = host.sysfs.join("bus/pci/devices").join(VF);
+    assert_eq!(read(dev.join("driver_override")), "(null)\n");
+    assert_eq!(read(host.sysfs.join("bus/pci/drivers/ixgbevf/unbind")), "");
+    assert_eq!(read(t.path().join("ip.log")), "");
+}

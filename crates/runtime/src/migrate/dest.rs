@@ -574,15 +574,13 @@ fn host_requests(
             .iter()
             .find(|h| is_src(h.source.pci.as_ref()))
         {
-            if h.managed == Some(true) {
-                out.push(VfRequest {
-                    address: vf.clone(),
-                    managed: true,
-                    mac: None,
-                    vlan: None,
-                    parked: false,
-                });
-            }
+            out.push(VfRequest {
+                address: vf.clone(),
+                managed: h.managed == Some(true),
+                mac: None,
+                vlan: None,
+                parked: false,
+            });
         }
     }
     Ok(out)
@@ -897,7 +895,8 @@ mod tests {
 
     /// The destination prepares its own VFs like the source did: managed,
     /// MAC and VLAN from the source's live XML, plain <hostdev> bound only;
-    /// emulated primaries and unmanaged plain hostdevs are left alone.
+    /// an unmanaged plain hostdev is checked (it must already be on
+    /// vfio-pci there), emulated primaries are left alone.
     #[test]
     fn destination_host_requests_follow_the_source_live_xml() {
         let t = tempfile::tempdir().unwrap();
@@ -936,6 +935,13 @@ mod tests {
                 VfRequest {
                     address: "0000:5e:00.3".into(),
                     managed: true,
+                    mac: None,
+                    vlan: None,
+                    parked: false,
+                },
+                VfRequest {
+                    address: "0000:5e:00.4".into(),
+                    managed: false,
                     mac: None,
                     vlan: None,
                     parked: false,
