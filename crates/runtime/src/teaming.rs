@@ -166,12 +166,21 @@ pub async fn query(qmp: &Qmp, pairs: &[TeamingPair]) -> Result<Vec<PairState>, Q
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
+    // Three separate questions, not one snapshot: ask whether the guest
+    // acked STANDBY first. QEMU creates the primary in the same step as
+    // the ack, so a primary missing from a later answer was removed, not
+    // still hidden; asked the other way round, a guest negotiating in
+    // between looked like an ejected primary (seen under load in the VF
+    // lab: "unplugged and removed" while the guest was still booting).
+    let mut acks = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        acks.push(standby_feature_acked(qmp, &p.standby).await);
+    }
     let periph: HashSet<String> = qmp.peripherals().await?.into_iter().collect();
     let pci = pci_device_ids(qmp).await?;
     let mut out = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        let acked = standby_feature_acked(qmp, &p.standby).await;
-        let exists = periph.contains(&p.primary);
+    for (p, acked) in pairs.iter().zip(acks) {
+        let exists = periph.contains(&p.primary) || pci.contains(&p.primary);
         // A primary QEMU no longer has while the standby's STANDBY feature
         // is acked was not hidden: it was removed (QEMU only creates it
         // once, at negotiation).
@@ -293,5 +302,77 @@ mod tests {
         assert_eq!(v["standby"], "ua-sb");
         assert_eq!(v["negotiated"], true);
         assert_eq!(v["plugged"], false);
+    }
+
+    /// A guest that negotiates while `query` asks its questions: QEMU
+    /// answers each from its state at that moment. The first answer is
+    /// given before the guest acks STANDBY, every later one after (the
+    /// primary then exists). It must never read as an ejected primary.
+    #[tokio::test]
+    async fn a_guest_negotiating_during_the_query_is_not_an_ejected_primary() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        let fake = tokio::spawn(async move {
+            let (rd, mut wr) = server.into_split();
+            let mut rd = BufReader::new(rd);
+            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+            wr.write_all(format!("{greeting}\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut answered = 0;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let msg: Value = serde_json::from_str(&line).unwrap();
+                let cmd = msg["execute"].as_str().unwrap().to_owned();
+                let negotiated = answered > 0;
+                let ret = match cmd.as_str() {
+                    "qmp_capabilities" => json!({}),
+                    "qom-list" => {
+                        let mut l = vec![json!({"name": "ua-sb", "type": "child<virtio-net-pci>"})];
+                        if negotiated {
+                            l.push(json!({"name": "hostdev0", "type": "child<vfio-pci>"}));
+                        }
+                        json!(l)
+                    }
+                    "query-pci" => {
+                        let mut d = vec![json!({"qdev_id": "ua-sb"})];
+                        if negotiated {
+                            d.push(json!({"qdev_id": "hostdev0"}));
+                        }
+                        json!([{"bus": 0, "devices": d}])
+                    }
+                    "x-query-virtio" => {
+                        json!([{"path": "/machine/peripheral/ua-sb/virtio-backend", "name": "virtio-net"}])
+                    }
+                    "x-query-virtio-status" => {
+                        let f = if negotiated {
+                            vec!["VIRTIO_NET_F_STANDBY: standby"]
+                        } else {
+                            vec![]
+                        };
+                        json!({"guest-features": {"dev-features": f}})
+                    }
+                    other => panic!("unexpected {other}"),
+                };
+                if cmd != "qmp_capabilities" {
+                    answered += 1;
+                }
+                let reply = json!({"return": ret, "id": msg["id"]});
+                wr.write_all(format!("{reply}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        let q = Qmp::from_stream(client, Default::default()).await.unwrap();
+        let st = query(&q, &[pair("52:54:00:00:00:01", "52:54:00:00:00:01")])
+            .await
+            .unwrap();
+        assert_eq!(st[0].removed, None, "{:?}", st[0]);
+        drop(q);
+        fake.abort();
     }
 }
