@@ -10,6 +10,7 @@
 #   scripts/vf-lab.sh check              # is a QEMU with igb there? (exit 3: no)
 #   scripts/vf-lab.sh prepare            # get QEMU 10.0 + build the L1 image (cached)
 #   scripts/vf-lab.sh run DIR OUT        # boot L1, run DIR/scenario.sh in it
+#   scripts/vf-lab.sh emulator           # install QEMU 10.0 as a VM emulator, print its prefix
 #   scripts/vf-lab.sh scenario OUT       # the VF scenario (scripts/vf-lab/scenario.sh)
 #                                        # with $TEAMVIRT_BIN (default target/release/teamvirt)
 #
@@ -37,6 +38,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${TEAMVIRT_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/vf-lab}
 bpo_version='1:10.0.2+ds-2+deb13u1~bpo12+1'
+bpo_packages=(qemu-system-x86 qemu-system-common qemu-system-data qemu-system-gui qemu-block-extra
+    qemu-system-modules-opengl qemu-system-modules-spice)
 l1_packages=(linux-image-amd64 initramfs-tools kmod iproute2 iputils-ping procps mount mawk python3-minimal
     qemu-system-x86 passwd util-linux e2fsprogs bridge-utils)
 l1_mem=${TEAMVIRT_LAB_L1_MEM:-3072}
@@ -64,7 +67,8 @@ find_qemu() {
         echo "$TEAMVIRT_LAB_QEMU"
     elif command -v qemu-system-x86_64 >/dev/null && has_igb qemu-system-x86_64; then
         command -v qemu-system-x86_64
-    elif [[ -x $wrapper ]] && has_igb "$wrapper"; then
+    elif [[ -x $wrapper ]] && [[ $(cat "$cache/qemu.stamp" 2>/dev/null) == "$bpo_version ${bpo_packages[*]}" ]] &&
+        has_igb "$wrapper"; then
         echo "$wrapper"
     else
         return 1
@@ -82,13 +86,16 @@ fetch_qemu() {
     log "fetching QEMU $bpo_version from bookworm-backports (private apt lists; the system's QEMU stays)"
     apt-get "${o[@]}" update -qq >&2 || die "apt-get update of bookworm-backports failed"
     dl=$(mktemp -d)
-    (cd "$dl" && apt-get "${o[@]}" download -qq "qemu-system-x86=$bpo_version" \
-        "qemu-system-common=$bpo_version" "qemu-system-data=$bpo_version" >&2) ||
+    # Every module package too: a QEMU looks for a module it does not
+    # find in its own directory in the system QEMU's, and aborts on one of
+    # another build (`emulator` below runs it outside the lab's namespace).
+    (cd "$dl" && apt-get "${o[@]}" download -qq "${bpo_packages[@]/%/=$bpo_version}" >&2) ||
         die "apt-get download of QEMU $bpo_version failed"
     rm -rf "$cache/qemu" && mkdir -p "$cache/qemu"
     for d in "$dl"/*.deb; do dpkg-deb -x "$d" "$cache/qemu"; done
     rm -rf "$dl"
     mkdir -p "$cache/qemu/usr/lib/x86_64-linux-gnu/qemu"
+    echo "$bpo_version ${bpo_packages[*]}" >"$cache/qemu.stamp"
     # The system QEMU's module directory is compiled into the binary;
     # replace it in a private mount namespace with this build's own.
     cat >"$wrapper" <<EOF
@@ -237,7 +244,32 @@ scenario() {
     return "$rc"
 }
 
+# QEMU 10.0 as a VM emulator for teamvirt (the tests run their guests
+# with it as well as with the system's 7.2): a root-owned copy outside
+# root's home, which the unprivileged QEMU user can execute. Prints the
+# prefix; use it as PATH=$prefix/usr/bin:$PATH and
+# QEMU_MODULE_DIR=$prefix/usr/lib/x86_64-linux-gnu/qemu.
+install_emulator() {
+    local prefix=${TEAMVIRT_QEMU10_PREFIX:-/opt/teamvirt/qemu-${bpo_version#*:}}
+    local want
+    want=$(cat "$cache/qemu.stamp" 2>/dev/null) || die "QEMU $bpo_version not fetched; run: $0 prepare"
+    if [[ $(cat "$prefix/.teamvirt-stamp" 2>/dev/null) != "$want" ]]; then
+        rm -rf "$prefix"
+        mkdir -p "$(dirname "$prefix")"
+        cp -a "$cache/qemu" "$prefix.tmp.$$"
+        echo "$want" >"$prefix.tmp.$$/.teamvirt-stamp"
+        chmod 755 "$prefix.tmp.$$"
+        mv "$prefix.tmp.$$" "$prefix"
+        log "QEMU $bpo_version installed as a VM emulator under $prefix"
+    fi
+    echo "$prefix"
+}
+
 case ${1:-} in
+emulator)
+    [[ -s $cache/qemu.stamp ]] || fetch_qemu
+    install_emulator
+    ;;
 scenario)
     [[ $# == 2 ]] || die "usage: $0 scenario OUT"
     find_qemu >/dev/null && [[ -s $image ]] || "$0" prepare

@@ -173,6 +173,7 @@ impl Runtime {
         let (mut def, mut warnings) =
             DomainDef::parse_str(text, file).map_err(|e| invalid(vec![e.to_diagnostic(file)]))?;
         crate::state::check_name(&def.name)?;
+        pin_default_emulator(&mut def);
         let caps = self.caps(&emulator_of(&def))?;
         let diags = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
         if diags.iter().any(Diagnostic::is_error) {
@@ -580,4 +581,26 @@ pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError>
         });
     }
     Ok(())
+}
+
+/// libvirt's post-parse: a definition without `<emulator>` gets the
+/// default one's path (`qemu-system-x86_64` as found on `PATH` when it is
+/// defined), so that every later command (destroy, migrate, a recovery)
+/// means the same binary whatever its own `PATH` is.
+fn pin_default_emulator(def: &mut DomainDef) {
+    if def.devices.emulator.is_some() {
+        return;
+    }
+    let Some(path) = std::env::var_os("PATH") else {
+        return;
+    };
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| p.is_file());
+    if let Some(p) = found {
+        def.devices.emulator = Some(teamvirt_conf::model::Emulator {
+            path: p.to_string_lossy().into_owned(),
+            pos: Default::default(),
+        });
+    }
 }

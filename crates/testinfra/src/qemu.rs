@@ -17,8 +17,20 @@ pub fn qemu_binary() -> Option<PathBuf> {
 
 /// `qemu_binary()` or a printed skip notice; use as
 /// `let Some(qemu) = teamvirt_testinfra::qemu_or_skip("name") else { return };`
+///
+/// `TEAMVIRT_EXPECT_QEMU` (set by `scripts/test.sh` for its QEMU 10.0
+/// pass) makes any other binary a failure, so that a pass meant for one
+/// QEMU cannot quietly run another.
 pub fn qemu_or_skip(test: &str) -> Option<PathBuf> {
     let q = qemu_binary();
+    if let Some(want) = std::env::var_os("TEAMVIRT_EXPECT_QEMU") {
+        let got = q.as_ref().and_then(|q| q.canonicalize().ok());
+        let want = Path::new(&want).canonicalize().ok();
+        assert!(
+            got.is_some() && got == want,
+            "{test}: TEAMVIRT_EXPECT_QEMU={want:?} but the QEMU found is {got:?}"
+        );
+    }
     if q.is_none() {
         eprintln!(
             "skipping {test}: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86, or set TEAMVIRT_QEMU)"

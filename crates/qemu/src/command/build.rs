@@ -236,6 +236,15 @@ fn env(cmd: &mut CommandLine, ctx: &Ctx) {
     cmd.env("XDG_DATA_HOME", format!("{dir}/.local/share"));
     cmd.env("XDG_CACHE_HOME", format!("{dir}/.cache"));
     cmd.env("XDG_CONFIG_HOME", format!("{dir}/.config"));
+    // A QEMU unpacked into a private prefix (e.g. bookworm-backports'
+    // 10.0 beside the system's 7.2) must load its own modules, not the
+    // system QEMU's from the compiled-in directory (QEMU aborts on
+    // modules of another build): QEMU's own variable, passed on as set.
+    if !ctx.opts.test_env {
+        if let Some(m) = std::env::var_os("QEMU_MODULE_DIR") {
+            cmd.env("QEMU_MODULE_DIR", m.to_string_lossy().into_owned());
+        }
+    }
     if ctx.caps.version == 0 {
         // QEMU predating -audiodev picked its audio driver from the environment.
         cmd.env("QEMU_AUDIO_DRV", "none");

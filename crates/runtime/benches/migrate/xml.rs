@@ -6,7 +6,9 @@
 use std::path::Path;
 
 /// Domain `name` with `pairs` standby/primary pairs (primaries from the
-/// network `vfpool`), each device on its own root port.
+/// network `vfpool`), each device on its own root port. No `<emulator>`:
+/// the default one (first on `PATH`) runs it, so that `scripts/test.sh`
+/// can run the same tests with another QEMU.
 pub fn teaming_domain_xml(
     name: &str,
     kernel: &Path,
@@ -30,7 +32,7 @@ pub fn teaming_domain_xml(
     format!(
         "<domain type='qemu'>\n<name>{name}</name>\n<memory unit='MiB'>256</memory>\n<vcpu>1</vcpu>\n\
          <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{cmdline}</cmdline></os>\n\
-         <features><acpi/></features>\n<devices>\n<emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
+         <features><acpi/></features>\n<devices>\n\
          <controller type='pci' index='0' model='pcie-root'/>{ctl}\n{nics}\
          <serial type='pty'><target port='0'/></serial>\n<memballoon model='none'/>\n</devices>\n</domain>\n",
         kernel.display(),
