@@ -58,9 +58,15 @@ fn define_list_dumpxml_undefine() {
     assert_eq!(e.ok(&["domstate", "d1"]).trim(), "shut off");
     let xml = e.ok(&["dumpxml", "d1"]);
     assert_eq!(xml, e.ok(&["dumpxml", "--inactive", "d1"]));
-    // Define-time defaults were applied (uuid, root ports, addresses).
+    // Define-time defaults were applied (uuid, root ports, addresses, and
+    // the default emulator's path, as libvirt's post-parse does).
     assert!(
         xml.contains("<uuid>") && xml.contains("pcie-root-port"),
+        "{xml}"
+    );
+    let qemu = teamvirt_testinfra::qemu_binary().unwrap();
+    assert!(
+        xml.contains(&format!("<emulator>{}</emulator>", qemu.display())),
         "{xml}"
     );
     // Redefining the canonical XML changes nothing and keeps the uuid.
