@@ -229,3 +229,32 @@ fn kinds_pick_by_root() {
     assert_eq!(SchemaKind::for_root("hostdev"), Some(SchemaKind::Hostdev));
     assert_eq!(SchemaKind::for_root("capabilities"), None);
 }
+
+/// Many unknown attributes on one element: errors past the cap are only
+/// counted, so placing the reported ones on their attribute does not make
+/// the check quadratic (attributes looked at, counted).
+#[test]
+fn many_bad_attributes_cost_linear_work() {
+    let doc = |n: usize| {
+        let attrs: String = (0..n).map(|i| format!(" bogus{i}='1'")).collect();
+        format!("<domain type='kvm'{attrs}><name>d</name><memory>1024</memory><os><type>hvm</type></os></domain>")
+    };
+    let reads = |n: usize| {
+        let text = doc(n);
+        let w0 = teamvirt_conf::work::snapshot();
+        let d = check_str(&text, None).unwrap();
+        assert_eq!(d.len(), teamvirt_conf::schema::MAX_ERRORS + 1);
+        assert!(d.last().unwrap().message.ends_with(&format!(
+            "{} more error(s) not shown",
+            n - teamvirt_conf::schema::MAX_ERRORS
+        )));
+        (teamvirt_conf::work::snapshot() - w0).attr_reads
+    };
+    let (a, b) = (reads(1000), reads(2000));
+    assert!(a > 0);
+    assert!(
+        b as f64 / a as f64 <= 2.3,
+        "doubling the attributes multiplied the attributes read by {:.2} ({a} -> {b})",
+        b as f64 / a as f64
+    );
+}

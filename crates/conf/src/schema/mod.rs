@@ -254,88 +254,28 @@ pub fn check_node(
     let mut more = 0usize;
     for e in &errors {
         let node = e.location().and_then(|id| doc.get_node(*id));
-        let element = e.path().last().map(|n| n.local.as_str()).unwrap_or("");
-        let node_pos = node.map(|n| lines.pos(text, n.range().start));
-        let d = match e.kind() {
-            ValidationErrorKind::UnexpectedElement(name) => {
-                let parent = e.path().last().map(|n| n.local.as_str());
-                let mut d = Diagnostic::error(
-                    "schema-element",
-                    format!("{PREFIX}Did not expect element {} there", shown(name)),
-                );
-                if let Some(h) = parent.and_then(|p| vocab::child_hint(p, &name.local)) {
-                    d = d.with_hint(h);
-                }
-                d
-            }
-            ValidationErrorKind::UnexpectedAttribute(name) => {
+        match e.kind() {
+            ValidationErrorKind::UnexpectedAttribute(_)
+            | ValidationErrorKind::InvalidAttributeValue(..) => {
                 if let Some(n) = node {
                     bad_attrs.insert(n.id());
                 }
-                let mut d = Diagnostic::error(
-                    "schema-attribute",
-                    format!(
-                        "{PREFIX}Invalid attribute {} for element {element}",
-                        shown(name)
-                    ),
-                );
-                if let Some(h) = vocab::attribute_hint(element, &name.local) {
-                    d = d.with_hint(h);
-                }
-                let at = node.and_then(|n| attribute_pos(n, name, &lines, text));
-                out_push(
-                    &mut out,
-                    &mut more,
-                    label(d.at(at.or(node_pos).unwrap_or_default())),
-                );
-                continue;
             }
-            ValidationErrorKind::InvalidAttributeValue(name, value) => {
-                if let Some(n) = node {
-                    bad_attrs.insert(n.id());
-                }
-                let mut d = Diagnostic::error(
-                    "schema-value",
-                    format!(
-                        "{PREFIX}Element {element} failed to validate attributes: \
-                         {}='{value}' is not allowed",
-                        shown(name)
-                    ),
-                );
-                if let Some(h) = vocab::value_hint(element, &name.local, value) {
-                    d = d.with_hint(h);
-                }
-                let at = node.and_then(|n| attribute_pos(n, name, &lines, text));
-                out_push(
-                    &mut out,
-                    &mut more,
-                    label(d.at(at.or(node_pos).unwrap_or_default())),
-                );
-                continue;
+            ValidationErrorKind::MissingContent
+                if node.is_some_and(|n| bad_attrs.contains(&n.id())) =>
+            {
+                continue
             }
-            ValidationErrorKind::MissingContent => {
-                if node.is_some_and(|n| bad_attrs.contains(&n.id())) {
-                    continue;
-                }
-                Diagnostic::error(
-                    "schema-content",
-                    format!("{PREFIX}Element {element} failed to validate content"),
-                )
-                .with_hint(format!(
-                    "<{element}> lacks an element or attribute the schema requires here (or has a \
-                     value or combination it does not allow)"
-                ))
-            }
-            ValidationErrorKind::UnexpectedText => Diagnostic::error(
-                "schema-text",
-                format!("{PREFIX}Element {element} has extra content: text"),
-            ),
-        };
-        out_push(
-            &mut out,
-            &mut more,
-            label(d.at(node_pos.unwrap_or_default())),
-        );
+            _ => {}
+        }
+        // Past the cap only counted: describing one looks at its element's
+        // attributes, which must not make many errors quadratic.
+        if out.len() >= MAX_ERRORS {
+            more += 1;
+            continue;
+        }
+        let (d, pos) = describe(e, node, &lines, text);
+        out.push(label(d.at(pos.unwrap_or_default())));
     }
     if more > 0 {
         out.push(label(Diagnostic::error(
@@ -346,11 +286,73 @@ pub fn check_node(
     out
 }
 
-fn out_push(out: &mut Vec<Diagnostic>, more: &mut usize, d: Diagnostic) {
-    if out.len() < MAX_ERRORS {
-        out.push(d);
-    } else {
-        *more += 1;
+/// One validation error as a diagnostic, with where it is: the element's
+/// start, or the attribute's for an attribute error.
+fn describe(
+    e: &relax_ng::ValidationError<NodeId>,
+    node: Option<Node>,
+    lines: &LineIndex,
+    text: &str,
+) -> (Diagnostic, Option<Pos>) {
+    let element = e.path().last().map(|n| n.local.as_str()).unwrap_or("");
+    let node_pos = node.map(|n| lines.pos(text, n.range().start));
+    let attr_pos = |name: &ExpandedName| {
+        node.and_then(|n| attribute_pos(n, name, lines, text))
+            .or(node_pos)
+    };
+    let hint = |d: Diagnostic, h: Option<String>| match h {
+        Some(h) => d.with_hint(h),
+        None => d,
+    };
+    match e.kind() {
+        ValidationErrorKind::UnexpectedElement(name) => {
+            let d = Diagnostic::error(
+                "schema-element",
+                format!("{PREFIX}Did not expect element {} there", shown(name)),
+            );
+            (hint(d, vocab::child_hint(element, &name.local)), node_pos)
+        }
+        ValidationErrorKind::UnexpectedAttribute(name) => {
+            let d = Diagnostic::error(
+                "schema-attribute",
+                format!(
+                    "{PREFIX}Invalid attribute {} for element {element}",
+                    shown(name)
+                ),
+            );
+            let h = vocab::attribute_hint(element, &name.local);
+            (hint(d, h), attr_pos(name))
+        }
+        ValidationErrorKind::InvalidAttributeValue(name, value) => {
+            let d = Diagnostic::error(
+                "schema-value",
+                format!(
+                    "{PREFIX}Element {element} failed to validate attributes: \
+                     {}='{value}' is not allowed",
+                    shown(name)
+                ),
+            );
+            let h = vocab::value_hint(element, &name.local, value);
+            (hint(d, h), attr_pos(name))
+        }
+        ValidationErrorKind::MissingContent => {
+            let d = Diagnostic::error(
+                "schema-content",
+                format!("{PREFIX}Element {element} failed to validate content"),
+            )
+            .with_hint(format!(
+                "<{element}> lacks an element or attribute the schema requires here (or has a \
+                 value or combination it does not allow)"
+            ));
+            (d, node_pos)
+        }
+        ValidationErrorKind::UnexpectedText => {
+            let d = Diagnostic::error(
+                "schema-text",
+                format!("{PREFIX}Element {element} has extra content: text"),
+            );
+            (d, node_pos)
+        }
     }
 }
 
@@ -366,6 +368,7 @@ fn shown(name: &ExpandedName) -> String {
 /// Where attribute `name` of `node` starts.
 fn attribute_pos(node: Node, name: &ExpandedName, lines: &LineIndex, text: &str) -> Option<Pos> {
     node.attributes()
+        .inspect(|_| crate::work::attr_read())
         .find(|a| a.name() == name.local && a.namespace() == name.namespace.as_deref())
         .map(|a| lines.pos(text, a.range().start))
 }
