@@ -274,7 +274,7 @@ pub fn check_node(
             more += 1;
             continue;
         }
-        let (d, pos) = describe(e, node, &lines, text);
+        let (d, pos) = describe(kind, e, node, &lines, text);
         out.push(label(d.at(pos.unwrap_or_default())));
     }
     if more > 0 {
@@ -289,6 +289,7 @@ pub fn check_node(
 /// One validation error as a diagnostic, with where it is: the element's
 /// start, or the attribute's for an attribute error.
 fn describe(
+    kind: SchemaKind,
     e: &relax_ng::ValidationError<NodeId>,
     node: Option<Node>,
     lines: &LineIndex,
@@ -310,7 +311,10 @@ fn describe(
                 "schema-element",
                 format!("{PREFIX}Did not expect element {} there", shown(name)),
             );
-            (hint(d, vocab::child_hint(element, &name.local)), node_pos)
+            (
+                hint(d, vocab::child_hint(kind, element, &name.local)),
+                node_pos,
+            )
         }
         ValidationErrorKind::UnexpectedAttribute(name) => {
             let d = Diagnostic::error(
@@ -320,7 +324,7 @@ fn describe(
                     shown(name)
                 ),
             );
-            let h = vocab::attribute_hint(element, &name.local);
+            let h = vocab::attribute_hint(kind, element, &name.local);
             (hint(d, h), attr_pos(name))
         }
         ValidationErrorKind::InvalidAttributeValue(name, value) => {
@@ -332,10 +336,40 @@ fn describe(
                     shown(name)
                 ),
             );
-            let h = vocab::value_hint(element, &name.local, value);
+            let h = vocab::value_hint(kind, element, &name.local, value);
             (hint(d, h), attr_pos(name))
         }
         ValidationErrorKind::MissingContent => {
+            let missing = node
+                .map(|n| vocab::missing(kind, element, n))
+                .unwrap_or_default();
+            let list = |names: &std::collections::BTreeSet<String>, open: &str, close: &str| {
+                let v: Vec<String> = names.iter().map(|n| format!("{open}{n}{close}")).collect();
+                v.join(", ")
+            };
+            if let Some(first) = missing.children.iter().next() {
+                // libxml2's words for a required child that is not there.
+                let d = Diagnostic::error(
+                    "schema-content",
+                    format!("{PREFIX}Expecting an element {first}, got nothing"),
+                )
+                .with_hint(format!(
+                    "<{element}> needs {}",
+                    list(&missing.children, "<", ">")
+                ));
+                return (d, node_pos);
+            }
+            if !missing.attributes.is_empty() {
+                let d = Diagnostic::error(
+                    "schema-attribute",
+                    format!("{PREFIX}Element {element} failed to validate attributes"),
+                )
+                .with_hint(format!(
+                    "<{element}> needs the attribute(s) {}",
+                    list(&missing.attributes, "", "")
+                ));
+                return (d, node_pos);
+            }
             let d = Diagnostic::error(
                 "schema-content",
                 format!("{PREFIX}Element {element} failed to validate content"),

@@ -53,14 +53,59 @@ fn misspelt_value_gets_the_allowed_one() {
 }
 
 #[test]
-fn missing_required_content_names_the_element() {
+fn missing_required_child_is_named() {
     let d = check(&DOMAIN.replace("<name>d</name>", ""));
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(
         d[0].message,
-        "XML document failed to validate against schema: Element domain failed to validate content"
+        "XML document failed to validate against schema: Expecting an element name, got nothing"
     );
+    assert_eq!(d[0].hint.as_deref(), Some("<domain> needs <name>"));
     assert_eq!(d[0].pos, Some(Pos::new(1, 1)));
+}
+
+#[test]
+fn missing_required_attribute_is_named() {
+    let d = check(&DOMAIN.replace("<teaming type='persistent'/>", "<teaming/>"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].message,
+        "XML document failed to validate against schema: Element teaming failed to validate attributes"
+    );
+    assert_eq!(
+        d[0].hint.as_deref(),
+        Some("<teaming> needs the attribute(s) type")
+    );
+}
+
+#[test]
+fn missing_content_of_one_variant_only() {
+    // transient needs persistent=, persistent does not: no name is
+    // required by every variant, so the general text.
+    let d = check(&DOMAIN.replace("type='persistent'/>", "type='transient'/>"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].message,
+        "XML document failed to validate against schema: Element teaming failed to validate content"
+    );
+}
+
+#[test]
+fn required_names_follow_refs_and_choices() {
+    let r = allowed(SchemaKind::Domain, "domain")
+        .unwrap()
+        .required
+        .as_ref()
+        .unwrap();
+    assert!(r.children.contains("name"), "{r:?}");
+    assert!(!r.children.contains("devices"), "{r:?}");
+    assert!(r.attributes.contains("type"), "{r:?}");
+    let t = allowed(SchemaKind::Domain, "teaming")
+        .unwrap()
+        .required
+        .as_ref()
+        .unwrap();
+    assert_eq!(t.attributes.iter().collect::<Vec<_>>(), ["type"]);
 }
 
 #[test]
@@ -141,10 +186,10 @@ fn every_grammar_compiles() {
 
 #[test]
 fn vocab_knows_interface_children_and_values() {
-    let a = allowed("interface").unwrap();
+    let a = allowed(SchemaKind::Domain, "interface").unwrap();
     assert!(a.children.contains("teaming") && a.children.contains("model"));
     assert!(a.attributes.contains("type"));
-    let t = allowed("teaming").unwrap();
+    let t = allowed(SchemaKind::Domain, "teaming").unwrap();
     assert!(t.values["type"].contains("persistent") && t.values["type"].contains("transient"));
 }
 

@@ -10,12 +10,42 @@ use std::sync::OnceLock;
 
 use roxmltree::{Document, Node};
 
+use super::SchemaKind;
+
 /// Names allowed inside elements of one name.
 #[derive(Debug, Default)]
 pub(crate) struct Allowed {
     pub children: BTreeSet<String>,
     pub attributes: BTreeSet<String>,
     pub values: BTreeMap<String, BTreeSet<String>>,
+    /// Children and attributes every variant of the element requires.
+    pub required: Option<Required>,
+}
+
+/// What a pattern cannot match without.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Required {
+    pub children: BTreeSet<String>,
+    pub attributes: BTreeSet<String>,
+}
+
+impl Required {
+    fn union(mut self, o: Required) -> Required {
+        self.children.extend(o.children);
+        self.attributes.extend(o.attributes);
+        self
+    }
+
+    fn intersect(self, o: &Required) -> Required {
+        Required {
+            children: self.children.intersection(&o.children).cloned().collect(),
+            attributes: self
+                .attributes
+                .intersection(&o.attributes)
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 pub(crate) struct Vocab {
@@ -24,36 +54,66 @@ pub(crate) struct Vocab {
 
 const RNG_NS: &str = "http://relaxng.org/ns/structure/1.0";
 
-fn vocab() -> &'static Vocab {
-    static V: OnceLock<Vocab> = OnceLock::new();
-    V.get_or_init(|| {
-        // The embedded files are libvirt's, not user input: parsed with
-        // roxmltree's defaults.
-        let docs: Vec<Document> = super::FILES
-            .iter()
-            .filter_map(|(_, t)| Document::parse(t).ok())
-            .collect();
-        let mut defines: HashMap<&str, Vec<Node>> = HashMap::new();
-        for d in &docs {
-            for n in d.descendants().filter(|n| is(n, "define")) {
-                if let Some(name) = n.attribute("name") {
-                    defines.entry(name).or_default().push(n);
+/// The vocabulary of one grammar (a domain's `<domain>` and a network's
+/// DNS `<domain>` are different elements).
+fn vocab(kind: SchemaKind) -> &'static Vocab {
+    static V: [OnceLock<Vocab>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (i, top) = match kind {
+        SchemaKind::Domain | SchemaKind::Interface | SchemaKind::Hostdev => (0, "domain.rng"),
+        SchemaKind::Network => (1, "network.rng"),
+        SchemaKind::NetworkPort => (2, "networkport.rng"),
+    };
+    V[i].get_or_init(|| build(top))
+}
+
+/// Read `top` and what it includes (the embedded files are libvirt's, not
+/// user input: parsed with roxmltree's defaults).
+fn build(top: &str) -> Vocab {
+    let mut names = vec![top];
+    let mut docs: Vec<Document> = Vec::new();
+    let mut i = 0;
+    while let Some(name) = names.get(i).copied() {
+        i += 1;
+        let Some(doc) = super::embedded(name).and_then(|t| Document::parse(t).ok()) else {
+            continue;
+        };
+        for inc in doc.descendants().filter(|n| is(n, "include")) {
+            if let Some((file, _)) = inc
+                .attribute("href")
+                .and_then(|h| super::FILES.iter().find(|(f, _)| *f == h))
+            {
+                if !names.contains(file) {
+                    names.push(file);
                 }
             }
         }
-        let mut by_element: HashMap<String, Allowed> = HashMap::new();
-        for d in &docs {
-            for e in d.descendants().filter(|n| is(n, "element")) {
-                let Some(name) = pattern_name(e) else {
-                    continue;
-                };
-                let acc = by_element.entry(name).or_default();
-                let mut seen = HashSet::new();
-                walk(e, &defines, acc, &mut seen);
+        docs.push(doc);
+    }
+    let mut defines: HashMap<&str, Vec<Node>> = HashMap::new();
+    for d in &docs {
+        for n in d.descendants().filter(|n| is(n, "define")) {
+            if let Some(name) = n.attribute("name") {
+                defines.entry(name).or_default().push(n);
             }
         }
-        Vocab { by_element }
-    })
+    }
+    let mut by_element: HashMap<String, Allowed> = HashMap::new();
+    for d in &docs {
+        for e in d.descendants().filter(|n| is(n, "element")) {
+            let Some(name) = pattern_name(e) else {
+                continue;
+            };
+            let acc = by_element.entry(name).or_default();
+            let mut seen = HashSet::new();
+            walk(e, &defines, acc, &mut seen);
+            let req = required_seq(e, &defines, &mut Vec::new());
+            acc.required = Some(match acc.required.take() {
+                None => req,
+                Some(r) => r.intersect(&req),
+            });
+        }
+    }
+    Vocab { by_element }
 }
 
 fn is(n: &Node, local: &str) -> bool {
@@ -112,6 +172,77 @@ fn walk<'a>(
             _ => walk(c, defines, acc, seen),
         }
     }
+}
+
+/// What the patterns under `n` (a group) require.
+fn required_seq<'a>(
+    n: Node<'a, 'a>,
+    defines: &HashMap<&'a str, Vec<Node<'a, 'a>>>,
+    refs: &mut Vec<&'a str>,
+) -> Required {
+    n.children()
+        .filter(|c| c.is_element() && c.tag_name().namespace() == Some(RNG_NS))
+        .map(|c| required(c, defines, refs))
+        .fold(Required::default(), Required::union)
+}
+
+/// What pattern `p` requires: a choice what all its branches require,
+/// optional parts nothing, a nested element its name.
+fn required<'a>(
+    p: Node<'a, 'a>,
+    defines: &HashMap<&'a str, Vec<Node<'a, 'a>>>,
+    refs: &mut Vec<&'a str>,
+) -> Required {
+    let mut r = Required::default();
+    match p.tag_name().name() {
+        "element" => {
+            if let Some(name) = pattern_name(p) {
+                r.children.insert(name);
+            }
+        }
+        "attribute" => {
+            if let Some(name) = pattern_name(p) {
+                r.attributes.insert(name);
+            }
+        }
+        "group" | "interleave" | "oneOrMore" | "mixed" | "list" | "div" => {
+            r = required_seq(p, defines, refs);
+        }
+        "choice" => {
+            let mut branches = p
+                .children()
+                .filter(|c| c.is_element() && c.tag_name().namespace() == Some(RNG_NS))
+                .map(|c| required(c, defines, refs));
+            if let Some(first) = branches.next() {
+                r = branches.fold(first, |acc, b| acc.intersect(&b));
+            }
+        }
+        "ref" => {
+            let Some((name, nodes)) = p.attribute("name").and_then(|n| defines.get_key_value(n))
+            else {
+                return r;
+            };
+            if refs.contains(name) {
+                return r;
+            }
+            refs.push(name);
+            // Definitions combined by choice require what all of them do.
+            let choice = nodes
+                .iter()
+                .any(|d| d.attribute("combine") == Some("choice"));
+            let mut parts = nodes.iter().map(|d| required_seq(*d, defines, refs));
+            if let Some(first) = parts.next() {
+                r = if choice {
+                    parts.fold(first, |acc, b| acc.intersect(&b))
+                } else {
+                    parts.fold(first, Required::union)
+                };
+            }
+            refs.pop();
+        }
+        _ => {}
+    }
+    r
 }
 
 /// The literal `<value>`s an attribute pattern allows (through `ref`s to
@@ -198,21 +329,26 @@ fn did_you_mean(name: &str) -> String {
 }
 
 /// Hint for an unexpected child `got` of `parent`.
-pub(crate) fn child_hint(parent: &str, got: &str) -> Option<String> {
-    let allowed = vocab().by_element.get(parent)?;
+pub(crate) fn child_hint(kind: SchemaKind, parent: &str, got: &str) -> Option<String> {
+    let allowed = vocab(kind).by_element.get(parent)?;
     closest(got, &allowed.children).map(did_you_mean)
 }
 
 /// Hint for an attribute `got` not allowed on `element`.
-pub(crate) fn attribute_hint(element: &str, got: &str) -> Option<String> {
-    let allowed = vocab().by_element.get(element)?;
+pub(crate) fn attribute_hint(kind: SchemaKind, element: &str, got: &str) -> Option<String> {
+    let allowed = vocab(kind).by_element.get(element)?;
     closest(got, &allowed.attributes).map(did_you_mean)
 }
 
 /// Hint for a value of `attribute` on `element` the schema refuses: a close
 /// allowed value, else the list when it is short.
-pub(crate) fn value_hint(element: &str, attribute: &str, got: &str) -> Option<String> {
-    let values = vocab().by_element.get(element)?.values.get(attribute)?;
+pub(crate) fn value_hint(
+    kind: SchemaKind,
+    element: &str,
+    attribute: &str,
+    got: &str,
+) -> Option<String> {
+    let values = vocab(kind).by_element.get(element)?.values.get(attribute)?;
     if let Some(v) = closest(got, values) {
         return Some(did_you_mean(v));
     }
@@ -223,7 +359,37 @@ pub(crate) fn value_hint(element: &str, attribute: &str, got: &str) -> Option<St
     None
 }
 
+/// What `element` requires that `node` lacks (both empty when unknown).
+pub(crate) fn missing(kind: SchemaKind, element: &str, node: Node) -> Required {
+    let Some(req) = vocab(kind)
+        .by_element
+        .get(element)
+        .and_then(|a| a.required.as_ref())
+    else {
+        return Required::default();
+    };
+    let has_child = |n: &String| {
+        node.children()
+            .any(|c| c.is_element() && c.tag_name().name() == n)
+    };
+    let has_attr = |n: &String| node.attributes().any(|a| a.name() == n);
+    Required {
+        children: req
+            .children
+            .iter()
+            .filter(|n| !has_child(n))
+            .cloned()
+            .collect(),
+        attributes: req
+            .attributes
+            .iter()
+            .filter(|n| !has_attr(n))
+            .cloned()
+            .collect(),
+    }
+}
+
 #[cfg(test)]
-pub(crate) fn allowed(element: &str) -> Option<&'static Allowed> {
-    vocab().by_element.get(element)
+pub(crate) fn allowed(kind: SchemaKind, element: &str) -> Option<&'static Allowed> {
+    vocab(kind).by_element.get(element)
 }
