@@ -11,7 +11,7 @@
 //!
 //! Problems are [`Diagnostic`]s with `file:line:col`, worded like libxml2's
 //! Relax-NG messages (what libvirt prints), with a "did you mean" hint
-//! when a name is a typo of one the schema allows there ([`vocab`]).
+//! when a name is a typo of one the schema allows there (`vocab`).
 
 mod vocab;
 
