@@ -248,21 +248,22 @@ pub fn check_node(
     let lines = LineIndex::new(text);
     let doc = root.document();
     let mut out = Vec::new();
-    // Elements whose attributes were already reported: their "missing
-    // content" follows from that and is not said twice.
-    let mut bad_attrs: HashSet<NodeId> = HashSet::new();
+    // Elements whose attributes or text were already reported: their
+    // "missing content" follows from that and is not said twice.
+    let mut reported: HashSet<NodeId> = HashSet::new();
     let mut more = 0usize;
     for e in &errors {
         let node = e.location().and_then(|id| doc.get_node(*id));
         match e.kind() {
             ValidationErrorKind::UnexpectedAttribute(_)
-            | ValidationErrorKind::InvalidAttributeValue(..) => {
+            | ValidationErrorKind::InvalidAttributeValue(..)
+            | ValidationErrorKind::UnexpectedText => {
                 if let Some(n) = node {
-                    bad_attrs.insert(n.id());
+                    reported.insert(n.id());
                 }
             }
             ValidationErrorKind::MissingContent
-                if node.is_some_and(|n| bad_attrs.contains(&n.id())) =>
+                if node.is_some_and(|n| reported.contains(&n.id())) =>
             {
                 continue
             }
@@ -381,9 +382,23 @@ fn describe(
             (d, node_pos)
         }
         ValidationErrorKind::UnexpectedText => {
+            // The text (a value the datatype refuses, or text where only
+            // elements may be), cut short: it is quoted, not reproduced.
+            let text = node
+                .and_then(|n| {
+                    n.children()
+                        .filter_map(|c| c.text().filter(|_| c.is_text()))
+                        .map(str::trim)
+                        .find(|t| !t.is_empty())
+                })
+                .unwrap_or_default();
+            let mut shown: String = text.chars().take(40).collect();
+            if shown.len() < text.len() {
+                shown.push_str("...");
+            }
             let d = Diagnostic::error(
                 "schema-text",
-                format!("{PREFIX}Element {element} has extra content: text"),
+                format!("{PREFIX}Element {element} failed to validate content: text '{shown}' is not allowed there"),
             );
             (d, node_pos)
         }

@@ -113,8 +113,28 @@ fn text_where_none_is_allowed() {
     let d = check(&DOMAIN.replace("<devices>", "<devices>stray"));
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(
-        d[0].message
-            .ends_with("Element devices has extra content: text"),
+        d[0].message.ends_with(
+            "Element devices failed to validate content: text 'stray' is not allowed there"
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn value_out_of_the_datatype() {
+    // vcpu is an unsignedShort in libvirt's schema.
+    let d = check(&DOMAIN.replace("<memory>", "<vcpu>4294967295</vcpu><memory>"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].message,
+        "XML document failed to validate against schema: Element vcpu failed to validate content: \
+         text '4294967295' is not allowed there"
+    );
+    assert!(check(&DOMAIN.replace("<memory>", "<vcpu>65535</vcpu><memory>")).is_empty());
+    let long = "9".repeat(100);
+    let d = check(&DOMAIN.replace("<memory>", &format!("<vcpu>{long}</vcpu><memory>")));
+    assert!(
+        d[0].message.contains(&format!("'{}...'", &long[..40])),
         "{d:?}"
     );
 }
