@@ -55,6 +55,16 @@
 //! checks implement [`validate::DriverValidator`] in
 //! `teamvirt_qemu::validate`; [`validate::NoDriver`] gives generic checks only.
 //!
+//! ## Schema check ([`schema`])
+//!
+//! `schema::check_str(text, file)` checks a document against libvirt's
+//! RELAX NG grammar for its root (`domain.rng`, `network.rng`,
+//! `networkport.rng`, domaincommon's `interface`/`hostdev`), as
+//! `virt-xml-validate` does: libvirt v10.7.0's `.rng` files are embedded
+//! (`crates/conf/schemas/`, LGPL-2.1-or-later) and run by the `relax-ng`
+//! crate over the tree the safe loader built. Errors carry libxml2's wording
+//! and a "did you mean" hint for near names.
+//!
 //! ## Diagnostics ([`diag`])
 //!
 //! [`Diagnostic`] `{ severity, code, message, file, pos, hint }`;
@@ -71,6 +81,7 @@ pub use error::{ConfError, MAX_XML_SIZE};
 pub use model::{DomainDef, NetworkDef, NetworkPortDef};
 pub mod format;
 pub mod parse;
+pub mod schema;
 pub mod validate;
 #[doc(hidden)]
 pub mod work;

@@ -9,6 +9,7 @@ use std::cell::Cell;
 thread_local! {
     static POS_BYTES: Cell<u64> = const { Cell::new(0) };
     static ALIAS_READS: Cell<u64> = const { Cell::new(0) };
+    static ATTR_READS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// What this thread has done so far; subtract two snapshots.
@@ -19,6 +20,8 @@ pub struct Work {
     pub pos_bytes: u64,
     /// Device aliases read (each comparison in a lookup by alias).
     pub alias_reads: u64,
+    /// Attributes looked at to place a schema error on its attribute.
+    pub attr_reads: u64,
 }
 
 impl std::ops::Sub for Work {
@@ -27,6 +30,7 @@ impl std::ops::Sub for Work {
         Work {
             pos_bytes: self.pos_bytes - o.pos_bytes,
             alias_reads: self.alias_reads - o.alias_reads,
+            attr_reads: self.attr_reads - o.attr_reads,
         }
     }
 }
@@ -35,6 +39,7 @@ pub fn snapshot() -> Work {
     Work {
         pos_bytes: POS_BYTES.with(Cell::get),
         alias_reads: ALIAS_READS.with(Cell::get),
+        attr_reads: ATTR_READS.with(Cell::get),
     }
 }
 
@@ -44,4 +49,8 @@ pub(crate) fn pos_bytes(n: usize) {
 
 pub(crate) fn alias_read() {
     ALIAS_READS.with(|c| c.set(c.get() + 1));
+}
+
+pub(crate) fn attr_read() {
+    ATTR_READS.with(|c| c.set(c.get() + 1));
 }

@@ -1,5 +1,5 @@
 //! Bad input never panics and is refused clearly: mutated corpus documents
-//! (property test), DTDs and entities, huge files, non-UTF-8, malformed XML.
+//! (property test, through the schema check too), DTDs and entities, huge files, non-UTF-8, malformed XML.
 
 use std::path::PathBuf;
 
@@ -124,6 +124,8 @@ fn exercise(bytes: Vec<u8>) {
     let Ok(text) = bytes_to_text(bytes) else {
         return;
     };
+    // The schema check (validate's first step) takes any loaded document.
+    let _ = teamvirt_conf::schema::check_str(&text, None);
     let Ok((def, _)) = AnyDef::parse_str(&text, None) else {
         return;
     };

@@ -125,8 +125,35 @@ fn read_file(path: &Path) -> Result<String, ExitCode> {
 pub struct DefineArgs {
     /// Domain XML file.
     pub file: PathBuf,
+    /// Check the XML against libvirt's RELAX NG schema first (virsh's
+    /// --validate, as virt-xml-validate); without it define is as lenient
+    /// as libvirt's (unknown elements are kept, with a warning).
+    #[arg(long)]
+    pub validate: bool,
     #[command(flatten)]
     pub state: StateOpt,
+}
+
+/// `--validate`: `text` against libvirt's schema for `kind`. On failure
+/// the errors are printed under `what` and the exit code returned.
+pub fn schema_check(
+    what: &str,
+    text: &str,
+    file: &Path,
+    kind: teamvirt_conf::schema::SchemaKind,
+) -> Result<(), ExitCode> {
+    let diags = match teamvirt_conf::schema::check_str_as(text, kind, Some(file)) {
+        Ok(d) => d,
+        Err(e) => vec![e.to_diagnostic(Some(file))],
+    };
+    if diags.is_empty() {
+        return Ok(());
+    }
+    eprintln!("error: {what}");
+    for d in &diags {
+        eprint!("{}", render(d, Some(text)));
+    }
+    Err(ExitCode::FAILURE)
 }
 
 pub fn define(a: DefineArgs) -> ExitCode {
@@ -135,6 +162,12 @@ pub fn define(a: DefineArgs) -> ExitCode {
         Err(c) => return c,
     };
     let what = format!("Failed to define domain from {}", a.file.display());
+    if a.validate {
+        let kind = teamvirt_conf::schema::SchemaKind::Domain;
+        if let Err(c) = schema_check(&what, &text, &a.file, kind) {
+            return c;
+        }
+    }
     let res = a
         .state
         .open()

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> ExitCode {
     // The capabilities `validate` would use (--caps, --emulator, else the
     // installed default emulator): with them, `defined` carries QEMU's
     // define-time defaults.
-    let c = check_all(&args.file, &mut qemu, false);
+    let c = check_all(&args.file, &mut qemu, false, false);
     if matches!(c.def, Some(AnyDef::Domain(_))) && c.defined.is_none() && c.valid() {
         qemu.notes.push(
             "QEMU's define-time defaults not applied (no QEMU capabilities): the domain is \

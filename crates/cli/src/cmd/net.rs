@@ -24,6 +24,10 @@ pub struct NetDefineArgs {
     /// VF has an isolated backend).
     #[arg(long, value_name = "BRIDGE", requires = "emulate_vf")]
     pub lab_bridge: Option<String>,
+    /// Check the XML against libvirt's RELAX NG schema first (virsh's
+    /// --validate, as virt-xml-validate).
+    #[arg(long)]
+    pub validate: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -37,6 +41,13 @@ pub fn define(a: NetDefineArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if a.validate {
+        let what = format!("Failed to define network from {}", a.file.display());
+        let kind = teamvirt_conf::schema::SchemaKind::Network;
+        if let Err(c) = super::domain::schema_check(&what, &text, &a.file, kind) {
+            return c;
+        }
+    }
     match a.state.open().and_then(|rt| {
         let r = rt.define_network(&text, Some(&a.file), a.emulate_vf)?;
         rt.set_lab_bridge(&r.0, a.lab_bridge.clone())?;

@@ -1,5 +1,7 @@
 //! `teamvirt validate FILE...`: check domain, network, network-port and
-//! device (`attach-device` input) XML.
+//! device (`attach-device` input) XML: libvirt's RELAX NG schema first
+//! (`teamvirt_conf::schema`, as `virt-xml-validate`), then libvirt's parse
+//! and checks.
 //!
 //! Domains also get the placement checks of issue 3 item 8 (a failover
 //! primary QEMU can never plug, q35 without ACPI, the rtl8139 trap). They
@@ -23,9 +25,16 @@ use crate::render;
 #[command(
     about = "Check domain, network, network-port or device XML like libvirt does, plus teaming checks libvirt forgets",
     long_about = "Check domain, network or network-port XML (kind chosen by the root element) the way \
-                  `virsh define` on the QEMU driver would, with libvirt's error texts, plus teaming checks \
-                  libvirt does not make (as warnings with hints). An <interface> or <hostdev> document \
-                  (`attach-device` input) is checked as a device; whether the standby a primary names \
+                  `virsh define --validate` on the QEMU driver would, with libvirt's error texts, plus teaming \
+                  checks libvirt does not make (as warnings with hints).\n\n\
+                  First the document is checked against libvirt's RELAX NG schema for its root, as \
+                  `virt-xml-validate` does (libvirt 10.7.0's domain.rng, network.rng, networkport.rng, built \
+                  in): an element or attribute the schema does not allow there, or a value it does not \
+                  allow, is an error at its file:line:col, worded like libxml2's Relax-NG messages, with \
+                  \"did you mean\" when it is close to an allowed name. A document the schema refuses gets \
+                  no further checks. An <interface> or <hostdev> document \
+                  (`attach-device` input) is checked as a device (against the schema's definition of that \
+                  device); whether the standby a primary names \
                   exists is up to the running domain (`attach-device` checks it).\n\n\
                   The checks on where failover primaries land (PCI placement, ACPI) need QEMU's \
                   capabilities: from --caps, from --emulator, or else from the installed qemu-system-x86_64 \
@@ -150,8 +159,18 @@ impl Checked {
 /// `type='network'` interfaces resolve): `virsh define` accepts the XML.
 /// `start_errors_fatal` makes them errors (`validate`: the domain can never
 /// run); otherwise they are warnings (`format`: prints what define keeps).
-pub fn check_all(path: &Path, qemu: &mut QemuSide, start_errors_fatal: bool) -> Checked {
-    let (def, diagnostics, text) = match parse(path) {
+///
+/// `schema` first checks the document against libvirt's RELAX NG schema
+/// (`validate`, as `virt-xml-validate`); a document it refuses gets its
+/// schema errors and no further checks (what `virsh define --validate`
+/// reports), since libvirt's parse of a misspelt element only confuses.
+pub fn check_all(
+    path: &Path,
+    qemu: &mut QemuSide,
+    start_errors_fatal: bool,
+    schema: bool,
+) -> Checked {
+    let (def, diagnostics, text) = match parse(path, schema) {
         Ok(x) => x,
         Err(c) => return *c,
     };
@@ -262,29 +281,51 @@ fn standby_segment_warnings(dom: &DomainDef, nets: &NetworkMap) -> Vec<Diagnosti
     out
 }
 
-/// Read and parse; on failure, the finished [`Checked`].
-fn parse(path: &Path) -> Result<(AnyDef, Vec<Diagnostic>, String), Box<Checked>> {
-    let text = match teamvirt_conf::read_xml_file(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(Box::new(Checked {
-                def: None,
-                diagnostics: vec![e.to_diagnostic(Some(path))],
-                text: None,
-                topology_checked: false,
-                defined: None,
-            }))
-        }
-    };
-    match AnyDef::parse_str(&text, Some(path)) {
-        Ok((def, diags)) => Ok((def, diags, text)),
-        Err(e) => Err(Box::new(Checked {
-            def: None,
-            diagnostics: vec![e.to_diagnostic(Some(path))],
-            text: Some(text),
+/// Read, schema-check (when asked) and parse; on failure, the finished
+/// [`Checked`].
+fn parse(path: &Path, schema: bool) -> Result<(AnyDef, Vec<Diagnostic>, String), Box<Checked>> {
+    let failed = |def: Option<AnyDef>, diagnostics: Vec<Diagnostic>, text: Option<String>| {
+        Box::new(Checked {
+            def,
+            diagnostics,
+            text,
             topology_checked: false,
             defined: None,
-        })),
+        })
+    };
+    let text = match teamvirt_conf::read_xml_file(path) {
+        Ok(t) => t,
+        Err(e) => return Err(failed(None, vec![e.to_diagnostic(Some(path))], None)),
+    };
+    let schema_errors = if schema {
+        match teamvirt_conf::schema::check_str(&text, Some(path)) {
+            Ok(d) => d,
+            Err(e) => return Err(failed(None, vec![e.to_diagnostic(Some(path))], Some(text))),
+        }
+    } else {
+        Vec::new()
+    };
+    let parsed = AnyDef::parse_str(&text, Some(path));
+    if !schema_errors.is_empty() {
+        let (def, warnings) = match parsed {
+            Ok((def, w)) => (Some(def), w),
+            Err(_) => (None, Vec::new()),
+        };
+        // The parser's note that it keeps an unknown element is the same
+        // finding as the schema error on that line.
+        let lines: Vec<u32> = schema_errors
+            .iter()
+            .filter_map(|d| d.pos.map(|p| p.line))
+            .collect();
+        let mut diags = schema_errors;
+        diags.extend(warnings.into_iter().filter(|w| {
+            !(w.code.starts_with("unknown-") && w.pos.is_some_and(|p| lines.contains(&p.line)))
+        }));
+        return Err(failed(def, diags, Some(text)));
+    }
+    match parsed {
+        Ok((def, diags)) => Ok((def, diags, text)),
+        Err(e) => Err(failed(None, vec![e.to_diagnostic(Some(path))], Some(text))),
     }
 }
 
@@ -309,7 +350,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut all_valid = true;
     let mut reports = Vec::new();
     for f in &args.files {
-        let c = check_all(f, &mut qemu, true);
+        let c = check_all(f, &mut qemu, true, true);
         all_valid &= c.valid();
         if args.json {
             let mut r = render::file_json(f, c.def.as_ref().map(AnyDef::kind), &c.diagnostics);
