@@ -523,8 +523,20 @@ fn save_record(path: &Path, rec: &Record) -> Result<(), crate::state::StateError
 }
 
 /// Park (`park`) or unpark every VF recorded in `run_dir` (see
-/// [`PreparedVf::parked`]); the record is updated. Returns the failures.
+/// [`PreparedVf::parked`]); the record is updated. The failover pairs'
+/// bridge ports follow (standby active while parked, see
+/// [`crate::netdev::pair`]), lab primaries included. Returns the failures.
 fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
+    let mut problems = park_vfs(run_dir, park);
+    let active = match park {
+        true => crate::netdev::pair::Active::Standby,
+        false => crate::netdev::pair::Active::Primary,
+    };
+    problems.extend(crate::netdev::pair::wire(run_dir, active));
+    problems
+}
+
+fn park_vfs(run_dir: &Path, park: bool) -> Vec<String> {
     let path = run_dir.join(RECORD);
     let mut rec = match load_record(&path) {
         Ok(Some(r)) => r,
@@ -547,8 +559,8 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     if park {
         // A bridge that learnt the guest's MAC on its uplink (the VF's
         // frames came in there) would keep sending its frames there, past
-        // the standby's tap (which never learns): forget it, so they are
-        // flooded to the standby too until the guest is heard from again.
+        // the standby's tap (which never learns): forget it (the pair's
+        // own static entry then takes the frames to the standby).
         for (mac, _) in rec.vfs.iter().filter_map(|v| v.want.as_ref()) {
             if let Err(e) = forget_learned_mac(mac) {
                 problems.push(format!("cannot make the bridges forget {mac}: {e}"));
@@ -558,16 +570,25 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     problems
 }
 
+/// (guest MAC, PF netdev) of every real VF recorded in `run_dir` that
+/// gets the guest's MAC through its PF.
+pub fn recorded_vf_pfs(run_dir: &Path) -> Vec<(String, String)> {
+    let Ok(Some(rec)) = load_record(&run_dir.join(RECORD)) else {
+        return Vec::new();
+    };
+    rec.vfs
+        .iter()
+        .filter_map(|v| match (&v.want, &v.pf) {
+            (Some((mac, _)), Some((pf, _))) => Some((mac.clone(), pf.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Remove every bridge's learnt (dynamic) entry for `mac`.
 fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
-    let mut bytes = [0u8; 6];
-    let parts: Vec<&str> = mac.split(':').collect();
-    if parts.len() != 6 {
-        return Err(std::io::Error::other(format!("bad MAC {mac}")));
-    }
-    for (b, p) in bytes.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(std::io::Error::other)?;
-    }
+    let bytes = crate::netdev::pair::parse_mac(mac)
+        .ok_or_else(|| std::io::Error::other(format!("bad MAC {mac}")))?;
     for port in crate::netdev::nl::fdb_ports(bytes)? {
         crate::netdev::nl::fdb_del(port, bytes)?;
     }
