@@ -22,7 +22,10 @@ pub use capture::Capture;
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
 pub use netns::Netns;
 pub use qemu::{qemu_binary, qemu_or_skip};
-pub use serial::{FailoverGroup, GuestNetIf, GuestPciDev, GuestState, SerialError, SerialLog};
+pub use serial::{
+    FailoverGroup, GuestIp6, GuestIp6Addr, GuestNetIf, GuestPciDev, GuestState, SerialError,
+    SerialLog,
+};
 pub use util::{free_port, temp_dir};
 
 /// The libvirt conformance corpus (`../shared/conformance/libvirt` beside the
