@@ -265,3 +265,20 @@ pub fn set_port_locked(index: u32, on: bool) -> io::Result<()> {
         h.link().change(m).execute().await.map_err(to_io)
     })
 }
+
+/// Packets a link has received (IFLA_STATS64; for a tap: what the guest
+/// sent through it).
+pub fn rx_packets(index: u32) -> io::Result<Option<u64>> {
+    run(move |h| async move {
+        let mut s = h.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Stats64(st) => Some(st.rx_packets),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    })
+}

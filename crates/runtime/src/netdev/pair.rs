@@ -285,6 +285,55 @@ pub fn wire(run_dir: &Path, active: Active) -> Vec<String> {
     problems
 }
 
+/// What the guest has sent through the primary of `p` so far: a lab
+/// tap's received packets, a real VF's transmitted ones (`vf_tx`, by
+/// MAC); `None` when it cannot be known.
+fn primary_sent(p: &PairPorts, vf_tx: &[(String, Option<u64>)]) -> Option<u64> {
+    match &p.primary {
+        PrimaryPort::Ours(l) => nl::rx_packets(l.ifindex).ok().flatten(),
+        PrimaryPort::Uplink { .. } | PrimaryPort::Elsewhere => vf_tx
+            .iter()
+            .find(|(m, _)| parse_mac(m) == Some(p.mac))
+            .and_then(|(_, n)| *n),
+        PrimaryPort::None => None,
+    }
+}
+
+/// Make the primaries' halves the guest's once the guest has taken its
+/// primaries again (a migration destination after the guest resumed, a
+/// rollback after the replug): when each primary has sent its first
+/// frame (a registered slave's link-up chatter, or the guest's traffic;
+/// before `net_failover` registers it, a primary is closed and sends
+/// nothing), or after `bound`, whichever comes first. Until then frames
+/// for the guest go to its standby, which it still listens to: no loss
+/// while the guest probes its new primary. Returns the failures.
+pub fn primary_when_heard(run_dir: &Path, bound: std::time::Duration) -> Vec<String> {
+    let created = load_record(run_dir);
+    let vf_pfs = crate::hostdev::recorded_vf_pfs(run_dir);
+    let link = |n: &str| nl::link_by_name(n).ok().flatten();
+    let pairs = pairs_of(&created, &vf_pfs, &link);
+    let sent = |vf_tx: &[(String, Option<u64>)]| -> Vec<Option<u64>> {
+        pairs.iter().map(|p| primary_sent(p, vf_tx)).collect()
+    };
+    let base = sent(&crate::hostdev::recorded_vf_tx(run_dir));
+    let deadline = std::time::Instant::now() + bound;
+    while base.iter().any(Option::is_some) && std::time::Instant::now() < deadline {
+        std::thread::sleep(HEARD_POLL);
+        let now = sent(&crate::hostdev::recorded_vf_tx(run_dir));
+        let heard = base
+            .iter()
+            .zip(&now)
+            .all(|(b, n)| b.is_none() || n.zip(*b).is_some_and(|(n, b)| n > b));
+        if heard {
+            break;
+        }
+    }
+    wire(run_dir, Active::Primary)
+}
+
+/// How often [`primary_when_heard`] looks.
+const HEARD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Remove the entries [`wire`] pinned on ports teamvirt did not create
 /// (its own ports take theirs with them). Only an entry still on the very
 /// port recorded (same index and name).
