@@ -794,11 +794,6 @@ async fn complete<D: Destination>(
     })
 }
 
-/// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
-/// plugs the primaries back), tear the destination down, verify every
-/// primary that was plugged is plugged again. Returns the steps taken and
-/// whether all primaries are back.
-#[allow(clippy::too_many_arguments)]
 /// Park (`true`) or unpark the source's real VFs (see
 /// [`crate::hostdev::park_recorded_vfs`]), the pairs' ports with them
 /// (`standby_first`: the standbys' halves stay the guest's until it has
@@ -823,6 +818,11 @@ async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     }
 }
 
+/// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
+/// plugs the primaries back), tear the destination down, verify every
+/// primary that was plugged is plugged again. Returns the steps taken and
+/// whether all primaries are back.
+#[allow(clippy::too_many_arguments)]
 async fn rollback<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
