@@ -502,3 +502,57 @@ fn failover_guest_frames_reach_only_its_active_port() {
     ok(&ns, &e, &["destroy", "d"]);
     assert_eq!(show(&ns), Vec::<String>::new(), "no entry left");
 }
+
+/// A lab VF on another bridge than its standby is the guest's only port
+/// on that bridge: the guest's MAC is pinned there and the port is open
+/// (a port made locked and left so would cut the lab primary off); the
+/// standby, without a primary on its bridge, has its own bridge's entry.
+#[test]
+fn lab_vf_on_another_bridge_than_its_standby_is_open() {
+    let Some((ns, e)) = setup("lab2") else { return };
+    ns.ip(&["link", "add", "br1", "type", "bridge"]);
+    ns.ip(&["link", "set", "br1", "up"]);
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+    );
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    ok(
+        &ns,
+        &e,
+        &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br1"],
+    );
+    let nics = format!(
+        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let (sb, lab) = pair_taps(&e, "d");
+    for (port, br) in [(&sb, "br0"), (&lab, "br1")] {
+        let l = ns.link(port).unwrap();
+        assert!(l.contains(&format!("master {br}")), "{l}");
+        assert!(l.contains("locked off"), "{port} open: {l}");
+        let o = Command::new("bridge")
+            .args(["-n", &ns.name, "fdb", "show", "br", br])
+            .output()
+            .unwrap();
+        let fdb = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            fdb.lines().any(|x| x.starts_with(MAC)
+                && x.contains(&format!("dev {port} "))
+                && x.contains("static")),
+            "{br}: {fdb}"
+        );
+    }
+    ok(&ns, &e, &["destroy", "d"]);
+}

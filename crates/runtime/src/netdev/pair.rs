@@ -160,6 +160,20 @@ pub fn pairs_of(
     out
 }
 
+/// Primary ports of `created` that are no pair's (their standby is on
+/// another bridge, or there is none).
+pub fn lone_primaries<'a>(created: &'a [Created], pairs: &[PairPorts]) -> Vec<&'a Created> {
+    created
+        .iter()
+        .filter(|c| c.pair.as_ref().is_some_and(|m| m.role == Role::Primary))
+        .filter(|c| {
+            !pairs
+                .iter()
+                .any(|p| matches!(&p.primary, PrimaryPort::Ours(l) if l.ifindex == c.ifindex))
+        })
+        .collect()
+}
+
 /// What wiring one pair takes: the port to pin the MAC on (`None`: no
 /// entry), ports to lock and ports to unlock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +238,24 @@ pub fn wire(run_dir: &Path, active: Active) -> Vec<String> {
     let link = |n: &str| nl::link_by_name(n).ok().flatten();
     let mut problems = Vec::new();
     let mut pins = load_pins(run_dir);
-    for p in pairs_of(&created, &vf_pfs, &link) {
+    let pairs = pairs_of(&created, &vf_pfs, &link);
+    // A lab primary on another bridge than its standby is the guest's
+    // only port there: its MAC pinned on it, never locked.
+    for c in lone_primaries(&created, &pairs) {
+        let mac = c.pair.as_ref().and_then(|m| parse_mac(&m.mac));
+        let (Some(mac), true) = (mac, link(&c.ifname).is_some_and(|l| l.index == c.ifindex)) else {
+            continue;
+        };
+        for (r, what) in [
+            (nl::fdb_pin(c.ifindex, mac), "point the bridge entry at"),
+            (nl::set_port_locked(c.ifindex, false), "unlock bridge port"),
+        ] {
+            if let Err(e) = r {
+                problems.push(format!("cannot {what} {}: {e}", c.ifname));
+            }
+        }
+    }
+    for p in pairs {
         let w = plan(&p, active);
         let mac = mac_text(p.mac);
         // Order matters: the new port is opened after the entry moved to
@@ -450,6 +481,28 @@ mod tests {
         let p = &pairs_of(&rec, &vfs, &elsewhere)[0];
         assert_eq!(p.primary, PrimaryPort::Elsewhere);
         assert_eq!(plan(p, Active::Primary).pin, None);
+    }
+
+    #[test]
+    fn a_lab_primary_on_another_bridge_is_alone_there() {
+        let mut lab = port("vnet1", 11, Some(Role::Primary), M);
+        lab.bridge = Some("labbr".into());
+        let rec = vec![port("vnet0", 10, Some(Role::Standby), M), lab];
+        let taps = |n: &str| (n == "vnet1").then(|| link("vnet1", 11, Some(3)));
+        let pairs = pairs_of(&rec, &[], &taps);
+        assert_eq!(pairs[0].primary, PrimaryPort::None);
+        let lone: Vec<&str> = lone_primaries(&rec, &pairs)
+            .iter()
+            .map(|c| c.ifname.as_str())
+            .collect();
+        assert_eq!(lone, vec!["vnet1"]);
+        // On the standby's bridge it is a pair: not alone.
+        let rec = vec![
+            port("vnet0", 10, Some(Role::Standby), M),
+            port("vnet1", 11, Some(Role::Primary), M),
+        ];
+        let pairs = pairs_of(&rec, &[], &taps);
+        assert!(lone_primaries(&rec, &pairs).is_empty());
     }
 
     #[test]
