@@ -405,6 +405,12 @@ fn bridge_tap(
         .map(|l| l.index)
         .ok_or_else(|| NetdevError::NoDevice { dev: name.clone() })?;
     let standby = !ovs && w.net.teaming_type() == Some(TeamingType::Persistent);
+    // Wired as a pair's half only with the guest's MAC to pin.
+    let member = mac_of(w.net).filter(|_| standby).map(|m| PairMember {
+        mac: MacAddr(m).to_string(),
+        role: pair::Role::Standby,
+    });
+    let lock = member.is_some();
     append_record(
         w.run_dir,
         Created {
@@ -414,10 +420,7 @@ fn bridge_tap(
             kind: "tap".into(),
             bridge: Some(bridge.to_string()),
             ovs,
-            pair: standby.then(|| PairMember {
-                mac: mac_str(w.net),
-                role: pair::Role::Standby,
-            }),
+            pair: member,
         },
     )?;
     let mtu = w.net.mtu.as_ref().map(|m| m.size).or(br.mtu);
@@ -481,7 +484,7 @@ fn bridge_tap(
     } else {
         nl::configure(idx, mac, mtu, Some(br.index), true).map_err(fail)?;
         if standby {
-            pair_port(idx, bridge, &name)?;
+            pair_port(idx, bridge, &name, lock)?;
         }
     }
     host.hand_over(w, fds, queues);
@@ -631,12 +634,13 @@ pub(crate) fn lab_tap(
             source,
         }
     })?;
-    pair_port(idx, bridge, &name)?;
+    pair_port(idx, bridge, &name, mac.is_some())?;
     Ok(host.take(fds).remove(0))
 }
 
 /// A bridge port of one half of a failover pair: no address learning,
-/// and locked until [`pair::wire`] makes it the guest's half.
+/// and (`lock`: it is recorded as a pair's half) locked until
+/// [`pair::wire`] makes it the guest's half.
 ///
 /// The guest's MAC must not be learnt on either half: the guest's
 /// net_failover takes frames only from the primary while one is
@@ -645,14 +649,17 @@ pub(crate) fn lab_tap(
 /// (the primary unplugged on the source, re-plugged on the destination):
 /// seconds of loss. Where the guest's frames go is [`pair::wire`]'s
 /// static entry, moved at exactly those moments.
-fn pair_port(idx: u32, bridge: &str, name: &str) -> Result<(), NetdevError> {
+fn pair_port(idx: u32, bridge: &str, name: &str, lock: bool) -> Result<(), NetdevError> {
     let fail = |source| NetdevError::Bridge {
         bridge: bridge.to_string(),
         tap: name.to_string(),
         source,
     };
     nl::set_port_learning(idx, false).map_err(fail)?;
-    nl::set_port_locked(idx, true).map_err(fail)
+    if lock {
+        nl::set_port_locked(idx, true).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// [`setup`] for `start`: resolve the interfaces through `source` (taps
