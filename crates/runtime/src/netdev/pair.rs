@@ -13,15 +13,16 @@
 //! master's link-local address with their own nonce) from coming back to
 //! the master through the other half of the pair (issue 18).
 //!
-//! The active port is the primary's while the primary holds the guest's
-//! MAC, the same moments as a real VF's MAC ([`crate::hostdev`]): from
-//! start, parked (standby active) once the guest unplugged it for a
-//! migration, active again on a rollback and on the destination right
-//! before the guest resumes. A lab primary's port is its tap on the lab
-//! bridge; a real VF's is its PF when the PF is a port of the standby's
-//! bridge (the NIC delivers what the PF sends to the VF). A VF whose PF is
-//! not a port of that bridge leaves no entry there: the bridge learns the
-//! MAC where the NIC reflects the VF's frames, as before.
+//! The active port follows the moments of a real VF's MAC
+//! ([`crate::hostdev`]): the primary's from start, the standby's once the
+//! guest unplugged the primary for a migration, the primary's again on a
+//! rollback and on the destination, once the guest has taken the
+//! re-plugged primary ([`primary_when_heard`]). A lab primary's port is
+//! its tap on the lab bridge; a real VF's is its PF when the PF is a port
+//! of the standby's bridge (the NIC delivers what the PF sends to the
+//! VF). A VF whose PF is not a port of that bridge leaves no entry there:
+//! the bridge learns the MAC where the NIC reflects the VF's frames, as
+//! before.
 
 use std::path::{Path, PathBuf};
 
