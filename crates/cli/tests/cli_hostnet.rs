@@ -373,3 +373,186 @@ fn validate_warns_about_a_standby_off_the_vf_segment() {
         assert_eq!(text.contains(&needle), warned, "{mode}: {text}");
     }
 }
+
+/// The host-side ports of a pair from the run directory's record:
+/// (standby tap, lab VF tap).
+fn pair_taps(e: &Env, dom: &str) -> (String, String) {
+    let t = std::fs::read_to_string(e.run_dir(dom).join("netdevs.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    let by_label = |prefix: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["device"].as_str().is_some_and(|d| d.starts_with(prefix)))
+            .and_then(|c| c["ifname"].as_str())
+            .unwrap_or_else(|| panic!("no {prefix}... port in {t}"))
+            .to_string()
+    };
+    (by_label("net"), by_label("lab"))
+}
+
+/// Issue 17 item 8: frames for a failover guest's MAC reach the port of
+/// the half its net_failover receives on (the lab primary's, from start),
+/// not the standby's and not a bystander's port on the same bridge. The
+/// bridge pins the MAC there (static, sticky) and the other half's port is
+/// locked (it cannot send as the guest: issue 18's reflected DAD probe).
+/// Fails on the old wiring (learning off, flooding: every port got them).
+#[test]
+fn failover_guest_frames_reach_only_its_active_port() {
+    let Some((ns, e)) = setup("iso") else { return };
+    if Command::new("ping").arg("-V").output().is_err() {
+        eprintln!("skipping: ping (iputils-ping) is not installed");
+        return;
+    }
+    ns.ip(&["addr", "add", "10.78.0.1/24", "dev", "br0"]);
+    ns.ip(&[
+        "link", "add", "bys0", "type", "veth", "peer", "name", "bys1",
+    ]);
+    ns.ip(&["link", "set", "bys0", "master", "br0", "up"]);
+    ns.ip(&["link", "set", "bys1", "up"]);
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+    );
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    ok(
+        &ns,
+        &e,
+        &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"],
+    );
+    let nics = format!(
+        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let (sb, lab) = pair_taps(&e, "d");
+
+    let mac: Vec<u8> = MAC
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let mac: [u8; 6] = mac.try_into().unwrap();
+    let by = ns.capture_to("bys1", mac);
+    let on_sb = ns.capture_to(&sb, mac);
+    let on_lab = ns.capture_to(&lab, mac);
+    // The guest's address, known without asking (its firmware answers
+    // nothing): every echo request is a unicast frame to its MAC.
+    ns.ip(&[
+        "neigh",
+        "replace",
+        "10.78.0.2",
+        "lladdr",
+        MAC,
+        "dev",
+        "br0",
+        "nud",
+        "permanent",
+    ]);
+    let _ = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-n", "-q", "-c", "40"])
+        .args(["-i", "0.01", "-w", "3", "10.78.0.2"])
+        .output()
+        .expect("ping runs");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (b, s, l) = (by.count(), on_sb.count(), on_lab.count());
+    eprintln!("frames to {MAC}: bystander {b}, standby {s}, lab VF {l}");
+    assert!(l >= 40, "the active (lab VF) port got them: {l}");
+    assert_eq!(s, 0, "the inactive standby got none");
+    assert_eq!(b, 0, "the bystander got none");
+    drop((by, on_sb, on_lab));
+
+    let fdb = ns.ip_out(&["-d", "link", "show", "dev", &sb]);
+    let sb_link = String::from_utf8_lossy(&fdb.stdout).into_owned();
+    assert!(sb_link.contains("locked on"), "standby locked: {sb_link}");
+    let lab_link = ns.link(&lab).unwrap();
+    assert!(
+        lab_link.contains("locked off"),
+        "lab VF port open: {lab_link}"
+    );
+    let show = |ns: &Netns| {
+        let o = Command::new("bridge")
+            .args(["-n", &ns.name, "fdb", "show", "br", "br0"])
+            .output()
+            .expect("bridge (iproute2) runs");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with(MAC))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let entries = show(&ns);
+    assert_eq!(entries.len(), 1, "one entry for the guest: {entries:?}");
+    assert!(
+        entries[0].contains(&format!("dev {lab} "))
+            && entries[0].contains("static")
+            && entries[0].contains("sticky"),
+        "{entries:?}"
+    );
+
+    ok(&ns, &e, &["destroy", "d"]);
+    assert_eq!(show(&ns), Vec::<String>::new(), "no entry left");
+}
+
+/// A lab VF on another bridge than its standby is the guest's only port
+/// on that bridge: the guest's MAC is pinned there and the port is open
+/// (a port made locked and left so would cut the lab primary off); the
+/// standby, without a primary on its bridge, has its own bridge's entry.
+#[test]
+fn lab_vf_on_another_bridge_than_its_standby_is_open() {
+    let Some((ns, e)) = setup("lab2") else { return };
+    ns.ip(&["link", "add", "br1", "type", "bridge"]);
+    ns.ip(&["link", "set", "br1", "up"]);
+    let net = e.write(
+        "n.xml",
+        "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+    );
+    let pool = e.write(
+        "p.xml",
+        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
+           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
+         </forward></network>",
+    );
+    ok(&ns, &e, &["net-define", &net]);
+    ok(
+        &ns,
+        &e,
+        &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br1"],
+    );
+    let nics = format!(
+        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
+         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
+           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
+    );
+    let f = e.write("d.xml", &domain("d", &nics));
+    ok(&ns, &e, &["define", &f]);
+    start(&ns, &e, "d");
+    let (sb, lab) = pair_taps(&e, "d");
+    for (port, br) in [(&sb, "br0"), (&lab, "br1")] {
+        let l = ns.link(port).unwrap();
+        assert!(l.contains(&format!("master {br}")), "{l}");
+        assert!(l.contains("locked off"), "{port} open: {l}");
+        let o = Command::new("bridge")
+            .args(["-n", &ns.name, "fdb", "show", "br", br])
+            .output()
+            .unwrap();
+        let fdb = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            fdb.lines().any(|x| x.starts_with(MAC)
+                && x.contains(&format!("dev {port} "))
+                && x.contains("static")),
+            "{br}: {fdb}"
+        );
+    }
+    ok(&ns, &e, &["destroy", "d"]);
+}

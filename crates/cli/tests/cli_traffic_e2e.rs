@@ -6,8 +6,12 @@
 //! guest has an address on its failover master (`e2e.ip=`); the bridge
 //! pings it at 100 packets per second throughout.
 //!
-//! Shown (asserted): before, the guest transmits over the primary, not the
-//! standby; during wait-unplug and the copy, replies keep coming and the
+//! Shown (asserted): the failover master's IPv6 link-local address passes
+//! duplicate address detection (issue 18 item 3: the guest's own probe
+//! used to come back through the other half of the pair); a bystander's
+//! port on the same bridge receives no frame addressed to the guest
+//! throughout (issue 17 item 8); before, the guest transmits over the
+//! primary, not the standby; during wait-unplug and the copy, replies keep coming and the
 //! standby's tap carries them; after, the re-plugged primary on the
 //! destination carries the traffic again; the same back, and through a
 //! cancelled migration (the primary returns on the source). Reported (not
@@ -24,6 +28,39 @@ use common::Env;
 use serde_json::Value;
 use teamvirt_testinfra::traffic::{epoch, GuestCounters, Pinger};
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, Netns, SerialLog};
+
+/// The guest's MAC as bytes.
+fn mac_bytes() -> [u8; 6] {
+    let v: Vec<u8> = MAC
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+/// The failover master's link-local address has passed DAD, and not by
+/// failing it (no `dadfailed`, no kernel "duplicate address" message).
+fn assert_master_link_local(s: &SerialLog) {
+    let st = s
+        .wait_for_failover_master(2, Duration::from_secs(60))
+        .expect("failover master with 2 slaves");
+    let master = st.failover_master(2).unwrap().master.name;
+    let ll = s
+        .wait_for_link_local(&master, Duration::from_secs(60))
+        .expect("master's link-local address");
+    eprintln!("master {master}: {} {:?}", ll.addr, ll.flags);
+    let dad: Vec<String> = s
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("E2E DAD"))
+        .collect();
+    assert!(
+        !ll.flags.iter().any(|f| f == "dadfailed") && dad.is_empty(),
+        "the master's link-local {} failed DAD: {:?} {dad:?}",
+        ll.addr,
+        ll.flags
+    );
+}
 
 const MAC: &str = "52:54:00:77:00:02";
 const NAME: &str = "tr";
@@ -237,6 +274,14 @@ fn traffic_moves_standby_then_primary_through_migrations() {
     ns.ip(&["link", "add", "br0", "type", "bridge"]);
     ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "br0"]);
     ns.ip(&["link", "set", "br0", "up"]);
+    // A bystander's port on the same bridge (a plain, non-promiscuous
+    // veth): it must never receive a frame addressed to the guest.
+    ns.ip(&[
+        "link", "add", "bys0", "type", "veth", "peer", "name", "bys1",
+    ]);
+    ns.ip(&["link", "set", "bys0", "master", "br0", "up"]);
+    ns.ip(&["link", "set", "bys1", "up"]);
+    let bystander = ns.capture_to("bys1", mac_bytes());
     let src = Host {
         ns: &ns,
         env: Env::new(),
@@ -265,6 +310,7 @@ fn traffic_moves_standby_then_primary_through_migrations() {
     src.serial()
         .wait_for_line(&format!("E2E ADDR {GUEST_IP}/24"), Duration::from_secs(60))
         .expect("guest address placed");
+    assert_master_link_local(&src.serial());
 
     let ping = Pinger::start(&ns, GUEST_IP);
     wait_replies(&ping, ping.started, 50, Duration::from_secs(60));
@@ -297,9 +343,11 @@ fn traffic_moves_standby_then_primary_through_migrations() {
         let sb_rx0 = stat(&ns, &sb_tap, "rx_packets");
         let t0 = epoch();
         let extra: &[&str] = if abort { &["--bandwidth", "5"] } else { &[] };
+        // Sampled once the copy is over: the standby's half becomes the
+        // guest's when wait-unplug ends (the guest let go of its primary).
         let mut sb_rx_active = None;
         let (ok, ev) = migrate(from, to, extra, abort, |p| {
-            if p == "active" {
+            if p == "completed" || p == "cancelled" {
                 sb_rx_active = Some(stat(&ns, &sb_tap, "rx_packets"));
             }
         });
@@ -313,9 +361,9 @@ fn traffic_moves_standby_then_primary_through_migrations() {
         // its answers reach the bridge through the standby's tap.
         let active = phase_at(&ev, "active").expect("active phase");
         let copy = ping.window(active, done);
-        let sb_rx1 = sb_rx_active.expect("active seen");
+        let sb_rx1 = sb_rx_active.expect("end of the copy seen");
         eprintln!(
-            "{leg}: copy {copy}; standby tap rx +{} by active",
+            "{leg}: copy {copy}; standby tap rx +{} by the end of the copy",
             sb_rx1 - sb_rx0
         );
         assert!(
@@ -359,6 +407,7 @@ fn traffic_moves_standby_then_primary_through_migrations() {
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
             .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n != "bys0")
             .collect();
         ports.sort();
         let mut want = vec![sb_now, lab_now];
@@ -400,6 +449,9 @@ fn traffic_moves_standby_then_primary_through_migrations() {
         eprintln!("  {r}");
     }
     drop(ping);
+    let seen = bystander.count();
+    eprintln!("bystander: {seen} frames addressed to the guest");
+    assert_eq!(seen, 0, "a bystander's port got frames for the guest");
     // The cancelled migration left it on the source.
     src.ok(&["destroy", NAME]);
     let left: Vec<String> = ns

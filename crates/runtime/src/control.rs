@@ -365,6 +365,7 @@ mod tests {
             kind: "tap".into(),
             bridge: Some("br0".into()),
             ovs: false,
+            pair: None,
         }];
         (crate::live::to_text(&def), taps)
     }

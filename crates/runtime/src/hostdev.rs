@@ -264,6 +264,27 @@ impl HostPrep {
         Some((mac, u32::try_from(vlan).ok()?))
     }
 
+    /// Packets VF `index` of `pf` has sent, from the PF's per-VF
+    /// statistics (`ip -s -j link show dev PF`), when the driver has them.
+    pub fn vf_tx_packets(&self, pf: &str, index: u32) -> Option<u64> {
+        let out = Command::new(&self.ip)
+            .args(["-s", "-j", "link", "show", "dev", pf])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        links
+            .as_array()?
+            .iter()
+            .filter_map(|l| l.get("vfinfo_list")?.as_array())
+            .flatten()
+            .find(|v| v.get("vf").and_then(|n| n.as_u64()) == Some(u64::from(index)))?
+            .get("stats")?
+            .get("tx")?
+            .get("packets")?
+            .as_u64()
+    }
+
     /// The VF's own MAC, readable while a host driver has it.
     fn vf_mac(&self, addr: &str) -> Option<String> {
         let net = self.device(addr).join("net");
@@ -541,8 +562,16 @@ fn save_record(path: &Path, rec: &Record) -> Result<(), crate::state::StateError
 }
 
 /// Park (`park`) or unpark every VF recorded in `run_dir` (see
-/// [`PreparedVf::parked`]); the record is updated. Returns the failures.
-fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
+/// [`PreparedVf::parked`]); the record is updated. The failover pairs'
+/// bridge ports follow (standby active while parked, see
+/// [`crate::netdev::pair`]), lab primaries included. Returns the failures.
+fn park_recorded(run_dir: &Path, park: bool, active: crate::netdev::pair::Active) -> Vec<String> {
+    let mut problems = park_vfs(run_dir, park);
+    problems.extend(crate::netdev::pair::wire(run_dir, active));
+    problems
+}
+
+fn park_vfs(run_dir: &Path, park: bool) -> Vec<String> {
     let path = run_dir.join(RECORD);
     let mut rec = match load_record(&path) {
         Ok(Some(r)) => r,
@@ -565,8 +594,8 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     if park {
         // A bridge that learnt the guest's MAC on its uplink (the VF's
         // frames came in there) would keep sending its frames there, past
-        // the standby's tap (which never learns): forget it, so they are
-        // flooded to the standby too until the guest is heard from again.
+        // the standby's tap (which never learns): forget it (the pair's
+        // own static entry then takes the frames to the standby).
         for (mac, _) in rec.vfs.iter().filter_map(|v| v.want.as_ref()) {
             if let Err(e) = forget_learned_mac(mac) {
                 problems.push(format!("cannot make the bridges forget {mac}: {e}"));
@@ -576,16 +605,25 @@ fn park_recorded(run_dir: &Path, park: bool) -> Vec<String> {
     problems
 }
 
+/// (guest MAC, PF netdev) of every real VF recorded in `run_dir` that
+/// gets the guest's MAC through its PF.
+pub fn recorded_vf_pfs(run_dir: &Path) -> Vec<(String, String)> {
+    let Ok(Some(rec)) = load_record(&run_dir.join(RECORD)) else {
+        return Vec::new();
+    };
+    rec.vfs
+        .iter()
+        .filter_map(|v| match (&v.want, &v.pf) {
+            (Some((mac, _)), Some((pf, _))) => Some((mac.clone(), pf.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Remove every bridge's learnt (dynamic) entry for `mac`.
 fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
-    let mut bytes = [0u8; 6];
-    let parts: Vec<&str> = mac.split(':').collect();
-    if parts.len() != 6 {
-        return Err(std::io::Error::other(format!("bad MAC {mac}")));
-    }
-    for (b, p) in bytes.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(std::io::Error::other)?;
-    }
+    let bytes = crate::netdev::pair::parse_mac(mac)
+        .ok_or_else(|| std::io::Error::other(format!("bad MAC {mac}")))?;
     for port in crate::netdev::nl::fdb_ports(bytes)? {
         crate::netdev::nl::fdb_del(port, bytes)?;
     }
@@ -598,13 +636,37 @@ fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
 /// to a VF nobody reads and they reach the standby for the rest of the
 /// migration. Undone by [`apply_parked_recorded`] on a rollback.
 pub fn park_recorded_vfs(run_dir: &Path) -> Vec<String> {
-    park_recorded(run_dir, true)
+    park_recorded(run_dir, true, crate::netdev::pair::Active::Standby)
 }
 
-/// The guest's MAC and VLAN on every parked VF of `run_dir` (a migration
-/// destination right before the guest resumes, a source rolling back).
+/// The guest's MAC and VLAN on every parked VF of `run_dir`, and the
+/// primaries' halves of the pairs the guest's.
 pub fn apply_parked_recorded(run_dir: &Path) -> Vec<String> {
-    park_recorded(run_dir, false)
+    park_recorded(run_dir, false, crate::netdev::pair::Active::Primary)
+}
+
+/// [`apply_parked_recorded`] for a guest about to take its primaries
+/// again (a migration destination right before the guest resumes, a
+/// source rolling back): the VFs get the guest's MAC now (its VF driver
+/// reads it when it probes), the standbys' halves stay the guest's until
+/// [`crate::netdev::pair::primary_when_heard`].
+pub fn apply_parked_standby_first(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, false, crate::netdev::pair::Active::Standby)
+}
+
+/// Packets each real VF of `run_dir` has sent (`ip -s -j link show PF`,
+/// `vfinfo_list` stats), by the guest's MAC; `None` where unknown.
+pub fn recorded_vf_tx(run_dir: &Path) -> Vec<(String, Option<u64>)> {
+    let Ok(Some(rec)) = load_record(&run_dir.join(RECORD)) else {
+        return Vec::new();
+    };
+    rec.vfs
+        .iter()
+        .filter_map(|v| {
+            let ((mac, _), (pf, index)) = (v.want.as_ref()?, v.pf.as_ref()?);
+            Some((mac.clone(), rec.host.vf_tx_packets(pf, *index)))
+        })
+        .collect()
 }
 
 /// Undo what [`HostPrep::prepare_recorded`] did for a run directory (with

@@ -508,6 +508,10 @@ impl Runtime {
         }
         rec.save(&self.sd)?;
         self.write_live(&rec, &plan.conv)?;
+        // A new primary's half becomes the guest's (netdev::pair).
+        for p in crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary) {
+            crate::domlog::event(&self.sd, &name, &format!("warning: {p}"));
+        }
         Ok(AttachReport {
             alias: Some(alias),
             live: true,
@@ -653,6 +657,11 @@ impl Runtime {
                 .host_problems
                 .extend(hostdev::release_recorded_one(&paths.dir, &addr));
         }
+        // A pair that lost its primary is its standby's alone again.
+        report.host_problems.extend(crate::netdev::pair::wire(
+            &paths.dir,
+            crate::netdev::pair::Active::Primary,
+        ));
         rec.pairs.retain(|p| p.primary != alias);
         let marker = format!("failover primary {alias} ");
         rec.substitutions.retain(|l| !l.contains(&marker));

@@ -146,6 +146,18 @@ impl Runtime {
             let _ = run::release_vfs(&self.sd, &name);
             return Err(e.into());
         }
+        // The pairs' bridge ports follow the VFs' MACs: the primary's half
+        // is the guest's from the start (netdev::pair). An incoming start
+        // leaves them locked: the guest still runs where it comes from,
+        // maybe on this very bridge, and whoever resumes it wires them.
+        let wiring = match opts.incoming {
+            None => crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary),
+            Some(_) => Vec::new(),
+        };
+        for p in wiring {
+            tracing::warn!("{p}");
+            crate::domlog::event(&self.sd, &name, &format!("warning: {p}"));
+        }
         let pairs = spec.pairs.clone();
         let t0 = Instant::now();
         // One tokio runtime for the whole conversation: the QMP connection's

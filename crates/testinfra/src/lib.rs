@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// Counting allocations in test binaries.
 pub mod alloc_count;
+mod capture;
 mod guest;
 mod netns;
 /// Finding a test's processes in /proc.
@@ -17,10 +18,14 @@ mod util;
 /// The VF lab: real SR-IOV VFs in a nested guest.
 pub mod vflab;
 
+pub use capture::Capture;
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
 pub use netns::Netns;
 pub use qemu::{qemu_binary, qemu_or_skip};
-pub use serial::{FailoverGroup, GuestNetIf, GuestPciDev, GuestState, SerialError, SerialLog};
+pub use serial::{
+    FailoverGroup, GuestIp6, GuestIp6Addr, GuestNetIf, GuestPciDev, GuestState, SerialError,
+    SerialLog,
+};
 pub use util::{free_port, temp_dir};
 
 /// The libvirt conformance corpus (`../shared/conformance/libvirt` beside the

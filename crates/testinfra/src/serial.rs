@@ -178,6 +178,62 @@ fn parse_netif(tok: &str) -> Option<GuestNetIf> {
     Some(i)
 }
 
+/// One address of an `E2E IP6` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestIp6Addr {
+    pub ifname: String,
+    pub addr: String,
+    /// DAD state words `ip -6 addr` shows: tentative, dadfailed, ...
+    pub flags: Vec<String>,
+}
+
+/// The guest's IPv6 addresses from one `E2E IP6 up=<s> IF=ADDR[:flag]...
+/// END` line (guest/init prints one whenever they change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestIp6 {
+    pub uptime: f64,
+    pub addrs: Vec<GuestIp6Addr>,
+}
+
+impl GuestIp6 {
+    /// Parse a line; `None` if it is not one or is damaged.
+    pub fn parse(line: &str) -> Option<GuestIp6> {
+        let rest = &line[line.find("E2E IP6 up=")? + "E2E IP6 up=".len()..];
+        let rest = rest.trim_end().strip_suffix("END")?;
+        let mut it = rest.split_whitespace();
+        let uptime = it.next()?.parse().ok()?;
+        let mut addrs = Vec::new();
+        for tok in it {
+            let (ifname, v) = tok.split_once('=')?;
+            // Flags follow the address, ':'-separated; an address's own
+            // groups are hex, never one of these words.
+            let mut parts: Vec<&str> = v.split(':').collect();
+            let mut flags = Vec::new();
+            while let Some(w) = parts.last() {
+                if matches!(*w, "tentative" | "dadfailed" | "optimistic" | "deprecated") {
+                    flags.insert(0, (*w).to_owned());
+                    parts.pop();
+                } else {
+                    break;
+                }
+            }
+            addrs.push(GuestIp6Addr {
+                ifname: ifname.to_owned(),
+                addr: parts.join(":"),
+                flags,
+            });
+        }
+        Some(GuestIp6 { uptime, addrs })
+    }
+
+    /// The link-local address of `ifname`, if it has one.
+    pub fn link_local(&self, ifname: &str) -> Option<&GuestIp6Addr> {
+        self.addrs
+            .iter()
+            .find(|a| a.ifname == ifname && a.addr.starts_with("fe80:"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SerialError {
     #[error("timed out after {timeout:?} waiting for {what} on {path}\nlast state: {last_state}\nlast lines:\n{tail}")]
@@ -255,6 +311,38 @@ impl SerialLog {
             }
         }
         t
+    }
+
+    /// Every `E2E IP6` report so far.
+    pub fn ip6(&self) -> Vec<GuestIp6> {
+        self.lines()
+            .iter()
+            .filter_map(|l| GuestIp6::parse(l))
+            .collect()
+    }
+
+    /// Wait until `ifname`'s link-local address has finished duplicate
+    /// address detection (no longer `tentative`); returns it (its flags
+    /// say whether DAD failed).
+    pub fn wait_for_link_local(
+        &self,
+        ifname: &str,
+        timeout: Duration,
+    ) -> Result<GuestIp6Addr, SerialError> {
+        self.wait(
+            &format!("{ifname}'s IPv6 link-local address past DAD"),
+            timeout,
+            |t| {
+                t.lines
+                    .iter()
+                    .filter_map(|l| GuestIp6::parse(l))
+                    .filter_map(|s| s.link_local(ifname).cloned())
+                    .find(|a| {
+                        !a.flags.iter().any(|f| f == "tentative")
+                            || a.flags.iter().any(|f| f == "dadfailed")
+                    })
+            },
+        )
     }
 
     /// All complete lines so far.
@@ -363,6 +451,19 @@ impl SerialLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip6_lines() {
+        let l = "E2E IP6 up=5.15 lo=::1 eth0=fe80::5054:ff:fe77:2:dadfailed:tentative eth1=fe80::5054:ff:fe77:2 END";
+        let s = GuestIp6::parse(l).unwrap();
+        assert_eq!(s.uptime, 5.15);
+        let m = s.link_local("eth0").unwrap();
+        assert_eq!(m.addr, "fe80::5054:ff:fe77:2");
+        assert_eq!(m.flags, vec!["dadfailed", "tentative"]);
+        assert!(s.link_local("eth1").unwrap().flags.is_empty());
+        assert!(s.link_local("lo").is_none());
+        assert!(GuestIp6::parse("E2E IP6 up=5.15 eth0=fe80::1").is_none());
+    }
     use std::io::Write;
 
     const NEGOTIATED: &str = "E2E STATE up=4.26 net: eth0[mac=52:54:00:12:34:56,oper=up,master=-,drv=virtio_net,pci=0000:01:00.0,lower=eth1+eth2] eth1[mac=52:54:00:12:34:56,oper=up,master=eth0,drv=virtio_net,pci=0000:01:00.0,lower=-] eth2[mac=52:54:00:12:34:56,oper=up,master=eth0,drv=e1000e,pci=0000:02:00.0,lower=-] pci: 0000:01:00.0=1af4:1041 0000:02:00.0=8086:10d3 END";

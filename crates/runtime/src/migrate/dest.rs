@@ -32,6 +32,10 @@ use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
 
+/// How long a destination waits for the guest to take its primaries again
+/// before their halves of the pairs become the guest's anyway.
+const HEARD_BOUND: Duration = Duration::from_secs(3);
+
 /// What the source tells the destination about the domain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepareRequest {
@@ -767,9 +771,10 @@ impl Destination for LocalDestination {
             }
         }
         // The VFs get the guest's MAC (and VLAN) now: QEMU plugs them when
-        // the guest runs here.
+        // the guest runs here. The guest listens on its standbys until it
+        // has taken them (netdev::pair, below).
         let dir = self.sd.run_paths(&a.name)?.dir;
-        let problems = blocking(move || crate::hostdev::apply_parked_recorded(&dir)).await?;
+        let problems = blocking(move || crate::hostdev::apply_parked_standby_first(&dir)).await?;
         if !problems.is_empty() {
             return Err(MigrateError::Remote(format!(
                 "operation failed: the destination's VFs could not take the guest's MAC: {}",
@@ -794,6 +799,17 @@ impl Destination for LocalDestination {
                 .map_err(MigrateError::dst)?;
         }
         let running = qmp.query_status().await.map_err(MigrateError::dst)? == "running";
+        // A paused guest takes its primaries whenever it is resumed, with
+        // nobody watching: theirs at once.
+        let dir = self.sd.run_paths(&a.name)?.dir;
+        let wiring = blocking(move || match running {
+            true => crate::netdev::pair::primary_when_heard(&dir, HEARD_BOUND),
+            false => crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
+        })
+        .await?;
+        for p in wiring {
+            crate::domlog::event(&self.sd, &a.name, &format!("warning: {p}"));
+        }
         crate::domlog::event(
             &self.sd,
             &a.name,

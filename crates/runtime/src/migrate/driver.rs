@@ -182,6 +182,8 @@ enum Copied {
         status: MigrationStatus,
         /// teamvirt paused the source for `--timeout`.
         paused_by_us: bool,
+        /// The source's VFs were parked (the guest had let go of them).
+        parked: bool,
     },
 }
 
@@ -359,6 +361,7 @@ async fn run_phases<D: Destination>(
             stop,
             status,
             paused_by_us,
+            parked,
         } => {
             let reason = stop.reason(opts.unplug_timeout);
             cx.job.abort_reason = Some(reason.clone());
@@ -369,6 +372,7 @@ async fn run_phases<D: Destination>(
                 &stop,
                 status,
                 paused_by_us,
+                parked,
                 &src.plugged_before,
             )
             .await;
@@ -571,7 +575,7 @@ async fn wait_unplug_and_copy(
             // guest's frames to a VF nobody reads instead of the standby.
             if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
                 vfs_parked = true;
-                park_source_vfs(cx, true).await;
+                park_source_vfs(cx, true, false).await;
             }
         }
         match status {
@@ -615,6 +619,7 @@ async fn wait_unplug_and_copy(
             stop,
             status,
             paused_by_us,
+            parked: vfs_parked,
         },
     }
 }
@@ -789,22 +794,20 @@ async fn complete<D: Destination>(
     })
 }
 
-/// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
-/// plugs the primaries back), tear the destination down, verify every
-/// primary that was plugged is plugged again. Returns the steps taken and
-/// whether all primaries are back.
-#[allow(clippy::too_many_arguments)]
 /// Park (`true`) or unpark the source's real VFs (see
-/// [`crate::hostdev::park_recorded_vfs`]); failures are shown, not fatal:
-/// the migration goes on either way.
-async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool) {
+/// [`crate::hostdev::park_recorded_vfs`]), the pairs' ports with them
+/// (`standby_first`: the standbys' halves stay the guest's until it has
+/// its primaries again); failures are shown, not fatal: the migration
+/// goes on either way.
+async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     let Ok(paths) = cx.sd.checked_run_paths(cx.name) else {
         return;
     };
     let dir = paths.dir;
-    let problems = tokio::task::spawn_blocking(move || match park {
-        true => crate::hostdev::park_recorded_vfs(&dir),
-        false => crate::hostdev::apply_parked_recorded(&dir),
+    let problems = tokio::task::spawn_blocking(move || match (park, standby_first) {
+        (true, _) => crate::hostdev::park_recorded_vfs(&dir),
+        (false, true) => crate::hostdev::apply_parked_standby_first(&dir),
+        (false, false) => crate::hostdev::apply_parked_recorded(&dir),
     })
     .await
     .unwrap_or_else(|e| vec![e.to_string()]);
@@ -815,6 +818,11 @@ async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool) {
     }
 }
 
+/// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
+/// plugs the primaries back), tear the destination down, verify every
+/// primary that was plugged is plugged again. Returns the steps taken and
+/// whether all primaries are back.
+#[allow(clippy::too_many_arguments)]
 async fn rollback<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
@@ -822,6 +830,7 @@ async fn rollback<D: Destination>(
     stop: &Stop,
     status: MigrationStatus,
     paused_by_us: bool,
+    parked: bool,
     plugged_before: &[String],
 ) -> (Vec<String>, bool) {
     let mut log = Vec::new();
@@ -847,7 +856,7 @@ async fn rollback<D: Destination>(
         return (log, false);
     }
     // The guest's MAC back on the source VFs before QEMU plugs them again.
-    park_source_vfs(cx, false).await;
+    park_source_vfs(cx, false, parked).await;
     if !status.is_final() {
         match qmp.execute("migrate_cancel", Value::Null).await {
             Ok(_) => cx.rollback(
@@ -928,6 +937,19 @@ async fn rollback<D: Destination>(
             },
             &mut log,
         );
+    }
+    // The primaries' halves of the pairs become the guest's again once it
+    // has taken them (netdev::pair).
+    if let (true, Ok(paths)) = (parked, cx.sd.checked_run_paths(cx.name)) {
+        let dir = paths.dir;
+        let problems = tokio::task::spawn_blocking(move || {
+            crate::netdev::pair::primary_when_heard(&dir, Duration::from_secs(3))
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()]);
+        for p in problems {
+            cx.rollback(format!("source: {p}"), &mut log);
+        }
     }
     if repause {
         // Let the guest process the re-plug before pausing it again.

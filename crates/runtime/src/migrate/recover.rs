@@ -37,6 +37,20 @@ struct Side {
 }
 
 impl Side {
+    /// The guest's MAC back on its parked VFs and the primaries' halves
+    /// of the pairs the guest's (`hostdev::apply_parked_recorded`).
+    async fn unpark(&self, name: &str, log: &mut Vec<String>) {
+        let Ok(paths) = self.sd.run_paths(name) else {
+            return;
+        };
+        let dir = paths.dir;
+        let problems =
+            tokio::task::spawn_blocking(move || crate::hostdev::apply_parked_recorded(&dir))
+                .await
+                .unwrap_or_else(|e| vec![e.to_string()]);
+        log.extend(problems);
+    }
+
     async fn open(sd: StateDir, name: &str) -> Result<Option<Side>, MigrateError> {
         // Somebody holds the domain (a live command, or another recovery).
         let Some(lock) = sd.try_lock_domain(name)? else {
@@ -219,6 +233,9 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
     if let (true, true, Some(d)) = (src_done, dst_done, &dst) {
         log.push("the destination received everything: it takes the domain over".into());
         let q = d.qmp.as_ref().expect("status came from it");
+        // What the killed migration would have done right before the
+        // guest resumes: the VFs' MACs, the pairs' ports.
+        d.unpark(name, &mut log).await;
         // Resume unless the source was known to be paused.
         if !dst_resumed && j.source_was_running != Some(false) {
             match q.execute("cont", Value::Null).await {
@@ -304,6 +321,8 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
             tokio::time::sleep(Duration::from_millis(200)).await;
             pairs = crate::teaming::query(q, &rec.pairs).await.ok();
         }
+        // The guest has its primaries again: their MACs and ports too.
+        s.unpark(name, &mut log).await;
         if let Some(pairs) = pairs {
             for p in pairs.iter().filter(|p| p.negotiated) {
                 log.push(format!(

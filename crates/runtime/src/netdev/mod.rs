@@ -15,6 +15,7 @@
 
 pub mod dest;
 pub mod nl;
+pub mod pair;
 pub mod tap;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
-use teamvirt_conf::model::{DomainDef, Interface, InterfaceType, TeamingType};
+use teamvirt_conf::model::{DomainDef, Interface, InterfaceType, MacAddr, TeamingType};
 use teamvirt_qemu::command::NetFds;
 use teamvirt_qemu::resolve::{ActualNet, NetworkSource};
 
@@ -85,6 +86,17 @@ pub struct Created {
     /// An Open vSwitch port (removed with ovs-vsctl).
     #[serde(default)]
     pub ovs: bool,
+    /// A bridge port of one half of a failover pair (see [`pair`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<PairMember>,
+}
+
+/// Which half of which failover pair a bridge port serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairMember {
+    /// The guest's MAC (both halves have it).
+    pub mac: String,
+    pub role: pair::Role,
 }
 
 /// The file of what was created, in a run directory.
@@ -121,12 +133,12 @@ fn append_record(run_dir: &Path, c: Created) -> Result<(), NetdevError> {
 /// Remove what [`setup`] recorded in `run_dir` (its QEMU is gone). Returns
 /// the steps that failed; the record goes once everything is gone.
 pub fn release_recorded(run_dir: &Path) -> Vec<String> {
+    let mut problems = pair::release(run_dir);
     let list = load_record(run_dir);
     if list.is_empty() {
         let _ = remove_optional(&record_path(run_dir));
-        return Vec::new();
+        return problems;
     }
-    let mut problems = Vec::new();
     let mut left = Vec::new();
     for c in list {
         let mut ok = true;
@@ -392,6 +404,13 @@ fn bridge_tap(
         .flatten()
         .map(|l| l.index)
         .ok_or_else(|| NetdevError::NoDevice { dev: name.clone() })?;
+    let standby = !ovs && w.net.teaming_type() == Some(TeamingType::Persistent);
+    // Wired as a pair's half only with the guest's MAC to pin.
+    let member = mac_of(w.net).filter(|_| standby).map(|m| PairMember {
+        mac: MacAddr(m).to_string(),
+        role: pair::Role::Standby,
+    });
+    let lock = member.is_some();
     append_record(
         w.run_dir,
         Created {
@@ -401,6 +420,7 @@ fn bridge_tap(
             kind: "tap".into(),
             bridge: Some(bridge.to_string()),
             ovs,
+            pair: member,
         },
     )?;
     let mtu = w.net.mtu.as_ref().map(|m| m.size).or(br.mtu);
@@ -463,8 +483,8 @@ fn bridge_tap(
         nl::configure(idx, None, None, None, true).map_err(fail)?;
     } else {
         nl::configure(idx, mac, mtu, Some(br.index), true).map_err(fail)?;
-        if w.net.teaming_type() == Some(TeamingType::Persistent) {
-            no_learning(idx, bridge, &name)?;
+        if standby {
+            pair_port(idx, bridge, &name, lock)?;
         }
     }
     host.hand_over(w, fds, queues);
@@ -501,6 +521,7 @@ fn ethernet_tap(host: &mut HostNet, w: &Want) -> Result<(), NetdevError> {
                 kind: "tap".into(),
                 bridge: None,
                 ovs: false,
+                pair: None,
             },
         )?;
         let mac = mac_of(w.net).map(host_mac);
@@ -546,6 +567,7 @@ fn macvtap(host: &mut HostNet, w: &Want) -> Result<(), NetdevError> {
             kind: "macvtap".into(),
             bridge: None,
             ovs: false,
+            pair: None,
         },
     )?;
     let mtu = w.net.mtu.as_ref().map(|m| m.size);
@@ -599,6 +621,10 @@ pub(crate) fn lab_tap(
             kind: "tap".into(),
             bridge: Some(bridge.to_string()),
             ovs: false,
+            pair: mac.map(|m| PairMember {
+                mac: MacAddr(m).to_string(),
+                role: pair::Role::Primary,
+            }),
         },
     )?;
     nl::configure(idx, mac.map(host_mac), br.mtu, Some(br.index), true).map_err(|source| {
@@ -608,26 +634,32 @@ pub(crate) fn lab_tap(
             source,
         }
     })?;
-    no_learning(idx, bridge, &name)?;
+    pair_port(idx, bridge, &name, mac.is_some())?;
     Ok(host.take(fds).remove(0))
 }
 
-/// The guest's MAC must not be learnt on the port of one half of a
-/// failover pair. The guest's net_failover takes frames only from the
-/// primary while one is registered, and only from the standby otherwise;
-/// a bridge that learnt the MAC on one port keeps sending there after the
-/// other took over (the primary unplugged on the source, re-plugged on the
-/// destination), and the guest, which receives nothing, sends nothing to
-/// correct it: seconds of loss (or until the entry ages out). Without
-/// learning on either port, frames for the guest reach both and the guest
-/// keeps the one its failover device accepts, at every moment, with no
-/// one watching the migration.
-fn no_learning(idx: u32, bridge: &str, name: &str) -> Result<(), NetdevError> {
-    nl::set_port_learning(idx, false).map_err(|source| NetdevError::Bridge {
+/// A bridge port of one half of a failover pair: no address learning,
+/// and (`lock`: it is recorded as a pair's half) locked until
+/// [`pair::wire`] makes it the guest's half.
+///
+/// The guest's MAC must not be learnt on either half: the guest's
+/// net_failover takes frames only from the primary while one is
+/// registered, and only from the standby otherwise; a bridge that learnt
+/// the MAC on one port keeps sending there after the other took over
+/// (the primary unplugged on the source, re-plugged on the destination):
+/// seconds of loss. Where the guest's frames go is [`pair::wire`]'s
+/// static entry, moved at exactly those moments.
+fn pair_port(idx: u32, bridge: &str, name: &str, lock: bool) -> Result<(), NetdevError> {
+    let fail = |source| NetdevError::Bridge {
         bridge: bridge.to_string(),
         tap: name.to_string(),
         source,
-    })
+    };
+    nl::set_port_learning(idx, false).map_err(fail)?;
+    if lock {
+        nl::set_port_locked(idx, true).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// [`setup`] for `start`: resolve the interfaces through `source` (taps
@@ -698,6 +730,7 @@ mod tests {
                 kind: "tap".into(),
                 bridge: None,
                 ovs: false,
+                pair: None,
             }],
         )
         .unwrap();

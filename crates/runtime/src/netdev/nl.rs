@@ -10,7 +10,9 @@ use std::io;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo, LinkMessage, MacVtapMode};
-use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
@@ -200,7 +202,9 @@ pub fn fdb_del(port: u32, mac: [u8; 6]) -> io::Result<()> {
     })
 }
 
-/// The bridge ports the forwarding database maps `mac` to.
+/// The bridge ports the forwarding database has *learnt* `mac` on
+/// (entries a user or teamvirt added, and ports' own entries, are left
+/// out).
 pub fn fdb_ports(mac: [u8; 6]) -> io::Result<Vec<u32>> {
     run(move |h| async move {
         let mut s = h
@@ -214,7 +218,11 @@ pub fn fdb_ports(mac: [u8; 6]) -> io::Result<Vec<u32>> {
                 .attributes
                 .iter()
                 .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(l) if l[..] == mac[..]));
-            if hit {
+            let added = matches!(
+                m.header.state,
+                NeighbourState::Noarp | NeighbourState::Permanent
+            ) || m.header.flags.contains(NeighbourFlags::Own);
+            if hit && !added {
                 out.push(m.header.ifindex);
             }
         }
@@ -228,5 +236,49 @@ pub fn set_port_learning(index: u32, on: bool) -> io::Result<()> {
     run(move |h| async move {
         let m = rtnetlink::LinkBridgePort::new(index).learning(on).build();
         h.link().change(m).execute().await.map_err(to_io)
+    })
+}
+
+/// Point the bridge's entry for `mac` at port `port`: `bridge fdb replace
+/// MAC dev PORT master static sticky`. Static: never ages out; sticky:
+/// a frame from `mac` arriving on another port does not move it; replace:
+/// an entry on another port moves in one step.
+pub fn fdb_pin(port: u32, mac: [u8; 6]) -> io::Result<()> {
+    run(move |h| async move {
+        h.neighbours()
+            .add_bridge(port, &mac)
+            .state(NeighbourState::Noarp)
+            .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
+            .replace()
+            .execute()
+            .await
+            .map_err(to_io)
+    })
+}
+
+/// Lock or unlock a bridge port (`ip link set NAME type bridge_slave
+/// locked on|off`): a locked port forwards only frames whose source MAC
+/// has a forwarding entry pointing at it.
+pub fn set_port_locked(index: u32, on: bool) -> io::Result<()> {
+    run(move |h| async move {
+        let m = rtnetlink::LinkBridgePort::new(index).locked(on).build();
+        h.link().change(m).execute().await.map_err(to_io)
+    })
+}
+
+/// Packets a link has received (IFLA_STATS64; for a tap: what the guest
+/// sent through it).
+pub fn rx_packets(index: u32) -> io::Result<Option<u64>> {
+    run(move |h| async move {
+        let mut s = h.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Stats64(st) => Some(st.rx_packets),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
     })
 }
