@@ -110,6 +110,14 @@ pub trait Destination: Send {
     /// Tear the destination down and release what it reserved. Returns one
     /// line per thing done. Safe to call after a failed `prepare` or twice.
     fn abort(&mut self) -> impl Future<Output = Result<Vec<String>, MigrateError>> + Send;
+    /// The source stopped its vCPUs for the last pass: from now on frames
+    /// for the guest are only of use where it resumes. A destination on
+    /// this host's bridges takes them at its standby (its tap queues them
+    /// until the guest runs); another host's bridges are not the source's,
+    /// nothing to do there. Returns problems to show (never fatal).
+    fn switchover(&mut self) -> impl Future<Output = Vec<String>> + Send {
+        async { Vec::new() }
+    }
 }
 
 struct Active {
@@ -837,6 +845,19 @@ impl Destination for LocalDestination {
             running,
             defined,
         })
+    }
+
+    async fn switchover(&mut self) -> Vec<String> {
+        let Some(a) = self.active.as_ref() else {
+            return Vec::new();
+        };
+        let Ok(paths) = self.sd.run_paths(&a.name) else {
+            return Vec::new();
+        };
+        let dir = paths.dir;
+        blocking(move || crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Standby))
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()])
     }
 
     async fn abort(&mut self) -> Result<Vec<String>, MigrateError> {

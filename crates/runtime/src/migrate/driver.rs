@@ -315,7 +315,9 @@ async fn run_phases<D: Destination>(
     // 2. Start. The source is not migrating when this fails: only the
     //    destination is torn down.
     let mut src_events = src.qmp.subscribe();
+    wire_source_pairs(&mut cx, crate::netdev::pair::Active::Handover).await;
     if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri).await {
+        wire_source_pairs(&mut cx, crate::netdev::pair::Active::Primary).await;
         let _ = dest.abort().await;
         let _ = job::clear(sd, name);
         return Err(MigrateError::src(e));
@@ -327,6 +329,7 @@ async fn run_phases<D: Destination>(
     // 3. The guest unplugs its primaries, QEMU copies.
     let copied = wait_unplug_and_copy(
         &mut cx,
+        dest,
         &src.qmp,
         &mut src_events,
         &mut prepared,
@@ -473,8 +476,9 @@ async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(
 /// the guest not unplugging within `--unplug-timeout` of
 /// `migrating_since`. Past `--timeout` the copying source is paused so the
 /// copy converges.
-async fn wait_unplug_and_copy(
+async fn wait_unplug_and_copy<D: Destination>(
     cx: &mut Ctx<'_>,
+    dest: &mut D,
     qmp: &Qmp,
     src_events: &mut EventStream,
     prepared: &mut Prepared,
@@ -500,6 +504,13 @@ async fn wait_unplug_and_copy(
                         if ev.name == "UNPLUG_PRIMARY" {
                             if let Some(d) = ev.data_str("device-id") {
                                 cx.job.unplugged.push(d.to_owned());
+                            }
+                        }
+                        // The last pass: QEMU stops the vCPUs only to
+                        // finish (a pause of ours happens while active).
+                        if ev.name == "STOP" && !paused_by_us && rank(&status) >= rank(&MigrationStatus::Active) {
+                            for p in dest.switchover().await {
+                                cx.emit(Progress::Info { message: format!("destination: {p}") });
                             }
                         }
                         show(cx, Side::Source, &ev);
@@ -818,6 +829,23 @@ async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     }
 }
 
+/// Wire the source's failover pairs' bridge ports (see
+/// [`crate::netdev::pair`]); failures are shown, not fatal.
+async fn wire_source_pairs(cx: &mut Ctx<'_>, active: crate::netdev::pair::Active) {
+    let Ok(paths) = cx.sd.checked_run_paths(cx.name) else {
+        return;
+    };
+    let dir = paths.dir;
+    let problems = tokio::task::spawn_blocking(move || crate::netdev::pair::wire(&dir, active))
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()]);
+    for p in problems {
+        cx.emit(Progress::Info {
+            message: format!("source: {p}"),
+        });
+    }
+}
+
 /// Phase 4b, the migration is abandoned: cancel it on the source (QEMU
 /// plugs the primaries back), tear the destination down, verify every
 /// primary that was plugged is plugged again. Returns the steps taken and
@@ -939,7 +967,11 @@ async fn rollback<D: Destination>(
         );
     }
     // The primaries' halves of the pairs become the guest's again once it
-    // has taken them (netdev::pair).
+    // has taken them (netdev::pair); a guest that never let go of them
+    // (not parked) has them already: back from the handover at once.
+    if !parked {
+        wire_source_pairs(cx, crate::netdev::pair::Active::Primary).await;
+    }
     if let (true, Ok(paths)) = (parked, cx.sd.checked_run_paths(cx.name)) {
         let dir = paths.dir;
         let problems = tokio::task::spawn_blocking(move || {

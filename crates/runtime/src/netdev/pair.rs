@@ -44,6 +44,15 @@ pub enum Role {
 pub enum Active {
     Standby,
     Primary,
+    /// A migration asked the guest to unplug its primary: frames for the
+    /// guest already go to the standby (which it listens to whichever
+    /// slave is active), and both halves are open, because the guest
+    /// still sends through its primary until it lets go of it. Pinning
+    /// the standby only once QEMU reports the unplug lost what arrived in
+    /// between at a primary the guest no longer had (QEMU notices the
+    /// eject on a 250 ms beat). The master's address is long past DAD
+    /// here, so an open inactive half cannot fail it.
+    Handover,
 }
 
 /// An entry teamvirt pinned on a port it did not create (a PF): removed
@@ -188,6 +197,18 @@ pub struct Plan {
 /// The wiring of `p` with `active` the guest's half.
 pub fn plan(p: &PairPorts, active: Active) -> Plan {
     let sb = (p.standby.ifindex, p.standby.ifname.clone());
+    if active == Active::Handover {
+        let mut unlock = vec![sb.clone()];
+        if let PrimaryPort::Ours(l) = &p.primary {
+            unlock.push((l.ifindex, l.ifname.clone()));
+        }
+        return Plan {
+            pin: Some(sb),
+            pin_is_ours: true,
+            lock: vec![],
+            unlock,
+        };
+    }
     let primary_active = active == Active::Primary;
     match (&p.primary, primary_active) {
         (PrimaryPort::Ours(l), true) => Plan {
@@ -446,6 +467,14 @@ mod tests {
         assert_eq!(down.pin, Some((10, "vnet0".into())));
         assert_eq!(down.lock, vec![(11, "vnet1".into())]);
         assert_eq!(down.unlock, vec![(10, "vnet0".into())]);
+        // A migration's unplug under way: frames to the standby, both open.
+        let over = plan(&pairs[0], Active::Handover);
+        assert_eq!(over.pin, Some((10, "vnet0".into())));
+        assert!(over.lock.is_empty());
+        assert_eq!(
+            over.unlock,
+            vec![(10, "vnet0".into()), (11, "vnet1".into())]
+        );
         // Its tap gone (primary detached): the standby's alone.
         let p = &pairs_of(&rec, &[], &|_| None)[0];
         assert_eq!(p.primary, PrimaryPort::None);
