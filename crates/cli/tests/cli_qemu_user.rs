@@ -1,9 +1,11 @@
 //! QEMU off root, through the `teamvirt` binary with the test guest in lab
 //! mode: QEMU runs as the `teamvirt-qemu` user (created if missing) with
-//! no capabilities, the failover pair still negotiates, a kernel only root
-//! could read is lent to it for the VM's lifetime and given back by
-//! `destroy` and by the command that notices a killed QEMU; `--qemu-user
-//! root` keeps uid 0 without capabilities. Run as non-root, QEMU simply
+//! no capabilities, the failover pair still negotiates, a kernel and a
+//! disk only root could read reach it as descriptors (nothing chowned), a
+//! serial file output is created root's 0600 and written through a
+//! descriptor, the master key is removed by `destroy` and by the command
+//! that notices a killed QEMU; `--qemu-user root` keeps uid 0 without
+//! capabilities. Run as non-root, QEMU simply
 //! runs as the caller. Skips only when QEMU is not installed.
 
 mod common;
@@ -24,7 +26,7 @@ const NET: &str = "<network>
 </network>
 ";
 
-fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
+fn domain(kernel: &Path, initrd: &Path, cmdline: &str, disk: &Path, console: &Path) -> String {
     format!(
         "<domain type='kvm'>
   <name>tv</name>
@@ -38,6 +40,15 @@ fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
   </os>
   <features><acpi/></features>
   <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='file'>
+      <source path='{}'/>
+      <target port='0'/>
+    </serial>
     <interface type='user'>
       <mac address='52:54:00:12:34:56'/>
       <model type='virtio'/>
@@ -54,7 +65,9 @@ fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
 </domain>
 ",
         kernel.display(),
-        initrd.display()
+        initrd.display(),
+        disk.display(),
+        console.display()
     )
 }
 
@@ -147,10 +160,14 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     std::fs::copy(&guest.kernel, &kernel).unwrap();
     std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mine = owner(&kernel);
+    let disk = e.files.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let console = e.files.join("console.out");
     let net = e.write("net.xml", NET);
     let d = e.write(
         "tv.xml",
-        &domain(&kernel, &guest.initrd, &guest.cmdline("")),
+        &domain(&kernel, &guest.initrd, &guest.cmdline(""), &disk, &console),
     );
     run(&e, &["net-define", &net]);
     run(&e, &["define", &d]);
@@ -195,15 +212,36 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     assert_eq!(p["negotiated"], true, "{t}");
     assert_eq!(p["plugged"], true, "{t}");
 
-    // Lent: the kernel; the master key is QEMU's. teamvirt's own files
-    // and directories stay root's and private.
+    // Lent by descriptor: the kernel (QEMU booted it), the disk and the
+    // serial output, none chowned; the master key is QEMU's. teamvirt's
+    // own files and directories stay root's and private.
     let dir = e.run_dir("tv");
     let key = dir.join("master-key.aes");
+    for f in [&kernel, &disk, &console] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(
+            ((m.uid(), m.gid()), m.mode() & 0o777),
+            (mine, 0o600),
+            "{}",
+            f.display()
+        );
+    }
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    for f in [&disk, &console] {
+        assert!(
+            held.contains(f),
+            "QEMU does not hold {}: {held:?}",
+            f.display()
+        );
+    }
     if root {
-        assert_eq!(owner(&kernel), (uid, gid));
         assert_eq!(owner(&key), (uid, gid));
     }
-    for f in ["state.json", "pid", "live.xml", "qmp.sock", "serial.log"] {
+    for f in ["state.json", "pid", "live.xml", "qmp.sock"] {
         assert_eq!(owner(&dir.join(f)), mine, "{f}");
     }
     for d in [e.state.clone(), e.state.join("run"), dir.clone()] {
@@ -219,6 +257,10 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     // destroy gives everything back.
     run(&e, &["destroy", "tv"]);
     assert_eq!(owner(&kernel), mine);
+    assert!(
+        std::fs::metadata(&console).unwrap().len() > 0,
+        "the guest console reached the serial file"
+    );
     assert!(!key.exists(), "master key removed at stop");
     assert!(!dir.join("dac.json").exists());
 
@@ -226,9 +268,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     run(&e, &["start", "tv", "--emulate-vf", "--accel", "tcg"]);
     let pid = qemu_pid(&e);
     wait_exec(&pid);
-    if root {
-        assert_eq!(owner(&kernel), (uid, gid));
-    }
+    assert_eq!(owner(&kernel), mine);
     assert!(Command::new("kill")
         .args(["-KILL", &pid])
         .status()

@@ -173,7 +173,7 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<Result<(), Untrusted>> {
         parent
     };
     let p = open_dir(parent)?;
-    Ok(ensure_private_dir_at(&p, dir, name.as_ref())?.map(drop))
+    Ok(ensure_private_dir_at(&p, dir, name)?.map(drop))
 }
 
 /// Open a directory by path (links followed: for a parent the caller
