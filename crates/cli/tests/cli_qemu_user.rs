@@ -309,3 +309,93 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
         run(&e, &["destroy", "tv"]);
     }
 }
+
+/// The `<emulator>` of a definition is probed as QEMU runs (libvirt
+/// probes as its QEMU user): `define`, `validate` and `start` run a fake
+/// emulator that records its identity; it is the QEMU user, without
+/// capabilities, with no_new_privs (it was full root).
+#[test]
+fn emulator_is_probed_unprivileged() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let e = Env::new();
+    // The fake emulator and where it writes must be reachable by the
+    // QEMU user.
+    let top = e.files.parent().unwrap();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&e.files, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = e.files.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let emu = e.files.join("fake-qemu");
+    std::fs::write(
+        &emu,
+        format!(
+            "#!/bin/sh\ncat /proc/$$/status > {}/status.$$\nexit 1\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&emu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let xml = e.write(
+        "p.xml",
+        &format!(
+            "<domain type='kvm'>
+  <name>p</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>{}</emulator>
+  </devices>
+</domain>
+",
+            emu.display()
+        ),
+    );
+    let (uid, gid) = if root {
+        (65534, 65534)
+    } else {
+        // SAFETY: no preconditions.
+        unsafe { (libc::geteuid(), libc::getegid()) }
+    };
+    let user = format!("+{uid}:+{gid}");
+    let r = e
+        .command(&["--qemu-user", &user, "define", &xml])
+        .output()
+        .unwrap();
+    assert!(!r.status.success(), "a fake emulator cannot be probed");
+    let runs: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert!(
+        !runs.is_empty(),
+        "the emulator was not run: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    for run in runs {
+        let status = std::fs::read_to_string(run.path()).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            field("Uid:"),
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{status}"
+        );
+        assert_eq!(
+            field("Gid:"),
+            format!("{gid}\t{gid}\t{gid}\t{gid}"),
+            "{status}"
+        );
+        for c in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(field(c), "0000000000000000", "{c}: {status}");
+        }
+        if root {
+            assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
+        }
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    }
+}

@@ -798,7 +798,11 @@ fn uses_kvm(args: &[String]) -> bool {
 /// udev gives the device; where the user is not, the device's group is
 /// added to QEMU's groups (the device is never chowned: it is shared by
 /// every VM of the host). A root-only `/dev/kvm` is an error naming the fix.
-fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), DacError> {
+pub(crate) fn kvm_access(
+    setup: &mut ChildSetup,
+    id: &Identity,
+    kvm: &Path,
+) -> Result<(), DacError> {
     let Some((_, _, groups)) = setup.switch.as_mut() else {
         return Ok(());
     };
