@@ -144,6 +144,8 @@ fn main() -> ExitCode {
     if let Some(u) = &cli.qemu_user {
         teamvirt_runtime::privdrop::set_qemu_user(u);
     }
+    // Every probe of an emulator runs it as the QEMU user, unprivileged.
+    teamvirt_runtime::privdrop::install_probe_jail();
     let code = match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),

@@ -1,9 +1,11 @@
 //! QEMU off root, through the `teamvirt` binary with the test guest in lab
 //! mode: QEMU runs as the `teamvirt-qemu` user (created if missing) with
-//! no capabilities, the failover pair still negotiates, a kernel only root
-//! could read is lent to it for the VM's lifetime and given back by
-//! `destroy` and by the command that notices a killed QEMU; `--qemu-user
-//! root` keeps uid 0 without capabilities. Run as non-root, QEMU simply
+//! no capabilities, the failover pair still negotiates, a kernel and a
+//! disk only root could read reach it as descriptors (nothing chowned), a
+//! serial file output is created root's 0600 and written through a
+//! descriptor, the master key is removed by `destroy` and by the command
+//! that notices a killed QEMU; `--qemu-user root` keeps uid 0 without
+//! capabilities. Run as non-root, QEMU simply
 //! runs as the caller. Skips only when QEMU is not installed.
 
 mod common;
@@ -24,7 +26,7 @@ const NET: &str = "<network>
 </network>
 ";
 
-fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
+fn domain(kernel: &Path, initrd: &Path, cmdline: &str, disk: &Path, console: &Path) -> String {
     format!(
         "<domain type='kvm'>
   <name>tv</name>
@@ -38,6 +40,15 @@ fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
   </os>
   <features><acpi/></features>
   <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='file'>
+      <source path='{}'/>
+      <target port='0'/>
+    </serial>
     <interface type='user'>
       <mac address='52:54:00:12:34:56'/>
       <model type='virtio'/>
@@ -54,7 +65,9 @@ fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
 </domain>
 ",
         kernel.display(),
-        initrd.display()
+        initrd.display(),
+        disk.display(),
+        console.display()
     )
 }
 
@@ -147,10 +160,14 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     std::fs::copy(&guest.kernel, &kernel).unwrap();
     std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mine = owner(&kernel);
+    let disk = e.files.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let console = e.files.join("console.out");
     let net = e.write("net.xml", NET);
     let d = e.write(
         "tv.xml",
-        &domain(&kernel, &guest.initrd, &guest.cmdline("")),
+        &domain(&kernel, &guest.initrd, &guest.cmdline(""), &disk, &console),
     );
     run(&e, &["net-define", &net]);
     run(&e, &["define", &d]);
@@ -195,15 +212,36 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     assert_eq!(p["negotiated"], true, "{t}");
     assert_eq!(p["plugged"], true, "{t}");
 
-    // Lent: the kernel; the master key is QEMU's. teamvirt's own files
-    // and directories stay root's and private.
+    // Lent by descriptor: the kernel (QEMU booted it), the disk and the
+    // serial output, none chowned; the master key is QEMU's. teamvirt's
+    // own files and directories stay root's and private.
     let dir = e.run_dir("tv");
     let key = dir.join("master-key.aes");
+    for f in [&kernel, &disk, &console] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(
+            ((m.uid(), m.gid()), m.mode() & 0o777),
+            (mine, 0o600),
+            "{}",
+            f.display()
+        );
+    }
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    for f in [&disk, &console] {
+        assert!(
+            held.contains(f),
+            "QEMU does not hold {}: {held:?}",
+            f.display()
+        );
+    }
     if root {
-        assert_eq!(owner(&kernel), (uid, gid));
         assert_eq!(owner(&key), (uid, gid));
     }
-    for f in ["state.json", "pid", "live.xml", "qmp.sock", "serial.log"] {
+    for f in ["state.json", "pid", "live.xml", "qmp.sock"] {
         assert_eq!(owner(&dir.join(f)), mine, "{f}");
     }
     for d in [e.state.clone(), e.state.join("run"), dir.clone()] {
@@ -219,6 +257,10 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     // destroy gives everything back.
     run(&e, &["destroy", "tv"]);
     assert_eq!(owner(&kernel), mine);
+    assert!(
+        std::fs::metadata(&console).unwrap().len() > 0,
+        "the guest console reached the serial file"
+    );
     assert!(!key.exists(), "master key removed at stop");
     assert!(!dir.join("dac.json").exists());
 
@@ -226,9 +268,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     run(&e, &["start", "tv", "--emulate-vf", "--accel", "tcg"]);
     let pid = qemu_pid(&e);
     wait_exec(&pid);
-    if root {
-        assert_eq!(owner(&kernel), (uid, gid));
-    }
+    assert_eq!(owner(&kernel), mine);
     assert!(Command::new("kill")
         .args(["-KILL", &pid])
         .status()
@@ -267,5 +307,95 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
         assert_no_capabilities(&pid);
         assert_eq!(owner(&kernel), mine, "root reads it as is");
         run(&e, &["destroy", "tv"]);
+    }
+}
+
+/// The `<emulator>` of a definition is probed as QEMU runs (libvirt
+/// probes as its QEMU user): `define`, `validate` and `start` run a fake
+/// emulator that records its identity; it is the QEMU user, without
+/// capabilities, with no_new_privs (it was full root).
+#[test]
+fn emulator_is_probed_unprivileged() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let e = Env::new();
+    // The fake emulator and where it writes must be reachable by the
+    // QEMU user.
+    let top = e.files.parent().unwrap();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&e.files, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = e.files.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let emu = e.files.join("fake-qemu");
+    std::fs::write(
+        &emu,
+        format!(
+            "#!/bin/sh\ncat /proc/$$/status > {}/status.$$\nexit 1\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&emu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let xml = e.write(
+        "p.xml",
+        &format!(
+            "<domain type='kvm'>
+  <name>p</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>{}</emulator>
+  </devices>
+</domain>
+",
+            emu.display()
+        ),
+    );
+    let (uid, gid) = if root {
+        (65534, 65534)
+    } else {
+        // SAFETY: no preconditions.
+        unsafe { (libc::geteuid(), libc::getegid()) }
+    };
+    let user = format!("+{uid}:+{gid}");
+    let r = e
+        .command(&["--qemu-user", &user, "define", &xml])
+        .output()
+        .unwrap();
+    assert!(!r.status.success(), "a fake emulator cannot be probed");
+    let runs: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert!(
+        !runs.is_empty(),
+        "the emulator was not run: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    for run in runs {
+        let status = std::fs::read_to_string(run.path()).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            field("Uid:"),
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{status}"
+        );
+        assert_eq!(
+            field("Gid:"),
+            format!("{gid}\t{gid}\t{gid}\t{gid}"),
+            "{status}"
+        );
+        for c in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(field(c), "0000000000000000", "{c}: {status}");
+        }
+        if root {
+            assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
+        }
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
     }
 }

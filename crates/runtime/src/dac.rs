@@ -8,25 +8,40 @@
 //! teamvirt opens what the command line names and QEMU inherits the
 //! descriptors (libvirt passes its monitor socket and logs the same way):
 //!
+//! Everything teamvirt can open itself is lent by descriptor, never by
+//! chown: it is opened by root without following a link (`O_NOFOLLOW`,
+//! after an `lstat` that the opened file's `fstat` must match) and must
+//! be a regular file (or a block device for `host_device` disks), so a
+//! path swapped for a link before the start lends nothing it points to:
+//!
 //! - the QMP socket is bound by teamvirt (root-only socket file) and passed
 //!   as `-chardev socket,...,fd=N`;
-//! - log files of `-chardev file`/`logfile=`/`-serial file:` go through
-//!   `-add-fd` + `/dev/fdset/N`;
-//! - the master key, kernel, initrd and disk images are named
-//!   `/proc/self/fd/N`: QEMU reopens the descriptor it inherited, which needs
-//!   the file's own permissions but no path to it (the test guest lives under
-//!   `/root`, which is 0700). The master key is made the QEMU user's (it is
-//!   per domain and removed at stop); a kernel, initrd or disk the QEMU user
-//!   cannot read (or write) by its mode is chowned to it, like libvirt does;
-//! - VFIO group devices (`/dev/vfio/N` of each `vfio-pci` host address) are
-//!   chowned to the QEMU user; RLIMIT_MEMLOCK is raised to guest memory +
-//!   1 GiB for VFIO (libvirt's rule).
+//! - log files of `-chardev file`/`logfile=`/`-serial file:` (serial
+//!   `type='file'` outputs included: created 0600) go through `-add-fd` +
+//!   `/dev/fdset/N`;
+//! - disk images (`-blockdev` `file`/`host_device`, `-drive file=`) too,
+//!   one read-only descriptor and, for a writable disk, a read-write one in
+//!   the same set (QEMU 7.2's `qemu_open` picks the one whose access mode
+//!   it asks for; `auto-read-only` reopens switch between them);
+//! - the kernel and initrd are named `/proc/self/fd/N` (QEMU 7.2 reads
+//!   them with a plain `open`, which knows no fdsets): the opened file
+//!   itself when the QEMU user may read it by its mode, else a sealed copy
+//!   in a memfd (QEMU reopens the descriptor, which checks the inode's mode);
+//! - the master key is the QEMU user's (per domain, removed at stop).
 //!
-//! Every chown is recorded first in `run/NAME/dac.json` (path, device,
-//! inode, original owner), so whichever later `teamvirt` sees the domain
-//! stopped gives it back ([`release`], from [`crate::run::forget`]). A file
-//! lent to several running domains of the state directory is given back
-//! by the last one (`locks/dac.lock` serializes this).
+//! What QEMU must open by path itself, the VFIO group devices
+//! (`/dev/vfio/N` of each `vfio-pci` host address), is chowned to the QEMU
+//! user; RLIMIT_MEMLOCK is raised to guest memory + 1 GiB for VFIO
+//! (libvirt's rule). Every chown is recorded first in `run/NAME/dac.json`
+//! (path, device, inode, original owner, group and mode), so whichever
+//! later `teamvirt` sees the domain stopped gives it back exactly
+//! ([`release`], from [`crate::run::forget`]), to the same inode only
+//! (found again by device and inode), mode included even when QEMU
+//! chmod'ed it. A give-back that cannot complete is kept in
+//! `run/dac-pending.json` and retried by every later start and stop,
+//! never forgotten. A file lent to several running domains of the state
+//! directory is given back by the last one (`locks/dac.lock` serializes
+//! this).
 //!
 //! The argv recorded in the run record keeps the paths (migration reads
 //! it); only the exec'd copy carries the descriptors.
@@ -50,6 +65,8 @@ use crate::state::{read_optional, remove_optional, write_atomic, StateDir, State
 pub const RECORD: &str = "dac.json";
 /// The per-domain master key (libvirt's name).
 pub const MASTER_KEY: &str = "master-key.aes";
+/// Give-backs that could not complete, in the run root (retried).
+pub const PENDING: &str = "dac-pending.json";
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +89,12 @@ pub enum DacError {
         path: PathBuf,
         owner: String,
     },
+    #[error("refusing to lend {what} {} to QEMU: it {problem}", .path.display())]
+    Refused {
+        what: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
     #[error("QEMU (user {user}) cannot open {} (owner {owner}): give the device a group with rw access (udev's default: root:kvm 0660), choose --accel tcg, or run QEMU as root with --qemu-user root", .path.display())]
     Kvm {
         user: String,
@@ -89,6 +112,10 @@ pub struct Label {
     /// The owner to give back.
     pub uid: u32,
     pub gid: u32,
+    /// The permission bits to give back (absent in records of a teamvirt
+    /// that restored owners only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -183,6 +210,7 @@ pub fn lend_as(
     roots: &HostRoots,
 ) -> Result<Lent, DacError> {
     let _l = dac_lock(sd)?;
+    retry_pending(sd);
     let dir = sd.run_paths(name)?.dir;
     let mut b = Builder::new(id, sd, name);
     let res = b.translate(args, &dir, roots);
@@ -196,8 +224,7 @@ pub fn lend_as(
             return Err(e);
         }
     };
-    let mut fds = b.fds;
-    fds.extend(b.pending.into_iter().map(|(f, _, _)| OwnedFd::from(f)));
+    let fds = b.fds;
     let mut setup = ChildSetup::for_identity(id);
     setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
     if uses_kvm(&args) {
@@ -217,37 +244,6 @@ pub fn lend_as(
         setup,
         fds,
     })
-}
-
-/// Give back what domain `name` was lent (its QEMU is gone): owners of the
-/// recorded files, unless another domain of this state directory still
-/// holds them; the master key is removed. Returns what could not be done.
-pub fn release(sd: &StateDir, name: &str) -> Result<Vec<String>, DacError> {
-    let _l = dac_lock(sd)?;
-    let dir = sd.run_paths(name)?.dir;
-    let mut problems = Vec::new();
-    let rec = load(&dir)?;
-    let others = other_labels(sd, name);
-    for l in &rec.labels {
-        if others.iter().any(|o| (o.dev, o.ino) == (l.dev, l.ino)) {
-            continue;
-        }
-        match restore(l) {
-            Ok(()) => {}
-            // A VFIO group node goes with its group (the VF left vfio-pci):
-            // there is nothing left to give back.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && is_vfio_group_node(&l.path) => {}
-            Err(e) => problems.push(format!(
-                "owner {}:{} of {} not restored: {e}",
-                l.uid,
-                l.gid,
-                l.path.display()
-            )),
-        }
-    }
-    remove_optional(&dir.join(RECORD))?;
-    remove_optional(&dir.join(MASTER_KEY))?;
-    Ok(problems)
 }
 
 /// Hotplug: lend what the new options `new` of running domain `name`
@@ -302,50 +298,6 @@ pub fn lend_hotplug_as(
     }
 }
 
-/// Hotplug: give back the VFIO group of `host` (a VF about to leave
-/// vfio-pci) lent to domain `name`, and forget its label: the node goes
-/// with the group, and the same VF plugged again is a new node.
-pub fn give_back_vfio(sd: &StateDir, name: &str, host: &str) -> Result<Vec<String>, DacError> {
-    give_back_vfio_in(sd, name, host, &HostRoots::default())
-}
-
-/// [`give_back_vfio`] for a given host tree.
-pub fn give_back_vfio_in(
-    sd: &StateDir,
-    name: &str,
-    host: &str,
-    roots: &HostRoots,
-) -> Result<Vec<String>, DacError> {
-    let Some(group) = vfio_group(roots, host) else {
-        return Ok(Vec::new());
-    };
-    let _l = dac_lock(sd)?;
-    let dir = sd.run_paths(name)?.dir;
-    let mut rec = load(&dir)?;
-    let (gone, kept): (Vec<Label>, Vec<Label>) =
-        rec.labels.into_iter().partition(|l| l.path == group);
-    rec.labels = kept;
-    let others = other_labels(sd, name);
-    let mut problems = Vec::new();
-    for l in &gone {
-        if others.iter().any(|o| (o.dev, o.ino) == (l.dev, l.ino)) {
-            continue;
-        }
-        match restore(l) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!(
-                "owner {}:{} of {} not restored: {e}",
-                l.uid,
-                l.gid,
-                l.path.display()
-            )),
-        }
-    }
-    save(&dir, &rec)?;
-    Ok(problems)
-}
-
 /// Raise (never lower) a running process's RLIMIT_MEMLOCK.
 fn raise_memlock(pid: i32, bytes: u64) -> io::Result<()> {
     let mut cur = libc::rlimit {
@@ -375,60 +327,6 @@ fn dac_lock(sd: &StateDir) -> Result<FileLock, DacError> {
         FileLock::acquire(&sd.locks_dir().join("dac.lock"), LockMode::Exclusive)
             .map_err(StateError::from)?,
     )
-}
-
-fn load(dir: &Path) -> Result<Record, DacError> {
-    Ok(read_optional(&dir.join(RECORD))?
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default())
-}
-
-fn save(dir: &Path, rec: &Record) -> Result<(), DacError> {
-    let json = serde_json::to_string_pretty(rec).expect("record serializes");
-    Ok(write_atomic(&dir.join(RECORD), json.as_bytes(), 0o600)?)
-}
-
-/// Labels recorded by the other domains of `sd`.
-fn other_labels(sd: &StateDir, name: &str) -> Vec<Label> {
-    let mut out = Vec::new();
-    for other in sd.run_entries().unwrap_or_default() {
-        if other == name {
-            continue;
-        }
-        if let Ok(p) = sd.run_paths(&other) {
-            if let Ok(r) = load(&p.dir) {
-                out.extend(r.labels);
-            }
-        }
-    }
-    out
-}
-
-/// `.../vfio/N`: a VFIO group device node (see [`vfio_group`]).
-fn is_vfio_group_node(path: &Path) -> bool {
-    let parent_is_vfio = path
-        .parent()
-        .and_then(Path::file_name)
-        .is_some_and(|n| n == "vfio");
-    let numeric = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    parent_is_vfio && numeric
-}
-
-/// Give a file its owner back, if it still is the file that was labeled.
-fn restore(l: &Label) -> io::Result<()> {
-    // O_PATH: no side effect of opening (a VFIO group, a FIFO).
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(&l.path)?;
-    let m = f.metadata()?;
-    if (m.dev(), m.ino()) != (l.dev, l.ino) {
-        return Err(io::Error::other("it was replaced by another file"));
-    }
-    chown_fd(&f, l.uid, l.gid)
 }
 
 fn chown_fd(f: &File, uid: u32, gid: u32) -> io::Result<()> {
@@ -464,6 +362,8 @@ struct Builder<'a> {
     pending: Vec<(File, Label, &'static str)>,
     /// (fd, set) pairs for `-add-fd`.
     fdsets: Vec<(RawFd, u32)>,
+    /// The last fdset number used.
+    last_set: u32,
 }
 
 impl<'a> Builder<'a> {
@@ -476,6 +376,7 @@ impl<'a> Builder<'a> {
             labels: Vec::new(),
             pending: Vec::new(),
             fdsets: Vec::new(),
+            last_set: 0,
         }
     }
 
@@ -519,34 +420,150 @@ impl<'a> Builder<'a> {
         raw
     }
 
-    /// A log QEMU appends to: opened here, handed over as an fdset.
-    fn log(&mut self, path: &Path) -> Result<String, DacError> {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| self.access_err("log file", path, e))?;
-        let fd = self.keep(f);
-        let set = self.fdsets.len() as u32 + 1;
-        self.fdsets.push((fd, set));
-        Ok(format!("/dev/fdset/{set}"))
+    fn refused(&self, what: &'static str, path: &Path, problem: String) -> DacError {
+        DacError::Refused {
+            what,
+            path: path.to_owned(),
+            problem,
+        }
     }
 
-    /// A file QEMU reopens through `/proc/self/fd/N`; chowned to the QEMU
-    /// user when its mode does not let that user in.
-    fn input(&mut self, what: &'static str, path: &Path, write: bool) -> Result<String, DacError> {
-        let f = File::open(path).map_err(|e| self.access_err(what, path, e))?;
-        let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
-        let raw = f.as_raw_fd();
-        if self.label_needed(&m, write) {
-            let label = self.label_for(path, &m);
-            self.labels.push(label.clone());
-            self.pending.push((f, label, what));
-        } else {
-            self.keep(f);
+    /// A new fdset holding `fds`: its `/dev/fdset/N` name.
+    fn fdset(&mut self, fds: Vec<File>) -> String {
+        self.last_set += 1;
+        let set = self.last_set;
+        for f in fds {
+            let fd = self.keep(f);
+            self.fdsets.push((fd, set));
         }
-        Ok(format!("/proc/self/fd/{raw}"))
+        format!("/dev/fdset/{set}")
+    }
+
+    /// Open `path` for lending: never through a link at its last
+    /// component (`O_NOFOLLOW`), the opened file the one `lstat` saw, and
+    /// a regular file (or a block device when `block`). `O_NONBLOCK` while
+    /// opening, so a FIFO planted there cannot block; cleared after.
+    fn open_checked(
+        &self,
+        what: &'static str,
+        path: &Path,
+        opts: &mut OpenOptions,
+        block: bool,
+    ) -> Result<File, DacError> {
+        let link = |p: &Path| {
+            let to = std::fs::read_link(p)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            format!("is a symbolic link{to}; teamvirt opens what it lends to QEMU without following links: name the file itself")
+        };
+        let before = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(self.refused(what, path, link(path)))
+            }
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.access_err(what, path, e)),
+        };
+        let f = match opts
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.refused(what, path, link(path)))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(self.refused(what, path, "is not a regular file".into()))
+            }
+            Err(e) => return Err(self.access_err(what, path, e)),
+        };
+        let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
+        if before.is_some_and(|b| (b.dev(), b.ino()) != (m.dev(), m.ino())) {
+            return Err(self.refused(
+                what,
+                path,
+                "was replaced by another file while teamvirt opened it".into(),
+            ));
+        }
+        let t = m.file_type();
+        let ok = t.is_file() || (block && std::os::unix::fs::FileTypeExt::is_block_device(&t));
+        if !ok {
+            let kind = if t.is_dir() {
+                "a directory"
+            } else if std::os::unix::fs::FileTypeExt::is_fifo(&t) {
+                "a FIFO"
+            } else {
+                "a device node or socket"
+            };
+            return Err(self.refused(what, path, format!("is not a regular file but {kind}")));
+        }
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let fd = f.as_raw_fd();
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            if fl >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+        Ok(f)
+    }
+
+    /// A log QEMU appends to (serial `type='file'` outputs, `logfile=`,
+    /// the run directory's logs): opened here (created 0600, never through
+    /// a link, a regular file only), handed over as an fdset.
+    fn log(&mut self, path: &Path) -> Result<String, DacError> {
+        let f = self.open_checked(
+            "log file",
+            path,
+            OpenOptions::new().create(true).append(true).mode(0o600),
+            false,
+        )?;
+        Ok(self.fdset(vec![f]))
+    }
+
+    /// A kernel or initrd, which QEMU reads with a plain `open` (no
+    /// fdsets in QEMU 7.2's loader): `/proc/self/fd/N` of the opened file
+    /// when the QEMU user may read it by its mode, else of a sealed copy
+    /// in a memfd, so nothing is chowned.
+    fn boot_file(&mut self, what: &'static str, path: &Path) -> Result<String, DacError> {
+        let mut f = self.open_checked(what, path, OpenOptions::new().read(true), false)?;
+        let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
+        if !self.id.switch || may_access(&m, self.id, false) {
+            return Ok(format!("/proc/self/fd/{}", self.keep(f)));
+        }
+        let copy = sealed_copy(&mut f).map_err(|e| self.access_err(what, path, e))?;
+        Ok(format!("/proc/self/fd/{}", self.keep(copy)))
+    }
+
+    /// A disk image (or block device): an fdset with a read-only
+    /// descriptor and, when `write`, a read-write one of the same file.
+    /// `auto_ro`: QEMU may do with read-only (`auto-read-only`), so a file
+    /// root cannot open read-write is lent read-only.
+    fn disk(&mut self, path: &Path, write: bool, auto_ro: bool) -> Result<String, DacError> {
+        let what = "disk image";
+        let ro = self.open_checked(what, path, OpenOptions::new().read(true), true)?;
+        let mut fds = Vec::new();
+        if write {
+            // The same inode again, through the descriptor: no second
+            // look-up of the path.
+            let rw = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(format!("/proc/self/fd/{}", ro.as_raw_fd()));
+            match rw {
+                Ok(f) => fds.push(f),
+                Err(e)
+                    if auto_ro
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+                        ) => {}
+                Err(e) => return Err(self.access_err(what, path, e)),
+            }
+        }
+        fds.push(ro);
+        Ok(self.fdset(fds))
     }
 
     fn label_needed(&self, m: &std::fs::Metadata, write: bool) -> bool {
@@ -569,28 +586,45 @@ impl<'a> Builder<'a> {
     }
 
     fn label_for(&self, path: &Path, m: &std::fs::Metadata) -> Label {
-        // Shared: the true original owner is in the first domain's record.
-        let (uid, gid) = self
-            .shared(m)
-            .map_or((m.uid(), m.gid()), |o| (o.uid, o.gid));
-        Label {
-            path: path.to_owned(),
-            dev: m.dev(),
-            ino: m.ino(),
-            uid,
-            gid,
+        // Shared, or still to be given back: the true original owner and
+        // mode are in the first record.
+        let pending = || {
+            load_at(&self.sd.run_root().join(PENDING))
+                .ok()?
+                .labels
+                .into_iter()
+                .find(|o| (o.dev, o.ino) == (m.dev(), m.ino()))
+        };
+        match self.shared(m).or_else(pending) {
+            Some(o) => Label {
+                path: path.to_owned(),
+                ..o
+            },
+            None => Label {
+                path: path.to_owned(),
+                dev: m.dev(),
+                ino: m.ino(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: Some(m.mode() & 0o7777),
+            },
         }
     }
 
     /// A device node QEMU opens by path (VFIO group): chowned.
     fn device(&mut self, path: &Path) -> Result<(), DacError> {
         let what = "VFIO group device";
+        // The node itself, never a link's target (O_PATH: opening a VFIO
+        // group has effects).
         let f = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_PATH)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| self.access_err(what, path, e))?;
         let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
+        if m.file_type().is_symlink() {
+            return Err(self.refused(what, path, "is a symbolic link".into()));
+        }
         if self.label_needed(&m, true) {
             let label = self.label_for(path, &m);
             self.labels.push(label.clone());
@@ -619,8 +653,8 @@ impl<'a> Builder<'a> {
                     Some(p) => Some(format!("file:{}", self.log(Path::new(p))?)),
                     None => None,
                 },
-                "-kernel" => Some(self.input("kernel", Path::new(v), false)?),
-                "-initrd" => Some(self.input("initrd", Path::new(v), false)?),
+                "-kernel" => Some(self.boot_file("kernel", Path::new(v))?),
+                "-initrd" => Some(self.boot_file("initrd", Path::new(v))?),
                 "-object" => self.object(v, dir)?,
                 "-blockdev" => self.blockdev(v)?,
                 "-drive" => self.drive(v)?,
@@ -727,7 +761,8 @@ impl<'a> Builder<'a> {
             return Ok(None);
         };
         let write = j.get("read-only").and_then(Value::as_bool) != Some(true);
-        j["filename"] = Value::String(self.input("disk image", &p, write)?);
+        let auto_ro = j.get("auto-read-only").and_then(Value::as_bool) == Some(true);
+        j["filename"] = Value::String(self.disk(&p, write, auto_ro)?);
         Ok(Some(j.to_string()))
     }
 
@@ -738,7 +773,7 @@ impl<'a> Builder<'a> {
         for o in opts.iter_mut() {
             if let Some(p) = o.strip_prefix("file=") {
                 let p = PathBuf::from(p);
-                *o = format!("file={}", self.input("disk image", &p, write)?);
+                *o = format!("file={}", self.disk(&p, write, false)?);
                 changed = true;
             }
         }
@@ -763,7 +798,11 @@ fn uses_kvm(args: &[String]) -> bool {
 /// udev gives the device; where the user is not, the device's group is
 /// added to QEMU's groups (the device is never chowned: it is shared by
 /// every VM of the host). A root-only `/dev/kvm` is an error naming the fix.
-fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), DacError> {
+pub(crate) fn kvm_access(
+    setup: &mut ChildSetup,
+    id: &Identity,
+    kvm: &Path,
+) -> Result<(), DacError> {
     let Some((_, _, groups)) = setup.switch.as_mut() else {
         return Ok(());
     };
@@ -785,6 +824,30 @@ fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), D
         path: kvm.to_owned(),
         owner: format!("{}:{} mode {:04o}", m.uid(), m.gid(), m.mode() & 0o7777),
     })
+}
+
+/// A sealed in-memory copy of `src` (a memfd: readable by whoever holds
+/// the descriptor, whatever the original's owner and mode).
+fn sealed_copy(src: &mut File) -> io::Result<File> {
+    // SAFETY: a valid C string; the descriptor returned is owned below.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"teamvirt-boot".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let mut copy = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    io::copy(src, &mut copy)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(copy)
 }
 
 /// `-add-fd fd=N,set=S` first (QEMU needs the sets before the chardevs).
@@ -892,6 +955,11 @@ fn parse_mem(v: &str) -> Option<u64> {
     };
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
+
+#[path = "dac_giveback.rs"]
+mod giveback;
+pub use giveback::{give_back_vfio, give_back_vfio_in, release};
+use giveback::{load, load_at, other_labels, retry_pending, save};
 
 #[cfg(test)]
 #[path = "dac_tests.rs"]

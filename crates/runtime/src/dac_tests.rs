@@ -172,10 +172,11 @@ fn run_dir_files_become_descriptors() {
     assert!(!dir.join(MASTER_KEY).exists());
 }
 
-/// A kernel the QEMU user cannot read is lent (chowned), recorded, and
-/// given back at stop; the master key is made the QEMU user's.
+/// A kernel the QEMU user cannot read reaches it as a sealed in-memory
+/// copy, not by a chown (nothing recorded); one it can read is passed as
+/// the opened file itself; the master key is made the QEMU user's.
 #[test]
-fn unreadable_file_is_lent_and_given_back() {
+fn unreadable_boot_file_is_lent_without_a_chown() {
     if !is_root() {
         eprintln!("skipping: needs root");
         return;
@@ -200,79 +201,276 @@ fn unreadable_file_is_lent_and_given_back() {
     .to_vec();
     let lent = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap();
     assert!(lent.args[1].starts_with("secret,id=masterKey0,format=raw,file=/proc/self/fd/"));
-    // Every file named by descriptor reaches QEMU, lent ones included.
     for a in [&lent.args[1], &lent.args[3], &lent.args[5]] {
         let fd: RawFd = a.rsplit('/').next().unwrap().parse().unwrap();
         assert!(lent.setup.keep_fds.contains(&fd), "{a} {:?}", lent.setup);
     }
-    assert_eq!(fd_target(&lent.args[3]), kernel);
-    assert_eq!(owner(&kernel), (65534, 65534));
+    let copy = fd_target(&lent.args[3]);
+    assert!(copy.to_string_lossy().starts_with("/memfd:"), "{copy:?}");
+    assert_eq!(std::fs::read(&lent.args[3]).unwrap(), b"data");
+    // Sealed: not even root writes to it.
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lent.args[3])
+        .unwrap();
+    assert!(std::io::Write::write_all(&mut w, b"evil").is_err());
+    assert_eq!(owner(&kernel), (0, 0), "the kernel was chowned");
+    assert_eq!(std::fs::metadata(&kernel).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(fd_target(&lent.args[5]), public);
     assert_eq!(owner(&key), (65534, 65534));
-    assert_eq!(owner(&public), (0, 0), "readable already: left alone");
-    let rec: Record =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(RECORD)).unwrap()).unwrap();
-    assert_eq!(rec.labels.len(), 1);
-    assert_eq!(rec.labels[0].path, kernel);
-    assert_eq!((rec.labels[0].uid, rec.labels[0].gid), (0, 0));
+    assert!(!dir.join(RECORD).exists(), "nothing to give back");
     drop(lent);
-    // A later invocation (only the record survives) gives it back.
     assert!(release(&f.sd, "vm").unwrap().is_empty());
-    assert_eq!(owner(&kernel), (0, 0));
-    assert!(!dir.join(RECORD).exists() && !key.exists());
+    assert!(!key.exists());
 }
 
-/// A file lent to two running domains goes back when the last one stops,
-/// to its true original owner.
+/// A disk QEMU's user could not open by its mode is lent as an fdset: a
+/// read-only and a read-write descriptor of the file itself, nothing
+/// chowned; a read-only disk gets the read-only one only.
 #[test]
-fn shared_file_is_given_back_by_the_last_domain() {
-    if !is_root() {
-        eprintln!("skipping: needs root");
-        return;
-    }
-    let f = Fixture::new();
-    let disk = f.private_file("disk.img");
-    std::os::unix::fs::chown(&disk, Some(1234), Some(4321)).unwrap();
-    let args: Vec<String> = vec![
-        "-blockdev".into(),
-        format!(
-            r#"{{"driver":"file","filename":"{}","node-name":"libvirt-1-storage","read-only":false}}"#,
-            disk.display()
-        ),
-    ];
-    for vm in ["a", "b"] {
-        f.run_dir(vm);
-        let lent = lend_as(&f.sd, vm, &args, &nobody(), &HostRoots::default()).unwrap();
-        let j: Value = serde_json::from_str(&lent.args[1]).unwrap();
-        assert_eq!(fd_target(j["filename"].as_str().unwrap()), disk);
-        assert_eq!(j["node-name"], "libvirt-1-storage");
-    }
-    assert_eq!(owner(&disk), (65534, 65534));
-    assert!(release(&f.sd, "a").unwrap().is_empty());
-    assert_eq!(owner(&disk), (65534, 65534), "b still runs");
-    assert!(release(&f.sd, "b").unwrap().is_empty());
-    assert_eq!(owner(&disk), (1234, 4321));
-}
-
-/// A path that names another file by the time of the stop is not chowned
-/// (a symlink or rename swapped in must not get root's ownership change).
-#[test]
-fn replaced_file_is_not_touched() {
+fn disk_is_lent_by_descriptor_not_chowned() {
     if !is_root() {
         eprintln!("skipping: needs root");
         return;
     }
     let f = Fixture::new();
     f.run_dir("vm");
-    let kernel = f.private_file("vmlinuz");
-    let args: Vec<String> = vec!["-kernel".into(), kernel.display().to_string()];
-    drop(lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap());
+    let disk = f.private_file("disk.img");
+    std::os::unix::fs::chown(&disk, Some(1234), Some(4321)).unwrap();
+    let blockdev = |ro: bool| {
+        format!(
+            r#"{{"driver":"file","filename":"{}","node-name":"libvirt-1-storage","read-only":{ro}}}"#,
+            disk.display()
+        )
+    };
+    let args: Vec<String> = vec![
+        "-blockdev".into(),
+        blockdev(false),
+        "-blockdev".into(),
+        blockdev(true),
+        "-drive".into(),
+        format!("file={},format=raw,if=none,id=drive-ide0", disk.display()),
+    ];
+    let lent = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap();
+    let a = &lent.args;
+    // Three sets: two descriptors, one, two.
+    let sets: Vec<(RawFd, u32)> = a
+        .windows(2)
+        .filter(|w| w[0] == "-add-fd")
+        .map(|w| {
+            let o = split_opts(&w[1]);
+            (
+                o[0].strip_prefix("fd=").unwrap().parse().unwrap(),
+                o[1].strip_prefix("set=").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sets.iter().map(|s| s.1).collect::<Vec<_>>(),
+        [1, 1, 2, 3, 3],
+        "{a:?}"
+    );
+    for (fd, _) in &sets {
+        assert!(lent.setup.keep_fds.contains(fd));
+        assert_eq!(
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+            disk
+        );
+    }
+    let mode = |fd: RawFd| {
+        // SAFETY: fcntl on a descriptor the Lent keeps open.
+        unsafe { libc::fcntl(fd, libc::F_GETFL) & libc::O_ACCMODE }
+    };
+    assert_eq!(mode(sets[0].0), libc::O_RDWR);
+    assert_eq!(mode(sets[1].0), libc::O_RDONLY);
+    assert_eq!(mode(sets[2].0), libc::O_RDONLY);
+    let j: Value =
+        serde_json::from_str(&a[a.iter().position(|x| x == "-blockdev").unwrap() + 1]).unwrap();
+    assert_eq!(j["filename"], "/dev/fdset/1");
+    assert!(a.contains(&"file=/dev/fdset/3,format=raw,if=none,id=drive-ide0".to_string()));
+    assert_eq!(owner(&disk), (1234, 4321), "the disk was chowned");
+    assert!(!f.sd.run_paths("vm").unwrap().dir.join(RECORD).exists());
+}
+
+/// A disk path in a directory another user controls, swapped for a link
+/// to a root-only file before the start: refused naming the link; the
+/// link's target keeps its owner (today: chowned to the QEMU user and
+/// never given back).
+#[test]
+fn symlinked_disk_is_refused_and_its_target_untouched() {
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let secret = f.private_file("shadow");
+    let link = f.t.path().join("disk.img");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let before = owner(&secret);
+    let args: Vec<String> = vec![
+        "-blockdev".into(),
+        format!(
+            r#"{{"driver":"file","filename":"{}","node-name":"libvirt-1-storage","read-only":false}}"#,
+            link.display()
+        ),
+    ];
+    for id in [nobody(), myself()] {
+        let e = lend_as(&f.sd, "vm", &args, &id, &HostRoots::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "refusing to lend disk image {} to QEMU: it is a symbolic link (to {})",
+                link.display(),
+                secret.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(owner(&secret), before);
+        assert!(!f.sd.run_paths("vm").unwrap().dir.join(RECORD).exists());
+    }
+}
+
+/// `<serial type='file'>` through a link: refused, the link's target is
+/// neither created nor truncated; a FIFO is refused without blocking; a
+/// new output file is created 0600.
+#[test]
+fn serial_file_refuses_links_and_non_regular_files() {
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let victim = f.t.path().join("victim");
+    std::fs::write(&victim, b"root:secret\n").unwrap();
+    let link = f.t.path().join("serial.out");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let dangling = f.t.path().join("dangling.out");
+    let absent = f.t.path().join("created-by-root");
+    std::os::unix::fs::symlink(&absent, &dangling).unwrap();
+    let fifo = f.t.path().join("fifo.out");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let serial = |p: &Path| -> Vec<String> {
+        vec![
+            "-chardev".into(),
+            format!("file,id=charserial0,path={}", p.display()),
+        ]
+    };
+    for (p, want) in [
+        (&link, "is a symbolic link"),
+        (&dangling, "is a symbolic link"),
+        (&fifo, "is not a regular file"),
+    ] {
+        let e = lend_as(&f.sd, "vm", &serial(p), &nobody(), &HostRoots::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("refusing to lend log file {}", p.display())) && e.contains(want),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root:secret\n");
+    assert!(!absent.exists());
+    let out = f.t.path().join("new.out");
+    let lent = lend_as(&f.sd, "vm", &serial(&out), &nobody(), &HostRoots::default()).unwrap();
+    assert!(lent
+        .args
+        .contains(&"file,id=charserial0,path=/dev/fdset/1".to_string()));
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(m.is_file());
+    assert_eq!(m.mode() & 0o777, 0o600);
+}
+
+/// A give-back that cannot complete (the path now names another file) is
+/// kept, not forgotten with the domain's record, and done by a later
+/// stop once the lent file is there again; the other file is never
+/// touched. (Here a label as an older teamvirt recorded a chowned disk.)
+#[test]
+fn failed_give_back_is_kept_and_retried() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.run_dir("vm");
+    let disk = f.private_file("disk.img");
+    let m = std::fs::metadata(&disk).unwrap();
+    std::os::unix::fs::chown(&disk, Some(65534), Some(65534)).unwrap();
+    let rec = Record {
+        labels: vec![Label {
+            path: disk.clone(),
+            dev: m.dev(),
+            ino: m.ino(),
+            uid: 0,
+            gid: 0,
+            mode: None,
+        }],
+    };
+    save(&dir, &rec).unwrap();
+    let moved = f.t.path().join("private/disk.moved");
+    std::fs::rename(&disk, &moved).unwrap();
     let other = f.private_file("other");
     std::os::unix::fs::chown(&other, Some(4242), Some(4242)).unwrap();
-    std::fs::rename(&other, &kernel).unwrap();
+    std::fs::rename(&other, &disk).unwrap();
     let problems = release(&f.sd, "vm").unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("replaced"), "{problems:?}");
-    assert_eq!(owner(&kernel), (4242, 4242));
+    assert!(
+        problems[0].contains("replaced") && problems[0].contains(PENDING),
+        "{problems:?}"
+    );
+    assert_eq!(owner(&disk), (4242, 4242), "another file was chowned");
+    assert!(!dir.join(RECORD).exists());
+    // Still lent; back in place, the next stop (of any domain) gives it back.
+    std::fs::rename(&moved, &disk).unwrap();
+    f.run_dir("other");
+    assert!(release(&f.sd, "other").unwrap().is_empty());
+    assert_eq!(owner(&disk), (0, 0));
+    assert!(!f.sd.run_root().join(PENDING).exists());
+}
+
+/// A device lent to two running domains goes back when the last one
+/// stops, to its true original owner.
+#[test]
+fn shared_device_is_given_back_by_the_last_domain() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let (roots, group) = f.vfio_host(5);
+    std::os::unix::fs::chown(&group, Some(1234), Some(4321)).unwrap();
+    let args: Vec<String> = ["-device", "vfio-pci,host=0000:3b:02.1,id=hostdev0"]
+        .map(String::from)
+        .to_vec();
+    for vm in ["a", "b"] {
+        f.run_dir(vm);
+        drop(lend_as(&f.sd, vm, &args, &nobody(), &roots).unwrap());
+    }
+    assert_eq!(owner(&group), (65534, 65534));
+    assert!(release(&f.sd, "a").unwrap().is_empty());
+    assert_eq!(owner(&group), (65534, 65534), "b still runs");
+    assert!(release(&f.sd, "b").unwrap().is_empty());
+    assert_eq!(owner(&group), (1234, 4321));
+}
+
+/// A lent device `root:shadow 0640` chmod'ed 0666 by its QEMU user while
+/// lent gets owner, group and mode back.
+#[test]
+fn give_back_restores_the_mode() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let (roots, group) = f.vfio_host(11);
+    std::os::unix::fs::chown(&group, Some(0), Some(42)).unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let args: Vec<String> = ["-device", "vfio-pci,host=0000:3b:02.1,id=hostdev0"]
+        .map(String::from)
+        .to_vec();
+    drop(lend_as(&f.sd, "vm", &args, &nobody(), &roots).unwrap());
+    assert_eq!(owner(&group), (65534, 65534));
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(release(&f.sd, "vm").unwrap().is_empty());
+    assert_eq!(owner(&group), (0, 42));
+    assert_eq!(std::fs::metadata(&group).unwrap().mode() & 0o7777, 0o640);
 }
 
 /// The VFIO group of a vfio-pci host address is lent; memlock is raised.
@@ -304,7 +502,7 @@ fn vfio_group_is_lent() {
 
 /// A VF that went back to its host driver takes its VFIO group node with
 /// it: nothing to give back, no error (every migration and destroy of a
-/// real VF reported one). Any other lent file that vanished still is one.
+/// real VF reported one), nothing kept to retry.
 #[test]
 fn vanished_vfio_group_is_not_a_give_back_failure() {
     if !is_root() {
@@ -314,26 +512,14 @@ fn vanished_vfio_group_is_not_a_give_back_failure() {
     let f = Fixture::new();
     f.run_dir("vm");
     let (roots, group) = f.vfio_host(7);
-    let kernel = f.private_file("vmlinuz");
-    let args: Vec<String> = [
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-device",
-        "vfio-pci,host=0000:3b:02.1,id=hostdev0",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args: Vec<String> = ["-device", "vfio-pci,host=0000:3b:02.1,id=hostdev0"]
+        .map(String::from)
+        .to_vec();
     let lent = lend_as(&f.sd, "vm", &args, &nobody(), &roots).unwrap();
     drop(lent);
     std::fs::remove_file(&group).unwrap();
     assert_eq!(release(&f.sd, "vm").unwrap(), Vec::<String>::new());
-
-    let lent = lend_as(&f.sd, "vm", &args[..2], &nobody(), &roots).unwrap();
-    drop(lent);
-    std::fs::remove_file(&kernel).unwrap();
-    let problems = release(&f.sd, "vm").unwrap();
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("vmlinuz"), "{problems:?}");
+    assert!(!f.sd.run_root().join(PENDING).exists());
 }
 
 /// A launch that cannot be prepared gives back what it lent so far and
@@ -346,22 +532,22 @@ fn failed_lend_gives_back() {
     }
     let f = Fixture::new();
     let dir = f.run_dir("vm");
-    let kernel = f.private_file("vmlinuz");
+    let (roots, group) = f.vfio_host(3);
     let args: Vec<String> = [
-        "-kernel",
-        &kernel.display().to_string(),
+        "-device",
+        "vfio-pci,host=0000:3b:02.1,id=hostdev0",
         "-initrd",
         "/nonexistent/initrd",
     ]
     .map(String::from)
     .to_vec();
-    let e = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default()).unwrap_err();
+    let e = lend_as(&f.sd, "vm", &args, &nobody(), &roots).unwrap_err();
     assert!(
         e.to_string()
             .contains("cannot give QEMU (user +65534:+65534) access to initrd /nonexistent/initrd"),
         "{e}"
     );
-    assert_eq!(owner(&kernel), (0, 0));
+    assert_eq!(owner(&group), (0, 0));
     assert!(!dir.join(RECORD).exists());
 }
 

@@ -6,13 +6,20 @@
 //! writable by nobody else, and every file in it is opened without
 //! following a symbolic link (`O_NOFOLLOW`) and must be a regular file.
 //!
-//! With every directory on the way private, nobody else can swap a
-//! component between a check and the open that follows it, so a path-based
-//! open with `O_NOFOLLOW` on the last component is enough.
+//! The root is opened once, from `/` one component at a time without
+//! following links, and every check is made on the opened descriptors
+//! ([`open_root_checked`]); its subdirectories are made and opened
+//! relative to it ([`ensure_private_dir_at`]). With every directory on the
+//! way private (or sticky above the root), nobody else can swap a
+//! component afterwards, so a path-based open with `O_NOFOLLOW` on the last
+//! component is enough from then on.
 
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The caller's effective uid (the owner every state directory must have).
@@ -151,34 +158,175 @@ pub fn ancestor_problem(path: &Path, m: &Metadata) -> Option<Untrusted> {
 }
 
 /// Create `dir` (its parent must exist) with mode 0700 if missing, then
-/// check it and tighten an existing one of ours to 0700 (through the open
-/// directory, so a link swapped in cannot redirect the chmod).
+/// check it and tighten it to 0700 if teamvirt just made it (see
+/// [`ensure_private_dir_at`]).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<Result<(), Untrusted>> {
-    let created = match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(e),
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory name",
+        ));
     };
-    if let Err(u) = check_dir(dir)? {
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let p = open_dir(parent)?;
+    Ok(ensure_private_dir_at(&p, dir, name)?.map(drop))
+}
+
+/// Open a directory by path (links followed: for a parent the caller
+/// trusts) for use with the `*_at` functions.
+pub fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn cname(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn open_at(parent: &File, name: &OsStr, flags: libc::c_int) -> io::Result<File> {
+    let c = cname(name)?;
+    // SAFETY: a valid directory descriptor and C string; the returned
+    // descriptor is owned by the File made from it.
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `lstat` of `name` in the opened directory `parent` (a link is not
+/// followed: its own metadata).
+pub fn lstat_at(parent: &File, name: &OsStr) -> io::Result<Metadata> {
+    open_at(parent, name, libc::O_PATH | libc::O_NOFOLLOW)?.metadata()
+}
+
+/// Open the directory `name` of the opened directory `parent`, refusing a
+/// link (`ELOOP`) or anything that is not a directory (`ENOTDIR`).
+pub fn open_dir_at(parent: &File, name: &OsStr) -> io::Result<File> {
+    open_at(
+        parent,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+}
+
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+fn replaced(path: &Path) -> Untrusted {
+    Untrusted {
+        kind: "state directory",
+        path: path.to_owned(),
+        problem: "was replaced by another file while teamvirt opened it".into(),
+        fix: "someone is changing the state directory under teamvirt: use a --state-dir nobody else can write to".into(),
+    }
+}
+
+/// Make the directory `name` (mode 0700) in the opened directory `parent`
+/// if missing, open it without following a link and check the opened
+/// directory (owner, modes). Its mode is set to 0700 only if teamvirt
+/// just created it (against the umask); an existing one that is not 0700
+/// is not teamvirt's and refused, never chmod'ed (`--state-dir` naming a
+/// link to `/var`). `path` is the directory's name in messages.
+pub fn ensure_private_dir_at(
+    parent: &File,
+    path: &Path,
+    name: &OsStr,
+) -> io::Result<Result<File, Untrusted>> {
+    let c = cname(name)?;
+    // SAFETY: a valid directory descriptor and C string.
+    let created = if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } == 0 {
+        true
+    } else {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        false
+    };
+    let before = lstat_at(parent, name)?;
+    if let Some(u) = dir_problem(path, &before) {
         return Ok(Err(u));
     }
-    let d = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir)?;
+    let d = match open_dir_at(parent, name) {
+        Ok(d) => d,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return Ok(Err(replaced(path)))
+        }
+        Err(e) => return Err(e),
+    };
     let m = d.metadata()?;
-    if let Some(u) = dir_problem(dir, &m) {
+    if !same_file(&before, &m) {
+        return Ok(Err(replaced(path)));
+    }
+    if let Some(u) = dir_problem(path, &m) {
         return Ok(Err(u));
     }
     if m.mode() & 0o777 != 0o700 {
         if !created {
             // Never chmod a directory teamvirt did not make: it may be
             // another program's (`--state-dir` naming a link to `/var`).
-            return Ok(Err(not_private(dir, &m)));
+            return Ok(Err(not_private(path, &m)));
         }
         d.set_permissions(fs::Permissions::from_mode(0o700))?;
     }
-    Ok(Ok(()))
+    Ok(Ok(d))
+}
+
+/// Open the state root `root` (absolute, without links: canonical) one
+/// component at a time from `/`, never following a link, and check each
+/// directory on the way *on the descriptor opened* ([`ancestor_problem`]
+/// for those above, [`dir_problem`] for the root itself): what is checked
+/// is what is used, so swapping a component between a check and the use
+/// (`renameat2(RENAME_EXCHANGE)` in a loop) has nothing to win. With every
+/// directory above writable only by root or the caller (or sticky), the
+/// path keeps leading to the returned directory afterwards.
+pub fn open_root_checked(root: &Path) -> io::Result<Result<File, Untrusted>> {
+    let mut cur = open_dir(Path::new("/"))?;
+    let mut path = PathBuf::from("/");
+    let comps: Vec<&OsStr> = root
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    for c in comps {
+        if let Some(u) = ancestor_problem(&path, &cur.metadata()?) {
+            return Ok(Err(u));
+        }
+        path.push(c);
+        let before = lstat_at(&cur, c)?;
+        if !before.is_dir() {
+            // The path was canonical a moment ago: a component became a
+            // link (or a file) since.
+            return Ok(Err(
+                dir_problem(&path, &before).unwrap_or_else(|| replaced(&path))
+            ));
+        }
+        cur = match open_dir_at(&cur, c) {
+            Ok(d) => d,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                return Ok(Err(replaced(&path)))
+            }
+            Err(e) => return Err(e),
+        };
+        if !same_file(&before, &cur.metadata()?) {
+            return Ok(Err(replaced(&path)));
+        }
+    }
+    if let Some(u) = dir_problem(&path, &cur.metadata()?) {
+        return Ok(Err(u));
+    }
+    Ok(Ok(cur))
 }
 
 /// Why an existing directory that is not 0700 is not taken as a directory
@@ -196,18 +344,23 @@ pub fn not_private(dir: &Path, m: &Metadata) -> Untrusted {
     }
 }
 
-/// [`dir_problem`] plus [`not_private`] for an existing subdirectory of the
-/// state; `Ok(None)` when it is missing.
-pub fn existing_subdir_problem(dir: &Path) -> io::Result<Option<Untrusted>> {
-    let m = match fs::symlink_metadata(dir) {
+/// [`dir_problem`] plus [`not_private`] for an existing subdirectory
+/// `name` of the opened directory `parent` (`path` in messages);
+/// `Ok(None)` when it is missing.
+pub fn existing_subdir_problem_at(
+    parent: &File,
+    path: &Path,
+    name: &OsStr,
+) -> io::Result<Option<Untrusted>> {
+    let m = match lstat_at(parent, name) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if let Some(u) = dir_problem(dir, &m) {
+    if let Some(u) = dir_problem(path, &m) {
         return Ok(Some(u));
     }
-    Ok((m.mode() & 0o777 != 0o700).then(|| not_private(dir, &m)))
+    Ok((m.mode() & 0o777 != 0o700).then(|| not_private(path, &m)))
 }
 
 /// How [`open_file`] opens.
@@ -379,5 +532,40 @@ mod tests {
         assert!(check_file_for_qemu(&t.path().join("absent"))
             .unwrap()
             .is_ok());
+    }
+
+    /// What is checked is what was opened: a component that became a link
+    /// after the path was resolved is refused, not followed, and the root
+    /// returned is the directory the checks saw.
+    #[test]
+    fn root_is_opened_by_descriptor_without_links() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().canonicalize().unwrap();
+        let a = real.join("a");
+        fs::create_dir_all(a.join("state")).unwrap();
+        let d = open_root_checked(&a.join("state")).unwrap().unwrap();
+        let m = d.metadata().unwrap();
+        assert!(same_file(&m, &fs::metadata(a.join("state")).unwrap()));
+        // `a` swapped for a link to another tree holding a `state`.
+        let b = real.join("b");
+        fs::create_dir_all(b.join("state")).unwrap();
+        fs::rename(&a, real.join("a.old")).unwrap();
+        symlink(&b, &a).unwrap();
+        let u = open_root_checked(&a.join("state")).unwrap().unwrap_err();
+        assert_eq!(u.path, a);
+        assert!(u.problem.contains("symbolic link"), "{u}");
+        // An existing subdirectory that is not 0700 is not chmod'ed; one
+        // made now is 0700 whatever the umask.
+        let root = open_dir(&b).unwrap();
+        fs::set_permissions(b.join("state"), fs::Permissions::from_mode(0o755)).unwrap();
+        let u = ensure_private_dir_at(&root, &b.join("state"), "state".as_ref())
+            .unwrap()
+            .unwrap_err();
+        assert!(u.problem.contains("not 0700"), "{u}");
+        assert_eq!(fs::metadata(b.join("state")).unwrap().mode() & 0o777, 0o755);
+        ensure_private_dir_at(&root, &b.join("new"), "new".as_ref())
+            .unwrap()
+            .unwrap();
+        assert_eq!(fs::metadata(b.join("new")).unwrap().mode() & 0o777, 0o700);
     }
 }

@@ -137,7 +137,12 @@ impl RunPaths {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    /// The root as opened and checked by [`StateDir::open`].
+    dir: std::sync::Arc<File>,
 }
+
+/// The subdirectories of the root.
+const SUBDIRS: [&str; 6] = ["domains", "networks", "run", "locks", "cache", "log"];
 
 impl StateDir {
     /// Open `root`, creating it and its subdirectories with mode 0700.
@@ -187,35 +192,44 @@ impl StateDir {
                 }
             }
         }
-        for a in root.ancestors().skip(1) {
-            let m = fs::metadata(a).map_err(io_err(a))?;
-            if let Some(u) = safefs::ancestor_problem(a, &m) {
-                return Err(u.into());
-            }
-        }
-        safefs::check_dir(&root).map_err(io_err(&root))??;
-        let sd = StateDir { root };
-        let subdirs = [
-            sd.domains_dir(),
-            sd.networks_dir(),
-            sd.run_root(),
-            sd.locks_dir(),
-            sd.cache_dir(),
-            sd.log_dir(),
-        ];
+        // From here on by descriptor: the root opened from `/` without
+        // following links and checked with every directory above it on
+        // what was opened, its subdirectories made and opened relative
+        // to it.
+        let dir = safefs::open_root_checked(&root).map_err(io_err(&root))??;
         // All that exist are checked before any is made: a directory that
         // is not teamvirt's (`--state-dir` naming a link to `/var`, whose
         // `log` and `cache` are 0755) is refused untouched, with nothing
         // created in it.
-        for d in &subdirs {
-            if let Some(u) = safefs::existing_subdir_problem(d).map_err(io_err(d))? {
+        for d in SUBDIRS {
+            let path = root.join(d);
+            if let Some(u) = safefs::existing_subdir_problem_at(&dir, &path, d.as_ref())
+                .map_err(io_err(&path))?
+            {
                 return Err(u.into());
             }
         }
-        for d in &subdirs {
-            safefs::ensure_private_dir(d).map_err(io_err(d))??;
+        for d in SUBDIRS {
+            let path = root.join(d);
+            safefs::ensure_private_dir_at(&dir, &path, d.as_ref()).map_err(io_err(&path))??;
         }
-        Ok(sd)
+        // Everything else names the state by path: it must lead to the
+        // directory just checked (nobody else can change that now).
+        let now = fs::metadata(&root).map_err(io_err(&root))?;
+        let opened = dir.metadata().map_err(io_err(&root))?;
+        if (now.dev(), now.ino()) != (opened.dev(), opened.ino()) {
+            return Err(safefs::Untrusted {
+                kind: "state directory",
+                path: root,
+                problem: "was replaced by another directory while teamvirt opened it".into(),
+                fix: "use a --state-dir nobody else can write to".into(),
+            }
+            .into());
+        }
+        Ok(StateDir {
+            root,
+            dir: std::sync::Arc::new(dir),
+        })
     }
 
     /// [`resolve_root`] + [`StateDir::open`].
@@ -275,7 +289,11 @@ impl StateDir {
     /// Create the domain's run directory (0700) and return its paths.
     pub fn create_run_dir(&self, name: &str) -> Result<RunPaths, StateError> {
         let p = self.run_paths(name)?;
-        make_private_dir(&p.dir)?;
+        // Relative to the opened root: `run` itself is not followed if it
+        // became a link since the root was opened.
+        let run_root = self.run_root();
+        let run = safefs::open_dir_at(&self.dir, "run".as_ref()).map_err(io_err(&run_root))?;
+        safefs::ensure_private_dir_at(&run, &p.dir, name.as_ref()).map_err(io_err(&p.dir))??;
         Ok(p)
     }
     /// The paths of a domain's run directory after checking that the

@@ -2,9 +2,13 @@
 //!
 //! The binary is started with `-machine none -nodefaults -nographic
 //! -no-user-config -accel kvm -accel tcg` (kvm only when `/dev/kvm` can be
-//! opened read-write, as libvirt does) and `-qmp unix:SOCK,server=on,wait=off`
-//! in a private temporary directory, asked the questions below, and told to
-//! `quit`. On any error or after [`ProbeOptions::timeout`] it is killed and
+//! opened read-write, as libvirt does) and its QMP monitor on a socket
+//! bound by teamvirt in a private temporary directory and passed as a
+//! descriptor (`-chardev socket,fd=N,server=on`), asked the questions
+//! below, and told to `quit`. Like libvirt's, the probe runs as the QEMU
+//! user without capabilities and with `no_new_privs` when the runtime has
+//! installed its privilege drop ([`set_jail`]): the `<emulator>` is the
+//! definition's, not necessarily a trusted binary. On any error or after [`ProbeOptions::timeout`] it is killed and
 //! reaped; no process outlives the probe.
 //!
 //! Questions: `query-version`, `query-target`, `query-kvm`,
@@ -38,8 +42,10 @@
 //! model usability is only known for the accelerator active in the probe.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -270,6 +276,26 @@ impl Default for ProbeOptions {
     }
 }
 
+/// What a probe's QEMU runs with instead of teamvirt's own privileges.
+pub struct Jail {
+    /// Runs in the child between fork and exec (async-signal-safe calls
+    /// only): the privilege drop.
+    pub pre_exec: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+}
+
+/// Makes the [`Jail`] for probing an emulator (`Err`: a message why it
+/// cannot be probed; `Ok(None)`: as teamvirt itself).
+pub type JailFactory = dyn Fn(&Path) -> Result<Option<Jail>, String> + Send + Sync;
+
+static JAIL: OnceLock<Box<JailFactory>> = OnceLock::new();
+
+/// Install how probes drop privileges (the runtime's QEMU identity and
+/// privilege drop, so a probe runs as QEMU itself would). The first call
+/// counts.
+pub fn set_jail(factory: Box<JailFactory>) {
+    let _ = JAIL.set(factory);
+}
+
 /// Cached probe: the cache entry when the binary is unchanged, else a
 /// fresh probe that replaces it.
 pub async fn probe_cached(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
@@ -351,6 +377,19 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
         source,
     })?;
 
+    let jail = match JAIL.get() {
+        Some(make) => make(binary).map_err(&perr)?,
+        None => None,
+    };
+    // Bound here, in teamvirt's private directory, and passed down: QEMU
+    // (as another user) needs no access to the directory.
+    let listener =
+        std::os::unix::net::UnixListener::bind(&sock).map_err(|source| CapsError::Io {
+            path: sock.clone(),
+            source,
+        })?;
+    let lfd = listener.as_raw_fd();
+
     let mut cmd = tokio::process::Command::new(binary);
     cmd.args([
         "-machine",
@@ -363,24 +402,36 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
         cmd.args(["-accel", "kvm"]);
     }
     cmd.args(["-accel", "tcg"]);
-    // QEMU option values double a literal comma.
-    let sock_arg = sock.to_string_lossy().replace(',', ",,");
-    cmd.arg("-qmp")
-        .arg(format!("unix:{sock_arg},server=on,wait=off"));
+    cmd.arg("-chardev")
+        .arg(format!("socket,id=qmp,fd={lfd},server=on,wait=off"))
+        .args(["-mon", "chardev=qmp,mode=control"]);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
         .kill_on_drop(true);
-    // If teamvirt itself dies, QEMU (which would otherwise idle forever
-    // with `-machine none`) goes with it.
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: fcntl and prctl are async-signal-safe, and so is the jail's
+    // hook by its contract; nothing else runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // The listening socket is inherited.
+            let fl = libc::fcntl(lfd, libc::F_GETFD);
+            if fl < 0 || libc::fcntl(lfd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(j) = &jail {
+                (j.pre_exec)()?;
+            }
+            // After the identity switch, which clears it: if teamvirt itself
+            // dies, QEMU (which would otherwise idle forever with
+            // `-machine none`) goes with it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| CapsError::Spawn {
+    let spawned = cmd.spawn();
+    // Only QEMU holds it now: a QEMU that dies refuses the connection.
+    drop(listener);
+    let mut child = spawned.map_err(|source| CapsError::Spawn {
         binary: binary.to_path_buf(),
         source,
     })?;
