@@ -440,7 +440,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Open `path` for lending: never through a link at its last
-    /// component (`O_NOFOLLOW`), the opened file the one `lstat` saw, and
+    /// component (`O_NOFOLLOW`) unless `follow_trusted` and only root can
+    /// have made it (see [`trusted_link`]), the opened file the one `lstat` saw, and
     /// a regular file (or a block device when `block`). `O_NONBLOCK` while
     /// opening, so a FIFO planted there cannot block; cleared after.
     fn open_checked(
@@ -449,6 +450,7 @@ impl<'a> Builder<'a> {
         path: &Path,
         opts: &mut OpenOptions,
         block: bool,
+        follow_trusted: bool,
     ) -> Result<File, DacError> {
         let link = |p: &Path| {
             let to = std::fs::read_link(p)
@@ -456,14 +458,30 @@ impl<'a> Builder<'a> {
                 .unwrap_or_default();
             format!("is a symbolic link{to}; teamvirt opens what it lends to QEMU without following links: name the file itself")
         };
-        let before = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(self.refused(what, path, link(path)))
+        // What is read (a disk, a kernel) may be named through a link only
+        // root can have made or changed, as `/dev/disk/by-id/...` are:
+        // followed; a link another user could have planted or swapped is
+        // refused. What is written (a log) is never followed.
+        let mut resolved = path.to_path_buf();
+        let mut hops = 0;
+        let before = loop {
+            match std::fs::symlink_metadata(&resolved) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if !follow_trusted || hops >= 8 || !trusted_link(&resolved, &m) {
+                        return Err(self.refused(what, path, link(&resolved)));
+                    }
+                    let to = std::fs::read_link(&resolved)
+                        .map_err(|e| self.access_err(what, path, e))?;
+                    let dir = resolved.parent().map(Path::to_path_buf).unwrap_or_default();
+                    resolved = dir.join(to);
+                    hops += 1;
+                }
+                Ok(m) => break Some(m),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break None,
+                Err(e) => return Err(self.access_err(what, path, e)),
             }
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.access_err(what, path, e)),
         };
+        let path = resolved.as_path();
         let f = match opts
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
@@ -517,6 +535,7 @@ impl<'a> Builder<'a> {
             path,
             OpenOptions::new().create(true).append(true).mode(0o600),
             false,
+            false,
         )?;
         Ok(self.fdset(vec![f]))
     }
@@ -526,7 +545,7 @@ impl<'a> Builder<'a> {
     /// when the QEMU user may read it by its mode, else of a sealed copy
     /// in a memfd, so nothing is chowned.
     fn boot_file(&mut self, what: &'static str, path: &Path) -> Result<String, DacError> {
-        let mut f = self.open_checked(what, path, OpenOptions::new().read(true), false)?;
+        let mut f = self.open_checked(what, path, OpenOptions::new().read(true), false, true)?;
         let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
         if !self.id.switch || may_access(&m, self.id, false) {
             return Ok(format!("/proc/self/fd/{}", self.keep(f)));
@@ -541,7 +560,7 @@ impl<'a> Builder<'a> {
     /// root cannot open read-write is lent read-only.
     fn disk(&mut self, path: &Path, write: bool, auto_ro: bool) -> Result<String, DacError> {
         let what = "disk image";
-        let ro = self.open_checked(what, path, OpenOptions::new().read(true), true)?;
+        let ro = self.open_checked(what, path, OpenOptions::new().read(true), true, true)?;
         let mut fds = Vec::new();
         if write {
             // The same inode again, through the descriptor: no second
@@ -960,6 +979,16 @@ fn parse_mem(v: &str) -> Option<u64> {
 mod giveback;
 pub use giveback::{give_back_vfio, give_back_vfio_in, release};
 use giveback::{load, load_at, other_labels, retry_pending, save};
+
+/// A link only root can have made or replaced: owned by root, in a
+/// directory owned by root that nobody else can write to.
+fn trusted_link(link: &Path, m: &std::fs::Metadata) -> bool {
+    let dir_ok = link
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .is_some_and(|d| d.uid() == 0 && d.mode() & 0o022 == 0);
+    m.uid() == 0 && dir_ok
+}
 
 #[cfg(test)]
 #[path = "dac_tests.rs"]

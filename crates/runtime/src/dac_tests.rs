@@ -301,8 +301,13 @@ fn symlinked_disk_is_refused_and_its_target_untouched() {
     let f = Fixture::new();
     f.run_dir("vm");
     let secret = f.private_file("shadow");
-    let link = f.t.path().join("disk.img");
+    // The link in a directory another user owns (hers to swap).
+    let hers = f.t.path().join("hers");
+    std::fs::create_dir(&hers).unwrap();
+    std::os::unix::fs::chown(&hers, Some(65534), Some(65534)).unwrap();
+    let link = hers.join("disk.img");
     std::os::unix::fs::symlink(&secret, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
     let before = owner(&secret);
     let args: Vec<String> = vec![
         "-blockdev".into(),
@@ -326,6 +331,31 @@ fn symlinked_disk_is_refused_and_its_target_untouched() {
         assert_eq!(owner(&secret), before);
         assert!(!f.sd.run_paths("vm").unwrap().dir.join(RECORD).exists());
     }
+}
+
+/// A disk named through a link only root can have made (as
+/// `/dev/disk/by-id/...`): followed, the file it names lent by descriptor.
+#[test]
+fn disk_through_a_root_only_link_is_followed() {
+    let f = Fixture::new();
+    f.run_dir("vm");
+    let img = f.private_file("disk.img");
+    let by_id = f.t.path().join("by-id");
+    std::fs::create_dir(&by_id).unwrap();
+    std::fs::set_permissions(&by_id, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = by_id.join("disk-1");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    let before = owner(&img);
+    let args: Vec<String> = vec![
+        "-blockdev".into(),
+        format!(
+            r#"{{"driver":"file","filename":"{}","node-name":"libvirt-1-storage","read-only":true}}"#,
+            link.display()
+        ),
+    ];
+    let lent = lend_as(&f.sd, "vm", &args, &nobody(), &HostRoots::default());
+    assert!(lent.is_ok(), "{:?}", lent.err().map(|e| e.to_string()));
+    assert_eq!(owner(&img), before, "lent by descriptor, not chowned");
 }
 
 /// `<serial type='file'>` through a link: refused, the link's target is
