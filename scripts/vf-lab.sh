@@ -41,7 +41,7 @@ bpo_version='1:10.0.2+ds-2+deb13u1~bpo12+1'
 bpo_packages=(qemu-system-x86 qemu-system-common qemu-system-data qemu-system-gui qemu-block-extra
     qemu-system-modules-opengl qemu-system-modules-spice)
 l1_packages=(linux-image-amd64 initramfs-tools kmod iproute2 iputils-ping procps mount mawk python3-minimal
-    qemu-system-x86 passwd util-linux e2fsprogs bridge-utils)
+    qemu-system-x86 passwd util-linux e2fsprogs bridge-utils openssh-server openssh-client)
 l1_mem=${TEAMVIRT_LAB_L1_MEM:-3072}
 l1_timeout=${TEAMVIRT_LAB_TIMEOUT:-1800}
 

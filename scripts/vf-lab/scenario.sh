@@ -350,13 +350,55 @@ verify attach-guest-bonded wait_for 300 bonded $dserial
 tv teaming --state-dir $dst vfl2 >>$out/hotplug.txt 2>&1
 cat $out/hotplug.txt
 
-say "destroy: the VF goes back to igbvf with its MAC"
-tv destroy --state-dir $dst vfl2 >$out/destroy.txt 2>&1
-check destroy-rc0 "[ $? = 0 ]"
+say "back to the source over SSH, as to another host: its own state dir, reached with ssh"
+# sshd on L1's loopback with a private config, key and known_hosts; the
+# "remote" teamvirt is the one on PATH there, as on a second host.
+ssh_dir=/tmp/lab-ssh
+mkdir -p $ssh_dir /run/sshd && chmod 700 $ssh_dir
+ssh-keygen -q -t ed25519 -N '' -f $ssh_dir/id
+ssh-keygen -q -t ed25519 -N '' -f $ssh_dir/host
+cp $ssh_dir/id.pub $ssh_dir/authorized_keys
+echo "[127.0.0.1]:2222 $(cut -d' ' -f1,2 $ssh_dir/host.pub)" >$ssh_dir/known_hosts
+cat >$ssh_dir/sshd_config <<EOF
+Port 2222
+ListenAddress 127.0.0.1
+HostKey $ssh_dir/host
+PidFile $ssh_dir/sshd.pid
+AuthorizedKeysFile $ssh_dir/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+LogLevel ERROR
+EOF
+/usr/sbin/sshd -f $ssh_dir/sshd_config -E $out/sshd.log
+sshd_pid=$(cat $ssh_dir/sshd.pid 2>/dev/null)
+src_lines=$(wc -l <$serial 2>/dev/null || echo 0)
+tv migrate --state-dir $dst vfl2 "ssh://root@127.0.0.1:2222$src?keyfile=$ssh_dir/id&known_hosts=$ssh_dir/known_hosts" \
+    --persistent --undefinesource --timeout 600 >$out/migrate-ssh.txt 2>&1
+check ssh-migrate-rc0 "[ $? = 0 ]"
+cat $out/migrate-ssh.txt
 check vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"
 verify vf1-mac-restored wait_for 60 mac_restored 1 "$before1"
+check ssh-vf0-on-vfio "[ $(drv_of "$vf0") = vfio-pci ]"
+verify ssh-vf0-mac-through-pf vf_has_mac 0 $mac
+# Only what the guest printed since it came back (the log keeps its past).
+tail -n +$((src_lines + 1)) $serial >/dev/null 2>&1
+bonded_since() { tail -n +$((src_lines + 1)) "$1" >/tmp/since.log && bonded /tmp/since.log; }
+verify ssh-guest-rebonded-vf0 wait_for 300 bonded_since $serial
+tv teaming --state-dir $src vfl2 >$out/teaming-ssh.txt 2>&1
+check teaming-ssh-shows-vf0 "grep -q '$vf0' $out/teaming-ssh.txt"
+[ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
+
+say "destroy: the VF goes back to igbvf with its MAC"
+tv destroy --state-dir $src vfl2 >$out/destroy.txt 2>&1
+check destroy-rc0 "[ $? = 0 ]"
+check vf0-back-after-destroy "[ $(drv_of "$vf0") = igbvf ]"
+verify vf0-mac-restored-after-destroy wait_for 60 mac_restored 0 "$before0"
 check no-vfio-left "[ -z \"\$(ls /dev/vfio | grep -v vfio)\" ]"
-tv net-list --state-dir $dst >>$out/net-list.txt 2>&1
+tv net-list --state-dir $src >>$out/net-list.txt 2>&1
 
 say "VLAN through the PF on a hostdev-network primary, cleared on release"
 pre_vlan=$(vfinfo 0)
