@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// Counting allocations in test binaries.
 pub mod alloc_count;
+mod debian;
 mod guest;
 mod netns;
 /// Finding a test's processes in /proc.
@@ -17,6 +18,7 @@ mod util;
 /// The VF lab: real SR-IOV VFs in a nested guest.
 pub mod vflab;
 
+pub use debian::{debian_guest_or_skip, mmdebstrap_available, DebianGuest, DEBIAN_GUEST_IP};
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
 pub use netns::Netns;
 pub use qemu::{qemu_binary, qemu_or_skip};
