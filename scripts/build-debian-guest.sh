@@ -15,7 +15,7 @@
 # failover master enp1s0 the static address 10.78.0.2/24 (a real guest's
 # own configuration, not the test's); tv-report.service prints guest/init's
 # `E2E STATE` lines (interfaces, masters, PCI devices) on ttyS0 whenever
-# they change and an `E2E HB` line every 5 s, so testinfra's SerialLog
+# they change and every 5 s with an `E2E HB` line, so testinfra's SerialLog
 # reads it like the busybox guest; qemu-guest-agent on the
 # org.qemu.guest_agent.0 port when the domain has that channel.
 set -euo pipefail
@@ -48,11 +48,14 @@ last_hb=0
 while :; do
     cur=$(state)
     now=$(uptime_s)
-    if [ "$cur" != "$prev" ]; then
+    secs=${now%.*}
+    # Also with every heartbeat: a change quicker than a poll (the primary
+    # unplugged, the guest paused for the copy, re-plugged and enslaved on
+    # the destination) still shows up there.
+    if [ "$cur" != "$prev" ] || [ $((secs - last_hb)) -ge 5 ]; then
         echo "E2E STATE up=$now $cur END"
         prev=$cur
     fi
-    secs=${now%.*}
     if [ $((secs - last_hb)) -ge 5 ]; then
         echo "E2E HB up=$now"
         last_hb=$secs

@@ -13,7 +13,9 @@
 //! console), the primary is re-enslaved, replies resume. Printed: packets
 //! lost and the longest gap. `TEAMVIRT_REAL_GUEST_LOAD=K` runs K CPU-bound
 //! loops beside it (the issue's loaded host); `TEAMVIRT_REAL_GUEST_EMULATOR`
-//! sets the domain's `<emulator>` (a wrapper, to bisect the command line);
+//! sets the domain's `<emulator>` (a wrapper, to bisect the command line)
+//! and `TEAMVIRT_REAL_GUEST_DEVICES` adds XML to its `<devices>` (e.g.
+//! `<memballoon model='none'/>`);
 //! `TEAMVIRT_REAL_GUEST_LOGS=DIR` keeps both sides' serial consoles and
 //! domain logs there.
 
@@ -45,7 +47,7 @@ const CRASH_MARKS: [&str; 6] = [
     "Kernel panic",
 ];
 
-fn domain(g: &DebianGuest, disk: &Path, emulator: Option<&str>) -> String {
+fn domain(g: &DebianGuest, disk: &Path, emulator: Option<&str>, extra: &str) -> String {
     let emulator = emulator.map_or_else(String::new, |e| format!("<emulator>{e}</emulator>\n    "));
     format!(
         "<domain type='kvm'>
@@ -79,6 +81,7 @@ fn domain(g: &DebianGuest, disk: &Path, emulator: Option<&str>) -> String {
       <source file='{}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    {extra}
   </devices>
   <on_poweroff>destroy</on_poweroff>
 </domain>
@@ -229,6 +232,7 @@ fn debian_guest_through_migrations() {
     let guest = guest.expect("Debian guest image");
     let n = env_num("TEAMVIRT_REAL_GUEST_MIGRATIONS", 4);
     let emulator = std::env::var("TEAMVIRT_REAL_GUEST_EMULATOR").ok();
+    let extra = std::env::var("TEAMVIRT_REAL_GUEST_DEVICES").unwrap_or_default();
     let _lock = guest_lock();
     let Some(ns) = Netns::new("realguest") else {
         return;
@@ -262,7 +266,7 @@ fn debian_guest_through_migrations() {
         .expect("copy of the root image");
     let xml = hosts[0]
         .env
-        .write("d.xml", &domain(&guest, &disk, emulator.as_deref()));
+        .write("d.xml", &domain(&guest, &disk, emulator.as_deref(), &extra));
     let _load = Load::start(env_num("TEAMVIRT_REAL_GUEST_LOAD", 0));
     hosts[0].ok(&["define", &xml]);
     hosts[0].ok(&["start", NAME, "--accel", "tcg", "--wait-failover=300"]);

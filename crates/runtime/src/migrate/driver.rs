@@ -192,6 +192,8 @@ struct Ctx<'a> {
     t0: Instant,
     last_publish: Instant,
     progress: &'a mut (dyn FnMut(Progress) + Send),
+    /// The copy must run with the source paused (see [`super::tcg_copy`]).
+    pause_copy: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -208,6 +210,7 @@ impl<'a> Ctx<'a> {
             t0: Instant::now(),
             last_publish: Instant::now(),
             progress,
+            pause_copy: false,
         }
     }
 }
@@ -313,7 +316,13 @@ async fn run_phases<D: Destination>(
     // 2. Start. The source is not migrating when this fails: only the
     //    destination is torn down.
     let mut src_events = src.qmp.subscribe();
-    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri).await {
+    cx.pause_copy = super::tcg_copy::copy_must_pause(src.req.accel, src.qmp.qemu_version());
+    if cx.pause_copy {
+        cx.emit(Progress::Info {
+            message: super::tcg_copy::notice(src.qmp.qemu_version()),
+        });
+    }
+    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy).await {
         let _ = dest.abort().await;
         let _ = job::clear(sd, name);
         return Err(MigrateError::src(e));
@@ -434,7 +443,14 @@ async fn prepare_destination<D: Destination>(
 }
 
 /// Phase 2: migration events on, bandwidth and TLS set, `migrate` to `uri`.
-async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(), QmpError> {
+/// `pause_copy`: a trickle bandwidth until the source is paused (see
+/// [`super::tcg_copy`]).
+async fn start_outgoing(
+    qmp: &Qmp,
+    opts: &MigrateOptions,
+    uri: &str,
+    pause_copy: bool,
+) -> Result<(), QmpError> {
     qmp.execute(
         "migrate-set-capabilities",
         json!({"capabilities": [{"capability": "events", "state": true}]}),
@@ -444,12 +460,13 @@ async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(
     // process (a cancelled `--bandwidth 1` would throttle the next
     // one for ever). Unset means unlimited, as libvirt does
     // (QEMU_DOMAIN_MIG_BANDWIDTH_MAX), not QEMU's 32 MiB/s default.
-    let max = opts.bandwidth_mib.unwrap_or(i64::MAX as u64 >> 20);
-    qmp.execute(
-        "migrate-set-parameters",
-        json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
-    )
-    .await?;
+    let max = if pause_copy {
+        super::tcg_copy::TRICKLE_BYTES_PER_S
+    } else {
+        super::tcg_copy::max_bandwidth(opts.bandwidth_mib)
+    };
+    qmp.execute("migrate-set-parameters", json!({ "max-bandwidth": max }))
+        .await?;
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
         Some(dir) => super::remote::source_tls(qmp, dir, uri).await?,
@@ -468,7 +485,8 @@ async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(
 /// failure, a destination or source that went away, an abort request, or
 /// the guest not unplugging within `--unplug-timeout` of
 /// `migrating_since`. Past `--timeout` the copying source is paused so the
-/// copy converges.
+/// copy converges; with `cx.pause_copy` it is paused as soon as the copy
+/// begins (see [`super::tcg_copy`]).
 async fn wait_unplug_and_copy(
     cx: &mut Ctx<'_>,
     qmp: &Qmp,
@@ -572,6 +590,18 @@ async fn wait_unplug_and_copy(
             if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
                 vfs_parked = true;
                 park_source_vfs(cx, true).await;
+            }
+            if cx.pause_copy && !paused_by_us && rank(&status) >= rank(&MigrationStatus::Active) {
+                match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib).await {
+                    Ok(paused) => paused_by_us = paused,
+                    Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
+                    Err(_) => {}
+                }
+                if !paused_by_us {
+                    cx.emit(Progress::Warning {
+                        message: "the source could not be paused for the copy: the guest runs while it is copied".into(),
+                    });
+                }
             }
         }
         match status {

@@ -228,8 +228,15 @@ struct Fixture {
 
 impl Fixture {
     /// A state directory with the domain's run directory, and the source
-    /// as the prechecks would have found it, its QMP on `script`.
+    /// as the prechecks would have found it, its QMP on `script` (QEMU
+    /// 7.2), under KVM.
     async fn new(script: Script) -> Fixture {
+        Fixture::with_accel(script, Accel::Kvm).await
+    }
+
+    /// The same with the accelerator `accel` (TCG on QEMU 7.2 copies with
+    /// the guest paused, see `tcg_copy`).
+    async fn with_accel(script: Script, accel: Accel) -> Fixture {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(&t.path().join("state")).unwrap();
         let paths = sd.create_run_dir(NAME).unwrap();
@@ -252,7 +259,7 @@ impl Fixture {
             uuid: None,
             emulator: "/usr/bin/qemu-system-x86_64".into(),
             argv: vec!["/usr/bin/qemu-system-x86_64".into()],
-            accel: Accel::Tcg,
+            accel,
             source_run_dir: paths.dir.clone(),
             source_serial_log: None,
             source_root: sd.root().to_owned(),
@@ -534,6 +541,41 @@ async fn completed_migration_hands_over() {
     assert!(out.destination_running);
     assert_eq!(out.destination_vfs.len(), 1);
     assert!(!f.job_file_exists());
+}
+
+/// TCG on QEMU 7.2 (the fixture's greeting): nothing but a trickle leaves
+/// while the guest runs and unplugs; once QEMU leaves wait-unplug the
+/// source is stopped and only then does the copy get its bandwidth; the
+/// destination resumes the guest as usual.
+#[tokio::test]
+async fn tcg_before_qemu_9_copies_with_the_guest_paused() {
+    let mut f = Fixture::with_accel(Script::new(completing()), Accel::Tcg).await;
+    let mut dest = FakeDest::default();
+    let (r, seen) = f.run(&mut dest, &opts(), no_abort()).await;
+    r.expect("the migration completes");
+    assert_eq!(dest.calls, ["prepare vm1", "finish resume=true"]);
+    let unlimited = json!({"max-bandwidth": (i64::MAX as u64 >> 20) << 20});
+    assert_eq!(
+        f.args_of("migrate-set-parameters"),
+        [
+            json!({"max-bandwidth": super::super::tcg_copy::TRICKLE_BYTES_PER_S}),
+            json!({"tls-creds": ""}),
+            unlimited,
+        ]
+    );
+    let cmds = f.commands();
+    let at = |c: &str| cmds.iter().position(|x| x == c);
+    let stop = at("stop").expect("source stopped");
+    assert!(at("migrate").unwrap() < stop, "{cmds:?}");
+    // The bandwidth comes back after the stop, never before.
+    let restored = cmds
+        .iter()
+        .rposition(|x| x == "migrate-set-parameters")
+        .unwrap();
+    assert!(stop < restored, "{cmds:?}");
+    assert!(!cmds.iter().any(|c| c == "cont"), "{cmds:?}");
+    assert!(seen.iter().any(|p| matches!(p,
+        Progress::Info { message } if message.contains("QEMU 7.2.0 under TCG") && message.contains("03bfc2188f"))));
 }
 
 #[tokio::test]
