@@ -500,6 +500,7 @@ async fn wait_unplug_and_copy(
     let mut vfs_parked = false;
     let mut unplug_since: Option<Instant> = None;
     let mut paused_by_us = false;
+    let mut copy_released = !cx.pause_copy;
     let mut error_desc: Option<String> = None;
     let mut tick = tokio::time::interval(opts.poll);
     let stop: Option<Stop> = loop {
@@ -591,16 +592,17 @@ async fn wait_unplug_and_copy(
                 vfs_parked = true;
                 park_source_vfs(cx, true).await;
             }
-            if cx.pause_copy && !paused_by_us && rank(&status) >= rank(&MigrationStatus::Active) {
-                match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib).await {
+            if !copy_released && rank(&status) >= rank(&MigrationStatus::Active) {
+                copy_released = true;
+                let running = cx.job.source_was_running == Some(true);
+                match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib, running).await {
                     Ok(paused) => paused_by_us = paused,
                     Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
                     Err(_) => {}
                 }
-                if !paused_by_us {
-                    cx.emit(Progress::Warning {
-                        message: "the source could not be paused for the copy: the guest runs while it is copied".into(),
-                    });
+                if running && !paused_by_us {
+                    let message = super::tcg_copy::NOT_PAUSED.into();
+                    cx.emit(Progress::Warning { message });
                 }
             }
         }
@@ -898,7 +900,7 @@ async fn rollback<D: Destination>(
     {
         if paused_by_us {
             cx.rollback(
-                "source resumed (teamvirt had paused it for --timeout)".into(),
+                "source resumed (teamvirt had paused it for the copy)".into(),
                 &mut log,
             );
         } else {

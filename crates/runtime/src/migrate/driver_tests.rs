@@ -578,6 +578,50 @@ async fn tcg_before_qemu_9_copies_with_the_guest_paused() {
         Progress::Info { message } if message.contains("QEMU 7.2.0 under TCG") && message.contains("03bfc2188f"))));
 }
 
+/// The same with a guest paused before the migration: not stopped again,
+/// left paused on the destination.
+#[tokio::test]
+async fn tcg_before_qemu_9_leaves_a_paused_guest_paused() {
+    let mut script = Script::new(completing());
+    script.run_state = "paused";
+    let mut f = Fixture::with_accel(script, Accel::Tcg).await;
+    f.src.as_mut().unwrap().was_running = false;
+    let mut dest = FakeDest::default();
+    let (r, _) = f.run(&mut dest, &opts(), no_abort()).await;
+    r.expect("the migration completes");
+    assert_eq!(dest.calls, ["prepare vm1", "finish resume=false"]);
+    let cmds = f.commands();
+    assert!(!cmds.iter().any(|c| c == "stop" || c == "cont"), "{cmds:?}");
+    assert_eq!(f.args_of("migrate-set-parameters").len(), 3, "{cmds:?}");
+}
+
+/// QEMU fails after the copy began with the source paused for it: the
+/// rollback resumes the guest it paused.
+#[tokio::test]
+async fn tcg_before_qemu_9_rollback_resumes_the_paused_source() {
+    let steps = vec![
+        step(vec![migration("setup")], json!({"status": "setup"})),
+        step(vec![migration("active")], json!({"status": "active"})),
+        step(
+            vec![],
+            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
+        ),
+    ];
+    let mut f = Fixture::with_accel(Script::new(steps), Accel::Tcg).await;
+    let mut dest = FakeDest::default();
+    let (r, _) = f.run(&mut dest, &opts(), no_abort()).await;
+    let (_, rollback, _) = failed(r);
+    assert!(
+        rollback
+            .iter()
+            .any(|s| s == "source resumed (teamvirt had paused it for the copy)"),
+        "{rollback:?}"
+    );
+    let cmds = f.commands();
+    let pos = |c: &str| cmds.iter().position(|x| x == c).unwrap();
+    assert!(pos("stop") < pos("cont"), "{cmds:?}");
+}
+
 #[tokio::test]
 async fn failed_finish_gives_the_domain_back_to_the_source() {
     let mut f = Fixture::new(Script::new(completing())).await;

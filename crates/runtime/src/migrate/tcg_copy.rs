@@ -30,6 +30,10 @@ use crate::accel::Accel;
 /// exceeded, so 10 B/s lets one page out per window.
 pub const TRICKLE_BYTES_PER_S: u64 = 10;
 
+/// The warning when `stop` failed.
+pub const NOT_PAUSED: &str =
+    "the source could not be paused for the copy: the guest runs while it is copied";
+
 /// Does a source with this accelerator and QEMU version lose writes during
 /// a live copy?
 pub fn copy_must_pause(accel: Accel, qemu: QemuVersion) -> bool {
@@ -50,12 +54,16 @@ pub fn max_bandwidth(mib: Option<u64>) -> u64 {
     mib.saturating_mul(1 << 20).min(i64::MAX as u64)
 }
 
-/// The copy began: pause the source, then let the copy run at the user's
-/// bandwidth. Returns whether the source was paused; the bandwidth is
-/// restored either way (a failed `stop` must not leave the copy at a
-/// trickle).
-pub async fn pause_now(qmp: &Qmp, bandwidth_mib: Option<u64>) -> Result<bool, QmpError> {
-    let paused = qmp.execute("stop", Value::Null).await.is_ok();
+/// The copy began: pause the source (when `running`: a guest paused before
+/// stays as it is), then let the copy run at the user's bandwidth. Returns
+/// whether this paused the source; the bandwidth is restored either way (a
+/// failed `stop` must not leave the copy at a trickle).
+pub async fn pause_now(
+    qmp: &Qmp,
+    bandwidth_mib: Option<u64>,
+    running: bool,
+) -> Result<bool, QmpError> {
+    let paused = running && qmp.execute("stop", Value::Null).await.is_ok();
     qmp.execute(
         "migrate-set-parameters",
         json!({ "max-bandwidth": max_bandwidth(bandwidth_mib) }),
