@@ -114,43 +114,20 @@ image=$cache/l1.img
 kernel=$cache/l1-vmlinuz
 initrd=$cache/l1-initrd.img
 
+# shellcheck source=lib/debian-image.sh
+. "$here/lib/debian-image.sh"
+
 build_image() {
-    local want have
-    want=$(printf '%s\n' "${l1_packages[@]}" "$(sed -n '/^l1_stub() {/,/^}/p' "${BASH_SOURCE[0]}")" | sha256sum | cut -c1-16)
-    have=$(cat "$cache/l1.stamp" 2>/dev/null || true)
-    if [[ -s $image && -s $kernel && -s $initrd && $have == "$want" ]]; then
-        log "L1 image up to date: $image"
-        return
-    fi
-    command -v mmdebstrap >/dev/null || die "mmdebstrap missing (apt-get install mmdebstrap)"
-    command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 missing (apt-get install e2fsprogs)"
-    ((EUID == 0)) || die "building the L1 image needs root (mmdebstrap --mode=root)"
-    local t0=$SECONDS root
-    root=$(mktemp -d "$cache/.root.XXXXXX")
-    log "building the L1 root file system with mmdebstrap (a few minutes; cached afterwards)"
-    mmdebstrap --mode=root --variant=apt --include="$(
-        IFS=,
-        echo "${l1_packages[*]}"
-    )" --aptopt='APT::Install-Recommends "false"' \
-        --customize-hook='chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin teamvirt-qemu' \
-        bookworm "$root" http://deb.debian.org/debian >&2 || {
-        rm -rf "$root"
-        die "mmdebstrap failed"
-    }
-    l1_stub >"$root/sbin/lab-init"
-    chmod 0755 "$root/sbin/lab-init"
-    mkdir -p "$root/lab" "$root/out"
-    cp "$root"/boot/vmlinuz-* "$kernel.tmp"
-    cp "$root"/boot/initrd.img-* "$initrd.tmp"
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    rm -f "$image.tmp"
-    mkfs.ext4 -q -F -L l1root -d "$root" "$image.tmp" 3G >&2 || die "mkfs.ext4 -d failed"
-    rm -rf "$root"
-    mv "$kernel.tmp" "$kernel"
-    mv "$initrd.tmp" "$initrd"
-    mv "$image.tmp" "$image"
-    echo "$want" >"$cache/l1.stamp"
-    log "L1 image built in $((SECONDS - t0)) s: $image"
+    local key
+    key=$(printf '%s\n' "${l1_packages[@]}" "$(sed -n '/^l1_stub() {/,/^}/p' "${BASH_SOURCE[0]}")" | sha256sum | cut -c1-16)
+    debian_image "$cache/l1" l1root "$key" 3G l1_customize "${l1_packages[@]}" || die "building the L1 image failed"
+}
+
+l1_customize() {
+    chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin teamvirt-qemu &&
+        l1_stub >"$1/sbin/lab-init" &&
+        chmod 0755 "$1/sbin/lab-init" &&
+        mkdir -p "$1/lab" "$1/out"
 }
 
 # L1's PID 1 (inside the image): mounts, the two shares, then the scenario.

@@ -49,11 +49,15 @@ impl GuestImage {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GuestError {
-    #[error("scripts/build-test-guest.sh could not be run: {0}")]
+    #[error("a guest build script could not be run: {0}")]
     Spawn(String),
-    #[error("scripts/build-test-guest.sh failed ({status}):\n{stderr}")]
-    Build { status: String, stderr: String },
-    #[error("scripts/build-test-guest.sh succeeded but {0} is missing")]
+    #[error("{script} failed ({status}):\n{stderr}")]
+    Build {
+        script: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("the guest build script succeeded but {0} is missing")]
     Missing(PathBuf),
 }
 
@@ -75,6 +79,7 @@ fn build() -> Result<GuestImage, GuestError> {
         .map_err(|e| GuestError::Spawn(format!("{}: {e}", script.display())))?;
     if !out.status.success() {
         return Err(GuestError::Build {
+            script: "scripts/build-test-guest.sh".into(),
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         });

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// Counting allocations in test binaries.
 pub mod alloc_count;
 mod capture;
+mod debian;
 mod guest;
 mod netns;
 /// Finding a test's processes in /proc.
@@ -19,6 +20,7 @@ mod util;
 pub mod vflab;
 
 pub use capture::Capture;
+pub use debian::{debian_guest_or_skip, mmdebstrap_available, DebianGuest, DEBIAN_GUEST_IP};
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
 pub use netns::Netns;
 pub use qemu::{qemu_binary, qemu_or_skip};

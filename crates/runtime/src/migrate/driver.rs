@@ -194,6 +194,8 @@ struct Ctx<'a> {
     t0: Instant,
     last_publish: Instant,
     progress: &'a mut (dyn FnMut(Progress) + Send),
+    /// The copy must run with the source paused (see [`super::tcg_copy`]).
+    pause_copy: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -210,6 +212,7 @@ impl<'a> Ctx<'a> {
             t0: Instant::now(),
             last_publish: Instant::now(),
             progress,
+            pause_copy: false,
         }
     }
 }
@@ -315,8 +318,14 @@ async fn run_phases<D: Destination>(
     // 2. Start. The source is not migrating when this fails: only the
     //    destination is torn down.
     let mut src_events = src.qmp.subscribe();
+    cx.pause_copy = super::tcg_copy::copy_must_pause(src.req.accel, src.qmp.qemu_version());
+    if cx.pause_copy {
+        cx.emit(Progress::Info {
+            message: super::tcg_copy::notice(src.qmp.qemu_version()),
+        });
+    }
     wire_source_pairs(&mut cx, crate::netdev::pair::Active::Handover).await;
-    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri).await {
+    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy).await {
         wire_source_pairs(&mut cx, crate::netdev::pair::Active::Primary).await;
         let _ = dest.abort().await;
         let _ = job::clear(sd, name);
@@ -441,7 +450,14 @@ async fn prepare_destination<D: Destination>(
 }
 
 /// Phase 2: migration events on, bandwidth and TLS set, `migrate` to `uri`.
-async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(), QmpError> {
+/// `pause_copy`: a trickle bandwidth until the source is paused (see
+/// [`super::tcg_copy`]).
+async fn start_outgoing(
+    qmp: &Qmp,
+    opts: &MigrateOptions,
+    uri: &str,
+    pause_copy: bool,
+) -> Result<(), QmpError> {
     qmp.execute(
         "migrate-set-capabilities",
         json!({"capabilities": [{"capability": "events", "state": true}]}),
@@ -451,12 +467,13 @@ async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(
     // process (a cancelled `--bandwidth 1` would throttle the next
     // one for ever). Unset means unlimited, as libvirt does
     // (QEMU_DOMAIN_MIG_BANDWIDTH_MAX), not QEMU's 32 MiB/s default.
-    let max = opts.bandwidth_mib.unwrap_or(i64::MAX as u64 >> 20);
-    qmp.execute(
-        "migrate-set-parameters",
-        json!({"max-bandwidth": max.saturating_mul(1 << 20).min(i64::MAX as u64)}),
-    )
-    .await?;
+    let max = if pause_copy {
+        super::tcg_copy::TRICKLE_BYTES_PER_S
+    } else {
+        super::tcg_copy::max_bandwidth(opts.bandwidth_mib)
+    };
+    qmp.execute("migrate-set-parameters", json!({ "max-bandwidth": max }))
+        .await?;
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
         Some(dir) => super::remote::source_tls(qmp, dir, uri).await?,
@@ -475,7 +492,8 @@ async fn start_outgoing(qmp: &Qmp, opts: &MigrateOptions, uri: &str) -> Result<(
 /// failure, a destination or source that went away, an abort request, or
 /// the guest not unplugging within `--unplug-timeout` of
 /// `migrating_since`. Past `--timeout` the copying source is paused so the
-/// copy converges.
+/// copy converges; with `cx.pause_copy` it is paused as soon as the copy
+/// begins (see [`super::tcg_copy`]).
 async fn wait_unplug_and_copy<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
@@ -490,6 +508,8 @@ async fn wait_unplug_and_copy<D: Destination>(
     let mut vfs_parked = false;
     let mut unplug_since: Option<Instant> = None;
     let mut paused_by_us = false;
+    let mut copy_released = !cx.pause_copy;
+    let mut switched = false;
     let mut error_desc: Option<String> = None;
     let mut tick = tokio::time::interval(opts.poll);
     let stop: Option<Stop> = loop {
@@ -506,9 +526,12 @@ async fn wait_unplug_and_copy<D: Destination>(
                                 cx.job.unplugged.push(d.to_owned());
                             }
                         }
-                        // The last pass: QEMU stops the vCPUs only to
-                        // finish (a pause of ours happens while active).
-                        if ev.name == "STOP" && !paused_by_us && rank(&status) >= rank(&MigrationStatus::Active) {
+                        // The source's vCPUs stopped for good once the
+                        // copy runs (QEMU's last pass, or a pause of ours
+                        // that a rollback would undo, re-pinning the
+                        // source's standby).
+                        if ev.name == "STOP" && !switched && rank(&status) >= rank(&MigrationStatus::Active) {
+                            switched = true;
                             for p in dest.switchover().await {
                                 cx.emit(Progress::Info { message: format!("destination: {p}") });
                             }
@@ -587,6 +610,19 @@ async fn wait_unplug_and_copy<D: Destination>(
             if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
                 vfs_parked = true;
                 park_source_vfs(cx, true, false).await;
+            }
+            if !copy_released && rank(&status) >= rank(&MigrationStatus::Active) {
+                copy_released = true;
+                let running = cx.job.source_was_running == Some(true);
+                match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib, running).await {
+                    Ok(paused) => paused_by_us = paused,
+                    Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
+                    Err(_) => {}
+                }
+                if running && !paused_by_us {
+                    let message = super::tcg_copy::NOT_PAUSED.into();
+                    cx.emit(Progress::Warning { message });
+                }
             }
         }
         match status {
@@ -905,7 +941,7 @@ async fn rollback<D: Destination>(
     {
         if paused_by_us {
             cx.rollback(
-                "source resumed (teamvirt had paused it for --timeout)".into(),
+                "source resumed (teamvirt had paused it for the copy)".into(),
                 &mut log,
             );
         } else {

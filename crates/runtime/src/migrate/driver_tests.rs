@@ -228,8 +228,15 @@ struct Fixture {
 
 impl Fixture {
     /// A state directory with the domain's run directory, and the source
-    /// as the prechecks would have found it, its QMP on `script`.
+    /// as the prechecks would have found it, its QMP on `script` (QEMU
+    /// 7.2), under KVM.
     async fn new(script: Script) -> Fixture {
+        Fixture::with_accel(script, Accel::Kvm).await
+    }
+
+    /// The same with the accelerator `accel` (TCG on QEMU 7.2 copies with
+    /// the guest paused, see `tcg_copy`).
+    async fn with_accel(script: Script, accel: Accel) -> Fixture {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(&t.path().join("state")).unwrap();
         let paths = sd.create_run_dir(NAME).unwrap();
@@ -252,7 +259,7 @@ impl Fixture {
             uuid: None,
             emulator: "/usr/bin/qemu-system-x86_64".into(),
             argv: vec!["/usr/bin/qemu-system-x86_64".into()],
-            accel: Accel::Tcg,
+            accel,
             source_run_dir: paths.dir.clone(),
             source_serial_log: None,
             source_root: sd.root().to_owned(),
@@ -534,6 +541,85 @@ async fn completed_migration_hands_over() {
     assert!(out.destination_running);
     assert_eq!(out.destination_vfs.len(), 1);
     assert!(!f.job_file_exists());
+}
+
+/// TCG on QEMU 7.2 (the fixture's greeting): nothing but a trickle leaves
+/// while the guest runs and unplugs; once QEMU leaves wait-unplug the
+/// source is stopped and only then does the copy get its bandwidth; the
+/// destination resumes the guest as usual.
+#[tokio::test]
+async fn tcg_before_qemu_9_copies_with_the_guest_paused() {
+    let mut f = Fixture::with_accel(Script::new(completing()), Accel::Tcg).await;
+    let mut dest = FakeDest::default();
+    let (r, seen) = f.run(&mut dest, &opts(), no_abort()).await;
+    r.expect("the migration completes");
+    assert_eq!(dest.calls, ["prepare vm1", "finish resume=true"]);
+    let unlimited = json!({"max-bandwidth": (i64::MAX as u64 >> 20) << 20});
+    assert_eq!(
+        f.args_of("migrate-set-parameters"),
+        [
+            json!({"max-bandwidth": super::super::tcg_copy::TRICKLE_BYTES_PER_S}),
+            json!({"tls-creds": ""}),
+            unlimited,
+        ]
+    );
+    let cmds = f.commands();
+    let at = |c: &str| cmds.iter().position(|x| x == c);
+    let stop = at("stop").expect("source stopped");
+    assert!(at("migrate").unwrap() < stop, "{cmds:?}");
+    // The bandwidth comes back after the stop, never before.
+    let restored = cmds
+        .iter()
+        .rposition(|x| x == "migrate-set-parameters")
+        .unwrap();
+    assert!(stop < restored, "{cmds:?}");
+    assert!(!cmds.iter().any(|c| c == "cont"), "{cmds:?}");
+    assert!(seen.iter().any(|p| matches!(p,
+        Progress::Info { message } if message.contains("QEMU 7.2.0 under TCG") && message.contains("03bfc2188f"))));
+}
+
+/// The same with a guest paused before the migration: not stopped again,
+/// left paused on the destination.
+#[tokio::test]
+async fn tcg_before_qemu_9_leaves_a_paused_guest_paused() {
+    let mut script = Script::new(completing());
+    script.run_state = "paused";
+    let mut f = Fixture::with_accel(script, Accel::Tcg).await;
+    f.src.as_mut().unwrap().was_running = false;
+    let mut dest = FakeDest::default();
+    let (r, _) = f.run(&mut dest, &opts(), no_abort()).await;
+    r.expect("the migration completes");
+    assert_eq!(dest.calls, ["prepare vm1", "finish resume=false"]);
+    let cmds = f.commands();
+    assert!(!cmds.iter().any(|c| c == "stop" || c == "cont"), "{cmds:?}");
+    assert_eq!(f.args_of("migrate-set-parameters").len(), 3, "{cmds:?}");
+}
+
+/// QEMU fails after the copy began with the source paused for it: the
+/// rollback resumes the guest it paused.
+#[tokio::test]
+async fn tcg_before_qemu_9_rollback_resumes_the_paused_source() {
+    let steps = vec![
+        step(vec![migration("setup")], json!({"status": "setup"})),
+        step(vec![migration("active")], json!({"status": "active"})),
+        step(
+            vec![],
+            json!({"status": "failed", "error-desc": "Unable to write to socket: Connection reset by peer"}),
+        ),
+    ];
+    let mut f = Fixture::with_accel(Script::new(steps), Accel::Tcg).await;
+    let mut dest = FakeDest::default();
+    let (r, _) = f.run(&mut dest, &opts(), no_abort()).await;
+    let (_, rollback, _) = failed(r);
+    assert!(
+        rollback
+            .iter()
+            .any(|s| s == "source resumed (teamvirt had paused it for the copy)"),
+        "{rollback:?}"
+    );
+    let cmds = f.commands();
+    let pos = |c: &str| cmds.iter().position(|x| x == c).unwrap();
+    assert!(pos("stop") < pos("cont"), "{cmds:?}");
 }
 
 #[tokio::test]

@@ -21,6 +21,8 @@
 //!   `qemu+ssh://`), [`serve`]: the remote helper's side of it, [`proto`]:
 //!   their JSON-lines protocol.
 //! * [`dest_check`]: the destination's QEMU checked before anything moves.
+//! * [`tcg_copy`]: the copy paused under TCG on QEMU < 9.0 (a QEMU bug
+//!   loses guest writes during a live copy there).
 
 pub mod argv;
 mod argvcheck;
@@ -36,6 +38,7 @@ pub mod recover;
 pub mod remote;
 pub mod serve;
 mod snapshot;
+pub mod tcg_copy;
 
 use std::path::PathBuf;
 
