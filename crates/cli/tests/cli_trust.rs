@@ -268,20 +268,22 @@ fn lost_pool_state_through_the_cli() {
 }
 
 /// `destroy` behind a `start --wait-failover` (which holds the domain lock
-/// while it waits for a guest that never negotiates) says what it waits for.
+/// while it waits for a guest that never negotiates) says what it waits
+/// for, and the start gives way (issue 17, item 11): the wait ends, the
+/// domain is destroyed and the start says why, long before its 600 s.
 #[test]
-fn destroy_says_what_it_waits_for() {
-    if qemu_or_skip("destroy_says_what_it_waits_for").is_none() {
+fn destroy_preempts_start_wait_failover() {
+    if qemu_or_skip("destroy_preempts_start_wait_failover").is_none() {
         return;
     }
     let _g = guest_lock();
     let e = Env::new();
     let _k = KillQemus(&e);
     define(&e, "vm");
-    let mut start = e
-        .command(&["start", "vm", "--accel", "tcg", "--wait-failover=120"])
+    let start = e
+        .command(&["start", "vm", "--accel", "tcg", "--wait-failover=600"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     struct KillOnDrop(Child);
@@ -291,15 +293,17 @@ fn destroy_says_what_it_waits_for() {
             let _ = self.0.wait();
         }
     }
-    let start_pid = start.id();
+    let mut start = KillOnDrop(start);
+    let start_pid = start.0.id();
     let record = e.run_dir("vm").join("state.json");
     let t0 = Instant::now();
     while !record.exists() {
-        assert!(start.try_wait().unwrap().is_none(), "start exited early");
+        assert!(start.0.try_wait().unwrap().is_none(), "start exited early");
         assert!(t0.elapsed() < Duration::from_secs(60), "QEMU never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let start = KillOnDrop(start);
+    // Let the start reach its wait (it holds the lock from before the record).
+    std::thread::sleep(Duration::from_millis(500));
     let destroy = e
         .command(&["destroy", "vm"])
         .stdout(Stdio::piped())
@@ -314,28 +318,44 @@ fn destroy_says_what_it_waits_for() {
             let _ = tx.send(line);
         }
     });
-    let line = rx.recv_timeout(Duration::from_secs(20));
-    // Let the start go (as Ctrl-C would): destroy proceeds.
-    drop(start);
+    // A guard against a hang only: the start would wait 600 s.
+    let finished = |c: &mut Child, what: &str| {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "{what} did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let status = finished(&mut destroy.0, "destroy (behind the start's wait)");
+    let line = rx.recv_timeout(Duration::from_secs(5));
     let line = line.expect("destroy printed nothing while it waited");
     assert_eq!(
         line,
         format!("waiting for 'teamvirt start' of domain 'vm' (pid {start_pid}) to finish (Ctrl-C to give up)...")
     );
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = destroy.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "destroy did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(destroy.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Domain 'vm' destroyed"), "{out}");
+    let status = finished(&mut start.0, "start");
+    let mut err = String::new();
+    std::io::Read::read_to_string(start.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("domain 'vm' was destroyed while waiting for failover"),
+        "{err}"
+    );
     assert!(qemus_of(&e).is_empty());
     assert_eq!(e.vfs_used(NET), 0);
+    assert!(!e.run_dir("vm").join("state.json").exists());
+    let (log, _) = e.ok2(&["domstate", "vm", "--reason"]);
+    assert!(log.contains("shut off (destroyed)"), "{log}");
 }
 
 /// A forged `emulator` (and argv) in `state.json` must not be what root
