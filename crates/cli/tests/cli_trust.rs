@@ -261,10 +261,15 @@ fn lost_pool_state_through_the_cli() {
         1,
         "a deleted pool file shows the pool empty"
     );
-    // Lab mode survives: it is the network's, recorded by the running domain.
+    // Lab mode survives (issue 17, item 11): it is the network's, recorded
+    // with the running domain's VF, and kept once the domain is gone, so
+    // the next start emulates the VF again instead of binding a real one.
     e.ok(&["destroy", "vm"]);
     assert_eq!(e.vfs_used(NET), 0);
     assert!(qemus_of(&e).is_empty());
+    let (_, err) = e.ok2(&["start", "vm", "--accel", "tcg"]);
+    assert!(err.contains("lab mode: failover primary"), "{err}");
+    e.ok(&["destroy", "vm"]);
 }
 
 /// `destroy` behind a `start --wait-failover` (which holds the domain lock

@@ -324,9 +324,11 @@ impl Runtime {
         let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
         let mut emulate = opts.emulate_vf;
         let mut lab_bridges = BTreeMap::new();
+        let mut labs = BTreeMap::new();
         for p in &pools {
             let st = p.state()?;
             emulate |= st.emulate_vf;
+            labs.insert(p.network().to_owned(), st.lab());
             if let (true, Some(br)) = (st.emulate_vf, st.lab_bridge) {
                 lab_bridges.insert(p.network().to_owned(), br);
             }
@@ -407,6 +409,7 @@ impl Runtime {
                     network: net.clone(),
                     device: conv.built.aliases.interfaces[i].clone(),
                     address: addr.to_string(),
+                    lab: labs.get(net).cloned().flatten(),
                 }),
                 _ => None,
             })

@@ -638,6 +638,7 @@ fn reserve_in(sd: &StateDir, req: &PrepareRequest) -> Result<Vec<VfBinding>, Mig
                 network: net.to_string(),
                 device: pair.primary.clone(),
                 address: free.clone(),
+                lab: st.lab(),
             });
         }
         Ok(got)
