@@ -199,6 +199,135 @@ fn destroy_does_not_kill_a_forged_pid() {
     );
 }
 
+/// A compromised QEMU answering `query-chardev` with a root-only regular
+/// file as its "pty" (issue 17, item 7): `console` refuses it; nothing of
+/// the file is printed and nothing is written into it. The QEMU is a
+/// script the domain names as its emulator, serving QMP on the domain's
+/// monitor socket (so the kernel confirms it is the domain's QEMU).
+#[test]
+fn console_refuses_a_pty_path_that_is_a_root_file() {
+    let e = Env::new();
+    e.fail(&["undefine", "vm"]);
+    let secret = e.files.join("shadow");
+    std::fs::write(&secret, "root:SECRET-HASH\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = e.run_dir("vm");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = run.join("qmp.sock");
+    let qemu = e.files.join("fake-qemu");
+    std::fs::write(
+        &qemu,
+        format!(
+            r#"#!/usr/bin/python3
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[2].split("path=")[1].split(",")[0])
+s.listen(1)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rw")
+    f.write(json.dumps({{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 2, "major": 7}}, "package": ""}}, "capabilities": []}}}}) + "\n")
+    f.flush()
+    for line in f:
+        cmd = json.loads(line)
+        ret = {{}}
+        if cmd.get("execute") == "query-chardev":
+            ret = [{{"label": "charserial0", "filename": "pty:{secret}", "frontend-open": True}}]
+        out = {{"return": ret}}
+        if "id" in cmd:
+            out["id"] = cmd["id"]
+        f.write(json.dumps(out) + "\n")
+        f.flush()
+"#,
+            secret = secret.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        e.state.join("domains/vm.xml"),
+        format!(
+            "<domain type='qemu'>\n  <name>vm</name>\n  <memory unit='KiB'>65536</memory>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices>\n    <emulator>{}</emulator>\n  </devices>\n</domain>\n",
+            qemu.display()
+        ),
+    )
+    .unwrap();
+    let mut fake = Command::new(&qemu)
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=charmonitor,path={},server=on,wait=off",
+            sock.display()
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ready = String::new();
+    BufReader::new(fake.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let fake = KillOnDrop(fake);
+    assert_eq!(ready, "ready\n");
+    let proc = ProcId::of(fake.0.id() as i32).unwrap();
+    let rec = RunRecord {
+        name: "vm".into(),
+        id: 1,
+        uuid: None,
+        proc,
+        emulator: qemu.display().to_string(),
+        argv: vec![qemu.display().to_string()],
+        accel: Accel::Tcg,
+        qmp_socket: sock.clone(),
+        serial_log: None,
+        qemu_log: e.state.join("log/vm.log"),
+        pairs: vec![],
+        vfs: vec![],
+        substitutions: vec![],
+        incoming: false,
+        started_unix: 0,
+    };
+    std::fs::write(run.join("state.json"), serde_json::to_string(&rec).unwrap()).unwrap();
+    let mut console = e
+        .command(&["console", "vm"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = console.stdin.take().unwrap();
+        let _ = stdin.write_all(b"INJECTED\n");
+    }
+    let out = console.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("SECRET") && !stderr.contains("SECRET"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing the console of domain 'vm': QEMU reported {}, which is not a /dev/pts/N terminal",
+            secret.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:SECRET-HASH\n"
+    );
+    drop(fake);
+}
+
 /// `state.json` emptied while the domain runs: `list` still lists it (as
 /// damaged, saying why), its VF stays taken, `destroy` says what is wrong,
 /// `destroy --force` stops QEMU and returns the VF.

@@ -100,6 +100,8 @@ pub enum RuntimeError {
     Teaming(#[from] TeamingError),
     #[error(transparent)]
     Hotplug(#[from] crate::hotplug::HotplugError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("internal error: {0}")]
     Internal(String),
 }
