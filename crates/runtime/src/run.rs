@@ -74,7 +74,10 @@ fn log_tail(log: &str) -> String {
     if t.is_empty() {
         String::new()
     } else {
-        format!(": {t}")
+        // Escaped by the reaper already; again, line by line, since this
+        // goes to a terminal whatever wrote the log.
+        let lines: Vec<String> = t.lines().map(crate::util::escape_controls).collect();
+        format!(": {}", lines.join("\n"))
     }
 }
 
@@ -652,10 +655,21 @@ fn check_socket_path(paths: &RunPaths) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The log of a QEMU that is gone, from `start`: QEMU's last words pass
+/// through its reaper, so they are complete once the reaper's line saying
+/// how QEMU ended is there (waited for, 2 s at most).
 fn read_log_from(path: &Path, start: u64) -> String {
-    let data = std::fs::read(path).unwrap_or_default();
-    let from = usize::try_from(start).unwrap_or(0).min(data.len());
-    String::from_utf8_lossy(&data[from..]).into_owned()
+    let mut tries = 100;
+    loop {
+        let data = std::fs::read(path).unwrap_or_default();
+        let from = usize::try_from(start).unwrap_or(0).min(data.len());
+        let text = String::from_utf8_lossy(&data[from..]).into_owned();
+        tries -= 1;
+        if tries == 0 || text.contains(": teamvirt: qemu process ") {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 async fn died_or(rec: &RunRecord, log_start: u64, other: RunError) -> RunError {
