@@ -313,7 +313,10 @@ while True:
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(!out.status.success(), "{stdout}{stderr}");
-    assert!(!stdout.contains("SECRET") && !stderr.contains("SECRET"), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("SECRET") && !stderr.contains("SECRET"),
+        "{stdout}{stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "refusing the console of domain 'vm': QEMU reported {}, which is not a /dev/pts/N terminal",

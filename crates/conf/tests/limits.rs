@@ -172,10 +172,7 @@ fn attributes_per_element_are_capped() {
     );
     let head = attribute_heavy(1, MAX_ATTRIBUTES - 1);
     let col = head.find("/>").unwrap() + 2;
-    assert_eq!(
-        e.location(),
-        Some(format!("1:{col}"))
-    );
+    assert_eq!(e.location(), Some(format!("1:{col}")));
     // The document: refused for the cost of the scan alone.
     let huge = attribute_heavy(1, 100_000);
     let c = cost(&|| {

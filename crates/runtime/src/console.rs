@@ -148,9 +148,11 @@ pub fn open_pty(name: &str, path: &Path, qemu_uid: u32) -> Result<File, ConsoleE
     }
     // SAFETY: fcntl on our open descriptor, no pointers.
     let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0
-    {
+    let cleared = flags >= 0 && {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) >= 0 }
+    };
+    if !cleared {
         return Err(ConsoleError::Open {
             name: name.to_owned(),
             path: shown,
@@ -187,7 +189,8 @@ mod tests {
         assert_eq!(unsafe { libc::unlockpt(fd) }, 0);
         let mut buf = [0 as libc::c_char; 64];
         // SAFETY: buf is writable for its length.
-        assert_eq!(unsafe { libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) }, 0);
+        let r = unsafe { libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(r, 0);
         // SAFETY: ptsname_r wrote a NUL-terminated string into buf.
         let p = unsafe { CStr::from_ptr(buf.as_ptr()) };
         (master, PathBuf::from(p.to_str().unwrap()))
@@ -215,10 +218,7 @@ mod tests {
             "/dev/pts/1\u{1b}]0;x\u{7}".into(),
         ] {
             let e = open_reported("vm", &answer(&p), uid).unwrap_err();
-            assert!(
-                matches!(e, ConsoleError::NotItsPty { .. }),
-                "{p}: {e}"
-            );
+            assert!(matches!(e, ConsoleError::NotItsPty { .. }), "{p}: {e}");
             let msg = e.to_string();
             assert!(msg.contains("is not a /dev/pts/N terminal"), "{msg}");
             assert!(!msg.contains('\u{1b}'), "{msg:?}");
@@ -262,8 +262,12 @@ mod tests {
 
     #[test]
     fn no_serial_pty_is_said() {
-        let e = open_reported("vm", &json!([{"label": "charmonitor", "filename": "unix:/x"}]), 0)
-            .unwrap_err();
+        let e = open_reported(
+            "vm",
+            &json!([{"label": "charmonitor", "filename": "unix:/x"}]),
+            0,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("add <serial type='pty'/>"), "{e}");
     }
 }

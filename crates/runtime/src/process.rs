@@ -639,8 +639,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         fds.sort();
-        let target =
-            |pid: i32, fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
+        let target = |pid: i32, fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
         let targets: Vec<_> = ["0", "1", "2"].iter().map(|f| target(p.pid, f)).collect();
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap();
         let reaper: i32 = stat[stat.rfind(')').unwrap() + 1..]
@@ -661,7 +660,8 @@ mod tests {
         let null = Some(PathBuf::from("/dev/null"));
         let pipe = targets[1].clone();
         assert!(
-            pipe.as_ref().is_some_and(|t| t.to_string_lossy().starts_with("pipe:")),
+            pipe.as_ref()
+                .is_some_and(|t| t.to_string_lossy().starts_with("pipe:")),
             "{targets:?}"
         );
         assert_eq!(targets, [null, pipe.clone(), pipe.clone()]);

@@ -206,7 +206,8 @@ impl Runtime {
                 // succeeded.
                 drop(_lock);
                 let _done = self.sd.wait_stop_requests(&name)?;
-                let running = matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive());
+                let running =
+                    matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive());
                 return Err(if running {
                     RuntimeError::DestroyInterruptedWait { name }
                 } else {

@@ -124,7 +124,10 @@ impl EscapeStream {
         let bytes = &self.pending[..self.have];
         self.have = 0;
         self.need = 0;
-        let Some(c) = std::str::from_utf8(bytes).ok().and_then(|s| s.chars().next()) else {
+        let Some(c) = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.chars().next())
+        else {
             // Overlong or surrogate: not UTF-8.
             let copy = self.pending;
             for &b in &copy[..bytes.len()] {
@@ -175,7 +178,12 @@ fn put(buf: &mut [u8; 12], s: &[u8]) -> usize {
 
 /// `\xNN`.
 fn hex(b: u8, out: &mut dyn FnMut(&[u8])) {
-    out(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+    out(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 0xf)],
+    ]);
 }
 
 #[cfg(test)]

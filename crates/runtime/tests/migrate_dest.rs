@@ -112,7 +112,10 @@ fn prepare_listens_and_abort_cleans_up() {
             panic!("{}", p.uri);
         }));
         use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-        assert!(std::fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
         let dir = std::fs::metadata(sock.parent().unwrap()).unwrap();
         assert_eq!(dir.permissions().mode() & 0o777, 0o700);
         assert_eq!(p.vfs[0].address, "0000:81:00.1");

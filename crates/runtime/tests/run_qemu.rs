@@ -119,10 +119,16 @@ async fn qemu_stderr_at_start_is_escaped() {
         msg.contains("nodev\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H\\u{202e}x"),
         "{msg:?}"
     );
-    assert!(!msg.contains('\x1b') && !msg.contains('\u{202e}'), "{msg:?}");
+    assert!(
+        !msg.contains('\x1b') && !msg.contains('\u{202e}'),
+        "{msg:?}"
+    );
     let log = std::fs::read(sd.run_paths("bad").unwrap().qemu_log).unwrap();
     let log = String::from_utf8(log).unwrap();
-    assert!(!log.contains('\x1b') && !log.contains('\u{202e}'), "{log:?}");
+    assert!(
+        !log.contains('\x1b') && !log.contains('\u{202e}'),
+        "{log:?}"
+    );
     // QEMU's own line, escaped, and the reaper's line after it.
     assert!(log.contains("nodev\\x1b]0;pwned\\x07"), "{log:?}");
     assert!(log.contains(": teamvirt: qemu process "), "{log:?}");

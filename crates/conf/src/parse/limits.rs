@@ -135,7 +135,9 @@ pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
                             return Err(limit_error(
                                 text,
                                 name_start,
-                                format!("element has too many attributes (more than {MAX_ATTRIBUTES})"),
+                                format!(
+                                    "element has too many attributes (more than {MAX_ATTRIBUTES})"
+                                ),
                             ));
                         }
                     }

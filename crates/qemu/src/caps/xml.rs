@@ -118,7 +118,10 @@ pub(super) fn parse(text: &str, origin: &Path) -> Result<QemuCaps, CapsError> {
             teamvirt_conf::ConfError::Xml {
                 message,
                 pos: Some(p),
-            } => (format!("{}:{}:{}", origin.display(), p.line, p.col), message),
+            } => (
+                format!("{}:{}:{}", origin.display(), p.line, p.col),
+                message,
+            ),
             e => (origin.display().to_string(), e.to_string()),
         };
         return Err(CapsError::Xml { location, message });
