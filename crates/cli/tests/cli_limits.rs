@@ -77,6 +77,56 @@ fn deep_nesting_is_an_error_in_every_verb() {
     }
 }
 
+/// A 39 KB `--caps` file nested 5,500 deep overflowed the stack of
+/// every verb that takes `--caps` (issue 17): it gets domain XML's limits.
+#[test]
+fn deep_caps_file_is_an_error_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let caps = dir.path().join("deep-caps.xml");
+    let depth = 5_500;
+    std::fs::write(
+        &caps,
+        format!(
+            "<qemuCaps>\n{}{}</qemuCaps>\n",
+            "<a>".repeat(depth),
+            "</a>".repeat(depth)
+        ),
+    )
+    .unwrap();
+    let dom = dir.path().join("d.xml");
+    std::fs::write(
+        &dom,
+        "<domain type='kvm'><name>d</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+    )
+    .unwrap();
+    let (caps, dom) = (caps.to_str().unwrap(), dom.to_str().unwrap());
+    for args in [
+        vec!["capabilities", "--caps", caps],
+        vec!["validate", "--caps", caps, dom],
+        vec!["format", dom, "--caps", caps],
+        vec!["domxml-to-native", dom, "--caps", caps],
+    ] {
+        let o = teamvirt(&args, &state);
+        assert_eq!(
+            o.status.signal(),
+            None,
+            "{args:?} died of a signal: {}",
+            stderr(&o)
+        );
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        // The root is level 1: the 256th <a> is the first too deep, on
+        // line 2 at column 3 * 255 + 1.
+        assert!(
+            stderr(&o).contains(&format!(
+                "{caps}:2:766: XML error: document nesting too deep (more than 256 levels"
+            )),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn nesting_just_within_the_limit_is_fine() {
     let dir = tempfile::tempdir().unwrap();

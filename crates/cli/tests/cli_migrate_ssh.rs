@@ -609,7 +609,11 @@ fn qemu_files(h: &Host) -> String {
         out.push_str(&format!("  {}\n", l.chars().take(300).collect::<String>()));
     }
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let log = std::fs::read_link(e.path().join("fd/1")).is_ok_and(|l| l.starts_with(&lab));
+        let log = e
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse().ok())
+            .is_some_and(|pid| procs::mentions(pid, &lab.display().to_string()));
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if !log || !comm.starts_with("qemu") {
             continue;

@@ -199,6 +199,138 @@ fn destroy_does_not_kill_a_forged_pid() {
     );
 }
 
+/// A compromised QEMU answering `query-chardev` with a root-only regular
+/// file as its "pty" (issue 17, item 7): `console` refuses it; nothing of
+/// the file is printed and nothing is written into it. The QEMU is a
+/// script the domain names as its emulator, serving QMP on the domain's
+/// monitor socket (so the kernel confirms it is the domain's QEMU).
+#[test]
+fn console_refuses_a_pty_path_that_is_a_root_file() {
+    let e = Env::new();
+    e.fail(&["undefine", "vm"]);
+    let secret = e.files.join("shadow");
+    std::fs::write(&secret, "root:SECRET-HASH\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = e.run_dir("vm");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = run.join("qmp.sock");
+    let qemu = e.files.join("fake-qemu");
+    std::fs::write(
+        &qemu,
+        format!(
+            r#"#!/usr/bin/python3
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[2].split("path=")[1].split(",")[0])
+s.listen(1)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rw")
+    f.write(json.dumps({{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 2, "major": 7}}, "package": ""}}, "capabilities": []}}}}) + "\n")
+    f.flush()
+    for line in f:
+        cmd = json.loads(line)
+        ret = {{}}
+        if cmd.get("execute") == "query-chardev":
+            ret = [{{"label": "charserial0", "filename": "pty:{secret}", "frontend-open": True}}]
+        out = {{"return": ret}}
+        if "id" in cmd:
+            out["id"] = cmd["id"]
+        f.write(json.dumps(out) + "\n")
+        f.flush()
+"#,
+            secret = secret.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        e.state.join("domains/vm.xml"),
+        format!(
+            "<domain type='qemu'>\n  <name>vm</name>\n  <memory unit='KiB'>65536</memory>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices>\n    <emulator>{}</emulator>\n  </devices>\n</domain>\n",
+            qemu.display()
+        ),
+    )
+    .unwrap();
+    let mut fake = Command::new(&qemu)
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=charmonitor,path={},server=on,wait=off",
+            sock.display()
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ready = String::new();
+    BufReader::new(fake.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let fake = KillOnDrop(fake);
+    assert_eq!(ready, "ready\n");
+    let proc = ProcId::of(fake.0.id() as i32).unwrap();
+    let rec = RunRecord {
+        name: "vm".into(),
+        id: 1,
+        uuid: None,
+        proc,
+        emulator: qemu.display().to_string(),
+        argv: vec![qemu.display().to_string()],
+        accel: Accel::Tcg,
+        qmp_socket: sock.clone(),
+        serial_log: None,
+        qemu_log: e.state.join("log/vm.log"),
+        pairs: vec![],
+        vfs: vec![],
+        substitutions: vec![],
+        incoming: false,
+        started_unix: 0,
+    };
+    std::fs::write(run.join("state.json"), serde_json::to_string(&rec).unwrap()).unwrap();
+    let mut console = e
+        .command(&["console", "vm"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = console.stdin.take().unwrap();
+        let _ = stdin.write_all(b"INJECTED\n");
+    }
+    let out = console.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("SECRET") && !stderr.contains("SECRET"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "refusing the console of domain 'vm': QEMU reported {}, which is not a /dev/pts/N terminal",
+            secret.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:SECRET-HASH\n"
+    );
+    drop(fake);
+}
+
 /// `state.json` emptied while the domain runs: `list` still lists it (as
 /// damaged, saying why), its VF stays taken, `destroy` says what is wrong,
 /// `destroy --force` stops QEMU and returns the VF.
@@ -261,27 +393,34 @@ fn lost_pool_state_through_the_cli() {
         1,
         "a deleted pool file shows the pool empty"
     );
-    // Lab mode survives: it is the network's, recorded by the running domain.
+    // Lab mode survives (issue 17, item 11): it is the network's, recorded
+    // with the running domain's VF, and kept once the domain is gone, so
+    // the next start emulates the VF again instead of binding a real one.
     e.ok(&["destroy", "vm"]);
     assert_eq!(e.vfs_used(NET), 0);
     assert!(qemus_of(&e).is_empty());
+    let (_, err) = e.ok2(&["start", "vm", "--accel", "tcg"]);
+    assert!(err.contains("lab mode: failover primary"), "{err}");
+    e.ok(&["destroy", "vm"]);
 }
 
 /// `destroy` behind a `start --wait-failover` (which holds the domain lock
-/// while it waits for a guest that never negotiates) says what it waits for.
+/// while it waits for a guest that never negotiates) says what it waits
+/// for, and the start gives way (issue 17, item 11): the wait ends, the
+/// domain is destroyed and the start says why, long before its 600 s.
 #[test]
-fn destroy_says_what_it_waits_for() {
-    if qemu_or_skip("destroy_says_what_it_waits_for").is_none() {
+fn destroy_preempts_start_wait_failover() {
+    if qemu_or_skip("destroy_preempts_start_wait_failover").is_none() {
         return;
     }
     let _g = guest_lock();
     let e = Env::new();
     let _k = KillQemus(&e);
     define(&e, "vm");
-    let mut start = e
-        .command(&["start", "vm", "--accel", "tcg", "--wait-failover=120"])
+    let start = e
+        .command(&["start", "vm", "--accel", "tcg", "--wait-failover=600"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     struct KillOnDrop(Child);
@@ -291,15 +430,17 @@ fn destroy_says_what_it_waits_for() {
             let _ = self.0.wait();
         }
     }
-    let start_pid = start.id();
+    let mut start = KillOnDrop(start);
+    let start_pid = start.0.id();
     let record = e.run_dir("vm").join("state.json");
     let t0 = Instant::now();
     while !record.exists() {
-        assert!(start.try_wait().unwrap().is_none(), "start exited early");
+        assert!(start.0.try_wait().unwrap().is_none(), "start exited early");
         assert!(t0.elapsed() < Duration::from_secs(60), "QEMU never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let start = KillOnDrop(start);
+    // Let the start reach its wait (it holds the lock from before the record).
+    std::thread::sleep(Duration::from_millis(500));
     let destroy = e
         .command(&["destroy", "vm"])
         .stdout(Stdio::piped())
@@ -314,28 +455,44 @@ fn destroy_says_what_it_waits_for() {
             let _ = tx.send(line);
         }
     });
-    let line = rx.recv_timeout(Duration::from_secs(20));
-    // Let the start go (as Ctrl-C would): destroy proceeds.
-    drop(start);
+    // A guard against a hang only: the start would wait 600 s.
+    let finished = |c: &mut Child, what: &str| {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "{what} did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let status = finished(&mut destroy.0, "destroy (behind the start's wait)");
+    let line = rx.recv_timeout(Duration::from_secs(5));
     let line = line.expect("destroy printed nothing while it waited");
     assert_eq!(
         line,
         format!("waiting for 'teamvirt start' of domain 'vm' (pid {start_pid}) to finish (Ctrl-C to give up)...")
     );
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = destroy.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "destroy did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(destroy.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Domain 'vm' destroyed"), "{out}");
+    let status = finished(&mut start.0, "start");
+    let mut err = String::new();
+    std::io::Read::read_to_string(start.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("domain 'vm' was destroyed while waiting for failover"),
+        "{err}"
+    );
     assert!(qemus_of(&e).is_empty());
     assert_eq!(e.vfs_used(NET), 0);
+    assert!(!e.run_dir("vm").join("state.json").exists());
+    let (log, _) = e.ok2(&["domstate", "vm", "--reason"]);
+    assert!(log.contains("shut off (destroyed)"), "{log}");
 }
 
 /// A forged `emulator` (and argv) in `state.json` must not be what root

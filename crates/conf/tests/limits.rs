@@ -9,7 +9,7 @@
 //! counts (bytes scanned for positions, alias reads in lookups). Counts do
 //! not depend on load: about 2 when linear, about 4 when quadratic.
 
-use teamvirt_conf::parse::limits::{MAX_DEPTH, MAX_ELEMENTS, MAX_KEPT_ELEMENTS};
+use teamvirt_conf::parse::limits::{MAX_ATTRIBUTES, MAX_DEPTH, MAX_ELEMENTS, MAX_KEPT_ELEMENTS};
 use teamvirt_conf::validate::teaming;
 use teamvirt_conf::{work, AnyDef, DomainDef, NetworkDef};
 use teamvirt_testinfra::alloc_count::{allocated, CountingAlloc};
@@ -143,6 +143,66 @@ fn element_count_is_capped() {
         err(&xml),
         "XML error: document has too many elements (more than 100000)"
     );
+}
+
+/// `count` attributes (names `a0`, `a1`, ...) on one `<interface>`.
+fn attribute_heavy(elements: usize, count: usize) -> String {
+    let attrs: String = (0..count).map(|i| format!(" a{i}='x'")).collect();
+    domain(
+        &format!("<interface type='user'{attrs}/>").repeat(elements),
+        "",
+    )
+}
+
+/// 100,000 attributes on one element took 55.6 s in `validate` (issue 17):
+/// the parser compares each attribute with every one before it on the
+/// element. Refused by the scan before any tree is built, at the first
+/// attribute past the limit.
+#[test]
+fn attributes_per_element_are_capped() {
+    // `type` and 255 others: at the limit.
+    let (d, _) = DomainDef::parse_str(&attribute_heavy(1, MAX_ATTRIBUTES - 1), None).unwrap();
+    assert_eq!(d.devices.interfaces.len(), 1);
+    let e = AnyDef::parse_str(&attribute_heavy(1, MAX_ATTRIBUTES), None)
+        .unwrap_err()
+        .to_diagnostic(None);
+    assert_eq!(
+        e.message,
+        "XML error: element has too many attributes (more than 256)"
+    );
+    let head = attribute_heavy(1, MAX_ATTRIBUTES - 1);
+    let col = head.find("/>").unwrap() + 2;
+    assert_eq!(e.location(), Some(format!("1:{col}")));
+    // The issue's document: refused for the cost of the scan alone.
+    let huge = attribute_heavy(1, 100_000);
+    let c = cost(&|| {
+        let e = err(&huge);
+        assert!(e.contains("too many attributes"), "{e}");
+    });
+    assert!(
+        c.alloc_bytes < 64 * 1024 && c.ops.pos_bytes <= huge.len() as u64,
+        "refusing {} bytes cost {c:?}",
+        huge.len()
+    );
+}
+
+/// Many elements each at the attribute limit: parse and validation stay
+/// linear in the number of elements (the parser's per-element check is
+/// bounded by the limit).
+#[test]
+fn attribute_heavy_elements_are_linear() {
+    let docs: Vec<(usize, String)> = [100usize, 200]
+        .iter()
+        .map(|&n| (n, attribute_heavy(n, MAX_ATTRIBUTES - 1)))
+        .collect();
+    let run = |n: usize| {
+        let xml = &docs.iter().find(|(k, _)| *k == n).unwrap().1;
+        let (d, w) = DomainDef::parse_str(xml, None).unwrap();
+        assert_eq!(d.devices.interfaces.len(), n);
+        assert_eq!(w.len(), 101);
+        let _ = teamvirt_conf::validate::libvirt_checks(&d, &teamvirt_conf::validate::NoDriver);
+    };
+    assert_linear("attribute-heavy elements", &run, 100, 2.3);
 }
 
 #[test]

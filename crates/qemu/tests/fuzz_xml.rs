@@ -4,9 +4,9 @@
 //! whole conversion to a QEMU command line.
 //!
 //! Inputs are libvirt's test documents (and the examples) mutated bytewise
-//! and structurally: deep nesting, an element repeated many times, control
-//! characters, numbers at and past their bounds, duplicated and dropped
-//! elements and attributes. A deterministic generator (seeded) makes every
+//! and structurally: deep nesting, an element repeated many times, many
+//! attributes on one element, control characters, numbers at and past
+//! their bounds, duplicated and dropped elements and attributes. A deterministic generator (seeded) makes every
 //! run reproducible: a failure prints the seed and the iteration and saves
 //! the input under `target/fuzz-failures/`.
 //!
@@ -189,7 +189,7 @@ fn mutate(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
             break;
         }
         let n = d.len();
-        match rng.below(11) {
+        match rng.below(12) {
             0 => d[rng.below(n)] = rng.next() as u8,
             1 => d.truncate(rng.below(n)),
             2 => {
@@ -245,6 +245,25 @@ fn mutate(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
                 if let Some(&(s, e)) = spans.get(rng.below(spans.len())) {
                     let v = NUMBERS[rng.below(NUMBERS.len())];
                     d.splice(s..e, v.bytes());
+                }
+            }
+            10 => {
+                // Many attributes on one element: a few, around the
+                // per-element limit, or very many (the parser's duplicate
+                // check is quadratic in them).
+                let spans = element_spans(&d);
+                if let Some(&(s, _)) = spans.get(rng.below(spans.len())) {
+                    let count = match rng.below(4) {
+                        0 | 1 => 1 + rng.below(8),
+                        2 => 250 + rng.below(10),
+                        _ => 1_000 + rng.below(100_000),
+                    };
+                    let name_end = d[s + 1..]
+                        .iter()
+                        .position(|&c| c.is_ascii_whitespace() || c == b'>' || c == b'/')
+                        .map_or(d.len(), |p| s + 1 + p);
+                    let attrs: String = (0..count).map(|i| format!(" fz{i}='x'")).collect();
+                    d.splice(name_end..name_end, attrs.into_bytes());
                 }
             }
             _ => {

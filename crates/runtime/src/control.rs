@@ -199,30 +199,21 @@ impl Runtime {
             .collect())
     }
 
-    /// The host pty of a running domain's first serial port (`console`):
-    /// QEMU reports it as `pty:/dev/pts/N` in `query-chardev`.
-    pub fn console_pty(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+    /// The host pty of a running domain's first serial port (`console`),
+    /// opened: QEMU reports it as `pty:/dev/pts/N` in `query-chardev`, and
+    /// is believed only for a pty its own uid owns ([`crate::console`]).
+    pub fn open_console(&self, name: &str) -> Result<(PathBuf, std::fs::File), RuntimeError> {
         let rec = self.running(name)?;
+        // The uid that must own the pty is read from the process the
+        // kernel confirms is this domain's QEMU, not from the record.
+        crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
+        let uid = crate::console::uid_of(name, rec.proc.pid)?;
+        if !rec.is_alive() {
+            return Err(RuntimeError::NotRunning(name.to_owned()));
+        }
         let chardevs = block_on(Self::qmp_command(&rec, "query-chardev", json!({})))??;
-        pty_of(&chardevs).ok_or_else(|| {
-            RuntimeError::Internal(format!(
-                "cannot find a character device for domain '{name}': it has no serial console on a pty \
-                 (add <serial type='pty'/>)"
-            ))
-        })
+        Ok(crate::console::open_reported(name, &chardevs, uid)?)
     }
-}
-
-/// The pty of the first serial (`charserial0`), else of the first console.
-fn pty_of(chardevs: &Value) -> Option<PathBuf> {
-    let list = chardevs.as_array()?;
-    let pty = |label: &str| {
-        list.iter()
-            .find(|c| c.get("label").and_then(Value::as_str) == Some(label))
-            .and_then(|c| c.get("filename")?.as_str()?.strip_prefix("pty:"))
-            .map(PathBuf::from)
-    };
-    pty("charserial0").or_else(|| pty("charconsole0"))
 }
 
 /// `domiflist` rows for `def` (virsh's columns, then the pair). `pairs`:
@@ -321,17 +312,6 @@ fn emulated_models(def: &DomainDef) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pty_is_found_by_label() {
-        let v = json!([
-            {"label": "charmonitor", "filename": "unix:/x/qmp.sock,server=on", "frontend-open": true},
-            {"label": "charserial0", "filename": "pty:/dev/pts/7", "frontend-open": true}
-        ]);
-        assert_eq!(pty_of(&v), Some(PathBuf::from("/dev/pts/7")));
-        let v = json!([{"label": "charserial0", "filename": "file:/x/serial.log"}]);
-        assert_eq!(pty_of(&v), None);
-    }
 
     /// The live XML of a running lab-mode pair as `start` writes it, and
     /// the tap it recorded for the standby.

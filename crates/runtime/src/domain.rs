@@ -13,6 +13,7 @@ use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qmp::Qmp;
 
 use crate::error::RuntimeError;
+use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState};
@@ -416,17 +417,20 @@ impl Runtime {
         Ok(def.to_xml())
     }
 
-    /// The domain lock, saying through `on_wait` what it waits for when
-    /// another command holds it (a `start --wait-failover` can hold it for
-    /// minutes).
-    fn lock_domain_waiting(
+    /// The domain lock for stopping the domain, saying through `on_wait`
+    /// what it waits for when another command holds it. A `start
+    /// --wait-failover` holding it gives way within half a second: the
+    /// second lock returned, held until the stop is done, asks it to
+    /// (see [`crate::state::StateDir::request_stop`]).
+    fn lock_domain_for_stop(
         &self,
         name: &str,
         on_wait: &mut dyn FnMut(&str),
-    ) -> Result<crate::lock::FileLock, RuntimeError> {
+    ) -> Result<(FileLock, Option<FileLock>), RuntimeError> {
         if let Some(l) = self.sd.try_lock_domain(name)? {
-            return Ok(l);
+            return Ok((l, None));
         }
+        let request = self.sd.request_stop(name)?;
         let who = self
             .sd
             .domain_lock_holder(name)
@@ -435,7 +439,7 @@ impl Runtime {
         on_wait(&format!(
             "waiting for {who} to finish (Ctrl-C to give up)..."
         ));
-        Ok(self.sd.lock_domain(name)?)
+        Ok((self.sd.lock_domain(name)?, Some(request)))
     }
 
     /// Stop QEMU (SIGTERM, then SIGKILL) and release everything. Caller
@@ -460,7 +464,7 @@ impl Runtime {
         graceful: bool,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<Vec<VfBinding>, RuntimeError> {
-        let l = self.lock_domain_waiting(name, on_wait)?;
+        let (l, _request) = self.lock_domain_for_stop(name, on_wait)?;
         l.note_holder("teamvirt destroy");
         let Some(rec) = RunRecord::load(&self.sd, name)? else {
             return Err(RuntimeError::NotRunning(name.to_owned()));
@@ -515,7 +519,7 @@ impl Runtime {
         if !has_run_dir && !self.sd.domain_xml(name)?.exists() {
             return Err(RuntimeError::NoDomain(name.to_owned()));
         }
-        let l = self.lock_domain_waiting(name, on_wait)?;
+        let (l, _request) = self.lock_domain_for_stop(name, on_wait)?;
         l.note_holder("teamvirt destroy --force");
         let mut procs = crate::identity::find_qemus(&self.sd, name);
         let record = RunRecord::load(&self.sd, name);

@@ -77,6 +77,13 @@ pub enum RuntimeError {
         /// Lab-mode substitutions made by this start (to print them anyway).
         substitutions: Vec<String>,
     },
+    /// `start --wait-failover` gave way to a `destroy` of the domain.
+    #[error("domain '{name}' was destroyed while waiting for failover")]
+    DestroyedWhileWaiting { name: String },
+    /// As [`RuntimeError::DestroyedWhileWaiting`], but the `destroy` ended
+    /// (failed or interrupted) with QEMU still running.
+    #[error("the wait for failover of domain '{name}' gave way to a destroy that did not stop it; the domain is left running (`teamvirt destroy {name}` stops it)")]
+    DestroyInterruptedWait { name: String },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -93,6 +100,8 @@ pub enum RuntimeError {
     Teaming(#[from] TeamingError),
     #[error(transparent)]
     Hotplug(#[from] crate::hotplug::HotplugError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("internal error: {0}")]
     Internal(String),
 }

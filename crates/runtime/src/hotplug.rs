@@ -362,8 +362,11 @@ impl Runtime {
             }
         }
         let mut emulate = opts.emulate_vf || !rec.substitutions.is_empty();
+        let mut lab = None;
         if let Some(p) = &pool {
-            emulate |= p.state()?.emulate_vf;
+            let st = p.state()?;
+            emulate |= st.emulate_vf;
+            lab = st.lab();
         }
         let bopts = teamvirt_qemu::command::BuildOptions {
             emulate_vf: emulate,
@@ -402,6 +405,7 @@ impl Runtime {
                 network: p.network().to_owned(),
                 device: alias.clone(),
                 address: addr.to_string(),
+                lab,
             }),
             _ => None,
         };

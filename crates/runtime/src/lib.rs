@@ -14,6 +14,8 @@
 pub mod accel;
 /// Autostart flags of domains and networks.
 pub mod autostart;
+/// `console`: the pty QEMU reports, checked before it is opened.
+pub mod console;
 /// The virsh verbs beyond the lifecycle: suspend, resume, reboot,
 /// dominfo, domiflist, autostart, console.
 pub mod control;

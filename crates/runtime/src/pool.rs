@@ -83,8 +83,12 @@ impl VfPool {
     /// what was wrong with the file (damaged, or missing VFs in use).
     fn load_checked(&self) -> Result<(NetworkState, Option<String>), PoolError> {
         let path = self.sd.network_state(&self.network)?;
+        let mut missing = false;
         let (mut st, damaged) = match read_optional(&path) {
-            Ok(None) => (NetworkState::default(), None),
+            Ok(None) => {
+                missing = true;
+                (NetworkState::default(), None)
+            }
             Ok(Some(s)) => match serde_json::from_str(&s) {
                 Ok(st) => (st, None),
                 Err(e) => (
@@ -106,7 +110,7 @@ impl VfPool {
             Err(StateError::Untrusted(u)) => (NetworkState::default(), Some(u.to_string())),
             Err(e) => return Err(e.into()),
         };
-        let added = self.merge_running(&mut st, damaged.is_some());
+        let added = self.merge_running(&mut st, missing || damaged.is_some());
         let problem = match (damaged, added.is_empty()) {
             (Some(d), _) => Some(d),
             (None, false) => Some(format!(
@@ -121,8 +125,9 @@ impl VfPool {
 
     /// Add what running domains' records say they hold and the file lacks
     /// (a record wins over a stale allocation of the same VF); returns the
-    /// VFs added. `rebuild`: the file was lost, so lab mode comes from the
-    /// records too.
+    /// VFs added. `rebuild`: the file was lost or damaged, so the lab
+    /// settings come from the records too (those of the VFs taken in lab
+    /// mode: a pool is put in lab mode, never out of it, by a record).
     fn merge_running(&self, st: &mut NetworkState, rebuild: bool) -> Vec<String> {
         let mut added = Vec::new();
         let Ok(names) = self.sd.run_entries() else {
@@ -135,15 +140,13 @@ impl VfPool {
             if !rec.is_alive() {
                 continue;
             }
-            if rebuild
-                && rec
-                    .pairs
-                    .iter()
-                    .any(|p| p.emulated && p.network.as_deref() == Some(&self.network))
-            {
-                st.emulate_vf = true;
-            }
             for vf in rec.vfs.iter().filter(|v| v.network == self.network) {
+                if let (true, Some(lab)) = (rebuild, &vf.lab) {
+                    st.emulate_vf = true;
+                    if st.lab_bridge.is_none() {
+                        st.lab_bridge.clone_from(&lab.bridge);
+                    }
+                }
                 let held = st
                     .allocations
                     .iter()
@@ -335,6 +338,26 @@ pub struct VfBinding {
     pub device: String,
     /// Host PCI address.
     pub address: String,
+    /// The pool's lab settings when the VF was taken (`None`: not in lab
+    /// mode), so a lost pool state is rebuilt with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabSettings>,
+}
+
+/// Lab mode of a pool (`net-define --emulate-vf [--lab-bridge BR]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+}
+
+impl NetworkState {
+    /// The lab settings a VF taken from this pool now is recorded with.
+    pub fn lab(&self) -> Option<LabSettings> {
+        self.emulate_vf.then(|| LabSettings {
+            bridge: self.lab_bridge.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,17 @@ pub fn spawn_detached_as(
     // SAFETY: pipe2 returned two fresh descriptors that we now own.
     let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     let wfd = wr.as_raw_fd();
+    // QEMU's stdout and stderr: read by its reaper, which writes them to
+    // the log with control characters escaped (an OSC title or a screen
+    // clear in QEMU's output must not reach a terminal showing the log).
+    let mut out = [0i32; 2];
+    // SAFETY: out is a valid two-element array.
+    if unsafe { libc::pipe2(out.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(spawn_err(io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    let (out_rd, out_wr) = unsafe { (File::from_raw_fd(out[0]), File::from_raw_fd(out[1])) };
+    let (ord, owr) = (out_rd.as_raw_fd(), out_wr.as_raw_fd());
 
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -254,7 +265,14 @@ pub fn spawn_detached_as(
             match libc::fork() {
                 -1 => return Err(io::Error::last_os_error()),
                 0 => {}
-                qemu => reap_and_log(qemu),
+                qemu => {
+                    // Its stdin is QEMU's output (std set 0 to /dev/null).
+                    libc::dup2(ord, 0);
+                    reap_and_log(qemu)
+                }
+            }
+            if libc::dup2(owr, 1) < 0 || libc::dup2(owr, 2) < 0 {
+                return Err(io::Error::last_os_error());
             }
             let me = libc::getpid().to_ne_bytes();
             libc::write(wfd, me.as_ptr().cast(), me.len());
@@ -268,6 +286,8 @@ pub fn spawn_detached_as(
     // Reap the intermediate process; QEMU is the reaper's child now.
     let _ = child.wait();
     drop(wr);
+    // Only QEMU and its reaper hold the output pipe now (EOF when QEMU goes).
+    drop((out_rd, out_wr));
     let mut buf = [0u8; 4];
     rd.read_exact(&mut buf).map_err(spawn_err)?;
     let pid = i32::from_ne_bytes(buf);
@@ -276,15 +296,16 @@ pub fn spawn_detached_as(
     ProcId::of(pid).ok_or(ProcessError::ExitedAtStart { pid })
 }
 
-/// QEMU's parent for its whole life: waits for it and appends one line to
-/// its stderr log saying how it ended (exit status or signal), which is
-/// what an operator wants to know about a VM that died while no teamvirt
-/// ran (`domlog::exit_cause` reads it back). A daemon-less conmon.
+/// QEMU's parent for its whole life: copies QEMU's output (its stdin, a
+/// pipe) to the log (stderr) with control characters escaped, waits for
+/// QEMU and appends one line saying how it ended (exit status or signal),
+/// which is what an operator wants to know about a VM that died while no
+/// teamvirt ran (`domlog::exit_cause` reads it back). A daemon-less conmon.
 ///
 /// Runs in a forked child of teamvirt that never execs: async-signal-safe
 /// calls only, no allocation. Never returns.
 unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
-    // Nothing but the log (stdout/stderr) stays open: the pid pipe and
+    // Nothing but QEMU's output and the log stay open: the pid pipe and
     // std's exec-error pipe must see EOF when QEMU execs.
     libc::syscall(
         libc::SYS_close_range,
@@ -299,12 +320,38 @@ unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
         0,
         0,
     );
+    let mut esc = crate::util::EscapeStream::default();
+    let mut buf = [0u8; 4096];
+    let mut open = true;
     let mut status = 0;
-    while libc::waitpid(qemu, &mut status, 0) < 0 {
-        if *libc::__errno_location() != libc::EINTR {
+    loop {
+        if open {
+            let mut pfd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 500) > 0 {
+                open = copy_escaped(&mut esc, &mut buf);
+            }
+        }
+        // Blocking once the output ended; else polled, as a child of QEMU
+        // may hold its output open after QEMU is gone.
+        let r = libc::waitpid(qemu, &mut status, if open { libc::WNOHANG } else { 0 });
+        if r == qemu {
+            break;
+        }
+        if r < 0 && *libc::__errno_location() != libc::EINTR {
             libc::_exit(0);
         }
     }
+    // What QEMU wrote last, without waiting for anyone else holding it.
+    if open {
+        let fl = libc::fcntl(0, libc::F_GETFL);
+        libc::fcntl(0, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        while copy_escaped(&mut esc, &mut buf) {}
+    }
+    esc.flush(&mut |b| write_all(2, b));
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -314,6 +361,48 @@ unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
     let n = reap_line(&mut buf, ts.tv_sec, ts.tv_nsec, qemu, status);
     libc::write(2, buf.as_ptr().cast(), n);
     libc::_exit(0)
+}
+
+/// One read of QEMU's output (fd 0) copied escaped to the log (fd 2);
+/// false at its end (or when nothing is there, non-blocking).
+/// Async-signal-safe, no allocation (see `reap_and_log`).
+unsafe fn copy_escaped(esc: &mut crate::util::EscapeStream, buf: &mut [u8; 4096]) -> bool {
+    let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
+    if n < 0 {
+        return *libc::__errno_location() == libc::EINTR;
+    }
+    if n == 0 {
+        return false;
+    }
+    // Escaped output is gathered and written in large pieces.
+    let mut out = [0u8; 4096];
+    let mut len = 0;
+    esc.feed(&buf[..n as usize], &mut |b| {
+        if len + b.len() > out.len() {
+            write_all(2, &out[..len]);
+            len = 0;
+        }
+        out[len..len + b.len()].copy_from_slice(b);
+        len += b.len();
+    });
+    write_all(2, &out[..len]);
+    true
+}
+
+/// `write` until all of `b` is written or the descriptor fails.
+fn write_all(fd: i32, mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: b is a valid buffer of its length.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if n < 0 {
+            // SAFETY: reading errno.
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        b = &b[n as usize..];
+    }
 }
 
 /// Formats `TIMESTAMP: teamvirt: qemu process PID exited with status N` or
@@ -528,8 +617,9 @@ mod tests {
         );
     }
 
-    /// Only stdin (/dev/null), stdout and stderr (the log) reach the
-    /// detached process; a descriptor leaked to us by our caller does not.
+    /// Only stdin (/dev/null), stdout and stderr (a pipe to its reaper,
+    /// which writes the log) reach the detached process; a descriptor
+    /// leaked to us by our caller does not.
     #[test]
     fn only_std_descriptors_are_inherited() {
         let t = tempfile::tempdir().unwrap();
@@ -549,12 +639,33 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         fds.sort();
-        let target = |fd: &str| std::fs::read_link(format!("/proc/{}/fd/{fd}", p.pid)).ok();
-        let targets: Vec<_> = ["0", "1", "2"].iter().map(|f| target(f)).collect();
+        let target = |pid: i32, fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
+        let targets: Vec<_> = ["0", "1", "2"].iter().map(|f| target(p.pid, f)).collect();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap();
+        let reaper: i32 = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut reaper_fds: Vec<String> = std::fs::read_dir(format!("/proc/{reaper}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        reaper_fds.sort();
+        let reaper_targets: Vec<_> = ["0", "1", "2"].iter().map(|f| target(reaper, f)).collect();
         p.kill_painfully(Duration::from_secs(5)).unwrap();
         assert_eq!(fds, ["0", "1", "2"], "leaked fd {}", leaked.as_raw_fd());
+        assert_eq!(reaper_fds, ["0", "1", "2"]);
         let null = Some(PathBuf::from("/dev/null"));
-        assert_eq!(targets, [null, Some(log.clone()), Some(log)]);
+        let pipe = targets[1].clone();
+        assert!(
+            pipe.as_ref()
+                .is_some_and(|t| t.to_string_lossy().starts_with("pipe:")),
+            "{targets:?}"
+        );
+        assert_eq!(targets, [null, pipe.clone(), pipe.clone()]);
+        assert_eq!(reaper_targets, [pipe, Some(log.clone()), Some(log)]);
     }
 
     /// A program that exits at once may be reaped by its reaper before

@@ -74,7 +74,10 @@ fn log_tail(log: &str) -> String {
     if t.is_empty() {
         String::new()
     } else {
-        format!(": {t}")
+        // Escaped by the reaper already; again, line by line, since this
+        // goes to a terminal whatever wrote the log.
+        let lines: Vec<String> = t.lines().map(crate::util::escape_controls).collect();
+        format!(": {}", lines.join("\n"))
     }
 }
 
@@ -204,6 +207,7 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
                 network: net.clone(),
                 device: a.device,
                 address: a.address,
+                lab: None,
             });
         }
     }
@@ -651,10 +655,21 @@ fn check_socket_path(paths: &RunPaths) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The log of a QEMU that is gone, from `start`: QEMU's last words pass
+/// through its reaper, so they are complete once the reaper's line saying
+/// how QEMU ended is there (waited for, 2 s at most).
 fn read_log_from(path: &Path, start: u64) -> String {
-    let data = std::fs::read(path).unwrap_or_default();
-    let from = usize::try_from(start).unwrap_or(0).min(data.len());
-    String::from_utf8_lossy(&data[from..]).into_owned()
+    let mut tries = 100;
+    loop {
+        let data = std::fs::read(path).unwrap_or_default();
+        let from = usize::try_from(start).unwrap_or(0).min(data.len());
+        let text = String::from_utf8_lossy(&data[from..]).into_owned();
+        tries -= 1;
+        if tries == 0 || text.contains(": teamvirt: qemu process ") {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 async fn died_or(rec: &RunRecord, log_start: u64, other: RunError) -> RunError {
@@ -826,6 +841,47 @@ mod tests {
         assert_eq!(st.allocations[0].domain, "alive");
         assert!(RunRecord::load(&sd, "dead").unwrap().is_none());
         assert!(running(&sd, "alive").unwrap().is_some());
+    }
+
+    /// Issue 17, item 11: a pool state file lost or damaged while a domain
+    /// holds a VF taken in lab mode is rebuilt in lab mode, with its lab
+    /// bridge, so the next start does not try real VFs.
+    #[test]
+    fn rebuilt_pool_state_keeps_lab_settings() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(t.path()).unwrap();
+        let pool = VfPool::new(&sd, "pool");
+        pool.set_emulate_vf(true).unwrap();
+        pool.set_lab_bridge(Some("br0".into())).unwrap();
+        let lab = pool.state().unwrap().lab();
+        assert!(lab.is_some());
+        pool.reserve("0000:01:00.1", "alive", "hostdev0").unwrap();
+        let mut rec = record(&sd, "alive", ProcId::of(std::process::id() as i32).unwrap());
+        rec.vfs.push(VfBinding {
+            network: "pool".into(),
+            device: "hostdev0".into(),
+            address: "0000:01:00.1".into(),
+            lab,
+        });
+        rec.save(&sd).unwrap();
+        let file = sd.network_state("pool").unwrap();
+        for damage in [None, Some("{ garbage")] {
+            match damage {
+                None => std::fs::remove_file(&file).unwrap(),
+                Some(d) => std::fs::write(&file, d).unwrap(),
+            }
+            let st = pool.state().unwrap();
+            assert!(st.emulate_vf, "{damage:?}");
+            assert_eq!(st.lab_bridge.as_deref(), Some("br0"), "{damage:?}");
+            assert!(pool.repair().unwrap().unwrap().contains("rebuilt"));
+            // Written back: still lab mode once the domain is gone.
+            let kept: crate::pool::NetworkState =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            assert!(kept.emulate_vf && kept.lab_bridge.as_deref() == Some("br0"));
+        }
+        // A sane file is the admin's: a record does not turn lab mode back on.
+        pool.set_emulate_vf(false).unwrap();
+        assert!(!pool.state().unwrap().emulate_vf);
     }
 
     #[test]

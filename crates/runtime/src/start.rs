@@ -71,6 +71,17 @@ pub struct StartReport {
     pub launch_time: Duration,
 }
 
+/// Returns once a `destroy` asks to stop `name` (polled: the request is a
+/// held lock, see [`crate::state::StateDir::request_stop`]).
+async fn stop_requested(sd: &crate::state::StateDir, name: &str) -> Result<(), RuntimeError> {
+    loop {
+        if sd.stop_requested(name)? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The first substitution line, as printed and recorded.
 pub fn describe_substitution(s: &Substitution) -> String {
     format!(
@@ -181,7 +192,15 @@ impl Runtime {
             }
             let launch_time = t0.elapsed();
             let states = match wait {
-                Some(w) => Some(teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w).await?),
+                // A `destroy` must not wait out the whole failover wait
+                // behind this start's domain lock: it asks, this gives way.
+                Some(w) => tokio::select! {
+                    r = teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w) => Some(r?),
+                    r = stop_requested(&self.sd, &name) => {
+                        r?;
+                        return Err(RuntimeError::DestroyedWhileWaiting { name: name.clone() });
+                    }
+                },
                 None => None,
             };
             Ok::<_, RuntimeError>((l.record, launch_time, states))
@@ -193,6 +212,20 @@ impl Runtime {
         drop(id);
         let (record, launch_time, states) = match outcome {
             Ok(x) => x,
+            Err(RuntimeError::DestroyedWhileWaiting { name }) => {
+                // The destroy stops QEMU and releases everything under the
+                // domain lock; reported once it is done, saying whether it
+                // succeeded.
+                drop(_lock);
+                let _done = self.sd.wait_stop_requests(&name)?;
+                let running =
+                    matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive());
+                return Err(if running {
+                    RuntimeError::DestroyInterruptedWait { name }
+                } else {
+                    RuntimeError::DestroyedWhileWaiting { name }
+                });
+            }
             Err(e) => {
                 // A QEMU that failed to come up is gone; one that is running
                 // (failover wait failed) keeps its VFs.
@@ -304,9 +337,11 @@ impl Runtime {
         let pools: Vec<VfPool> = nets.iter().map(|n| VfPool::new(&self.sd, n)).collect();
         let mut emulate = opts.emulate_vf;
         let mut lab_bridges = BTreeMap::new();
+        let mut labs = BTreeMap::new();
         for p in &pools {
             let st = p.state()?;
             emulate |= st.emulate_vf;
+            labs.insert(p.network().to_owned(), st.lab());
             if let (true, Some(br)) = (st.emulate_vf, st.lab_bridge) {
                 lab_bridges.insert(p.network().to_owned(), br);
             }
@@ -387,6 +422,7 @@ impl Runtime {
                     network: net.clone(),
                     device: conv.built.aliases.interfaces[i].clone(),
                     address: addr.to_string(),
+                    lab: labs.get(net).cloned().flatten(),
                 }),
                 _ => None,
             })

@@ -8,7 +8,7 @@
 //!   run/NAME/                   one per running domain (0700)
 //!     live.xml pid qmp.sock serial.log state.json
 //!   log/NAME.log                per-domain log: lifecycle, QEMU argv and stderr
-//!   locks/                      flock files (global, domain-NAME, network-NAME)
+//!   locks/                      flock files (global, domain-NAME, stop-NAME, network-NAME)
 //!   cache/                      QEMU capability cache
 //! ```
 //!
@@ -364,6 +364,34 @@ impl StateDir {
     }
     fn domain_lock_path(&self, name: &str) -> PathBuf {
         self.locks_dir().join(format!("domain-{name}.lock"))
+    }
+    /// Held (shared) by a `destroy` for as long as it runs once it found
+    /// the domain lock taken: a `start` waiting for failover under that
+    /// lock sees it ([`StateDir::stop_requested`]) and gives way. A lock,
+    /// not a file, so a killed `destroy` leaves no stale request.
+    pub fn request_stop(&self, name: &str) -> Result<FileLock, StateError> {
+        check_name(name)?;
+        Ok(FileLock::acquire(
+            &self.stop_request_path(name),
+            LockMode::Shared,
+        )?)
+    }
+    /// Whether a `destroy` holds [`StateDir::request_stop`] for `name`.
+    pub fn stop_requested(&self, name: &str) -> Result<bool, StateError> {
+        check_name(name)?;
+        Ok(FileLock::try_acquire(&self.stop_request_path(name), LockMode::Exclusive)?.is_none())
+    }
+    /// Block until no `destroy` holds [`StateDir::request_stop`] for
+    /// `name` (the returned lock keeps new ones out until dropped).
+    pub fn wait_stop_requests(&self, name: &str) -> Result<FileLock, StateError> {
+        check_name(name)?;
+        Ok(FileLock::acquire(
+            &self.stop_request_path(name),
+            LockMode::Exclusive,
+        )?)
+    }
+    fn stop_request_path(&self, name: &str) -> PathBuf {
+        self.locks_dir().join(format!("stop-{name}.lock"))
     }
     /// Lock of a network's VF pool (held only while allocating/releasing).
     pub fn lock_network(&self, name: &str) -> Result<FileLock, StateError> {

@@ -128,6 +128,7 @@ fn launch_with(
             network: POOL.into(),
             device: "hostdev0".into(),
             address: a.into(),
+            lab: None,
         })
         .into_iter()
         .collect();

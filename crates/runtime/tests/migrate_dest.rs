@@ -1,7 +1,8 @@
 //! The local migration destination against a real QEMU (`-machine none`,
 //! no guest): prepare reserves a VF, starts QEMU with `-incoming defer`
-//! listening on loopback and records it; abort stops it and returns the
-//! VF; failed checks leave nothing behind. Skips only without QEMU.
+//! listening on a unix socket in a private directory (never a TCP port)
+//! and records it; abort stops it and returns the VF; failed checks leave
+//! nothing behind. Skips only without QEMU.
 
 use std::time::Duration;
 
@@ -44,6 +45,30 @@ fn request(src: &StateDir, qemu: &str) -> PrepareRequest {
     }
 }
 
+/// The TCP sockets process `pid` holds that listen (`/proc/net/tcp*`
+/// entries in state 0A whose inode is one of its descriptors).
+fn tcp_listeners_of(pid: i32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                out.push(format!("{table} {}", f[1]));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn prepare_listens_and_abort_cleans_up() {
     let Some(qemu) = teamvirt_testinfra::qemu_or_skip("prepare_listens_and_abort_cleans_up") else {
@@ -80,7 +105,19 @@ fn prepare_listens_and_abort_cleans_up() {
         pool.release("0000:81:00.1", "other").unwrap();
 
         let p = d.prepare(&req).await.unwrap();
-        assert!(p.uri.starts_with("tcp:127.0.0.1:"), "{}", p.uri);
+        // Same host: a unix socket nobody but root and the QEMU user can
+        // reach, not a loopback port any local user could connect to
+        // first (issue 17, item 6).
+        let sock = std::path::PathBuf::from(p.uri.strip_prefix("unix:").unwrap_or_else(|| {
+            panic!("{}", p.uri);
+        }));
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        let dir = std::fs::metadata(sock.parent().unwrap()).unwrap();
+        assert_eq!(dir.permissions().mode() & 0o777, 0o700);
         assert_eq!(p.vfs[0].address, "0000:81:00.1");
         assert_eq!(p.pairs[0].vf.as_deref(), Some("0000:81:00.1"));
         assert!(
@@ -98,9 +135,9 @@ fn prepare_listens_and_abort_cleans_up() {
             .argv
             .iter()
             .any(|a| a.contains(&sock.display().to_string())));
-        // Really listening.
-        let port: u16 = p.uri.rsplit(':').next().unwrap().parse().unwrap();
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // Really listening there, and on no TCP port.
+        assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+        assert_eq!(tcp_listeners_of(rec.proc.pid), Vec::<String>::new());
         assert_eq!(pool.state().unwrap().allocations[0].domain, "vm");
         let j = teamvirt_runtime::migrate::job::current(&dst, "vm")
             .unwrap()

@@ -98,6 +98,42 @@ async fn qemu_error_at_start_is_reported() {
     assert!(RunRecord::load(&sd, "bad").unwrap().is_none());
 }
 
+/// QEMU's stderr on a failed start carrying terminal control sequences
+/// (an OSC window title, a screen clear, a bidi override; here in the
+/// device name QEMU echoes back) reaches neither the error (printed on a
+/// terminal) nor the domain log raw (issue 17, item 10).
+#[tokio::test(flavor = "current_thread")]
+async fn qemu_stderr_at_start_is_escaped() {
+    let Some(qemu) = teamvirt_testinfra::qemu_or_skip("qemu_stderr_at_start_is_escaped") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sd = StateDir::open(t.path()).unwrap();
+    let hostile = "nodev\x1b]0;pwned\x07\x1b[2J\x1b[H\u{202e}x";
+    let e = run::launch(&sd, spec(&sd, &qemu, "bad", &["-device", hostile]))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("exited while starting"), "{msg}");
+    assert!(
+        msg.contains("nodev\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H\\u{202e}x"),
+        "{msg:?}"
+    );
+    assert!(
+        !msg.contains('\x1b') && !msg.contains('\u{202e}'),
+        "{msg:?}"
+    );
+    let log = std::fs::read(sd.run_paths("bad").unwrap().qemu_log).unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        !log.contains('\x1b') && !log.contains('\u{202e}'),
+        "{log:?}"
+    );
+    // QEMU's own line, escaped, and the reaper's line after it.
+    assert!(log.contains("nodev\\x1b]0;pwned\\x07"), "{log:?}");
+    assert!(log.contains(": teamvirt: qemu process "), "{log:?}");
+}
+
 /// A newline in an argument (a `<cmdline>` with `&#10;`) cannot forge a
 /// line of the domain log: the command line is written escaped.
 #[tokio::test(flavor = "current_thread")]

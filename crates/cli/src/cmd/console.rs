@@ -3,10 +3,8 @@
 //! Ctrl-] leaves. The guest's output is also kept in the domain's serial
 //! log, whoever is attached.
 
-use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 
 use crate::cmd::domain::{report_domain, NameArgs};
@@ -15,21 +13,10 @@ use crate::cmd::domain::{report_domain, NameArgs};
 const ESCAPE: u8 = 0x1d;
 
 pub fn run(a: NameArgs) -> ExitCode {
-    let pty = match a.state.open().and_then(|rt| rt.console_pty(&a.domain)) {
-        Ok(p) => p,
+    // Opened by the runtime, which checks it is QEMU's pty.
+    let mut dev = match a.state.open().and_then(|rt| rt.open_console(&a.domain)) {
+        Ok((_, f)) => f,
         Err(e) => return report_domain(&a.domain, "", &e),
-    };
-    let mut dev = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&pty)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot open console {}: {e}", pty.display());
-            return ExitCode::FAILURE;
-        }
     };
     eprintln!("Connected to domain '{}'", a.domain);
     eprintln!("Escape character is ^] (Ctrl + ])");

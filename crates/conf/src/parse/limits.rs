@@ -14,6 +14,14 @@
 //! - [`MAX_KEPT_ELEMENTS`]: elements teamvirt keeps verbatim (unknown or
 //!   passed-through XML) are copied into the definition and formatted back;
 //!   this caps that copy.
+//! - [`MAX_ATTRIBUTES`]: the parser checks each attribute of an element
+//!   against all before it (duplicates), which costs the square of their
+//!   number: 100,000 attributes on one element took 55 s. Capped, that
+//!   check costs at most `MAX_ATTRIBUTES / 2` comparisons per attribute.
+//!   libvirt's test data has at most 9 attributes on an element.
+//!
+//! Other XML teamvirt reads (`--caps` files) goes through the same scan
+//! ([`check_document`]): the parser's tokenizer recurses once per level.
 
 use crate::diag::{prefix, Pos};
 use crate::error::ConfError;
@@ -29,21 +37,23 @@ pub const MAX_KEPT_ELEMENTS: usize = 20_000;
 /// one, so many declarations times many elements would cost their product.
 /// libvirt documents use a handful (`qemu:`, metadata namespaces).
 pub const MAX_NAMESPACE_DECLS: usize = 64;
+/// Most attributes (namespace declarations included) on one element.
+pub const MAX_ATTRIBUTES: usize = 256;
 
-/// One linear pass over the text: the depth and element limits, with the
-/// line and column of the first element past a limit.
+/// One linear pass over the text, for any XML document teamvirt reads
+/// (definitions through their loader, `--caps` files): the limits of this
+/// module, with the line and column of the first element past a limit.
 ///
 /// The scan only needs to be right for documents roxmltree accepts: for
 /// those, every `<` outside comments, CDATA, processing instructions,
 /// attribute values and the (refused) DOCTYPE starts a tag. On anything
 /// malformed it gives up quietly and leaves the error to the parser, which
-/// builds its tree iteratively and stops at the first problem.
-#[cfg(test)]
-pub(crate) fn check(text: &str) -> Result<(), ConfError> {
+/// stops at the first problem.
+pub fn check_document(text: &str) -> Result<(), ConfError> {
     check_nested(text, 0)
 }
 
-/// [`check`] for a document that will sit `below` levels down in another
+/// [`check_document`] for a document that will sit `below` levels down in another
 /// (a device document lands inside `<domain><devices>`): its own depth
 /// limit is that much smaller, so the whole stays readable.
 pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
@@ -92,6 +102,8 @@ pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
             // and '/'), note whether it closes itself.
             let mut j = lt + 1;
             let mut quote = None;
+            let mut attrs = 0usize;
+            let mut name_start = j;
             let self_closing;
             loop {
                 let Some(&c) = b.get(j) else { return Ok(()) };
@@ -103,13 +115,29 @@ pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
                         self_closing = b[j - 1] == b'/';
                         break;
                     }
-                    None if c.is_ascii_whitespace() && is_xmlns(&b[j + 1..]) => {
-                        namespaces += 1;
-                        if namespaces > MAX_NAMESPACE_DECLS {
+                    None if c.is_ascii_whitespace() => {
+                        name_start = j + 1;
+                        if is_xmlns(&b[j + 1..]) {
+                            namespaces += 1;
+                            if namespaces > MAX_NAMESPACE_DECLS {
+                                return Err(limit_error(
+                                    text,
+                                    j + 1,
+                                    format!("too many namespace declarations (more than {MAX_NAMESPACE_DECLS})"),
+                                ));
+                            }
+                        }
+                    }
+                    // Each attribute has one '=' outside quotes.
+                    None if c == b'=' => {
+                        attrs += 1;
+                        if attrs > MAX_ATTRIBUTES {
                             return Err(limit_error(
                                 text,
-                                j + 1,
-                                format!("too many namespace declarations (more than {MAX_NAMESPACE_DECLS})"),
+                                name_start,
+                                format!(
+                                    "element has too many attributes (more than {MAX_ATTRIBUTES})"
+                                ),
                             ));
                         }
                     }
@@ -178,6 +206,7 @@ fn pos_of(text: &str, at: usize) -> Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use check_document as check;
 
     fn nested(n: usize) -> String {
         format!("{}{}", "<a>".repeat(n), "</a>".repeat(n))

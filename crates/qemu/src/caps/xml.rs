@@ -111,6 +111,21 @@ impl Ctx<'_, '_> {
 }
 
 pub(super) fn parse(text: &str, origin: &Path) -> Result<QemuCaps, CapsError> {
+    // The limits of domain XML (the parser recurses once per level: a
+    // deeply nested file overflowed the stack).
+    if let Err(e) = teamvirt_conf::parse::limits::check_document(text) {
+        let (location, message) = match e {
+            teamvirt_conf::ConfError::Xml {
+                message,
+                pos: Some(p),
+            } => (
+                format!("{}:{}:{}", origin.display(), p.line, p.col),
+                message,
+            ),
+            e => (origin.display().to_string(), e.to_string()),
+        };
+        return Err(CapsError::Xml { location, message });
+    }
     let opts = ParsingOptions {
         allow_dtd: false,
         ..ParsingOptions::default()

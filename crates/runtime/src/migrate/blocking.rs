@@ -26,6 +26,10 @@ pub fn migrate_to_state_dir(
     check_targets(sd, name, dest_root)?;
     let dest_sd = StateDir::open(dest_root)?;
     let mut dest = LocalDestination::new(dest_sd);
+    // A unix socket (the default) has no host name for QEMU's TLS client
+    // to check the certificate against: with --tls, loopback TCP, which
+    // TLS authenticates.
+    dest.unix_incoming = opts.tls_dir.is_none();
     dest.tls_dir = opts.tls_dir.clone();
     drive(sd, name, dest, opts, progress)
 }

@@ -70,7 +70,8 @@ pub enum DestEvent {
 /// A destination ready to receive.
 #[derive(Debug)]
 pub struct Prepared {
-    /// Where the source must send (`tcp:HOST:PORT`).
+    /// Where the source must send (`tcp:HOST:PORT`, or `unix:PATH` on the
+    /// same host and through a tunnel).
     pub uri: String,
     /// The pairs as they are on the destination (its VFs).
     pub pairs: Vec<TeamingPair>,
@@ -140,8 +141,10 @@ pub struct LocalDestination {
     /// Address the source sends to when it is not `listen` (a wildcard
     /// `listen`, or `--migrateuri`).
     pub advertise: Option<String>,
-    /// Listen on a unix socket in the run directory instead of TCP (the
-    /// stream comes through an SSH tunnel, see `remote`).
+    /// Listen on a unix socket in a private directory instead of TCP: a
+    /// same-host migration (the default of [`LocalDestination::new`]: no
+    /// local user can connect first, as one could to a loopback port), or
+    /// a stream through an SSH tunnel (see `remote`).
     pub unix_incoming: bool,
     /// `--tls`: QEMU's `tls-creds-x509` (endpoint server) from this directory.
     pub tls_dir: Option<PathBuf>,
@@ -177,7 +180,7 @@ impl LocalDestination {
             listen: "127.0.0.1".into(),
             port: 0,
             advertise: None,
-            unix_incoming: false,
+            unix_incoming: true,
             tls_dir: None,
             run_files: Vec::new(),
             host: HostPrep::system(),
@@ -376,7 +379,9 @@ impl LocalDestination {
                 .map_err(MigrateError::dst)?;
         }
         if self.unix_incoming {
-            // QEMU (the QEMU user) binds it: not in the run directory.
+            // QEMU (the QEMU user) binds it, and the source QEMU connects:
+            // neither can enter the root-only run directory, so it is a
+            // fresh 0700 directory of the QEMU user (nobody else gets in).
             let dir = crate::privdrop::socket_dir("migrate-in").map_err(|e| MigrateError::Io {
                 what: "cannot make the incoming socket directory".into(),
                 source: e,
@@ -648,6 +653,7 @@ fn reserve_in(sd: &StateDir, req: &PrepareRequest) -> Result<Vec<VfBinding>, Mig
                 network: net.to_string(),
                 device: pair.primary.clone(),
                 address: free.clone(),
+                lab: st.lab(),
             });
         }
         Ok(got)

@@ -184,6 +184,7 @@ impl Destination for FakeDest {
                 network: "pool".into(),
                 device: "hostdev0".into(),
                 address: "0000:03:00.1".into(),
+                lab: None,
             }],
             substitutions: Vec::new(),
             pid: None,
