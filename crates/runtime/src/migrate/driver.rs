@@ -196,6 +196,8 @@ struct Ctx<'a> {
     progress: &'a mut (dyn FnMut(Progress) + Send),
     /// The copy must run with the source paused (see [`super::tcg_copy`]).
     pause_copy: bool,
+    /// When the `migrate` command was sent: the deadlines count from it.
+    migrating_since: Instant,
 }
 
 impl<'a> Ctx<'a> {
@@ -213,6 +215,7 @@ impl<'a> Ctx<'a> {
             last_publish: Instant::now(),
             progress,
             pause_copy: false,
+            migrating_since: Instant::now(),
         }
     }
 }
@@ -333,7 +336,7 @@ async fn run_phases<D: Destination>(
     }
     cx.phase(JobPhase::Qemu(MigrationStatus::Setup));
     // Deadlines count from the `migrate` command, not from the prepare.
-    let migrating_since = Instant::now();
+    cx.migrating_since = Instant::now();
 
     // 3. The guest unplugs its primaries, QEMU copies.
     let copied = wait_unplug_and_copy(
@@ -344,7 +347,6 @@ async fn run_phases<D: Destination>(
         &mut prepared,
         opts,
         &mut abort,
-        migrating_since,
     )
     .await;
 
@@ -491,7 +493,7 @@ async fn start_outgoing(
 /// `opts.poll`), moves the phase forward only, and stops on QEMU's
 /// failure, a destination or source that went away, an abort request, or
 /// the guest not unplugging within `--unplug-timeout` of
-/// `migrating_since`. Past `--timeout` the copying source is paused so the
+/// `cx.migrating_since`. Past `--timeout` the copying source is paused so the
 /// copy converges; with `cx.pause_copy` it is paused as soon as the copy
 /// begins (see [`super::tcg_copy`]).
 async fn wait_unplug_and_copy<D: Destination>(
@@ -502,8 +504,8 @@ async fn wait_unplug_and_copy<D: Destination>(
     prepared: &mut Prepared,
     opts: &MigrateOptions,
     abort: &mut watch::Receiver<Option<String>>,
-    migrating_since: Instant,
 ) -> Copied {
+    let migrating_since = cx.migrating_since;
     let mut status = MigrationStatus::Setup;
     let mut vfs_parked = false;
     let mut unplug_since: Option<Instant> = None;
