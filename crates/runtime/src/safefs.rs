@@ -8,8 +8,8 @@
 //!
 //! The root is opened once, from `/` one component at a time without
 //! following links, and every check is made on the opened descriptors
-//! ([`open_root_checked`]); its subdirectories are made and opened
-//! relative to it ([`ensure_private_dir_at`]). With every directory on the
+//! ([`open_root_checked`](crate::safefs::open_root_checked)); its subdirectories are made and opened
+//! relative to it ([`ensure_private_dir_at`](crate::safefs::ensure_private_dir_at)). With every directory on the
 //! way private (or sticky above the root), nobody else can swap a
 //! component afterwards, so a path-based open with `O_NOFOLLOW` on the last
 //! component is enough from then on.
