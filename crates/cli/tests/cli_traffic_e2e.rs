@@ -366,8 +366,17 @@ fn traffic_moves_standby_then_primary_through_migrations() {
             "{leg}: copy {copy}; standby tap rx +{} by the end of the copy",
             sb_rx1 - sb_rx0
         );
+        // Unless the copy ran with the source paused (TCG on QEMU < 9.0,
+        // which loses guest writes during a live copy): then the guest
+        // answers once it resumes at the destination.
+        let paused_copy = ev.iter().any(|(_, v)| {
+            v["event"] == "info"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("the source is paused for the copy"))
+        });
         assert!(
-            copy.received > 0 || done - active < 0.2,
+            copy.received > 0 || done - active < 0.2 || paused_copy,
             "{leg}: replies during the copy"
         );
         assert!(sb_rx1 > sb_rx0, "{leg}: the standby's tap carried traffic");

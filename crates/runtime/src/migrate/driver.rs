@@ -605,14 +605,9 @@ async fn wait_unplug_and_copy<D: Destination>(
                 }
             }
             status = ns;
-            cx.phase(JobPhase::Qemu(status.clone()));
-            // Past wait-unplug the guest has let go of its VFs: the PF gets
-            // their original MAC back at once, or the NIC keeps steering the
-            // guest's frames to a VF nobody reads instead of the standby.
-            if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
-                vfs_parked = true;
-                park_source_vfs(cx, true, false).await;
-            }
+            // A paused copy is released before anyone hears "active": a
+            // migrate process killed at that moment leaves a copy QEMU
+            // finishes alone, not one trickling at 10 B/s.
             if !copy_released && rank(&status) >= rank(&MigrationStatus::Active) {
                 copy_released = true;
                 let running = cx.job.source_was_running == Some(true);
@@ -625,6 +620,14 @@ async fn wait_unplug_and_copy<D: Destination>(
                     let message = super::tcg_copy::NOT_PAUSED.into();
                     cx.emit(Progress::Warning { message });
                 }
+            }
+            cx.phase(JobPhase::Qemu(status.clone()));
+            // Past wait-unplug the guest has let go of its VFs: the PF gets
+            // their original MAC back at once, or the NIC keeps steering the
+            // guest's frames to a VF nobody reads instead of the standby.
+            if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
+                vfs_parked = true;
+                park_source_vfs(cx, true, false).await;
             }
         }
         match status {
