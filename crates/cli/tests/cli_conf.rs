@@ -448,7 +448,13 @@ fn validate_resolves_given_networks() {
 fn checking_verbs_never_run_the_emulator_the_xml_names() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("ran");
+    // The probe runs as the QEMU user (issue 17): it must reach the script
+    // and leave its marker.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = marks.join("ran");
     let evil = dir.path().join("evil-qemu");
     std::fs::write(
         &evil,

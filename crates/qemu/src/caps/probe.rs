@@ -448,11 +448,26 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
         };
         // QEMU may die before creating the socket (bad binary, bad option):
         // report its exit instead of waiting for the socket.
-        let qmp = tokio::select! {
-            r = Qmp::connect_with(&sock, qmp_opts) => r.map_err(|e| perr(format!("QMP connect: {e}")))?,
+        let connected = tokio::select! {
+            r = Qmp::connect_with(&sock, qmp_opts) => r,
             status = child.wait() => {
                 let status = status.map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
                 return Err(perr(format!("QEMU exited ({status}) before its QMP socket was ready")));
+            }
+        };
+        // The socket is teamvirt's (passed to QEMU): a QEMU that died
+        // resets the connection rather than never making the socket.
+        let qmp = match connected {
+            Ok(q) => q,
+            Err(e) => {
+                if let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+                {
+                    return Err(perr(format!(
+                        "QEMU exited ({status}) before its QMP socket was ready"
+                    )));
+                }
+                return Err(perr(format!("QMP connect: {e}")));
             }
         };
         let caps = ask(&qmp, binary).await.map_err(|e| match e {
