@@ -258,7 +258,17 @@ fn check_no_orphan_qemu(sd: &StateDir, name: &str) -> Result<(), RunError> {
     let Some(_lock) = sd.try_lock_domain(name)? else {
         return Ok(());
     };
-    match crate::identity::find_qemus(sd, name).first() {
+    // /proc is read while processes come and go; a QEMU that runs shows on
+    // one of a few looks (this path is rare: a live XML with no record).
+    let mut found = crate::identity::find_qemus(sd, name);
+    for _ in 0..4 {
+        if !found.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        found = crate::identity::find_qemus(sd, name);
+    }
+    match found.first() {
         None => Ok(()),
         Some(q) => Err(RunError::Damaged {
             name: name.to_owned(),
