@@ -852,32 +852,31 @@ async fn complete<D: Destination>(
 /// its primaries again); failures are shown, not fatal: the migration
 /// goes on either way.
 async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
-    let Ok(paths) = cx.sd.checked_run_paths(cx.name) else {
-        return;
-    };
-    let dir = paths.dir;
-    let problems = tokio::task::spawn_blocking(move || match (park, standby_first) {
-        (true, _) => crate::hostdev::park_recorded_vfs(&dir),
-        (false, true) => crate::hostdev::apply_parked_standby_first(&dir),
-        (false, false) => crate::hostdev::apply_parked_recorded(&dir),
+    on_source_run_dir(cx, move |dir| match (park, standby_first) {
+        (true, _) => crate::hostdev::park_recorded_vfs(dir),
+        (false, true) => crate::hostdev::apply_parked_standby_first(dir),
+        (false, false) => crate::hostdev::apply_parked_recorded(dir),
     })
     .await
-    .unwrap_or_else(|e| vec![e.to_string()]);
-    for p in problems {
-        cx.emit(Progress::Info {
-            message: format!("source: {p}"),
-        });
-    }
 }
 
 /// Wire the source's failover pairs' bridge ports (see
 /// [`crate::netdev::pair`]); failures are shown, not fatal.
 async fn wire_source_pairs(cx: &mut Ctx<'_>, active: crate::netdev::pair::Active) {
+    on_source_run_dir(cx, move |dir| crate::netdev::pair::wire(dir, active)).await
+}
+
+/// Run `f` on the source's run directory off the async threads and show
+/// the problems it returns (never fatal: the migration goes on).
+async fn on_source_run_dir(
+    cx: &mut Ctx<'_>,
+    f: impl FnOnce(&std::path::Path) -> Vec<String> + Send + 'static,
+) {
     let Ok(paths) = cx.sd.checked_run_paths(cx.name) else {
         return;
     };
     let dir = paths.dir;
-    let problems = tokio::task::spawn_blocking(move || crate::netdev::pair::wire(&dir, active))
+    let problems = tokio::task::spawn_blocking(move || f(&dir))
         .await
         .unwrap_or_else(|e| vec![e.to_string()]);
     for p in problems {
