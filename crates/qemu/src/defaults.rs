@@ -84,7 +84,13 @@ pub fn canonical_machine(def: &mut DomainDef, caps: &QemuCaps) {
     let Some(m) = def.os.type_.machine.clone() else {
         return;
     };
-    if let Some(c) = caps.canonical_machine(&m, accel_of(def)) {
+    // A `kvm` domain checked on a host whose probe saw no usable KVM still
+    // gets its alias pinned: machine names are the same under every
+    // accelerator (validate's vCPU limit looks them up the same way).
+    let found = caps
+        .canonical_machine(&m, accel_of(def))
+        .or_else(|| caps.machine(&m).map(|t| t.name.as_str()));
+    if let Some(c) = found {
         if c != m {
             def.os.type_.machine = Some(c.to_owned());
         }
@@ -620,6 +626,11 @@ mod tests {
             canonical_machine(&mut d, &caps);
             assert_eq!(d.machine(), Some(want));
         }
+        // A kvm domain, probed where only TCG works (CI: the format test
+        // kept 'q35' on a fresh probe, not on an old cache that had kvm).
+        let mut d = DomainDef::parse_str("<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>", None).unwrap().0;
+        canonical_machine(&mut d, &caps);
+        assert_eq!(d.machine(), Some("pc-q35-7.2"));
     }
 
     #[test]

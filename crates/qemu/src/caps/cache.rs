@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{CapsError, QemuCaps};
 
-const FORMAT: u32 = 1;
+/// 2: probes run as the QEMU user, without root's access to /dev/kvm; an
+/// entry of format 1 may list KVM machines such a probe cannot see.
+const FORMAT: u32 = 2;
 
 /// Identity of a binary for caching purposes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
