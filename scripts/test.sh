@@ -11,6 +11,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# A failing test's message, not a 40-line backtrace, is what a reader of
+# a cut CI log needs to see.
+export RUST_BACKTRACE=0
+
 rc=0
 cargo test --workspace --no-fail-fast || rc=1
 
