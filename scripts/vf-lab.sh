@@ -232,7 +232,10 @@ install_emulator() {
     want=$(cat "$cache/qemu.stamp" 2>/dev/null) || die "QEMU $bpo_version not fetched; run: $0 prepare"
     if [[ $(cat "$prefix/.teamvirt-stamp" 2>/dev/null) != "$want" ]]; then
         rm -rf "$prefix"
-        mkdir -p "$(dirname "$prefix")"
+        # Explicit modes: under a umask of 077 (some CI runners) a plain
+        # mkdir makes a parent the QEMU user cannot cross, and every probe
+        # of this emulator is refused.
+        install -d -m 0755 "$(dirname "$prefix")"
         cp -a "$cache/qemu" "$prefix.tmp.$$"
         echo "$want" >"$prefix.tmp.$$/.teamvirt-stamp"
         chmod 755 "$prefix.tmp.$$"
