@@ -18,7 +18,11 @@ const MAC: &str = "52:54:00:6d:90:02";
 /// Run `f` on a thread inside the namespace (netlink calls made from it,
 /// and the threads they start, act there).
 fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{}", ns.name);
+    in_ns_named(&ns.name, f)
+}
+
+fn in_ns_named<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{name}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).unwrap();
         // SAFETY: setns(2) on a descriptor we own; it moves only this
@@ -57,6 +61,12 @@ fn locked(ns: &Netns, link: &str) -> bool {
 }
 
 fn write_records(run: &Path, sb_index: u32) {
+    write_records_with_ip(run, sb_index, Path::new("/bin/false"));
+}
+
+/// [`write_records`] with `ip` as the host's `ip` program (the VF's
+/// statistics come from `ip -s -j link show PF`).
+fn write_records_with_ip(run: &Path, sb_index: u32, ip: &Path) {
     let netdevs = serde_json::json!([{
         "device": format!("net0 ({MAC})"),
         "ifname": "sb0",
@@ -70,7 +80,7 @@ fn write_records(run: &Path, sb_index: u32) {
     // A VF of `pf0` (index 1) with the guest's MAC; `ip` that fails, so
     // no per-VF statistics.
     let hostdev = serde_json::json!({
-        "host": {"sysfs": "/nonexistent", "ip": "/bin/false"},
+        "host": {"sysfs": "/nonexistent", "ip": ip},
         "vfs": [{
             "address": "0000:03:10.2",
             "detached_from": null,
@@ -145,4 +155,78 @@ fn a_real_vf_pair_pins_the_pf_and_gives_it_back() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(entries(&ns), Vec::<String>::new());
     assert!(locked(&ns, "sb0"));
+}
+
+/// A migration destination whose guest takes longer than a few seconds to
+/// bring its new VF up (igbvf in the nested-TCG lab: 16 s) keeps the
+/// standby's port open until the VF has sent something: before, the
+/// standby was locked after 3 s while the guest still answered through
+/// it, and no reply came back until the VF was up. A pair whose primary
+/// QEMU did not plug is not waited for.
+#[test]
+fn a_slow_vf_leaves_the_standby_open_until_it_sends() {
+    let Some(ns) = Netns::new("pairh") else {
+        return;
+    };
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    for (port, peer) in [("pf0", "pf0p"), ("sb0", "sb0p")] {
+        ns.ip(&["link", "add", port, "type", "veth", "peer", "name", peer]);
+        ns.ip(&["link", "set", port, "master", "br0", "up"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    // The PF's `ip`: VF 1 has sent as many packets as the file says.
+    let tx = dir.path().join("tx");
+    std::fs::write(&tx, "5").unwrap();
+    let ip = dir.path().join("ip");
+    std::fs::write(
+        &ip,
+        format!(
+            "#!/bin/sh\nprintf '[{{\"ifname\":\"pf0\",\"vfinfo_list\":[{{\"vf\":1,\"stats\":{{\"tx\":{{\"packets\":%s}}}}}}]}}]' \"$(cat {})\"\n",
+            tx.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_records_with_ip(&run, index_of(&ns, "sb0"), &ip);
+
+    // Resumed on the standby.
+    let r = run.clone();
+    assert!(in_ns(&ns, move || pair::wire(&r, Active::Standby)).is_empty());
+    let r = run.clone();
+    let name = ns.name.clone();
+    let waiter = std::thread::spawn(move || {
+        in_ns_named(&name, move || {
+            pair::primary_when_heard(&r, pair::HEARD_BOUND, Some(&[MAC.to_string()]))
+        })
+    });
+    // Longer than the old 3 s bound: the guest still answers through its
+    // standby, whose port must stay open and have the guest's MAC.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(!locked(&ns, "sb0"), "standby locked before the VF sent");
+    let e = entries(&ns);
+    assert!(e.len() == 1 && e[0].contains("dev sb0 "), "{e:?}");
+    // The VF sends: its half becomes the guest's.
+    std::fs::write(&tx, "6").unwrap();
+    let heard = waiter.join().unwrap();
+    assert!(heard.heard, "{heard:?}");
+    assert!(heard.problems.is_empty(), "{heard:?}");
+    assert!(locked(&ns, "sb0"));
+    let e = entries(&ns);
+    assert!(e.len() == 1 && e[0].contains("dev pf0 "), "{e:?}");
+
+    // No plugged primary (a guest without failover): nothing to wait for.
+    let r = run.clone();
+    assert!(in_ns(&ns, move || pair::wire(&r, Active::Standby)).is_empty());
+    let r = run.clone();
+    let heard = in_ns(&ns, move || {
+        pair::primary_when_heard(&r, pair::HEARD_BOUND, Some(&[]))
+    });
+    assert!(
+        !heard.heard && heard.waited < pair::HEARD_BOUND,
+        "{heard:?}"
+    );
 }

@@ -32,10 +32,6 @@ use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
 
-/// How long a destination waits for the guest to take its primaries again
-/// before their halves of the pairs become the guest's anyway.
-const HEARD_BOUND: Duration = Duration::from_secs(3);
-
 /// What the source tells the destination about the domain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepareRequest {
@@ -817,12 +813,42 @@ impl Destination for LocalDestination {
         // A paused guest takes its primaries whenever it is resumed, with
         // nobody watching: theirs at once.
         let dir = self.sd.run_paths(&a.name)?.dir;
-        let wiring = blocking(move || match running {
-            true => crate::netdev::pair::primary_when_heard(&dir, HEARD_BOUND),
-            false => crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
+        // Only primaries QEMU plugged are waited for (by their MACs).
+        let plugged: Vec<String> = states
+            .iter()
+            .filter(|s| s.negotiated && s.plugged)
+            .filter_map(|s| s.pair.primary_mac.clone().or(s.pair.standby_mac.clone()))
+            .collect();
+        let heard = blocking(move || match running {
+            true => crate::netdev::pair::primary_when_heard(
+                &dir,
+                crate::netdev::pair::HEARD_BOUND,
+                Some(&plugged),
+            ),
+            false => crate::netdev::pair::Heard {
+                problems: crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
+                ..Default::default()
+            },
         })
         .await?;
-        for p in wiring {
+        if running && !heard.waited.is_zero() {
+            crate::domlog::event(
+                &self.sd,
+                &a.name,
+                &if heard.heard {
+                    format!(
+                        "the guest took its primaries {:.1} s after the resume; their halves of the pairs are its ports now",
+                        heard.waited.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "warning: the guest sent nothing through its primaries within {} s; their halves of the pairs are its ports anyway",
+                        heard.waited.as_secs()
+                    )
+                },
+            );
+        }
+        for p in heard.problems {
             crate::domlog::event(&self.sd, &a.name, &format!("warning: {p}"));
         }
         crate::domlog::event(

@@ -1014,8 +1014,15 @@ async fn rollback<D: Destination>(
     }
     if let (true, Ok(paths)) = (parked, cx.sd.checked_run_paths(cx.name)) {
         let dir = paths.dir;
+        // A primary that did not come back never sends: then the wait is
+        // as short as before the longer bound (the guest is on its standby
+        // for good until a replug).
+        let bound = match all_back {
+            true => crate::netdev::pair::HEARD_BOUND,
+            false => Duration::from_secs(3),
+        };
         let problems = tokio::task::spawn_blocking(move || {
-            crate::netdev::pair::primary_when_heard(&dir, Duration::from_secs(3))
+            crate::netdev::pair::primary_when_heard(&dir, bound, None).problems
         })
         .await
         .unwrap_or_else(|e| vec![e.to_string()]);

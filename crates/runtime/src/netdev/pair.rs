@@ -352,28 +352,59 @@ fn primary_sent(p: &PairPorts, vf_tx: &[(String, Option<u64>)]) -> Option<u64> {
     }
 }
 
+/// How long [`primary_when_heard`] waits for a plugged primary's first
+/// frame. A guest's VF driver takes from under a second (hardware) to
+/// tens of seconds (igbvf in the nested-TCG VF lab: 16 s after the plug)
+/// to register the VF and bring it up; with a 3 s bound the standby the
+/// guest still used was locked 3 s after the resume and no reply came
+/// back until the VF was up (17.7 s against 0.6 s for plain virtio).
+pub const HEARD_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What [`primary_when_heard`] saw.
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// How long it waited.
+    pub waited: std::time::Duration,
+    /// Every awaited primary sent (false: the bound ran out, or nothing
+    /// could be counted).
+    pub heard: bool,
+    /// Steps of the wiring that failed.
+    pub problems: Vec<String>,
+}
+
 /// Make the primaries' halves the guest's once the guest has taken its
 /// primaries again (a migration destination after the guest resumed, a
-/// rollback after the replug): when each primary has sent its first
-/// frame (a registered slave's link-up chatter, or the guest's traffic;
-/// before `net_failover` registers it, a primary is closed and sends
-/// nothing), or after `bound`, whichever comes first. Until then frames
-/// for the guest go to its standby, which it still listens to: no loss
-/// while the guest probes its new primary. Returns the failures.
-pub fn primary_when_heard(run_dir: &Path, bound: std::time::Duration) -> Vec<String> {
+/// rollback after the replug): when each awaited primary has sent its
+/// first frame (a registered slave's link-up chatter, or the guest's
+/// traffic; before `net_failover` registers it, a primary is closed and
+/// sends nothing), or after `bound`, whichever comes first. Until then
+/// frames for the guest go to its standby, which it listens to until it
+/// registers the primary: no loss while the guest probes its new
+/// primary. `awaited` names the MACs of the pairs whose primary is
+/// plugged (`None`: all); a pair whose primary QEMU did not plug (a
+/// guest without failover) is not waited for.
+pub fn primary_when_heard(
+    run_dir: &Path,
+    bound: std::time::Duration,
+    awaited: Option<&[String]>,
+) -> Heard {
     let created = load_record(run_dir);
     let vf_pfs = crate::hostdev::recorded_vf_pfs(run_dir);
     let link = |n: &str| nl::link_by_name(n).ok().flatten();
-    let pairs = pairs_of(&created, &vf_pfs, &link);
+    let pairs: Vec<PairPorts> = pairs_of(&created, &vf_pfs, &link)
+        .into_iter()
+        .filter(|p| awaited.is_none_or(|a| a.iter().any(|m| parse_mac(m) == Some(p.mac))))
+        .collect();
     let sent = |vf_tx: &[(String, Option<u64>)]| -> Vec<Option<u64>> {
         pairs.iter().map(|p| primary_sent(p, vf_tx)).collect()
     };
     let base = sent(&crate::hostdev::recorded_vf_tx(run_dir));
-    let deadline = std::time::Instant::now() + bound;
-    while base.iter().any(Option::is_some) && std::time::Instant::now() < deadline {
+    let start = std::time::Instant::now();
+    let mut heard = false;
+    while base.iter().any(Option::is_some) && start.elapsed() < bound {
         std::thread::sleep(HEARD_POLL);
         let now = sent(&crate::hostdev::recorded_vf_tx(run_dir));
-        let heard = base
+        heard = base
             .iter()
             .zip(&now)
             .all(|(b, n)| b.is_none() || n.zip(*b).is_some_and(|(n, b)| n > b));
@@ -381,7 +412,11 @@ pub fn primary_when_heard(run_dir: &Path, bound: std::time::Duration) -> Vec<Str
             break;
         }
     }
-    wire(run_dir, Active::Primary)
+    Heard {
+        waited: start.elapsed(),
+        heard,
+        problems: wire(run_dir, Active::Primary),
+    }
 }
 
 /// How often [`primary_when_heard`] looks.
