@@ -191,3 +191,44 @@ fn each_vm_has_its_own_uid_and_cannot_read_another() {
         assert!(!e.run_dir(d).join("qemu-uid.json").exists(), "{d}");
     }
 }
+
+/// A fixed user when asked (`--qemu-user`, `TEAMVIRT_QEMU_USER`): QEMU
+/// runs as it, nothing is allocated.
+#[test]
+fn fixed_user_when_asked() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping fixed_user_when_asked: needs root");
+        return;
+    }
+    if qemu_or_skip("fixed_user_when_asked").is_none() {
+        return;
+    }
+    let _lock = guest_lock();
+    let e = Env::new();
+    let x = e.write("a.xml", &domain("a"));
+    e.ok(&["define", &x]);
+    let out = e
+        .command(&[
+            "--qemu-user",
+            "+65534:+65534",
+            "start",
+            "a",
+            "--accel",
+            "tcg",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ids_of(qemu_pid(&e, "a")), (65534, 65534));
+    assert!(!e.run_dir("a").join("qemu-uid.json").exists());
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e.run_dir("a").join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["qemu_id"]["dynamic"], false, "{st}");
+    e.ok(&["destroy", "a"]);
+}
