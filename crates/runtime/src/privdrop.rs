@@ -578,6 +578,18 @@ mod tests {
         assert!(matches!(e, PrivError::NoGroup(_)), "{e}");
     }
 
+    /// Hotplug lends to the identity the kernel shows for the QEMU.
+    #[test]
+    fn process_identity_is_the_kernels() {
+        let id = process_identity(std::process::id() as i32).unwrap();
+        // SAFETY: no preconditions.
+        let (u, g) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!((id.uid, id.gid), (u, g));
+        // SAFETY: no preconditions.
+        assert_eq!(id.switch, unsafe { libc::geteuid() } == 0);
+        assert!(process_identity(-1).is_err());
+    }
+
     /// A child switched to nobody has no capabilities, no way back to root
     /// and only the descriptors it was given.
     #[test]
