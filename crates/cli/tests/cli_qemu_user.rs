@@ -284,6 +284,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     );
     assert!(!key.exists(), "master key removed at stop");
     assert!(!dir.join("dac.json").exists());
+    assert!(!dir.join("qemu-uid.json").exists(), "uid freed at stop");
 
     // A QEMU killed behind teamvirt's back: the next command gives back.
     run(&e, &["start", "tv", "--emulate-vf", "--accel", "tcg"]);
@@ -304,9 +305,14 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
         assert!(t0.elapsed() < Duration::from_secs(10), "QEMU not killed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    if root {
+        assert!(dir.join("qemu-uid.json").exists(), "the VM's uid is held");
+    }
     run(&e, &["list", "--all"]);
     assert_eq!(owner(&kernel), mine);
     assert!(!key.exists());
+    // The dead VM's uid is freed by the command that noticed.
+    assert!(!dir.join("qemu-uid.json").exists());
 
     // root when asked: uid 0, still without capabilities.
     if root {
