@@ -225,6 +225,26 @@ fn hundred_concurrent_starts_never_hand_out_a_vf_twice() {
         assert_eq!(e.ok(&["domstate", name]).trim(), "shut off", "{name}");
         assert!(!e.run_dir(name).join("pid").exists(), "{name}");
         assert!(!e.run_dir(name).join("state.json").exists(), "{name}");
+        assert!(!e.run_dir(name).join("qemu-uid.json").exists(), "{name}");
+    }
+    // As root each winner's QEMU runs as a uid of its own, allocated by
+    // concurrent starts (runtime::dynuid).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && std::env::var_os("TEAMVIRT_QEMU_USER").is_none() {
+        let uids: BTreeSet<String> = pids
+            .iter()
+            .map(|p| {
+                let s = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(uids.len(), VFS, "QEMU uids handed out twice: {uids:?}");
     }
 
     for name in &started {

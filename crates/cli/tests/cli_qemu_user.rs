@@ -1,9 +1,10 @@
 //! QEMU off root, through the `teamvirt` binary with the test guest in lab
-//! mode: QEMU runs as the `teamvirt-qemu` user (created if missing) with
+//! mode: QEMU runs as a uid of its own (`runtime::dynuid`) with
 //! no capabilities, the failover pair still negotiates, a kernel and a
 //! disk only root could read reach it as descriptors (nothing chowned), a
 //! serial file output is created root's 0600 and written through a
-//! descriptor, the master key is removed by `destroy` and by the command
+//! descriptor, nothing of the state directory (the master key included)
+//! is chowned to QEMU, the master key is removed by `destroy` and by the command
 //! that notices a killed QEMU; `--qemu-user root` keeps uid 0 without
 //! capabilities. Run as non-root, QEMU simply
 //! runs as the caller. Skips only when QEMU is not installed.
@@ -132,18 +133,6 @@ fn owner(p: &Path) -> (u32, u32) {
     (m.uid(), m.gid())
 }
 
-/// uid and gid of a user from the passwd database.
-fn passwd(user: &str) -> (u32, u32) {
-    let out = Command::new("getent")
-        .args(["passwd", user])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let f: Vec<&str> = line.trim().split(':').collect();
-    assert!(f.len() >= 4, "getent passwd {user}: {line:?}");
-    (f[2].parse().unwrap(), f[3].parse().unwrap())
-}
-
 #[test]
 fn qemu_runs_unprivileged_and_failover_negotiates() {
     if qemu_or_skip("qemu_runs_unprivileged_and_failover_negotiates").is_none() {
@@ -185,7 +174,15 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     let pid = qemu_pid(&e);
     wait_exec(&pid);
     let (uid, gid) = if root {
-        passwd("teamvirt-qemu")
+        // The VM's own id from the reserved range (runtime::dynuid).
+        let u: u32 = status_field(&pid, "Uid:")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((60578..=61183).contains(&u), "uid {u}");
+        (u, u)
     } else {
         // SAFETY: no preconditions.
         unsafe { (libc::geteuid(), libc::getegid()) }
@@ -204,7 +201,13 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
             .args(["-o", "user:20=", "-p", &pid])
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "teamvirt-qemu");
+        // No user of the system has it.
+        assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), uid.to_string());
+        let getent = Command::new("getent")
+            .args(["passwd", &uid.to_string()])
+            .output()
+            .unwrap();
+        assert!(!getent.status.success(), "uid {uid} is a user");
     }
 
     let t = e.json(&["teaming", "tv", "--json"]);
@@ -238,8 +241,26 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
             f.display()
         );
     }
+    // Nothing of the state directory is QEMU's, the master key included
+    // (QEMU reads a sealed copy through a descriptor).
+    assert_eq!(owner(&key), mine);
     if root {
-        assert_eq!(owner(&key), (uid, gid));
+        let mut todo = vec![e.state.clone()];
+        while let Some(d) = todo.pop() {
+            for f in std::fs::read_dir(&d).unwrap().flatten() {
+                let m = std::fs::symlink_metadata(f.path()).unwrap();
+                assert!(
+                    m.uid() != uid && m.gid() != gid,
+                    "{} is QEMU's ({}:{})",
+                    f.path().display(),
+                    m.uid(),
+                    m.gid()
+                );
+                if m.is_dir() {
+                    todo.push(f.path());
+                }
+            }
+        }
     }
     for f in ["state.json", "pid", "live.xml", "qmp.sock"] {
         assert_eq!(owner(&dir.join(f)), mine, "{f}");
@@ -263,6 +284,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     );
     assert!(!key.exists(), "master key removed at stop");
     assert!(!dir.join("dac.json").exists());
+    assert!(!dir.join("qemu-uid.json").exists(), "uid freed at stop");
 
     // A QEMU killed behind teamvirt's back: the next command gives back.
     run(&e, &["start", "tv", "--emulate-vf", "--accel", "tcg"]);
@@ -283,9 +305,14 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
         assert!(t0.elapsed() < Duration::from_secs(10), "QEMU not killed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    if root {
+        assert!(dir.join("qemu-uid.json").exists(), "the VM's uid is held");
+    }
     run(&e, &["list", "--all"]);
     assert_eq!(owner(&kernel), mine);
     assert!(!key.exists());
+    // The dead VM's uid is freed by the command that noticed.
+    assert!(!dir.join("qemu-uid.json").exists());
 
     // root when asked: uid 0, still without capabilities.
     if root {

@@ -183,6 +183,7 @@ fn destroy_does_not_kill_a_forged_pid() {
         substitutions: vec![],
         incoming: false,
         started_unix: 0,
+        qemu_id: None,
     };
     std::fs::write(run.join("state.json"), serde_json::to_string(&rec).unwrap()).unwrap();
     let out = e.run(&["destroy", "vm"]);
@@ -293,6 +294,7 @@ while True:
         substitutions: vec![],
         incoming: false,
         started_unix: 0,
+        qemu_id: None,
     };
     std::fs::write(run.join("state.json"), serde_json::to_string(&rec).unwrap()).unwrap();
     let mut console = e

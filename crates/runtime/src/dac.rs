@@ -27,7 +27,10 @@
 //!   them with a plain `open`, which knows no fdsets): the opened file
 //!   itself when the QEMU user may read it by its mode, else a sealed copy
 //!   in a memfd (QEMU reopens the descriptor, which checks the inode's mode);
-//! - the master key is the QEMU user's (per domain, removed at stop).
+//! - the master key (root's 0600 file in the run directory, removed at
+//!   stop) as `/proc/self/fd/N` of a sealed memfd copy: QEMU 7.2 reads
+//!   `secret` files with glib's `g_file_get_contents`, which knows no
+//!   fdsets, and the memfd is readable by its holder whatever its uid.
 //!
 //! What QEMU must open by path itself, the VFIO group devices
 //! (`/dev/vfio/N` of each `vfio-pci` host address), is chowned to the QEMU
@@ -150,12 +153,18 @@ impl Default for HostRoots {
     }
 }
 
-/// Prepare the launch of domain `name` with `args` (after the emulator):
-/// QEMU's identity from the configuration, its descriptors, its labels.
-pub fn lend(sd: &StateDir, name: &str, emulator: &Path, args: &[String]) -> Result<Lent, DacError> {
-    let id = crate::privdrop::qemu_identity()?;
-    check_exec(emulator, &id)?;
-    lend_as(sd, name, args, &id, &HostRoots::default())
+/// Prepare the launch of domain `name` with `args` (after the emulator)
+/// as `id` (the VM's own uid, see `crate::dynuid`, or the configured QEMU
+/// user): its descriptors, its labels.
+pub fn lend(
+    sd: &StateDir,
+    name: &str,
+    emulator: &Path,
+    args: &[String],
+    id: &Identity,
+) -> Result<Lent, DacError> {
+    check_exec(emulator, id)?;
+    lend_as(sd, name, args, id, &HostRoots::default())
 }
 
 /// The QEMU user must be able to execute the emulator itself (libvirt
@@ -260,7 +269,14 @@ pub fn lend_hotplug(
     if !new.iter().any(|a| is_vfio_device(a)) {
         return Ok(());
     }
-    let id = crate::privdrop::qemu_identity()?;
+    // Lent to the running QEMU's own identity (its dynamic uid, see
+    // `crate::dynuid`), as the kernel reports it: not the configuration's.
+    let id = crate::privdrop::process_identity(pid).map_err(|source| DacError::Access {
+        user: format!("of process {pid}"),
+        what: "identity (/proc/PID/status) of QEMU",
+        path: PathBuf::from(format!("/proc/{pid}/status")),
+        source,
+    })?;
     lend_hotplug_as(sd, name, pid, argv, new, &id, &HostRoots::default())
 }
 
@@ -727,15 +743,18 @@ impl<'a> Builder<'a> {
     }
 
     /// `-object secret,...,file=DIR/master-key.aes` (either syntax): the
-    /// key becomes the QEMU user's and is read through its descriptor.
+    /// key stays root's; QEMU reads a sealed copy through its descriptor
+    /// (nothing of the state directory is chowned).
     fn object(&mut self, v: &str, dir: &Path) -> Result<Option<String>, DacError> {
         let key = dir.join(MASTER_KEY);
         let open_key = |b: &mut Self, p: &Path| -> Result<String, DacError> {
-            let f = File::open(p).map_err(|e| b.access_err("master key", p, e))?;
-            if b.id.switch {
-                chown_fd(&f, b.id.uid, b.id.gid).map_err(|e| b.access_err("master key", p, e))?;
+            let what = "master key";
+            let mut f = b.open_checked(what, p, OpenOptions::new().read(true), false, false)?;
+            if !b.id.switch {
+                return Ok(format!("/proc/self/fd/{}", b.keep(f)));
             }
-            Ok(format!("/proc/self/fd/{}", b.keep(f)))
+            let copy = sealed_copy(&mut f).map_err(|e| b.access_err(what, p, e))?;
+            Ok(format!("/proc/self/fd/{}", b.keep(copy)))
         };
         if v.starts_with('{') {
             let Ok(mut j) = serde_json::from_str::<Value>(v) else {

@@ -174,7 +174,8 @@ fn run_dir_files_become_descriptors() {
 
 /// A kernel the QEMU user cannot read reaches it as a sealed in-memory
 /// copy, not by a chown (nothing recorded); one it can read is passed as
-/// the opened file itself; the master key is made the QEMU user's.
+/// the opened file itself; the master key too is a sealed copy, the file
+/// stays root's (it was chowned to the QEMU user).
 #[test]
 fn unreadable_boot_file_is_lent_without_a_chown() {
     if !is_root() {
@@ -217,7 +218,11 @@ fn unreadable_boot_file_is_lent_without_a_chown() {
     assert_eq!(owner(&kernel), (0, 0), "the kernel was chowned");
     assert_eq!(std::fs::metadata(&kernel).unwrap().mode() & 0o7777, 0o600);
     assert_eq!(fd_target(&lent.args[5]), public);
-    assert_eq!(owner(&key), (65534, 65534));
+    assert_eq!(owner(&key), (0, 0), "the master key was chowned");
+    let kp = lent.args[1].rsplit("file=").next().unwrap();
+    let k = fd_target(kp);
+    assert!(k.to_string_lossy().starts_with("/memfd:"), "{k:?}");
+    assert_eq!(std::fs::read(kp).unwrap(), [1u8; 32]);
     assert!(!dir.join(RECORD).exists(), "nothing to give back");
     drop(lent);
     assert!(release(&f.sd, "vm").unwrap().is_empty());

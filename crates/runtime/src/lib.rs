@@ -23,6 +23,8 @@ pub mod dac;
 /// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
 pub mod domlog;
+/// One uid/gid per running VM, from a reserved range.
+pub mod dynuid;
 /// The lifecycle error type.
 pub mod error;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).

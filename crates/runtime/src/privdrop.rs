@@ -71,6 +71,44 @@ fn configured() -> (String, bool) {
     }
 }
 
+/// Does each VM get its own dynamic uid/gid ([`crate::dynuid`])? Yes
+/// when teamvirt is root and no user was asked for (`--qemu-user`,
+/// `TEAMVIRT_QEMU_USER`): then [`qemu_identity`] is only the probes'.
+pub fn dynamic_per_vm() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0 && !configured().1
+}
+
+/// The identity a running process has (its real uid and gid, its
+/// supplementary groups), as QEMU's files are lent to it (hotplug).
+pub fn process_identity(pid: i32) -> io::Result<Identity> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |k: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/status"));
+    let uid = *field("Uid:").first().ok_or_else(bad)?;
+    let gid = *field("Gid:").first().ok_or_else(bad)?;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    Ok(Identity {
+        name: format!("+{uid}:+{gid}"),
+        uid,
+        gid,
+        groups: field("Groups:"),
+        switch: root,
+    })
+}
+
 /// Resolve the configured QEMU identity, creating the default user if it is
 /// missing (root only).
 pub fn qemu_identity() -> Result<Identity, PrivError> {
@@ -250,6 +288,26 @@ fn getgrnam(name: &str) -> io::Result<Option<u32>> {
     }
 }
 
+/// Is `gid` a group of the group database?
+pub(crate) fn group_exists(gid: u32) -> io::Result<bool> {
+    let mut buf = vec![0 as libc::c_char; 1 << 16];
+    // SAFETY: as in getpwnam.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut res = std::ptr::null_mut();
+        let rc = libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut res);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(!res.is_null())
+    }
+}
+
+/// Is `uid` a user of the user database?
+pub(crate) fn user_exists(uid: u32) -> io::Result<bool> {
+    Ok(getpwuid(uid)?.is_some())
+}
+
 fn grouplist(user: &str, gid: u32) -> Vec<u32> {
     let Ok(c) = cstr(user) else {
         return vec![gid];
@@ -418,14 +476,21 @@ struct CapData {
     inheritable: u32,
 }
 
-/// A fresh private directory the QEMU user can reach, for a unix socket
-/// QEMU binds or connects to (the migration tunnel): the state directory is
-/// root's and 0700, so a socket there is out of QEMU's reach. Created 0700
-/// under the temporary directory (an existing path is an error, never
-/// reused) and given to the QEMU user; the caller removes it.
-pub fn socket_dir(tag: &str) -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let id = qemu_identity().map_err(std::io::Error::other)?;
+/// A fresh private directory a QEMU can reach, for a unix socket it
+/// binds or connects to (the migration tunnel, a same-host incoming
+/// migration): the state directory is root's and 0700, so a socket there
+/// is out of QEMU's reach. Created under the temporary directory (an
+/// existing path is an error, never reused) and given to `owner`, 0700;
+/// with a `peer` of another uid (the source QEMU of a same-host
+/// migration, which connects to what the destination binds) its group is
+/// the peer's and the mode 0710, so only those two (and root) get in.
+/// The caller removes it.
+pub fn socket_dir(
+    tag: &str,
+    owner: &Identity,
+    peer: Option<&Identity>,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -436,13 +501,57 @@ pub fn socket_dir(tag: &str) -> std::io::Result<std::path::PathBuf> {
         nanos & 0xffff_ffff
     ));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    if id.switch {
-        if let Err(e) = std::os::unix::fs::chown(&dir, Some(id.uid), Some(id.gid)) {
+    if owner.switch {
+        let peer = peer.filter(|p| p.switch && p.uid != owner.uid);
+        let gid = peer.map_or(owner.gid, |p| p.gid);
+        let res =
+            std::os::unix::fs::chown(&dir, Some(owner.uid), Some(gid)).and_then(|()| match peer {
+                Some(_) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710)),
+                None => Ok(()),
+            });
+        if let Err(e) = res {
             let _ = std::fs::remove_dir(&dir);
             return Err(e);
         }
     }
     Ok(dir)
+}
+
+/// Give the unix socket at `path` (bound by a QEMU in a [`socket_dir`])
+/// to `to`, who connects to it: connecting needs write permission on the
+/// socket, which its binder's umask gives its owner only. The socket
+/// itself, never what a link there points to.
+pub fn give_socket(path: &std::path::Path, to: &Identity) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    if !to.switch {
+        return Ok(());
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a socket", path.display()),
+        ));
+    }
+    // SAFETY: the descriptor is valid; the empty path with AT_EMPTY_PATH
+    // means the descriptor itself.
+    let rc = unsafe {
+        libc::fchownat(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            to.uid,
+            to.gid,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -467,6 +576,18 @@ mod tests {
         assert!(e.to_string().contains("does not exist"), "{e}");
         let e = resolve("root:no-such-group-teamvirt").unwrap_err();
         assert!(matches!(e, PrivError::NoGroup(_)), "{e}");
+    }
+
+    /// Hotplug lends to the identity the kernel shows for the QEMU.
+    #[test]
+    fn process_identity_is_the_kernels() {
+        let id = process_identity(std::process::id() as i32).unwrap();
+        // SAFETY: no preconditions.
+        let (u, g) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!((id.uid, id.gid), (u, g));
+        // SAFETY: no preconditions.
+        assert_eq!(id.switch, unsafe { libc::geteuid() } == 0);
+        assert!(process_identity(-1).is_err());
     }
 
     /// A child switched to nobody has no capabilities, no way back to root

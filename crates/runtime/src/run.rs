@@ -41,6 +41,8 @@ pub enum RunError {
     Hostdev(#[from] crate::hostdev::HostdevError),
     #[error(transparent)]
     Dac(#[from] crate::dac::DacError),
+    #[error(transparent)]
+    DynUid(#[from] crate::dynuid::DynUidError),
     #[error("internal error: files lent to the QEMU of domain '{name}' were not fully given back: {}", .problems.join("; "))]
     Restore { name: String, problems: Vec<String> },
     #[error("internal error: VFs of domain '{name}' were not fully given back to the host: {}", .problems.join("; "))]
@@ -107,6 +109,10 @@ pub struct RunRecord {
     #[serde(default)]
     pub incoming: bool,
     pub started_unix: u64,
+    /// The uid and gid QEMU runs as (absent: teamvirt's own, or a record
+    /// of an older teamvirt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_id: Option<crate::dynuid::QemuIds>,
 }
 
 impl RunRecord {
@@ -177,6 +183,8 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
     for f in [&p.state_json, &p.pid, &p.live_xml, &p.qmp_sock] {
         remove_optional(f)?;
     }
+    // The VM's uid goes last: what was lent to it is given back.
+    crate::dynuid::free(sd, name)?;
     if !problems.is_empty() {
         return Err(RunError::Restore {
             name: name.to_owned(),
@@ -543,9 +551,21 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         .map(|m| m.len())
         .unwrap_or(0);
 
-    // QEMU runs as the QEMU user, reaching the run dir's files only
-    // through the descriptors it inherits (see crate::dac).
-    let lent = crate::dac::lend(sd, &spec.name, &spec.emulator, &spec.args)?;
+    // QEMU runs as the VM's own uid (see crate::dynuid) or the configured
+    // QEMU user, reaching the run dir's files only through the
+    // descriptors it inherits (see crate::dac).
+    let (alloc, id) = if crate::privdrop::dynamic_per_vm() {
+        let a = crate::dynuid::allocate(sd, &spec.name)?;
+        let id = a.id.clone();
+        (Some(a), id)
+    } else {
+        let id = crate::privdrop::qemu_identity().map_err(crate::dac::DacError::from)?;
+        (None, id)
+    };
+    let lent =
+        crate::dac::lend(sd, &spec.name, &spec.emulator, &spec.args, &id).inspect_err(|_| {
+            let _ = crate::dynuid::free(sd, &spec.name);
+        })?;
     let proc = spawn_detached_as(
         &spec.emulator,
         &lent.args,
@@ -556,6 +576,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     )
     .map_err(|e| {
         let _ = crate::dac::release(sd, &spec.name);
+        let _ = crate::dynuid::free(sd, &spec.name);
         match e {
             ProcessError::ExitedAtStart { .. } => RunError::DiedAtStart {
                 name: spec.name.clone(),
@@ -564,8 +585,10 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
             e => e.into(),
         }
     })?;
-    // QEMU has its copies now.
+    // QEMU has its copies now, and runs as its id (others see it in /proc).
     drop(lent.fds);
+    let dynamic = alloc.is_some();
+    drop(alloc);
     let mut argv = vec![spec.emulator.display().to_string()];
     argv.extend(spec.args.iter().cloned());
     let record = RunRecord {
@@ -587,6 +610,11 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        qemu_id: id.switch.then_some(crate::dynuid::QemuIds {
+            uid: id.uid,
+            gid: id.gid,
+            dynamic,
+        }),
     };
     // Killing waits for QEMU to go: off the async worker.
     let name = spec.name.as_str();
@@ -822,6 +850,7 @@ mod tests {
             substitutions: vec![],
             incoming: false,
             started_unix: 0,
+            qemu_id: None,
         }
     }
 

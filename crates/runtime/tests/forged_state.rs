@@ -53,6 +53,7 @@ fn forged_record(sd: &StateDir, name: &str, proc: ProcId, emulator: &Path) -> Ru
         substitutions: vec![],
         incoming: false,
         started_unix: 0,
+        qemu_id: None,
     }
 }
 

@@ -31,6 +31,12 @@ pub fn migrate_to_state_dir(
     // TLS authenticates.
     dest.unix_incoming = opts.tls_dir.is_none();
     dest.tls_dir = opts.tls_dir.clone();
+    // The source QEMU connects to the destination's unix socket itself:
+    // the destination gives it to the source's uid (each VM has its own).
+    dest.peer = crate::run::RunRecord::load(sd, name)
+        .ok()
+        .flatten()
+        .and_then(|r| crate::privdrop::process_identity(r.proc.pid).ok());
     drive(sd, name, dest, opts, progress)
 }
 

@@ -159,6 +159,10 @@ pub struct LocalDestination {
     active: Option<Active>,
     /// Where the unix incoming socket lives (see `privdrop::socket_dir`).
     sock_dir: Option<PathBuf>,
+    /// The source QEMU's identity when it connects to the unix incoming
+    /// socket itself (a same-host migration; each VM has its own uid,
+    /// see `crate::dynuid`). `None`: root connects (the tunnel's relay).
+    pub peer: Option<crate::privdrop::Identity>,
 }
 
 impl Drop for LocalDestination {
@@ -184,6 +188,7 @@ impl LocalDestination {
             emulator: None,
             active: None,
             sock_dir: None,
+            peer: None,
         }
     }
 
@@ -369,25 +374,42 @@ impl LocalDestination {
         )
         .await
         .map_err(MigrateError::dst)?;
+        // This QEMU's own identity (its uid, see `crate::dynuid`).
+        let me = crate::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
+            MigrateError::Io {
+                what: "cannot read the destination QEMU's identity".into(),
+                source: e,
+            }
+        })?;
         if let Some(dir) = &self.tls_dir {
-            super::remote::tls_setup(&qmp, dir, "server", None)
+            super::remote::tls_setup(&qmp, dir, "server", None, &me)
                 .await
                 .map_err(MigrateError::dst)?;
         }
         if self.unix_incoming {
-            // QEMU (the QEMU user) binds it, and the source QEMU connects:
-            // neither can enter the root-only run directory, so it is a
-            // fresh 0700 directory of the QEMU user (nobody else gets in).
-            let dir = crate::privdrop::socket_dir("migrate-in").map_err(|e| MigrateError::Io {
-                what: "cannot make the incoming socket directory".into(),
-                source: e,
-            })?;
+            // QEMU binds it, and the source QEMU (or root's relay)
+            // connects: neither QEMU can enter the root-only run
+            // directory, so it is a fresh directory of this QEMU's uid
+            // that only the source's gid may also enter, the socket given
+            // to the source (nobody else gets in).
+            let dir = crate::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref()).map_err(
+                |e| MigrateError::Io {
+                    what: "cannot make the incoming socket directory".into(),
+                    source: e,
+                },
+            )?;
             let sock = dir.join("migrate-in.sock");
             self.sock_dir = Some(dir);
             let uri = format!("unix:{}", sock.display());
             qmp.execute("migrate-incoming", json!({ "uri": uri }))
                 .await
                 .map_err(MigrateError::dst)?;
+            if let Some(peer) = &self.peer {
+                crate::privdrop::give_socket(&sock, peer).map_err(|e| MigrateError::Io {
+                    what: format!("cannot give {} to the source QEMU", sock.display()),
+                    source: e,
+                })?;
+            }
             return Ok(self.prepared(
                 uri,
                 pairs,

@@ -328,7 +328,8 @@ async fn run_phases<D: Destination>(
         });
     }
     wire_source_pairs(&mut cx, crate::netdev::pair::Active::Handover).await;
-    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy).await {
+    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy, src.proc.pid).await
+    {
         wire_source_pairs(&mut cx, crate::netdev::pair::Active::Primary).await;
         let _ = dest.abort().await;
         let _ = job::clear(sd, name);
@@ -459,6 +460,7 @@ async fn start_outgoing(
     opts: &MigrateOptions,
     uri: &str,
     pause_copy: bool,
+    src_pid: i32,
 ) -> Result<(), QmpError> {
     qmp.execute(
         "migrate-set-capabilities",
@@ -478,7 +480,11 @@ async fn start_outgoing(
         .await?;
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
-        Some(dir) => super::remote::source_tls(qmp, dir, uri).await?,
+        Some(dir) => {
+            let id = crate::privdrop::process_identity(src_pid)
+                .map_err(|e| QmpError::Protocol(format!("source QEMU's identity: {e}")))?;
+            super::remote::source_tls(qmp, dir, uri, &id).await?
+        }
         None => {
             qmp.execute("migrate-set-parameters", json!({"tls-creds": ""}))
                 .await?;

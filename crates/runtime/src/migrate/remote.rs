@@ -639,11 +639,16 @@ impl RemoteDestination {
         run_dir: &Path,
         remote_sock: &str,
     ) -> Result<String, MigrateError> {
-        // The source QEMU (the QEMU user) connects: not in the run dir.
-        let _ = run_dir;
-        let dir = crate::privdrop::socket_dir("migrate-tunnel").map_err(|e| MigrateError::Io {
-            what: "cannot make the tunnel socket directory".into(),
+        // The source QEMU (its own uid) connects: not in the run dir.
+        let id = run_dir_qemu(run_dir).map_err(|e| MigrateError::Io {
+            what: "cannot read the source QEMU's identity".into(),
             source: e,
+        })?;
+        let dir = crate::privdrop::socket_dir("migrate-tunnel", &id, None).map_err(|e| {
+            MigrateError::Io {
+                what: "cannot make the tunnel socket directory".into(),
+                source: e,
+            }
         })?;
         let sock = dir.join("migrate-tunnel.sock");
         let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| MigrateError::Io {
@@ -809,11 +814,10 @@ fn uri_host(uri: &str) -> Option<String> {
 /// object from `dir` (`endpoint` client or server, peers verified) and the
 /// migration's `tls-creds` (and `tls-hostname` on the source).
 /// The PEM files of a libvirt-style TLS directory, copied into a fresh
-/// private directory of the QEMU user (see `privdrop::socket_dir`).
-fn lend_tls_dir(dir: &Path) -> std::io::Result<PathBuf> {
+/// private directory of `id`, the QEMU's (see `privdrop::socket_dir`).
+fn lend_tls_dir(dir: &Path, id: &crate::privdrop::Identity) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
-    let out = crate::privdrop::socket_dir("tls")?;
-    let id = crate::privdrop::qemu_identity().map_err(std::io::Error::other)?;
+    let out = crate::privdrop::socket_dir("tls", id, None)?;
     let copy = || -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -846,12 +850,13 @@ pub async fn tls_setup(
     dir: &Path,
     endpoint: &str,
     hostname: Option<&str>,
+    qemu: &crate::privdrop::Identity,
 ) -> Result<(), QmpError> {
     // An earlier TLS migration of this QEMU left its object behind.
     let _ = qmp.execute("object-del", json!({ "id": TLS_ID })).await;
     // QEMU runs as the QEMU user and reads the credentials when the object
     // is made: a copy it can read, gone right after.
-    let lent = lend_tls_dir(dir).map_err(|e| {
+    let lent = lend_tls_dir(dir, qemu).map_err(|e| {
         QmpError::Protocol(format!(
             "cannot give QEMU the TLS credentials of {}: {e}",
             dir.display()
@@ -1037,8 +1042,23 @@ fn hostname() -> String {
 }
 
 /// The source's TLS set-up for a prepared destination URI.
-pub async fn source_tls(qmp: &Qmp, dir: &Path, dest_uri: &str) -> Result<(), QmpError> {
-    tls_setup(qmp, dir, "client", uri_host(dest_uri).as_deref()).await
+pub async fn source_tls(
+    qmp: &Qmp,
+    dir: &Path,
+    dest_uri: &str,
+    qemu: &crate::privdrop::Identity,
+) -> Result<(), QmpError> {
+    tls_setup(qmp, dir, "client", uri_host(dest_uri).as_deref(), qemu).await
+}
+
+/// The identity of the QEMU a run directory's record names (the source
+/// of a tunnelled migration connects to the tunnel's socket).
+fn run_dir_qemu(run_dir: &Path) -> std::io::Result<crate::privdrop::Identity> {
+    let text = crate::state::read_optional(&run_dir.join("state.json"))
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    let rec: crate::run::RunRecord = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+    crate::privdrop::process_identity(rec.proc.pid)
 }
 
 #[cfg(test)]
