@@ -228,6 +228,10 @@ fn negotiated_pair_migrates_and_back() {
         assert!(out.status.success());
         let ev = events(&String::from_utf8_lossy(&out.stdout));
         let ph = phases(&ev);
+        // QEMU enters wait-unplug only while an unplug is still pending
+        // when the setup ends: a guest that let go of its primary during
+        // the setup goes straight to active (seen on a loaded machine).
+        let waited = ph.iter().any(|p| p == "wait-unplug");
         let order = [
             "prepare",
             "setup",
@@ -238,6 +242,7 @@ fn negotiated_pair_migrates_and_back() {
         ];
         let idx: Vec<usize> = order
             .iter()
+            .filter(|p| waited || **p != "wait-unplug")
             .map(|p| {
                 ph.iter()
                     .position(|x| x == p)
@@ -257,7 +262,11 @@ fn negotiated_pair_migrates_and_back() {
         assert_eq!(res["event"], "result");
         assert_eq!(res["ok"], true);
         assert_eq!(res["outcome"]["job"]["unplugged"][0], "hostdev0");
-        assert!(res["outcome"]["job"]["wait_unplug_ms"].as_u64().is_some());
+        assert_eq!(
+            res["outcome"]["job"]["wait_unplug_ms"].as_u64().is_some(),
+            waited,
+            "{res}"
+        );
 
         // The destination runs with its primary plugged and negotiated ...
         let pairs = h.pairs(to);
