@@ -91,6 +91,10 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetDumpxmlArgs),
+    /// Show a network's name, UUID, state, autostart and bridge (virsh's layout).
+    NetInfo(cmd::netinfo::NetInfoArgs),
+    /// Print a network's UUID.
+    NetUuid(cmd::netinfo::NetInfoArgs),
     /// Start (activate) a network: checks its bridge or PF exists.
     NetStart(cmd::net::NetNameArgs),
     /// Stop a network from serving new devices (running domains keep theirs).
@@ -105,6 +109,12 @@ enum Command {
     Dominfo(cmd::control::InfoArgs),
     /// List a domain's network interfaces with their teaming role and pair.
     Domiflist(cmd::control::InfoArgs),
+    /// Print a running domain's interface counters (rx/tx bytes, packets,
+    /// errors, drops), as the guest sees them, from the host-side device.
+    Domifstat(cmd::domif::DomifstatArgs),
+    /// Print a running domain's interface addresses (virsh's table):
+    /// --source arp from the host's neighbour table.
+    Domifaddr(cmd::domif::DomifaddrArgs),
     /// Pause a running domain's vCPUs.
     Suspend(cmd::domain::NameArgs),
     /// Resume a paused domain.
@@ -171,6 +181,8 @@ fn main() -> ExitCode {
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),
         Command::NetDumpxml(a) => cmd::net::dumpxml(a),
+        Command::NetInfo(a) => cmd::netinfo::net_info(a),
+        Command::NetUuid(a) => cmd::netinfo::net_uuid(a),
         Command::NetStart(a) => cmd::net::start(a),
         Command::NetDestroy(a) => cmd::net::destroy(a),
         Command::Migrate(a) => cmd::migrate::run(a),
@@ -178,6 +190,8 @@ fn main() -> ExitCode {
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
         Command::Dominfo(a) => cmd::control::dominfo(a),
         Command::Domiflist(a) => cmd::control::domiflist(a),
+        Command::Domifstat(a) => cmd::domif::domifstat(a),
+        Command::Domifaddr(a) => cmd::domif::domifaddr(a),
         Command::Suspend(a) => cmd::control::suspend(a),
         Command::Resume(a) => cmd::control::resume(a),
         Command::Reboot(a) => cmd::control::reboot(a),
