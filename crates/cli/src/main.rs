@@ -59,6 +59,9 @@ enum Command {
     Dumpxml(cmd::domain::DumpxmlArgs),
     /// Start a defined domain (QEMU runs detached).
     Start(cmd::domain::StartArgs),
+    /// Start a domain from XML without defining it (transient, as virsh
+    /// create: forgotten once it stops).
+    Create(cmd::create::CreateArgs),
     /// Stop a domain now (its VFs go back to their pools).
     Destroy(cmd::domain::DestroyArgs),
     /// Ask a domain's guest to power off (ACPI power button) and return at
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
         Command::List(a) => cmd::domain::list(a),
         Command::Dumpxml(a) => cmd::domain::dumpxml(a),
         Command::Start(a) => cmd::domain::start(a),
+        Command::Create(a) => cmd::create::run(a),
         Command::Destroy(a) => cmd::domain::destroy(a),
         Command::Shutdown(a) => cmd::domain::shutdown(a),
         Command::Domstate(a) => cmd::domain::domstate(a),

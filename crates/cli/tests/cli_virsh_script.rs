@@ -351,3 +351,138 @@ fn migratable_xml_of_a_running_domain_with_a_pool_vf() {
     assert_eq!(e.ok(&["domstate", "p1", "--reason"]), "paused (user)\n\n");
     e.ok(&["destroy", "p1"]);
 }
+
+/// `DOMAIN` with a serial console on a pty.
+fn with_serial(xml: &str) -> String {
+    xml.replace(
+        "  </devices>",
+        "    <serial type='pty'><target port='0'/></serial>\n  </devices>",
+    )
+}
+
+/// The rest of a virsh script's verbs: `create --paused` (transient: gone
+/// from `list --all` once destroyed), `net-info`/`net-uuid`, `domifstat`
+/// and `domifaddr` (virsh's layouts, `--json`), and `console` with stdin
+/// at its end (a script's `console DOM < /dev/null > log`) relaying until
+/// the domain stops.
+#[test]
+fn create_transient_net_info_domif_and_console_without_a_terminal() {
+    if qemu_or_skip("create_transient_net_info_domif_and_console_without_a_terminal").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let f = e.write("s1.xml", &with_serial(DOMAIN));
+    let out = e.ok(&["create", &f, "--paused", "--accel", "tcg"]);
+    assert_eq!(out, format!("Domain 's1' created from {f}\n"));
+    assert_eq!(e.ok(&["domstate", "s1", "--reason"]), "paused (user)\n\n");
+    assert_eq!(e.ok(&["list", "--all", "--name"]), "s1\n\n");
+    let err = e.fail(&["create", &f, "--accel", "tcg"]);
+    assert!(
+        err.ends_with("error: Requested operation is not valid: domain 's1' is already active\n"),
+        "{err}"
+    );
+    let j = e.json(&["dominfo", "s1", "--json"]);
+    assert_eq!(j["persistent"], false, "{j}");
+
+    // User networking has no host-side device: no counters, said so.
+    let err = e.fail(&["domifstat", "s1", "52:54:00:12:34:56"]);
+    assert!(
+        err.starts_with("error: Failed to get interface stats s1 52:54:00:12:34:56\n"),
+        "{err}"
+    );
+    assert!(err.contains("no host-side device"), "{err}");
+    let err = e.fail(&["domifstat", "s1", "vnet9"]);
+    assert!(err.contains("'vnet9' is not a known interface"), "{err}");
+    // No neighbour has the guest's MAC: virsh's header, no rows.
+    let header = format!(
+        " Name       MAC address          Protocol     Address\n{}\n\n",
+        "-".repeat(79)
+    );
+    assert_eq!(e.ok(&["domifaddr", "s1", "--source", "arp"]), header);
+    assert_eq!(
+        e.json(&["domifaddr", "s1", "--source", "arp", "--json"]),
+        serde_json::json!([])
+    );
+    let (out, err) = e.ok2(&["domifaddr", "s1"]);
+    assert_eq!(out, header);
+    assert!(err.contains("no leases"), "{err}");
+    let err = e.fail(&["domifaddr", "s1", "--source", "agent"]);
+    assert!(err.contains("not implemented yet"), "{err}");
+
+    // console with stdin at its end keeps relaying until the domain stops.
+    e.ok(&["resume", "s1"]);
+    let mut console = e
+        .command(&["console", "s1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not a timing assertion: a console that keeps relaying never exits
+    // before the destroy below, however long this takes.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let early = console.try_wait().unwrap();
+    e.ok(&["destroy", "s1"]);
+    let status = console.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(console.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(early.is_none(), "console left at once: {early:?} {err}");
+    assert!(status.success(), "{err}");
+    assert!(err.starts_with("Connected to domain 's1'\n"), "{err}");
+
+    // Transient: forgotten once stopped.
+    assert_eq!(e.ok(&["list", "--all", "--name"]), "\n");
+
+    // start --console: started, then attached until the domain stops.
+    e.ok(&["define", &f]);
+    let mut console = e
+        .command(&["start", "s1", "--accel", "tcg", "--console"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(console.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "Domain 's1' started\n");
+    assert_eq!(e.ok(&["domstate", "s1"]), "running\n\n");
+    assert!(console.try_wait().unwrap().is_none());
+    e.ok(&["destroy", "s1"]);
+    let out = console.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Connected to domain 's1'\n"), "{err}");
+
+    let lan = e.write("lan.xml", LAN);
+    e.ok(&["net-define", &lan]);
+    let uuid = e.ok(&["net-uuid", "lan"]);
+    assert!(uuid.ends_with("\n\n"), "{uuid:?}");
+    let uuid = uuid.trim().to_owned();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    let (info, note) = e.ok2(&["net-info", &uuid]);
+    assert_eq!(
+        info,
+        format!(
+            "Name:           lan\nUUID:           {uuid}\nActive:         no\nPersistent:     yes\nAutostart:      no\nBridge:         tvnobr9\n\n"
+        )
+    );
+    assert!(note.contains("inactive"), "{note}");
+    let j = e.json(&["net-info", "lan", "--json"]);
+    assert_eq!(
+        (&j["active"], &j["bridge"]),
+        (&false.into(), &"tvnobr9".into()),
+        "{j}"
+    );
+    assert_eq!(
+        e.json(&["net-uuid", "lan", "--json"])["uuid"],
+        uuid.as_str()
+    );
+    assert_eq!(
+        e.fail(&["net-uuid", "nonet"]),
+        "error: failed to get network 'nonet'\nerror: Network not found: no network with matching name 'nonet'\n"
+    );
+}

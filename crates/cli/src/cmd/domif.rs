@@ -118,7 +118,10 @@ pub fn domifstat(a: DomifstatArgs) -> ExitCode {
         .or_else(|| rows.iter().find(|r| r.mac.to_ascii_lowercase() == key));
     let Some(row) = row else {
         eprintln!("error: {what}");
-        eprintln!("error: invalid argument: invalid path, '{}' is not a known interface", a.interface);
+        eprintln!(
+            "error: invalid argument: invalid path, '{}' is not a known interface",
+            a.interface
+        );
         return ExitCode::FAILURE;
     };
     let Some(dev) = &row.interface else {
@@ -244,7 +247,10 @@ pub fn render_addrs(ifaces: &[IfAddrs], only: Option<&str>, full: bool) -> Strin
     );
     for i in ifaces.iter().filter(|i| only.is_none_or(|o| o == i.name)) {
         if i.addrs.is_empty() {
-            s.push_str(&format!(" {:<10} {:<17}    {:<12} N/A\n", i.name, i.hwaddr, "N/A"));
+            s.push_str(&format!(
+                " {:<10} {:<17}    {:<12} N/A\n",
+                i.name, i.hwaddr, "N/A"
+            ));
         }
         for (j, a) in i.addrs.iter().enumerate() {
             let addr = format!("{:<12} {}/{}", a.type_, a.addr, a.prefix);
@@ -288,7 +294,10 @@ pub fn domifaddr(a: DomifaddrArgs) -> ExitCode {
         }
     };
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&ifaces).expect("serializes"));
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&ifaces).expect("serializes")
+        );
     } else {
         outln!("{}", render_addrs(&ifaces, a.interface.as_deref(), a.full));
     }
@@ -318,8 +327,14 @@ mod tests {
         let st = d.path().join("class/net/vnet0/statistics");
         std::fs::create_dir_all(&st).unwrap();
         for (i, f) in [
-            "rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets",
-            "tx_errors", "tx_dropped",
+            "rx_bytes",
+            "rx_packets",
+            "rx_errors",
+            "rx_dropped",
+            "tx_bytes",
+            "tx_packets",
+            "tx_errors",
+            "tx_dropped",
         ]
         .iter()
         .enumerate()
@@ -344,7 +359,8 @@ mod tests {
 
     #[test]
     fn arp_table_matched_by_mac_in_virsh_layout() {
-        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
+        let arp =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
                    10.77.0.2        0x1         0x2         52:54:00:6D:90:02     *        br0\n\
                    10.77.0.9        0x1         0x0         52:54:00:6d:90:02     *        br0\n\
                    10.77.0.3        0x1         0x2         52:54:00:aa:bb:cc     *        br0\n";

@@ -2,6 +2,7 @@
 pub mod capabilities;
 pub mod console;
 pub mod control;
+pub mod create;
 pub mod docs;
 pub mod domain;
 pub mod domif;
