@@ -84,6 +84,16 @@ enum Command {
     Hostname(cmd::host::JsonArgs),
     /// Print this host's CPU and memory (from /proc), as virsh nodeinfo.
     Nodeinfo(cmd::host::JsonArgs),
+    /// List the host's PCI and network devices (libvirt's node device names).
+    NodedevList(cmd::nodedev::ListArgs),
+    /// Print a host device's XML (libvirt's node device format; a PF's
+    /// virt_functions, a VF's phys_function).
+    NodedevDumpxml(cmd::nodedev::DevArgs),
+    /// Bind a PCI device to vfio-pci (refused while a domain holds it).
+    NodedevDetach(cmd::nodedev::DetachArgs),
+    /// Give a PCI device back to its host driver (refused while a domain
+    /// holds it).
+    NodedevReattach(cmd::nodedev::DetachArgs),
     /// Show the failover state of a running domain's teaming pairs.
     Teaming(cmd::domain::TeamingArgs),
     /// Define (or update) a network from XML.
@@ -181,6 +191,10 @@ fn main() -> ExitCode {
         Command::Uri(a) => cmd::host::uri(a),
         Command::Hostname(a) => cmd::host::hostname(a),
         Command::Nodeinfo(a) => cmd::host::nodeinfo(a),
+        Command::NodedevList(a) => cmd::nodedev::list(a),
+        Command::NodedevDumpxml(a) => cmd::nodedev::dumpxml(a),
+        Command::NodedevDetach(a) => cmd::nodedev::detach(a),
+        Command::NodedevReattach(a) => cmd::nodedev::reattach(a),
         Command::NetDefine(a) => cmd::net::define(a),
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),

@@ -486,3 +486,100 @@ fn create_transient_net_info_domif_and_console_without_a_terminal() {
         "error: failed to get network 'nonet'\nerror: Network not found: no network with matching name 'nonet'\n"
     );
 }
+
+/// `nodedev-list --cap`, `nodedev-dumpxml`, `nodedev-detach` and
+/// `nodedev-reattach` on a fake sysfs (`TEAMVIRT_SYSFS`): a PF with one
+/// VF, both on their host drivers.
+#[test]
+fn nodedev_verbs_on_a_fake_sysfs() {
+    use std::os::unix::fs::symlink;
+    let e = Env::new();
+    let sys = e.files.join("sys");
+    let devs = sys.join("bus/pci/devices");
+    for d in ["ixgbe", "ixgbevf", "vfio-pci"] {
+        let p = sys.join("bus/pci/drivers").join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("unbind"), "").unwrap();
+    }
+    std::fs::write(sys.join("bus/pci/drivers_probe"), "").unwrap();
+    std::fs::create_dir_all(sys.join("class/net")).unwrap();
+    for (addr, drv, ifname) in [
+        ("0000:03:00.0", "ixgbe", "enp3s0f0"),
+        ("0000:03:10.2", "ixgbevf", "eth5"),
+    ] {
+        let d = devs.join(addr);
+        std::fs::create_dir_all(d.join("net").join(ifname)).unwrap();
+        std::fs::write(d.join("vendor"), "0x8086\n").unwrap();
+        std::fs::write(d.join("device"), "0x10ed\n").unwrap();
+        std::fs::write(d.join("driver_override"), "(null)\n").unwrap();
+        std::fs::write(
+            d.join("net").join(ifname).join("address"),
+            "aa:bb:cc:00:00:01\n",
+        )
+        .unwrap();
+        symlink(format!("../../drivers/{drv}"), d.join("driver")).unwrap();
+        symlink(
+            d.join("net").join(ifname),
+            sys.join("class/net").join(ifname),
+        )
+        .unwrap();
+    }
+    symlink("../0000:03:10.2", devs.join("0000:03:00.0/virtfn0")).unwrap();
+    symlink("../0000:03:00.0", devs.join("0000:03:10.2/physfn")).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = e.command(args);
+        c.env("TEAMVIRT_SYSFS", &sys);
+        let o = c.output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        run(&["nodedev-list", "--cap", "pci"]).1,
+        "pci_0000_03_00_0\npci_0000_03_10_2\n\n"
+    );
+    assert_eq!(
+        run(&["nodedev-list", "--cap", "net"]).1,
+        "net_enp3s0f0_aa_bb_cc_00_00_01\nnet_eth5_aa_bb_cc_00_00_01\n\n"
+    );
+    let (ok, j, _) = run(&["nodedev-list", "--json"]);
+    assert!(ok);
+    let j: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(j.as_array().unwrap().len(), 4, "{j}");
+    assert_eq!(j[0]["cap"], "net", "{j}");
+    let (ok, pf, err) = run(&["nodedev-dumpxml", "pci_0000_03_00_0"]);
+    assert!(ok, "{err}");
+    assert!(
+        pf.contains(
+            "<capability type='virt_functions'>\n      <address domain='0x0000' bus='0x03' slot='0x10' function='0x2'/>\n    </capability>"
+        ),
+        "{pf}"
+    );
+    let (_, vf, _) = run(&["nodedev-dumpxml", "pci_0000_03_10_2"]);
+    assert!(vf.contains("<capability type='phys_function'>"), "{vf}");
+    let (ok, _, err) = run(&["nodedev-dumpxml", "pci_0000_09_00_0"]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "error: Could not find matching device 'pci_0000_09_00_0'\nerror: Node device not found: no node device with matching name 'pci_0000_09_00_0'\n"
+    );
+
+    let (ok, out, err) = run(&["nodedev-detach", "pci_0000_03_10_2"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Device pci_0000_03_10_2 detached\n\n");
+    let over = devs.join("0000:03:10.2/driver_override");
+    assert_eq!(std::fs::read_to_string(&over).unwrap(), "vfio-pci");
+    assert_eq!(
+        std::fs::read_to_string(sys.join("bus/pci/drivers_probe")).unwrap(),
+        "0000:03:10.2"
+    );
+    let (ok, out, err) = run(&["nodedev-reattach", "pci_0000_03_10_2"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Device pci_0000_03_10_2 re-attached\n\n");
+    assert_eq!(std::fs::read_to_string(&over).unwrap(), "\n");
+    let (ok, _, err) = run(&["nodedev-detach", "net_eth5_aa_bb_cc_00_00_01"]);
+    assert!(!ok);
+    assert!(err.contains("Node device not found"), "{err}");
+}

@@ -17,5 +17,6 @@ pub mod migrate;
 pub mod migrate_dest;
 pub mod net;
 pub mod netinfo;
+pub mod nodedev;
 pub mod qemu_opts;
 pub mod validate;
