@@ -145,7 +145,7 @@ enum Command {
     /// Attach to a domain's serial console (a pty); Ctrl-] leaves.
     Console(cmd::domain::NameArgs),
     /// Edit a domain's definition in $EDITOR; saved only if it validates.
-    Edit(cmd::domain::NameArgs),
+    Edit(cmd::edit::EditArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(cmd::docs::CompletionsArgs),
     /// Write man pages: teamvirt.1 and one teamvirt-VERB.1 per verb.

@@ -238,6 +238,33 @@ fn autostart_dominfo_domiflist_and_edit_on_a_defined_domain() {
     assert!(std::fs::read_to_string(kept).unwrap().contains("ua-nope"));
     std::fs::remove_file(kept).unwrap();
     assert!(!e.ok(&["dumpxml", "op1"]).contains("ua-nope"));
+    // A typo libvirt's schema rejects (virsh edit validates, as define
+    // --validate): nothing saved; --skip-validate keeps define's leniency.
+    let typo = editor("sed -i 's|<devices>|<devices><interfce type=\"user\"/>|' \"$1\"");
+    let out = run_edit(&typo);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: Failed to define domain from the edited XML\n"),
+        "{err}"
+    );
+    assert!(err.contains("interfce"), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
+    let kept = err.split("your edit is kept in ").nth(1).unwrap().trim();
+    std::fs::remove_file(kept).unwrap();
+    assert!(!e.ok(&["dumpxml", "op1"]).contains("interfce"));
+    let out = e
+        .command(&["edit", "op1", "--skip-validate"])
+        .env("EDITOR", &typo)
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
