@@ -158,6 +158,35 @@ pub fn resolve(spec: &str) -> Result<Identity, PrivError> {
     })
 }
 
+/// The PATH QEMU gets when it runs as another user: a user's default
+/// (Debian's login.defs ENV_PATH), not root's sbin directories.
+pub const QEMU_USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// PATH, USER and LOGNAME for a QEMU running as `id` (HOME is the
+/// domain's directory, set by the command builder): the QEMU user's own
+/// when teamvirt switches to it, else this process's (QEMU is teamvirt's
+/// user then).
+pub fn qemu_env(id: &Identity) -> Vec<(String, String)> {
+    let user = if id.switch {
+        match getpwuid(id.uid) {
+            Ok(Some((_, name))) => name,
+            _ => id.uid.to_string(),
+        }
+    } else {
+        std::env::var("USER").unwrap_or_else(|_| id.uid.to_string())
+    };
+    let path = if id.switch {
+        QEMU_USER_PATH.to_owned()
+    } else {
+        std::env::var("PATH").unwrap_or_else(|_| QEMU_USER_PATH.to_owned())
+    };
+    vec![
+        ("PATH".to_owned(), path),
+        ("USER".to_owned(), user.clone()),
+        ("LOGNAME".to_owned(), user),
+    ]
+}
+
 /// `useradd --system --no-create-home --shell nologin --user-group`, in
 /// `kvm` when that group exists (so KVM works for it).
 fn create_default_user() -> Result<(), PrivError> {
