@@ -400,11 +400,21 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
             .count()
     };
     let before = boots();
+    // Reset while paused: the guest cannot negotiate again before the
+    // teaming query, which must not say "yes" (QEMU keeps the primary
+    // across the reset; it said Negotiated yes).
+    src.ok(&["suspend", "op2"]);
     assert_eq!(
         src.ok(&["reboot", "op2"]),
         "Domain 'op2' is being rebooted\n"
     );
+    let t = src.json(&["teaming", "op2", "--json"]);
+    assert_eq!(t["pairs"][0]["negotiated"], false, "{t}");
+    src.ok(&["resume", "op2"]);
     wait_for("the guest to boot again", 90, || boots() > before);
+    wait_for("the guest to negotiate again", 90, || {
+        src.json(&["teaming", "op2", "--json"])["pairs"][0]["negotiated"] == true
+    });
     drop(serial);
 
     // A crash (kill -9) is told with its cause.
