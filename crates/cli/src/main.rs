@@ -156,6 +156,9 @@ enum Command {
     DetachDevice(cmd::hotplug::DetachArgs),
     /// Hot-unplug the device with this alias.
     DetachDeviceAlias(cmd::hotplug::DetachAliasArgs),
+    /// Names for shell completion (internal: the bash script calls it).
+    #[command(name = "__complete-names", hide = true)]
+    CompleteNames(cmd::docs::CompleteNamesArgs),
     /// The destination half of `migrate URI`, started over SSH (internal).
     #[command(name = "__migrate-dest", hide = true)]
     MigrateDest(cmd::migrate_dest::Args),
@@ -228,6 +231,7 @@ fn main() -> ExitCode {
         Command::DetachDevice(a) => cmd::hotplug::detach(a),
         Command::DetachDeviceAlias(a) => cmd::hotplug::detach_alias(a),
         Command::MigrateDest(a) => cmd::migrate_dest::run(a),
+        Command::CompleteNames(a) => cmd::docs::complete_names(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

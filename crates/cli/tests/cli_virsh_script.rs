@@ -583,3 +583,110 @@ fn nodedev_verbs_on_a_fake_sysfs() {
     assert!(!ok);
     assert!(err.contains("Node device not found"), "{err}");
 }
+
+/// The man pages as a user reads them: SYNOPSIS `teamvirt VERB` with
+/// each option's value named and the global options, no DESCRIPTION
+/// repeating NAME; `--json` and `--emulator` described one way on every
+/// verb (the pages and the help come from the one clap definition).
+#[test]
+fn man_pages_synopsis_globals_and_one_wording() {
+    let e = Env::new();
+    let dir = e.state.parent().unwrap().join("man");
+    e.ok2(&["man", "--dir", dir.to_str().unwrap()]);
+    let teaming = std::fs::read_to_string(dir.join("teamvirt-teaming.1")).unwrap();
+    let syn = teaming
+        .split(".SH SYNOPSIS\n")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap();
+    assert!(syn.starts_with("\\fBteamvirt teaming\\fR "), "{syn}");
+    for want in [
+        "[\\fB\\-\\-state\\-dir\\fR \\fIDIR\\fR]",
+        "[\\fB\\-\\-debug\\fR]",
+        "[\\fB\\-\\-qemu\\-user\\fR \\fIUSER[:GROUP]\\fR]",
+        "[\\fB\\-\\-replug\\fR[=\\fISECONDS\\fR]]",
+        "\\fIDOMAIN\\fR",
+    ] {
+        assert!(syn.contains(want), "{want} not in {syn}");
+    }
+    assert!(!teaming.contains(".SH DESCRIPTION"), "{teaming}");
+    let mut json = std::collections::BTreeSet::new();
+    let mut emulator = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let page = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(
+            !page.contains("teamvirt\\-teaming \\fR"),
+            "hyphenated synopsis"
+        );
+        for (flag, set) in [("\\-\\-json", &mut json), ("\\-\\-emulator", &mut emulator)] {
+            let head = format!(".TP\n\\fB{flag}\\fR");
+            if let Some(rest) = page.split(&head).nth(1) {
+                // The text after the option (and its value) line.
+                let text = rest.lines().nth(1).unwrap_or("").to_owned();
+                let first = text.split(':').next().unwrap().split('.').next().unwrap();
+                set.insert(first.to_owned());
+            }
+        }
+    }
+    assert_eq!(json.len(), 1, "--json worded differently: {json:?}");
+    assert_eq!(
+        emulator.len(),
+        1,
+        "--emulator worded differently: {emulator:?}"
+    );
+}
+
+/// bash completes domain and network names from the state directory the
+/// command line names.
+#[test]
+fn bash_completes_domain_and_network_names() {
+    if qemu_or_skip("bash_completes_domain_and_network_names").is_none()
+        || !std::path::Path::new("/bin/bash").exists()
+    {
+        return;
+    }
+    let e = Env::new();
+    e.ok(&["define", &e.write("s1.xml", DOMAIN)]);
+    e.ok(&["net-define", &e.write("lan.xml", LAN)]);
+    let script = e.write("completion.bash", &e.ok(&["completions", "bash"]));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_teamvirt"));
+    let complete = |line: &str| {
+        let out = std::process::Command::new("/bin/bash")
+            .arg("-c")
+            .arg(format!(
+                "source {script}; COMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+                 COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+                 _teamvirt_names teamvirt; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+            ))
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+            )
+            .env_remove("TEAMVIRT_STATE_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sd = e.state.display().to_string();
+    assert_eq!(
+        complete(&format!("teamvirt --state-dir {sd} start s")),
+        "s1\n"
+    );
+    assert_eq!(
+        complete(&format!("teamvirt dominfo --state-dir {sd} ''")),
+        "s1\n"
+    );
+    assert_eq!(
+        complete(&format!("teamvirt net-info --state-dir={sd} ''")),
+        "lan\n"
+    );
+    // The second operand and option values are not names.
+    assert!(!complete(&format!("teamvirt --state-dir {sd} start s1 ''")).contains("s1"));
+    assert!(!complete(&format!("teamvirt --state-dir {sd} start --accel ''")).contains("s1"));
+    assert!(complete(&format!("teamvirt --state-dir {sd} start --ac")).contains("--accel"));
+}

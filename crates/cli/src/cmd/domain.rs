@@ -230,7 +230,8 @@ pub struct ListArgs {
     /// Print UUIDs only, one per line.
     #[arg(long, conflicts_with = "json")]
     pub uuid: bool,
-    /// Print JSON (the rows selected, with id, name, uuid, state).
+    /// Print JSON instead of text: the rows selected, with id, name,
+    /// uuid, state.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -530,7 +531,7 @@ pub struct DomstateArgs {
     /// `shut off (destroyed)`.
     #[arg(long)]
     pub reason: bool,
-    /// Print JSON (`state`, and `reason` with --reason).
+    /// Print JSON instead of text: `state`, and `reason` with --reason.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -578,7 +579,7 @@ pub fn domstate(a: DomstateArgs) -> ExitCode {
 pub struct TeamingArgs {
     /// Domain name.
     pub domain: String,
-    /// Machine-readable output.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Plug back every primary the guest removed (same alias, address and

@@ -19,7 +19,7 @@ pub struct DomifstatArgs {
     /// The interface: its host device (`vnet0`, as `domiflist` shows) or
     /// its MAC address.
     pub interface: String,
-    /// Print JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -172,7 +172,7 @@ pub struct DomifaddrArgs {
     /// Repeat the name and MAC on every address line.
     #[arg(long)]
     pub full: bool,
-    /// Print JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

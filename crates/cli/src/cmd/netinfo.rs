@@ -14,7 +14,7 @@ use crate::out::outln;
 pub struct NetInfoArgs {
     /// Network name or UUID.
     pub network: String,
-    /// Print JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -27,7 +27,7 @@ pub struct ListArgs {
     /// Only devices with this capability.
     #[arg(long, value_enum)]
     pub cap: Option<CapArg>,
-    /// Print JSON (name, capability, sysfs path).
+    /// Print JSON instead of text: name, capability, sysfs path.
     #[arg(long)]
     pub json: bool,
 }
