@@ -690,3 +690,46 @@ fn bash_completes_domain_and_network_names() {
     assert!(!complete(&format!("teamvirt --state-dir {sd} start --accel ''")).contains("s1"));
     assert!(complete(&format!("teamvirt --state-dir {sd} start --ac")).contains("--accel"));
 }
+
+/// The bundled example as the README's first command (scripts/demo.sh)
+/// leaves it: its kernel and initrd where the demo installs the guest, two
+/// empty root ports for the README's hotplug steps (a standby and its
+/// primary), the demo's printed command line built for what it runs (TCG,
+/// lab mode), and the binary found through CARGO_TARGET_DIR.
+#[test]
+fn bundled_example_matches_the_demo_and_the_hotplug_steps() {
+    let root = teamvirt_testinfra::workspace_root();
+    let demo = std::fs::read_to_string(root.join("scripts/demo.sh")).unwrap();
+    let example = std::fs::read_to_string(root.join("examples/teaming-q35.xml")).unwrap();
+    let dir = demo
+        .lines()
+        .find_map(|l| l.strip_prefix("system_guest="))
+        .expect("demo.sh names where it installs the guest");
+    for f in ["vmlinuz", "initramfs.cpio.gz"] {
+        assert!(example.contains(&format!(">{dir}/{f}<")), "{f} not under {dir}");
+    }
+    assert!(demo.contains("install -D -m 0644 -t \"$system_guest\""), "{demo}");
+    assert!(!demo.contains("./target/release"), "hard-coded target dir");
+    assert!(demo.contains("${CARGO_TARGET_DIR:-target}"), "{demo}");
+    let shown = demo.lines().find(|l| l.starts_with("tv domxml-to-native")).unwrap();
+    let run = demo.lines().find(|l| l.starts_with("tv start")).unwrap();
+    for flag in ["--accel tcg", "--emulate-vf"] {
+        assert!(run.contains(flag) && shown.contains(flag), "{flag}: {shown} / {run}");
+    }
+    // Root ports no device of the example sits on.
+    let ports: Vec<u32> = example
+        .lines()
+        .filter(|l| l.contains("model='pcie-root-port'"))
+        .filter_map(|l| l.split("index='").nth(1)?.split('\'').next()?.parse().ok())
+        .collect();
+    let used: Vec<u32> = example
+        .lines()
+        .filter(|l| l.contains("<address type='pci'"))
+        .filter_map(|l| {
+            let b = l.split("bus='0x").nth(1)?.split('\'').next()?;
+            u32::from_str_radix(b, 16).ok()
+        })
+        .collect();
+    let spare = ports.iter().filter(|p| !used.contains(p)).count();
+    assert!(spare >= 2, "spare root ports: {spare} ({ports:?} vs {used:?})");
+}
