@@ -363,7 +363,6 @@ impl Runtime {
             env: crate::privdrop::qemu_identity()
                 .ok()
                 .map(|id| crate::privdrop::qemu_env(&id)),
-            ..Default::default()
         };
 
         let conv: Conversion = VfPool::update_many(&pools, |states| {
