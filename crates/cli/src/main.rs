@@ -96,6 +96,9 @@ enum Command {
     NodedevReattach(cmd::nodedev::DetachArgs),
     /// Show the failover state of a running domain's teaming pairs.
     Teaming(cmd::domain::TeamingArgs),
+    /// Print domain events as they happen (lifecycle, reboot, failover),
+    /// in virsh's words; --loop until Ctrl-C or --timeout.
+    Event(cmd::event::EventArgs),
     /// Define (or update) a network from XML.
     NetDefine(cmd::net::NetDefineArgs),
     /// Forget a network's definition.
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
         Command::Shutdown(a) => cmd::domain::shutdown(a),
         Command::Domstate(a) => cmd::domain::domstate(a),
         Command::Teaming(a) => cmd::domain::teaming(a),
+        Command::Event(a) => cmd::event::run(a),
         Command::Domid(a) => cmd::host::domid(a),
         Command::Domuuid(a) => cmd::host::domuuid(a),
         Command::Domname(a) => cmd::host::domname(a),

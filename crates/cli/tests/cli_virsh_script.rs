@@ -706,15 +706,27 @@ fn bundled_example_matches_the_demo_and_the_hotplug_steps() {
         .find_map(|l| l.strip_prefix("system_guest="))
         .expect("demo.sh names where it installs the guest");
     for f in ["vmlinuz", "initramfs.cpio.gz"] {
-        assert!(example.contains(&format!(">{dir}/{f}<")), "{f} not under {dir}");
+        assert!(
+            example.contains(&format!(">{dir}/{f}<")),
+            "{f} not under {dir}"
+        );
     }
-    assert!(demo.contains("install -D -m 0644 -t \"$system_guest\""), "{demo}");
+    assert!(
+        demo.contains("install -D -m 0644 -t \"$system_guest\""),
+        "{demo}"
+    );
     assert!(!demo.contains("./target/release"), "hard-coded target dir");
     assert!(demo.contains("${CARGO_TARGET_DIR:-target}"), "{demo}");
-    let shown = demo.lines().find(|l| l.starts_with("tv domxml-to-native")).unwrap();
+    let shown = demo
+        .lines()
+        .find(|l| l.starts_with("tv domxml-to-native"))
+        .unwrap();
     let run = demo.lines().find(|l| l.starts_with("tv start")).unwrap();
     for flag in ["--accel tcg", "--emulate-vf"] {
-        assert!(run.contains(flag) && shown.contains(flag), "{flag}: {shown} / {run}");
+        assert!(
+            run.contains(flag) && shown.contains(flag),
+            "{flag}: {shown} / {run}"
+        );
     }
     // Root ports no device of the example sits on.
     let ports: Vec<u32> = example
@@ -731,5 +743,91 @@ fn bundled_example_matches_the_demo_and_the_hotplug_steps() {
         })
         .collect();
     let spare = ports.iter().filter(|p| !used.contains(p)).count();
-    assert!(spare >= 2, "spare root ports: {spare} ({ports:?} vs {used:?})");
+    assert!(
+        spare >= 2,
+        "spare root ports: {spare} ({ports:?} vs {used:?})"
+    );
+}
+
+/// `event --loop` prints virsh's lifecycle lines as a script drives the
+/// domain, and on Ctrl-C how many it printed; `event` without --loop
+/// stops after the first; `--timeout` ends the loop.
+#[test]
+fn event_loop_prints_lifecycle_events_as_they_happen() {
+    use std::io::BufRead;
+    if qemu_or_skip("event_loop_prints_lifecycle_events_as_they_happen").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let f = e.write("s1.xml", DOMAIN);
+    // The state directory must exist for the watcher (net-define makes it).
+    e.ok(&["net-define", &e.write("lan.xml", LAN)]);
+    // Started, and watching once it says so on stderr.
+    let spawn = |args: &[&str]| {
+        let mut c = e
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(c.stderr.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, "watching events (Ctrl-C stops)\n");
+        c
+    };
+    let mut ev = spawn(&["event", "--loop", "--domain", "s1", "--timeout", "300"]);
+    let stdout = ev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    e.ok(&["define", &f]);
+    e.ok(&["start", "s1", "--paused", "--accel", "tcg"]);
+    e.ok(&["resume", "s1"]);
+    e.ok(&["reboot", "s1"]);
+    e.ok(&["destroy", "s1"]);
+    e.ok(&["undefine", "s1"]);
+    let want = [
+        "event 'lifecycle' for domain 's1': Defined Added",
+        "event 'lifecycle' for domain 's1': Started Booted",
+        "event 'lifecycle' for domain 's1': Suspended Paused",
+        "event 'lifecycle' for domain 's1': Resumed Unpaused",
+        "event 'reboot' for domain 's1'",
+        "event 'lifecycle' for domain 's1': Stopped Destroyed",
+        "event 'lifecycle' for domain 's1': Undefined Removed",
+    ];
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(l) => got.push(l),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(got, want);
+    // Ctrl-C: the count, then exit 0.
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(ev.id() as i32, libc::SIGINT) };
+    let status = ev.wait().unwrap();
+    let tail: Vec<String> = rx.iter().collect();
+    reader.join().unwrap();
+    assert!(status.success());
+    assert_eq!(tail, ["events received: 7"]);
+
+    // Without --loop: the first event, then the count.
+    let one = spawn(&["event", "--timeout", "120"]);
+    e.ok(&["define", &f]);
+    let out = one.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "event 'lifecycle' for domain 's1': Defined Added\nevents received: 1\n"
+    );
+    let out = e.ok(&["event", "--loop", "--timeout", "1"]);
+    assert_eq!(out, "event loop timed out\nevents received: 0\n");
 }

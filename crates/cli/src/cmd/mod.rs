@@ -10,6 +10,7 @@ pub mod domjobabort;
 pub mod domjobinfo;
 pub mod domxml_to_native;
 pub mod edit;
+pub mod event;
 pub mod format;
 pub mod host;
 pub mod hotplug;
