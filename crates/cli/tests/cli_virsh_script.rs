@@ -4,9 +4,12 @@
 //! --reason`, `dumpxml --inactive/--migratable/--security-info`,
 //! `net-list --all/--inactive`, the host verbs (`version`, `uri`,
 //! `hostname`, `nodeinfo`), `migrate`'s flags accepted or refused with a
-//! reason, and `start --paused` / `destroy --graceful` on a QEMU with no
-//! guest (firmware only). Output is compared with virsh's layout: one
-//! value a line, then the empty line virsh prints after every command.
+//! reason, `start --paused` / `destroy --graceful` on a QEMU with no
+//! guest (firmware only), and the verbs added after them: `create`,
+//! `start --console`, `net-info`, `net-uuid`, `domifstat`, `domifaddr`,
+//! `nodedev-*` (fake sysfs), `event --loop`; the man pages, completion of
+//! names and the bundled example. Output is compared with virsh's layout:
+//! one value a line, then the empty line virsh prints after every command.
 
 mod common;
 
@@ -265,7 +268,23 @@ fn new_verbs_in_help_man_and_completions() {
     e.ok2(&["man", "--dir", dir.to_str().unwrap()]);
     let bash = e.ok(&["completions", "bash"]);
     for verb in [
-        "domid", "domuuid", "domname", "version", "uri", "hostname", "nodeinfo",
+        "domid",
+        "domuuid",
+        "domname",
+        "version",
+        "uri",
+        "hostname",
+        "nodeinfo",
+        "create",
+        "domifstat",
+        "domifaddr",
+        "net-info",
+        "net-uuid",
+        "nodedev-list",
+        "nodedev-dumpxml",
+        "nodedev-detach",
+        "nodedev-reattach",
+        "event",
     ] {
         assert!(
             help.lines()
@@ -383,6 +402,14 @@ fn create_transient_net_info_domif_and_console_without_a_terminal() {
     );
     let j = e.json(&["dominfo", "s1", "--json"]);
     assert_eq!(j["persistent"], false, "{j}");
+    e.ok(&["destroy", "s1"]);
+    let j = e.json(&["create", &f, "--paused", "--accel", "tcg", "--json"]);
+    assert_eq!(
+        (&j["name"], &j["accel"]),
+        (&"s1".into(), &"tcg".into()),
+        "{j}"
+    );
+    assert_eq!(e.ok(&["domid", "s1"]), format!("{}\n\n", j["id"]));
 
     // User networking has no host-side device: no counters, said so.
     let err = e.fail(&["domifstat", "s1", "52:54:00:12:34:56"]);

@@ -22,8 +22,12 @@ pub struct CreateArgs {
     #[arg(long, conflicts_with = "wait_failover")]
     pub paused: bool,
     /// Attach to the serial console once started (Ctrl-] leaves).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub console: bool,
+    /// Print JSON instead of text: the domain's name, id, UUID and
+    /// accelerator.
+    #[arg(long)]
+    pub json: bool,
     /// Check the XML against libvirt's RELAX NG schema first (virsh's
     /// --validate).
     #[arg(long)]
@@ -79,6 +83,16 @@ pub fn run(a: CreateArgs) -> ExitCode {
                 eprint!("{}", render(&w, Some(&text)));
             }
             print_start_report(&r);
+            if a.json {
+                let v = serde_json::json!({
+                    "name": name,
+                    "id": r.record.id,
+                    "uuid": r.record.uuid,
+                    "accel": r.record.accel,
+                });
+                outln!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+                return ExitCode::SUCCESS;
+            }
             outln!("Domain '{name}' created from {}", a.file.display());
             if a.console {
                 return crate::cmd::console::attach(&rt, &name);
