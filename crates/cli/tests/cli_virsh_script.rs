@@ -255,7 +255,42 @@ fn start_paused_resume_destroy_graceful() {
         e.ok(&["domstate", "s1", "--reason"]),
         "running (booted)\n\n"
     );
-    e.ok(&["destroy", "s1"]);
+    // A migration destination's QEMU gets the QEMU user's environment,
+    // not the migrating process's (it inherited root's PATH and USER).
+    let dest = e.state.parent().unwrap().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let dest = dest.to_str().unwrap();
+    let ok = e
+        .command(&["migrate", "s1", "--dest-state-dir", dest])
+        .env("TEAMVIRT_LEAK_CHECK", "1")
+        .status()
+        .unwrap()
+        .success();
+    let pid = std::fs::read_to_string(format!("{dest}/run/s1/pid")).unwrap_or_default();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap_or_default();
+    // Stopped before anything is asserted: a failure must not leak it.
+    e.command(&["destroy", "s1", "--state-dir", dest])
+        .status()
+        .unwrap();
+    assert!(ok, "migrate failed");
+    let environ: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let home = format!("HOME={dest}/run/s1");
+    assert!(environ.contains(&home), "{home}: {environ:?}");
+    assert!(environ.iter().any(|v| v == "LC_ALL=C"), "{environ:?}");
+    assert!(
+        !environ.iter().any(|v| v.starts_with("TEAMVIRT_")),
+        "{environ:?}"
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(
+            environ.iter().any(|v| v == "USER=teamvirt-qemu"),
+            "{environ:?}"
+        );
+    }
 }
 
 /// The new verbs are in `help`, the man pages and the completions (all

@@ -187,6 +187,36 @@ pub fn qemu_env(id: &Identity) -> Vec<(String, String)> {
     ]
 }
 
+/// The whole environment of a QEMU running as `id` with `home` (its run
+/// directory) as HOME, as the command builder gives a start's QEMU: for a
+/// migration destination, whose argv comes from the source, so that it
+/// does not inherit teamvirt's own environment (root's PATH and USER, an
+/// SSH session's variables).
+pub fn qemu_process_env(id: &Identity, home: &std::path::Path) -> Vec<(String, String)> {
+    let home = home.display().to_string();
+    let mut env = vec![("LC_ALL".to_owned(), "C".to_owned())];
+    let mut own = qemu_env(id).into_iter();
+    env.extend(own.next()); // PATH
+    env.push(("HOME".to_owned(), home.clone()));
+    env.extend(own); // USER, LOGNAME
+    for (k, sub) in [
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_CONFIG_HOME", ".config"),
+    ] {
+        env.push((k.to_owned(), format!("{home}/{sub}")));
+    }
+    // A QEMU unpacked into a private prefix loads its own modules (see
+    // the command builder).
+    if let Some(m) = std::env::var_os("QEMU_MODULE_DIR") {
+        env.push((
+            "QEMU_MODULE_DIR".to_owned(),
+            m.to_string_lossy().into_owned(),
+        ));
+    }
+    env
+}
+
 /// `useradd --system --no-create-home --shell nologin --user-group`, in
 /// `kvm` when that group exists (so KVM works for it).
 fn create_default_user() -> Result<(), PrivError> {
