@@ -790,7 +790,16 @@ fn bundled_example_matches_the_demo_and_the_hotplug_steps() {
             "{flag}: {shown} / {run}"
         );
     }
-    // Root ports no device of the example sits on.
+    // Root ports no device of the example sits on once define added its
+    // defaults (a USB controller takes one): as `format` prints it.
+    if qemu_or_skip("bundled_example_matches_the_demo_and_the_hotplug_steps").is_none() {
+        return;
+    }
+    let e = Env::new();
+    let example = e.ok(&[
+        "format",
+        root.join("examples/teaming-q35.xml").to_str().unwrap(),
+    ]);
     let ports: Vec<u32> = example
         .lines()
         .filter(|l| l.contains("model='pcie-root-port'"))
