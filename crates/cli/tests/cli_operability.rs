@@ -309,6 +309,31 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
     }
     let dom = src.write("d.xml", &domain("op2", &guest.kernel, &guest.initrd));
     src.ok(&["define", &dom]);
+    // `event --loop --event failover` sees the pair negotiate and its
+    // primary plug in, from the pairs of the running domain.
+    let mut events = src
+        .command(&["event", "--loop", "--event", "failover", "--timeout", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(events.stderr.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "watching events (Ctrl-C stops)\n");
+    let events_out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(events_out)).map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
 
     // --debug shows the QMP conversation and the QEMU command line.
     let (_, err) = src.ok2(&[
@@ -330,6 +355,24 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
     assert!(
         log.contains("VF 0000:3b:02.1 of network 'vfpool' bound to device"),
         "{log}"
+    );
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    assert_eq!(
+        seen,
+        [
+            "event 'failover' for domain 'op2': negotiated ua-backup0/hostdev0",
+            "event 'failover' for domain 'op2': primary hostdev0 plugged",
+        ]
     );
 
     // dominfo / domiflist of the running domain.
