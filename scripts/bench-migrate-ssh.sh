@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build -q --release --bin teamvirt
-TV=$PWD/target/release/teamvirt
+TV=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/teamvirt
 ./scripts/build-test-guest.sh >/dev/null
 G=${TEAMVIRT_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/guest}
 

@@ -19,7 +19,7 @@ failover master). Prints a table and the ratios (a)/(b) and (a)/(c).
 
 usage (root): scripts/bench-traffic.py [--raw-primary MODEL] [TEAMVIRT_BINARY]
 Needs: qemu-system-x86_64, iproute2, the test guest
-(scripts/build-test-guest.sh), a built teamvirt (default target/release).
+(scripts/build-test-guest.sh), a built teamvirt (default $CARGO_TARGET_DIR/release, target/release without it).
 """
 import json
 import os
@@ -419,7 +419,8 @@ def main():
     if len(args) >= 2 and args[0] == "--raw-primary":
         raw_model, args = args[1], args[2:]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tv = os.path.abspath(args[0] if args else os.path.join(root, "target/release/teamvirt"))
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(root, "target")
+    tv = os.path.abspath(args[0] if args else os.path.join(target, "release/teamvirt"))
     if not os.access(tv, os.X_OK):
         raise SystemExit(f"{tv} not found: cargo build --release first")
     # The tests' guest lock: no other test guest competes for the cores.

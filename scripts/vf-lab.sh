@@ -12,7 +12,7 @@
 #   scripts/vf-lab.sh run DIR OUT        # boot L1, run DIR/scenario.sh in it
 #   scripts/vf-lab.sh emulator           # install QEMU 10.0 as a VM emulator, print its prefix
 #   scripts/vf-lab.sh scenario OUT       # the VF scenario (scripts/vf-lab/scenario.sh)
-#                                        # with $TEAMVIRT_BIN (default target/release/teamvirt)
+#                                        # with $TEAMVIRT_BIN (default $CARGO_TARGET_DIR/release/teamvirt, target/ without it)
 #
 # `run` shares DIR read-only with L1 (at /lab) and OUT read-write (at /out);
 # L1's init runs /lab/scenario.sh, writes its exit code to /out/rc and powers
@@ -202,7 +202,7 @@ run_lab() {
 # The lab directory of the VF scenario: teamvirt, the test guest (with
 # igbvf), the scenario.
 scenario() {
-    local out=$1 bin=${TEAMVIRT_BIN:-$here/../target/release/teamvirt} dir guest
+    local out=$1 bin=${TEAMVIRT_BIN:-${CARGO_TARGET_DIR:-$here/../target}/release/teamvirt} dir guest
     [[ -x $bin ]] || die "no teamvirt binary at $bin (cargo build --release, or set TEAMVIRT_BIN)"
     guest=$("$here/build-test-guest.sh" | tail -n1)
     mkdir -p "$out"

@@ -59,6 +59,9 @@ enum Command {
     Dumpxml(cmd::domain::DumpxmlArgs),
     /// Start a defined domain (QEMU runs detached).
     Start(cmd::domain::StartArgs),
+    /// Start a domain from XML without defining it (transient, as virsh
+    /// create: forgotten once it stops).
+    Create(cmd::create::CreateArgs),
     /// Stop a domain now (its VFs go back to their pools).
     Destroy(cmd::domain::DestroyArgs),
     /// Ask a domain's guest to power off (ACPI power button) and return at
@@ -81,8 +84,21 @@ enum Command {
     Hostname(cmd::host::JsonArgs),
     /// Print this host's CPU and memory (from /proc), as virsh nodeinfo.
     Nodeinfo(cmd::host::JsonArgs),
+    /// List the host's PCI and network devices (libvirt's node device names).
+    NodedevList(cmd::nodedev::ListArgs),
+    /// Print a host device's XML (libvirt's node device format; a PF's
+    /// virt_functions, a VF's phys_function).
+    NodedevDumpxml(cmd::nodedev::DevArgs),
+    /// Bind a PCI device to vfio-pci (refused while a domain holds it).
+    NodedevDetach(cmd::nodedev::DetachArgs),
+    /// Give a PCI device back to its host driver (refused while a domain
+    /// holds it).
+    NodedevReattach(cmd::nodedev::DetachArgs),
     /// Show the failover state of a running domain's teaming pairs.
     Teaming(cmd::domain::TeamingArgs),
+    /// Print domain events as they happen (lifecycle, reboot, failover),
+    /// in virsh's words; --loop until Ctrl-C or --timeout.
+    Event(cmd::event::EventArgs),
     /// Define (or update) a network from XML.
     NetDefine(cmd::net::NetDefineArgs),
     /// Forget a network's definition.
@@ -91,6 +107,10 @@ enum Command {
     NetList(cmd::net::NetListArgs),
     /// Print a network's XML.
     NetDumpxml(cmd::net::NetDumpxmlArgs),
+    /// Show a network's name, UUID, state, autostart and bridge (virsh's layout).
+    NetInfo(cmd::netinfo::NetInfoArgs),
+    /// Print a network's UUID.
+    NetUuid(cmd::netinfo::NetInfoArgs),
     /// Start (activate) a network: checks its bridge or PF exists.
     NetStart(cmd::net::NetNameArgs),
     /// Stop a network from serving new devices (running domains keep theirs).
@@ -105,6 +125,12 @@ enum Command {
     Dominfo(cmd::control::InfoArgs),
     /// List a domain's network interfaces with their teaming role and pair.
     Domiflist(cmd::control::InfoArgs),
+    /// Print a running domain's interface counters (rx/tx bytes, packets,
+    /// errors, drops), as the guest sees them, from the host-side device.
+    Domifstat(cmd::domif::DomifstatArgs),
+    /// Print a running domain's interface addresses (virsh's table):
+    /// --source arp from the host's neighbour table.
+    Domifaddr(cmd::domif::DomifaddrArgs),
     /// Pause a running domain's vCPUs.
     Suspend(cmd::domain::NameArgs),
     /// Resume a paused domain.
@@ -122,7 +148,7 @@ enum Command {
     /// Attach to a domain's serial console (a pty); Ctrl-] leaves.
     Console(cmd::domain::NameArgs),
     /// Edit a domain's definition in $EDITOR; saved only if it validates.
-    Edit(cmd::domain::NameArgs),
+    Edit(cmd::edit::EditArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(cmd::docs::CompletionsArgs),
     /// Write man pages: teamvirt.1 and one teamvirt-VERB.1 per verb.
@@ -133,6 +159,9 @@ enum Command {
     DetachDevice(cmd::hotplug::DetachArgs),
     /// Hot-unplug the device with this alias.
     DetachDeviceAlias(cmd::hotplug::DetachAliasArgs),
+    /// Names for shell completion (internal: the bash script calls it).
+    #[command(name = "__complete-names", hide = true)]
+    CompleteNames(cmd::docs::CompleteNamesArgs),
     /// The destination half of `migrate URI`, started over SSH (internal).
     #[command(name = "__migrate-dest", hide = true)]
     MigrateDest(cmd::migrate_dest::Args),
@@ -156,10 +185,12 @@ fn main() -> ExitCode {
         Command::List(a) => cmd::domain::list(a),
         Command::Dumpxml(a) => cmd::domain::dumpxml(a),
         Command::Start(a) => cmd::domain::start(a),
+        Command::Create(a) => cmd::create::run(a),
         Command::Destroy(a) => cmd::domain::destroy(a),
         Command::Shutdown(a) => cmd::domain::shutdown(a),
         Command::Domstate(a) => cmd::domain::domstate(a),
         Command::Teaming(a) => cmd::domain::teaming(a),
+        Command::Event(a) => cmd::event::run(a),
         Command::Domid(a) => cmd::host::domid(a),
         Command::Domuuid(a) => cmd::host::domuuid(a),
         Command::Domname(a) => cmd::host::domname(a),
@@ -167,10 +198,16 @@ fn main() -> ExitCode {
         Command::Uri(a) => cmd::host::uri(a),
         Command::Hostname(a) => cmd::host::hostname(a),
         Command::Nodeinfo(a) => cmd::host::nodeinfo(a),
+        Command::NodedevList(a) => cmd::nodedev::list(a),
+        Command::NodedevDumpxml(a) => cmd::nodedev::dumpxml(a),
+        Command::NodedevDetach(a) => cmd::nodedev::detach(a),
+        Command::NodedevReattach(a) => cmd::nodedev::reattach(a),
         Command::NetDefine(a) => cmd::net::define(a),
         Command::NetUndefine(a) => cmd::net::undefine(a),
         Command::NetList(a) => cmd::net::list(a),
         Command::NetDumpxml(a) => cmd::net::dumpxml(a),
+        Command::NetInfo(a) => cmd::netinfo::net_info(a),
+        Command::NetUuid(a) => cmd::netinfo::net_uuid(a),
         Command::NetStart(a) => cmd::net::start(a),
         Command::NetDestroy(a) => cmd::net::destroy(a),
         Command::Migrate(a) => cmd::migrate::run(a),
@@ -178,6 +215,8 @@ fn main() -> ExitCode {
         Command::Domjobabort(a) => cmd::domjobabort::run(a),
         Command::Dominfo(a) => cmd::control::dominfo(a),
         Command::Domiflist(a) => cmd::control::domiflist(a),
+        Command::Domifstat(a) => cmd::domif::domifstat(a),
+        Command::Domifaddr(a) => cmd::domif::domifaddr(a),
         Command::Suspend(a) => cmd::control::suspend(a),
         Command::Resume(a) => cmd::control::resume(a),
         Command::Reboot(a) => cmd::control::reboot(a),
@@ -196,6 +235,7 @@ fn main() -> ExitCode {
         Command::DetachDevice(a) => cmd::hotplug::detach(a),
         Command::DetachDeviceAlias(a) => cmd::hotplug::detach_alias(a),
         Command::MigrateDest(a) => cmd::migrate_dest::run(a),
+        Command::CompleteNames(a) => cmd::docs::complete_names(a),
     };
     if out::failed() {
         return ExitCode::FAILURE;

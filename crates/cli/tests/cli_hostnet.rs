@@ -100,6 +100,47 @@ fn bridge_tap_is_configured_like_libvirt_and_removed_at_destroy() {
     assert!(argv.contains(r#"\"type\":\"tap\",\"fd\":\""#), "{argv}");
     let rec = std::fs::read_to_string(e.run_dir("d").join("netdevs.json")).unwrap();
     assert!(rec.contains("vnet0") && rec.contains("br0"), "{rec}");
+    // domifstat: the tap's counters, by device or MAC, in virsh's lines.
+    for key in ["vnet0", MAC] {
+        let st = ok(&ns, &e, &["domifstat", "d", key]);
+        let keys: Vec<&str> = st
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "rx_bytes",
+                "rx_packets",
+                "rx_errs",
+                "rx_drop",
+                "tx_bytes",
+                "tx_packets",
+                "tx_errs",
+                "tx_drop"
+            ],
+            "{st}"
+        );
+        assert!(st.starts_with("vnet0 rx_bytes "), "{st}");
+    }
+    // domifaddr --source arp: the namespace's neighbour entry for the MAC.
+    ns.ip(&[
+        "neigh",
+        "add",
+        "192.0.2.7",
+        "lladdr",
+        MAC,
+        "dev",
+        "br0",
+        "nud",
+        "permanent",
+    ]);
+    let a = ok(&ns, &e, &["domifaddr", "d", "--source", "arp"]);
+    assert!(
+        a.contains(&format!(" vnet0      {MAC}    ipv4         192.0.2.7/0\n")),
+        "{a}"
+    );
     ok(&ns, &e, &["destroy", "d"]);
     assert_eq!(created_links(&ns), Vec::<String>::new());
     assert!(!e.run_dir("d").join("netdevs.json").exists());

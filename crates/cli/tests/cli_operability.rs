@@ -238,6 +238,33 @@ fn autostart_dominfo_domiflist_and_edit_on_a_defined_domain() {
     assert!(std::fs::read_to_string(kept).unwrap().contains("ua-nope"));
     std::fs::remove_file(kept).unwrap();
     assert!(!e.ok(&["dumpxml", "op1"]).contains("ua-nope"));
+    // A typo libvirt's schema rejects (virsh edit validates, as define
+    // --validate): nothing saved; --skip-validate keeps define's leniency.
+    let typo = editor("sed -i 's|<devices>|<devices><interfce type=\"user\"/>|' \"$1\"");
+    let out = run_edit(&typo);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: Failed to define domain from the edited XML\n"),
+        "{err}"
+    );
+    assert!(err.contains("interfce"), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
+    let kept = err.split("your edit is kept in ").nth(1).unwrap().trim();
+    std::fs::remove_file(kept).unwrap();
+    assert!(!e.ok(&["dumpxml", "op1"]).contains("interfce"));
+    let out = e
+        .command(&["edit", "op1", "--skip-validate"])
+        .env("EDITOR", &typo)
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -282,6 +309,31 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
     }
     let dom = src.write("d.xml", &domain("op2", &guest.kernel, &guest.initrd));
     src.ok(&["define", &dom]);
+    // `event --loop --event failover` sees the pair negotiate and its
+    // primary plug in, from the pairs of the running domain.
+    let mut events = src
+        .command(&["event", "--loop", "--event", "failover", "--timeout", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(events.stderr.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "watching events (Ctrl-C stops)\n");
+    let events_out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(events_out)).map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
 
     // --debug shows the QMP conversation and the QEMU command line.
     let (_, err) = src.ok2(&[
@@ -303,6 +355,24 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
     assert!(
         log.contains("VF 0000:3b:02.1 of network 'vfpool' bound to device"),
         "{log}"
+    );
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    assert_eq!(
+        seen,
+        [
+            "event 'failover' for domain 'op2': negotiated ua-backup0/hostdev0",
+            "event 'failover' for domain 'op2': primary hostdev0 plugged",
+        ]
     );
 
     // dominfo / domiflist of the running domain.
@@ -373,11 +443,21 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
             .count()
     };
     let before = boots();
+    // Reset while paused: the guest cannot negotiate again before the
+    // teaming query, which must not say "yes" (QEMU keeps the primary
+    // across the reset; it said Negotiated yes).
+    src.ok(&["suspend", "op2"]);
     assert_eq!(
         src.ok(&["reboot", "op2"]),
         "Domain 'op2' is being rebooted\n"
     );
+    let t = src.json(&["teaming", "op2", "--json"]);
+    assert_eq!(t["pairs"][0]["negotiated"], false, "{t}");
+    src.ok(&["resume", "op2"]);
     wait_for("the guest to boot again", 90, || boots() > before);
+    wait_for("the guest to negotiate again", 90, || {
+        src.json(&["teaming", "op2", "--json"])["pairs"][0]["negotiated"] == true
+    });
     drop(serial);
 
     // A crash (kill -9) is told with its cause.

@@ -196,6 +196,26 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
         format!("{gid} {gid} {gid} {gid}")
     );
     assert_no_capabilities(&pid);
+    // QEMU's environment, and the one the domain log records, are the
+    // QEMU user's (it said USER=root and root's PATH).
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let log = std::fs::read_to_string(e.state.join("log/tv.log")).unwrap();
+    if root {
+        for v in [
+            "USER=teamvirt-qemu",
+            "LOGNAME=teamvirt-qemu",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+        ] {
+            assert!(environ.iter().any(|x| x == v), "{v}: {environ:?}");
+            assert!(log.contains(&format!(" {v} ")), "{v}: {log}");
+        }
+    }
+    let home = format!("HOME={}", e.run_dir("tv").display());
+    assert!(environ.contains(&home), "{home}: {environ:?}");
     if root {
         let ps = Command::new("ps")
             .args(["-o", "user:20=", "-p", &pid])

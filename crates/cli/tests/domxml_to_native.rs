@@ -385,3 +385,48 @@ fn host_setup_and_network_errors_name_the_interface_and_test_env() {
     );
     assert!(err.contains(&at), "{err}");
 }
+
+/// A type='kvm' domain's command line is built for the accelerator
+/// `start` would use here: `-accel tcg` (with a note) where KVM is not
+/// usable, `-accel kvm` where it is; `--accel` chooses; `--test-env` keeps
+/// libvirt's output for the type as written.
+#[test]
+fn kvm_domain_gets_the_accelerator_start_would_use() {
+    if teamvirt_testinfra::qemu_or_skip("kvm_domain_gets_the_accelerator_start_would_use").is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dom = dir.path().join("k.xml");
+    std::fs::write(
+        &dom,
+        "<domain type='kvm'><name>k</name><memory unit='MiB'>64</memory>
+         <os><type arch='x86_64' machine='q35'>hvm</type></os></domain>",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let o = teamvirt()
+            .arg("domxml-to-native")
+            .args(extra)
+            .arg(&dom)
+            .env("TEAMVIRT_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (out, err) = run(&[]);
+    match teamvirt_runtime::accel::kvm_unusable() {
+        Some(_) => {
+            assert!(out.contains("-accel tcg"), "{out}");
+            assert!(!out.contains("-accel kvm"), "{out}");
+            assert!(err.contains("KVM is not usable on this host"), "{err}");
+        }
+        None => assert!(out.contains("-accel kvm"), "{out}"),
+    }
+    assert!(run(&["--accel", "kvm"]).0.contains("-accel kvm"));
+    assert!(run(&["--accel", "tcg"]).0.contains("-accel tcg"));
+}

@@ -166,6 +166,23 @@ impl Runtime {
         text: &str,
         file: Option<&Path>,
     ) -> Result<(String, Vec<Diagnostic>), RuntimeError> {
+        let (mut def, warnings) = self.checked_definition(text, file)?;
+        let _g = self.sd.lock_global()?;
+        let path = self.sd.domain_xml(&def.name)?;
+        self.keep_uuid(&mut def)?;
+        let xml = def.to_xml();
+        check_formatted(&def.name, &xml)?;
+        write_atomic(&path, xml.as_bytes(), 0o600)?;
+        Ok((def.name, warnings))
+    }
+
+    /// What `define` and `create` both do to a document: parse, check
+    /// (libvirt's, QEMU's and teaming checks) and fill in QEMU's defaults.
+    fn checked_definition(
+        &self,
+        text: &str,
+        file: Option<&Path>,
+    ) -> Result<(DomainDef, Vec<Diagnostic>), RuntimeError> {
         let invalid = |diags: Vec<Diagnostic>| RuntimeError::Invalid {
             diags,
             text: text.to_owned(),
@@ -182,8 +199,12 @@ impl Runtime {
         }
         warnings.extend(diags);
         teamvirt_qemu::defaults::define(&mut def, &caps)?;
+        Ok((def, warnings))
+    }
 
-        let _g = self.sd.lock_global()?;
+    /// A domain defined under `def`'s name keeps its UUID (a different one
+    /// is libvirt's clash error); a domain without any gets a new one.
+    fn keep_uuid(&self, def: &mut DomainDef) -> Result<(), RuntimeError> {
         let path = self.sd.domain_xml(&def.name)?;
         if let Some(old) = read_optional(&path)? {
             if let Ok((old, _)) = DomainDef::parse_str(&old, None) {
@@ -202,10 +223,31 @@ impl Runtime {
         if def.uuid.is_none() {
             def.uuid = Some(random_uuid()?);
         }
+        Ok(())
+    }
+
+    /// `create FILE`: start a domain from XML without defining it
+    /// (transient: gone from `list --all` once it stops), as virsh's
+    /// `create`. A domain defined under the same name must have the same
+    /// UUID (libvirt's clash error otherwise); its definition stays as it
+    /// is. Returns the name, the report of the start and the parser's
+    /// warnings.
+    pub fn create_domain(
+        &self,
+        text: &str,
+        file: Option<&Path>,
+        opts: &crate::StartOptions,
+    ) -> Result<(String, crate::StartReport, Vec<Diagnostic>), RuntimeError> {
+        let (mut def, warnings) = self.checked_definition(text, file)?;
+        {
+            let _g = self.sd.lock_global()?;
+            self.keep_uuid(&mut def)?;
+        }
         let xml = def.to_xml();
         check_formatted(&def.name, &xml)?;
-        write_atomic(&path, xml.as_bytes(), 0o600)?;
-        Ok((def.name, warnings))
+        let name = def.name.clone();
+        let report = self.start_def(def, &xml, opts)?;
+        Ok((name, report, warnings))
     }
 
     /// `undefine`: forget the definition. A running domain keeps running

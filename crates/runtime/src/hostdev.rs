@@ -620,6 +620,14 @@ pub fn recorded_vf_pfs(run_dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The PCI addresses of every host device recorded in `run_dir`.
+pub fn recorded_addresses(run_dir: &Path) -> Vec<String> {
+    match load_record(&run_dir.join(RECORD)) {
+        Ok(Some(rec)) => rec.vfs.into_iter().map(|v| v.address).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Remove every bridge's learnt (dynamic) entry for `mac`.
 fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
     let bytes = crate::netdev::pair::parse_mac(mac)

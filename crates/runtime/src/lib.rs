@@ -43,6 +43,7 @@ pub mod netdef;
 pub mod netdev;
 /// Network verbs and the network lookup used at start.
 pub mod network;
+pub mod nodedev;
 pub mod pool;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.

@@ -196,6 +196,65 @@ pub fn resolve(spec: &str) -> Result<Identity, PrivError> {
     })
 }
 
+/// The PATH QEMU gets when it runs as another user: a user's default
+/// (Debian's login.defs ENV_PATH), not root's sbin directories.
+pub const QEMU_USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// PATH, USER and LOGNAME for a QEMU running as `id` (HOME is the
+/// domain's directory, set by the command builder): the QEMU user's own
+/// when teamvirt switches to it, else this process's (QEMU is teamvirt's
+/// user then).
+pub fn qemu_env(id: &Identity) -> Vec<(String, String)> {
+    let user = if id.switch {
+        match getpwuid(id.uid) {
+            Ok(Some((_, name))) => name,
+            _ => id.uid.to_string(),
+        }
+    } else {
+        std::env::var("USER").unwrap_or_else(|_| id.uid.to_string())
+    };
+    let path = if id.switch {
+        QEMU_USER_PATH.to_owned()
+    } else {
+        std::env::var("PATH").unwrap_or_else(|_| QEMU_USER_PATH.to_owned())
+    };
+    vec![
+        ("PATH".to_owned(), path),
+        ("USER".to_owned(), user.clone()),
+        ("LOGNAME".to_owned(), user),
+    ]
+}
+
+/// The whole environment of a QEMU running as `id` with `home` (its run
+/// directory) as HOME, as the command builder gives a start's QEMU: for a
+/// migration destination, whose argv comes from the source, so that it
+/// does not inherit teamvirt's own environment (root's PATH and USER, an
+/// SSH session's variables).
+pub fn qemu_process_env(id: &Identity, home: &std::path::Path) -> Vec<(String, String)> {
+    let home = home.display().to_string();
+    let mut env = vec![("LC_ALL".to_owned(), "C".to_owned())];
+    let mut own = qemu_env(id).into_iter();
+    env.extend(own.next()); // PATH
+    env.push(("HOME".to_owned(), home.clone()));
+    env.extend(own); // USER, LOGNAME
+    for (k, sub) in [
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_CONFIG_HOME", ".config"),
+    ] {
+        env.push((k.to_owned(), format!("{home}/{sub}")));
+    }
+    // A QEMU unpacked into a private prefix loads its own modules (see
+    // the command builder).
+    if let Some(m) = std::env::var_os("QEMU_MODULE_DIR") {
+        env.push((
+            "QEMU_MODULE_DIR".to_owned(),
+            m.to_string_lossy().into_owned(),
+        ));
+    }
+    env
+}
+
 /// `useradd --system --no-create-home --shell nologin --user-group`, in
 /// `kvm` when that group exists (so KVM works for it).
 fn create_default_user() -> Result<(), PrivError> {

@@ -358,7 +358,11 @@ impl Runtime {
             emulate_vf: emulate,
             net_fds: hostnet.net_fds.clone(),
             lab_fds: hostnet.lab_fds.clone(),
-            ..Default::default()
+            // The QEMU user's USER, LOGNAME and PATH, not root's (the
+            // launch fails on an identity that does not resolve).
+            env: crate::privdrop::qemu_identity()
+                .ok()
+                .map(|id| crate::privdrop::qemu_env(&id)),
         };
 
         let conv: Conversion = VfPool::update_many(&pools, |states| {

@@ -94,6 +94,11 @@ impl PairState {
                 "pair {} (standby) / {} (primary): {why}",
                 p.standby, p.primary
             ))
+        } else if !self.negotiated && self.plugged {
+            Some(format!(
+                "pair {} (standby) / {} (primary): the guest has not negotiated failover on {} since it was reset (reboot): it negotiates again when its virtio-net driver starts",
+                p.standby, p.primary, p.standby
+            ))
         } else if !self.negotiated {
             Some(format!(
                 "pair {} (standby) / {} (primary): the guest did not negotiate failover on {}: its virtio-net driver lacks VIRTIO_NET_F_STANDBY support (no net_failover/failover modules, or virtio_net not loaded), so QEMU keeps {} hidden",
@@ -195,7 +200,11 @@ pub async fn query(qmp: &Qmp, pairs: &[TeamingPair]) -> Result<Vec<PairState>, Q
             )
         });
         out.push(PairState {
-            negotiated: exists || removed.is_some(),
+            // A primary QEMU still has while the standby's features say
+            // STANDBY is not acked: the guest was reset (reboot) and has
+            // not negotiated again yet. QEMU keeps the device across a
+            // reset, so its presence alone would say "yes" too early.
+            negotiated: (exists || removed.is_some()) && acked != Some(false),
             plugged: pci.contains(&p.primary),
             mac_match: p.mac_match(),
             standby_feature_acked: acked,
@@ -372,6 +381,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(st[0].removed, None, "{:?}", st[0]);
+        drop(q);
+        fake.abort();
+    }
+
+    /// Right after a reset (reboot) QEMU still has the plugged primary,
+    /// but the standby's acked features are cleared until the guest's
+    /// driver negotiates again: not negotiated yet (it said yes).
+    #[tokio::test]
+    async fn a_reset_guest_has_not_negotiated_again() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        let fake = tokio::spawn(async move {
+            let (rd, mut wr) = server.into_split();
+            let mut rd = BufReader::new(rd);
+            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+            wr.write_all(format!("{greeting}\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let msg: Value = serde_json::from_str(&line).unwrap();
+                let ret = match msg["execute"].as_str().unwrap() {
+                    "qmp_capabilities" => json!({}),
+                    "qom-list" => json!([
+                        {"name": "ua-sb", "type": "child<virtio-net-pci>"},
+                        {"name": "hostdev0", "type": "child<vfio-pci>"}
+                    ]),
+                    "query-pci" => {
+                        json!([{"bus": 0, "devices": [{"qdev_id": "ua-sb"}, {"qdev_id": "hostdev0"}]}])
+                    }
+                    "x-query-virtio" => {
+                        json!([{"path": "/machine/peripheral/ua-sb/virtio-backend", "name": "virtio-net"}])
+                    }
+                    "x-query-virtio-status" => json!({"guest-features": {"dev-features": []}}),
+                    other => panic!("unexpected {other}"),
+                };
+                let reply = json!({"return": ret, "id": msg["id"]});
+                wr.write_all(format!("{reply}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        let q = Qmp::from_stream(client, Default::default()).await.unwrap();
+        let st = query(&q, &[pair("52:54:00:00:00:01", "52:54:00:00:00:01")])
+            .await
+            .unwrap();
+        assert!(!st[0].negotiated, "{:?}", st[0]);
+        assert!(st[0].plugged, "{:?}", st[0]);
+        assert!(
+            st[0].problem().unwrap().contains("since it was reset"),
+            "{:?}",
+            st[0].problem()
+        );
         drop(q);
         fake.abort();
     }

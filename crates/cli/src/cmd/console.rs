@@ -7,18 +7,29 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
+use teamvirt_runtime::Runtime;
+
 use crate::cmd::domain::{report_domain, NameArgs};
 
 /// Ctrl-]: virsh's escape character.
 const ESCAPE: u8 = 0x1d;
 
 pub fn run(a: NameArgs) -> ExitCode {
+    match a.state.open() {
+        Ok(rt) => attach(&rt, &a.domain),
+        Err(e) => report_domain(&a.domain, "", &e),
+    }
+}
+
+/// Attach to the console of running domain `domain` (also `start
+/// --console`, `create --console`) until Ctrl-] or the domain goes away.
+pub fn attach(rt: &Runtime, domain: &str) -> ExitCode {
     // Opened by the runtime, which checks it is QEMU's pty.
-    let mut dev = match a.state.open().and_then(|rt| rt.open_console(&a.domain)) {
+    let mut dev = match rt.open_console(domain) {
         Ok((_, f)) => f,
-        Err(e) => return report_domain(&a.domain, "", &e),
+        Err(e) => return report_domain(domain, "", &e),
     };
-    eprintln!("Connected to domain '{}'", a.domain);
+    eprintln!("Connected to domain '{domain}'");
     eprintln!("Escape character is ^] (Ctrl + ])");
     let raw = RawTerminal::enter();
     let res = relay(&mut dev);
@@ -28,18 +39,22 @@ pub fn run(a: NameArgs) -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: console of domain '{}': {e}", a.domain);
+            eprintln!("error: console of domain '{domain}': {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Copy the console to stdout and stdin to the console until Ctrl-] (or
-/// the end of stdin, or the domain going away).
+/// Copy the console to stdout and stdin to the console until Ctrl-] or
+/// the domain going away. The end of stdin (a script's input, /dev/null)
+/// only stops the copy towards the guest: its output is still relayed
+/// (`console DOM < /dev/null > log` records the console until the
+/// domain stops).
 fn relay(dev: &mut std::fs::File) -> io::Result<()> {
     let stdin = io::stdin();
     let mut stdout = io::stdout();
     let mut buf = [0u8; 4096];
+    let mut stdin_open = true;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -48,7 +63,8 @@ fn relay(dev: &mut std::fs::File) -> io::Result<()> {
                 revents: 0,
             },
             libc::pollfd {
-                fd: stdin.as_raw_fd(),
+                // A negative fd is ignored by poll.
+                fd: if stdin_open { stdin.as_raw_fd() } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -74,11 +90,11 @@ fn relay(dev: &mut std::fs::File) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+        if stdin_open && fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
             let k = stdin.lock().read(&mut buf)?;
             if k == 0 {
-                // A script's input ran out: stop, as virsh does.
-                return Ok(());
+                stdin_open = false;
+                continue;
             }
             let data = &buf[..k];
             if let Some(at) = data.iter().position(|&b| b == ESCAPE) {

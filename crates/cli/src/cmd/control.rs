@@ -16,7 +16,7 @@ use crate::cmd::domain::{report, report_domain, report_network, NameArgs, StateO
 pub struct InfoArgs {
     /// Domain name.
     pub domain: String,
-    /// Print JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -230,7 +230,8 @@ pub struct ListArgs {
     /// Print UUIDs only, one per line.
     #[arg(long, conflicts_with = "json")]
     pub uuid: bool,
-    /// Print JSON (the rows selected, with id, name, uuid, state).
+    /// Print JSON instead of text: the rows selected, with id, name,
+    /// uuid, state.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -370,6 +371,10 @@ pub struct StartArgs {
     /// `resume` runs it.
     #[arg(long, conflicts_with = "wait_failover")]
     pub paused: bool,
+    /// Attach to the serial console once started (as `console`; Ctrl-]
+    /// leaves, the domain keeps running).
+    #[arg(long)]
+    pub console: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -408,33 +413,15 @@ pub fn start(a: StartArgs) -> ExitCode {
     };
     match rt.start(&a.domain, &opts) {
         Ok(r) => {
-            for n in &r.notes {
-                eprintln!("note: {n}");
-            }
-            for w in &r.warnings {
-                eprint!("{}", render(w, None));
-            }
-            for s in &r.substitutions {
-                eprintln!("{}", describe_substitution(s));
-            }
-            if let Some(states) = &r.teaming {
-                print_pairs(states);
-            }
+            print_start_report(&r);
             outln!("Domain '{}' started", a.domain);
+            if a.console {
+                return crate::cmd::console::attach(&rt, &a.domain);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if let RuntimeError::FailoverNotNegotiated {
-                states,
-                substitutions,
-                ..
-            } = &e
-            {
-                for s in substitutions {
-                    eprintln!("{s}");
-                }
-                print_pairs(states);
-            }
+            print_start_failure(&e);
             if let RuntimeError::AlreadyRunning(_) = e {
                 // virsh checks before asking the driver, with this text.
                 eprintln!("error: Domain is already active");
@@ -442,6 +429,38 @@ pub fn start(a: StartArgs) -> ExitCode {
             }
             report_domain(&a.domain, &what, &e)
         }
+    }
+}
+
+/// What a start did besides starting: notes, warnings, lab-mode
+/// substitutions, the pairs' failover state (stderr).
+pub fn print_start_report(r: &teamvirt_runtime::StartReport) {
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    for w in &r.warnings {
+        eprint!("{}", render(w, None));
+    }
+    for s in &r.substitutions {
+        eprintln!("{}", describe_substitution(s));
+    }
+    if let Some(states) = &r.teaming {
+        print_pairs(states);
+    }
+}
+
+/// The pairs of a start whose failover wait failed, before its error.
+pub fn print_start_failure(e: &RuntimeError) {
+    if let RuntimeError::FailoverNotNegotiated {
+        states,
+        substitutions,
+        ..
+    } = e
+    {
+        for s in substitutions {
+            eprintln!("{s}");
+        }
+        print_pairs(states);
     }
 }
 
@@ -512,7 +531,7 @@ pub struct DomstateArgs {
     /// `shut off (destroyed)`.
     #[arg(long)]
     pub reason: bool,
-    /// Print JSON (`state`, and `reason` with --reason).
+    /// Print JSON instead of text: `state`, and `reason` with --reason.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -560,7 +579,7 @@ pub fn domstate(a: DomstateArgs) -> ExitCode {
 pub struct TeamingArgs {
     /// Domain name.
     pub domain: String,
-    /// Machine-readable output.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Plug back every primary the guest removed (same alias, address and

@@ -16,7 +16,7 @@ use super::domain::StateOpt;
 pub struct DomjobinfoArgs {
     /// Domain name.
     pub domain: String,
-    /// JSON output.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

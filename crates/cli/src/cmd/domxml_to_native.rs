@@ -36,6 +36,48 @@ pub struct Args {
     /// Lab mode: emulate each VF primary with vmxnet3 (visibly).
     #[arg(long)]
     pub emulate_vf: bool,
+    /// Accelerator, as `start --accel`. Default: `start`'s choice on this
+    /// host (kvm where usable, else tcg; said on stderr when that is not
+    /// the domain's type); with --test-env or --caps, the domain's type
+    /// as written (libvirt's tests, another host's capabilities).
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    pub accel: Option<String>,
+}
+
+/// The domain type the command line is built for: `--accel`, else the
+/// one `start` would use on this host (`this_host`), else as written.
+/// Returns the type and a note when it differs from the XML's.
+pub fn domain_type_for(
+    written: &str,
+    accel: Option<&str>,
+    this_host: bool,
+    kvm_unusable: impl FnOnce() -> Option<String>,
+) -> (String, Option<String>) {
+    if let Some(a) = accel {
+        return (if a == "kvm" { "kvm" } else { "qemu" }.to_owned(), None);
+    }
+    if !this_host {
+        return (written.to_owned(), None);
+    }
+    // start's rule (runtime::start): kvm where usable, else tcg.
+    match kvm_unusable() {
+        None if written == "kvm" => (written.to_owned(), None),
+        None => (
+            "kvm".into(),
+            Some(format!(
+                "domain type '{written}': the command line is built for KVM, which `start` \
+                 uses where it is usable (choose with --accel)"
+            )),
+        ),
+        Some(_) if written != "kvm" => (written.to_owned(), None),
+        Some(why) => (
+            "qemu".into(),
+            Some(format!(
+                "domain type 'kvm' but KVM is not usable on this host ({why}): the command line \
+                 is built for TCG, as `start` would run it (choose with --accel)"
+            )),
+        ),
+    }
 }
 
 /// A conversion error as a diagnostic, positioned where the error knows
@@ -96,6 +138,18 @@ pub fn run(args: Args) -> ExitCode {
     for w in &parse_warnings {
         eprint!("{}", render(w, Some(&text)));
     }
+    let mut def = def;
+    let this_host = !args.test_env && args.qemu.caps.is_none();
+    let (ty, note) = domain_type_for(
+        &def.type_,
+        args.accel.as_deref(),
+        this_host,
+        teamvirt_runtime::accel::kvm_unusable,
+    );
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    def.type_ = ty;
     let caps = match args.qemu.caps_for(&def) {
         Ok(c) => c,
         Err(e) => {
@@ -149,4 +203,42 @@ pub fn run(args: Args) -> ExitCode {
     let format: Format = args.format.parse().unwrap_or(Format::Shell);
     out!("{}", conv.built.cmd.render(format));
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::domain_type_for;
+
+    #[test]
+    fn kvm_domain_built_for_what_start_runs() {
+        let no_kvm = || Some("no vmx".to_string());
+        let kvm = || None;
+        let (t, n) = domain_type_for("kvm", None, true, no_kvm);
+        assert_eq!(t, "qemu");
+        assert!(n.unwrap().contains("no vmx"));
+        assert_eq!(
+            domain_type_for("kvm", None, true, kvm),
+            ("kvm".into(), None)
+        );
+        let (t, n) = domain_type_for("qemu", None, true, kvm);
+        assert_eq!(t, "kvm");
+        assert!(n.is_some());
+        // libvirt's test convention / another host's caps: as written.
+        assert_eq!(
+            domain_type_for("kvm", None, false, no_kvm),
+            ("kvm".into(), None)
+        );
+        assert_eq!(
+            domain_type_for("qemu", None, true, no_kvm),
+            ("qemu".into(), None)
+        );
+        assert_eq!(
+            domain_type_for("qemu", Some("kvm"), true, no_kvm),
+            ("kvm".into(), None)
+        );
+        assert_eq!(
+            domain_type_for("kvm", Some("tcg"), false, kvm),
+            ("qemu".into(), None)
+        );
+    }
 }

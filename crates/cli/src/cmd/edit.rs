@@ -1,5 +1,6 @@
 //! `edit DOMAIN`: the persistent definition in `$VISUAL`/`$EDITOR` (else
-//! `vi`), re-validated before it is saved, like `virsh edit`. An edit that
+//! `vi`), re-validated before it is saved, like `virsh edit` (libvirt's
+//! RELAX NG schema, then define's checks). An edit that
 //! does not validate is never saved and never lost: on a terminal the
 //! user is asked to try again; otherwise the edited file is kept and named.
 
@@ -8,9 +9,21 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::cmd::domain::{report, report_domain, NameArgs};
+use crate::cmd::domain::{report, report_domain, schema_check, StateOpt};
 
-pub fn run(a: NameArgs) -> ExitCode {
+#[derive(clap::Args, Debug)]
+pub struct EditArgs {
+    /// Domain name.
+    pub domain: String,
+    /// Do not check the edit against libvirt's RELAX NG schema (virsh
+    /// edit checks it, as define --validate, unless told so).
+    #[arg(long)]
+    pub skip_validate: bool,
+    #[command(flatten)]
+    pub state: StateOpt,
+}
+
+pub fn run(a: EditArgs) -> ExitCode {
     let rt = match a.state.open() {
         Ok(rt) => rt,
         Err(e) => return report("Failed to open the state directory", &e),
@@ -50,6 +63,16 @@ pub fn run(a: NameArgs) -> ExitCode {
             outln!("Domain '{}' XML configuration not changed.", a.domain);
             return ExitCode::SUCCESS;
         }
+        let what = "Failed to define domain from the edited XML";
+        if !a.skip_validate {
+            let kind = teamvirt_conf::schema::SchemaKind::Domain;
+            if schema_check(what, &edited, file.path(), kind).is_err() {
+                if !ask_again() {
+                    return keep(file, ExitCode::FAILURE);
+                }
+                continue;
+            }
+        }
         match rt.define_domain(&edited, Some(file.path())) {
             Ok((name, warnings)) => {
                 for w in &warnings {
@@ -59,7 +82,7 @@ pub fn run(a: NameArgs) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             Err(e) => {
-                report("Failed to define domain from the edited XML", &e);
+                report(what, &e);
                 if !ask_again() {
                     return keep(file, ExitCode::FAILURE);
                 }

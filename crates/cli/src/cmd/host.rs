@@ -100,7 +100,7 @@ pub fn domname(a: DomLookupArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 pub struct JsonArgs {
-    /// Print JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

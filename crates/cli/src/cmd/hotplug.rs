@@ -61,7 +61,7 @@ pub struct AttachArgs {
     /// (default 60 s), like `start --wait-failover`.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
     pub wait_failover: Option<u64>,
-    /// Print the result as JSON.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

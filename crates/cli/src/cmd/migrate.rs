@@ -77,7 +77,7 @@ pub struct MigrateArgs {
     /// Undefine the domain on the source once migrated.
     #[arg(long)]
     pub undefinesource: bool,
-    /// One JSON object per event on stdout.
+    /// Print JSON instead of text: one object per event, a line each.
     #[arg(long)]
     pub json: bool,
     /// Accepted for virsh scripts: teamvirt's migration is always live.

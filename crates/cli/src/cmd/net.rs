@@ -177,7 +177,7 @@ pub fn dumpxml(a: NetDumpxmlArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 pub struct NetListArgs {
-    /// Machine-readable output.
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Also list inactive networks (virsh: the default is active ones only).

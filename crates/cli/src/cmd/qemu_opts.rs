@@ -16,8 +16,8 @@ pub struct QemuOpts {
     pub caps: Option<PathBuf>,
     // clap's --help text, not rustdoc: the XML element names are meant literally.
     #[allow(rustdoc::invalid_html_tags)]
-    /// QEMU binary to probe (default: the installed qemu-system-x86_64; a
-    /// domain's other <emulator> is never run unless named here).
+    /// QEMU binary to probe (default: qemu-system-x86_64 on PATH). A
+    /// domain's other <emulator> is never run unless named here.
     #[arg(long, value_name = "PATH")]
     pub emulator: Option<PathBuf>,
     /// A network the domain's `<interface type='network'>` refers to,

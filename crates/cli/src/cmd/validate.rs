@@ -48,7 +48,7 @@ pub struct Args {
     /// XML files to check.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Print a machine-readable JSON report on stdout (nothing on stderr).
+    /// Print JSON instead of text: a report on stdout, nothing on stderr.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -212,12 +212,17 @@ pub fn need_pci<'a>(addr: &'a Option<Address>, what: &str) -> Result<&'a PciAddr
 fn env(cmd: &mut CommandLine, ctx: &Ctx) {
     let dir = ctx.domain_dir().display().to_string();
     cmd.env("LC_ALL", "C");
+    // libvirt's order: PATH, HOME, USER, LOGNAME, then the rest.
+    let given = |k: &str| {
+        ctx.opts
+            .env
+            .as_ref()
+            .and_then(|e| e.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    };
     if ctx.opts.test_env {
         cmd.env("PATH", "/bin");
-    } else if let Some(e) = &ctx.opts.env {
-        for (k, v) in e {
-            cmd.env(k, v.clone());
-        }
+    } else if let Some(p) = given("PATH") {
+        cmd.env("PATH", p);
     } else {
         cmd.env(
             "PATH",
@@ -228,7 +233,11 @@ fn env(cmd: &mut CommandLine, ctx: &Ctx) {
     if ctx.opts.test_env {
         cmd.env("USER", "test");
         cmd.env("LOGNAME", "test");
-    } else if ctx.opts.env.is_none() {
+    } else if let Some(e) = &ctx.opts.env {
+        for (k, v) in e.iter().filter(|(k, _)| k != "PATH" && k != "HOME") {
+            cmd.env(k, v.clone());
+        }
+    } else {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         cmd.env("USER", user.clone());
         cmd.env("LOGNAME", std::env::var("LOGNAME").unwrap_or(user));

@@ -343,7 +343,10 @@ impl LocalDestination {
             incoming: true,
             monitor_timeout: Duration::from_secs(30),
             id: reserved.id,
-            env: None,
+            // The QEMU user's environment, not this process's.
+            env: crate::privdrop::qemu_identity()
+                .ok()
+                .map(|id| crate::privdrop::qemu_process_env(&id, &dst_paths.dir)),
             pass_fds: hostnet.raw(),
         };
         let launched = run::launch(&self.sd, spec).await;
