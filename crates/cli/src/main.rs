@@ -63,7 +63,8 @@ enum Command {
     Destroy(cmd::domain::DestroyArgs),
     /// Ask a domain's guest to power off (ACPI power button) and return at
     /// once, like virsh. A guest without an ACPI handler ignores it: use destroy.
-    Shutdown(cmd::domain::NameArgs),
+    /// With `--mode agent`, the QEMU guest agent shuts the guest down.
+    Shutdown(cmd::agent::ShutdownArgs),
     /// Print a domain's state.
     Domstate(cmd::domain::DomstateArgs),
     /// Print a running domain's id (`-` when shut off).
@@ -81,8 +82,11 @@ enum Command {
     Hostname(cmd::host::JsonArgs),
     /// Print this host's CPU and memory (from /proc), as virsh nodeinfo.
     Nodeinfo(cmd::host::JsonArgs),
-    /// Show the failover state of a running domain's teaming pairs.
+    /// Show the failover state of a running domain's teaming pairs and,
+    /// with a guest agent, the guest's side of each (the guest doctor).
     Teaming(cmd::domain::TeamingArgs),
+    /// List a running domain's guest interfaces and addresses (guest agent).
+    Domifaddr(cmd::agent::DomifaddrArgs),
     /// Define (or update) a network from XML.
     NetDefine(cmd::net::NetDefineArgs),
     /// Forget a network's definition.
@@ -157,7 +161,8 @@ fn main() -> ExitCode {
         Command::Dumpxml(a) => cmd::domain::dumpxml(a),
         Command::Start(a) => cmd::domain::start(a),
         Command::Destroy(a) => cmd::domain::destroy(a),
-        Command::Shutdown(a) => cmd::domain::shutdown(a),
+        Command::Shutdown(a) => cmd::agent::shutdown(a),
+        Command::Domifaddr(a) => cmd::agent::domifaddr(a),
         Command::Domstate(a) => cmd::domain::domstate(a),
         Command::Teaming(a) => cmd::domain::teaming(a),
         Command::Domid(a) => cmd::host::domid(a),
