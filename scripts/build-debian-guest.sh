@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the real-distro test guest: Debian 12 from Debian packages with
-# mmdebstrap (kernel 6.1, systemd, udev, ifupdown, qemu-guest-agent), for
+# mmdebstrap (kernel 6.1, systemd with logind and dbus, udev, ifupdown,
+# qemu-guest-agent), for
 # direct kernel boot from a virtio disk (crates/cli/tests/real_guest.rs).
 #
 #   scripts/build-debian-guest.sh [OUTDIR]
@@ -29,7 +30,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 out=${1:-${TEAMVIRT_DEBIAN_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/debian-guest}}
 packages=(linux-image-amd64 initramfs-tools systemd systemd-sysv udev kmod ifupdown isc-dhcp-client
-    iproute2 qemu-guest-agent procps)
+    iproute2 qemu-guest-agent procps dbus)
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

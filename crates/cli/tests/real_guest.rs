@@ -392,8 +392,15 @@ fn holds(t: &Value, role: &str, addr: &str) -> bool {
 fn doctor_until(h: &Host, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let t = Instant::now();
     loop {
-        let out = h.ns.wrap(&h.env.command(&["teaming", "--json", NAME])).output().unwrap();
-        assert!(out.status.success(), "teaming: {}", String::from_utf8_lossy(&out.stderr));
+        let out =
+            h.ns.wrap(&h.env.command(&["teaming", "--json", NAME]))
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "teaming: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         if v["guest"]["status"] == "connected" && done(&v) {
             return v;
@@ -501,7 +508,11 @@ fn debian_guest_doctor() {
         let t = doctor_until(d, settle, |t| {
             holds(t, "master", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
         });
-        assert_eq!(doctor_codes(&t), Vec::<String>::new(), "after migration: {t:#}");
+        assert_eq!(
+            doctor_codes(&t),
+            Vec::<String>::new(),
+            "after migration: {t:#}"
+        );
         let out = d.ok(&["domifaddr", NAME, "--source", "agent"]);
         assert!(
             out.lines()
@@ -512,7 +523,11 @@ fn debian_guest_doctor() {
         assert!(
             j.as_array().unwrap().iter().any(|i| i["name"] == "enp1s0"
                 && i["hwaddr"] == MAC
-                && i["addrs"].as_array().unwrap().iter().any(|a| a["addr"] == "10.78.0.2")),
+                && i["addrs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["addr"] == "10.78.0.2")),
             "{j:#}"
         );
         // The guest has no logind: the agent powers it off.
@@ -520,7 +535,10 @@ fn debian_guest_doctor() {
         let t = Instant::now();
         loop {
             // Shut off, or gone (a migrated-in domain may be transient here).
-            let out = d.ns.wrap(&d.env.command(&["domstate", NAME])).output().unwrap();
+            let out =
+                d.ns.wrap(&d.env.command(&["domstate", NAME]))
+                    .output()
+                    .unwrap();
             let st = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if st == "shut off" || !out.status.success() {
                 break;

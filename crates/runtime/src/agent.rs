@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 pub const MAX_REPLY: usize = 1 << 20;
 /// Most interfaces (and addresses per interface) taken from a reply.
 pub const MAX_ITEMS: usize = 256;
+/// How long `guest-shutdown` waits for an error reply before it counts as
+/// done (a working one is never answered).
+pub const SHUTDOWN_REPLY_WAIT: Duration = Duration::from_secs(5);
 /// Longest text field taken from a reply (names, addresses).
 const MAX_FIELD: usize = 256;
 
@@ -350,11 +353,16 @@ impl Agent {
     }
 
     /// `guest-shutdown` (mode `powerdown`). The agent does not answer a
-    /// shutdown that works (the guest goes down); an error reply is an error,
-    /// silence until the deadline or a closed socket is success (libvirt's
-    /// rule).
+    /// shutdown that works (the guest goes down); an error reply is an
+    /// error (QEMU-GA reports a failed `shutdown` command within a moment),
+    /// silence for [`SHUTDOWN_REPLY_WAIT`] or a closed socket is success
+    /// (libvirt's rule, without its wait for QEMU's SHUTDOWN event).
     pub fn shutdown(&mut self) -> Result<(), AgentError> {
-        match self.execute("guest-shutdown", Some(json!({"mode": "powerdown"}))) {
+        let keep = self.timeout;
+        self.timeout = keep.min(SHUTDOWN_REPLY_WAIT);
+        let r = self.execute("guest-shutdown", Some(json!({"mode": "powerdown"})));
+        self.timeout = keep;
+        match r {
             Ok(_) => Ok(()),
             Err(AgentError::Timeout(_)) | Err(AgentError::BadReply { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -596,6 +604,30 @@ mod tests {
         let e = Agent::connect(&p, Duration::from_secs(10)).unwrap_err();
         assert!(e.to_string().contains("larger than"), "{e}");
         h.join().unwrap();
+    }
+
+    #[test]
+    fn shutdown_fails_on_an_error_reply_and_succeeds_on_silence() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, h) = fake(
+            d.path(),
+            vec!["{\"error\": {\"class\": \"GenericError\", \"desc\": \"child process has failed to shutdown\"}}\n".into()],
+        );
+        let mut a = Agent::connect(&p, Duration::from_secs(5)).unwrap();
+        let e = a.shutdown().unwrap_err();
+        assert!(e.to_string().contains("failed to shutdown"), "{e}");
+        drop(a);
+        h.join().unwrap();
+        // A shutdown that works is never answered.
+        let d = tempfile::tempdir().unwrap();
+        let (p, h) = fake(d.path(), Vec::new());
+        let mut a = Agent::connect(&p, Duration::from_millis(500)).unwrap();
+        a.shutdown().unwrap();
+        drop(a);
+        assert_eq!(
+            h.join().unwrap(),
+            ["guest-sync-delimited", "guest-shutdown"]
+        );
     }
 
     #[test]

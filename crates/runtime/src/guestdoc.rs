@@ -184,7 +184,7 @@ fn diagnose_pair(
         let Some(s) = s else { continue };
         if !s.addresses.is_empty() {
             let mut m = format!(
-                "the {role} slave {} holds {}: only the failover master may be configured (a systemd-networkd `[Match] Name=en*` or an ifupdown name pattern also matches the slaves; match the master by name, or by `Kind=` in networkd)",
+                "the {role} slave {} holds {}: only the failover master may be configured (a systemd-networkd `[Match] Name=en*` or an ifupdown name pattern also matches the slaves; match the master by its name)",
                 s.name,
                 s.addresses.join(", ")
             );
@@ -216,7 +216,7 @@ fn diagnose_pair(
             v.warnings.push(Finding {
                 code: "master-no-address",
                 message: format!(
-                    "the failover master {} holds no address (only link-local ones): the guest's network configuration does not name it",
+                    "the failover master {} holds no address (link-local ones aside): the guest's network configuration does not name it",
                     m.name
                 ),
             });
