@@ -22,10 +22,11 @@
 //! `debian_guest_doctor`: the same guest with a QEMU guest agent channel,
 //! booted once per network configuration (picked by `tvnet=` on the kernel
 //! command line, see `scripts/build-debian-guest.sh`): `teaming`'s guest
-//! doctor passes ifupdown on the master (also after a migration, where
-//! `domifaddr --source agent` and `shutdown --mode agent` are used too) and
-//! flags systemd-networkd's `[Match] Name=en*` and ifupdown configuring
-//! the standby slave with the default route.
+//! doctor passes systemd-networkd matching the master by name and ifupdown
+//! on the master (also after a migration, where `domifaddr --source agent`
+//! and `shutdown --mode agent` are used too) and flags systemd-networkd's
+//! `[Match] Name=en*` and ifupdown configuring the standby slave with the
+//! default route.
 
 mod common;
 
@@ -457,9 +458,10 @@ fn debian_guest_doctor() {
     const ADDR: &str = "10.78.0.2/24";
     let settle = Duration::from_secs(180);
     // One boot per configuration: (tvnet=, warnings the doctor must give).
-    let configs: [(&str, &[&str]); 3] = [
+    let configs: [(&str, &[&str]); 4] = [
         ("networkd-en", &["slave-address", "slave-address"]),
         ("ifupdown-slave", &["slave-address", "master-no-address"]),
+        ("networkd-master", &[]),
         ("ifupdown", &[]),
     ];
     let h = &hosts[0];
