@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the real-distro test guest: Debian 12 from Debian packages with
-# mmdebstrap (kernel 6.1, systemd, udev, ifupdown, qemu-guest-agent), for
+# mmdebstrap (kernel 6.1, systemd with logind and dbus, udev, ifupdown,
+# qemu-guest-agent), for
 # direct kernel boot from a virtio disk (crates/cli/tests/real_guest.rs).
 #
 #   scripts/build-debian-guest.sh [OUTDIR]
@@ -11,9 +12,14 @@
 # OUTDIR/debian-initrd.img, and prints OUTDIR. Cached: rebuilt when missing
 # or when this script, the package list or guest/init's reporter changed.
 #
-# The guest: root on /dev/vda (root=LABEL=tvroot rw); ifupdown gives the
-# failover master enp1s0 the static address 10.78.0.2/24 (a real guest's
-# own configuration, not the test's); tv-report.service prints guest/init's
+# The guest: root on /dev/vda (root=LABEL=tvroot rw); its network
+# configuration is picked by tvnet= on the kernel command line (tv-netcfg):
+# `ifupdown` (the default) gives the failover master enp1s0 the static
+# address 10.78.0.2/24 and the default route via 10.78.0.1 (a real guest's
+# own configuration, not the test's); `networkd-master` does the same with
+# systemd-networkd; `networkd-en` (`[Match] Name=en*`) and `ifupdown-slave`
+# (the standby slave configured) are the traps the guest doctor flags.
+# tv-report.service prints guest/init's
 # `E2E STATE` lines (interfaces, masters, PCI devices) on ttyS0 whenever
 # they change and every 5 s with an `E2E HB` line, so testinfra's SerialLog
 # reads it like the busybox guest; qemu-guest-agent on the
@@ -24,7 +30,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 out=${1:-${TEAMVIRT_DEBIAN_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teamvirt/debian-guest}}
 packages=(linux-image-amd64 initramfs-tools systemd systemd-sysv udev kmod ifupdown isc-dhcp-client
-    iproute2 qemu-guest-agent procps)
+    iproute2 qemu-guest-agent procps dbus)
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -82,16 +88,77 @@ TTYVHangup=no
 WantedBy=sysinit.target
 EOS
     ln -sf /etc/systemd/system/tv-report.service "$root/etc/systemd/system/sysinit.target.wants/tv-report.service"
+    # The network configuration is chosen at boot by tvnet= on the kernel
+    # command line (one image for every configuration the guest doctor
+    # test checks): tv-netcfg writes it under /run before ifupdown or
+    # systemd-networkd start.
     cat >"$root/etc/network/interfaces" <<'EOS'
 auto lo
 iface lo inet loopback
 
-# The failover master (the standby's name; its slaves are enp1s0nsby and
-# the primary).
-allow-hotplug enp1s0
-iface enp1s0 inet static
-    address 10.78.0.2/24
+# Written at boot by tv-netcfg from tvnet= on the kernel command line.
+source /run/tvnet/interfaces
 EOS
+    cat >"$root/usr/local/sbin/tv-netcfg" <<'EOS'
+#!/bin/sh
+# The guest's network configuration, by tvnet= on the kernel command line
+# (see scripts/build-debian-guest.sh). The address is always 10.78.0.2/24,
+# the gateway 10.78.0.1.
+mode=ifupdown
+for a in $(cat /proc/cmdline); do
+    case $a in tvnet=*) mode=${a#tvnet=} ;; esac
+done
+mkdir -p /run/tvnet /run/systemd/network
+: >/run/tvnet/interfaces
+net=/run/systemd/network/10-tv.network
+case $mode in
+ifupdown)
+    # Documented-good: the failover master only (the standby's name; its
+    # slaves are enp1s0nsby and the primary).
+    printf '%s\n' 'allow-hotplug enp1s0' 'iface enp1s0 inet static' \
+        '    address 10.78.0.2/24' '    gateway 10.78.0.1' >/run/tvnet/interfaces
+    ;;
+ifupdown-slave)
+    # The trap: the address and the default route on a slave.
+    printf '%s\n' 'auto enp1s0nsby' 'iface enp1s0nsby inet static' \
+        '    address 10.78.0.2/24' '    gateway 10.78.0.1' >/run/tvnet/interfaces
+    ;;
+networkd-en)
+    # The trap: Name=en* matches the master and both slaves.
+    printf '%s\n' '[Match]' 'Name=en*' '' '[Network]' 'Address=10.78.0.2/24' \
+        'Gateway=10.78.0.1' >"$net"
+    systemctl start --no-block systemd-networkd.service
+    ;;
+networkd-master)
+    # Documented-good: the master by name; the slaves stay unmanaged.
+    printf '%s\n' '[Match]' 'Name=enp1s0' '' '[Network]' 'Address=10.78.0.2/24' \
+        'Gateway=10.78.0.1' >"$net"
+    systemctl start --no-block systemd-networkd.service
+    ;;
+esac
+EOS
+    chmod 0755 "$root/usr/local/sbin/tv-netcfg"
+    cat >"$root/etc/systemd/system/tv-netcfg.service" <<'EOS'
+[Unit]
+Description=teamvirt test: network configuration from tvnet=
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=network-pre.target networking.service ifupdown-pre.service systemd-networkd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/tv-netcfg
+
+[Install]
+WantedBy=sysinit.target
+EOS
+    ln -sf /etc/systemd/system/tv-netcfg.service "$root/etc/systemd/system/sysinit.target.wants/tv-netcfg.service"
+    # networkd is not enabled: tv-netcfg starts it in the networkd
+    # configurations only (one service less in the others: less guest
+    # memory for a paused copy to move). Nothing waits for "online": the
+    # tests watch the guest themselves.
+    ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
     echo "LABEL=tvroot / ext4 rw,noatime 0 1" >"$root/etc/fstab"
     echo tvguest >"$root/etc/hostname"
     # Nothing on the console but the kernel's messages and the reporter;

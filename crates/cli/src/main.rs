@@ -66,7 +66,8 @@ enum Command {
     Destroy(cmd::domain::DestroyArgs),
     /// Ask a domain's guest to power off (ACPI power button) and return at
     /// once, like virsh. A guest without an ACPI handler ignores it: use destroy.
-    Shutdown(cmd::domain::NameArgs),
+    /// With `--mode agent`, the QEMU guest agent shuts the guest down.
+    Shutdown(cmd::agent::ShutdownArgs),
     /// Print a domain's state.
     Domstate(cmd::domain::DomstateArgs),
     /// Print a running domain's id (`-` when shut off).
@@ -94,7 +95,8 @@ enum Command {
     /// Give a PCI device back to its host driver (refused while a domain
     /// holds it).
     NodedevReattach(cmd::nodedev::DetachArgs),
-    /// Show the failover state of a running domain's teaming pairs.
+    /// Show the failover state of a running domain's teaming pairs and,
+    /// with a guest agent, the guest's side of each (the guest doctor).
     Teaming(cmd::domain::TeamingArgs),
     /// Print domain events as they happen (lifecycle, reboot, failover),
     /// in virsh's words; --loop until Ctrl-C or --timeout.
@@ -187,7 +189,7 @@ fn main() -> ExitCode {
         Command::Start(a) => cmd::domain::start(a),
         Command::Create(a) => cmd::create::run(a),
         Command::Destroy(a) => cmd::domain::destroy(a),
-        Command::Shutdown(a) => cmd::domain::shutdown(a),
+        Command::Shutdown(a) => cmd::agent::shutdown(a),
         Command::Domstate(a) => cmd::domain::domstate(a),
         Command::Teaming(a) => cmd::domain::teaming(a),
         Command::Event(a) => cmd::event::run(a),

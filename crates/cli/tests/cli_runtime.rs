@@ -334,13 +334,48 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `shutdown --mode` takes virsh's modes; those teamvirt has not and
+/// unknown ones are refused before anything is looked up. `domifaddr
+/// --source agent` looks the domain up first, as virsh does.
+#[test]
+fn shutdown_modes_and_domifaddr_sources_are_checked() {
+    let e = Env::new();
+    let err = e.fail(&["shutdown", "nope", "--mode", "acpi,bogus"]);
+    assert_eq!(
+        err,
+        "error: Unknown mode bogus value, expecting 'acpi', 'agent', 'initctl', 'signal' or 'paravirt'\n"
+    );
+    let err = e.fail(&["shutdown", "nope", "--mode", "initctl"]);
+    assert!(
+        err.contains("shutdown mode 'initctl' is not supported"),
+        "{err}"
+    );
+    let err = e.fail(&["shutdown", "nope", "--mode", "agent"]);
+    assert!(
+        err.starts_with("error: failed to get domain 'nope'\n"),
+        "{err}"
+    );
+    let err = e.fail(&["domifaddr", "nope", "--source", "agent"]);
+    assert!(
+        err.starts_with("error: failed to get domain 'nope'\n"),
+        "{err}"
+    );
+}
+
 /// virsh looks the object up first and says so when it is missing; the
 /// driver's text follows. Needs no QEMU.
 #[test]
 fn missing_domain_or_network_is_reported_like_virsh() {
     let e = Env::new();
     for verb in [
-        "start", "destroy", "shutdown", "domstate", "dumpxml", "undefine", "teaming",
+        "start",
+        "destroy",
+        "shutdown",
+        "domstate",
+        "dumpxml",
+        "undefine",
+        "teaming",
+        "domifaddr",
     ] {
         let err = e.fail(&[verb, "nope"]);
         assert!(

@@ -266,6 +266,15 @@ fn guest_without_failover_support_is_reported() {
     let p = pair(&t);
     assert_eq!(p["negotiated"], false, "{t}");
     assert_eq!(p["plugged"], false, "{t}");
+    // No guest agent channel: said plainly, not an error.
+    assert_eq!(t["guest"]["status"], "no-agent", "{t}");
+    let out = e.ok(&["teaming", "tv"]);
+    assert!(out.contains("Guest: no guest agent"), "{out}");
+    let err = e.fail(&["domifaddr", "tv", "--source", "agent"]);
+    assert!(
+        err.contains("error: argument unsupported: QEMU guest agent is not configured"),
+        "{err}"
+    );
 
     // A pool with a VF in use cannot be undefined.
     let err = e.fail(&["net-undefine", "vfpool"]);

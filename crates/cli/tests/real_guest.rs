@@ -18,6 +18,15 @@
 //! `<memballoon model='none'/>`);
 //! `TEAMVIRT_REAL_GUEST_LOGS=DIR` keeps both sides' serial consoles and
 //! domain logs there.
+//!
+//! `debian_guest_doctor`: the same guest with a QEMU guest agent channel,
+//! booted once per network configuration (picked by `tvnet=` on the kernel
+//! command line, see `scripts/build-debian-guest.sh`): `teaming`'s guest
+//! doctor passes systemd-networkd matching the master by name and ifupdown
+//! on the master (also after a migration, where `domifaddr --source agent`
+//! and `shutdown --mode agent` are used too) and flags systemd-networkd's
+//! `[Match] Name=en*` and ifupdown configuring the standby slave with the
+//! default route.
 
 mod common;
 
@@ -48,6 +57,16 @@ const CRASH_MARKS: [&str; 6] = [
 ];
 
 fn domain(g: &DebianGuest, disk: &Path, emulator: Option<&str>, extra: &str) -> String {
+    domain_with(g, disk, emulator, extra, &g.cmdline())
+}
+
+fn domain_with(
+    g: &DebianGuest,
+    disk: &Path,
+    emulator: Option<&str>,
+    extra: &str,
+    cmdline: &str,
+) -> String {
     let emulator = emulator.map_or_else(String::new, |e| format!("<emulator>{e}</emulator>\n    "));
     format!(
         "<domain type='kvm'>
@@ -88,7 +107,7 @@ fn domain(g: &DebianGuest, disk: &Path, emulator: Option<&str>, extra: &str) -> 
 ",
         g.kernel.display(),
         g.initrd.display(),
-        g.cmdline(),
+        cmdline,
         disk.display()
     )
 }
@@ -346,4 +365,191 @@ fn debian_guest_through_migrations() {
     }
     drop(ping);
     hosts[n % 2].ok(&["destroy", NAME]);
+}
+
+/// libvirt's guest agent channel, the socket path left to teamvirt.
+const AGENT_CHANNEL: &str = "<channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>";
+
+/// The warning codes of the first pair in a `teaming --json`.
+fn doctor_codes(t: &Value) -> Vec<String> {
+    t["guest"]["pairs"][0]["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|f| f["code"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn holds(t: &Value, role: &str, addr: &str) -> bool {
+    t["guest"]["pairs"][0][role]["addresses"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == addr))
+}
+
+/// Poll `teaming --json` until the agent answers and `done` holds (the
+/// guest's configuration settled), at most `timeout`; the last answer.
+fn doctor_until(h: &Host, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let t = Instant::now();
+    loop {
+        let out =
+            h.ns.wrap(&h.env.command(&["teaming", "--json", NAME]))
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "teaming: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["guest"]["status"] == "connected" && done(&v) {
+            return v;
+        }
+        if t.elapsed() > timeout {
+            eprintln!("doctor did not settle: {v:#}");
+            return v;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn debian_guest_doctor() {
+    let test = "debian_guest_doctor";
+    let Some(_) = qemu_or_skip(test) else {
+        return;
+    };
+    let Some(guest) = debian_guest_or_skip(test) else {
+        return;
+    };
+    let guest = guest.expect("Debian guest image");
+    let _lock = guest_lock();
+    let Some(ns) = Netns::new("guestdoc") else {
+        return;
+    };
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["addr", "add", "10.78.0.1/24", "dev", "br0"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    let hosts = [
+        Host {
+            ns: &ns,
+            env: Env::new(),
+        },
+        Host {
+            ns: &ns,
+            env: Env::new(),
+        },
+    ];
+    for h in &hosts {
+        let lan = h.env.write("lan.xml", LAN);
+        let pool = h.env.write("pool.xml", POOL);
+        h.ok(&["net-define", &lan]);
+        h.ok(&["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"]);
+    }
+    let _keep = KeepLogs {
+        dir: std::env::var_os("TEAMVIRT_REAL_GUEST_LOGS").map(Into::into),
+        hosts: &hosts,
+    };
+    let disk_dir = temp_dir();
+    let disk = guest
+        .disk_copy(disk_dir.path())
+        .expect("copy of the root image");
+    const ADDR: &str = "10.78.0.2/24";
+    let settle = Duration::from_secs(180);
+    // One boot per configuration: (tvnet=, warnings the doctor must give).
+    let configs: [(&str, &[&str]); 4] = [
+        ("networkd-en", &["slave-address", "slave-address"]),
+        ("ifupdown-slave", &["slave-address", "master-no-address"]),
+        ("networkd-master", &[]),
+        ("ifupdown", &[]),
+    ];
+    let h = &hosts[0];
+    for (mode, want) in configs {
+        let cmdline = format!("{} tvnet={mode}", guest.cmdline());
+        let xml = h.env.write(
+            "d.xml",
+            &domain_with(&guest, &disk, None, AGENT_CHANNEL, &cmdline),
+        );
+        h.ok(&["define", &xml]);
+        h.ok(&["start", NAME, "--accel", "tcg", "--wait-failover=300"]);
+        h.serial()
+            .wait_for_failover_master(2, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{mode}: boot: {e}"));
+        let t = match mode {
+            "networkd-en" => doctor_until(h, settle, |t| {
+                holds(t, "master", ADDR) && holds(t, "standby", ADDR) && holds(t, "primary", ADDR)
+            }),
+            "ifupdown-slave" => doctor_until(h, settle, |t| {
+                holds(t, "standby", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
+            }),
+            _ => doctor_until(h, settle, |t| {
+                holds(t, "master", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
+            }),
+        };
+        eprintln!("{mode}: {:#}", t["guest"]);
+        h.ok(&["teaming", NAME]);
+        assert_eq!(t["guest"]["status"], "connected", "{mode}: {t:#}");
+        let p = &t["guest"]["pairs"][0];
+        assert_eq!(p["master"]["name"], "enp1s0", "{mode}: {t:#}");
+        assert_eq!(p["standby"]["name"], "enp1s0nsby", "{mode}: {t:#}");
+        assert!(p["primary"]["name"].is_string(), "{mode}: {t:#}");
+        assert_eq!(doctor_codes(&t), want, "{mode}: {t:#}");
+        if mode != "ifupdown" {
+            h.ok(&["destroy", NAME]);
+            continue;
+        }
+        // The documented-good configuration, once more after a migration:
+        // the agent's socket followed the domain to the destination.
+        let (ok, _) = migrate(&hosts[0], &hosts[1]);
+        assert!(ok, "migration failed");
+        let d = &hosts[1];
+        d.serial()
+            .wait_for_failover_master(2, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("after migration: {e}"));
+        let t = doctor_until(d, settle, |t| {
+            holds(t, "master", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
+        });
+        assert_eq!(
+            doctor_codes(&t),
+            Vec::<String>::new(),
+            "after migration: {t:#}"
+        );
+        let out = d.ok(&["domifaddr", NAME, "--source", "agent"]);
+        assert!(
+            out.lines()
+                .any(|l| l.contains("enp1s0 ") && l.contains("ipv4") && l.contains(ADDR)),
+            "{out}"
+        );
+        let j: Value = serde_json::from_str(&d.ok(&["domifaddr", NAME, "--source", "agent", "--json"])).unwrap();
+        assert!(
+            j.as_array().unwrap().iter().any(|i| i["name"] == "enp1s0"
+                && i["hwaddr"] == MAC
+                && i["addrs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["addr"] == "10.78.0.2")),
+            "{j:#}"
+        );
+        // The guest has no logind: the agent powers it off.
+        d.ok(&["shutdown", NAME, "--mode", "agent"]);
+        let t = Instant::now();
+        loop {
+            // Shut off, or gone (a migrated-in domain may be transient here).
+            let out =
+                d.ns.wrap(&d.env.command(&["domstate", NAME]))
+                    .output()
+                    .unwrap();
+            let st = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if st == "shut off" || !out.status.success() {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(180),
+                "still {st} after shutdown --mode agent"
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
 }

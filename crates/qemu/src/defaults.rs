@@ -112,6 +112,7 @@ pub fn apply_defaults(def: &mut DomainDef, caps: &QemuCaps) -> Result<(), Defaul
         add_default_devices(def, caps, &machine)?;
     }
     add_disk_controllers(def);
+    default_channels(def);
     default_controller_models(def, caps, &machine);
     default_interfaces(def, x86);
     default_chardevs(def, x86);
@@ -451,6 +452,45 @@ fn add_disk_controllers(def: &mut DomainDef) {
     }
     for (t, i) in needed {
         maybe_add_controller(def, &t, i, None);
+    }
+}
+
+/// Virtio `<channel>`s (the guest agent's): a port address where none is
+/// given (controller 0, bus 0, the first free port from 1; port 0 is the
+/// virtio console's), and the `<controller type='virtio-serial'>` each
+/// address names (libvirt's virDomainDefMaybeAddVirtioSerialController and
+/// virtio-serial address assignment).
+fn default_channels(def: &mut DomainDef) {
+    use teamvirt_conf::model::VirtioSerialAddress;
+    let is_virtio = |c: &teamvirt_conf::model::Chardev| {
+        c.target.as_ref().and_then(|t| t.type_.as_deref()) == Some("virtio")
+    };
+    let mut used: std::collections::BTreeSet<(u32, u32, u32)> = def
+        .devices
+        .channels
+        .iter()
+        .filter_map(|c| match &c.info.address {
+            Some(Address::VirtioSerial(a)) => Some((a.controller, a.bus, a.port)),
+            _ => None,
+        })
+        .collect();
+    for c in def.devices.channels.iter_mut() {
+        if !is_virtio(c) || c.info.address.is_some() {
+            continue;
+        }
+        // Bounded: at most one port per channel is taken.
+        let port = (1..).find(|p| !used.contains(&(0, 0, *p))).unwrap_or(1);
+        used.insert((0, 0, port));
+        c.info.address = Some(Address::VirtioSerial(VirtioSerialAddress {
+            controller: 0,
+            bus: 0,
+            port,
+            pos: Default::default(),
+        }));
+    }
+    let controllers: std::collections::BTreeSet<u32> = used.iter().map(|(c, _, _)| *c).collect();
+    for c in controllers {
+        maybe_add_controller(def, "virtio-serial", c, None);
     }
 }
 

@@ -127,3 +127,153 @@ fn append_other_than_on_or_off_is_refused_with_its_line() {
     let e = args(&domain("<source path='/tmp/s.log' append='yes'/>", "")).unwrap_err();
     assert!(e.contains("append='yes'") && e.contains("line 13"), "{e}");
 }
+
+/// libvirt's guest agent channel (`channel-virtio-auto.xml`'s shape) with
+/// `source` inside `<channel type='unix'>`, on a q35 machine.
+fn agent_domain(source: &str) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>QEMUGuest1</name>
+  <uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>
+  <memory unit='KiB'>219136</memory>
+  <vcpu placement='static'>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+  </os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' index='0' model='none'/>
+    <channel type='unix'>
+      {source}
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"
+    )
+}
+
+fn opt_after<'a>(a: &'a [String], opt: &str, prefix: &str) -> &'a str {
+    let i = a
+        .iter()
+        .enumerate()
+        .position(|(i, x)| i > 0 && a[i - 1] == opt && x.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {opt} {prefix}... in {a:?}"));
+    &a[i]
+}
+
+#[test]
+fn guest_agent_channel_argv_as_libvirt() {
+    let a = args(&agent_domain("<source mode='bind'/>")).unwrap();
+    // The implicit virtio-serial controller, on a root port of its own.
+    let ctrl = opt_after(&a, "-device", "{\"driver\":\"virtio-serial-pci\"");
+    assert!(
+        ctrl.starts_with(
+            "{\"driver\":\"virtio-serial-pci\",\"id\":\"virtio-serial0\",\"bus\":\"pci."
+        ),
+        "{ctrl}"
+    );
+    // The socket in libvirt's per-domain channel directory.
+    assert_eq!(
+        opt_after(&a, "-chardev", "socket,id=charchannel0"),
+        "socket,id=charchannel0,path=/var/lib/libvirt/qemu/channel/target/domain--1-QEMUGuest1/org.qemu.guest_agent.0,server=on,wait=off"
+    );
+    assert_eq!(
+        opt_after(&a, "-device", "{\"driver\":\"virtserialport\""),
+        "{\"driver\":\"virtserialport\",\"bus\":\"virtio-serial0.0\",\"nr\":1,\"chardev\":\"charchannel0\",\"id\":\"channel0\",\"name\":\"org.qemu.guest_agent.0\"}"
+    );
+    // libvirt's order: controllers, ..., the channel after the serials.
+    let pos = |p: &str| a.iter().position(|x| x.starts_with(p)).unwrap();
+    assert!(pos("{\"driver\":\"virtio-serial-pci\"") < pos("socket,id=charchannel0"));
+}
+
+#[test]
+fn guest_agent_channel_with_a_path_and_no_source() {
+    let a = args(&agent_domain(
+        "<source mode='bind' path='/run/x,y/ga.sock'/>",
+    ))
+    .unwrap();
+    assert_eq!(
+        opt_after(&a, "-chardev", "socket,id=charchannel0"),
+        "socket,id=charchannel0,path=/run/x,,y/ga.sock,server=on,wait=off"
+    );
+    let a = args(&agent_domain("")).unwrap();
+    assert!(opt_after(&a, "-chardev", "socket,id=charchannel0")
+        .ends_with("/domain--1-QEMUGuest1/org.qemu.guest_agent.0,server=on,wait=off"));
+}
+
+#[test]
+fn channel_defaults_and_canonical_xml() {
+    let xml = agent_domain("<source mode='bind'/>").replace(
+        "<target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>",
+        "<target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n    \
+         <channel type='unix'><source mode='bind' path='/tmp/other'/><target type='virtio' name='org.example.1'/></channel>",
+    );
+    let (mut def, _) = DomainDef::parse_str(&xml, None).unwrap();
+    teamvirt_qemu::defaults::define(&mut def, &caps()).unwrap();
+    let out = def.to_xml();
+    // One implicit controller with a PCI address; ports 1 and 2.
+    assert_eq!(
+        out.matches("<controller type='virtio-serial' index='0'>")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains(
+        "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n      <address type='virtio-serial' controller='0' bus='0' port='1'/>\n    </channel>\n"
+    ), "{out}");
+    assert!(out.contains(
+        "      <source mode='bind' path='/tmp/other'/>\n      <target type='virtio' name='org.example.1'/>\n      <address type='virtio-serial' controller='0' bus='0' port='2'/>"
+    ), "{out}");
+    // Formatting is stable: the canonical XML parses back to itself.
+    let (again, _) = DomainDef::parse_str(&out, None).unwrap();
+    assert_eq!(again.to_xml(), out);
+}
+
+#[test]
+fn channel_parse_errors_carry_their_position() {
+    let bad_target = agent_domain("").replace("type='virtio' name", "type='virtio-x' name");
+    let e = DomainDef::parse_str(&bad_target, None).unwrap_err();
+    let d = e.to_diagnostic(None);
+    assert_eq!(
+        d.message,
+        "XML error: unknown target type 'virtio-x' specified for character device"
+    );
+    assert_eq!(d.pos.map(|p| p.line), Some(14));
+    let no_target =
+        agent_domain("").replace("<target type='virtio' name='org.qemu.guest_agent.0'/>", "");
+    let d = DomainDef::parse_str(&no_target, None)
+        .unwrap_err()
+        .to_diagnostic(None);
+    assert_eq!(
+        d.message,
+        "XML error: target type must be specified for channel device"
+    );
+    assert_eq!(d.pos.map(|p| p.line), Some(12));
+    let bad_mode = agent_domain("<source mode='listen'/>");
+    let d = DomainDef::parse_str(&bad_mode, None)
+        .unwrap_err()
+        .to_diagnostic(None);
+    assert_eq!(
+        d.message,
+        "unsupported configuration: Unknown source mode 'listen'"
+    );
+    assert_eq!(d.pos.map(|p| p.line), Some(13));
+}
+
+#[test]
+fn channels_teamvirt_cannot_build_are_refused_with_their_line() {
+    let pty = agent_domain("").replace("<channel type='unix'>", "<channel type='pty'>");
+    let e = args(&pty).unwrap_err();
+    assert!(
+        e.contains("<channel type='pty'>") && e.contains("line 12"),
+        "{e}"
+    );
+    let nameless = agent_domain("").replace(" name='org.qemu.guest_agent.0'", "");
+    let e = args(&nameless).unwrap_err();
+    assert!(
+        e.contains("without <source path>") && e.contains("line 12"),
+        "{e}"
+    );
+}

@@ -99,6 +99,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Teaming(#[from] TeamingError),
     #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error(transparent)]
     Hotplug(#[from] crate::hotplug::HotplugError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),

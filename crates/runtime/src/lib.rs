@@ -12,6 +12,8 @@
 
 /// kvm or tcg.
 pub mod accel;
+pub mod agent;
+mod agentops;
 /// Autostart flags of domains and networks.
 pub mod autostart;
 /// `console`: the pty QEMU reports, checked before it is opened.
@@ -27,6 +29,7 @@ pub mod domlog;
 pub mod dynuid;
 /// The lifecycle error type.
 pub mod error;
+pub mod guestdoc;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
 pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.

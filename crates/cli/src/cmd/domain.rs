@@ -509,20 +509,6 @@ pub fn destroy(a: DestroyArgs) -> ExitCode {
     }
 }
 
-pub fn shutdown(a: NameArgs) -> ExitCode {
-    match a.state.open().and_then(|rt| rt.shutdown(&a.domain)) {
-        Ok(()) => {
-            outln!("Domain '{}' is being shutdown", a.domain);
-            ExitCode::SUCCESS
-        }
-        Err(e) => report_domain(
-            &a.domain,
-            &format!("Failed to shutdown domain '{}'", a.domain),
-            &e,
-        ),
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub struct DomstateArgs {
     /// Domain name.
@@ -586,6 +572,9 @@ pub struct TeamingArgs {
     /// VF), then wait up to SECONDS (default 60) for the pairs to negotiate.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
     pub replug: Option<u64>,
+    /// Leave the guest's side out (no guest agent query).
+    #[arg(long)]
+    pub no_guest: bool,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -603,10 +592,22 @@ fn yes_no(b: bool) -> &'static str {
 /// guest acks VIRTIO_NET_F_STANDBY), whether the primary is plugged into
 /// the guest's PCI bus, and the VF it uses.
 pub fn teaming(a: TeamingArgs) -> ExitCode {
-    let states = match a.state.open().and_then(|rt| match a.replug {
-        Some(secs) => rt.replug(&a.domain, Duration::from_secs(secs)),
-        None => rt.teaming(&a.domain),
-    }) {
+    let got = a.state.open().and_then(|rt| {
+        let states = match a.replug {
+            Some(secs) => rt.replug(&a.domain, Duration::from_secs(secs))?,
+            None => rt.teaming(&a.domain)?,
+        };
+        // The guest's side: a domain without an agent says so, an agent
+        // that does not answer is a note, neither fails the verb.
+        let pairs: Vec<_> = states.iter().map(|s| s.pair.clone()).collect();
+        let guest = if a.no_guest {
+            None
+        } else {
+            Some(rt.guest_view(&a.domain, &pairs)?)
+        };
+        Ok((states, guest))
+    });
+    let (states, guest) = match got {
         Ok(s) => s,
         Err(e) => {
             return report_domain(
@@ -617,7 +618,10 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         }
     };
     if a.json {
-        let v = serde_json::json!({ "domain": a.domain, "pairs": states });
+        let mut v = serde_json::json!({ "domain": a.domain, "pairs": states });
+        if let Some(g) = &guest {
+            v["guest"] = serde_json::to_value(g).expect("serializes");
+        }
         outln!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
         return ExitCode::SUCCESS;
     }
@@ -668,6 +672,9 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         if let Some(why) = s.problem() {
             eprintln!("note: {why}");
         }
+    }
+    if let Some(g) = &guest {
+        super::agent::print_guest_view(g);
     }
     ExitCode::SUCCESS
 }

@@ -268,11 +268,13 @@ pub fn render_addrs(ifaces: &[IfAddrs], only: Option<&str>, full: bool) -> Strin
 pub fn domifaddr(a: DomifaddrArgs) -> ExitCode {
     let what = "Failed to query for interfaces addresses";
     if a.source == AddrSource::Agent {
-        eprintln!("error: {what}");
-        eprintln!(
-            "error: Operation not supported: the guest agent source is not implemented yet; --source arp reads the host's neighbour table"
+        return super::agent::domifaddr_agent(
+            &a.domain,
+            a.interface.as_deref(),
+            a.full,
+            a.json,
+            &a.state,
         );
-        return ExitCode::FAILURE;
     }
     let rows = match running_rows(&a.state, &a.domain) {
         Ok(r) => r,

@@ -1,4 +1,5 @@
 //! One module per verb.
+pub mod agent;
 pub mod capabilities;
 pub mod console;
 pub mod control;

@@ -31,6 +31,7 @@ pub(crate) fn devices(w: &mut W, d: &Devices) {
                 "interface" => d.interfaces.iter().for_each(|x| interface::interface(w, x)),
                 "serial" => d.serials.iter().for_each(|x| chardev(w, "serial", x)),
                 "console" => d.consoles.iter().for_each(|x| chardev(w, "console", x)),
+                "channel" => d.channels.iter().for_each(|x| chardev(w, "channel", x)),
                 "input" => d.inputs.iter().for_each(|x| input(w, x)),
                 "graphics" => d.graphics.iter().for_each(|x| graphics(w, x)),
                 "audio" => d.audios.iter().for_each(|x| audio(w, x)),
@@ -240,13 +241,20 @@ fn chardev(w: &mut W, name: &str, c: &Chardev) {
         name,
         Attrs::new().add("type", &c.type_).raw(&c.extra_attrs),
         |w| {
-            // A pty's path is only known while running: inactive XML drops it.
-            if c.type_ != "pty" {
+            // A pty's path is only known while running: inactive XML drops it;
+            // so does a unix source without a path (libvirt prints mode and
+            // path only together: the path is chosen at start).
+            let pathless_unix = c.type_ == "unix"
+                && c.source
+                    .as_ref()
+                    .is_some_and(|s| s.attr("path").is_none() && s.children.is_empty());
+            if c.type_ != "pty" && !pathless_unix {
                 w.raws(c.source.iter());
             }
             if let Some(t) = &c.target {
                 let at = Attrs::new()
                     .opt("type", t.type_.as_deref())
+                    .opt("name", t.name.as_deref())
                     .num("port", t.port)
                     .raw(&t.extra_attrs);
                 w.elem("target", at, |w| {

@@ -15,6 +15,9 @@ pub struct Devices {
     pub interfaces: Vec<Interface>,
     pub serials: Vec<Chardev>,
     pub consoles: Vec<Chardev>,
+    /// `<channel>`: guest-host channels (the QEMU guest agent's
+    /// `org.qemu.guest_agent.0` virtio port).
+    pub channels: Vec<Chardev>,
     pub inputs: Vec<Input>,
     pub graphics: Vec<Graphics>,
     pub audios: Vec<Audio>,
@@ -23,7 +26,7 @@ pub struct Devices {
     pub watchdogs: Vec<Watchdog>,
     pub memballoon: Option<Memballoon>,
     pub panics: Vec<Panic>,
-    /// Devices teamvirt does not model (`<channel>`, `<rng>`, `<tpm>`,
+    /// Devices teamvirt does not model (`<rng>`, `<tpm>`,
     /// `<filesystem>`, ...), kept verbatim and emitted at libvirt's
     /// position for their element name (unknown names last).
     pub extra: Vec<RawElement>,
@@ -239,14 +242,40 @@ pub struct Chardev {
     pub pos: Pos,
 }
 
-/// `<target type port><model name/></target>`.
+/// `<target type port [name]><model name/></target>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChardevTarget {
     pub type_: Option<String>,
     pub port: Option<u32>,
+    /// A virtio channel's port name (`org.qemu.guest_agent.0`).
+    pub name: Option<String>,
     pub model_name: Option<String>,
     pub extra_attrs: Vec<RawAttr>,
     pub pos: Pos,
+}
+
+/// The QEMU guest agent's virtio port name.
+pub const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
+
+impl Chardev {
+    /// `<source path>` (file and unix backends).
+    pub fn source_path(&self) -> Option<&str> {
+        self.source.as_ref().and_then(|s| s.attr("path"))
+    }
+
+    /// A `<channel>`'s virtio port name, if it is a virtio channel.
+    pub fn virtio_name(&self) -> Option<&str> {
+        let t = self.target.as_ref()?;
+        (t.type_.as_deref() == Some("virtio"))
+            .then_some(t.name.as_deref())
+            .flatten()
+    }
+
+    /// Is this the QEMU guest agent's channel (a unix socket on the
+    /// `org.qemu.guest_agent.0` virtio port)?
+    pub fn is_guest_agent(&self) -> bool {
+        self.type_ == "unix" && self.virtio_name() == Some(GUEST_AGENT_CHANNEL)
+    }
 }
 
 /// `<input type bus/>`.

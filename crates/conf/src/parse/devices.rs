@@ -30,6 +30,7 @@ pub(crate) fn parse_devices(mut el: El, cx: &mut Ctx) -> R<Devices> {
             "interface" => d.interfaces.push(interface::interface(e, cx)?),
             "serial" => d.serials.push(chardev(e, cx)?),
             "console" => d.consoles.push(chardev(e, cx)?),
+            "channel" => d.channels.push(channel(e, cx)?),
             "input" => d.inputs.push(input(e, cx)?),
             "graphics" => d.graphics.push(graphics(e, cx)),
             "audio" => d.audios.push(audio(e, cx)?),
@@ -338,7 +339,61 @@ fn hostdev_source(mut s: El, mode: &str, type_: &str, cx: &mut Ctx) -> R<Hostdev
     Ok(src)
 }
 
-fn chardev(mut el: El, cx: &mut Ctx) -> R<Chardev> {
+fn chardev(el: El, cx: &mut Ctx) -> R<Chardev> {
+    chardev_of(el, cx, false)
+}
+
+/// `<channel>`: a chardev whose `<target>` has a type (`virtio`,
+/// `guestfwd`, `xen`) and, for virtio, a port `name`
+/// (virDomainChrDefParseTargetXML).
+fn channel(el: El, cx: &mut Ctx) -> R<Chardev> {
+    let pos = el.pos;
+    let c = chardev_of(el, cx, true)?;
+    let Some(t) = &c.target else {
+        return Err(cx.xml_error(
+            "channel-target",
+            "target type must be specified for channel device",
+            pos,
+        ));
+    };
+    match t.type_.as_deref() {
+        Some("virtio" | "guestfwd" | "xen") => {}
+        Some(other) => {
+            return Err(cx.xml_error(
+                "channel-target",
+                format!("unknown target type '{other}' specified for character device"),
+                t.pos,
+            ))
+        }
+        None => {
+            return Err(cx.xml_error(
+                "channel-target",
+                "target type must be specified for channel device",
+                t.pos,
+            ))
+        }
+    }
+    if c.type_ == "unix" {
+        if let Some(src) = &c.source {
+            if let Some(m) = src
+                .attr("mode")
+                .filter(|m| !matches!(*m, "bind" | "connect"))
+            {
+                return Err(cx.error(
+                    "chardev-source-mode",
+                    format!(
+                        "{}Unknown source mode '{m}'",
+                        crate::diag::prefix::CONFIG_UNSUPPORTED
+                    ),
+                    src.pos,
+                ));
+            }
+        }
+    }
+    Ok(c)
+}
+
+fn chardev_of(mut el: El, cx: &mut Ctx, is_channel: bool) -> R<Chardev> {
     let mut c = Chardev {
         pos: el.pos,
         type_: opt_str(&mut el, "type").unwrap_or_else(|| "pty".into()),
@@ -354,6 +409,9 @@ fn chardev(mut el: El, cx: &mut Ctx) -> R<Chardev> {
             pos: t.pos,
             ..Default::default()
         };
+        if is_channel {
+            tgt.name = opt_str(&mut t, "name");
+        }
         if let Some(mut m) = t.child("model", cx) {
             tgt.model_name = opt_str(&mut m, "name");
             finish(m, cx);

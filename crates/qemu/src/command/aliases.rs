@@ -38,6 +38,7 @@ pub struct Aliases {
     pub hostdevs: Vec<String>,
     pub controllers: Vec<String>,
     pub serials: Vec<String>,
+    pub channels: Vec<String>,
     pub watchdogs: Vec<String>,
     pub videos: Vec<String>,
     pub balloon: String,
@@ -135,6 +136,7 @@ pub fn assign(def: &DomainDef, actual: &[ActualNet]) -> Aliases {
         })
         .collect();
     a.serials = numbered(d.serials.iter().map(|x| &x.info), "serial");
+    a.channels = numbered(d.channels.iter().map(|x| &x.info), "channel");
     a.watchdogs = numbered(d.watchdogs.iter().map(|x| &x.info), "watchdog");
     a.videos = numbered(d.videos.iter().map(|x| &x.info), "video");
     a.balloon = d

@@ -193,6 +193,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where a virtio channel without a `<source path>` gets its socket:
+    /// libvirt's channel target directory for the domain in its test
+    /// suite, else the domain's private (run) directory.
+    pub fn channel_dir(&self) -> PathBuf {
+        if self.opts.test_env && self.opts.domain_dir.is_none() {
+            return PathBuf::from(format!(
+                "/var/lib/libvirt/qemu/channel/target/domain--1-{}",
+                self.def.name
+            ));
+        }
+        self.domain_dir()
+    }
+
     pub fn domain_dir(&self) -> PathBuf {
         if let Some(d) = &self.opts.domain_dir {
             return d.clone();
@@ -421,6 +434,7 @@ pub fn build(
     devices::disks(&mut cmd, &ctx)?;
     net::interfaces(&mut cmd, &ctx)?;
     devices::serials(&mut cmd, &ctx)?;
+    devices::channels(&mut cmd, &ctx)?;
     devices::inputs(&ctx)?;
     devices::audio_and_graphics(&mut cmd, &ctx)?;
     devices::videos(&ctx)?;

@@ -281,6 +281,71 @@ pub fn serials(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// `<channel type='unix'>` with a virtio target: a listening socket
+/// chardev and its `virtserialport` (libvirt's qemuBuildChrChardevStr +
+/// qemuBuildChrDeviceProps). Without `<source path>` the socket is
+/// `CHANNEL_DIR/NAME` ([`Ctx::channel_dir`]).
+pub fn channels(cmd: &mut CommandLine, ctx: &Ctx) -> Result<(), CommandError> {
+    for (i, c) in ctx.def.devices.channels.iter().enumerate() {
+        let id = &ctx.aliases.channels[i];
+        let chr = format!("char{id}");
+        let t = c.target.as_ref();
+        let ttype = t.and_then(|t| t.type_.as_deref()).unwrap_or_default();
+        if ttype != "virtio" {
+            return Err(unsupported(
+                format!("<channel> with target type '{ttype}'"),
+                t.map_or(c.pos, |t| t.pos),
+            ));
+        }
+        if c.type_ != "unix" {
+            return Err(unsupported(format!("<channel type='{}'>", c.type_), c.pos));
+        }
+        let name = t.and_then(|t| t.name.as_deref());
+        let mode = c
+            .source
+            .as_ref()
+            .and_then(|s| s.attr("mode"))
+            .unwrap_or("bind");
+        let path = match (c.source_path(), name) {
+            (Some(p), _) => p.to_owned(),
+            (None, Some(n)) if mode == "bind" => ctx.channel_dir().join(n).display().to_string(),
+            _ => return Err(unsupported(
+                "a <channel type='unix'> without <source path> needs a bind mode and a target name",
+                c.pos,
+            )),
+        };
+        let mut backend = format!("socket,id={chr},path={}", escape_comma(&path));
+        if mode == "bind" {
+            backend.push_str(",server=on,wait=off");
+        }
+        cmd.opt("-chardev", format!("{backend}{}", chardev_log(&c.extra)?));
+        let Some(Address::VirtioSerial(a)) = &c.info.address else {
+            return Err(CommandError::NoAddress(id.clone()));
+        };
+        let ctrl = ctx
+            .def
+            .devices
+            .controllers
+            .iter()
+            .position(|k| k.type_ == "virtio-serial" && k.index == Some(a.controller))
+            .map_or_else(
+                || format!("virtio-serial{}", a.controller),
+                |k| ctx.aliases.controllers[k].clone(),
+            );
+        let mut p = Props::new();
+        p.str("driver", "virtserialport")
+            .str("bus", format!("{ctrl}.{}", a.bus))
+            .uint("nr", u64::from(a.port))
+            .str("chardev", chr)
+            .str("id", id.clone());
+        if let Some(n) = name {
+            p.str("name", n);
+        }
+        ctx.device(cmd, &p);
+    }
+    Ok(())
+}
+
 /// An on/off attribute of `el` (libvirt's virTristateSwitch), refused,
 /// named with its line, when it is anything else.
 fn switch_attr(el: Option<&RawElement>, name: &str) -> Result<Option<&'static str>, CommandError> {
