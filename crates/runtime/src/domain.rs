@@ -16,6 +16,7 @@ use crate::error::RuntimeError;
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
 use crate::util::block_on;
 
@@ -471,14 +472,12 @@ impl Runtime {
         };
         // The record is a file: the kernel must confirm the pid is this
         // domain's QEMU before it gets a signal.
-        if rec.is_alive() {
-            crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
-        }
-        if graceful {
-            rec.proc.kill_gracefully(Duration::from_secs(10))?;
+        let policy = if graceful {
+            StopPolicy::DESTROY_GRACEFUL
         } else {
-            rec.proc.kill_painfully(Duration::from_secs(10))?;
-        }
+            StopPolicy::DESTROY
+        };
+        stop_process(&self.sd, name, rec.proc, &policy)?;
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
@@ -537,7 +536,7 @@ impl Runtime {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         }
         for p in &procs {
-            p.kill_painfully(Duration::from_secs(10))?;
+            stop_process(&self.sd, name, *p, &StopPolicy::DESTROY_FOUND)?;
         }
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
@@ -550,7 +549,7 @@ impl Runtime {
         crate::domlog::event(&self.sd, name, "shutdown requested (ACPI power button)");
         block_on(async {
             let q = run::connect(&rec, MONITOR_WAIT).await?;
-            q.execute("system_powerdown", serde_json::Value::Null)
+            q.system_powerdown()
                 .await
                 .map_err(|source| run::RunError::Qmp {
                     name: rec.name.clone(),

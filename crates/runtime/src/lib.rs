@@ -54,6 +54,8 @@ pub mod safefs;
 pub mod start;
 /// State directory layout, atomic writes.
 pub mod state;
+/// Stopping a domain's QEMU, one sequence with a policy per caller.
+pub mod stop;
 /// PCI addresses and PF/VF links as sysfs shows them.
 pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
