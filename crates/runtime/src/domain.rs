@@ -4,12 +4,12 @@
 //! migrations whose driving process died ([`crate::migrate::recover`](mod@crate::migrate::recover)) and
 //! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use teamvirt_conf::{Diagnostic, DomainDef};
-use teamvirt_qemu::caps::QemuCaps;
+use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
 use crate::error::RuntimeError;
@@ -36,6 +36,17 @@ pub struct Runtime {
     notices: Vec<String>,
     /// Where real VFs are bound and configured (`/sys`, `ip`).
     pub(crate) host: crate::hostdev::HostPrep,
+}
+
+/// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
+/// synchronous code: [`QemuCaps::probe`] on the process's runtime.
+pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
+    crate::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
+        Err(CapsError::Io {
+            path: PathBuf::from("<tokio runtime>"),
+            source: std::io::Error::other(e),
+        })
+    })
 }
 
 /// A domain's state as virsh names it.
@@ -132,7 +143,7 @@ impl Runtime {
 
     /// Capabilities of `binary`, cached in the state directory.
     pub fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
-        QemuCaps::probe_blocking(binary, self.sd.cache_dir()).map_err(RuntimeError::from)
+        probe_caps(binary, &self.sd.cache_dir()).map_err(RuntimeError::from)
     }
 
     /// The defined (persistent) configuration of `name`.

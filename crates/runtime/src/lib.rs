@@ -12,6 +12,8 @@
 
 /// kvm or tcg.
 pub mod accel;
+/// The process's one tokio runtime, installed by `main`.
+pub mod asyncrt;
 /// Autostart flags of domains and networks.
 pub mod autostart;
 /// `console`: the pty QEMU reports, checked before it is opened.

@@ -326,18 +326,14 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
 
 /// [`recover`] for synchronous callers (the CLI's verbs).
 pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, MigrateError> {
-    // Cheap check first: no runtime for the common case of no job file.
+    // Cheap check first: nothing async for the common case of no job file.
     if !job::job_path(sd, name)?.exists() {
         return Ok(None);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| MigrateError::Io {
-            what: "tokio runtime".into(),
-            source: e,
-        })?;
-    rt.block_on(recover(sd, name))
+    crate::asyncrt::block_on(recover(sd, name)).map_err(|e| MigrateError::Io {
+        what: "tokio runtime".into(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// [`recover`] for every domain of `sd` with a job file left by a dead
@@ -367,15 +363,10 @@ pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
     if stale.is_empty() {
         return out;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::asyncrt::handle() {
         Ok(rt) => rt,
         Err(e) => {
-            out.push(format!(
-                "stale migration jobs cannot be settled: tokio runtime: {e}"
-            ));
+            out.push(format!("stale migration jobs cannot be settled: {e}"));
             return out;
         }
     };
