@@ -59,11 +59,13 @@ where
             let _in = rt.enter();
             rtnetlink::new_connection()?
         };
+        // The connection is driven here, with the work, not as a task:
+        // a call never waits for a runtime worker to be free.
         rt.block_on(async move {
-            let task = tokio::spawn(conn);
-            let out = f(handle).await;
-            task.abort();
-            out
+            tokio::select! {
+                out = f(handle) => out,
+                () = conn => Err(io::Error::other("netlink connection ended")),
+            }
         })
     };
     if tokio::runtime::Handle::try_current().is_err() {
