@@ -488,7 +488,7 @@ impl Runtime {
         } else {
             StopPolicy::DESTROY
         };
-        stop_process(&self.sd, name, rec.proc, &policy)?;
+        stop_process(&self.sd, name, rec.proc, &policy).map_err(run::RunError::from)?;
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
@@ -547,7 +547,8 @@ impl Runtime {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         }
         for p in &procs {
-            stop_process(&self.sd, name, *p, &StopPolicy::DESTROY_FOUND)?;
+            stop_process(&self.sd, name, *p, &StopPolicy::DESTROY_FOUND)
+                .map_err(run::RunError::from)?;
         }
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }

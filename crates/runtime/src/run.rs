@@ -36,6 +36,8 @@ pub enum RunError {
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
+    Stop(#[from] crate::stop::StopError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),

@@ -8,9 +8,19 @@ use std::time::Duration;
 
 use teamvirt_qmp::Qmp;
 
-use crate::process::ProcId;
-use crate::run::RunError;
+use crate::identity::IdentityError;
+use crate::process::{ProcId, ProcessError};
 use crate::state::StateDir;
+
+/// Why a QEMU was not stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// `/proc` does not confirm the pid is the domain's QEMU: no signal.
+    #[error(transparent)]
+    NotItsQemu(#[from] IdentityError),
+    #[error(transparent)]
+    Signal(#[from] ProcessError),
+}
 
 /// The signals that end QEMU when it does not go by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +107,7 @@ pub fn stop_process(
     name: &str,
     proc: ProcId,
     policy: &StopPolicy,
-) -> Result<(), RunError> {
+) -> Result<(), StopError> {
     if proc.wait_gone(policy.wait) {
         return Ok(());
     }
@@ -120,7 +130,7 @@ pub async fn stop_qemu(
     proc: ProcId,
     qmp: Option<&Qmp>,
     policy: StopPolicy,
-) -> Result<(), RunError> {
+) -> Result<(), StopError> {
     if let (Some(q), Some(t)) = (qmp, policy.quit) {
         let _ = tokio::time::timeout(t, q.quit()).await;
     }
@@ -128,7 +138,7 @@ pub async fn stop_qemu(
     tokio::task::spawn_blocking(move || stop_process(&sd, &name, proc, &policy))
         .await
         .unwrap_or_else(|e| {
-            Err(RunError::Process(crate::process::ProcessError::Kill {
+            Err(StopError::Signal(ProcessError::Kill {
                 pid: proc.pid,
                 source: std::io::Error::other(e.to_string()),
             }))
@@ -156,7 +166,7 @@ mod tests {
             ..StopPolicy::RECOVER
         };
         let e = stop_process(&sd, "vm", proc, &quick).unwrap_err();
-        assert!(matches!(e, RunError::Identity(_)), "{e}");
+        assert!(matches!(e, StopError::NotItsQemu(_)), "{e}");
         assert!(
             proc.is_alive(),
             "a process /proc does not confirm got a signal"
