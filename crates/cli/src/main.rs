@@ -172,6 +172,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     trace::init(cli.debug);
+    // The process's one async runtime: the libraries run their QMP,
+    // netlink, migration and probe work on it (teamvirt_runtime::asyncrt).
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: internal error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    teamvirt_runtime::asyncrt::install(rt.handle().clone());
     if let Some(u) = &cli.qemu_user {
         teamvirt_runtime::privdrop::set_qemu_user(u);
     }
@@ -239,6 +253,9 @@ fn main() -> ExitCode {
         Command::MigrateDest(a) => cmd::migrate_dest::run(a),
         Command::CompleteNames(a) => cmd::docs::complete_names(a),
     };
+    // tokio's stdin reader (`__migrate-dest`) may sit in a read(2) that
+    // never returns: do not wait for it.
+    rt.shutdown_background();
     if out::failed() {
         return ExitCode::FAILURE;
     }

@@ -27,18 +27,9 @@ fn vf(i: usize) -> String {
 }
 
 fn net_xml() -> String {
-    let addrs: String = (0..VFS)
-        .map(|i| {
-            format!(
-                "    <address type='pci' domain='0x0000' bus='0x3b' slot='0x{:02x}' function='0x{}'/>\n",
-                2 + i / 8,
-                i % 8
-            )
-        })
-        .collect();
-    format!(
-        "<network>\n  <name>{NET}</name>\n  <forward mode='hostdev' managed='yes'>\n{addrs}  </forward>\n</network>\n"
-    )
+    let vfs: Vec<String> = (0..VFS).map(vf).collect();
+    let vfs: Vec<&str> = vfs.iter().map(String::as_str).collect();
+    teamvirt_testinfra::xml::pool_xml(NET, &vfs)
 }
 
 fn dom_name(i: usize) -> String {
@@ -47,35 +38,11 @@ fn dom_name(i: usize) -> String {
 
 /// Smallest domain with one teaming pair drawing its primary from the pool.
 fn domain_xml(i: usize) -> String {
-    let name = dom_name(i);
     let mac = format!("52:54:00:cc:{:02x}:{:02x}", i / 256, i % 256);
-    format!(
-        "<domain type='kvm'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='user'>
-      <mac address='{mac}'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-standby0'/>
-    </interface>
-    <interface type='network'>
-      <source network='{NET}'/>
-      <mac address='{mac}'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-standby0'/>
-    </interface>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"
-    )
+    teamvirt_testinfra::xml::PairDomain::new(&dom_name(i))
+        .mac(&mac)
+        .pool(NET)
+        .xml()
 }
 
 /// Pids of every process whose command line or stdout mentions `needle`

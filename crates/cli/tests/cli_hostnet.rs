@@ -12,6 +12,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::Env;
+use teamvirt_testinfra::xml::pool_xml;
 use teamvirt_testinfra::{qemu_or_skip, Netns};
 
 const MAC: &str = "52:54:00:aa:00:01";
@@ -285,12 +286,7 @@ fn standby_on_a_nat_network_is_refused() {
         "n.xml",
         "<network><name>natnet</name><forward mode='nat'/><bridge name='br0'/></network>",
     );
-    let pool = e.write(
-        "p.xml",
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-         </forward></network>",
-    );
+    let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     ok(&ns, &e, &["net-define", &net]);
     ok(&ns, &e, &["net-define", &pool, "--emulate-vf"]);
     let nics = format!(
@@ -316,12 +312,7 @@ fn lab_vf_on_a_lab_bridge_and_without_one() {
         "n.xml",
         "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
     );
-    let pool = e.write(
-        "p.xml",
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-         </forward></network>",
-    );
+    let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     ok(&ns, &e, &["net-define", &net]);
     let o = tv(
         &ns,
@@ -385,12 +376,7 @@ fn validate_warns_about_a_standby_off_the_vf_segment() {
         return;
     }
     let e = Env::new();
-    let pool = e.write(
-        "p.xml",
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-         </forward></network>",
-    );
+    let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     for (mode, fwd, warned) in [
         ("nat", "<forward mode='nat'/>", true),
         ("none (isolated)", "", true),
@@ -455,12 +441,7 @@ fn failover_guest_frames_reach_only_its_active_port() {
         "n.xml",
         "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
     );
-    let pool = e.write(
-        "p.xml",
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-         </forward></network>",
-    );
+    let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     ok(&ns, &e, &["net-define", &net]);
     ok(
         &ns,
@@ -557,12 +538,7 @@ fn lab_vf_on_another_bridge_than_its_standby_is_open() {
         "n.xml",
         "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
     );
-    let pool = e.write(
-        "p.xml",
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-           <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-         </forward></network>",
-    );
+    let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     ok(&ns, &e, &["net-define", &net]);
     ok(
         &ns,

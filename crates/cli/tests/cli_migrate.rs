@@ -61,11 +61,9 @@ fn ok(state: &Path, args: &[&str]) -> String {
 }
 
 mod migjson;
-#[path = "../../runtime/benches/migrate/xml.rs"]
-mod xml;
 
 use migjson::{events, has_qemu_event, phases, qmp};
-use xml::{teaming_domain_xml, vfpool_network_xml as network_xml};
+use teamvirt_testinfra::xml::{teaming_domain_xml, vfpool_network_xml as network_xml};
 
 impl Hosts {
     /// Two state directories with a lab-mode VF pool each, and the domain

@@ -27,11 +27,9 @@ use serde_json::Value;
 use teamvirt_testinfra::{guest_lock, procs, qemu_or_skip, test_guest, GuestLock, SerialLog};
 
 mod migjson;
-#[path = "../../runtime/benches/migrate/xml.rs"]
-mod xml;
 
 use migjson::{events, has_qemu_event, phases, qmp};
-use xml::{teaming_domain_xml, vfpool_network_xml};
+use teamvirt_testinfra::xml::{teaming_domain_xml, vfpool_network_xml};
 
 const NAME: &str = "sshmig";
 const BOOT: Duration = Duration::from_secs(120);

@@ -7,14 +7,12 @@ mod common;
 
 use common::Env;
 use teamvirt_testinfra::qemu_or_skip;
+use teamvirt_testinfra::xml::pool_xml;
 
-const POOL: &str = "<network>
-  <name>vfpool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+/// The VF pool `vfpool`.
+fn pool() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 /// A bridge that no test machine has.
 const LAN: &str = "<network>
@@ -59,7 +57,7 @@ fn row<'a>(list: &'a str, net: &str) -> &'a str {
 #[test]
 fn net_start_says_started_or_already_active() {
     let e = Env::new();
-    let pool = e.write("pool.xml", POOL);
+    let pool = e.write("pool.xml", &pool());
     e.ok(&["net-define", &pool, "--emulate-vf"]);
     let already = "error: Failed to start network vfpool\nerror: Requested operation is not valid: network is already active\n";
     for _ in 0..2 {
@@ -88,7 +86,7 @@ fn stopped_network_refuses_new_devices_until_started() {
         return;
     };
     let e = Env::new();
-    let pool = e.write("pool.xml", POOL);
+    let pool = e.write("pool.xml", &pool());
     e.ok(&["net-define", &pool, "--emulate-vf"]);
     let dom = e.write("d.xml", DOMAIN);
     e.ok(&["define", &dom]);

@@ -12,50 +12,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use teamvirt_testinfra::xml::pool_xml;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
 
-const NET: &str = "<network>
-  <name>vfpool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+/// The VF pool `vfpool`.
+fn pool() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 fn domain(name: &str, kernel: &Path, initrd: &Path) -> String {
-    format!(
-        "<domain type='kvm'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{}</kernel>
-    <initrd>{}</initrd>
-    <cmdline>console=ttyS0 panic=-1</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='user'>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-backup0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-backup0'/>
-    </interface>
-    <serial type='pty'/>
-    <console type='pty'/>
-  </devices>
-</domain>
-",
-        kernel.display(),
-        initrd.display()
-    )
+    teamvirt_testinfra::xml::PairDomain::new(name)
+        .memory_mib(256)
+        .boot(kernel, initrd, "console=ttyS0 panic=-1")
+        .standby("ua-backup0")
+        .devices("    <serial type='pty'/>\n    <console type='pty'/>\n")
+        .memballoon(None)
+        .xml()
 }
 
 /// The names of the visible verbs, from `teamvirt help`.
@@ -142,7 +114,7 @@ fn completions_and_man_pages_cover_every_verb() {
 #[test]
 fn autostart_dominfo_domiflist_and_edit_on_a_defined_domain() {
     let e = Env::new();
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &pool());
     e.ok(&["net-define", &net]);
     let dom = e.write("d.xml", &domain("op1", Path::new("/k"), Path::new("/i")));
     e.ok(&["define", &dom]);
@@ -304,7 +276,7 @@ fn verbs_and_domain_log_through_a_lab_mode_life() {
     let src = Env::new();
     let dst = Env::new();
     for e in [&src, &dst] {
-        let net = e.write("net.xml", NET);
+        let net = e.write("net.xml", &pool());
         e.ok(&["net-define", "--emulate-vf", &net]);
     }
     let dom = src.write("d.xml", &domain("op2", &guest.kernel, &guest.initrd));

@@ -17,15 +17,13 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use teamvirt_testinfra::xml::pool_xml;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest};
 
-const NET: &str = "<network>
-  <name>vfpool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+/// The VF pool `vfpool`.
+fn pool() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 fn domain(kernel: &Path, initrd: &Path, cmdline: &str, disk: &Path, console: &Path) -> String {
     format!(
@@ -153,7 +151,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let console = e.files.join("console.out");
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &pool());
     let d = e.write(
         "tv.xml",
         &domain(&kernel, &guest.initrd, &guest.cmdline(""), &disk, &console),

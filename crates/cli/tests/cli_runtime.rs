@@ -6,15 +6,12 @@
 mod common;
 
 use common::{Env, StateVia};
+use teamvirt_testinfra::xml::pool_xml;
 
-const NET: &str = "<network>
-  <name>pool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x2'/>
-  </forward>
-</network>
-";
+/// The VF pool `pool`.
+fn pool() -> String {
+    pool_xml("pool", &["0000:3b:02.1", "0000:3b:02.2"])
+}
 
 fn domain(name: &str, primary_extra: &str, teaming: &str) -> String {
     format!(
@@ -110,7 +107,7 @@ fn start_refuses_a_primary_qemu_can_never_plug() {
         return;
     }
     let e = Env::new();
-    e.ok(&["net-define", &e.write("n.xml", NET)]);
+    e.ok(&["net-define", &e.write("n.xml", &pool())]);
     let on_root =
         "\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>";
     e.ok(&[
@@ -150,7 +147,7 @@ fn running_domain_suspend_resume_and_transient_start() {
         return;
     }
     let e = Env::new();
-    e.ok(&["net-define", &e.write("n.xml", NET)]);
+    e.ok(&["net-define", &e.write("n.xml", &pool())]);
     e.ok(&["define", &e.write("d.xml", &domain("d5", "", "persistent"))]);
     e.ok(&["start", "d5", "--accel", "tcg", "--emulate-vf"]);
     let log = || std::fs::read_to_string(e.state.join("log/d5.log")).unwrap();
@@ -245,7 +242,7 @@ fn network_verbs() {
     }
     // The state directory as a global option before the verb (virsh style).
     let e = Env::via(StateVia::FlagBefore);
-    let f = e.write("n.xml", NET);
+    let f = e.write("n.xml", &pool());
     assert!(e
         .ok(&["net-define", &f])
         .contains("Network pool defined from"));
@@ -286,7 +283,7 @@ fn state_dir_before_or_after_the_verb_or_from_the_environment() {
     use std::os::unix::fs::MetadataExt;
 
     let before = Env::via(StateVia::FlagBefore);
-    let f = before.write("n.xml", NET);
+    let f = before.write("n.xml", &pool());
     before.ok(&["net-define", &f]);
     assert!(before.state.join("networks/pool.xml").exists());
     for via in [StateVia::FlagAfter, StateVia::Env] {

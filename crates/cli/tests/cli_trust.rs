@@ -21,39 +21,16 @@ const NET: &str = "trustpool";
 const VF: &str = "0000:3b:02.0";
 
 fn net_xml() -> String {
-    format!(
-        "<network>\n  <name>{NET}</name>\n  <forward mode='hostdev' managed='yes'>\n    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x0'/>\n  </forward>\n</network>\n"
-    )
+    teamvirt_testinfra::xml::pool_xml(NET, &[VF])
 }
 
 /// A domain with one teaming pair whose primary comes from the pool (lab
 /// mode); no disk: QEMU runs, the guest never boots.
 fn domain_xml(name: &str) -> String {
-    format!(
-        "<domain type='kvm'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='user'>
-      <mac address='52:54:00:dd:00:01'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-standby0'/>
-    </interface>
-    <interface type='network'>
-      <source network='{NET}'/>
-      <mac address='52:54:00:dd:00:01'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-standby0'/>
-    </interface>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"
-    )
+    teamvirt_testinfra::xml::PairDomain::new(name)
+        .mac("52:54:00:dd:00:01")
+        .pool(NET)
+        .xml()
 }
 
 /// Define the pool (lab mode) and the domain.

@@ -15,6 +15,7 @@ mod common;
 
 use common::Env;
 use teamvirt_testinfra::qemu_or_skip;
+use teamvirt_testinfra::xml::pool_xml;
 
 /// A domain with nothing to boot: QEMU sits in its firmware.
 const DOMAIN: &str = "<domain type='qemu'>
@@ -341,13 +342,10 @@ fn new_verbs_in_help_man_and_completions() {
     }
 }
 
-const POOL: &str = "<network>
-  <name>pool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+/// The VF pool `pool`.
+fn pool() -> String {
+    pool_xml("pool", &["0000:3b:02.1"])
+}
 
 /// A teaming pair whose primary comes from the pool.
 const PAIR: &str = "<domain type='qemu'>
@@ -380,7 +378,7 @@ fn migratable_xml_of_a_running_domain_with_a_pool_vf() {
         return;
     }
     let e = Env::new();
-    e.ok(&["net-define", &e.write("pool.xml", POOL), "--emulate-vf"]);
+    e.ok(&["net-define", &e.write("pool.xml", &pool()), "--emulate-vf"]);
     e.ok(&["define", &e.write("p1.xml", PAIR)]);
     e.ok(&["start", "p1", "--accel", "tcg"]);
     let live = e.ok(&["dumpxml", "p1"]);
@@ -469,10 +467,7 @@ fn create_transient_net_info_domif_and_console_without_a_terminal() {
     assert_eq!(out, header);
     assert!(err.contains("no leases"), "{err}");
     let err = e.fail(&["domifaddr", "s1", "--source", "agent"]);
-    assert!(
-        err.contains("QEMU guest agent is not configured"),
-        "{err}"
-    );
+    assert!(err.contains("QEMU guest agent is not configured"), "{err}");
 
     // console with stdin at its end keeps relaying until the domain stops.
     e.ok(&["resume", "s1"]);

@@ -521,7 +521,9 @@ fn debian_guest_doctor() {
                 .any(|l| l.contains("enp1s0 ") && l.contains("ipv4") && l.contains(ADDR)),
             "{out}"
         );
-        let j: Value = serde_json::from_str(&d.ok(&["domifaddr", NAME, "--source", "agent", "--json"])).unwrap();
+        let j: Value =
+            serde_json::from_str(&d.ok(&["domifaddr", NAME, "--source", "agent", "--json"]))
+                .unwrap();
         assert!(
             j.as_array().unwrap().iter().any(|i| i["name"] == "enp1s0"
                 && i["hwaddr"] == MAC

@@ -7,12 +7,14 @@
 //! - [`QemuCaps::from_libvirt_xml`]: libvirt's own capabilities cache format
 //!   (`<qemuCaps>`, as kept under libvirt's cache directory and in its test
 //!   suite's `qemucapabilitiesdata/caps_*.xml`).
-//! - [`QemuCaps::probe`] / [`QemuCaps::probe_blocking`]: start the binary
-//!   with `-machine none` (no guest), ask over QMP, and map the answers to
-//!   libvirt flag names the way libvirt does (see [`probe`] for the subset of
-//!   flags derived; flags outside it are never set by a probe). Results are
-//!   cached as JSON in a cache directory keyed by the binary's canonical
-//!   path, size and mtime ([`default_cache_dir`] computes the default one).
+//! - `QemuCaps::probe` (async; feature `probe`, on by default): start the
+//!   binary with `-machine none` (no guest), ask over QMP, and map the
+//!   answers to libvirt flag names the way libvirt does (see the `probe`
+//!   module for the subset of flags derived; flags outside it are never
+//!   set by a probe). Results are cached as JSON in a cache directory keyed
+//!   by the binary's canonical path, size and mtime ([`default_cache_dir`]
+//!   computes the default one). Synchronous callers run it on their
+//!   process's runtime (`teamvirt_runtime::domain::probe_caps`).
 //! - [`QemuCaps::from_flags`]: an explicit flag list, like libvirt's older
 //!   tests that ran without a caps file (`historical/v8.1.0`).
 //!
@@ -56,8 +58,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+// Without the probe only `CacheKey` is used.
+#[cfg_attr(not(feature = "probe"), allow(dead_code))]
 mod cache;
+#[cfg(feature = "probe")]
 pub mod probe;
+#[cfg(feature = "probe")]
 mod schema;
 mod xml;
 
@@ -248,27 +254,12 @@ impl QemuCaps {
 
     /// Probes `binary` live (see [`probe`]), using and refreshing the cache
     /// in `cache_dir`.
+    #[cfg(feature = "probe")]
     pub async fn probe(
         binary: impl AsRef<Path>,
         cache_dir: impl AsRef<Path>,
     ) -> Result<QemuCaps, CapsError> {
         probe::probe_cached(binary.as_ref(), cache_dir.as_ref()).await
-    }
-
-    /// [`QemuCaps::probe`] on its own current-thread tokio runtime; do not
-    /// call from inside a runtime.
-    pub fn probe_blocking(
-        binary: impl AsRef<Path>,
-        cache_dir: impl AsRef<Path>,
-    ) -> Result<QemuCaps, CapsError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| CapsError::Io {
-                path: PathBuf::from("<tokio runtime>"),
-                source,
-            })?;
-        rt.block_on(QemuCaps::probe(binary, cache_dir))
     }
 
     /// Whether libvirt flag `flag` is set.

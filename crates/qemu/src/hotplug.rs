@@ -313,34 +313,7 @@ fn dev_element(slot: Slot) -> &'static str {
 
 /// `id` of one `-device`/`-netdev` value in either syntax.
 fn id_of(value: &str) -> Option<String> {
-    if value.trim_start().starts_with('{') {
-        let v: Value = serde_json::from_str(value).ok()?;
-        return v.get("id").and_then(Value::as_str).map(str::to_owned);
-    }
-    split_legacy(value)
-        .into_iter()
-        .find_map(|p| p.strip_prefix("id=").map(|s| s.replace(",,", ",")))
-}
-
-/// Split `a=b,c=d,,e` at single commas (`,,` is an escaped comma).
-fn split_legacy(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push_str(",,");
-                continue;
-            }
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
+    crate::options::prop_of(value, "id")
 }
 
 /// The value of the `opt` option (`-device`, `-netdev`) whose id is `id`.
@@ -371,14 +344,7 @@ pub fn remove_option(args: &mut Vec<String>, opt: &str, id: &str) -> bool {
 
 /// The `netdev` id a `-device` in `args` uses.
 pub fn netdev_of(args: &[String], device: &str) -> Option<String> {
-    let raw = find_raw(args, "-device", device)?;
-    if raw.trim_start().starts_with('{') {
-        let v: Value = serde_json::from_str(&raw).ok()?;
-        return v.get("netdev").and_then(Value::as_str).map(str::to_owned);
-    }
-    split_legacy(&raw)
-        .into_iter()
-        .find_map(|p| p.strip_prefix("netdev=").map(|s| s.replace(",,", ",")))
+    crate::options::prop_of(&find_raw(args, "-device", device)?, "netdev")
 }
 
 /// The device of `def` that `dev` names, the way libvirt's detach finds

@@ -7,7 +7,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
 use teamvirt_conf::diag::{xml_error, Diagnostic};
 use teamvirt_conf::model::{DomainDef, Graphics};
 
@@ -99,32 +98,36 @@ pub fn check(def: &DomainDef) -> Result<(), Diagnostic> {
     Ok(())
 }
 
-/// The QMP commands that set the VNC password of `def` on a QEMU just
-/// started (`set_password`, then `expire_password`), as of `now`. Empty
-/// without a VNC password.
-pub fn password_commands(def: &DomainDef, now: SystemTime) -> Vec<(&'static str, Value)> {
+/// The password of one VNC display, set on a QEMU just started: QMP
+/// `set_password` of `password`, then `expire_password` at `expire`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VncPassword {
+    pub password: String,
+    /// `never`, `now` or seconds since the epoch, as `expire_password`
+    /// takes it.
+    pub expire: String,
+}
+
+/// The VNC passwords of `def` to set on a QEMU just started, as of `now`.
+/// Empty without a VNC password.
+pub fn password_commands(def: &DomainDef, now: SystemTime) -> Vec<VncPassword> {
     let now = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let mut out = Vec::new();
-    for g in def.devices.graphics.iter().filter(|g| has_password(g)) {
-        let passwd = attr(g, "passwd").unwrap_or_default();
-        out.push((
-            "set_password",
-            json!({ "protocol": "vnc", "password": passwd }),
-        ));
-        let time = match attr(g, "passwdValidTo").and_then(parse_valid_to) {
-            None => "never".to_string(),
-            Some(t) if t <= now => "now".to_string(),
-            Some(t) => t.to_string(),
-        };
-        out.push((
-            "expire_password",
-            json!({ "protocol": "vnc", "time": time }),
-        ));
-    }
-    out
+    def.devices
+        .graphics
+        .iter()
+        .filter(|g| has_password(g))
+        .map(|g| VncPassword {
+            password: attr(g, "passwd").unwrap_or_default().to_owned(),
+            expire: match attr(g, "passwdValidTo").and_then(parse_valid_to) {
+                None => "never".to_string(),
+                Some(t) if t <= now => "now".to_string(),
+                Some(t) => t.to_string(),
+            },
+        })
+        .collect()
 }
 
 /// `xml` without the VNC/SPICE passwords, as `virsh dumpxml` shows a domain
@@ -190,27 +193,15 @@ mod tests {
         let d = def("<graphics type='vnc' passwd='s3cret'/>");
         assert_eq!(
             password_commands(&d, now),
-            vec![
-                (
-                    "set_password",
-                    json!({"protocol": "vnc", "password": "s3cret"})
-                ),
-                (
-                    "expire_password",
-                    json!({"protocol": "vnc", "time": "never"})
-                ),
-            ]
+            vec![VncPassword {
+                password: "s3cret".into(),
+                expire: "never".into()
+            }]
         );
         let d = def("<graphics type='vnc' passwd='x' passwdValidTo='2010-04-09T15:51:00'/>");
-        assert_eq!(
-            password_commands(&d, now)[1].1,
-            json!({"protocol": "vnc", "time": "1270828260"})
-        );
+        assert_eq!(password_commands(&d, now)[0].expire, "1270828260");
         let later = UNIX_EPOCH + std::time::Duration::from_secs(1_300_000_000);
-        assert_eq!(
-            password_commands(&d, later)[1].1,
-            json!({"protocol": "vnc", "time": "now"})
-        );
+        assert_eq!(password_commands(&d, later)[0].expire, "now");
         assert!(password_commands(&def("<graphics type='vnc'/>"), now).is_empty());
         let e = check(&def(
             "<graphics type='vnc' passwd='x' passwdValidTo='soon'/>",

@@ -8,6 +8,19 @@ use std::time::{Duration, SystemTime};
 use teamvirt_qemu::caps::probe::{self, ProbeOptions};
 use teamvirt_qemu::caps::{Accel, CacheKey, CapsError, CapsSource, QemuCaps};
 
+/// The async probe from a plain test thread (the binary runs it on its
+/// one runtime; a test has none).
+fn probe_blocking(
+    binary: impl AsRef<std::path::Path>,
+    cache_dir: impl AsRef<std::path::Path>,
+) -> Result<QemuCaps, teamvirt_qemu::caps::CapsError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(QemuCaps::probe(binary, cache_dir))
+}
+
 fn installed_qemu(test: &str) -> Option<PathBuf> {
     match probe::resolve_binary(Path::new("qemu-system-x86_64")) {
         Ok(p) => Some(p),
@@ -39,7 +52,7 @@ fn probe_installed_qemu() {
         return;
     };
     let cache = tempfile::tempdir().unwrap();
-    let caps = QemuCaps::probe_blocking(&qemu, cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    let caps = probe_blocking(&qemu, cache.path()).unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(
         caps.version / 1000,
@@ -133,7 +146,7 @@ fn probed_flag_names_are_libvirt_names() {
         QemuCaps::from_libvirt_xml(corpus.join("qemucapabilitiesdata/caps_9.1.0_x86_64.xml"))
             .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let caps = QemuCaps::probe_blocking(&qemu, cache.path()).unwrap();
+    let caps = probe_blocking(&qemu, cache.path()).unwrap();
     let unknown: Vec<&String> = caps
         .flags
         .iter()
@@ -192,7 +205,7 @@ fn cache_hit_and_invalidation_on_changed_binary() {
     let bin = copy_qemu(&qemu, dir.path());
     let cache = dir.path().join("cache");
 
-    let first = QemuCaps::probe_blocking(&bin, &cache).unwrap();
+    let first = probe_blocking(&bin, &cache).unwrap();
     assert_eq!(
         processes_running(&bin),
         Vec::<u32>::new(),
@@ -210,7 +223,7 @@ fn cache_hit_and_invalidation_on_changed_binary() {
         .unwrap()
         .push("marker-from-cache".into());
     std::fs::write(&file, serde_json::to_vec(&entry).unwrap()).unwrap();
-    let second = QemuCaps::probe_blocking(&bin, &cache).unwrap();
+    let second = probe_blocking(&bin, &cache).unwrap();
     assert!(
         second.has("marker-from-cache"),
         "unchanged binary must come from the cache"
@@ -222,7 +235,7 @@ fn cache_hit_and_invalidation_on_changed_binary() {
     f.set_modified(SystemTime::now() + Duration::from_secs(5))
         .unwrap();
     drop(f);
-    let third = QemuCaps::probe_blocking(&bin, &cache).unwrap();
+    let third = probe_blocking(&bin, &cache).unwrap();
     assert!(
         !third.has("marker-from-cache"),
         "changed binary must be re-probed"
@@ -276,7 +289,7 @@ fn early_exit_reports_qemu_stderr() {
         "broken",
         "echo 'qemu: unsupported accelerator' >&2\nexit 1",
     );
-    let err = QemuCaps::probe_blocking(&bin, dir.path().join("cache"))
+    let err = probe_blocking(&bin, dir.path().join("cache"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("exited"), "{err}");
@@ -286,11 +299,11 @@ fn early_exit_reports_qemu_stderr() {
 #[test]
 fn missing_binary_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = QemuCaps::probe_blocking("/nonexistent/qemu-system-x86_64", dir.path()).unwrap_err();
+    let err = probe_blocking("/nonexistent/qemu-system-x86_64", dir.path()).unwrap_err();
     assert!(
         err.to_string().contains("/nonexistent/qemu-system-x86_64"),
         "{err}"
     );
-    let err = QemuCaps::probe_blocking("no-such-qemu-binary-on-path", dir.path()).unwrap_err();
+    let err = probe_blocking("no-such-qemu-binary-on-path", dir.path()).unwrap_err();
     assert!(err.to_string().contains("not found on PATH"), "{err}");
 }

@@ -13,6 +13,19 @@ use teamvirt_qemu::caps::QemuCaps;
 use teamvirt_qemu::command::{convert, BuildOptions, Monitor};
 use teamvirt_qemu::resolve::NetworkMap;
 
+/// The async probe from a plain test thread (the binary runs it on its
+/// one runtime; a test has none).
+fn probe_blocking(
+    binary: impl AsRef<std::path::Path>,
+    cache_dir: impl AsRef<std::path::Path>,
+) -> Result<QemuCaps, teamvirt_qemu::caps::CapsError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(QemuCaps::probe(binary, cache_dir))
+}
+
 const DOMAIN: &str = r#"<domain type='qemu'>
   <name>lab-pairs</name>
   <uuid>6f1c3a52-3f0e-4a57-9d11-2b7f0c2a9e01</uuid>
@@ -73,7 +86,7 @@ fn q35_two_pairs_start_and_quit_with_lab_primaries() {
         return;
     };
     let dir = teamvirt_testinfra::temp_dir();
-    let caps = QemuCaps::probe_blocking(&qemu, dir.path().join("cache")).expect("probe");
+    let caps = probe_blocking(&qemu, dir.path().join("cache")).expect("probe");
     assert!(
         caps.supports_failover(),
         "installed QEMU lacks virtio-net failover"

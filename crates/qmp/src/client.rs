@@ -503,66 +503,6 @@ impl Qmp {
         }
     }
 
-    /// `execute` and deserialize the result.
-    pub async fn execute_as<T: serde::de::DeserializeOwned>(
-        &self,
-        cmd: &str,
-        args: Value,
-    ) -> Result<T, QmpError> {
-        let v = self.execute(cmd, args).await?;
-        serde_json::from_value(v)
-            .map_err(|e| QmpError::Protocol(format!("unexpected reply to {cmd}: {e}")))
-    }
-
-    /// `qom-list PATH`.
-    pub async fn qom_list(&self, path: &str) -> Result<Vec<QomProperty>, QmpError> {
-        let v = self
-            .execute("qom-list", serde_json::json!({ "path": path }))
-            .await?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| QmpError::Protocol(format!("qom-list returned {v}")))?;
-        Ok(arr
-            .iter()
-            .filter_map(|p| {
-                Some(QomProperty {
-                    name: p.get("name")?.as_str()?.to_owned(),
-                    kind: p.get("type")?.as_str()?.to_owned(),
-                })
-            })
-            .collect())
-    }
-
-    /// Ids of the user-created devices that exist (`/machine/peripheral`).
-    /// A failover primary that QEMU still hides is absent.
-    pub async fn peripherals(&self) -> Result<Vec<String>, QmpError> {
-        Ok(self
-            .qom_list("/machine/peripheral")
-            .await?
-            .into_iter()
-            .filter(|p| p.kind.starts_with("child<"))
-            .map(|p| p.name)
-            .collect())
-    }
-
-    /// `query-status`'s `status` (e.g. `running`, `paused`, `postmigrate`).
-    pub async fn query_status(&self) -> Result<String, QmpError> {
-        let v = self.execute("query-status", Value::Null).await?;
-        v.get("status")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| QmpError::Protocol(format!("query-status returned {v}")))
-    }
-
-    /// Ask QEMU to exit. A connection that closes before the reply counts
-    /// as success: QEMU may exit before flushing it.
-    pub async fn quit(&self) -> Result<(), QmpError> {
-        match self.execute("quit", Value::Null).await {
-            Ok(_) | Err(QmpError::Disconnected) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Events from now on. Every event reaches every live stream; a stream
     /// nobody reads only grows (it never blocks the connection).
     pub fn subscribe(&self) -> EventStream {

@@ -135,6 +135,13 @@ pub enum MigrationStatus {
     Other(String),
 }
 
+impl Default for MigrationStatus {
+    /// QEMU's status before any migration.
+    fn default() -> Self {
+        MigrationStatus::None
+    }
+}
+
 impl MigrationStatus {
     const NAMES: &'static [(&'static str, MigrationStatus)] = &[
         ("none", MigrationStatus::None),

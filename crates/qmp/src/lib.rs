@@ -2,9 +2,12 @@
 //!
 //! * [`Qmp::connect`] reads the greeting (QEMU's version is kept:
 //!   [`Qmp::qemu_version`]) and negotiates `qmp_capabilities`.
-//! * [`Qmp::execute`] / [`Qmp::execute_timeout`] send a command and await
-//!   its reply, matched by `id`, so any number of tasks may share one
-//!   connection (`Qmp` is `Clone`).
+//! * One typed method per command teamvirt sends ([`Qmp::cont`],
+//!   [`Qmp::query_migrate`], [`Qmp::device_add`], ...; the `commands`
+//!   module), with typed arguments and replies ([`MigrationInfo`], ...).
+//!   [`Qmp::execute`] / [`Qmp::execute_timeout`] underneath send any
+//!   command and await its reply, matched by `id`, so any number of tasks
+//!   may share one connection (`Qmp` is `Clone`).
 //! * Failures are [`QmpError`] values: `Command { class, desc }` for QEMU's
 //!   own errors, `Timeout`, `Disconnected` (for every pending and later
 //!   command once QEMU is gone), `Io`, `Protocol`.
@@ -22,7 +25,6 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), teamvirt_qmp::QmpError> {
 //! use std::time::Duration;
-//! use serde_json::{json, Value};
 //! use teamvirt_qmp::{Qmp, QmpError, QmpOptions, TypedEvent};
 //!
 //! let qmp = Qmp::connect_with(
@@ -33,26 +35,32 @@
 //! println!("QEMU {}", qmp.qemu_version());
 //!
 //! let mut events = qmp.subscribe();
-//! qmp.execute("cont", Value::Null).await?;
+//! qmp.cont().await?;
 //! let ev = events
 //!     .wait_for("FAILOVER_NEGOTIATED", |e| e.data_str("device-id") == Some("net1"),
 //!               Duration::from_secs(60))
 //!     .await?;
 //! assert!(matches!(ev.typed(), TypedEvent::FailoverNegotiated { .. }));
 //!
-//! match qmp.execute("qom-get", json!({"path": "/machine/peripheral/hostdev0",
-//!                                     "property": "type"})).await {
+//! match qmp.device_del("hostdev0").await {
 //!     Err(QmpError::Command { class, .. }) if class == "DeviceNotFound" => {}
-//!     other => { other?; }
+//!     other => other?,
 //! }
 //! # Ok(()) }
 //! ```
 
 mod client;
+mod commands;
 mod error;
 mod event;
 pub mod redact;
 
 pub use client::{EventStream, Greeting, QemuVersion, Qmp, QmpOptions, QomProperty};
+pub use commands::{
+    ChardevInfo, CommandLineOptionInfo, CpuDefinitionInfo, KvmInfo, MachineInfo, MigrateParameters,
+    MigrationCapability, MigrationInfo, MigrationStats, NameInfo, ObjectPropertyInfo,
+    PciBridgeInfo, PciDeviceInfo, PciInfo, SocketAddress, TargetInfo, TlsCredsX509, VersionInfo,
+    VersionTriple, VirtioDeviceFeatures, VirtioInfo, VirtioStatus,
+};
 pub use error::QmpError;
 pub use event::{Event, MigrationStatus, TypedEvent};

@@ -32,8 +32,7 @@ use teamvirt_testinfra::{GuestImage, SerialLog};
 const NAME: &str = "bench";
 const BOOT: Duration = Duration::from_secs(180);
 
-#[path = "migrate/xml.rs"]
-mod xml;
+use teamvirt_testinfra::xml;
 
 fn domain_xml(g: &GuestImage, pairs: usize) -> String {
     xml::teaming_domain_xml(NAME, &g.kernel, &g.initrd, &g.cmdline(""), pairs)

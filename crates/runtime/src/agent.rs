@@ -295,7 +295,7 @@ impl Agent {
     }
 
     /// Run `cmd` and return its `return` value.
-    pub fn execute(&mut self, cmd: &str, args: Option<Value>) -> Result<Value, AgentError> {
+    fn call(&mut self, cmd: &str, args: Option<Value>) -> Result<Value, AgentError> {
         let mut req = json!({ "execute": cmd });
         if let Some(a) = args {
             req["arguments"] = a;
@@ -328,16 +328,16 @@ impl Agent {
     }
 
     pub fn ping(&mut self) -> Result<(), AgentError> {
-        self.execute("guest-ping", None).map(|_| ())
+        self.call("guest-ping", None).map(|_| ())
     }
 
     pub fn info(&mut self) -> Result<AgentInfo, AgentError> {
-        let v = self.execute("guest-info", None)?;
+        let v = self.call("guest-info", None)?;
         Ok(parse_info(&v))
     }
 
     pub fn interfaces(&mut self) -> Result<Vec<GuestInterface>, AgentError> {
-        let v = self.execute("guest-network-get-interfaces", None)?;
+        let v = self.call("guest-network-get-interfaces", None)?;
         parse_interfaces(&v).map_err(|why| AgentError::BadReply {
             cmd: "guest-network-get-interfaces".into(),
             why,
@@ -345,7 +345,7 @@ impl Agent {
     }
 
     pub fn routes(&mut self) -> Result<Vec<GuestRoute>, AgentError> {
-        let v = self.execute("guest-network-get-route", None)?;
+        let v = self.call("guest-network-get-route", None)?;
         parse_routes(&v).map_err(|why| AgentError::BadReply {
             cmd: "guest-network-get-route".into(),
             why,
@@ -360,7 +360,7 @@ impl Agent {
     pub fn shutdown(&mut self) -> Result<(), AgentError> {
         let keep = self.timeout;
         self.timeout = keep.min(SHUTDOWN_REPLY_WAIT);
-        let r = self.execute("guest-shutdown", Some(json!({"mode": "powerdown"})));
+        let r = self.call("guest-shutdown", Some(json!({"mode": "powerdown"})));
         self.timeout = keep;
         match r {
             Ok(_) => Ok(()),

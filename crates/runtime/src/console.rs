@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use teamvirt_qmp::ChardevInfo;
 
 use crate::util::escape_controls;
 
@@ -67,12 +67,12 @@ pub fn uid_of(name: &str, pid: i32) -> Result<u32, ConsoleError> {
 
 /// The pty of the first serial (`charserial0`), else of the first
 /// console, in a `query-chardev` answer.
-pub fn pty_of(chardevs: &Value) -> Option<PathBuf> {
-    let list = chardevs.as_array()?;
+pub fn pty_of(chardevs: &[ChardevInfo]) -> Option<PathBuf> {
     let pty = |label: &str| {
-        list.iter()
-            .find(|c| c.get("label").and_then(Value::as_str) == Some(label))
-            .and_then(|c| c.get("filename")?.as_str()?.strip_prefix("pty:"))
+        chardevs
+            .iter()
+            .find(|c| c.label == label)
+            .and_then(|c| c.filename.strip_prefix("pty:"))
             .map(PathBuf::from)
     };
     pty("charserial0").or_else(|| pty("charconsole0"))
@@ -82,7 +82,7 @@ pub fn pty_of(chardevs: &Value) -> Option<PathBuf> {
 /// answer, refusing anything but a pty owned by `qemu_uid`.
 pub fn open_reported(
     name: &str,
-    chardevs: &Value,
+    chardevs: &[ChardevInfo],
     qemu_uid: u32,
 ) -> Result<(PathBuf, File), ConsoleError> {
     let path = pty_of(chardevs).ok_or_else(|| ConsoleError::NoPty {
@@ -169,11 +169,16 @@ mod tests {
     use std::ffi::CStr;
     use std::os::unix::fs::PermissionsExt;
 
-    fn answer(path: &str) -> Value {
-        json!([
+    /// QEMU's answer as the typed layer reads it.
+    fn list(v: serde_json::Value) -> Vec<ChardevInfo> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn answer(path: &str) -> Vec<ChardevInfo> {
+        list(json!([
             {"label": "charmonitor", "filename": "unix:/x", "frontend-open": true},
             {"label": "charserial0", "filename": format!("pty:{path}"), "frontend-open": true}
-        ])
+        ]))
     }
 
     /// A pty of our own: the master (kept open) and the slave's path.
@@ -255,16 +260,16 @@ mod tests {
             {"label": "charmonitor", "filename": "unix:/x/qmp.sock,server=on", "frontend-open": true},
             {"label": "charserial0", "filename": "pty:/dev/pts/7", "frontend-open": true}
         ]);
-        assert_eq!(pty_of(&v), Some(PathBuf::from("/dev/pts/7")));
+        assert_eq!(pty_of(&list(v)), Some(PathBuf::from("/dev/pts/7")));
         let v = json!([{"label": "charserial0", "filename": "file:/x/serial.log"}]);
-        assert_eq!(pty_of(&v), None);
+        assert_eq!(pty_of(&list(v)), None);
     }
 
     #[test]
     fn no_serial_pty_is_said() {
         let e = open_reported(
             "vm",
-            &json!([{"label": "charmonitor", "filename": "unix:/x"}]),
+            &list(json!([{"label": "charmonitor", "filename": "unix:/x"}])),
             0,
         )
         .unwrap_err();

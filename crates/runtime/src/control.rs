@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 use teamvirt_conf::model::interface::TeamingType;
 use teamvirt_conf::DomainDef;
 
@@ -66,10 +65,24 @@ pub struct IfaceRow {
     pub pair: Option<String>,
 }
 
+/// The QMP commands on the whole machine that `suspend`, `resume` and
+/// `reboot` send.
+#[derive(Debug, Clone, Copy)]
+enum MachineCommand {
+    Stop,
+    Cont,
+    SystemReset,
+}
+
 impl Runtime {
-    async fn qmp_command(rec: &RunRecord, cmd: &str, args: Value) -> Result<Value, RuntimeError> {
+    async fn machine_command(rec: &RunRecord, cmd: MachineCommand) -> Result<(), RuntimeError> {
         let q = run::connect(rec, MONITOR_WAIT).await?;
-        q.execute(cmd, args).await.map_err(|source| {
+        match cmd {
+            MachineCommand::Stop => q.stop().await,
+            MachineCommand::Cont => q.cont().await,
+            MachineCommand::SystemReset => q.system_reset().await,
+        }
+        .map_err(|source| {
             RuntimeError::from(run::RunError::Qmp {
                 name: rec.name.clone(),
                 source,
@@ -77,9 +90,9 @@ impl Runtime {
         })
     }
 
-    fn on_running(&self, name: &str, cmd: &str) -> Result<RunRecord, RuntimeError> {
+    fn on_running(&self, name: &str, cmd: MachineCommand) -> Result<RunRecord, RuntimeError> {
         let rec = self.running(name)?;
-        block_on(Self::qmp_command(&rec, cmd, Value::Null))??;
+        block_on(Self::machine_command(&rec, cmd))??;
         Ok(rec)
     }
 
@@ -91,7 +104,7 @@ impl Runtime {
         if self.live_state(&rec)? == Some(DomainState::Paused) {
             return Ok(());
         }
-        block_on(Self::qmp_command(&rec, "stop", Value::Null))??;
+        block_on(Self::machine_command(&rec, MachineCommand::Stop))??;
         crate::domlog::event(&self.sd, name, "suspended");
         Ok(())
     }
@@ -103,7 +116,7 @@ impl Runtime {
         if self.live_state(&rec)? == Some(DomainState::Running) {
             return Err(RuntimeError::AlreadyRunning(name.to_owned()));
         }
-        block_on(Self::qmp_command(&rec, "cont", Value::Null))??;
+        block_on(Self::machine_command(&rec, MachineCommand::Cont))??;
         crate::domlog::event(&self.sd, name, "resumed");
         Ok(())
     }
@@ -114,7 +127,7 @@ impl Runtime {
     /// negotiates failover again as it boots (QEMU hides the primary until
     /// it does).
     pub fn reboot(&self, name: &str) -> Result<(), RuntimeError> {
-        self.on_running(name, "system_reset")?;
+        self.on_running(name, MachineCommand::SystemReset)?;
         crate::domlog::event(&self.sd, name, "reboot (system_reset)");
         Ok(())
     }
@@ -211,7 +224,15 @@ impl Runtime {
         if !rec.is_alive() {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         }
-        let chardevs = block_on(Self::qmp_command(&rec, "query-chardev", json!({})))??;
+        let chardevs = block_on(async {
+            let q = run::connect(&rec, MONITOR_WAIT).await?;
+            q.query_chardev().await.map_err(|source| {
+                RuntimeError::from(run::RunError::Qmp {
+                    name: rec.name.clone(),
+                    source,
+                })
+            })
+        })??;
         Ok(crate::console::open_reported(name, &chardevs, uid)?)
     }
 }
@@ -312,6 +333,7 @@ fn emulated_models(def: &DomainDef) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// The live XML of a running lab-mode pair as `start` writes it, and
     /// the tap it recorded for the standby.

@@ -4,18 +4,19 @@
 //! migrations whose driving process died ([`crate::migrate::recover`](mod@crate::migrate::recover)) and
 //! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use teamvirt_conf::{Diagnostic, DomainDef};
-use teamvirt_qemu::caps::QemuCaps;
+use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
 use crate::error::RuntimeError;
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
 use crate::util::block_on;
 
@@ -35,6 +36,17 @@ pub struct Runtime {
     notices: Vec<String>,
     /// Where real VFs are bound and configured (`/sys`, `ip`).
     pub(crate) host: crate::hostdev::HostPrep,
+}
+
+/// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
+/// synchronous code: [`QemuCaps::probe`] on the process's runtime.
+pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
+    crate::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
+        Err(CapsError::Io {
+            path: PathBuf::from("<tokio runtime>"),
+            source: std::io::Error::other(e),
+        })
+    })
 }
 
 /// A domain's state as virsh names it.
@@ -131,7 +143,7 @@ impl Runtime {
 
     /// Capabilities of `binary`, cached in the state directory.
     pub fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
-        QemuCaps::probe_blocking(binary, self.sd.cache_dir()).map_err(RuntimeError::from)
+        probe_caps(binary, &self.sd.cache_dir()).map_err(RuntimeError::from)
     }
 
     /// The defined (persistent) configuration of `name`.
@@ -513,14 +525,12 @@ impl Runtime {
         };
         // The record is a file: the kernel must confirm the pid is this
         // domain's QEMU before it gets a signal.
-        if rec.is_alive() {
-            crate::identity::verify(&self.sd, name, &rec.proc).map_err(run::RunError::from)?;
-        }
-        if graceful {
-            rec.proc.kill_gracefully(Duration::from_secs(10))?;
+        let policy = if graceful {
+            StopPolicy::DESTROY_GRACEFUL
         } else {
-            rec.proc.kill_painfully(Duration::from_secs(10))?;
-        }
+            StopPolicy::DESTROY
+        };
+        stop_process(&self.sd, name, rec.proc, &policy).map_err(run::RunError::from)?;
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
 
@@ -579,7 +589,8 @@ impl Runtime {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         }
         for p in &procs {
-            p.kill_painfully(Duration::from_secs(10))?;
+            stop_process(&self.sd, name, *p, &StopPolicy::DESTROY_FOUND)
+                .map_err(run::RunError::from)?;
         }
         Ok(run::cleanup_dead(&self.sd, name, Some("destroyed"))?)
     }
@@ -592,7 +603,7 @@ impl Runtime {
         crate::domlog::event(&self.sd, name, "shutdown requested (ACPI power button)");
         block_on(async {
             let q = run::connect(&rec, MONITOR_WAIT).await?;
-            q.execute("system_powerdown", serde_json::Value::Null)
+            q.system_powerdown()
                 .await
                 .map_err(|source| run::RunError::Qmp {
                     name: rec.name.clone(),

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use teamvirt_conf::model::{DomainDef, InterfaceType, PciAddress, TeamingType};
 use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
@@ -713,13 +713,13 @@ impl Runtime {
                     .map_err(HotplugError::Plan)?;
                 if let Some(n) = netdev {
                     // The guest's eject leaves the backend in place.
-                    match q.execute("netdev_add", Value::Object(n)).await {
-                        Ok(_) => {}
+                    match q.netdev_add(&n).await {
+                        Ok(()) => {}
                         Err(QmpError::Command { desc, .. }) if desc.contains("Duplicate") => {}
                         Err(e) => return Err(qemu_err("netdev_add", e).into()),
                     }
                 }
-                q.execute("device_add", Value::Object(device))
+                q.device_add(&device)
                     .await
                     .map_err(|e| qemu_err("device_add", e))?;
             }
@@ -911,16 +911,18 @@ fn host_request(plan: &AttachPlan, emulated: bool, net_vlan: Option<u32>) -> Vec
 /// backend away again.
 async fn plug(q: &Qmp, plan: &AttachPlan) -> Result<(), RuntimeError> {
     if let Some(n) = &plan.netdev {
-        q.execute("netdev_add", Value::Object(n.clone()))
+        q.netdev_add(n)
             .await
             .map_err(|e| qemu_err("netdev_add", e))?;
     }
-    if let Err(e) = q
-        .execute("device_add", Value::Object(plan.device.clone()))
-        .await
-    {
-        if let Some(id) = plan.netdev.as_ref().and_then(|n| n.get("id")) {
-            let _ = q.execute("netdev_del", json!({ "id": id })).await;
+    if let Err(e) = q.device_add(&plan.device).await {
+        if let Some(id) = plan
+            .netdev
+            .as_ref()
+            .and_then(|n| n.get("id"))
+            .and_then(Value::as_str)
+        {
+            let _ = q.netdev_del(id).await;
         }
         return Err(qemu_err("device_add", e).into());
     }
@@ -936,8 +938,8 @@ async fn unplug(
     wait: Duration,
 ) -> Result<bool, RuntimeError> {
     let mut events: EventStream = q.subscribe();
-    match q.execute("device_del", json!({ "id": alias })).await {
-        Ok(_) => {}
+    match q.device_del(alias).await {
+        Ok(()) => {}
         // A primary QEMU still hides was never created: nothing to wait for.
         Err(QmpError::Command { class, .. }) if class == "DeviceNotFound" => {
             del_netdev(q, netdev).await?;
@@ -974,8 +976,8 @@ async fn unplug(
 
 async fn del_netdev(q: &Qmp, netdev: Option<&str>) -> Result<(), RuntimeError> {
     if let Some(id) = netdev {
-        match q.execute("netdev_del", json!({ "id": id })).await {
-            Ok(_) => {}
+        match q.netdev_del(id).await {
+            Ok(()) => {}
             Err(QmpError::Command { class, .. }) if class == "DeviceNotFound" => {}
             Err(e) => return Err(qemu_err("netdev_del", e).into()),
         }

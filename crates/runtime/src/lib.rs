@@ -14,6 +14,8 @@
 pub mod accel;
 pub mod agent;
 mod agentops;
+/// The process's one tokio runtime, installed by `main`.
+pub mod asyncrt;
 /// Autostart flags of domains and networks.
 pub mod autostart;
 /// `console`: the pty QEMU reports, checked before it is opened.
@@ -60,6 +62,8 @@ pub mod safefs;
 pub mod start;
 /// State directory layout, atomic writes.
 pub mod state;
+/// Stopping a domain's QEMU, one sequence with a policy per caller.
+pub mod stop;
 /// PCI addresses and PF/VF links as sysfs shows them.
 pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).

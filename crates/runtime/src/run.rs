@@ -36,6 +36,8 @@ pub enum RunError {
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
+    Stop(#[from] crate::stop::StopError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Hostdev(#[from] crate::hostdev::HostdevError),
@@ -619,8 +621,8 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // Killing waits for QEMU to go: off the async worker.
     let name = spec.name.as_str();
     let fail = |e: RunError| async move {
-        let _ =
-            tokio::task::spawn_blocking(move || proc.kill_painfully(Duration::from_secs(3))).await;
+        let policy = crate::stop::StopPolicy::OWN_CHILD;
+        let _ = crate::stop::stop_qemu(sd, name, proc, None, policy).await;
         let _ = forget(sd, name);
         e
     };
@@ -639,7 +641,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     }
     let events = qmp.subscribe();
     if !spec.incoming {
-        if let Err(source) = qmp.execute("cont", serde_json::Value::Null).await {
+        if let Err(source) = qmp.cont().await {
             let e = died_or(
                 &record,
                 log_start,

@@ -181,7 +181,7 @@ impl Runtime {
             let mut l = run::launch(&self.sd, spec).await?;
             if let Err(e) = set_vnc_passwords(&l.qmp, &vnc_auth).await {
                 // Nobody could connect to it: stopped, as libvirt does.
-                let _ = l.qmp.execute("quit", serde_json::Value::Null).await;
+                let _ = l.qmp.quit().await;
                 return Err(e);
             }
             if opts.paused && opts.incoming.is_none() {
@@ -573,16 +573,22 @@ fn write_master_key(dir: &Path) -> Result<(), RuntimeError> {
 /// already does (its path is returned); a pty/null serial gets QEMU's
 /// `logfile=` (what libvirt's `<log file=.../>` does); a domain without any
 /// serial gets one logging to `log`.
-/// Run the `set_password`/`expire_password` commands of
-/// [`teamvirt_qemu::vncauth::password_commands`] on a QEMU just started.
+/// Set the passwords of [`teamvirt_qemu::vncauth::password_commands`] on
+/// a QEMU just started (`set_password`, then `expire_password`).
 pub(crate) async fn set_vnc_passwords(
     qmp: &teamvirt_qmp::Qmp,
-    cmds: &[(&'static str, serde_json::Value)],
+    passwords: &[teamvirt_qemu::vncauth::VncPassword],
 ) -> Result<(), RuntimeError> {
-    for (cmd, args) in cmds {
-        qmp.execute(cmd, args.clone()).await.map_err(|e| {
-            RuntimeError::Internal(format!("cannot set the VNC password ({cmd}): {e}"))
-        })?;
+    let failed = |cmd: &str, e: teamvirt_qmp::QmpError| {
+        RuntimeError::Internal(format!("cannot set the VNC password ({cmd}): {e}"))
+    };
+    for p in passwords {
+        qmp.set_password("vnc", &p.password)
+            .await
+            .map_err(|e| failed("set_password", e))?;
+        qmp.expire_password("vnc", &p.expire)
+            .await
+            .map_err(|e| failed("expire_password", e))?;
     }
     Ok(())
 }

@@ -15,7 +15,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
 /// Errors of this module.
@@ -120,48 +119,22 @@ impl PairState {
 
 /// qdev ids of every device in `query-pci`, recursing into bridges.
 pub async fn pci_device_ids(qmp: &Qmp) -> Result<HashSet<String>, QmpError> {
-    let v = qmp.execute("query-pci", Value::Null).await?;
-    let mut ids = HashSet::new();
-    fn walk(devs: &Value, ids: &mut HashSet<String>) {
-        for d in devs.as_array().into_iter().flatten() {
-            if let Some(id) = d
-                .get("qdev_id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                ids.insert(id.to_owned());
-            }
-            if let Some(sub) = d.get("pci_bridge").and_then(|b| b.get("devices")) {
-                walk(sub, ids);
-            }
-        }
-    }
-    for bus in v.as_array().into_iter().flatten() {
-        walk(&bus["devices"], &mut ids);
-    }
-    Ok(ids)
+    Ok(teamvirt_qmp::PciInfo::device_ids(&qmp.query_pci().await?)
+        .into_iter()
+        .collect())
 }
 
 /// `Some(acked)` when `x-query-virtio-status` can tell whether the guest
 /// acked VIRTIO_NET_F_STANDBY on the standby `id`.
 async fn standby_feature_acked(qmp: &Qmp, id: &str) -> Option<bool> {
-    let list = qmp.execute("x-query-virtio", Value::Null).await.ok()?;
+    let list = qmp.x_query_virtio().await.ok()?;
     let prefix = format!("/machine/peripheral/{id}/");
-    let path = list
-        .as_array()?
-        .iter()
-        .filter_map(|e| e.get("path").and_then(Value::as_str))
-        .find(|p| p.starts_with(&prefix))?
-        .to_owned();
-    let st = qmp
-        .execute("x-query-virtio-status", json!({ "path": path }))
-        .await
-        .ok()?;
-    let feats = st.get("guest-features")?.get("dev-features")?.as_array()?;
+    let path = list.into_iter().find(|e| e.path.starts_with(&prefix))?.path;
+    let st = qmp.x_query_virtio_status(&path).await.ok()?;
     Some(
-        feats
+        st.guest_features
+            .dev_features
             .iter()
-            .filter_map(Value::as_str)
             .any(|f| f.starts_with("VIRTIO_NET_F_STANDBY")),
     )
 }
@@ -262,6 +235,7 @@ fn gone(e: QmpError) -> TeamingError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn pair(sm: &str, pm: &str) -> TeamingPair {
         TeamingPair {
@@ -319,6 +293,7 @@ mod tests {
     /// primary then exists). It must never read as an ejected primary.
     #[tokio::test]
     async fn a_guest_negotiating_during_the_query_is_not_an_ejected_primary() {
+        use serde_json::{json, Value};
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let (client, server) = tokio::net::UnixStream::pair().unwrap();
         let fake = tokio::spawn(async move {

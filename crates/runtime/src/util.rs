@@ -1,5 +1,5 @@
 //! Small helpers used across the runtime: a fresh UUID, and running one
-//! async operation from synchronous code.
+//! async operation from synchronous code on the process's runtime.
 
 use teamvirt_conf::model::Uuid;
 
@@ -10,13 +10,10 @@ pub fn random_uuid() -> Result<Uuid, RuntimeError> {
     Ok(Uuid(uuid::Uuid::new_v4().into_bytes()))
 }
 
-/// Run an async QMP conversation from the synchronous API.
+/// Run an async QMP conversation from the synchronous API, on the
+/// process's runtime ([`crate::asyncrt`]).
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RuntimeError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RuntimeError::Internal(format!("tokio runtime: {e}")))?;
-    Ok(rt.block_on(f))
+    crate::asyncrt::block_on(f).map_err(|e| RuntimeError::Internal(e.to_string()))
 }
 
 /// How a character that must not reach a terminal or a log line is

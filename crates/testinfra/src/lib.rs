@@ -18,6 +18,8 @@ pub mod traffic;
 mod util;
 /// The VF lab: real SR-IOV VFs in a nested guest.
 pub mod vflab;
+/// Domain and VF-pool XML shared by the tests (no copy per test file).
+pub mod xml;
 
 pub use capture::Capture;
 pub use debian::{debian_guest_or_skip, mmdebstrap_available, DebianGuest, DEBIAN_GUEST_IP};

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-            QemuCaps::probe_blocking(&emulator, &cache_dir)
+            teamvirt_runtime::domain::probe_caps(&emulator, &cache_dir)
         }
     };
     let caps = match loaded {

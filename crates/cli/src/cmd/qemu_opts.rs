@@ -63,7 +63,7 @@ impl QemuOpts {
             (Some(f), _) => QemuCaps::from_libvirt_xml(f)
                 .map(Some)
                 .map_err(|e| e.to_string()),
-            (None, Some(bin)) => QemuCaps::probe_blocking(bin, self.cache_dir()?)
+            (None, Some(bin)) => teamvirt_runtime::domain::probe_caps(bin, &self.cache_dir()?)
                 .map(Some)
                 .map_err(|e| e.to_string()),
             (None, None) => Ok(None),
@@ -77,7 +77,8 @@ impl QemuOpts {
             Some(c) => Ok(c),
             None => {
                 let bin = probe_target(def)?;
-                QemuCaps::probe_blocking(&bin, self.cache_dir()?).map_err(|e| e.to_string())
+                teamvirt_runtime::domain::probe_caps(&bin, &self.cache_dir()?)
+                    .map_err(|e| e.to_string())
             }
         }
     }

@@ -106,7 +106,7 @@ impl QemuSide {
             }
         };
         let r = self.probed.entry(bin.clone()).or_insert_with(|| {
-            QemuCaps::probe_blocking(&bin, cache_dir).map_err(|e| e.to_string())
+            teamvirt_runtime::domain::probe_caps(&bin, cache_dir).map_err(|e| e.to_string())
         });
         match r {
             Ok(c) => Some(c.clone()),

@@ -48,7 +48,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use teamvirt_qmp::{Qmp, QmpError, QmpOptions};
 
 use super::cache::{self, CacheKey};
@@ -515,58 +515,34 @@ enum AskError {
     Reply(String),
 }
 
-async fn exec(qmp: &Qmp, cmd: &'static str, args: Value) -> Result<Value, AskError> {
-    qmp.execute(cmd, args)
-        .await
-        .map_err(|e| AskError::Qmp(cmd, e))
+/// Tag a failed command with its name.
+fn named<T>(cmd: &'static str, r: Result<T, QmpError>) -> Result<T, AskError> {
+    r.map_err(|e| AskError::Qmp(cmd, e))
 }
 
-/// Like `exec`, but a command QEMU does not have yields `None`.
-async fn exec_opt(qmp: &Qmp, cmd: &'static str, args: Value) -> Result<Option<Value>, AskError> {
-    match qmp.execute(cmd, args).await {
+/// Like `named`, but a command QEMU does not have yields `None`.
+fn optional<T>(cmd: &'static str, r: Result<T, QmpError>) -> Result<Option<T>, AskError> {
+    match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.class() == Some("CommandNotFound") => Ok(None),
         Err(e) => Err(AskError::Qmp(cmd, e)),
     }
 }
 
-fn bad(cmd: &str, v: &Value) -> AskError {
-    let mut text = v.to_string();
-    if text.len() > 200 {
-        let mut cut = 200;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    AskError::Reply(format!("unexpected reply to {cmd}: {text}"))
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-fn bool_of(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
 async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
     let mut flags = BTreeSet::new();
 
-    let v = exec(qmp, "query-version", Value::Null).await?;
-    let q = v.get("qemu").ok_or_else(|| bad("query-version", &v))?;
-    let num = |k: &str| {
-        q.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| bad("query-version", &v))
-    };
-    let version = encode_version(num("major")?, num("minor")?, num("micro")?)
-        .ok_or_else(|| bad("query-version", &v))?;
-    let package = str_of(&v, "package").unwrap_or("").trim().to_string();
+    let v = named("query-version", qmp.query_version().await)?;
+    let version = encode_version(v.qemu.major, v.qemu.minor, v.qemu.micro).ok_or_else(|| {
+        AskError::Reply(format!(
+            "unexpected reply to query-version: {}.{}.{}",
+            v.qemu.major, v.qemu.minor, v.qemu.micro
+        ))
+    })?;
+    let package = v.package.trim().to_string();
 
-    let target = exec(qmp, "query-target", Value::Null).await?;
-    let arch = match str_of(&target, "arch").ok_or_else(|| bad("query-target", &target))? {
+    let target = named("query-target", qmp.query_target().await)?;
+    let arch = match target.arch.as_str() {
         // libvirt's names for QEMU's target names.
         "i386" => "i686",
         "arm" => "armv7l",
@@ -574,19 +550,14 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
     }
     .to_string();
 
-    let kvm = exec_opt(qmp, "query-kvm", Value::Null).await?;
-    let kvm_enabled = kvm.as_ref().is_some_and(|k| bool_of(k, "enabled"));
+    let kvm = optional("query-kvm", qmp.query_kvm().await)?;
+    let kvm_enabled = kvm.is_some_and(|k| k.enabled);
     if kvm_enabled {
         flags.insert("kvm".to_string());
     }
 
-    let types = exec(qmp, "qom-list-types", Value::Null).await?;
-    let types: HashSet<&str> = types
-        .as_array()
-        .ok_or_else(|| bad("qom-list-types", &types))?
-        .iter()
-        .filter_map(|t| str_of(t, "name"))
-        .collect();
+    let types = named("qom-list-types", qmp.qom_list_types().await)?;
+    let types: HashSet<&str> = types.iter().map(|t| t.name.as_str()).collect();
     for (ty, flag) in OBJECT_TYPES {
         if types.contains(ty) {
             flags.insert(flag.to_string());
@@ -595,21 +566,13 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
 
     let mut device_props = BTreeMap::new();
     for dev in PROBED_DEVICES.iter().filter(|d| types.contains(*d)) {
-        let props = match qmp
-            .execute("device-list-properties", json!({ "typename": dev }))
-            .await
-        {
+        let props = match qmp.device_list_properties(dev).await {
             Ok(p) => p,
             // Present as a type but not a user-creatable device.
             Err(e) if e.class().is_some() => continue,
             Err(e) => return Err(AskError::Qmp("device-list-properties", e)),
         };
-        let mut names: Vec<String> = props
-            .as_array()
-            .ok_or_else(|| bad("device-list-properties", &props))?
-            .iter()
-            .filter_map(|p| str_of(p, "name").map(str::to_string))
-            .collect();
+        let mut names: Vec<String> = props.into_iter().map(|p| p.name).collect();
         names.sort();
         names.dedup();
         device_props.insert(dev.to_string(), names);
@@ -623,7 +586,8 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         }
     }
 
-    if let Some(schema) = exec_opt(qmp, "query-qmp-schema", Value::Null).await? {
+    if let Some(schema) = optional("query-qmp-schema", qmp.query_qmp_schema().await)? {
+        let schema = Value::Array(schema);
         let schema = Schema::new(&schema);
         for (query, flag) in SCHEMA_QUERIES {
             if schema.query(query) {
@@ -632,65 +596,47 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         }
     }
 
-    let commands = exec(qmp, "query-commands", Value::Null).await?;
-    let commands: HashSet<&str> = commands
-        .as_array()
-        .ok_or_else(|| bad("query-commands", &commands))?
-        .iter()
-        .filter_map(|c| str_of(c, "name"))
-        .collect();
+    let commands = named("query-commands", qmp.query_commands().await)?;
+    let commands: HashSet<&str> = commands.iter().map(|c| c.name.as_str()).collect();
     for (cmd, flag) in COMMANDS {
         if commands.contains(cmd) {
             flags.insert(flag.to_string());
         }
     }
 
-    if let Some(opts) = exec_opt(qmp, "query-command-line-options", Value::Null).await? {
-        let opts = opts
-            .as_array()
-            .ok_or_else(|| bad("query-command-line-options", &opts))?;
+    let options = optional(
+        "query-command-line-options",
+        qmp.query_command_line_options().await,
+    )?;
+    if let Some(opts) = options {
         for (option, param, flag) in CMDLINE_OPTIONS {
             let found = opts
                 .iter()
-                .filter(|o| str_of(o, "option") == Some(*option))
-                .any(|o| {
-                    param.is_empty()
-                        || o.get("parameters")
-                            .and_then(Value::as_array)
-                            .is_some_and(|ps| ps.iter().any(|p| str_of(p, "name") == Some(*param)))
-                });
+                .filter(|o| o.option == *option)
+                .any(|o| param.is_empty() || o.parameters.iter().any(|p| p.name == *param));
             if found {
                 flags.insert(flag.to_string());
             }
         }
     }
 
-    let machines_v = exec(qmp, "query-machines", Value::Null).await?;
     let mut machines = Vec::new();
-    for m in machines_v
-        .as_array()
-        .ok_or_else(|| bad("query-machines", &machines_v))?
-    {
-        let name = str_of(m, "name").ok_or_else(|| bad("query-machines", m))?;
+    for m in named("query-machines", qmp.query_machines().await)? {
         // libvirt leaves out `none`, the machine the probe itself runs.
-        if name == "none" {
+        if m.name == "none" {
             continue;
         }
         machines.push(MachineType {
-            name: name.to_string(),
-            alias: str_of(m, "alias").map(str::to_string),
-            max_cpus: m
-                .get("cpu-max")
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
-            hotplug_cpus: bool_of(m, "hotpluggable-cpus"),
-            default: bool_of(m, "is-default"),
-            default_cpu: str_of(m, "default-cpu-type").map(str::to_string),
-            default_ram_id: str_of(m, "default-ram-id").map(str::to_string),
-            numa_mem_supported: bool_of(m, "numa-mem-supported"),
-            deprecated: bool_of(m, "deprecated"),
-            acpi: m.get("acpi").and_then(Value::as_bool),
+            name: m.name,
+            alias: m.alias,
+            max_cpus: m.cpu_max.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            hotplug_cpus: m.hotpluggable_cpus,
+            default: m.is_default,
+            default_cpu: m.default_cpu_type,
+            default_ram_id: m.default_ram_id,
+            numa_mem_supported: m.numa_mem_supported,
+            deprecated: m.deprecated,
+            acpi: m.acpi,
         });
     }
     // libvirt lists the default machine first.
@@ -699,23 +645,15 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         machines.insert(0, m);
     }
 
-    let cpus = exec_opt(qmp, "query-cpu-definitions", Value::Null)
-        .await?
-        .unwrap_or(Value::Array(vec![]));
+    let cpus = optional("query-cpu-definitions", qmp.query_cpu_definitions().await)?;
     let cpu_models: Vec<CpuModel> = cpus
-        .as_array()
-        .ok_or_else(|| bad("query-cpu-definitions", &cpus))?
-        .iter()
-        .filter_map(|c| {
-            Some(CpuModel {
-                name: str_of(c, "name")?.to_string(),
-                typename: str_of(c, "typename").map(str::to_string),
-                usable: c
-                    .get("unavailable-features")
-                    .and_then(Value::as_array)
-                    .map(Vec::is_empty),
-                deprecated: bool_of(c, "deprecated"),
-            })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| CpuModel {
+            name: c.name,
+            typename: c.typename,
+            usable: c.unavailable_features.as_ref().map(Vec::is_empty),
+            deprecated: c.deprecated,
         })
         .collect();
 

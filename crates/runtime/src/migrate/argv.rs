@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
+use teamvirt_qemu::options;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,11 +90,11 @@ fn set_host(
         }
         return Ok((id, dev.to_owned()));
     }
-    let parts = split_legacy(dev);
+    let parts = options::split(dev);
     let id = parts
         .iter()
         .find_map(|p| p.strip_prefix("id="))
-        .map(|s| s.replace(",,", ","));
+        .map(str::to_owned);
     let Some(host) = id.as_ref().and_then(|i| vfs.get(i)) else {
         return Ok((id, dev.to_owned()));
     };
@@ -107,28 +108,7 @@ fn set_host(
             }
         })
         .collect();
-    Ok((id, rewritten.join(",")))
-}
-
-/// Split a legacy `-device` value on single commas (`,,` is an escaped comma).
-fn split_legacy(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push_str(",,");
-            } else {
-                out.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
+    Ok((id, options::join(&rewritten)))
 }
 
 /// The `-device` option of `id` as a property object (JSON form as is,
@@ -148,10 +128,9 @@ pub fn device_props(args: &[String], id: &str) -> Option<serde_json::Map<String,
             }
             continue;
         }
-        let parts = split_legacy(dev);
+        let parts = options::split(dev);
         let mut map = serde_json::Map::new();
-        for (i, p) in parts.iter().enumerate() {
-            let p = p.replace(",,", ",");
+        for (i, p) in parts.into_iter().enumerate() {
             match p.split_once('=') {
                 Some((k, v)) => {
                     map.insert(k.to_owned(), Value::String(v.to_owned()));

@@ -1,5 +1,5 @@
-//! The synchronous entry point the CLI uses: a tokio runtime for the job,
-//! and the process signals that cancel it (Ctrl-C, SIGTERM, and
+//! The synchronous entry point the CLI uses: the job on the process's
+//! runtime ([`crate::asyncrt`]), and the process signals that cancel it (Ctrl-C, SIGTERM, and
 //! `domjobabort`'s [`super::job::ABORT_SIGNAL`]).
 
 use std::path::Path;
@@ -67,15 +67,11 @@ pub fn migrate_to_remote(
     drive_on(&rt, sd, name, dest, opts, progress)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, MigrateError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| MigrateError::Io {
-            what: "tokio runtime".into(),
-            source: e,
-        })
+fn runtime() -> Result<tokio::runtime::Handle, MigrateError> {
+    crate::asyncrt::handle().map_err(|e| MigrateError::Io {
+        what: "tokio runtime".into(),
+        source: std::io::Error::other(e),
+    })
 }
 
 fn drive<D: Destination>(
@@ -90,7 +86,7 @@ fn drive<D: Destination>(
 
 /// The job under the signals that cancel it.
 fn drive_on<D: Destination>(
-    rt: &tokio::runtime::Runtime,
+    rt: &tokio::runtime::Handle,
     sd: &StateDir,
     name: &str,
     mut dest: D,

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use teamvirt_conf::NetworkDef;
-use teamvirt_qmp::{Event, Qmp};
+use teamvirt_qmp::{Event, MigrationCapability, MigrationStatus, Qmp};
 use tokio::sync::mpsc;
 
 use super::argv::{destination_args, device_props};
@@ -371,12 +371,9 @@ impl LocalDestination {
         incoming.phase = super::job::JobPhase::Incoming;
         job::publish(&self.sd, &req.name, &incoming)?;
         let qmp = launched.qmp;
-        qmp.execute(
-            "migrate-set-capabilities",
-            json!({"capabilities": [{"capability": "events", "state": true}]}),
-        )
-        .await
-        .map_err(MigrateError::dst)?;
+        qmp.migrate_set_capabilities(&[MigrationCapability::on("events")])
+            .await
+            .map_err(MigrateError::dst)?;
         // This QEMU's own identity (its uid, see `crate::dynuid`).
         let me = crate::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
             MigrateError::Io {
@@ -404,7 +401,7 @@ impl LocalDestination {
             let sock = dir.join("migrate-in.sock");
             self.sock_dir = Some(dir);
             let uri = format!("unix:{}", sock.display());
-            qmp.execute("migrate-incoming", json!({ "uri": uri }))
+            qmp.migrate_incoming(&uri)
                 .await
                 .map_err(MigrateError::dst)?;
             if let Some(peer) = &self.peer {
@@ -428,29 +425,18 @@ impl LocalDestination {
         } else {
             self.listen.clone()
         };
-        qmp.execute(
-            "migrate-incoming",
-            json!({"uri": format!("tcp:{listen}:{}", self.port)}),
-        )
-        .await
-        .map_err(MigrateError::dst)?;
-        let q = qmp
-            .execute("query-migrate", Value::Null)
+        qmp.migrate_incoming(&format!("tcp:{listen}:{}", self.port))
             .await
             .map_err(MigrateError::dst)?;
+        let q = qmp.query_migrate().await.map_err(MigrateError::dst)?;
         let port = q
-            .get("socket-address")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|s| s.get("port"))
-            .and_then(|p| {
-                p.as_str()
-                    .map(str::to_owned)
-                    .or(p.as_u64().map(|n| n.to_string()))
-            })
+            .socket_address
+            .first()
+            .and_then(teamvirt_qmp::SocketAddress::port)
             .ok_or_else(|| {
                 MigrateError::dst(teamvirt_qmp::QmpError::Protocol(format!(
-                    "query-migrate did not report the listening port: {q}"
+                    "query-migrate did not report the listening port: {:?}",
+                    q.socket_address
                 )))
             })?;
         let host = self.advertise.clone().unwrap_or(listen);
@@ -773,19 +759,13 @@ impl Destination for LocalDestination {
         // `cont` is guest downtime. The timer only bounds a missed event.
         let mut events = qmp.subscribe();
         loop {
-            let q = qmp
-                .execute("query-migrate", Value::Null)
-                .await
-                .map_err(MigrateError::dst)?;
-            match q.get("status").and_then(Value::as_str).unwrap_or("") {
-                "completed" => break,
-                "failed" | "cancelled" => {
+            let q = qmp.query_migrate().await.map_err(MigrateError::dst)?;
+            match q.status {
+                MigrationStatus::Completed => break,
+                MigrationStatus::Failed | MigrationStatus::Cancelled => {
                     return Err(MigrateError::IncomingEnded {
-                        status: q["status"].as_str().unwrap_or("").to_owned(),
-                        desc: q
-                            .get("error-desc")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
+                        status: q.status.to_string(),
+                        desc: q.error_desc,
                     })
                 }
                 _ if Instant::now() >= deadline => {
@@ -818,9 +798,7 @@ impl Destination for LocalDestination {
             )));
         }
         if resume {
-            qmp.execute("cont", Value::Null)
-                .await
-                .map_err(MigrateError::dst)?;
+            qmp.cont().await.map_err(MigrateError::dst)?;
         }
         // The primaries are plugged while the device state loads; give the
         // hotplug a moment to show on the bus.
@@ -925,16 +903,15 @@ impl Destination for LocalDestination {
         let mut out = Vec::new();
         if let Some(rec) = &a.record {
             if rec.is_alive() {
-                if let Some(q) = &a.qmp {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), q.quit()).await;
-                }
-                let proc = rec.proc;
-                let gone = tokio::task::spawn_blocking(move || {
-                    proc.wait_gone(Duration::from_secs(3))
-                        || proc.kill_painfully(Duration::from_secs(3)).is_ok()
-                })
+                let gone = crate::stop::stop_qemu(
+                    &self.sd,
+                    &a.name,
+                    rec.proc,
+                    a.qmp.as_ref(),
+                    crate::stop::StopPolicy::OWN_DESTINATION,
+                )
                 .await
-                .unwrap_or(false);
+                .is_ok();
                 out.push(if gone {
                     format!("destination QEMU (pid {}) stopped", rec.proc.pid)
                 } else {

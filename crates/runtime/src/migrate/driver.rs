@@ -31,8 +31,10 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use teamvirt_qmp::{Event, EventStream, MigrationStatus, Qmp, QmpError};
+use serde_json::Value;
+use teamvirt_qmp::{
+    Event, EventStream, MigrateParameters, MigrationCapability, MigrationStatus, Qmp, QmpError,
+};
 use tokio::sync::watch;
 
 use super::dest::{DestEvent, Destination, PrepareRequest, Prepared};
@@ -462,11 +464,8 @@ async fn start_outgoing(
     pause_copy: bool,
     src_pid: i32,
 ) -> Result<(), QmpError> {
-    qmp.execute(
-        "migrate-set-capabilities",
-        json!({"capabilities": [{"capability": "events", "state": true}]}),
-    )
-    .await?;
+    qmp.migrate_set_capabilities(&[MigrationCapability::on("events")])
+        .await?;
     // Always set: QEMU keeps the cap of an earlier migration of this
     // process (a cancelled `--bandwidth 1` would throttle the next
     // one for ever). Unset means unlimited, as libvirt does
@@ -476,8 +475,11 @@ async fn start_outgoing(
     } else {
         super::tcg_copy::max_bandwidth(opts.bandwidth_mib)
     };
-    qmp.execute("migrate-set-parameters", json!({ "max-bandwidth": max }))
-        .await?;
+    qmp.migrate_set_parameters(&MigrateParameters {
+        max_bandwidth: Some(max),
+        ..Default::default()
+    })
+    .await?;
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
         Some(dir) => {
@@ -486,11 +488,14 @@ async fn start_outgoing(
             super::remote::source_tls(qmp, dir, uri, &id).await?
         }
         None => {
-            qmp.execute("migrate-set-parameters", json!({"tls-creds": ""}))
-                .await?;
+            qmp.migrate_set_parameters(&MigrateParameters {
+                tls_creds: Some(String::new()),
+                ..Default::default()
+            })
+            .await?;
         }
     }
-    qmp.execute("migrate", json!({"uri": uri})).await?;
+    qmp.migrate(uri).await?;
     Ok(())
 }
 
@@ -569,13 +574,13 @@ async fn wait_unplug_and_copy<D: Destination>(
                 }
             },
             _ = tick.tick() => {
-                match qmp.execute_timeout("query-migrate", Value::Null, Duration::from_secs(5)).await {
+                match qmp.query_migrate_timeout(Duration::from_secs(5)).await {
                     Ok(q) => {
                         cx.job.update_from_query(&q);
-                        if let Some(d) = q.get("error-desc").and_then(Value::as_str) {
-                            error_desc = Some(d.to_owned());
+                        if let Some(d) = q.error_desc {
+                            error_desc = Some(d);
                         }
-                        new_status = q.get("status").and_then(Value::as_str).map(MigrationStatus::parse);
+                        new_status = Some(q.status);
                         let (phase, elapsed_ms) = (cx.job.phase.to_string(), cx.ms());
                         let j = &cx.job;
                         let stats = Progress::Stats {
@@ -654,10 +659,7 @@ async fn wait_unplug_and_copy<D: Destination>(
             }
             MigrationStatus::Active => {
                 if let Some(t) = opts.timeout {
-                    if !paused_by_us
-                        && migrating_since.elapsed() >= t
-                        && qmp.execute("stop", Value::Null).await.is_ok()
-                    {
+                    if !paused_by_us && migrating_since.elapsed() >= t && qmp.stop().await.is_ok() {
                         paused_by_us = true;
                         cx.emit(Progress::Info {
                             message: format!(
@@ -767,7 +769,7 @@ async fn complete<D: Destination>(
     mut warnings: Vec<String>,
 ) -> Result<Outcome, MigrateError> {
     // QEMU's final figures, and what the destination said until now.
-    if let Ok(q) = qmp.execute("query-migrate", Value::Null).await {
+    if let Ok(q) = qmp.query_migrate().await {
         cx.job.update_from_query(&q);
     }
     drain_dest(cx, prepared);
@@ -795,7 +797,7 @@ async fn complete<D: Destination>(
             for l in dest.abort().await.unwrap_or_default() {
                 cx.rollback(l, &mut log);
             }
-            if was_running && qmp.execute("cont", Value::Null).await.is_ok() {
+            if was_running && qmp.cont().await.is_ok() {
                 cx.rollback("source resumed".into(), &mut log);
             }
             cx.rollback("the primaries stay unplugged on the source: QEMU plugs them back only when the migration itself fails".into(), &mut log);
@@ -818,18 +820,14 @@ async fn complete<D: Destination>(
         }
     }
     // Confirm: the source QEMU (in `postmigrate`) goes away, its VFs return.
-    let _ = tokio::time::timeout(Duration::from_secs(5), qmp.quit()).await;
-    let (sd, name) = (cx.sd.clone(), cx.name.to_owned());
-    tokio::task::spawn_blocking(move || {
-        // Signals only to what /proc confirms is the domain's QEMU.
-        if !proc.wait_gone(Duration::from_secs(5))
-            && crate::identity::verify(&sd, &name, &proc).is_ok()
-        {
-            let _ = proc.kill_painfully(Duration::from_secs(3));
-        }
-    })
-    .await
-    .ok();
+    let _ = crate::stop::stop_qemu(
+        cx.sd,
+        cx.name,
+        proc,
+        Some(qmp),
+        crate::stop::StopPolicy::MIGRATED_SOURCE,
+    )
+    .await;
     let _ = job::clear(cx.sd, cx.name);
     let released = run::cleanup_dead(cx.sd, cx.name, Some("migrated"))?;
     let mut undefined = false;
@@ -932,8 +930,8 @@ async fn rollback<D: Destination>(
     // The guest's MAC back on the source VFs before QEMU plugs them again.
     park_source_vfs(cx, false, parked).await;
     if !status.is_final() {
-        match qmp.execute("migrate_cancel", Value::Null).await {
-            Ok(_) => cx.rollback(
+        match qmp.migrate_cancel().await {
+            Ok(()) => cx.rollback(
                 "migration cancelled on the source (migrate_cancel)".into(),
                 &mut log,
             ),
@@ -945,10 +943,7 @@ async fn rollback<D: Destination>(
     let run_state = qmp.query_status().await.unwrap_or_default();
     let unplug_pending = !cx.job.unplugged.is_empty()
         && matches!(status, MigrationStatus::Setup | MigrationStatus::WaitUnplug);
-    if run_state != "running"
-        && (paused_by_us || unplug_pending)
-        && qmp.execute("cont", Value::Null).await.is_ok()
-    {
+    if run_state != "running" && (paused_by_us || unplug_pending) && qmp.cont().await.is_ok() {
         if paused_by_us {
             cx.rollback(
                 "source resumed (teamvirt had paused it for the copy)".into(),
@@ -965,10 +960,9 @@ async fn rollback<D: Destination>(
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut final_status = status.clone();
     while !final_status.is_final() && Instant::now() < deadline {
-        match qmp.execute("query-migrate", Value::Null).await {
+        match qmp.query_migrate().await {
             Ok(q) => {
-                final_status =
-                    MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or(""));
+                final_status = q.status;
                 cx.phase(JobPhase::Qemu(final_status.clone()));
             }
             Err(_) => break,
@@ -1039,7 +1033,7 @@ async fn rollback<D: Destination>(
     if repause {
         // Let the guest process the re-plug before pausing it again.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        if qmp.execute("stop", Value::Null).await.is_ok() {
+        if qmp.stop().await.is_ok() {
             cx.rollback("guest paused again, as it was".into(), &mut log);
         }
     }

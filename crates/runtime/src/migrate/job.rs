@@ -164,23 +164,19 @@ impl JobInfo {
     }
 
     /// Fill the figures from a `query-migrate` reply.
-    pub fn update_from_query(&mut self, q: &serde_json::Value) {
-        let u = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-        if let Some(ram) = q.get("ram") {
-            self.data_total = u(ram, "total").or(self.data_total);
-            self.data_processed = u(ram, "transferred").or(self.data_processed);
-            self.data_remaining = u(ram, "remaining").or(self.data_remaining);
-            self.mbps = ram
-                .get("mbps")
-                .and_then(serde_json::Value::as_f64)
-                .or(self.mbps);
-            self.dirty_rate_pages = u(ram, "dirty-pages-rate").or(self.dirty_rate_pages);
-            self.iteration = u(ram, "dirty-sync-count").or(self.iteration);
+    pub fn update_from_query(&mut self, q: &teamvirt_qmp::MigrationInfo) {
+        if let Some(ram) = &q.ram {
+            self.data_total = ram.total.or(self.data_total);
+            self.data_processed = ram.transferred.or(self.data_processed);
+            self.data_remaining = ram.remaining.or(self.data_remaining);
+            self.mbps = ram.mbps.or(self.mbps);
+            self.dirty_rate_pages = ram.dirty_pages_rate.or(self.dirty_rate_pages);
+            self.iteration = ram.dirty_sync_count.or(self.iteration);
         }
-        self.setup_time_ms = u(q, "setup-time").or(self.setup_time_ms);
-        self.downtime_ms = u(q, "downtime").or(self.downtime_ms);
-        self.expected_downtime_ms = u(q, "expected-downtime").or(self.expected_downtime_ms);
-        self.total_time_ms = u(q, "total-time").or(self.total_time_ms);
+        self.setup_time_ms = q.setup_time.or(self.setup_time_ms);
+        self.downtime_ms = q.downtime.or(self.downtime_ms);
+        self.expected_downtime_ms = q.expected_downtime.or(self.expected_downtime_ms);
+        self.total_time_ms = q.total_time.or(self.total_time_ms);
     }
 
     /// Refresh `elapsed_ms`.
@@ -334,18 +330,19 @@ mod tests {
     #[test]
     fn figures_from_query_migrate() {
         let mut j = JobInfo::new("dst");
-        j.update_from_query(&json!({
+        let q = |v| serde_json::from_value::<teamvirt_qmp::MigrationInfo>(v).unwrap();
+        j.update_from_query(&q(json!({
             "status": "active", "setup-time": 251, "total-time": 500, "expected-downtime": 300,
             "ram": {"total": 268_566_528u64, "transferred": 1000, "remaining": 2000, "mbps": 900.5,
                     "dirty-sync-count": 2, "dirty-pages-rate": 10}
-        }));
+        })));
         assert_eq!(j.data_total, Some(268_566_528));
         assert_eq!(j.data_processed, Some(1000));
         assert_eq!(j.data_remaining, Some(2000));
         assert_eq!(j.setup_time_ms, Some(251));
         assert_eq!(j.iteration, Some(2));
         // A later reply without figures keeps the last known ones.
-        j.update_from_query(&json!({"status": "completed", "downtime": 22}));
+        j.update_from_query(&q(json!({"status": "completed", "downtime": 22})));
         assert_eq!(j.data_processed, Some(1000));
         assert_eq!(j.downtime_ms, Some(22));
         let lines = j.lines();

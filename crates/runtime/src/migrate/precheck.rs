@@ -13,10 +13,10 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use teamvirt_conf::diag::Diagnostic;
 use teamvirt_conf::model::{InterfaceType, TeamingType};
 use teamvirt_conf::DomainDef;
+use teamvirt_qmp::MigrationInfo;
 
 /// Hostdevs that block the migration, libvirt's first one first.
 /// `actual_hostdev_network(name)` tells whether `<source network=name>`
@@ -70,13 +70,8 @@ pub fn hostdev_blockers(
 
 /// `query-migrate`'s `blocked-reasons` as libvirt reports them
 /// (`cannot migrate domain: A; B`), or `None` when nothing blocks.
-pub fn blocked_reasons(query_migrate: &Value) -> Option<String> {
-    let reasons: Vec<&str> = query_migrate
-        .get("blocked-reasons")
-        .and_then(Value::as_array)?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+pub fn blocked_reasons(query_migrate: &MigrationInfo) -> Option<String> {
+    let reasons = &query_migrate.blocked_reasons;
     (!reasons.is_empty()).then(|| {
         format!(
             "Requested operation is not valid: cannot migrate domain: {}",
@@ -142,10 +137,11 @@ mod tests {
 
     #[test]
     fn blocked_reasons_joined() {
-        assert_eq!(blocked_reasons(&json!({"status": "none"})), None);
-        assert_eq!(blocked_reasons(&json!({"blocked-reasons": []})), None);
+        let q = |v| serde_json::from_value::<MigrationInfo>(v).unwrap();
+        assert_eq!(blocked_reasons(&q(json!({"status": "none"}))), None);
+        assert_eq!(blocked_reasons(&q(json!({"blocked-reasons": []}))), None);
         assert_eq!(
-            blocked_reasons(&json!({"blocked-reasons": ["VFIO device doesn't support migration", "x"]})).unwrap(),
+            blocked_reasons(&q(json!({"blocked-reasons": ["VFIO device doesn't support migration", "x"]}))).unwrap(),
             "Requested operation is not valid: cannot migrate domain: VFIO device doesn't support migration; x"
         );
     }

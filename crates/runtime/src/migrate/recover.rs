@@ -19,7 +19,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use teamvirt_qmp::{MigrationStatus, Qmp};
 
 use super::job::{self, JobInfo};
@@ -27,6 +26,7 @@ use super::MigrateError;
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
+use crate::stop::StopPolicy;
 
 /// One side of the abandoned migration.
 struct Side {
@@ -70,15 +70,7 @@ impl Side {
     }
 
     async fn status(&self) -> Option<MigrationStatus> {
-        let q = self
-            .qmp
-            .as_ref()?
-            .execute("query-migrate", Value::Null)
-            .await
-            .ok()?;
-        Some(MigrationStatus::parse(
-            q.get("status").and_then(Value::as_str).unwrap_or("none"),
-        ))
+        Some(self.qmp.as_ref()?.query_migrate().await.ok()?.status)
     }
 
     /// Stop this side's QEMU (if any) and free what it held.
@@ -116,18 +108,9 @@ impl Side {
 /// A recorded pid is signalled only once `/proc` confirms it is the
 /// domain's QEMU (see [`crate::identity`]).
 pub(crate) async fn stop_qemu(sd: &StateDir, qmp: Option<&Qmp>, rec: &RunRecord) -> bool {
-    if let Some(q) = qmp {
-        let _ = tokio::time::timeout(Duration::from_secs(2), q.quit()).await;
-    }
-    let proc = rec.proc;
-    let (sd, name) = (sd.clone(), rec.name.clone());
-    tokio::task::spawn_blocking(move || {
-        proc.wait_gone(Duration::from_secs(3))
-            || (crate::identity::verify(&sd, &name, &proc).is_ok()
-                && proc.kill_painfully(Duration::from_secs(3)).is_ok())
-    })
-    .await
-    .unwrap_or(false)
+    crate::stop::stop_qemu(sd, &rec.name, rec.proc, qmp, StopPolicy::RECOVER)
+        .await
+        .is_ok()
 }
 
 /// The job file of `name` when the process that wrote it is dead.
@@ -238,8 +221,8 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
         d.unpark(name, &mut log).await;
         // Resume unless the source was known to be paused.
         if !dst_resumed && j.source_was_running != Some(false) {
-            match q.execute("cont", Value::Null).await {
-                Ok(_) => log.push("destination resumed".into()),
+            match q.cont().await {
+                Ok(()) => log.push("destination resumed".into()),
                 Err(e) => log.push(format!("destination could not be resumed: {e}")),
             }
         }
@@ -283,7 +266,7 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
     let q = s.qmp.as_ref();
     if let (Some(q), Some(st)) = (q, &src_status) {
         if !st.is_final() {
-            let _ = q.execute("migrate_cancel", Value::Null).await;
+            let _ = q.migrate_cancel().await;
             log.push(format!("migration cancelled on the source (it was {st})"));
             let deadline = Instant::now() + Duration::from_secs(40);
             while Instant::now() < deadline {
@@ -296,8 +279,8 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
         }
         let state = q.query_status().await.unwrap_or_default();
         if state != "running" && j.source_was_running != Some(false) {
-            match q.execute("cont", Value::Null).await {
-                Ok(_) => log.push(format!("source resumed (it was {state})")),
+            match q.cont().await {
+                Ok(()) => log.push(format!("source resumed (it was {state})")),
                 Err(e) => log.push(format!("source could not be resumed: {e}")),
             }
         }
@@ -343,18 +326,14 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
 
 /// [`recover`] for synchronous callers (the CLI's verbs).
 pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, MigrateError> {
-    // Cheap check first: no runtime for the common case of no job file.
+    // Cheap check first: nothing async for the common case of no job file.
     if !job::job_path(sd, name)?.exists() {
         return Ok(None);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| MigrateError::Io {
-            what: "tokio runtime".into(),
-            source: e,
-        })?;
-    rt.block_on(recover(sd, name))
+    crate::asyncrt::block_on(recover(sd, name)).map_err(|e| MigrateError::Io {
+        what: "tokio runtime".into(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// [`recover`] for every domain of `sd` with a job file left by a dead
@@ -384,15 +363,10 @@ pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
     if stale.is_empty() {
         return out;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::asyncrt::handle() {
         Ok(rt) => rt,
         Err(e) => {
-            out.push(format!(
-                "stale migration jobs cannot be settled: tokio runtime: {e}"
-            ));
+            out.push(format!("stale migration jobs cannot be settled: {e}"));
             return out;
         }
     };

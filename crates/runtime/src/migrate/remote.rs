@@ -25,8 +25,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use teamvirt_qmp::{Event, Qmp, QmpError};
+use serde_json::Value;
+use teamvirt_qmp::{Event, MigrateParameters, Qmp, QmpError, TlsCredsX509};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -853,7 +853,7 @@ pub async fn tls_setup(
     qemu: &crate::privdrop::Identity,
 ) -> Result<(), QmpError> {
     // An earlier TLS migration of this QEMU left its object behind.
-    let _ = qmp.execute("object-del", json!({ "id": TLS_ID })).await;
+    let _ = qmp.object_del(TLS_ID).await;
     // QEMU runs as the QEMU user and reads the credentials when the object
     // is made: a copy it can read, gone right after.
     let lent = lend_tls_dir(dir, qemu).map_err(|e| {
@@ -863,24 +863,21 @@ pub async fn tls_setup(
         ))
     })?;
     let added = qmp
-        .execute(
-            "object-add",
-            json!({
-                "qom-type": "tls-creds-x509",
-                "id": TLS_ID,
-                "dir": lent.display().to_string(),
-                "endpoint": endpoint,
-                "verify-peer": true,
-            }),
-        )
+        .object_add_tls_creds_x509(&TlsCredsX509 {
+            id: TLS_ID.to_owned(),
+            dir: lent.display().to_string(),
+            endpoint: endpoint.to_owned(),
+            verify_peer: true,
+        })
         .await;
     let _ = std::fs::remove_dir_all(&lent);
     added?;
-    let mut p = json!({ "tls-creds": TLS_ID });
-    if let Some(h) = hostname {
-        p["tls-hostname"] = Value::String(h.to_owned());
-    }
-    qmp.execute("migrate-set-parameters", p).await?;
+    qmp.migrate_set_parameters(&MigrateParameters {
+        tls_creds: Some(TLS_ID.to_owned()),
+        tls_hostname: hostname.map(str::to_owned),
+        ..Default::default()
+    })
+    .await?;
     Ok(())
 }
 
@@ -1254,7 +1251,7 @@ mod tests {
             panic!("{m:?}")
         };
         assert_eq!(name, "X\\x1b[2J");
-        assert_eq!(data, json!({"k\\x9b": ["a\\u{202e}b"]}));
+        assert_eq!(data, serde_json::json!({"k\\x9b": ["a\\u{202e}b"]}));
         let m = parse_from_dest(r#"{"msg":"aborted","log":["ok\rfake"]}"#).unwrap();
         assert!(matches!(m, FromDest::Aborted { log } if log == ["ok\\rfake"]));
     }

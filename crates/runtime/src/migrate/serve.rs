@@ -270,23 +270,17 @@ async fn decide_alone(dest: &mut LocalDestination, resume: bool) -> Vec<String> 
 
 /// [`serve`] on this process's stdin/stdout, blocking (the helper verb).
 pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| MigrateError::Io {
-            what: "tokio runtime".into(),
-            source: e,
-        })?;
-    let res = rt.block_on(serve(
+    // tokio's stdin thread may sit in a read(2) that never returns: the
+    // binary's main shuts its runtime down without waiting for it.
+    crate::asyncrt::block_on(serve(
         sd,
         tokio::io::BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),
-    ));
-    // tokio's stdin thread may sit in a read(2) that never returns: do
-    // not wait for it.
-    rt.shutdown_background();
-    res
+    ))
+    .map_err(|e| MigrateError::Io {
+        what: "tokio runtime".into(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use teamvirt_conf::DomainDef;
 use teamvirt_qmp::{MigrationStatus, Qmp};
 
@@ -71,14 +70,11 @@ pub(super) async fn precheck_and_snapshot(
         }
     }
     let qmp = run::connect(&rec, Duration::from_secs(5)).await?;
-    let q = qmp
-        .execute("query-migrate", Value::Null)
-        .await
-        .map_err(MigrateError::src)?;
+    let q = qmp.query_migrate().await.map_err(MigrateError::src)?;
     if let Some(reasons) = precheck::blocked_reasons(&q) {
         return Err(MigrateError::Blocked(reasons));
     }
-    let status = MigrationStatus::parse(q.get("status").and_then(Value::as_str).unwrap_or("none"));
+    let status = q.status;
     if !matches!(
         status,
         MigrationStatus::None

@@ -20,8 +20,7 @@
 //! migration. The cost is downtime: the whole copy instead of the last
 //! pass. KVM guests and fixed QEMUs migrate live as before.
 
-use serde_json::{json, Value};
-use teamvirt_qmp::{QemuVersion, Qmp, QmpError};
+use teamvirt_qmp::{MigrateParameters, QemuVersion, Qmp, QmpError};
 
 use crate::accel::Accel;
 
@@ -63,11 +62,11 @@ pub async fn pause_now(
     bandwidth_mib: Option<u64>,
     running: bool,
 ) -> Result<bool, QmpError> {
-    let paused = running && qmp.execute("stop", Value::Null).await.is_ok();
-    qmp.execute(
-        "migrate-set-parameters",
-        json!({ "max-bandwidth": max_bandwidth(bandwidth_mib) }),
-    )
+    let paused = running && qmp.stop().await.is_ok();
+    qmp.migrate_set_parameters(&MigrateParameters {
+        max_bandwidth: Some(max_bandwidth(bandwidth_mib)),
+        ..Default::default()
+    })
     .await?;
     Ok(paused)
 }

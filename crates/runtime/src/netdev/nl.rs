@@ -1,9 +1,11 @@
 //! The link operations teamvirt does on the host, over rtnetlink (no `ip`).
 //!
-//! Each call runs on a short-lived thread with its own current-thread
-//! tokio runtime: callers are both plain (start) and async (migration
-//! destination), and a thread created here shares the caller's network
-//! namespace (tests run in a namespace of their own).
+//! Each call opens its netlink socket on the calling thread, so the socket
+//! is in that thread's network namespace (tests run in a namespace of
+//! their own), and runs on the process's one runtime ([`crate::asyncrt`]).
+//! Callers are both plain (start) and async (migration destination, from
+//! `spawn_blocking`); from inside the runtime, a scoped thread (which
+//! inherits the namespace) does the blocking wait.
 
 use std::future::Future;
 use std::io;
@@ -43,27 +45,37 @@ fn to_io(e: rtnetlink::Error) -> io::Error {
     }
 }
 
-/// Run `f` with a fresh netlink handle on a thread of its own.
+/// Run `f` with a fresh netlink handle on the process's runtime.
 fn run<T, F, Fut>(f: F) -> io::Result<T>
 where
-    T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = io::Result<T>>,
 {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+    let rt = crate::asyncrt::handle().map_err(io::Error::other)?;
+    let call = move || {
+        let (conn, handle, _) = {
+            // The socket registers with the runtime's reactor.
+            let _in = rt.enter();
+            rtnetlink::new_connection()?
+        };
+        // The connection is driven here, with the work, not as a task:
+        // a call never waits for a runtime worker to be free.
         rt.block_on(async move {
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            let task = tokio::spawn(conn);
-            let out = f(handle).await;
-            task.abort();
-            out
+            tokio::select! {
+                out = f(handle) => out,
+                () = conn => Err(io::Error::other("netlink connection ended")),
+            }
         })
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return call();
+    }
+    std::thread::scope(|s| {
+        s.spawn(call)
+            .join()
+            .map_err(|_| io::Error::other("netlink thread panicked"))?
     })
-    .join()
-    .map_err(|_| io::Error::other("netlink thread panicked"))?
 }
 
 fn link_of(m: &LinkMessage) -> Link {

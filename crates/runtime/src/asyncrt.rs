@@ -1,0 +1,74 @@
+//! The process's one tokio runtime. The binary's `main` builds it and
+//! [`install`](crate::asyncrt::install)s its handle before anything else; the synchronous API
+//! (lifecycle verbs, netlink, migration entry points, the caps probe) runs
+//! its async work on it through
+//! [`block_on`](crate::asyncrt::block_on), and no library builds a
+//! runtime of its own.
+//!
+//! Tests and benchmarks, which have no such `main`, get one built on first
+//! use with the `test-runtime` feature (enabled by this crate's
+//! dev-dependencies); a production binary that forgot to install one gets
+//! an error, not a second runtime.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use tokio::runtime::Handle;
+
+static HANDLE: OnceLock<Handle> = OnceLock::new();
+
+/// No runtime was installed (see the module docs).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("internal error: no tokio runtime installed (the program's main must call teamvirt_runtime::asyncrt::install)")]
+pub struct NoRuntime;
+
+/// Install the runtime `main` built. One per process: false (and nothing
+/// changes) when one was installed already.
+pub fn install(handle: Handle) -> bool {
+    HANDLE.set(handle).is_ok()
+}
+
+/// The installed runtime's handle.
+pub fn handle() -> Result<Handle, NoRuntime> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    fallback()
+}
+
+#[cfg(feature = "test-runtime")]
+fn fallback() -> Result<Handle, NoRuntime> {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("test runtime: {e}"))
+    });
+    Ok(HANDLE.get_or_init(|| rt.handle().clone()).clone())
+}
+
+#[cfg(not(feature = "test-runtime"))]
+fn fallback() -> Result<Handle, NoRuntime> {
+    Err(NoRuntime)
+}
+
+/// Run `f` to completion on the process's runtime, from synchronous code
+/// (a plain thread or a `spawn_blocking` one, never a runtime worker).
+pub fn block_on<F: Future>(f: F) -> Result<F::Output, NoRuntime> {
+    Ok(handle()?.block_on(f))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Work blocked on from two threads runs on the one runtime: both see
+    /// the same runtime id.
+    #[test]
+    fn one_runtime_for_every_caller() {
+        let id = || super::block_on(async { tokio::runtime::Handle::current().id() }).unwrap();
+        let here = id();
+        let there = std::thread::spawn(id).join().unwrap();
+        assert_eq!(here, there);
+    }
+}

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Architecture figures of issue 20, rerunnable: raw QMP command strings
+# outside the typed layer, tokio runtimes built by hand and block_on
+# helpers in production code, import circles per crate (files that reach
+# each other through `crate::`/`super::`/`self::` paths), lines per crate
+# and copied test fixtures. Test code (a trailing `#[cfg(test)]` module,
+# tests/, benches/) is not production code and is left out.
+# Usage: scripts/arch-metrics.sh [--circles]   (--circles lists the files)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec python3 - "$@" <<'PY'
+import os, re, sys
+from pathlib import Path
+
+verbose = "--circles" in sys.argv[1:]
+crates = sorted(p for p in Path("crates").iterdir() if (p / "src").is_dir())
+
+def production(text):
+    # Production part of a source file: up to its `#[cfg(test)] mod`.
+    m = re.search(r"^#\[cfg\(test\)\]\s*\n\s*mod \w+", text, re.M)
+    return text[: m.start()] if m else text
+
+srcs = {}
+for c in crates:
+    for f in sorted((c / "src").rglob("*.rs")):
+        srcs[f] = production(f.read_text())
+
+# 1. Raw QMP commands: `execute("...")`, `execute(cmd, ...)` (netlink's
+# argument-less `.execute()` is not QMP). The typed layer is the qmp
+# crate's `commands.rs` and the client's own definitions.
+typed_layer = {Path("crates/qmp/src/commands.rs"), Path("crates/qmp/src/client.rs")}
+raw = re.compile(r"\.execute(?:_timeout|_as)?\(\s*(?!\))", re.S)
+raw_sites = {}
+for f, t in srcs.items():
+    if f in typed_layer:
+        continue
+    # Doc examples are not code.
+    code = "\n".join(l for l in t.splitlines() if not l.lstrip().startswith("//"))
+    n = len(raw.findall(code))
+    if n:
+        raw_sites[f] = n
+print(f"raw QMP execute sites: {sum(raw_sites.values())} in {len(raw_sites)} files")
+if verbose:
+    for f, n in raw_sites.items():
+        print(f"  {f}: {n}")
+
+# 2. Runtimes built by hand and block_on in libraries.
+builders = re.compile(r"Builder::new_(?:current_thread|multi_thread)|Runtime::new\(\)")
+blocks = re.compile(r"\bblock_on\(")
+def without_test_items(t):
+    # Items under `#[cfg(feature = "test-runtime")]` (a runtime for tests
+    # that have no main) are not built into the binary.
+    out, skip = [], False
+    for l in t.splitlines():
+        if l.startswith('#[cfg(feature = "test-runtime")]'):
+            skip = True
+        if not skip and not l.lstrip().startswith("//"):
+            out.append(l)
+        if skip and l.startswith("}"):
+            skip = False
+    return "\n".join(out)
+
+b_sites, bo_sites = {}, {}
+for f, t in srcs.items():
+    code = without_test_items(t)
+    if builders.search(code):
+        b_sites[f] = len(builders.findall(code))
+    if f.parts[1] != "cli" and blocks.search(code):
+        bo_sites[f] = len(blocks.findall(code))
+print(f"tokio runtime builders in production code: {sum(b_sites.values())} in {sorted(map(str, b_sites))}")
+print(f"block_on calls in library crates: {sum(bo_sites.values())} in {len(bo_sites)} files")
+print(f"library files that build a runtime or block on one: {sorted(map(str, bo_sites))}" if verbose else "", end="\n" if verbose else "")
+
+# 3. Import circles: nodes are module files, an edge is a path naming
+# another module of the same crate.
+def modpath(c, f):
+    parts = list(f.relative_to(c / "src").with_suffix("").parts)
+    if parts[-1] in ("lib", "main", "mod"):
+        parts = parts[:-1]
+    return tuple(parts)
+
+ident = r"[A-Za-z_][A-Za-z0-9_]*"
+pathre = re.compile(r"\b(crate|super|self)((?:::(?:" + ident + r"|\{[^;]*?\}))+)")
+total_cyclic = 0
+for c in crates:
+    files = {f: modpath(c, f) for f in srcs if f.parts[:2] == c.parts[:2]}
+    mods = {m: f for f, m in files.items()}
+    edges = {f: set() for f in files}
+
+    def resolve(base, segs):
+        # The deepest known module the path names.
+        best = None
+        cur = list(base)
+        for s in segs:
+            if s == "super":
+                if not cur:
+                    return best
+                cur = cur[:-1]
+                continue
+            cur = cur + [s]
+            if tuple(cur) in mods:
+                best = tuple(cur)
+            else:
+                break
+        return best
+
+    def expand(rest):
+        # `::a::b`, `::{a, b::c}` -> lists of segments (first level of braces).
+        rest = rest.lstrip(":")
+        if rest.startswith("{"):
+            inner = rest[1:-1]
+            depth, cur, items = 0, "", []
+            for ch in inner:
+                if ch == "," and depth == 0:
+                    items.append(cur); cur = ""
+                    continue
+                depth += ch == "{"
+                depth -= ch == "}"
+                cur += ch
+            items.append(cur)
+            out = []
+            for it in items:
+                it = it.strip()
+                if it:
+                    out += expand("::" + it)
+            return out
+        segs = []
+        for part in re.split(r"::", rest):
+            if part.startswith("{"):
+                tails = expand("::" + "::".join(rest.split("::")[len(segs):]))
+                return [segs + t for t in tails] or [segs]
+            m = re.match(ident, part)
+            if not m:
+                break
+            segs.append(m.group(0))
+        return [segs]
+
+    for f, m in files.items():
+        for kw, rest in pathre.findall(srcs[f]):
+            for segs in expand(rest):
+                if kw == "crate":
+                    base, s = (), segs
+                elif kw == "self":
+                    base, s = m, segs
+                else:
+                    # A module's `super` is its parent, whether the module
+                    # is a file or a directory's mod.rs.
+                    base, s = m[:-1], segs
+                target = resolve(base, s)
+                if target is not None and target != m and target in mods:
+                    edges[f].add(mods[target])
+
+    # Tarjan's strongly connected components.
+    index, low, onstack, stack, sccs, counter = {}, {}, set(), [], [], [0]
+    sys.setrecursionlimit(10000)
+    def strong(v):
+        index[v] = low[v] = counter[0]; counter[0] += 1
+        stack.append(v); onstack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                strong(w); low[v] = min(low[v], low[w])
+            elif w in onstack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop(); onstack.discard(w); comp.append(w)
+                if w == v:
+                    break
+            sccs.append(comp)
+    for v in files:
+        if v not in index:
+            strong(v)
+    cyc = [s for s in sccs if len(s) > 1]
+    total_cyclic += len(cyc)
+    lines = sum(len(Path(f).read_text().splitlines()) for f in files)
+    nedges = sum(len(e) for e in edges.values())
+    print(f"{c.name}: {lines} lines, {len(files)} files, {nedges} import edges, "
+          f"{len(cyc)} circle(s) {[len(s) for s in cyc]}")
+    if verbose:
+        for s in cyc:
+            print("   ", sorted(str(p.relative_to(c / 'src')) for p in s))
+print(f"import circles in all crates: {total_cyclic}")
+
+# 4. Copied test fixtures in the cli tests.
+tests = sorted(Path("crates/cli/tests").glob("*.rs"))
+teaming = sum(1 for t in tests if "<teaming type='persistent'/>" in t.read_text()
+              and "<domain" in t.read_text())
+pool = sum(t.read_text().count("<forward mode='hostdev'") for t in tests)
+pool_files = sum(1 for t in tests if "<forward mode='hostdev'" in t.read_text())
+incl = sum(1 for t in tests if re.search(r'#\[path = "[^"]*benches', t.read_text()))
+print(f"cli tests: teaming domain XML written in {teaming} files; "
+      f"pool XML {pool} times in {pool_files} files; {incl} #[path]-include a bench")
+PY
