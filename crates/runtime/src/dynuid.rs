@@ -7,7 +7,7 @@
 //! kernel's ptrace-access rules separate them.
 //!
 //! The ids come from a reserved range, `TEAMVIRT_QEMU_UID_RANGE=FIRST-LAST`
-//! (default [`DEFAULT_RANGE`], 60578-61183: the block systemd documents as
+//! (default `DEFAULT_RANGE`, 60578-61183: the block systemd documents as
 //! unused, below its own DynamicUser range 61184-65519, so the two never
 //! hand out the same id). uid and gid are the same number. A candidate is
 //! taken only when no user and no group of the system databases has it
@@ -15,12 +15,12 @@
 //! any of its uids or gids, and no run directory of the state directory
 //! records it (a domain whose QEMU died keeps its id until its cleanup has
 //! given back what was lent to it). Allocation holds a host-wide lock
-//! ([`HOST_LOCK`], several state directories share the host's ids) until
-//! QEMU runs with the id ([`Allocation`] is dropped after the spawn).
+//! (`HOST_LOCK`, several state directories share the host's ids) until
+//! QEMU runs with the id (`Allocation` is dropped after the spawn).
 //!
 //! The allocation is recorded in `run/NAME/qemu-uid.json` (and the run
 //! record's `qemu_id`) and freed with the run directory's content
-//! ([`crate::run::forget`]: stop, destroy, a QEMU found dead, a start that
+//! (`crate::run::forget`: stop, destroy, a QEMU found dead, a start that
 //! failed). A migration destination allocates its own id.
 
 use std::io;
