@@ -718,7 +718,7 @@ impl<'a> Builder<'a> {
         if v.starts_with('{') {
             return Ok(None);
         }
-        let mut opts = split_opts(v);
+        let mut opts = teamvirt_qemu::options::split(v);
         let backend = opts.first().cloned().unwrap_or_default();
         let mut changed = false;
         for o in opts.iter_mut() {
@@ -739,7 +739,7 @@ impl<'a> Builder<'a> {
                 changed = true;
             }
         }
-        Ok(changed.then(|| join_opts(&opts)))
+        Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
     }
 
     /// `-object secret,...,file=DIR/master-key.aes` (either syntax): the
@@ -769,7 +769,7 @@ impl<'a> Builder<'a> {
                 _ => Ok(None),
             }
         } else {
-            let mut opts = split_opts(v);
+            let mut opts = teamvirt_qemu::options::split(v);
             if opts.first().map(String::as_str) != Some("secret") {
                 return Ok(None);
             }
@@ -782,7 +782,7 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
-            Ok(changed.then(|| join_opts(&opts)))
+            Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
         }
     }
 
@@ -805,7 +805,7 @@ impl<'a> Builder<'a> {
     }
 
     fn drive(&mut self, v: &str) -> Result<Option<String>, DacError> {
-        let mut opts = split_opts(v);
+        let mut opts = teamvirt_qemu::options::split(v);
         let write = !opts.iter().any(|o| o == "readonly=on");
         let mut changed = false;
         for o in opts.iter_mut() {
@@ -815,7 +815,7 @@ impl<'a> Builder<'a> {
                 changed = true;
             }
         }
-        Ok(changed.then(|| join_opts(&opts)))
+        Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
     }
 }
 
@@ -826,8 +826,14 @@ fn set_mode(p: &Path, mode: u32) {
 
 fn uses_kvm(args: &[String]) -> bool {
     args.windows(2).any(|w| {
-        (w[0] == "-accel" && split_opts(&w[1]).first().is_some_and(|a| a == "kvm"))
-            || (w[0] == "-machine" && split_opts(&w[1]).iter().any(|o| o == "accel=kvm"))
+        (w[0] == "-accel"
+            && teamvirt_qemu::options::split(&w[1])
+                .first()
+                .is_some_and(|a| a == "kvm"))
+            || (w[0] == "-machine"
+                && teamvirt_qemu::options::split(&w[1])
+                    .iter()
+                    .any(|o| o == "accel=kvm"))
             || (w[0] == "-enable-kvm")
     })
 }
@@ -899,32 +905,6 @@ fn with_fdsets(args: Vec<String>, sets: &[(RawFd, u32)]) -> Vec<String> {
     out
 }
 
-/// QEMU's `a=b,c=d` option list; `,,` is a literal comma.
-fn split_opts(s: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                out.last_mut().expect("non-empty").push(',');
-            } else {
-                out.push(String::new());
-            }
-        } else {
-            out.last_mut().expect("non-empty").push(c);
-        }
-    }
-    out
-}
-
-fn join_opts(opts: &[String]) -> String {
-    opts.iter()
-        .map(|o| o.replace(',', ",,"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn is_vfio_device(a: &str) -> bool {
     vfio_host(a).is_some()
 }
@@ -938,7 +918,7 @@ fn vfio_host(v: &str) -> Option<String> {
         }
         return j.get("host")?.as_str().map(str::to_owned);
     }
-    let opts = split_opts(v);
+    let opts = teamvirt_qemu::options::split(v);
     if opts.first().map(String::as_str) != Some("vfio-pci") {
         return None;
     }
@@ -982,7 +962,7 @@ fn memlock_bytes(args: &[String]) -> u64 {
 
 /// `-m 256`, `-m 256M`, `-m size=219136k,slots=...`: bytes (default unit MiB).
 fn parse_mem(v: &str) -> Option<u64> {
-    let first = split_opts(v).into_iter().next()?;
+    let first = teamvirt_qemu::options::split(v).into_iter().next()?;
     let s = first.strip_prefix("size=").unwrap_or(&first);
     let (num, mult) = match s.chars().last()? {
         'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),

@@ -82,9 +82,12 @@ fn fd_target(arg: &str) -> PathBuf {
 
 #[test]
 fn options_split_and_join() {
-    let o = split_opts("socket,id=m,path=/a,,b/s,server=on");
+    let o = teamvirt_qemu::options::split("socket,id=m,path=/a,,b/s,server=on");
     assert_eq!(o, ["socket", "id=m", "path=/a,b/s", "server=on"]);
-    assert_eq!(join_opts(&o), "socket,id=m,path=/a,,b/s,server=on");
+    assert_eq!(
+        teamvirt_qemu::options::join(&o),
+        "socket,id=m,path=/a,,b/s,server=on"
+    );
 }
 
 #[test]
@@ -263,7 +266,7 @@ fn disk_is_lent_by_descriptor_not_chowned() {
         .windows(2)
         .filter(|w| w[0] == "-add-fd")
         .map(|w| {
-            let o = split_opts(&w[1]);
+            let o = teamvirt_qemu::options::split(&w[1]);
             (
                 o[0].strip_prefix("fd=").unwrap().parse().unwrap(),
                 o[1].strip_prefix("set=").unwrap().parse().unwrap(),

@@ -593,26 +593,6 @@ pub(crate) async fn set_vnc_passwords(
     Ok(())
 }
 
-/// The value of option `key` in QEMU's `a=b,c=d` list (`,,` a literal
-/// comma).
-fn opt_value(v: &str, key: &str) -> Option<String> {
-    let mut opts = vec![String::new()];
-    let mut chars = v.chars().peekable();
-    while let Some(c) = chars.next() {
-        let cur = opts.last_mut().expect("non-empty");
-        if c != ',' {
-            cur.push(c);
-        } else if chars.peek() == Some(&',') {
-            chars.next();
-            cur.push(',');
-        } else {
-            opts.push(String::new());
-        }
-    }
-    opts.into_iter()
-        .find_map(|o| o.strip_prefix(&format!("{key}=")).map(str::to_owned))
-}
-
 fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
     let esc = log.display().to_string().replace(',', ",,");
     let mut i = 0;
@@ -647,7 +627,7 @@ fn serial_logging(argv: &mut Vec<String>, log: &Path) -> PathBuf {
                 continue;
             }
             // The domain's own `<log file=.../>`.
-            if let Some(p) = opt_value(v, "logfile") {
+            if let Some(p) = teamvirt_qemu::options::value_of(v, "logfile") {
                 return PathBuf::from(p);
             }
             argv[i + 1] = format!("{v},logfile={esc},logappend=on");
