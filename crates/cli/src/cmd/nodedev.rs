@@ -122,28 +122,27 @@ fn free_pci(device: &str, state: &StateOpt, what: &str) -> Result<String, ExitCo
 /// `nodedev-detach`: bind to vfio-pci (libvirt's virPCIDeviceDetach),
 /// refused while a domain holds the device.
 pub fn detach(a: DetachArgs) -> ExitCode {
-    let what = format!("Failed to detach device {}", a.device);
-    let addr = match free_pci(&a.device, &a.state, &what) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let host = HostPrep {
-        sysfs: sysfs(),
-        ..HostPrep::system()
-    };
-    match host.detach(&addr) {
-        Ok(_) => {
-            outln!("Device {} detached\n", a.device);
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&what, &e.into()),
-    }
+    rebind(&a, "detach", "detached", |host, addr| {
+        host.detach(addr).map(drop)
+    })
 }
 
 /// `nodedev-reattach`: back to the host driver, refused while a domain
 /// holds the device.
 pub fn reattach(a: DetachArgs) -> ExitCode {
-    let what = format!("Failed to re-attach device {}", a.device);
+    rebind(&a, "re-attach", "re-attached", |host, addr| {
+        host.reattach(addr)
+    })
+}
+
+/// Moves a free PCI device between drivers with `op`, in virsh's words.
+fn rebind(
+    a: &DetachArgs,
+    verb: &str,
+    done: &str,
+    op: impl FnOnce(&HostPrep, &str) -> Result<(), teamvirt_runtime::hostdev::HostdevError>,
+) -> ExitCode {
+    let what = format!("Failed to {verb} device {}", a.device);
     let addr = match free_pci(&a.device, &a.state, &what) {
         Ok(x) => x,
         Err(c) => return c,
@@ -152,9 +151,9 @@ pub fn reattach(a: DetachArgs) -> ExitCode {
         sysfs: sysfs(),
         ..HostPrep::system()
     };
-    match host.reattach(&addr) {
+    match op(&host, &addr) {
         Ok(()) => {
-            outln!("Device {} re-attached\n", a.device);
+            outln!("Device {} {done}\n", a.device);
             ExitCode::SUCCESS
         }
         Err(e) => report(&what, &e.into()),
