@@ -19,6 +19,9 @@
 # off. L1 has two NICs on one L0 hub: the igb PF and a virtio NIC that L1
 # bridges for the standby taps, so the PF's VFs and the bridge share a wire.
 #
+# TEAMVIRT_LAB_PCAP=1 records the wire (both L0 hub ports) into
+# OUT/wire-pf.pcap and OUT/wire-br.pcap.
+#
 # The L0 QEMU: $TEAMVIRT_LAB_QEMU, else the system's if it has igb, else
 # QEMU 10.0 from Debian's bookworm-backports, downloaded with a private apt
 # configuration and unpacked with dpkg -x under the cache (the host's own
@@ -175,7 +178,13 @@ run_lab() {
     mkdir -p "$out"
     rm -f "$out/rc"
     log "booting L1 ($qemu, TCG); console: $out/l1-console.log"
-    local t0=$SECONDS rc=0
+    local t0=$SECONDS rc=0 dump=()
+    # The wire as L0 sees it (what the igb and L1's bridge NIC send and
+    # receive), for looking at a run's frames with tcpdump/wireshark.
+    if [[ -n ${TEAMVIRT_LAB_PCAP:-} ]]; then
+        dump=(-object "filter-dump,id=dump-pf,netdev=wire-pf,file=$out/wire-pf.pcap,maxlen=128"
+            -object "filter-dump,id=dump-br,netdev=wire-br,file=$out/wire-br.pcap,maxlen=128")
+    fi
     timeout --signal=KILL "$l1_timeout" "$qemu" \
         -machine q35,accel=tcg -cpu max -smp 2 -m "$l1_mem" \
         -global q35-pcihost.pci-hole64-size=0 \
@@ -193,7 +202,7 @@ run_lab() {
         -netdev hubport,id=wire-br,hubid=0 \
         -device virtio-net-pci,netdev=wire-br,mac=52:54:00:00:00:91,disable-modern=on,bus=pcie.0,addr=0x7 \
         -display none -no-user-config -nodefaults -serial "file:$out/l1-console.log" \
-        -no-reboot || rc=$?
+        "${dump[@]}" -no-reboot || rc=$?
     log "L1 ran $((SECONDS - t0)) s (QEMU exit $rc)"
     [[ -s $out/rc ]] || die "L1 ended without a scenario result (see $out/l1-console.log)"
     return "$(cat "$out/rc")"

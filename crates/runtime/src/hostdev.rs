@@ -662,19 +662,50 @@ pub fn apply_parked_standby_first(run_dir: &Path) -> Vec<String> {
     park_recorded(run_dir, false, crate::netdev::pair::Active::Standby)
 }
 
-/// Packets each real VF of `run_dir` has sent (`ip -s -j link show PF`,
-/// `vfinfo_list` stats), by the guest's MAC; `None` where unknown.
+/// How much each real VF of `run_dir` has done for its guest, by the
+/// guest's MAC: the packets it sent (`ip -s -j link show PF`,
+/// `vfinfo_list` stats) plus the interrupts its vfio-pci device raised
+/// (`/proc/interrupts`). A PF driver without per-VF statistics (igb:
+/// none, or zeros) still shows the guest's driver at work through the
+/// interrupts, which start when the driver opens the VF. `None` where
+/// neither can be read.
 pub fn recorded_vf_tx(run_dir: &Path) -> Vec<(String, Option<u64>)> {
     let Ok(Some(rec)) = load_record(&run_dir.join(RECORD)) else {
         return Vec::new();
     };
+    let interrupts = std::fs::read_to_string("/proc/interrupts").ok();
     rec.vfs
         .iter()
         .filter_map(|v| {
             let ((mac, _), (pf, index)) = (v.want.as_ref()?, v.pf.as_ref()?);
-            Some((mac.clone(), rec.host.vf_tx_packets(pf, *index)))
+            let tx = rec.host.vf_tx_packets(pf, *index);
+            let irqs = interrupts
+                .as_deref()
+                .map(|t| vfio_interrupts(t, &v.address));
+            let activity = match (tx, irqs) {
+                (None, None) => None,
+                (t, i) => Some(t.unwrap_or(0) + i.unwrap_or(0)),
+            };
+            Some((mac.clone(), activity))
         })
         .collect()
+}
+
+/// The interrupts vfio-pci took for the device `addr` (every CPU's count
+/// of the `vfio-msix[N](ADDR)`, `vfio-msi…`, `vfio-intx…` lines of
+/// `/proc/interrupts`); 0 before the guest's driver enabled any.
+pub fn vfio_interrupts(proc_interrupts: &str, addr: &str) -> u64 {
+    let tag = format!("({addr})");
+    proc_interrupts
+        .lines()
+        .filter(|l| l.contains("vfio-") && l.trim_end().ends_with(&tag))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|w| w.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// Undo what [`HostPrep::prepare_recorded`] did for a run directory (with
@@ -699,6 +730,18 @@ pub fn release_recorded(run_dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vfio_interrupts_of_one_device_summed_over_cpus() {
+        let text = "           CPU0       CPU1       \n  \
+ 24:          3          0   PCI-MSI 49152-edge      virtio0-config\n  \
+ 45:          7         12  IR-PCI-MSIX-0000:00:13.2    0-edge      vfio-msix[0](0000:00:13.2)\n  \
+ 46:          1          2  IR-PCI-MSIX-0000:00:13.2    1-edge      vfio-msix[1](0000:00:13.2)\n  \
+ 47:        100          0  IR-PCI-MSIX-0000:00:13.3    0-edge      vfio-msix[0](0000:00:13.3)\n";
+        assert_eq!(vfio_interrupts(text, "0000:00:13.2"), 22);
+        assert_eq!(vfio_interrupts(text, "0000:00:13.3"), 100);
+        assert_eq!(vfio_interrupts(text, "0000:00:13.4"), 0);
+    }
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     const VF: &str = "0000:03:10.2";

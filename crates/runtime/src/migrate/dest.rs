@@ -822,11 +822,12 @@ impl Destination for LocalDestination {
             .filter(|s| s.negotiated && s.plugged)
             .filter_map(|s| s.pair.primary_mac.clone().or(s.pair.standby_mac.clone()))
             .collect();
+        let awaited = plugged.clone();
         let heard = blocking(move || match running {
             true => crate::netdev::pair::primary_when_heard(
                 &dir,
                 crate::netdev::pair::HEARD_BOUND,
-                Some(&plugged),
+                Some(&awaited),
             ),
             false => crate::netdev::pair::Heard {
                 problems: crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
@@ -834,11 +835,13 @@ impl Destination for LocalDestination {
             },
         })
         .await?;
-        if running && !heard.waited.is_zero() {
+        if running && !plugged.is_empty() && heard.pairs > 0 {
             crate::domlog::event(
                 &self.sd,
                 &a.name,
-                &if heard.heard {
+                &if !heard.countable {
+                    "warning: nothing shows when the guest takes its primaries (no per-VF statistics or vfio interrupts to read); their halves of the pairs are its ports at once".to_string()
+                } else if heard.heard {
                     format!(
                         "the guest took its primaries {:.1} s after the resume; their halves of the pairs are its ports now",
                         heard.waited.as_secs_f64()

@@ -368,6 +368,11 @@ pub struct Heard {
     /// Every awaited primary sent (false: the bound ran out, or nothing
     /// could be counted).
     pub heard: bool,
+    /// Some awaited primary's activity could be counted at all (false:
+    /// no statistics, no interrupts; nothing was waited for).
+    pub countable: bool,
+    /// The pairs waited for (bridge ports teamvirt wires).
+    pub pairs: usize,
     /// Steps of the wiring that failed.
     pub problems: Vec<String>,
 }
@@ -415,6 +420,8 @@ pub fn primary_when_heard(
     Heard {
         waited: start.elapsed(),
         heard,
+        countable: base.iter().any(Option::is_some),
+        pairs: pairs.len(),
         problems: wire(run_dir, Active::Primary),
     }
 }
