@@ -21,6 +21,7 @@ pub mod defaults;
 pub mod dirs;
 /// Device hotplug planning (alias, hotplug PCI address, QMP arguments).
 pub mod hotplug;
+pub mod machine;
 pub mod options;
 /// PCI address assignment (libvirt's `qemu_domain_address.c`).
 pub mod pci;
