@@ -1,5 +1,8 @@
 //! `teamvirt`: the thin binary. Each verb lives in its own module under
 //! `cmd/`; this file only wires clap to them.
+// Issue 20's guard rails, here until every crate of the workspace meets
+// them (then `[workspace.lints]`); the threshold is in clippy.toml.
+#![warn(clippy::too_many_lines, clippy::unwrap_used)]
 
 use std::process::ExitCode;
 
