@@ -2,10 +2,11 @@
 # Architecture figures of issue 20, rerunnable: raw QMP command strings
 # outside the typed layer, tokio runtimes built by hand and block_on
 # helpers in production code, import circles per crate (files that reach
-# each other through `crate::`/`super::`/`self::` paths), lines per crate
-# and copied test fixtures. Test code (a trailing `#[cfg(test)]` module,
+# each other through `crate::`/`super::`/`self::` paths), lines per crate,
+# functions longer than 120 lines and copied test fixtures. Test code (a trailing `#[cfg(test)]` module,
 # tests/, benches/) is not production code and is left out.
-# Usage: scripts/arch-metrics.sh [--circles]   (--circles lists the files)
+# Usage: scripts/arch-metrics.sh [--circles]   (--circles lists the files
+# of each circle and the long functions)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec python3 - "$@" <<'PY'
@@ -181,6 +182,102 @@ for c in crates:
         for s in cyc:
             print("   ", sorted(str(p.relative_to(c / 'src')) for p in s))
 print(f"import circles in all crates: {total_cyclic}")
+
+# 5. Long functions: lines from `fn` to the closing brace of its body, in
+# production code. Literals and comments are blanked first so braces in
+# them do not count.
+LONG_FN = 120
+
+def blank(text):
+    out, i, n = [], 0, len(text)
+    def spaces(a, b):
+        return "".join(ch if ch == "\n" else " " for ch in text[a:b])
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(spaces(i, j)); i = j
+            continue
+        if text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth += 1; j += 2
+                elif text.startswith("*/", j):
+                    depth -= 1; j += 2
+                else:
+                    j += 1
+            out.append(spaces(i, j)); i = j
+            continue
+        m = re.match(r'b?r(#*)"', text[i:i + 10])
+        if m and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            end = '"' + m.group(1)
+            j = text.find(end, i + m.end())
+            j = n if j < 0 else j + len(end)
+            out.append(spaces(i, j)); i = j
+            continue
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            j += 1
+            out.append(spaces(i, j)); i = j
+            continue
+        if c == "'":
+            # A char literal, not a lifetime.
+            m = re.match(r"'(\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]+\}|.)|[^\\'])'", text[i:i + 12], re.S)
+            if m:
+                out.append(spaces(i, i + m.end())); i += m.end()
+                continue
+        out.append(c); i += 1
+    return "".join(out)
+
+def long_functions(text):
+    code = blank(text)
+    found = []
+    for m in re.finditer(r"\bfn\s+(" + ident + r")", code):
+        # The body is the first `{` outside parentheses and brackets;
+        # a `;` first means a declaration without body.
+        j, depth = m.end(), 0
+        while j < len(code):
+            ch = code[j]
+            if ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth -= 1
+            elif depth == 0 and ch == ";":
+                j = len(code)
+                break
+            elif depth == 0 and ch == "{":
+                break
+            j += 1
+        if j >= len(code):
+            continue
+        k, braces = j, 0
+        while k < len(code):
+            braces += code[k] == "{"
+            braces -= code[k] == "}"
+            if braces == 0:
+                break
+            k += 1
+        first = code.count("\n", 0, m.start()) + 1
+        lines = code.count("\n", m.start(), k) + 1
+        if lines > LONG_FN:
+            found.append((lines, first, m.group(1)))
+    return found
+
+total_long = 0
+for c in crates:
+    longs = sorted(((n, f, line, name) for f in srcs if f.parts[:2] == c.parts[:2]
+                    for n, line, name in long_functions(srcs[f])), reverse=True)
+    total_long += len(longs)
+    print(f"{c.name}: {len(longs)} function(s) over {LONG_FN} lines"
+          + (f", longest {longs[0][3]} {longs[0][0]}" if longs else ""))
+    if verbose:
+        for n, f, line, name in longs:
+            print(f"    {n:4} {f}:{line} {name}")
+print(f"functions over {LONG_FN} lines in all crates: {total_long}")
 
 # 4. Copied test fixtures in the cli tests.
 tests = sorted(Path("crates/cli/tests").glob("*.rs"))

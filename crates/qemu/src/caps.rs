@@ -57,6 +57,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use teamvirt_conf::diag::{unsupported, Diagnostic};
 
 // Without the probe only `CacheKey` is used.
 #[cfg_attr(not(feature = "probe"), allow(dead_code))]
@@ -364,10 +365,24 @@ impl QemuCaps {
     /// `Ok(())` when a domain using `<teaming>` can run on this binary,
     /// otherwise libvirt's error text (with its `unsupported configuration: `
     /// prefix).
-    /// The text comes from [`crate::validate::failover_capability`], so
+    /// The text comes from [`failover_capability`], so
     /// there is one copy of libvirt's message.
     pub fn check_teaming_supported(&self) -> Result<(), String> {
-        crate::validate::failover_capability(self.supports_failover()).map_err(|d| d.message)
+        failover_capability(self.supports_failover()).map_err(|d| d.message)
+    }
+}
+
+/// libvirt v6.1-v8.x's capability check (`virtio-net failover (teaming) is
+/// not supported with this QEMU binary`), for a QEMU without the
+/// virtio-net `failover` property.
+pub fn failover_capability(has_failover: bool) -> Result<(), Diagnostic> {
+    if has_failover {
+        Ok(())
+    } else {
+        Err(unsupported(
+            "teaming-no-failover-cap",
+            "virtio-net failover (teaming) is not supported with this QEMU binary",
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ use teamvirt_conf::model::{
 use thiserror::Error;
 
 use crate::caps::{Accel, QemuCaps};
+use crate::machine::{accel_of, is_i440fx, is_q35, is_x86};
 use crate::pci::assign::{assign_pci_addresses, AssignError};
 
 /// Why defaults could not be applied (libvirt's texts).
@@ -30,34 +31,6 @@ pub enum DefaultsError {
     /// post-parse fills in (libvirt's text and position).
     #[error("{}", .0.message)]
     Invalid(Box<teamvirt_conf::Diagnostic>),
-}
-
-/// `pc`, `pc-i440fx-*` and the other i440FX names libvirt recognises.
-pub fn is_i440fx(machine: &str) -> bool {
-    machine == "pc"
-        || machine.starts_with("pc-0.")
-        || machine.starts_with("pc-1.")
-        || machine.starts_with("pc-i440fx-")
-        || machine.starts_with("rhel")
-}
-
-/// `q35` and `pc-q35-*`.
-pub fn is_q35(machine: &str) -> bool {
-    machine == "q35" || machine.starts_with("pc-q35")
-}
-
-/// x86 guest (libvirt ARCH_IS_X86).
-pub fn is_x86(def: &DomainDef) -> bool {
-    matches!(def.arch(), None | Some("x86_64") | Some("i686"))
-}
-
-/// The accelerator `<domain type>` asks for.
-pub fn accel_of(def: &DomainDef) -> Accel {
-    if def.type_ == "kvm" {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    }
 }
 
 /// Post-parse defaults plus PCI addresses: the domain as libvirt stores it.
@@ -671,13 +644,6 @@ mod tests {
         let mut d = DomainDef::parse_str("<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>", None).unwrap().0;
         canonical_machine(&mut d, &caps);
         assert_eq!(d.machine(), Some("pc-q35-7.2"));
-    }
-
-    #[test]
-    fn machine_names() {
-        assert!(is_i440fx("pc") && is_i440fx("pc-i440fx-9.1"));
-        assert!(is_q35("q35") && is_q35("pc-q35-7.2"));
-        assert!(!is_q35("pc") && !is_i440fx("q35"));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value};
 use teamvirt_conf::model::{
-    Address, DeviceInfo, DomainDef, HostdevDriver, InterfaceSource, InterfaceType, NetDriver,
-    PciAddress, TeamingType,
+    Address, DeviceInfo, DomainDef, Hostdev, HostdevDriver, InterfaceSource, InterfaceType,
+    NetDriver, PciAddress, TeamingType,
 };
 use teamvirt_conf::validate::{libvirt_checks, teaming};
 use teamvirt_conf::{DeviceDef, Diagnostic};
@@ -158,53 +158,98 @@ pub fn plan_attach(
     }
     let warnings = teaming::checks(&def);
 
-    // The interface's network gives it a VF (or a bridge we cannot plug).
-    let mut actual = None;
-    if let Slot::Interface(i) = slot {
-        let all = resolve_interfaces(&def, networks, in_use)?;
-        let a = all[i].clone();
-        match a.type_ {
-            InterfaceType::Bridge | InterfaceType::Ethernet | InterfaceType::Direct => {
-                return Err(HotplugError::NeedsHostSetup(a.type_.as_str().to_owned()))
-            }
-            _ => {}
+    let actual = match slot {
+        Slot::Interface(i) => Some(resolve_new_interface(&mut def, i, networks, in_use)?),
+        Slot::Hostdev(j) => {
+            vfio_driver(&mut def.devices.hostdevs[j]);
+            None
         }
-        let n = &mut def.devices.interfaces[i];
-        if a.type_ == InterfaceType::Hostdev {
-            // What libvirt's live XML shows: the actual VF, bound to vfio.
-            n.type_ = InterfaceType::Hostdev;
-            n.managed = Some(a.managed);
-            if n.source_pci().is_none() {
-                n.source = Some(InterfaceSource {
-                    pci: a.hostdev,
-                    ..Default::default()
-                });
-            }
-            let drv = n.driver.get_or_insert_with(NetDriver::default);
-            drv.name.get_or_insert_with(|| "vfio".into());
-        }
-        actual = Some(a);
-    }
-    if let Slot::Hostdev(j) = slot {
-        let h = &mut def.devices.hostdevs[j];
-        if h.mode == "subsystem" && h.type_ == "pci" {
-            let drv = h.driver.get_or_insert_with(|| HostdevDriver {
-                name: None,
-                extra_attrs: Vec::new(),
-                pos: Default::default(),
-            });
-            drv.name.get_or_insert_with(|| "vfio".into());
-        }
-    }
+    };
+    let alias = set_alias(&mut def, slot);
+    let r = match slot {
+        Slot::Interface(i) => DevRef::Interface(i),
+        Slot::Hostdev(j) => DevRef::Hostdev(j),
+    };
+    assign_hotplug_address(&mut def, r, caps).map_err(|e| match e {
+        AssignError::Pci(PciError::NoSlots) => HotplugError::NoSlots,
+        e => HotplugError::Address(e),
+    })?;
+    let DeviceLines {
+        conv,
+        device,
+        netdev,
+        argv,
+    } = device_lines(def, caps, networks, in_use, opts, &alias)?;
 
-    // libvirt's alias: netN/hostdevN after the highest one in use.
+    let mut def = conv.def.clone();
+    aliases::apply(&mut def, &conv.built.aliases);
+    Ok(AttachPlan {
+        def,
+        conv,
+        slot,
+        alias,
+        actual,
+        device,
+        netdev,
+        argv,
+        warnings,
+    })
+}
+
+/// The new interface `i`'s network gives it a VF (or a bridge we cannot
+/// plug); a VF shows as libvirt's live XML shows it, bound to vfio.
+fn resolve_new_interface(
+    def: &mut DomainDef,
+    i: usize,
+    networks: &dyn NetworkSource,
+    in_use: &[PciAddress],
+) -> Result<ActualNet, HotplugError> {
+    let all = resolve_interfaces(def, networks, in_use)?;
+    let a = all[i].clone();
+    match a.type_ {
+        InterfaceType::Bridge | InterfaceType::Ethernet | InterfaceType::Direct => {
+            return Err(HotplugError::NeedsHostSetup(a.type_.as_str().to_owned()))
+        }
+        _ => {}
+    }
+    let n = &mut def.devices.interfaces[i];
+    if a.type_ == InterfaceType::Hostdev {
+        n.type_ = InterfaceType::Hostdev;
+        n.managed = Some(a.managed);
+        if n.source_pci().is_none() {
+            n.source = Some(InterfaceSource {
+                pci: a.hostdev,
+                ..Default::default()
+            });
+        }
+        let drv = n.driver.get_or_insert_with(NetDriver::default);
+        drv.name.get_or_insert_with(|| "vfio".into());
+    }
+    Ok(a)
+}
+
+/// A PCI `<hostdev>` is bound to vfio (libvirt's default driver).
+fn vfio_driver(h: &mut Hostdev) {
+    if h.mode == "subsystem" && h.type_ == "pci" {
+        let drv = h.driver.get_or_insert_with(|| HostdevDriver {
+            name: None,
+            extra_attrs: Vec::new(),
+            pos: Default::default(),
+        });
+        drv.name.get_or_insert_with(|| "vfio".into());
+    }
+}
+
+/// libvirt's alias for the new device: netN/hostdevN after the highest
+/// one in use (a user alias it has stays). Returns the QEMU id.
+fn set_alias(def: &mut DomainDef, slot: Slot) -> String {
     let actuals: Vec<ActualNet> = def
         .devices
         .interfaces
         .iter()
         .map(ActualNet::direct_of)
         .collect();
-    let al = aliases::assign(&def, &actuals);
+    let al = aliases::assign(def, &actuals);
     let alias = match slot {
         Slot::Interface(i) => al.interfaces[i].clone(),
         Slot::Hostdev(j) => al.hostdevs[j].clone(),
@@ -215,19 +260,29 @@ pub fn plan_attach(
     };
     info.alias
         .get_or_insert_with(|| teamvirt_conf::model::Alias::new(alias.clone()));
+    alias
+}
 
-    let r = match slot {
-        Slot::Interface(i) => DevRef::Interface(i),
-        Slot::Hostdev(j) => DevRef::Hostdev(j),
-    };
-    assign_hotplug_address(&mut def, r, caps).map_err(|e| match e {
-        AssignError::Pci(PciError::NoSlots) => HotplugError::NoSlots,
-        e => HotplugError::Address(e),
-    })?;
+/// The new device's part of the command line, as QMP arguments and as
+/// command-line options.
+struct DeviceLines {
+    conv: Conversion,
+    device: Map<String, Value>,
+    netdev: Option<Map<String, Value>>,
+    argv: Vec<String>,
+}
 
-    // Build the whole domain as start would; the device's own lines are
-    // what gets plugged. Test-env fds stand in for other NICs' taps: only
-    // this device's lines are used, and it needs none.
+/// Build the whole domain as start would; the device's own lines are what
+/// gets plugged. Test-env fds stand in for other NICs' taps: only this
+/// device's lines are used, and it needs none.
+fn device_lines(
+    def: DomainDef,
+    caps: &QemuCaps,
+    networks: &dyn NetworkSource,
+    in_use: &[PciAddress],
+    opts: &BuildOptions,
+    alias: &str,
+) -> Result<DeviceLines, HotplugError> {
     let bopts = BuildOptions {
         test_env: true,
         emulate_vf: opts.emulate_vf,
@@ -240,7 +295,7 @@ pub fn plan_attach(
     let jconv = convert(def, &json_caps, networks, in_use, &bopts)?;
     let jargs = &jconv.built.cmd.argv;
     let device =
-        find_json(jargs, "-device", &alias).ok_or(HotplugError::NoDeviceArgs(alias.clone()))?;
+        find_json(jargs, "-device", alias).ok_or(HotplugError::NoDeviceArgs(alias.to_owned()))?;
     let netdev_id = device
         .get("netdev")
         .and_then(Value::as_str)
@@ -255,23 +310,15 @@ pub fn plan_attach(
             argv.push(s);
         }
     }
-    let s = find_raw(&conv.built.cmd.argv, "-device", &alias)
-        .ok_or(HotplugError::NoDeviceArgs(alias.clone()))?;
+    let s = find_raw(&conv.built.cmd.argv, "-device", alias)
+        .ok_or(HotplugError::NoDeviceArgs(alias.to_owned()))?;
     argv.push("-device".into());
     argv.push(s);
-
-    let mut def = conv.def.clone();
-    aliases::apply(&mut def, &conv.built.aliases);
-    Ok(AttachPlan {
-        def,
+    Ok(DeviceLines {
         conv,
-        slot,
-        alias,
-        actual,
         device,
         netdev,
         argv,
-        warnings,
     })
 }
 

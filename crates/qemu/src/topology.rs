@@ -8,7 +8,7 @@
 use teamvirt_conf::model::{DomainDef, InterfaceType, PciAddress, TeamingType};
 use teamvirt_conf::{Diagnostic, Pos};
 
-use crate::defaults::is_q35;
+use crate::machine::is_q35;
 use crate::resolve::ActualNet;
 
 /// Codes of the warnings below.

@@ -9,6 +9,7 @@ use teamvirt_conf::diag::{unsupported, Diagnostic};
 use teamvirt_conf::model::{DomainDef, Interface, InterfaceType};
 use teamvirt_conf::validate::{validate_domain, DriverValidator};
 
+pub use crate::caps::failover_capability;
 use crate::caps::QemuCaps;
 
 /// The QEMU driver's checks.
@@ -35,20 +36,6 @@ impl DriverValidator for QemuValidator {
             }
         }
         network(def, net)
-    }
-}
-
-/// libvirt v6.1-v8.x's capability check (`virtio-net failover (teaming) is
-/// not supported with this QEMU binary`), for a QEMU without the
-/// virtio-net `failover` property.
-pub fn failover_capability(has_failover: bool) -> Result<(), Diagnostic> {
-    if has_failover {
-        Ok(())
-    } else {
-        Err(unsupported(
-            "teaming-no-failover-cap",
-            "virtio-net failover (teaming) is not supported with this QEMU binary",
-        ))
     }
 }
 
@@ -118,9 +105,9 @@ pub fn disk_controllers_in_range(def: &DomainDef) -> Result<(), Diagnostic> {
 /// `qemuValidateDomainVCpuTopology`'s machine limit: the vCPUs of `def`
 /// against the `maxCpus` QEMU reports for its machine type (0: unknown, no
 /// limit, as in libvirt). Needs the machine type libvirt's post-parse fills
-/// in, so [`crate::defaults::define`] runs it.
+/// in, so `defaults::define` runs it.
 pub fn vcpus_fit_machine(def: &DomainDef, caps: &QemuCaps) -> Result<(), Diagnostic> {
-    let accel = crate::defaults::accel_of(def);
+    let accel = crate::machine::accel_of(def);
     let machine = match def.machine() {
         Some(m) => caps.machine_for(m, accel).or_else(|| caps.machine(m)),
         None => caps.default_machine(accel),

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use teamvirt_runtime::guestdoc::{GuestView, IfaceView};
 use teamvirt_runtime::util::escape_controls;
 
-use super::domain::{report_domain, StateOpt};
+use super::args::StateOpt;
+use super::report::report_domain;
 use crate::out::outln;
 
 /// `domifaddr NAME --source agent` (the verb is `domif::domifaddr`):

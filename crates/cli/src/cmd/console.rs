@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use teamvirt_runtime::Runtime;
 
-use crate::cmd::domain::{report_domain, NameArgs};
+use crate::cmd::args::NameArgs;
+use crate::cmd::report::report_domain;
 
 /// Ctrl-]: virsh's escape character.
 const ESCAPE: u8 = 0x1d;

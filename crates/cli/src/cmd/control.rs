@@ -10,7 +10,8 @@ use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::control::AutostartKind;
 use teamvirt_runtime::{Runtime, StartOptions};
 
-use crate::cmd::domain::{report, report_domain, report_network, NameArgs, StateOpt};
+use crate::cmd::args::{NameArgs, StateOpt};
+use crate::cmd::report::{report, report_domain, report_network};
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::{RuntimeError, StartOptions};
 
-use crate::cmd::domain::{
-    print_start_failure, print_start_report, report, schema_check, StateOpt, MAX_WAIT_SECS,
-};
+use crate::cmd::args::{StateOpt, MAX_WAIT_SECS};
+use crate::cmd::domain::{print_start_failure, print_start_report, schema_check};
+use crate::cmd::report::report;
 use crate::out::outln;
 use crate::render::render;
 

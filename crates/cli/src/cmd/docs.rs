@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Command};
 
-use crate::cmd::domain::StateOpt;
+use crate::cmd::args::StateOpt;
 use crate::out::outln;
 
 #[derive(clap::Args, Debug)]

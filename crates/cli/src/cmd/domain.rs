@@ -11,107 +11,11 @@ use std::time::Duration;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::start::describe_substitution;
 use teamvirt_runtime::teaming::PairState;
-use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
+use teamvirt_runtime::{RuntimeError, StartOptions};
 
+use super::args::{NameArgs, StateOpt, MAX_WAIT_SECS};
+use super::report::{report, report_domain};
 use crate::render::render;
-
-/// Upper bound of every wait a user gives in seconds (a day): a bound
-/// beyond it is a typo, and a huge one would overflow a deadline.
-pub const MAX_WAIT_SECS: u64 = 86_400;
-
-/// Where the state lives.
-#[derive(clap::Args, Debug, Clone)]
-pub struct StateOpt {
-    /// State directory (default: $TEAMVIRT_STATE_DIR, /var/lib/teamvirt for
-    /// root, else $XDG_STATE_HOME/teamvirt).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-}
-
-impl StateOpt {
-    /// The runtime, with what opening it settled (a migration whose
-    /// `teamvirt migrate` died) reported on stderr.
-    pub fn open(&self) -> Result<Runtime, RuntimeError> {
-        let rt = Runtime::open_default(self.state_dir.as_deref())?;
-        for n in rt.notices() {
-            eprintln!("warning: {n}");
-        }
-        Ok(rt)
-    }
-
-    /// For verbs that only read: `None` when the state directory does not
-    /// exist yet (nothing is defined or running), which reading must not
-    /// create; else [`StateOpt::open`].
-    pub fn open_existing(&self) -> Result<Option<Runtime>, RuntimeError> {
-        let root = teamvirt_runtime::state::resolve_root(self.state_dir.as_deref())?;
-        if std::fs::symlink_metadata(&root).is_err() {
-            return Ok(None);
-        }
-        self.open().map(Some)
-    }
-
-    /// `f` on the runtime for a verb about domain `name` that only reads:
-    /// without a state directory there is no such domain.
-    pub fn read_domain<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&Runtime) -> Result<T, RuntimeError>,
-    ) -> Result<T, RuntimeError> {
-        match self.open_existing()? {
-            Some(rt) => f(&rt),
-            None => Err(RuntimeError::NoDomain(name.to_owned())),
-        }
-    }
-}
-
-/// Print an error the way virsh does (`error: what failed` + `error: why`),
-/// with diagnostics rendered against their XML.
-pub fn report(what: &str, e: &RuntimeError) -> ExitCode {
-    eprintln!("error: {what}");
-    match e {
-        RuntimeError::Invalid { diags, text, file } => {
-            for d in diags {
-                let d = d.clone().with_file(d.file.clone().or_else(|| file.clone()));
-                eprint!("{}", render(&d, Some(text)));
-            }
-        }
-        RuntimeError::Refused {
-            name,
-            diags,
-            text,
-            file,
-        } => {
-            eprintln!("error: {}", teamvirt_runtime::error::refusal_header(name));
-            for d in diags {
-                let d = d.clone().with_file(d.file.clone().or_else(|| file.clone()));
-                eprint!("{}", render(&d, Some(text)));
-            }
-        }
-        _ => eprintln!("error: {e}"),
-    }
-    ExitCode::FAILURE
-}
-
-/// virsh looks the domain up before acting on it: a missing one is
-/// `failed to get domain 'X'` (then libvirt's "Domain not found" text).
-pub fn report_domain(dom: &str, what: &str, e: &RuntimeError) -> ExitCode {
-    match e {
-        RuntimeError::NoDomain(n) if n == dom => {
-            report(&format!("failed to get domain '{dom}'"), e)
-        }
-        _ => report(what, e),
-    }
-}
-
-/// The network counterpart of [`report_domain`].
-pub fn report_network(net: &str, what: &str, e: &RuntimeError) -> ExitCode {
-    match e {
-        RuntimeError::NoNetwork(n) if n == net => {
-            report(&format!("failed to get network '{net}'"), e)
-        }
-        _ => report(what, e),
-    }
-}
 
 fn read_file(path: &Path) -> Result<String, ExitCode> {
     teamvirt_conf::read_xml_file(path).map_err(|e| {
@@ -183,14 +87,6 @@ pub fn define(a: DefineArgs) -> ExitCode {
         }
         Err(e) => report(&what, &e),
     }
-}
-
-#[derive(clap::Args, Debug)]
-pub struct NameArgs {
-    /// Domain name.
-    pub domain: String,
-    #[command(flatten)]
-    pub state: StateOpt,
 }
 
 pub fn undefine(a: NameArgs) -> ExitCode {

@@ -9,7 +9,8 @@ use serde::Serialize;
 use teamvirt_runtime::control::IfaceRow;
 use teamvirt_runtime::{DomainState, RuntimeError};
 
-use crate::cmd::domain::{report_domain, StateOpt};
+use crate::cmd::args::StateOpt;
+use crate::cmd::report::report_domain;
 use crate::out::outln;
 
 #[derive(clap::Args, Debug)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use teamvirt_runtime::migrate::job;
 
-use super::domain::StateOpt;
+use super::args::StateOpt;
 use super::domjobinfo::open_for_job;
 
 #[derive(clap::Args, Debug)]

@@ -10,7 +10,7 @@ use teamvirt_runtime::migrate::job;
 use teamvirt_runtime::run::RunRecord;
 use teamvirt_runtime::state::StateDir;
 
-use super::domain::StateOpt;
+use super::args::StateOpt;
 
 #[derive(clap::Args, Debug)]
 pub struct DomjobinfoArgs {

@@ -9,7 +9,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::cmd::domain::{report, report_domain, schema_check, StateOpt};
+use crate::cmd::args::StateOpt;
+use crate::cmd::domain::schema_check;
+use crate::cmd::report::{report, report_domain};
 
 #[derive(clap::Args, Debug)]
 pub struct EditArgs {

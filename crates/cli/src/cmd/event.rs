@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use teamvirt_runtime::{DomainState, Runtime};
 
-use crate::cmd::domain::{report, StateOpt, MAX_WAIT_SECS};
+use crate::cmd::args::{StateOpt, MAX_WAIT_SECS};
+use crate::cmd::report::report;
 use crate::out::outln;
 
 /// Set by SIGINT: the loop ends and says how many events it printed.

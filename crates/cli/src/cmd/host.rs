@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 use teamvirt_runtime::{DomainState, DomainSummary, RuntimeError};
 
-use crate::cmd::domain::{report, StateOpt};
+use crate::cmd::args::StateOpt;
 use crate::cmd::qemu_opts::DEFAULT_EMULATOR;
+use crate::cmd::report::report;
 use crate::out::outln;
 
 #[derive(clap::Args, Debug)]

@@ -11,7 +11,8 @@ use teamvirt_runtime::hotplug::{
 };
 use teamvirt_runtime::{Runtime, RuntimeError};
 
-use crate::cmd::domain::{report_domain, StateOpt};
+use crate::cmd::args::StateOpt;
+use crate::cmd::report::report_domain;
 use crate::out::outln;
 use crate::render::render;
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use teamvirt_runtime::migrate::{self, MigrateError, MigrateOptions, Outcome, Progress};
 use teamvirt_runtime::state::StateDir;
 
-use super::domain::{StateOpt, MAX_WAIT_SECS};
+use super::args::{StateOpt, MAX_WAIT_SECS};
 use crate::render::render;
 
 #[derive(clap::Args, Debug)]

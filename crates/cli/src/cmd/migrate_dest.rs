@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use teamvirt_runtime::state::StateDir;
 use teamvirt_runtime::Runtime;
 
-use super::domain::StateOpt;
+use super::args::StateOpt;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -1,5 +1,6 @@
 //! One module per verb.
 pub mod agent;
+pub mod args;
 pub mod capabilities;
 pub mod console;
 pub mod control;
@@ -21,4 +22,5 @@ pub mod net;
 pub mod netinfo;
 pub mod nodedev;
 pub mod qemu_opts;
+pub mod report;
 pub mod validate;

@@ -7,7 +7,8 @@ use crate::out::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::domain::{report, report_network, StateOpt};
+use super::args::StateOpt;
+use super::report::{report, report_network};
 use crate::render::render;
 use teamvirt_runtime::RuntimeError;
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 use teamvirt_runtime::{Runtime, RuntimeError};
 
-use crate::cmd::domain::{report_network, StateOpt};
+use crate::cmd::args::StateOpt;
+use crate::cmd::report::report_network;
 use crate::out::outln;
 
 #[derive(clap::Args, Debug)]

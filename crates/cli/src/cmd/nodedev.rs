@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use teamvirt_runtime::hostdev::HostPrep;
 use teamvirt_runtime::nodedev::{self, Cap};
 
-use crate::cmd::domain::{report, StateOpt};
+use crate::cmd::args::StateOpt;
+use crate::cmd::report::report;
 use crate::out::{out, outln};
 
 /// `--cap`: which devices `nodedev-list` prints.

@@ -1,6 +1,8 @@
 //! `<devices>` and the device kinds other than `<interface>`.
 
-use super::{device_info, interface, pci_attrs, raws_named, raws_unordered, teaming, Attrs, W};
+use super::{
+    device_info, hostdev_pci_source, interface, raws_named, raws_unordered, teaming, Attrs, W,
+};
 use crate::model::*;
 
 impl crate::parse::DeviceDef {
@@ -157,22 +159,6 @@ fn controller(w: &mut W, c: &Controller) {
         raws_named(w, &c.extra, "driver");
         device_info(w, &c.info);
         w.raws(c.extra.iter().filter(|e| e.name != "driver"));
-    });
-}
-
-pub(crate) fn hostdev_pci_source(
-    w: &mut W,
-    addr: &PciAddress,
-    with_type: bool,
-    extra_attrs: &[RawAttr],
-) {
-    w.block("source", Attrs::new().raw(extra_attrs), |w| {
-        let at = if with_type {
-            Attrs::new().add("type", "pci")
-        } else {
-            Attrs::new()
-        };
-        w.empty("address", pci_attrs(at, addr));
     });
 }
 

@@ -1,7 +1,6 @@
 //! `<interface>` (libvirt `virDomainNetDefFormat`, inactive).
 
-use super::devices::hostdev_pci_source;
-use super::{device_info, raws_named, teaming, virtualport, vlan, Attrs, W};
+use super::{device_info, hostdev_pci_source, raws_named, teaming, virtualport, vlan, Attrs, W};
 use crate::model::*;
 
 /// Children kept verbatim, placed by name in libvirt's order relative to

@@ -192,6 +192,24 @@ pub(crate) fn pci_attrs(a: Attrs, p: &PciAddress) -> Attrs {
 }
 
 /// A guest address (`virDomainDeviceInfoFormat` address part).
+/// `<source><address .../></source>` of a PCI hostdev, shared by
+/// `<hostdev>` and `<interface type='hostdev'>` (which adds `type='pci'`).
+pub(crate) fn hostdev_pci_source(
+    w: &mut W,
+    addr: &PciAddress,
+    with_type: bool,
+    extra_attrs: &[RawAttr],
+) {
+    w.block("source", Attrs::new().raw(extra_attrs), |w| {
+        let at = if with_type {
+            Attrs::new().add("type", "pci")
+        } else {
+            Attrs::new()
+        };
+        w.empty("address", pci_attrs(at, addr));
+    });
+}
+
 pub(crate) fn address(w: &mut W, a: &Address) {
     match a {
         Address::Pci(p) => {

@@ -28,68 +28,18 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
     if let Some(s) = el.child("source", cx) {
         i.source = Some(source(s, type_, cx)?);
     }
-    let need = |attr: &str| {
-        format!(
-            "{}No <source> '{attr}' attribute specified with <interface type='{}'/>",
-            prefix::XML_ERROR,
-            type_.as_str()
-        )
-    };
-    let src = i.source.as_ref();
-    match type_ {
-        InterfaceType::Network if src.and_then(|s| s.network.as_ref()).is_none() => {
-            return Err(cx.error("interface-no-source", need("network"), el.pos))
-        }
-        InterfaceType::Bridge if src.and_then(|s| s.bridge.as_ref()).is_none() => {
-            return Err(cx.error("interface-no-source", need("bridge"), el.pos))
-        }
-        InterfaceType::Direct if src.and_then(|s| s.dev.as_ref()).is_none() => {
-            return Err(cx.error("interface-no-source", need("dev"), el.pos))
-        }
-        // No <source> at all: no address type either (with a <source>,
-        // `source` has already checked it).
-        InterfaceType::Hostdev if src.is_none() => {
-            hostdev_source_type(None, false, el.pos, cx)?;
-        }
-        _ => {}
-    }
+    required_source(i.source.as_ref(), type_, el.pos, cx)?;
     if let Some(v) = el.child("vlan", cx) {
         i.vlan = Some(vlan(v, cx)?);
     }
     if let Some(v) = el.child("virtualport", cx) {
         i.virtualport = Some(virtualport(v, cx)?);
     }
-    if let Some(mut t) = el.child("target", cx) {
-        if let Some(dev) = opt_str(&mut t, "dev") {
-            i.target = Some(NetTarget {
-                dev,
-                managed: opt_yes_no(&mut t, cx, "managed")?,
-                pos: t.pos,
-            });
-        }
-        finish(t, cx);
+    if let Some(t) = el.child("target", cx) {
+        i.target = target(t, cx)?;
     }
-    if let Some(mut m) = el.child("model", cx) {
-        if let Some(t) = opt_str(&mut m, "type") {
-            if !t
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-            {
-                return Err(cx.error(
-                    "invalid-model",
-                    format!(
-                        "{}Model name contains invalid characters",
-                        prefix::INVALID_ARG
-                    ),
-                    m.pos,
-                ));
-            }
-            i.model = Some(NetModel {
-                type_: t,
-                pos: m.pos,
-            });
-        }
-        finish(m, cx);
+    if let Some(m) = el.child("model", cx) {
+        i.model = model(m, cx)?;
     }
     if let Some(d) = el.child("driver", cx) {
         i.driver = Some(driver(d, cx)?);
@@ -103,27 +53,8 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
         finish(b, cx);
     }
     i.teaming = teaming(&mut el, cx)?;
-    if let Some(mut l) = el.child("link", cx) {
-        match l.attr("state") {
-            None => {}
-            Some(s @ ("up" | "down")) => {
-                i.link = Some(Link {
-                    state: s.to_string(),
-                    pos: l.pos,
-                })
-            }
-            Some(s) => {
-                return Err(cx.error(
-                    "invalid-link-state",
-                    format!(
-                        "{}unknown interface link state '{s}'",
-                        prefix::INTERNAL_ERROR
-                    ),
-                    l.pos,
-                ))
-            }
-        }
-        finish(l, cx);
+    if let Some(l) = el.child("link", cx) {
+        i.link = link(l, cx)?;
     }
     if let Some(mut m) = el.child("mtu", cx) {
         let size = super::opt_u32_nonzero(&mut m, cx, "size", 10)?
@@ -154,6 +85,101 @@ pub(crate) fn interface(mut el: El, cx: &mut Ctx) -> R<Interface> {
     i.extra_attrs = extra_attrs;
     i.extra.extend(extra);
     Ok(i)
+}
+
+/// The `<source>` attribute an interface of `type_` cannot do without
+/// (libvirt's text); a hostdev one without `<source>` has no address type.
+fn required_source(
+    src: Option<&InterfaceSource>,
+    type_: InterfaceType,
+    pos: Pos,
+    cx: &Ctx,
+) -> R<()> {
+    let need = |attr: &str| {
+        format!(
+            "{}No <source> '{attr}' attribute specified with <interface type='{}'/>",
+            prefix::XML_ERROR,
+            type_.as_str()
+        )
+    };
+    match type_ {
+        InterfaceType::Network if src.and_then(|s| s.network.as_ref()).is_none() => {
+            Err(cx.error("interface-no-source", need("network"), pos))
+        }
+        InterfaceType::Bridge if src.and_then(|s| s.bridge.as_ref()).is_none() => {
+            Err(cx.error("interface-no-source", need("bridge"), pos))
+        }
+        InterfaceType::Direct if src.and_then(|s| s.dev.as_ref()).is_none() => {
+            Err(cx.error("interface-no-source", need("dev"), pos))
+        }
+        // No <source> at all: no address type either (with a <source>,
+        // `source` has already checked it).
+        InterfaceType::Hostdev if src.is_none() => hostdev_source_type(None, false, pos, cx),
+        _ => Ok(()),
+    }
+}
+
+/// `<target dev='...' managed='...'/>` (nothing without `dev`).
+fn target(mut t: El, cx: &mut Ctx) -> R<Option<NetTarget>> {
+    let mut target = None;
+    if let Some(dev) = opt_str(&mut t, "dev") {
+        target = Some(NetTarget {
+            dev,
+            managed: opt_yes_no(&mut t, cx, "managed")?,
+            pos: t.pos,
+        });
+    }
+    finish(t, cx);
+    Ok(target)
+}
+
+/// `<model type='...'/>`: libvirt allows `[A-Za-z0-9_-]` in the name.
+fn model(mut m: El, cx: &mut Ctx) -> R<Option<NetModel>> {
+    let mut model = None;
+    if let Some(t) = opt_str(&mut m, "type") {
+        if !t
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            return Err(cx.error(
+                "invalid-model",
+                format!(
+                    "{}Model name contains invalid characters",
+                    prefix::INVALID_ARG
+                ),
+                m.pos,
+            ));
+        }
+        model = Some(NetModel {
+            type_: t,
+            pos: m.pos,
+        });
+    }
+    finish(m, cx);
+    Ok(model)
+}
+
+/// `<link state='up|down'/>`.
+fn link(mut l: El, cx: &mut Ctx) -> R<Option<Link>> {
+    let link = match l.attr("state") {
+        None => None,
+        Some(s @ ("up" | "down")) => Some(Link {
+            state: s.to_string(),
+            pos: l.pos,
+        }),
+        Some(s) => {
+            return Err(cx.error(
+                "invalid-link-state",
+                format!(
+                    "{}unknown interface link state '{s}'",
+                    prefix::INTERNAL_ERROR
+                ),
+                l.pos,
+            ))
+        }
+    };
+    finish(l, cx);
+    Ok(link)
 }
 
 /// The host subsystem of an `<interface type='hostdev'>`: libvirt reads it

@@ -98,53 +98,10 @@ pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
                 None => return Ok(()),
             }
         } else {
-            // A start tag: skip quoted attribute values (they may hold '>'
-            // and '/'), note whether it closes itself.
-            let mut j = lt + 1;
-            let mut quote = None;
-            let mut attrs = 0usize;
-            let mut name_start = j;
-            let self_closing;
-            loop {
-                let Some(&c) = b.get(j) else { return Ok(()) };
-                match quote {
-                    Some(q) if c == q => quote = None,
-                    Some(_) => {}
-                    None if c == b'\'' || c == b'"' => quote = Some(c),
-                    None if c == b'>' => {
-                        self_closing = b[j - 1] == b'/';
-                        break;
-                    }
-                    None if c.is_ascii_whitespace() => {
-                        name_start = j + 1;
-                        if is_xmlns(&b[j + 1..]) {
-                            namespaces += 1;
-                            if namespaces > MAX_NAMESPACE_DECLS {
-                                return Err(limit_error(
-                                    text,
-                                    j + 1,
-                                    format!("too many namespace declarations (more than {MAX_NAMESPACE_DECLS})"),
-                                ));
-                            }
-                        }
-                    }
-                    // Each attribute has one '=' outside quotes.
-                    None if c == b'=' => {
-                        attrs += 1;
-                        if attrs > MAX_ATTRIBUTES {
-                            return Err(limit_error(
-                                text,
-                                name_start,
-                                format!(
-                                    "element has too many attributes (more than {MAX_ATTRIBUTES})"
-                                ),
-                            ));
-                        }
-                    }
-                    None => {}
-                }
-                j += 1;
-            }
+            // A start tag.
+            let Some((j, self_closing)) = start_tag(text, lt, &mut namespaces)? else {
+                return Ok(());
+            };
             elements += 1;
             depth += 1;
             if depth > max_depth {
@@ -176,6 +133,59 @@ pub(crate) fn check_nested(text: &str, below: usize) -> Result<(), ConfError> {
         }
     }
     Ok(())
+}
+
+/// The start tag at `lt`: where its `>` is and whether it closes itself
+/// (`None`: it never ends, left to the parser). Quoted attribute values
+/// are skipped (they may hold '>' and '/'); attributes and namespace
+/// declarations are counted against their limits on the way.
+fn start_tag(
+    text: &str,
+    lt: usize,
+    namespaces: &mut usize,
+) -> Result<Option<(usize, bool)>, ConfError> {
+    let b = text.as_bytes();
+    let mut j = lt + 1;
+    let mut quote = None;
+    let mut attrs = 0usize;
+    let mut name_start = j;
+    loop {
+        let Some(&c) = b.get(j) else { return Ok(None) };
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'>' => return Ok(Some((j, b[j - 1] == b'/'))),
+            None if c.is_ascii_whitespace() => {
+                name_start = j + 1;
+                if is_xmlns(&b[j + 1..]) {
+                    *namespaces += 1;
+                    if *namespaces > MAX_NAMESPACE_DECLS {
+                        return Err(limit_error(
+                            text,
+                            j + 1,
+                            format!(
+                                "too many namespace declarations (more than {MAX_NAMESPACE_DECLS})"
+                            ),
+                        ));
+                    }
+                }
+            }
+            // Each attribute has one '=' outside quotes.
+            None if c == b'=' => {
+                attrs += 1;
+                if attrs > MAX_ATTRIBUTES {
+                    return Err(limit_error(
+                        text,
+                        name_start,
+                        format!("element has too many attributes (more than {MAX_ATTRIBUTES})"),
+                    ));
+                }
+            }
+            None => {}
+        }
+        j += 1;
+    }
 }
 
 /// An attribute name `xmlns` or `xmlns:...` starts here.

@@ -359,10 +359,6 @@ pub fn dev_kvm_opens() -> bool {
 
 /// Probes `binary` without the cache.
 pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCaps, CapsError> {
-    let perr = |message: String| CapsError::Probe {
-        binary: binary.to_path_buf(),
-        message,
-    };
     let dir = tempfile::Builder::new()
         .prefix("teamvirt-probe-")
         .tempdir()
@@ -378,7 +374,7 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
     })?;
 
     let jail = match JAIL.get() {
-        Some(make) => make(binary).map_err(&perr)?,
+        Some(make) => make(binary).map_err(|m| probe_error(binary, m))?,
         None => None,
     };
     // Bound here, in teamvirt's private directory, and passed down: QEMU
@@ -388,8 +384,58 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
             path: sock.clone(),
             source,
         })?;
-    let lfd = listener.as_raw_fd();
+    let mut cmd = probe_command(binary, opts, listener.as_raw_fd(), stderr, jail);
+    let spawned = cmd.spawn();
+    // Only QEMU holds it now: a QEMU that dies refuses the connection.
+    drop(listener);
+    let mut child = spawned.map_err(|source| CapsError::Spawn {
+        binary: binary.to_path_buf(),
+        source,
+    })?;
 
+    let talk = converse(&sock, &mut child, binary, opts);
+    let result = match tokio::time::timeout(opts.timeout, talk).await {
+        Ok(r) => r,
+        Err(_) => Err(CapsError::Timeout {
+            binary: binary.to_path_buf(),
+            seconds: opts.timeout.as_secs(),
+        }),
+    };
+    match result {
+        Ok(caps) => Ok(caps),
+        Err(e) => {
+            // Kill and reap whatever is left, then add what QEMU said.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let said = said.trim();
+            Err(match e {
+                CapsError::Probe { binary, message } if !said.is_empty() => CapsError::Probe {
+                    binary,
+                    message: format!("{message}; QEMU said: {said}"),
+                },
+                other => other,
+            })
+        }
+    }
+}
+
+fn probe_error(binary: &Path, message: String) -> CapsError {
+    CapsError::Probe {
+        binary: binary.to_path_buf(),
+        message,
+    }
+}
+
+/// QEMU with no guest (`-machine none`), its QMP monitor on the inherited
+/// listening socket `lfd`, in `jail`, dying with teamvirt.
+fn probe_command(
+    binary: &Path,
+    opts: &ProbeOptions,
+    lfd: std::os::fd::RawFd,
+    stderr: std::fs::File,
+    jail: Option<Jail>,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary);
     cmd.args([
         "-machine",
@@ -428,86 +474,62 @@ pub async fn probe_uncached(binary: &Path, opts: &ProbeOptions) -> Result<QemuCa
             Ok(())
         });
     }
-    let spawned = cmd.spawn();
-    // Only QEMU holds it now: a QEMU that dies refuses the connection.
-    drop(listener);
-    let mut child = spawned.map_err(|source| CapsError::Spawn {
-        binary: binary.to_path_buf(),
-        source,
-    })?;
+    cmd
+}
 
-    let talk = async {
-        // The overall deadline below is what bounds the probe; the QMP
-        // client's own limits only need to be longer so they never win.
-        let longer = opts.timeout + Duration::from_secs(5);
-        let qmp_opts = QmpOptions {
-            wait_for_socket: longer,
-            handshake_timeout: longer,
-            command_timeout: longer,
-            ..QmpOptions::default()
-        };
-        // QEMU may die before creating the socket (bad binary, bad option):
-        // report its exit instead of waiting for the socket.
-        let connected = tokio::select! {
-            r = Qmp::connect_with(&sock, qmp_opts) => r,
-            status = child.wait() => {
-                let status = status.map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
-                return Err(perr(format!("QEMU exited ({status}) before its QMP socket was ready")));
-            }
-        };
-        // The socket is teamvirt's (passed to QEMU): a QEMU that died
-        // resets the connection rather than never making the socket.
-        let qmp = match connected {
-            Ok(q) => q,
-            Err(e) => {
-                if let Ok(Ok(status)) =
-                    tokio::time::timeout(Duration::from_secs(2), child.wait()).await
-                {
-                    return Err(perr(format!(
-                        "QEMU exited ({status}) before its QMP socket was ready"
-                    )));
-                }
-                return Err(perr(format!("QMP connect: {e}")));
-            }
-        };
-        let caps = ask(&qmp, binary).await.map_err(|e| match e {
-            AskError::Qmp(what, e) => perr(format!("{what}: {e}")),
-            AskError::Reply(m) => perr(m),
-        })?;
-        qmp.quit().await.map_err(|e| perr(format!("quit: {e}")))?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
-        if !status.success() {
-            return Err(perr(format!("QEMU exited with {status} after quit")));
+/// Connect to the probe's QMP socket, ask, and have QEMU quit cleanly.
+async fn converse(
+    sock: &Path,
+    child: &mut tokio::process::Child,
+    binary: &Path,
+    opts: &ProbeOptions,
+) -> Result<QemuCaps, CapsError> {
+    let perr = |message: String| probe_error(binary, message);
+    // The overall deadline in the caller is what bounds the probe; the QMP
+    // client's own limits only need to be longer so they never win.
+    let longer = opts.timeout + Duration::from_secs(5);
+    let qmp_opts = QmpOptions {
+        wait_for_socket: longer,
+        handshake_timeout: longer,
+        command_timeout: longer,
+        ..QmpOptions::default()
+    };
+    // QEMU may die before creating the socket (bad binary, bad option):
+    // report its exit instead of waiting for the socket.
+    let connected = tokio::select! {
+        r = Qmp::connect_with(sock, qmp_opts) => r,
+        status = child.wait() => {
+            let status = status.map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
+            return Err(perr(format!("QEMU exited ({status}) before its QMP socket was ready")));
         }
-        Ok(caps)
     };
-    let result = match tokio::time::timeout(opts.timeout, talk).await {
-        Ok(r) => r,
-        Err(_) => Err(CapsError::Timeout {
-            binary: binary.to_path_buf(),
-            seconds: opts.timeout.as_secs(),
-        }),
-    };
-    match result {
-        Ok(caps) => Ok(caps),
+    // The socket is teamvirt's (passed to QEMU): a QEMU that died
+    // resets the connection rather than never making the socket.
+    let qmp = match connected {
+        Ok(q) => q,
         Err(e) => {
-            // Kill and reap whatever is left, then add what QEMU said.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            let said = said.trim();
-            Err(match e {
-                CapsError::Probe { binary, message } if !said.is_empty() => CapsError::Probe {
-                    binary,
-                    message: format!("{message}; QEMU said: {said}"),
-                },
-                other => other,
-            })
+            if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+            {
+                return Err(perr(format!(
+                    "QEMU exited ({status}) before its QMP socket was ready"
+                )));
+            }
+            return Err(perr(format!("QMP connect: {e}")));
         }
+    };
+    let caps = ask(&qmp, binary).await.map_err(|e| match e {
+        AskError::Qmp(what, e) => perr(format!("{what}: {e}")),
+        AskError::Reply(m) => perr(m),
+    })?;
+    qmp.quit().await.map_err(|e| perr(format!("quit: {e}")))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| perr(format!("waiting for QEMU: {e}")))?;
+    if !status.success() {
+        return Err(perr(format!("QEMU exited with {status} after quit")));
     }
+    Ok(caps)
 }
 
 enum AskError {
@@ -529,26 +551,13 @@ fn optional<T>(cmd: &'static str, r: Result<T, QmpError>) -> Result<Option<T>, A
     }
 }
 
+/// Every question, in the order libvirt asks them, mapped to libvirt's
+/// capabilities.
 async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
     let mut flags = BTreeSet::new();
-
-    let v = named("query-version", qmp.query_version().await)?;
-    let version = encode_version(v.qemu.major, v.qemu.minor, v.qemu.micro).ok_or_else(|| {
-        AskError::Reply(format!(
-            "unexpected reply to query-version: {}.{}.{}",
-            v.qemu.major, v.qemu.minor, v.qemu.micro
-        ))
-    })?;
-    let package = v.package.trim().to_string();
-
+    let (version, package) = version(qmp).await?;
     let target = named("query-target", qmp.query_target().await)?;
-    let arch = match target.arch.as_str() {
-        // libvirt's names for QEMU's target names.
-        "i386" => "i686",
-        "arm" => "armv7l",
-        other => other,
-    }
-    .to_string();
+    let arch = libvirt_arch(&target.arch).to_string();
 
     let kvm = optional("query-kvm", qmp.query_kvm().await)?;
     let kvm_enabled = kvm.is_some_and(|k| k.enabled);
@@ -563,7 +572,70 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
             flags.insert(flag.to_string());
         }
     }
+    let device_props = device_props(qmp, &types).await?;
+    for (dev, prop, flag) in DEVICE_PROPS {
+        if device_props
+            .get(*dev)
+            .is_some_and(|p: &Vec<String>| p.iter().any(|n| n == prop))
+        {
+            flags.insert(flag.to_string());
+        }
+    }
+    schema_flags(qmp, &mut flags).await?;
+    command_flags(qmp, &mut flags).await?;
+    command_line_flags(qmp, &mut flags).await?;
 
+    let machines = machines(qmp).await?;
+    let cpu_models = cpu_models(qmp).await?;
+    let active = if kvm_enabled { Accel::Kvm } else { Accel::Tcg };
+    let accel = per_accel(&flags, active, &machines, &cpu_models);
+
+    Ok(QemuCaps {
+        emulator: binary.to_path_buf(),
+        version,
+        version_string: version_string(version),
+        package,
+        arch,
+        microcode_version: None,
+        kernel_version: None,
+        host_cpu_signature: None,
+        flags,
+        accel,
+        device_props,
+        source: CapsSource::Probe {
+            binary: binary.to_path_buf(),
+            cache: None,
+        },
+    })
+}
+
+/// `query-version`: libvirt's version number and the package string.
+async fn version(qmp: &Qmp) -> Result<(u32, String), AskError> {
+    let v = named("query-version", qmp.query_version().await)?;
+    let version = encode_version(v.qemu.major, v.qemu.minor, v.qemu.micro).ok_or_else(|| {
+        AskError::Reply(format!(
+            "unexpected reply to query-version: {}.{}.{}",
+            v.qemu.major, v.qemu.minor, v.qemu.micro
+        ))
+    })?;
+    Ok((version, v.package.trim().to_string()))
+}
+
+/// libvirt's names for QEMU's target names.
+fn libvirt_arch(target: &str) -> &str {
+    match target {
+        "i386" => "i686",
+        "arm" => "armv7l",
+        other => other,
+    }
+}
+
+/// `device-list-properties` of each [`PROBED_DEVICES`] QEMU has as a type:
+/// its property names, sorted.
+async fn device_props(
+    qmp: &Qmp,
+    types: &HashSet<&str>,
+) -> Result<BTreeMap<String, Vec<String>>, AskError> {
     let mut device_props = BTreeMap::new();
     for dev in PROBED_DEVICES.iter().filter(|d| types.contains(*d)) {
         let props = match qmp.device_list_properties(dev).await {
@@ -577,15 +649,11 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         names.dedup();
         device_props.insert(dev.to_string(), names);
     }
-    for (dev, prop, flag) in DEVICE_PROPS {
-        if device_props
-            .get(*dev)
-            .is_some_and(|p: &Vec<String>| p.iter().any(|n| n == prop))
-        {
-            flags.insert(flag.to_string());
-        }
-    }
+    Ok(device_props)
+}
 
+/// [`SCHEMA_QUERIES`] from `query-qmp-schema` (none without it).
+async fn schema_flags(qmp: &Qmp, flags: &mut BTreeSet<String>) -> Result<(), AskError> {
     if let Some(schema) = optional("query-qmp-schema", qmp.query_qmp_schema().await)? {
         let schema = Value::Array(schema);
         let schema = Schema::new(&schema);
@@ -595,7 +663,11 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
             }
         }
     }
+    Ok(())
+}
 
+/// [`COMMANDS`] from `query-commands`.
+async fn command_flags(qmp: &Qmp, flags: &mut BTreeSet<String>) -> Result<(), AskError> {
     let commands = named("query-commands", qmp.query_commands().await)?;
     let commands: HashSet<&str> = commands.iter().map(|c| c.name.as_str()).collect();
     for (cmd, flag) in COMMANDS {
@@ -603,7 +675,11 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
             flags.insert(flag.to_string());
         }
     }
+    Ok(())
+}
 
+/// [`CMDLINE_OPTIONS`] from `query-command-line-options` (none without it).
+async fn command_line_flags(qmp: &Qmp, flags: &mut BTreeSet<String>) -> Result<(), AskError> {
     let options = optional(
         "query-command-line-options",
         qmp.query_command_line_options().await,
@@ -619,7 +695,11 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
             }
         }
     }
+    Ok(())
+}
 
+/// `query-machines`, default first, without `none`.
+async fn machines(qmp: &Qmp) -> Result<Vec<MachineType>, AskError> {
     let mut machines = Vec::new();
     for m in named("query-machines", qmp.query_machines().await)? {
         // libvirt leaves out `none`, the machine the probe itself runs.
@@ -644,9 +724,13 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         let m = machines.remove(i);
         machines.insert(0, m);
     }
+    Ok(machines)
+}
 
+/// `query-cpu-definitions` (none without it).
+async fn cpu_models(qmp: &Qmp) -> Result<Vec<CpuModel>, AskError> {
     let cpus = optional("query-cpu-definitions", qmp.query_cpu_definitions().await)?;
-    let cpu_models: Vec<CpuModel> = cpus
+    Ok(cpus
         .unwrap_or_default()
         .into_iter()
         .map(|c| CpuModel {
@@ -655,16 +739,24 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
             usable: c.unavailable_features.as_ref().map(Vec::is_empty),
             deprecated: c.deprecated,
         })
-        .collect();
+        .collect())
+}
 
-    let active = if kvm_enabled { Accel::Kvm } else { Accel::Tcg };
+/// The same machines and CPU models for each accelerator found; CPU
+/// usability only for the `active` one (the probe ran with it).
+fn per_accel(
+    flags: &BTreeSet<String>,
+    active: Accel,
+    machines: &[MachineType],
+    cpu_models: &[CpuModel],
+) -> BTreeMap<Accel, AccelCaps> {
     let mut accel = BTreeMap::new();
     for a in [Accel::Kvm, Accel::Tcg] {
         if !flags.contains(a.as_str()) {
             continue;
         }
         let cpu_models = if a == active {
-            cpu_models.clone()
+            cpu_models.to_vec()
         } else {
             cpu_models
                 .iter()
@@ -677,27 +769,10 @@ async fn ask(qmp: &Qmp, binary: &Path) -> Result<QemuCaps, AskError> {
         accel.insert(
             a,
             AccelCaps {
-                machines: machines.clone(),
+                machines: machines.to_vec(),
                 cpu_models,
             },
         );
     }
-
-    Ok(QemuCaps {
-        emulator: binary.to_path_buf(),
-        version,
-        version_string: version_string(version),
-        package,
-        arch,
-        microcode_version: None,
-        kernel_version: None,
-        host_cpu_signature: None,
-        flags,
-        accel,
-        device_props,
-        source: CapsSource::Probe {
-            binary: binary.to_path_buf(),
-            cache: None,
-        },
-    })
+    accel
 }

@@ -50,8 +50,8 @@ pub fn controller_alias(def: &DomainDef, type_: &str, idx: u32, model: Option<&s
     match type_ {
         "pci" if model == Some("pcie-root") => format!("pcie.{idx}"),
         "pci" => format!("pci.{idx}"),
-        "ide" if idx == 0 && crate::defaults::is_i440fx(machine) => "ide".into(),
-        "sata" if idx == 0 && crate::defaults::is_q35(machine) => "ide".into(),
+        "ide" if idx == 0 && crate::machine::is_i440fx(machine) => "ide".into(),
+        "sata" if idx == 0 && crate::machine::is_q35(machine) => "ide".into(),
         "usb" if idx == 0 => "usb".into(),
         "scsi" if idx == 0 && model == Some("ncr53c90") => "scsi".into(),
         _ => format!("{type_}{idx}"),

@@ -7,7 +7,8 @@ use teamvirt_conf::validate::{libvirt_checks, teaming};
 use teamvirt_conf::Diagnostic;
 use thiserror::Error;
 
-use super::build::{build, BuildOptions, Built, CommandError};
+use super::build::build;
+use super::ctx::{BuildOptions, Built, CommandError};
 use crate::caps::QemuCaps;
 use crate::defaults::{define, DefaultsError};
 use crate::resolve::{resolve_interfaces, ActualNet, NetworkSource, ResolveError};

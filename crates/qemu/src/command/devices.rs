@@ -3,10 +3,10 @@
 use teamvirt_conf::model::{Address, DomainDef, RawElement};
 use teamvirt_conf::Pos;
 
-use super::build::{boot_index_disk, need_pci, CommandError, Ctx};
+use super::ctx::{boot_index_disk, need_pci, CommandError, Ctx};
 use super::output::CommandLine;
 use super::props::{escape_comma, Props};
-use crate::defaults::{is_i440fx, is_q35};
+use crate::machine::{is_i440fx, is_q35};
 
 fn unsupported(what: impl Into<String>, pos: Pos) -> CommandError {
     CommandError::Unsupported {

@@ -6,7 +6,7 @@ use teamvirt_conf::model::{
     Address, DeviceInfo, Interface, InterfaceType, PciAddress, TeamingType,
 };
 
-use super::build::{boot_index_net, need_pci, CommandError, Ctx, Substitution};
+use super::ctx::{boot_index_net, need_pci, CommandError, Ctx, NetFds, Substitution};
 use super::output::CommandLine;
 use super::props::Props;
 use crate::resolve::ActualNet;
@@ -346,7 +346,7 @@ fn lab_primary(
     host: Option<PciAddress>,
     pair: &str,
     addr: &PciAddress,
-    fds: Option<&super::build::NetFds>,
+    fds: Option<&NetFds>,
 ) -> Result<Substitution, CommandError> {
     let standby = ctx
         .def

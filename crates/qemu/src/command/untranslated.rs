@@ -6,7 +6,7 @@
 
 use teamvirt_conf::model::{DomainDef, RawElement, DEVICE_ORDER};
 
-use super::build::CommandError;
+use super::ctx::CommandError;
 
 /// Top-level `<domain>` children that change libvirt's QEMU command line.
 const DOMAIN_ARGV: &[&str] = &[

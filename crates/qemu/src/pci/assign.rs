@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use super::alloc::{AddressSet, BusModel, Connect, PciAddr, PciError};
 use crate::caps::QemuCaps;
-use crate::defaults::{is_i440fx, is_q35};
+use crate::machine::{is_i440fx, is_q35};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AssignError {
