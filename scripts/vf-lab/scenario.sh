@@ -77,6 +77,7 @@ collect() {
 }
 cleanup() {
     collect
+    dmesg >$out/l1-dmesg.txt 2>&1
     [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
     for h in $src $dst; do
         for d in vfl2 plain vlan unm; do
@@ -308,6 +309,18 @@ sleep 10
     bridge fdb show br br0 | grep -v permanent
     ip -s link
 } >$out/wire-before.txt 2>&1
+# Where br0 sends the guest's frames, which ports are locked, and the
+# interrupts of the VFs' vfio devices, twice a second through the
+# migration (teamvirt moves the entry at the unplug, at the resume and
+# once the destination's VF is heard).
+(while :; do
+    echo "@ $(date +%s.%N)"
+    bridge fdb show br br0 | grep -i "$mac"
+    bridge -d link show | grep -o '^[0-9]*: [^:]*\|locked [a-z]*' | paste -sd' '
+    grep vfio /proc/interrupts | awk '{ s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print "irq", $NF, s }'
+    sleep 0.5
+done) >$out/fdb-watch.log 2>&1 &
+watch_pid=$!
 m0=$(date +%s.%N)
 tv migrate --state-dir $src vfl2 --dest-state-dir $dst --persistent --undefinesource --timeout 600 >$out/migrate.txt 2>&1
 mrc=$?
@@ -322,6 +335,7 @@ verify vf1-mac-through-pf vf_has_mac 1 $mac
 dserial=$dst/run/vfl2/serial.log
 wait_for 300 bonded $dserial
 sleep 10
+kill $watch_pid
 kill $ping_pid
 ping_pid=
 verify guest-rebonded-vf1 bonded $dserial
