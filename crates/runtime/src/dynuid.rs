@@ -409,35 +409,50 @@ mod tests {
     }
 
     /// Two domains of a state directory get different ids; a freed id is
-    /// handed out again; an id a process runs as is skipped.
+    /// handed out again; an id a process runs as is skipped. (A test
+    /// host: the default one would sweep the real /tmp.)
     #[test]
     fn allocations_are_distinct_and_freed() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipping: needs root (the host lock is in /run)");
+            eprintln!("skipping: needs root");
             return;
         }
         let t = tempfile::tempdir().unwrap();
-        let sd = StateDir::open(t.path()).unwrap();
+        let (first, last) = (3_900_001, 3_900_009);
+        let host = test_host(t.path(), first, last);
+        let sd = StateDir::open(&t.path().join("state")).unwrap();
         sd.create_run_dir("a").unwrap();
         sd.create_run_dir("b").unwrap();
-        let a = allocate(&sd, "a").unwrap();
+        // A process runs as the first id.
+        use std::os::unix::process::CommandExt;
+        let mut busy = std::process::Command::new("sleep")
+            .arg("60")
+            .uid(first)
+            .gid(first)
+            .spawn()
+            .unwrap();
+        let a = allocate_in(&host, &sd, "a").unwrap();
         let (ua, ga) = (a.id.uid, a.id.gid);
         drop(a);
-        let b = allocate(&sd, "b").unwrap();
+        let _ = busy.kill();
+        let _ = busy.wait();
+        assert_ne!(ua, first, "the id of a running process was handed out");
+        assert!((first..=last).contains(&ua));
+        let b = allocate_in(&host, &sd, "b").unwrap();
         assert_ne!(b.id.uid, ua);
-        assert_eq!(recorded(&sd, "a").unwrap().uid, ua);
         assert_eq!((ua, ga), (recorded(&sd, "a").unwrap().uid, ga));
         let ub = b.id.uid;
         drop(b);
-        free(&sd, "a").unwrap();
+        free_in(&host.registry, &sd, "a").unwrap();
         assert!(recorded(&sd, "a").is_none());
-        // "a" again: its old id (or another free one), never b's.
-        let a2 = allocate(&sd, "a").unwrap();
+        // "a" again: a free id, never b's.
+        let a2 = allocate_in(&host, &sd, "a").unwrap();
         assert_ne!(a2.id.uid, ub);
         drop(a2);
-        free(&sd, "a").unwrap();
-        free(&sd, "b").unwrap();
+        free_in(&host.registry, &sd, "a").unwrap();
+        free_in(&host.registry, &sd, "b").unwrap();
+        assert_eq!(std::fs::read_dir(&host.registry).unwrap().count(), 0);
     }
 
     /// Settings of a test: its own lock, registry and swept directory,
