@@ -330,7 +330,7 @@ sleep 10
 done) >$out/fdb-watch.log 2>&1 &
 watch_pid=$!
 m0=$(date +%s.%N)
-tv migrate --state-dir $src vfl2 --dest-state-dir $dst --persistent --undefinesource --timeout 600 >$out/migrate.txt 2>&1
+tv migrate --state-dir $src vfl2 --dest-state-dir $dst --persistent --undefinesource --timeout 600 --unplug-timeout 300 >$out/migrate.txt 2>&1
 mrc=$?
 m1=$(date +%s.%N)
 cat $out/migrate.txt
@@ -399,7 +399,7 @@ EOF
 sshd_pid=$(cat $ssh_dir/sshd.pid 2>/dev/null)
 src_lines=$(wc -l <$serial 2>/dev/null || echo 0)
 tv migrate --state-dir $dst vfl2 "ssh://root@127.0.0.1:2222$src?keyfile=$ssh_dir/id&known_hosts=$ssh_dir/known_hosts" \
-    --persistent --undefinesource --timeout 600 >$out/migrate-ssh.txt 2>&1
+    --persistent --undefinesource --timeout 600 --unplug-timeout 300 >$out/migrate-ssh.txt 2>&1
 check ssh-migrate-rc0 "[ $? = 0 ]"
 cat $out/migrate-ssh.txt
 check vf1-back-on-igbvf "[ $(drv_of "$vf1") = igbvf ]"
