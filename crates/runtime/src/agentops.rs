@@ -96,6 +96,13 @@ fn view_at(
     }
 }
 
+/// Whether the guest rebooted since the doctor last saw it: two known
+/// boot ids that differ. No earlier id (a new run, see [`checkpoint`]) or
+/// no id now (an agent that cannot read files) is not a reboot.
+fn rebooted(before: Option<&str>, now: Option<&str>) -> bool {
+    matches!((before, now), (Some(b), Some(n)) if b != n)
+}
+
 fn record_path(sd: &StateDir, name: &str) -> Result<PathBuf, RuntimeError> {
     Ok(sd.run_paths(name)?.dir.join(DOCTOR_RECORD))
 }
@@ -207,7 +214,7 @@ impl Runtime {
         };
         let (view, boot) = view_at(&sock, pairs, AGENT_TIMEOUT)?;
         let before = load_record(&self.sd, name).boot_id;
-        let rebooted = matches!((&before, &boot), (Some(b), Some(n)) if b != n);
+        let rebooted = rebooted(before.as_deref(), boot.as_deref());
         save_record(&self.sd, name, boot.as_deref());
         if !rebooted {
             return Ok((view, Vec::new()));
@@ -215,5 +222,36 @@ impl Runtime {
         let lines = guestdoc::checkpoint_lines(&view, Checkpoint::Reboot);
         log_lines(&self.sd, name, &lines);
         Ok((view, lines))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "6f1c1a52-8d0e-4c1e-9d39-0a2b3c4d5e6f";
+    const B: &str = "0b7e9c3a-1111-4c1e-9d39-0a2b3c4d5e6f";
+
+    #[test]
+    fn a_reboot_is_a_changed_boot_id_and_a_new_run_forgets_the_old_one() {
+        assert!(rebooted(Some(A), Some(B)));
+        assert!(!rebooted(Some(A), Some(A)));
+        assert!(!rebooted(None, Some(A)));
+        assert!(!rebooted(Some(A), None));
+        // The record: kept per run directory, cleared by a checkpoint (a
+        // start or an arrival), so an earlier run's id is not compared.
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(&t.path().join("state")).unwrap();
+        sd.create_run_dir("vm").unwrap();
+        save_record(&sd, "vm", Some(A));
+        assert_eq!(load_record(&sd, "vm").boot_id.as_deref(), Some(A));
+        // No live definition: the checkpoint says nothing it could not
+        // run, and the old id is gone.
+        let lines = checkpoint(&sd, "vm", &[], Checkpoint::Start);
+        assert!(
+            lines.iter().all(|l| l.level == guestdoc::Level::Note),
+            "{lines:?}"
+        );
+        assert_eq!(load_record(&sd, "vm").boot_id, None);
     }
 }
