@@ -22,7 +22,7 @@ pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the doctor keeps the guest's boot id (the run directory: a
 /// reboot is told from a changed one).
-const DOCTOR_RECORD: &str = "guest-doctor.json";
+pub(crate) const DOCTOR_RECORD: &str = "guest-doctor.json";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct DoctorRecord {
