@@ -15,6 +15,11 @@
 //! another protocol version, or a key that is not accepted, (f) the source
 //! `teamvirt migrate` SIGKILLed mid-copy. Each ends with exactly one
 //! running VM and nothing left over (QEMU, helper, ssh, job, VF).
+//! `ssh_guest_agent_follows_the_domain`: the real Debian guest with a QEMU
+//! guest agent channel (issue 18): after an SSH migration the agent answers
+//! on the destination (`domifaddr --source agent`, `teaming`'s doctor), and
+//! the doctor the destination ran before `migrate` returned came back to
+//! the source.
 //!
 //! Skips when QEMU, sshd, ssh-keygen or network namespaces are missing.
 
@@ -24,7 +29,10 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use teamvirt_testinfra::{guest_lock, procs, qemu_or_skip, test_guest, GuestLock, SerialLog};
+use teamvirt_testinfra::{
+    debian_guest_or_skip, guest_lock, procs, qemu_or_skip, temp_dir, test_guest, GuestLock,
+    SerialLog,
+};
 
 mod migjson;
 
@@ -1039,4 +1047,100 @@ fn killed_source_is_settled_by_the_next_command() {
     eprintln!("{sa:?}\n{sb:?}");
     let owner = if a.running() { a } else { b };
     lab.runs_only_on(owner);
+}
+
+/// The Debian guest (ifupdown on its failover master) with libvirt's
+/// guest agent channel, its standby on user networking as the lab's.
+fn debian_agent_xml(g: &teamvirt_testinfra::DebianGuest, disk: &Path) -> String {
+    format!(
+        "<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{}</cmdline></os>
+<features><acpi/></features><devices>
+<controller type='pci' index='0' model='pcie-root'/><controller type='pci' index='1' model='pcie-root-port'/><controller type='pci' index='2' model='pcie-root-port'/>
+<interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/><teaming type='persistent'/><alias name='ua-sb0'/><address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></interface>
+<interface type='network'><mac address='52:54:00:12:34:56'/><source network='vfpool'/><teaming type='transient' persistent='ua-sb0'/><address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></interface>
+<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>
+<channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+<memballoon model='none'/></devices></domain>
+",
+        g.kernel.display(),
+        g.initrd.display(),
+        g.cmdline(),
+        disk.display()
+    )
+}
+
+/// The agent channel over SSH: the destination rebuilds the channel's
+/// socket in its own run directory, the agent answers there, and the
+/// doctor it ran on the destination came back in `migrate`'s result.
+#[test]
+fn ssh_guest_agent_follows_the_domain() {
+    let test = "ssh_guest_agent_follows_the_domain";
+    if !can_run(test) {
+        return;
+    }
+    let Some(guest) = debian_guest_or_skip(test) else {
+        return;
+    };
+    let guest = guest.expect("Debian guest image");
+    let _lock = guest_lock();
+    let lab = Lab::new("g");
+    let disk_dir = temp_dir();
+    let disk = guest.disk_copy(disk_dir.path()).expect("disk copy");
+    let dom = lab.dir.join("deb.xml");
+    std::fs::write(&dom, debian_agent_xml(&guest, &disk)).unwrap();
+    lab.a.ok(&["define", dom.to_str().unwrap()]);
+    lab.a.ok(&[
+        "start",
+        "--emulate-vf",
+        "--accel",
+        "tcg",
+        "--wait-failover=300",
+        NAME,
+    ]);
+    lab.a
+        .serial()
+        .wait_for_failover_master(2, Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("boot: {e}"));
+    // The agent answers on the source once the guest is up.
+    let answers = |h: &Host| {
+        let out = h.tv(&["domifaddr", NAME, "--source", "agent"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("enp1s0 ")
+    };
+    let t = Instant::now();
+    while !answers(&lab.a) {
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "no agent on the source"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let before = lab.a.serial().latest_state().map_or(0.0, |s| s.uptime);
+    let (out, ev) = lab.migrate(&lab.a, &lab.b, &[]);
+    assert!(out.status.success(), "migration failed");
+    let res = ev.last().unwrap();
+    assert_eq!(res["ok"], true, "{res:#}");
+    // The destination's doctor ran before migrate returned, and answered.
+    let lines = res["outcome"]["guest"].as_array().expect("guest lines");
+    assert!(
+        lines.iter().any(|l| l["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("guest doctor after migration:")
+                && !t.contains("does not answer")
+                && !t.contains("not run"))),
+        "{lines:#?}"
+    );
+    enslaved_after(&lab.b, before);
+    // Its socket is the destination's, in the destination's run directory;
+    // the source's went with its run.
+    assert!(lab.b.run_dir().join("org.qemu.guest_agent.0").exists());
+    assert!(!lab.a.run_dir().join("org.qemu.guest_agent.0").exists());
+    assert!(
+        answers(&lab.b),
+        "the agent does not answer on the destination"
+    );
+    let t: Value = serde_json::from_str(&lab.b.ok(&["teaming", "--json", NAME])).unwrap();
+    assert_eq!(t["guest"]["status"], "connected", "{t:#}");
+    assert_eq!(t["guest"]["pairs"][0]["master"]["name"], "enp1s0", "{t:#}");
+    lab.runs_only_on(&lab.b);
 }

@@ -23,10 +23,14 @@
 //! booted once per network configuration (picked by `tvnet=` on the kernel
 //! command line, see `scripts/build-debian-guest.sh`): `teaming`'s guest
 //! doctor passes systemd-networkd matching the master by name and ifupdown
-//! on the master (also after a migration, where `domifaddr --source agent`
-//! and `shutdown --mode agent` are used too) and flags systemd-networkd's
-//! `[Match] Name=en*` and ifupdown configuring the standby slave with the
-//! default route.
+//! on the master (also after a migration, where `domifaddr
+//! --source agent` and `shutdown --mode agent` are used too) and flags
+//! systemd-networkd's `[Match] Name=en*` and ifupdown configuring the
+//! standby slave with the default route (the route read from the guest's
+//! `/proc/net/route`: its agent, 7.2, has no route command). The doctor
+//! also runs by itself: after `start --wait-failover` (domain log), after
+//! a migration (the slave trap flagged on `migrate`'s stderr and in the
+//! destination's domain log).
 
 mod common;
 
@@ -235,6 +239,47 @@ fn migrate(from: &Host, to: &Host) -> (bool, Vec<(f64, String)>) {
     (child.wait().unwrap().success(), phases)
 }
 
+/// Which requests of a window went unanswered, between which replies
+/// (times from the migration's start), and the peer's ping socket drop
+/// counters (a socket that overflowed drops replies that did arrive).
+fn lost_detail(ns: &Netns, replies: &[(f64, u64)], from: f64, to: f64, t0: f64) {
+    let inside: Vec<(f64, u64)> = replies
+        .iter()
+        .copied()
+        .filter(|r| r.0 >= from && r.0 <= to)
+        .collect();
+    let seqs: std::collections::BTreeMap<u64, f64> = inside.iter().map(|r| (r.1, r.0)).collect();
+    let (Some(&lo), Some(&hi)) = (seqs.keys().next(), seqs.keys().last()) else {
+        return;
+    };
+    for s in lo..=hi {
+        if seqs.contains_key(&s) {
+            continue;
+        }
+        let before = seqs.range(..s).next_back();
+        let after = seqs.range(s..).next();
+        eprintln!(
+            "  lost seq {s}: previous reply seq {:?} at {:+.3}s, next seq {:?} at {:+.3}s",
+            before.map(|b| b.0),
+            before.map_or(0.0, |b| b.1 - t0),
+            after.map(|a| a.0),
+            after.map_or(0.0, |a| a.1 - t0)
+        );
+    }
+    peer_sockets(ns);
+}
+
+/// The peer's ICMP sockets (`/proc/net/raw` and `/proc/net/icmp` of its
+/// namespace: ping's socket, its receive queue and drop counter).
+fn peer_sockets(ns: &Netns) {
+    let out = ns
+        .wrap(Command::new("cat").args(["/proc/net/raw", "/proc/net/icmp"]))
+        .output();
+    if let Ok(o) = out {
+        eprintln!("  peer sockets:\n{}", String::from_utf8_lossy(&o.stdout));
+    }
+}
+
 #[test]
 fn debian_guest_through_migrations() {
     let test = "debian_guest_through_migrations";
@@ -358,11 +403,17 @@ fn debian_guest_through_migrations() {
             marks.join(", ")
         ));
         eprintln!("{}", report.last().unwrap());
+        if w.lost > 0 {
+            lost_detail(&ns, &ping.replies(), w.from, w.to, t0);
+        }
     }
     eprintln!("Debian guest, {n} migrations at 100 pps:");
     for r in &report {
         eprintln!("  {r}");
     }
+    // Replies that reached the peer but overflowed its ping socket count
+    // as lost above: the socket's drop counter (last column) tells.
+    peer_sockets(&ns);
     drop(ping);
     hosts[n % 2].ok(&["destroy", NAME]);
 }
@@ -389,29 +440,33 @@ fn holds(t: &Value, role: &str, addr: &str) -> bool {
 }
 
 /// Poll `teaming --json` until the agent answers and `done` holds (the
-/// guest's configuration settled), at most `timeout`; the last answer.
-fn doctor_until(h: &Host, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+/// guest's configuration settled), at most `timeout`; the last answer and
+/// the stderr of every poll.
+fn doctor_until(h: &Host, timeout: Duration, done: impl Fn(&Value) -> bool) -> (Value, String) {
     let t = Instant::now();
+    let mut stderr = String::new();
     loop {
         let out =
             h.ns.wrap(&h.env.command(&["teaming", "--json", NAME]))
                 .output()
                 .unwrap();
-        assert!(
-            out.status.success(),
-            "teaming: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stderr.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "teaming: {stderr}");
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         if v["guest"]["status"] == "connected" && done(&v) {
-            return v;
+            return (v, stderr);
         }
         if t.elapsed() > timeout {
             eprintln!("doctor did not settle: {v:#}");
-            return v;
+            return (v, stderr);
         }
         std::thread::sleep(Duration::from_secs(3));
     }
+}
+
+/// The domain log of `h`.
+fn domain_log(h: &Host) -> String {
+    std::fs::read_to_string(h.env.state.join("log").join(format!("{NAME}.log"))).unwrap_or_default()
 }
 
 #[test]
@@ -458,9 +513,15 @@ fn debian_guest_doctor() {
     const ADDR: &str = "10.78.0.2/24";
     let settle = Duration::from_secs(180);
     // One boot per configuration: (tvnet=, warnings the doctor must give).
+    // The routes come from the guest's /proc/net/route, so the default
+    // route via the standby is seen; networkd's `Name=en*` may put a
+    // default route on the slaves too (which one wins is networkd's).
     let configs: [(&str, &[&str]); 4] = [
         ("networkd-en", &["slave-address", "slave-address"]),
-        ("ifupdown-slave", &["slave-address", "master-no-address"]),
+        (
+            "ifupdown-slave",
+            &["slave-address", "slave-default-route", "master-no-address"],
+        ),
         ("networkd-master", &[]),
         ("ifupdown", &[]),
     ];
@@ -473,15 +534,25 @@ fn debian_guest_doctor() {
         );
         h.ok(&["define", &xml]);
         h.ok(&["start", NAME, "--accel", "tcg", "--wait-failover=300"]);
+        // The doctor ran after the failover wait (the agent may not be up
+        // yet: then a note, never a failure).
+        assert!(
+            domain_log(h).contains("guest doctor after start:"),
+            "{mode}: {}",
+            domain_log(h)
+        );
         h.serial()
             .wait_for_failover_master(2, Duration::from_secs(300))
             .unwrap_or_else(|e| panic!("{mode}: boot: {e}"));
-        let t = match mode {
+        let (t, _) = match mode {
             "networkd-en" => doctor_until(h, settle, |t| {
                 holds(t, "master", ADDR) && holds(t, "standby", ADDR) && holds(t, "primary", ADDR)
             }),
+            // ifupdown adds the gateway after the address.
             "ifupdown-slave" => doctor_until(h, settle, |t| {
-                holds(t, "standby", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
+                holds(t, "standby", ADDR)
+                    && t["guest"]["pairs"][0]["standby"]["default_route"] == true
+                    && t["guest"]["pairs"][0]["primary"].is_object()
             }),
             _ => doctor_until(h, settle, |t| {
                 holds(t, "master", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
@@ -494,7 +565,52 @@ fn debian_guest_doctor() {
         assert_eq!(p["master"]["name"], "enp1s0", "{mode}: {t:#}");
         assert_eq!(p["standby"]["name"], "enp1s0nsby", "{mode}: {t:#}");
         assert!(p["primary"]["name"].is_string(), "{mode}: {t:#}");
-        assert_eq!(doctor_codes(&t), want, "{mode}: {t:#}");
+        assert_eq!(
+            t["guest"]["routes_source"], "/proc/net/route",
+            "{mode}: {t:#}"
+        );
+        let got = doctor_codes(&t);
+        if mode == "networkd-en" {
+            // Two slaves with the address; default routes via them may
+            // come on top.
+            let rest: Vec<&String> = got.iter().filter(|c| *c != "slave-default-route").collect();
+            assert_eq!(rest, want, "{mode}: {t:#}");
+        } else {
+            assert_eq!(got, want, "{mode}: {t:#}");
+        }
+        if mode == "ifupdown-slave" {
+            // The trap once more after a migration: the doctor runs on
+            // the destination before `migrate` returns, its warnings on
+            // migrate's stderr and in the destination's domain log.
+            let dst = hosts[1].env.state.display().to_string();
+            let out =
+                h.ns.wrap(&h.env.command(&["migrate", "--dest-state-dir", &dst, NAME]))
+                    .output()
+                    .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            eprintln!(
+                "{mode}: migrate:\n{}{err}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert!(out.status.success(), "{mode}: migration failed");
+            for code in ["[slave-address]", "[slave-default-route]"] {
+                assert!(
+                    err.lines()
+                        .any(|l| l.starts_with("warning: guest doctor after migration:")
+                            && l.contains(code)),
+                    "{mode}: {code} not on migrate's stderr:\n{err}"
+                );
+                assert!(
+                    domain_log(&hosts[1])
+                        .lines()
+                        .any(|l| l.contains("warning: guest doctor after migration:")
+                            && l.contains(code)),
+                    "{mode}: {code} not in the destination's domain log"
+                );
+            }
+            hosts[1].ok(&["destroy", NAME]);
+            continue;
+        }
         if mode != "ifupdown" {
             h.ok(&["destroy", NAME]);
             continue;
@@ -507,13 +623,20 @@ fn debian_guest_doctor() {
         d.serial()
             .wait_for_failover_master(2, Duration::from_secs(120))
             .unwrap_or_else(|e| panic!("after migration: {e}"));
-        let t = doctor_until(d, settle, |t| {
+        let (t, _) = doctor_until(d, settle, |t| {
             holds(t, "master", ADDR) && t["guest"]["pairs"][0]["primary"].is_object()
         });
         assert_eq!(
             doctor_codes(&t),
             Vec::<String>::new(),
             "after migration: {t:#}"
+        );
+        // The doctor ran on the destination and found nothing to say
+        // beyond the domain log.
+        assert!(
+            domain_log(d).contains("guest doctor after migration:"),
+            "{}",
+            domain_log(d)
         );
         let out = d.ok(&["domifaddr", NAME, "--source", "agent"]);
         assert!(

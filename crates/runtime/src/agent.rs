@@ -29,6 +29,9 @@ pub const MAX_ITEMS: usize = 256;
 pub const SHUTDOWN_REPLY_WAIT: Duration = Duration::from_secs(5);
 /// Longest text field taken from a reply (names, addresses).
 const MAX_FIELD: usize = 256;
+/// Bytes asked for per `guest-file-read` (its reply is base64: a third
+/// more, well below [`MAX_REPLY`]).
+pub const FILE_CHUNK: usize = 64 * 1024;
 
 /// Errors of the agent client, with libvirt's texts where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +355,73 @@ impl Agent {
         })
     }
 
+    /// `guest-file-open` (read-only): the agent's handle.
+    pub fn file_open(&mut self, path: &str) -> Result<i64, AgentError> {
+        let v = self.call("guest-file-open", Some(json!({"path": path, "mode": "r"})))?;
+        v.as_i64().ok_or_else(|| AgentError::BadReply {
+            cmd: "guest-file-open".into(),
+            why: "not a handle".into(),
+        })
+    }
+
+    /// `guest-file-read` of at most `count` bytes: the bytes and whether
+    /// the file ended.
+    pub fn file_read(&mut self, handle: i64, count: usize) -> Result<(Vec<u8>, bool), AgentError> {
+        let v = self.call(
+            "guest-file-read",
+            Some(json!({"handle": handle, "count": count})),
+        )?;
+        let bad = |why: &str| AgentError::BadReply {
+            cmd: "guest-file-read".into(),
+            why: why.into(),
+        };
+        let b64 = v
+            .get("buf-b64")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("without buf-b64"))?;
+        let data = base64_decode(b64).ok_or_else(|| bad("not base64"))?;
+        if data.len() > count {
+            return Err(bad("longer than asked for"));
+        }
+        let eof = v.get("eof").and_then(Value::as_bool).unwrap_or(false);
+        Ok((data, eof))
+    }
+
+    /// `guest-file-close`.
+    pub fn file_close(&mut self, handle: i64) -> Result<(), AgentError> {
+        self.call("guest-file-close", Some(json!({ "handle": handle })))
+            .map(|_| ())
+    }
+
+    /// A whole guest file of at most `max` bytes (open, read to the end,
+    /// close; closed also when a read fails). A longer file is an error:
+    /// the agent is not made to stream what the caller cannot use.
+    pub fn read_file(&mut self, path: &str, max: usize) -> Result<Vec<u8>, AgentError> {
+        let h = self.file_open(path)?;
+        let mut out = Vec::new();
+        let res = loop {
+            let (chunk, eof) = match self.file_read(h, FILE_CHUNK.min(max + 1)) {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
+            out.extend_from_slice(&chunk);
+            if out.len() > max {
+                break Err(AgentError::BadReply {
+                    cmd: "guest-file-read".into(),
+                    why: format!("{path} larger than {max} bytes"),
+                });
+            }
+            // An agent that says neither "eof" nor gives bytes would loop.
+            if eof || chunk.is_empty() {
+                break Ok(());
+            }
+        };
+        let closed = self.file_close(h);
+        res?;
+        closed?;
+        Ok(out)
+    }
+
     /// `guest-shutdown` (mode `powerdown`). The agent does not answer a
     /// shutdown that works (the guest goes down); an error reply is an
     /// error (QEMU-GA reports a failed `shutdown` command within a moment),
@@ -368,6 +438,39 @@ impl Agent {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Standard base64 (with or without padding; whitespace ignored) as the
+/// agent sends file contents; `None` on anything else.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let body: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let trimmed = body
+        .strip_suffix(b"==")
+        .or_else(|| body.strip_suffix(b"="))
+        .unwrap_or(&body);
+    if trimmed.len() % 4 == 1 || (trimmed.len() != body.len() && !body.len().is_multiple_of(4)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    for group in trimmed.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in group.iter().enumerate() {
+            n |= val(*c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..group.len()]);
+    }
+    Some(out)
 }
 
 fn rand_u32() -> u32 {
@@ -387,8 +490,9 @@ pub fn parse_info(v: &Value) -> AgentInfo {
         .and_then(Value::as_str)
         .map(cut)
         .unwrap_or_default();
+    // QAPI's GuestAgentInfo names the list `supported_commands`.
     let commands = v
-        .get("supported_command")
+        .get("supported_commands")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -496,13 +600,16 @@ pub fn parse_routes(v: &Value) -> Result<Vec<GuestRoute>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
     /// A fake agent: answers the handshake (after some stale garbage) and
     /// then `replies` in order, one per request line.
-    fn fake(dir: &Path, replies: Vec<String>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+    pub(crate) fn fake(
+        dir: &Path,
+        replies: Vec<String>,
+    ) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
         let p = dir.join("ga.sock");
         let l = UnixListener::bind(&p).unwrap();
         let h = std::thread::spawn(move || {
@@ -631,6 +738,62 @@ mod tests {
     }
 
     #[test]
+    fn files_are_read_in_bounded_chunks_and_always_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, h) = fake(
+            d.path(),
+            vec![
+                "{\"return\": 7}\n".into(),
+                "{\"return\": {\"count\": 6, \"buf-b64\": \"SWZhY2UK\", \"eof\": false}}\n".into(),
+                "{\"return\": {\"count\": 3, \"buf-b64\": \"bG8K\", \"eof\": true}}\n".into(),
+                "{\"return\": {}}\n".into(),
+                // A second file, longer than the caller's bound.
+                "{\"return\": 8}\n".into(),
+                "{\"return\": {\"count\": 6, \"buf-b64\": \"SWZhY2UK\", \"eof\": false}}\n".into(),
+                "{\"return\": {}}\n".into(),
+                // A third whose read is not base64.
+                "{\"return\": 9}\n".into(),
+                "{\"return\": {\"count\": 1, \"buf-b64\": \"!!\", \"eof\": true}}\n".into(),
+                "{\"return\": {}}\n".into(),
+                // The agent refuses to open a fourth.
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"No such file\"}}\n".into(),
+            ],
+        );
+        let mut a = Agent::connect(&p, Duration::from_secs(5)).unwrap();
+        assert_eq!(a.read_file("/proc/net/route", 64).unwrap(), b"Iface\nlo\n");
+        let e = a.read_file("/proc/net/route", 4).unwrap_err();
+        assert!(e.to_string().contains("longer than asked"), "{e}");
+        let e = a.read_file("/proc/net/route", 64).unwrap_err();
+        assert!(e.to_string().contains("not base64"), "{e}");
+        let e = a.read_file("/nope", 64).unwrap_err();
+        assert!(matches!(e, AgentError::Command { .. }), "{e}");
+        drop(a);
+        let seen = h.join().unwrap();
+        let n = |c: &str| seen.iter().filter(|s| *s == c).count();
+        assert_eq!(n("guest-file-open"), 4);
+        assert_eq!(n("guest-file-read"), 4);
+        // Every file opened is closed, also after a bad read.
+        assert_eq!(n("guest-file-close"), 3);
+    }
+
+    #[test]
+    fn base64_is_decoded_strictly() {
+        for (b, want) in [
+            ("", ""),
+            ("Zg==", "f"),
+            ("Zm8=", "fo"),
+            ("Zm9v", "foo"),
+            ("Zm9vYg", "foob"),
+            ("Zm9v\nYmFy", "foobar"),
+        ] {
+            assert_eq!(base64_decode(b).as_deref(), Some(want.as_bytes()), "{b}");
+        }
+        for bad in ["Z", "Zm9v!", "Zg=", "Z===", "Zg==Zg==", "é"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn replies_are_parsed_defensively() {
         assert!(parse_interfaces(&json!({"x": 1})).is_err());
         let many: Vec<Value> = (0..MAX_ITEMS + 1)
@@ -649,8 +812,13 @@ mod tests {
         .unwrap();
         assert!(r[0].is_default() && !r[1].is_default() && r[2].is_default());
         assert_eq!(r[1].prefix, Some(24));
-        let info = parse_info(&json!({"version": "7.2.0", "supported_command": [
-            {"name": "guest-ping", "enabled": true}, {"name": "guest-exec", "enabled": false}]}));
-        assert!(info.supports("guest-ping") && !info.supports("guest-exec"));
+        // As Debian 12's QEMU-GA 7.2.22 answers (trimmed).
+        let info = parse_info(&json!({"version": "7.2.22", "supported_commands": [
+            {"enabled": true, "name": "guest-file-read", "success-response": true},
+            {"enabled": true, "name": "guest-ping", "success-response": true},
+            {"enabled": false, "name": "guest-exec", "success-response": true}]}));
+        assert_eq!(info.version, "7.2.22");
+        assert!(info.supports("guest-ping") && info.supports("guest-file-read"));
+        assert!(!info.supports("guest-exec"));
     }
 }

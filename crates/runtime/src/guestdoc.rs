@@ -9,8 +9,16 @@
 //! `[Match] Name=en*` configures all three) and the default route via a
 //! slave (ifupdown configuring the primary after a reboot: traffic stops
 //! when a migration unplugs it). Routes come from `guest-network-get-route`
-//! where the agent has it (QEMU-GA 9.1 and later); older agents (Debian
-//! 12's 7.2) cannot say, and the report says so.
+//! where the agent has it (QEMU-GA 9.1 and later), else from the guest's
+//! `/proc/net/route` read through the agent's file commands
+//! ([`crate::guestroute`]); an agent with neither cannot say, and the
+//! report says so.
+//!
+//! The doctor also runs by itself at the checkpoints where a guest's
+//! configuration shows its traps ([`Checkpoint`]): after `start
+//! --wait-failover`, after each migration on the destination, and at the
+//! first `teaming` after a guest reboot; [`checkpoint_lines`] decides what
+//! of its report is said there.
 
 use serde::Serialize;
 
@@ -39,8 +47,12 @@ pub enum GuestView {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GuestReport {
     pub agent_version: String,
-    /// Whether the agent lists routes (`guest-network-get-route`).
+    /// Whether the guest's routes are known (`guest-network-get-route`,
+    /// or `/proc/net/route` through the agent's file commands).
     pub routes_known: bool,
+    /// Where they came from, or why they are not known.
+    pub routes_source: Option<String>,
+    pub routes_note: Option<String>,
     pub pairs: Vec<PairView>,
 }
 
@@ -118,6 +130,8 @@ pub fn diagnose(
     GuestReport {
         agent_version: escape_controls(&info.version),
         routes_known: routes.is_some(),
+        routes_source: None,
+        routes_note: None,
         pairs: out,
     }
 }
@@ -225,6 +239,93 @@ fn diagnose_pair(
     v
 }
 
+/// Where the doctor ran by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// `start --wait-failover` succeeded: the guest negotiated failover,
+    /// its network configuration may still be on its way.
+    Start,
+    /// A migration completed, on the destination.
+    Migration,
+    /// The guest's boot id changed since the doctor last saw it.
+    Reboot,
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Checkpoint::Start => "start",
+            Checkpoint::Migration => "migration",
+            Checkpoint::Reboot => "a guest reboot",
+        })
+    }
+}
+
+/// How a checkpoint line is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// On the command's stderr and in the domain log.
+    Warning,
+    Note,
+    /// In the domain log only (nothing to act on).
+    Log,
+}
+
+/// One line a checkpoint says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CheckLine {
+    pub level: Level,
+    pub text: String,
+}
+
+/// What the doctor says at `at`, from its report. Without a channel,
+/// nothing; an agent that does not answer is a note (a guest still
+/// booting, or without the agent), never a failure. Right after start a
+/// master without an address is a note too: failover is negotiated when
+/// the guest's driver loads, before its network configuration ran.
+pub fn checkpoint_lines(view: &GuestView, at: Checkpoint) -> Vec<CheckLine> {
+    let line = |level, text: String| CheckLine {
+        level,
+        text: format!("guest doctor after {at}: {text}"),
+    };
+    match view {
+        GuestView::NoAgent => Vec::new(),
+        GuestView::NotResponding { reason } => vec![line(
+            Level::Note,
+            format!("the guest agent does not answer ({reason}); `teaming` checks the guest once it does"),
+        )],
+        GuestView::Connected(r) => {
+            let mut out = Vec::new();
+            for p in &r.pairs {
+                for w in &p.warnings {
+                    let early = at == Checkpoint::Start
+                        && matches!(w.code, "master-no-address" | "no-guest-interface");
+                    let (level, tail) = match early {
+                        true => (Level::Note, " (the guest may not have configured it yet)"),
+                        false => (Level::Warning, ""),
+                    };
+                    out.push(line(
+                        level,
+                        format!("pair {}: {} [{}]{tail}", p.standby_id, w.message, w.code),
+                    ));
+                }
+            }
+            if out.is_empty() {
+                out.push(line(
+                    Level::Log,
+                    format!(
+                        "{} pair(s) checked, addresses and the default route on their masters{}",
+                        r.pairs.len(),
+                        if r.routes_known { "" } else { " (routes not known)" }
+                    ),
+                ));
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +431,93 @@ mod tests {
         assert!(!r.pairs[0].warnings[0].message.contains('\u{1b}'));
         let r = diagnose(&AgentInfo::default(), &[pair()], &[], None);
         assert_eq!(codes(&r), ["no-guest-interface"]);
+    }
+
+    fn connected(ifs: &[GuestInterface], routes: Option<&[GuestRoute]>) -> GuestView {
+        GuestView::Connected(diagnose(&AgentInfo::default(), &[pair()], ifs, routes))
+    }
+
+    #[test]
+    fn the_route_trap_is_flagged_from_the_kernel_table() {
+        // Debian 12's agent has no route command: the table comes from
+        // /proc/net/route, the default route via the standby slave.
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+enp1s0nsby\t00000000\t01004E0A\t0003\t0\t0\t0\t00000000\t0\t0\t0
+";
+        let routes = crate::guestroute::parse_proc_route(table);
+        let ifs = [
+            iface("enp1s0", MAC, &[]),
+            iface("enp1s0nsby", MAC, &["10.78.0.2/24"]),
+            iface("enp2s0", MAC, &[]),
+        ];
+        let r = diagnose(&AgentInfo::default(), &[pair()], &ifs, Some(&routes));
+        assert_eq!(
+            codes(&r),
+            ["slave-address", "slave-default-route", "master-no-address"]
+        );
+        assert!(!r.pairs[0].warnings[0]
+            .message
+            .contains("cannot list routes"));
+    }
+
+    #[test]
+    fn checkpoints_warn_note_or_only_log() {
+        assert!(checkpoint_lines(&GuestView::NoAgent, Checkpoint::Migration).is_empty());
+        let quiet = GuestView::NotResponding {
+            reason: "QEMU guest agent is not connected".into(),
+        };
+        let l = checkpoint_lines(&quiet, Checkpoint::Migration);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].level, Level::Note);
+        assert!(l[0]
+            .text
+            .starts_with("guest doctor after migration: the guest agent does not answer"));
+        // The traps are warnings wherever they are seen.
+        let trap = connected(
+            &[
+                iface("enp1s0", MAC, &["10.78.0.2/24"]),
+                iface("enp1s0nsby", MAC, &["10.78.0.2/24"]),
+                iface("enp2s0", MAC, &[]),
+            ],
+            None,
+        );
+        for at in [Checkpoint::Start, Checkpoint::Migration, Checkpoint::Reboot] {
+            let l = checkpoint_lines(&trap, at);
+            assert_eq!(l.len(), 1, "{l:?}");
+            assert_eq!(l[0].level, Level::Warning);
+            assert!(l[0].text.contains("[slave-address]") && l[0].text.contains("ua-net0"));
+        }
+        // An unconfigured master: a note right after start (the guest's
+        // configuration may not have run), a warning later.
+        let bare = connected(
+            &[
+                iface("enp1s0", MAC, &[]),
+                iface("enp1s0nsby", MAC, &[]),
+                iface("enp2s0", MAC, &[]),
+            ],
+            Some(&[]),
+        );
+        assert_eq!(
+            checkpoint_lines(&bare, Checkpoint::Start)[0].level,
+            Level::Note
+        );
+        assert_eq!(
+            checkpoint_lines(&bare, Checkpoint::Reboot)[0].level,
+            Level::Warning
+        );
+        // Nothing to act on: one line for the domain log only.
+        let good = connected(
+            &[
+                iface("enp1s0", MAC, &["10.78.0.2/24"]),
+                iface("enp1s0nsby", MAC, &[]),
+                iface("enp2s0", MAC, &[]),
+            ],
+            Some(&[]),
+        );
+        let l = checkpoint_lines(&good, Checkpoint::Migration);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].level, Level::Log);
+        assert!(!l[0].text.contains("not known"), "{}", l[0].text);
     }
 }

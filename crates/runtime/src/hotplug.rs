@@ -196,6 +196,22 @@ fn plan_error(
     }
 }
 
+/// The live definition of `name` in `sd` (see [`Runtime::live_def`]);
+/// also for a migration's destination, which has no [`Runtime`].
+pub(crate) fn live_def_in(
+    sd: &crate::state::StateDir,
+    name: &str,
+) -> Result<DomainDef, RuntimeError> {
+    let p = sd.run_paths(name)?;
+    let text =
+        read_optional(&p.live_xml)?.ok_or_else(|| HotplugError::NoLiveXml(name.to_owned()))?;
+    let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml))
+        .map_err(|e| device_error(e, &text, Some(&p.live_xml)))?;
+    plan::restore_aliases(&mut def);
+    strip_runtime_metadata(&mut def);
+    Ok(def)
+}
+
 impl Runtime {
     /// Is `name` running (for virsh's `--current`)? Unknown: `NoDomain`.
     pub fn is_active(&self, name: &str) -> Result<bool, RuntimeError> {
@@ -208,14 +224,7 @@ impl Runtime {
 
     /// The live definition of a running domain, its device aliases back.
     pub(crate) fn live_def(&self, name: &str) -> Result<DomainDef, RuntimeError> {
-        let p = self.sd.run_paths(name)?;
-        let text =
-            read_optional(&p.live_xml)?.ok_or_else(|| HotplugError::NoLiveXml(name.to_owned()))?;
-        let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml))
-            .map_err(|e| device_error(e, &text, Some(&p.live_xml)))?;
-        plan::restore_aliases(&mut def);
-        strip_runtime_metadata(&mut def);
-        Ok(def)
+        live_def_in(&self.sd, name)
     }
 
     /// Write the live XML of `conv` (the running domain's whole

@@ -32,6 +32,7 @@ pub mod dynuid;
 /// The lifecycle error type.
 pub mod error;
 pub mod guestdoc;
+pub mod guestroute;
 /// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
 pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.

@@ -182,7 +182,18 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
     // Never through a run directory that is a link or someone else's.
     let p = sd.checked_run_paths(name)?;
     let problems = crate::dac::release(sd, name)?;
-    for f in [&p.state_json, &p.pid, &p.live_xml, &p.qmp_sock] {
+    // The guest agent's socket (teamvirt's when the channel has no path
+    // of its own) and the guest doctor's record go with the run too.
+    let agent = p.dir.join(teamvirt_conf::model::GUEST_AGENT_CHANNEL);
+    let doctor = p.dir.join(crate::agentops::DOCTOR_RECORD);
+    for f in [
+        &p.state_json,
+        &p.pid,
+        &p.live_xml,
+        &p.qmp_sock,
+        &agent,
+        &doctor,
+    ] {
         remove_optional(f)?;
     }
     // The VM's uid goes last: what was lent to it is given back.
@@ -881,6 +892,11 @@ mod tests {
         };
         record(&sd, "dead", gone).save(&sd).unwrap();
         record(&sd, "alive", me).save(&sd).unwrap();
+        // What its run left: the agent's socket, the doctor's record.
+        let dead_dir = sd.run_paths("dead").unwrap().dir;
+        for f in ["org.qemu.guest_agent.0", "guest-doctor.json"] {
+            std::fs::write(dead_dir.join(f), b"x").unwrap();
+        }
         // A VF held by a domain that never got a record (crashed start).
         pool.reserve("0000:09:00.0", "orphan", "hostdev0").unwrap();
 
@@ -890,6 +906,9 @@ mod tests {
         assert_eq!(st.allocations.len(), 1);
         assert_eq!(st.allocations[0].domain, "alive");
         assert!(RunRecord::load(&sd, "dead").unwrap().is_none());
+        for f in ["org.qemu.guest_agent.0", "guest-doctor.json"] {
+            assert!(!dead_dir.join(f).exists(), "{f} left behind");
+        }
         assert!(running(&sd, "alive").unwrap().is_some());
     }
 

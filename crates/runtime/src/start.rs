@@ -67,6 +67,9 @@ pub struct StartReport {
     pub notes: Vec<String>,
     /// Pair states when `wait_failover` was asked for (all working).
     pub teaming: Option<Vec<PairState>>,
+    /// The guest doctor's lines after the failover wait (see
+    /// [`crate::guestdoc`]; also in the domain log).
+    pub guest: Vec<crate::guestdoc::CheckLine>,
     /// From spawning QEMU until QMP answered and the vCPUs run.
     pub launch_time: Duration,
 }
@@ -255,6 +258,7 @@ impl Runtime {
             warnings,
             notes,
             teaming: None,
+            guest: Vec::new(),
             launch_time,
         };
         if let (Some(wait), Some(states)) = (wait, states) {
@@ -273,6 +277,13 @@ impl Runtime {
                     substitutions,
                 });
             }
+            let pairs: Vec<_> = states.iter().map(|s| s.pair.clone()).collect();
+            report.guest = crate::agentops::checkpoint(
+                &self.sd,
+                &name,
+                &pairs,
+                crate::guestdoc::Checkpoint::Start,
+            );
             report.teaming = Some(states);
         }
         Ok(report)

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use teamvirt_runtime::guestdoc::{GuestView, IfaceView};
+use teamvirt_runtime::guestdoc::{CheckLine, GuestView, IfaceView, Level};
 use teamvirt_runtime::util::escape_controls;
 
 use super::args::StateOpt;
@@ -194,10 +194,10 @@ pub fn print_guest_view(v: &GuestView) -> usize {
                 for i in &p.unknown {
                     outln!("   {:<8} {:<16} {}", "?", i.name, addrs(i));
                 }
-                if !r.routes_known {
-                    outln!(
-                        "   routes: not known (this agent has no guest-network-get-route; QEMU-GA 9.1 and later have it)"
-                    );
+                match (&r.routes_source, &r.routes_note) {
+                    (Some(src), _) => outln!("   routes: from {src}"),
+                    (None, Some(why)) => outln!("   routes: not known ({why})"),
+                    (None, None) => outln!("   routes: not known"),
                 }
                 for w in &p.warnings {
                     outln!("   warning: {}", w.message);
@@ -205,6 +205,18 @@ pub fn print_guest_view(v: &GuestView) -> usize {
                 }
             }
             n
+        }
+    }
+}
+
+/// The guest doctor's lines of a checkpoint (start, migration, a reboot
+/// seen by `teaming`) on stderr; the domain log has them all.
+pub fn print_check_lines(lines: &[CheckLine]) {
+    for l in lines {
+        match l.level {
+            Level::Warning => eprintln!("warning: {}", escape_controls(&l.text)),
+            Level::Note => eprintln!("note: {}", escape_controls(&l.text)),
+            Level::Log => {}
         }
     }
 }

@@ -319,6 +319,7 @@ pub fn print_start_report(r: &teamvirt_runtime::StartReport) {
     if let Some(states) = &r.teaming {
         print_pairs(states);
     }
+    super::agent::print_check_lines(&r.guest);
 }
 
 /// The pairs of a start whose failover wait failed, before its error.
@@ -472,14 +473,15 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
         // The guest's side: a domain without an agent says so, an agent
         // that does not answer is a note, neither fails the verb.
         let pairs: Vec<_> = states.iter().map(|s| s.pair.clone()).collect();
-        let guest = if a.no_guest {
-            None
+        let (guest, reboot) = if a.no_guest {
+            (None, Vec::new())
         } else {
-            Some(rt.guest_view(&a.domain, &pairs)?)
+            let (v, lines) = rt.guest_view(&a.domain, &pairs)?;
+            (Some(v), lines)
         };
-        Ok((states, guest))
+        Ok((states, guest, reboot))
     });
-    let (states, guest) = match got {
+    let (states, guest, reboot) = match got {
         Ok(s) => s,
         Err(e) => {
             return report_domain(
@@ -489,6 +491,12 @@ pub fn teaming(a: TeamingArgs) -> ExitCode {
             )
         }
     };
+    if !reboot.is_empty() {
+        eprintln!(
+            "note: the guest rebooted since the guest doctor last saw it (its boot id changed); what the doctor finds is in the domain log too"
+        );
+        super::agent::print_check_lines(&reboot);
+    }
     if a.json {
         let mut v = serde_json::json!({ "domain": a.domain, "pairs": states });
         if let Some(g) = &guest {

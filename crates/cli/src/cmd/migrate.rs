@@ -327,6 +327,7 @@ pub fn run(a: MigrateArgs) -> ExitCode {
     view.clear_bar();
     match res {
         Ok(out) => {
+            super::agent::print_check_lines(&out.guest);
             summary(&a, &out);
             ExitCode::SUCCESS
         }

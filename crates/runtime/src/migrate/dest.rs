@@ -85,6 +85,9 @@ pub struct Finished {
     pub pairs: Vec<PairState>,
     pub running: bool,
     pub defined: bool,
+    /// The guest doctor's lines on the destination (already in its domain
+    /// log), for the source to show.
+    pub guest: Vec<crate::guestdoc::CheckLine>,
 }
 
 /// The destination side of a migration.
@@ -115,6 +118,11 @@ pub trait Destination: Send {
     fn switchover(&mut self) -> impl Future<Output = Vec<String>> + Send {
         async { Vec::new() }
     }
+}
+
+/// The pairs of `states`.
+fn a_pairs(states: &[PairState]) -> Vec<TeamingPair> {
+    states.iter().map(|s| s.pair.clone()).collect()
 }
 
 struct Active {
@@ -878,11 +886,30 @@ impl Destination for LocalDestination {
         let defined = def_path.exists();
         // The domain belongs to the destination now: drop the lock.
         job::clear(&self.sd, &a.name)?;
+        let name = a.name.clone();
         self.active = None;
+        // The guest doctor, once the guest runs here with its primaries
+        // (a paused guest's agent cannot answer).
+        let guest = match running {
+            true => {
+                let (sd, pairs) = (self.sd.clone(), a_pairs(&states));
+                blocking(move || {
+                    crate::agentops::checkpoint(
+                        &sd,
+                        &name,
+                        &pairs,
+                        crate::guestdoc::Checkpoint::Migration,
+                    )
+                })
+                .await?
+            }
+            false => Vec::new(),
+        };
         Ok(Finished {
             pairs: states,
             running,
             defined,
+            guest,
         })
     }
 

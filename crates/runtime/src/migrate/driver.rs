@@ -141,6 +141,8 @@ pub struct Outcome {
     pub defined_on_destination: bool,
     pub undefined_on_source: bool,
     pub warnings: Vec<String>,
+    /// The guest doctor on the destination (see [`crate::guestdoc`]).
+    pub guest: Vec<crate::guestdoc::CheckLine>,
 }
 
 /// Why the migration is being abandoned.
@@ -787,6 +789,7 @@ async fn complete<D: Destination>(
                 pairs: Vec::new(),
                 running: was_running,
                 defined: opts.persistent,
+                guest: Vec::new(),
             }
         }
         Err(e) => {
@@ -847,6 +850,7 @@ async fn complete<D: Destination>(
         defined_on_destination: fin.defined,
         undefined_on_source: undefined,
         warnings,
+        guest: fin.guest,
     })
 }
 

@@ -210,6 +210,7 @@ impl Destination for FakeDest {
             pairs: Vec::new(),
             running: resume,
             defined: false,
+            guest: Vec::new(),
         })
     }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::dest::PrepareRequest;
+use crate::guestdoc::CheckLine;
 use crate::run::VfBinding;
 use crate::teaming::{PairState, TeamingPair};
 
@@ -207,6 +208,9 @@ pub enum FromDest {
         pairs: Vec<PairState>,
         running: bool,
         defined: bool,
+        /// The guest doctor's lines (absent from older destinations).
+        #[serde(default)]
+        guest: Vec<CheckLine>,
     },
     Aborted {
         log: Vec<String>,
@@ -272,5 +276,14 @@ mod tests {
         assert!(matches!(h, FromDest::Hello { version: 1, .. }));
         let i = serde_json::to_string(&Incoming::Tunnel).unwrap();
         assert_eq!(i, r#"{"kind":"tunnel"}"#);
+    }
+
+    #[test]
+    fn a_finished_without_the_doctor_is_read() {
+        // From a destination that predates the guest doctor's lines.
+        let f: FromDest =
+            serde_json::from_str(r#"{"msg":"finished","pairs":[],"running":true,"defined":false}"#)
+                .unwrap();
+        assert!(matches!(f, FromDest::Finished { guest, .. } if guest.is_empty()));
     }
 }

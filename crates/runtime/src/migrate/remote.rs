@@ -996,12 +996,14 @@ impl Destination for RemoteDestination {
                 pairs,
                 running,
                 defined,
+                guest,
             } => {
                 self.close().await;
                 Ok(Finished {
                     pairs,
                     running,
                     defined,
+                    guest: bounded_guest_lines(guest),
                 })
             }
             _ => Err(MigrateError::Remote(
@@ -1056,6 +1058,19 @@ fn run_dir_qemu(run_dir: &Path) -> std::io::Result<crate::privdrop::Identity> {
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let rec: crate::run::RunRecord = serde_json::from_str(&text).map_err(std::io::Error::other)?;
     crate::privdrop::process_identity(rec.proc.pid)
+}
+
+/// The doctor's lines from a remote destination: a peer's text, so few,
+/// short and escaped.
+fn bounded_guest_lines(lines: Vec<crate::guestdoc::CheckLine>) -> Vec<crate::guestdoc::CheckLine> {
+    lines
+        .into_iter()
+        .take(64)
+        .map(|mut l| {
+            l.text = peer_text(&l.text.chars().take(2048).collect::<String>());
+            l
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -224,6 +224,7 @@ where
                             pairs: f.pairs,
                             running: f.running,
                             defined: f.defined,
+                            guest: f.guest,
                         })
                     }
                     Err(e) => send(FromDest::Error {
