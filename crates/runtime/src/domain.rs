@@ -1,8 +1,9 @@
 //! Domain verbs other than `start` (see [`crate::start`]): `define`,
 //! `undefine`, `list`, `dumpxml`, `destroy`, `shutdown`, `domstate`,
-//! `teaming`. Every verb runs on a [`Runtime`], which first settles
-//! migrations whose driving process died ([`crate::migrate::recover`](mod@crate::migrate::recover)) and
-//! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
+//! `teaming`. Every verb runs on a [`Runtime`], which notices QEMUs that
+//! died since the last command ([`crate::run::reconcile`]); commands open
+//! it through `teamvirt_runtime::open`, which first settles migrations
+//! whose driving process died.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -94,15 +95,21 @@ pub struct DomainSummary {
 }
 
 impl Runtime {
-    /// Open (creating) the state directory, settle migrations whose
-    /// `teamvirt migrate` process died (either side; what was done is in
-    /// [`Runtime::notices`]), and notice dead QEMUs. Every lifecycle and
-    /// network verb passes here once, before it takes any lock (recovery
-    /// only try-locks the domain in both state directories).
+    /// The lifecycle API over `state_dir`: pool state files repaired (what
+    /// was done is in [`Runtime::notices`]) and dead QEMUs noticed.
+    /// Migrations whose `teamvirt migrate` process died are not settled
+    /// here (migration sits above this module): commands open through
+    /// `teamvirt_runtime::open`, which settles them first.
     pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
-        // Recovery first: it knows both sides of a migration; the sweep
-        // after it would free one side's VFs without cancelling anything.
-        let mut notices = crate::migrate::recover_stale_blocking(state_dir);
+        Runtime::open_after(state_dir, Vec::new())
+    }
+
+    /// [`Runtime::open`] with `notices` already gathered by the caller
+    /// (migration recovery, which must run before the sweep below).
+    pub(crate) fn open_after(
+        state_dir: &StateDir,
+        mut notices: Vec<String>,
+    ) -> Result<Runtime, RuntimeError> {
         // Pool state files are rebuilt from the run records when lost or
         // damaged, before anything allocates from them.
         for net in state_dir.defined_networks()? {
@@ -121,15 +128,10 @@ impl Runtime {
         Ok(rt)
     }
 
-    /// Lines for the user about what [`Runtime::open`] settled (a stale
-    /// migration job), each a warning.
+    /// Lines for the user about what opening settled (a stale migration
+    /// job, a rebuilt pool state file), each a warning.
     pub fn notices(&self) -> &[String] {
         &self.notices
-    }
-
-    /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`Runtime::open`].
-    pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
-        Runtime::open(&StateDir::open_default(explicit)?)
     }
 
     /// Prepare real VFs against another sysfs root and `ip` (tests).

@@ -44,31 +44,9 @@ use crate::Runtime;
 /// need more).
 pub const DETACH_WAIT: Duration = Duration::from_secs(15);
 
-/// Errors of this module.
-#[derive(Debug, thiserror::Error)]
-pub enum HotplugError {
-    #[error("{0}")]
-    Plan(#[from] teamvirt_qemu::hotplug::HotplugError),
-    #[error("Requested operation is not valid: domain is not running")]
-    NotRunning,
-    #[error("Requested operation is not valid: cannot modify the persistent configuration of a transient domain")]
-    Transient,
-    #[error("device not found: no device found with alias {0}")]
-    NoAlias(String),
-    #[error("device not found: {0}")]
-    NotFound(String),
-    #[error("operation failed: multiple devices matching MAC address {0} found")]
-    Ambiguous(String),
-    #[error("Requested operation is not valid: standby {standby} still has its failover primary {} attached; detach the primary first (teamvirt detach-device-alias DOMAIN {})", .primaries.join(", "), .primaries[0])]
-    StandbyInUse {
-        standby: String,
-        primaries: Vec<String>,
-    },
-    #[error("internal error: unable to execute QEMU command '{cmd}': {desc}")]
-    Qemu { cmd: String, desc: String },
-    #[error("internal error: live XML of domain '{0}' is missing")]
-    NoLiveXml(String),
-}
+// Defined with the lifecycle error that wraps it, so that error.rs needs
+// nothing from this module (which returns that error).
+pub use crate::error::HotplugError;
 
 fn qemu_err(cmd: &str, e: QmpError) -> HotplugError {
     let desc = match e {

@@ -3,7 +3,7 @@
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 //!
-//! Entry point: [`Runtime`] (one state directory): `define_domain`,
+//! Entry point: [`Runtime`] (one state directory, opened by [`open`]): `define_domain`,
 //! `start`/`start_def`, `destroy`, `shutdown`, `domain_state`,
 //! `list_domains`, `domain_xml`, `teaming`, and the network verbs. The
 //! layers below are public for the migration module: [`run`] (launch with
@@ -49,6 +49,8 @@ pub mod netdev;
 /// Network verbs and the network lookup used at start.
 pub mod network;
 pub mod nodedev;
+/// A command's way in: stale migrations settled, then the [`Runtime`].
+mod open;
 pub mod pool;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
@@ -73,4 +75,5 @@ pub mod util;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;
+pub use open::{open, open_default};
 pub use start::{StartOptions, StartReport};
