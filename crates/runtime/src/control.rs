@@ -15,7 +15,7 @@ use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
 use crate::state::{make_private_dir, remove_optional, write_atomic};
 use crate::teaming::TeamingPair;
-use crate::util::block_on;
+use crate::asyncrt::block_on;
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
 #[derive(Debug, Clone, Serialize)]

@@ -38,7 +38,7 @@
 //! (libvirt's rule). Every chown is recorded first in `run/NAME/dac.json`
 //! (path, device, inode, original owner, group and mode), so whichever
 //! later `teamvirt` sees the domain stopped gives it back exactly
-//! ([`release`], from [`crate::run::forget`]), to the same inode only
+//! ([`release`], from `run::forget`), to the same inode only
 //! (found again by device and inode), mode included even when QEMU
 //! chmod'ed it. A give-back that cannot complete is kept in
 //! `run/dac-pending.json` and retried by every later start and stop,

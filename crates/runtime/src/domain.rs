@@ -13,13 +13,13 @@ use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
-use crate::error::RuntimeError;
+use crate::error::{check_formatted, RuntimeError};
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
-use crate::util::block_on;
+use crate::asyncrt::block_on;
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
@@ -28,6 +28,8 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 // Moved out to untie module cycles; kept here for callers of these paths.
 pub use crate::identity::emulator_of;
 pub use crate::util::random_uuid;
+// Beside the reasons that explain it, which need nothing from here.
+pub use crate::reason::DomainState;
 
 /// The lifecycle API over one state directory.
 #[derive(Debug, Clone)]
@@ -48,35 +50,6 @@ pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError
             source: std::io::Error::other(e),
         })
     })
-}
-
-/// A domain's state as virsh names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DomainState {
-    Running,
-    Paused,
-    ShutOff,
-    /// Running, but its monitor is held by another teamvirt right now.
-    Busy,
-    /// Its QEMU runs but does not answer (stopped with SIGSTOP).
-    NotResponding,
-    /// Its run record cannot be read: the state is unknown (see
-    /// [`DomainSummary::problem`]); `destroy --force` settles it.
-    Damaged,
-}
-
-impl std::fmt::Display for DomainState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DomainState::Running => "running",
-            DomainState::Paused => "paused",
-            DomainState::ShutOff => "shut off",
-            DomainState::Busy => "running (monitor busy)",
-            DomainState::NotResponding => "running (not responding)",
-            DomainState::Damaged => "damaged",
-        })
-    }
 }
 
 /// One row of `list`.
@@ -235,7 +208,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(random_uuid()?);
+            def.uuid = Some(random_uuid());
         }
         Ok(())
     }
@@ -630,18 +603,6 @@ impl Runtime {
         Ok(states)
     }
 }
-/// Refuse to store a definition that could not be read back (see
-/// [`RuntimeError::TooLargeFormatted`]).
-pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError> {
-    if xml.len() as u64 > teamvirt_conf::MAX_XML_SIZE {
-        return Err(RuntimeError::TooLargeFormatted {
-            name: name.to_owned(),
-            size: xml.len(),
-        });
-    }
-    Ok(())
-}
-
 /// libvirt's post-parse: a definition without `<emulator>` gets the
 /// default one's path (`qemu-system-x86_64` as found on `PATH` when it is
 /// defined), so that every later command (destroy, migrate, a recovery)

@@ -104,6 +104,9 @@ pub enum RuntimeError {
     Hotplug(#[from] HotplugError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    /// Async work from the synchronous API found no runtime installed.
+    #[error("internal error: {0}")]
+    NoRuntime(#[from] crate::asyncrt::NoRuntime),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -132,6 +135,18 @@ pub enum HotplugError {
     Qemu { cmd: String, desc: String },
     #[error("internal error: live XML of domain '{0}' is missing")]
     NoLiveXml(String),
+}
+
+/// Refuse to store a definition that could not be read back (see
+/// [`RuntimeError::TooLargeFormatted`]).
+pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError> {
+    if xml.len() as u64 > teamvirt_conf::MAX_XML_SIZE {
+        return Err(RuntimeError::TooLargeFormatted {
+            name: name.to_owned(),
+            size: xml.len(),
+        });
+    }
+    Ok(())
 }
 
 fn first_error(diags: &[Diagnostic]) -> String {

@@ -36,7 +36,7 @@ use crate::start::describe_substitution;
 use crate::state::{read_optional, write_atomic};
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
-use crate::util::block_on;
+use crate::asyncrt::block_on;
 use crate::Runtime;
 
 /// How long `detach-device` waits for the guest by default (libvirt
@@ -464,6 +464,7 @@ impl Runtime {
             }
             Ok::<_, RuntimeError>((states, hidden))
         })
+        .map_err(RuntimeError::from)
         .and_then(|r| r);
         let (states, hidden) = match outcome {
             Ok(x) => x,

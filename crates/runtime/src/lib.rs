@@ -37,6 +37,8 @@ pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
 pub mod identity;
+/// Emulator probes run as QEMU runs.
+pub mod jail;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 pub mod lock;

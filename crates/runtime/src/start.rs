@@ -33,7 +33,7 @@ use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{write_atomic, RunPaths};
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
-use crate::util::block_on;
+use crate::asyncrt::block_on;
 use crate::Runtime;
 
 /// Options of `start`.
@@ -205,6 +205,7 @@ impl Runtime {
             };
             Ok::<_, RuntimeError>((l.record, launch_time, states))
         })
+        .map_err(RuntimeError::from)
         .and_then(|r| r);
         // QEMU has its own copies of the tap descriptors now.
         drop(hostnet);

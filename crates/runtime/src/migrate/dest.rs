@@ -687,7 +687,7 @@ impl Destination for LocalDestination {
         };
         self.emulator = Some(emulator.clone());
         // The destination's own QEMU must run what the source runs.
-        crate::privdrop::install_probe_jail();
+        crate::jail::install_probe_jail();
         let caps = teamvirt_qemu::caps::QemuCaps::probe(&emulator, self.sd.cache_dir())
             .await
             .map_err(|e| {
