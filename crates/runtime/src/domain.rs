@@ -13,13 +13,13 @@ use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
+use crate::asyncrt::block_on;
 use crate::error::{check_formatted, RuntimeError};
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
-use crate::asyncrt::block_on;
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).

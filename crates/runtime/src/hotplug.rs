@@ -25,6 +25,7 @@ use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
+use crate::asyncrt::block_on;
 use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
 use crate::hostdev::{self, VfRequest};
@@ -36,7 +37,6 @@ use crate::start::describe_substitution;
 use crate::state::{read_optional, write_atomic};
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
-use crate::asyncrt::block_on;
 use crate::Runtime;
 
 /// How long `detach-device` waits for the guest by default (libvirt

@@ -768,7 +768,8 @@ impl Destination for LocalDestination {
         // the guest runs here. The guest listens on its standbys until it
         // has taken them (netdev::pair, below).
         let dir = self.sd.run_paths(&a.name)?.dir;
-        let problems = blocking(move || crate::hostdev::apply_parked_standby_first(&dir)).await?;
+        let problems =
+            blocking(move || crate::netdev::pair::apply_parked_standby_first(&dir)).await?;
         if !problems.is_empty() {
             return Err(MigrateError::Remote(format!(
                 "operation failed: the destination's VFs could not take the guest's MAC: {}",

@@ -37,10 +37,10 @@ use teamvirt_qmp::{
 use tokio::sync::watch;
 
 use super::dest::{DestEvent, Destination, Prepared};
-use super::proto::PrepareRequest;
 use super::job::{self, JobInfo, JobPhase};
-use super::snapshot::{precheck_and_snapshot, Source};
 pub use super::progress::{Progress, Side};
+use super::proto::PrepareRequest;
+use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
 use crate::process::ProcId;
 use crate::run::{self, VfBinding};
@@ -804,15 +804,15 @@ async fn complete<D: Destination>(
 }
 
 /// Park (`true`) or unpark the source's real VFs (see
-/// [`crate::hostdev::park_recorded_vfs`]), the pairs' ports with them
+/// [`crate::netdev::pair::park_recorded_vfs`]), the pairs' ports with them
 /// (`standby_first`: the standbys' halves stay the guest's until it has
 /// its primaries again); failures are shown, not fatal: the migration
 /// goes on either way.
 async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     on_source_run_dir(cx, move |dir| match (park, standby_first) {
-        (true, _) => crate::hostdev::park_recorded_vfs(dir),
-        (false, true) => crate::hostdev::apply_parked_standby_first(dir),
-        (false, false) => crate::hostdev::apply_parked_recorded(dir),
+        (true, _) => crate::netdev::pair::park_recorded_vfs(dir),
+        (false, true) => crate::netdev::pair::apply_parked_standby_first(dir),
+        (false, false) => crate::netdev::pair::apply_parked_recorded(dir),
     })
     .await
 }

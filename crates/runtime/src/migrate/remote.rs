@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 
 use super::dest::{referenced_files, DestEvent, Destination, Finished, Prepared};
 use super::proto::{
-    read_line_bounded, PrepareRequest, FromDest, Incoming, LineError, ToDest, MAGIC, MAX_MESSAGES, MAX_REPLY_LINE,
-    VERSION,
+    read_line_bounded, FromDest, Incoming, LineError, PrepareRequest, ToDest, MAGIC, MAX_MESSAGES,
+    MAX_REPLY_LINE, VERSION,
 };
 use super::MigrateError;
 use crate::process::ProcId;

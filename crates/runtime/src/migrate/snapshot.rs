@@ -7,8 +7,8 @@ use std::time::Duration;
 use teamvirt_conf::DomainDef;
 use teamvirt_qmp::{MigrationStatus, Qmp};
 
-use super::proto::PrepareRequest;
 use super::progress::Progress;
+use super::proto::PrepareRequest;
 use super::{precheck, MigrateError};
 use crate::process::ProcId;
 use crate::run::{self, RunRecord};
