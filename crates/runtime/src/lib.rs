@@ -59,6 +59,8 @@ pub mod privdrop;
 pub mod process;
 /// `domstate --reason`: virsh's reason texts from the domain log.
 pub mod reason;
+/// The run record of a running domain (`run/NAME/state.json`).
+pub mod record;
 pub mod run;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;
