@@ -3,7 +3,7 @@
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 //!
-//! Entry point: [`Runtime`] (one state directory, opened by [`open`]): `define_domain`,
+//! Entry point: [`Runtime`] (one state directory, opened by [`open()`]): `define_domain`,
 //! `start`/`start_def`, `destroy`, `shutdown`, `domain_state`,
 //! `list_domains`, `domain_xml`, `teaming`, and the network verbs. The
 //! layers below are public for the migration module: [`run`] (launch with
@@ -74,7 +74,7 @@ pub mod stop;
 pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
-/// A fresh UUID; async from sync code.
+/// A fresh UUID; control characters escaped.
 pub mod util;
 
 pub use domain::{DomainState, DomainSummary, Runtime};

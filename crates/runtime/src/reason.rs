@@ -22,7 +22,7 @@ pub enum DomainState {
     /// Its QEMU runs but does not answer (stopped with SIGSTOP).
     NotResponding,
     /// Its run record cannot be read: the state is unknown (see
-    /// [`DomainSummary::problem`]); `destroy --force` settles it.
+    /// `domain::DomainSummary::problem`); `destroy --force` settles it.
     Damaged,
 }
 

@@ -1,5 +1,6 @@
-//! Small helpers used across the runtime: a fresh UUID, and running one
-//! async operation from synchronous code on the process's runtime.
+//! Small helpers used across the runtime: a fresh UUID, and control
+//! characters escaped before they reach a terminal or a log line. It names
+//! no other module (async work from synchronous code: `asyncrt::block_on`).
 
 use teamvirt_conf::model::Uuid;
 
