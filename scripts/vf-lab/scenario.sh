@@ -77,6 +77,7 @@ collect() {
 }
 cleanup() {
     collect
+    dmesg >$out/l1-dmesg.txt 2>&1
     [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
     for h in $src $dst; do
         for d in vfl2 plain vlan unm; do
@@ -297,6 +298,14 @@ check teaming-negotiated-plugged "grep -Eq 'hostdev0 +yes +yes' $out/teaming-src
 check teaming-shows-vf0 "grep -q '$vf0' $out/teaming-src.txt"
 tv net-list --state-dir $src >>$out/net-list.txt 2>&1
 
+# Bonded is not yet answering: the guest's igbvf takes a while after
+# net_failover registered it to bring its link up and receive (tens of
+# seconds under nested TCG). The migration is measured from a guest that
+# answers through its VF.
+t_ans0=$(date +%s.%N)
+wait_for 600 ip netns exec peer ping -c 1 -W 1 10.77.0.2
+check guest-answers-before-migration "ip netns exec peer ping -c 3 -W 2 10.77.0.2"
+say "guest answers the peer ($(awk "BEGIN {print $(date +%s.%N) - $t_ans0}") s after bonding)"
 say "ping at 100 pps through a live migration to the destination (VF $vf1)"
 ip netns exec peer python3 /lab/pinger.py 10.77.0.2 >$out/ping-failover.log 2>&1 &
 ping_pid=$!
@@ -308,6 +317,18 @@ sleep 10
     bridge fdb show br br0 | grep -v permanent
     ip -s link
 } >$out/wire-before.txt 2>&1
+# Where br0 sends the guest's frames, which ports are locked, and the
+# interrupts of the VFs' vfio devices, twice a second through the
+# migration (teamvirt moves the entry at the unplug, at the resume and
+# once the destination's VF is heard).
+(while :; do
+    echo "@ $(date +%s.%N)"
+    bridge fdb show br br0 | grep -i "$mac"
+    bridge -d link show | grep -o '^[0-9]*: [^:]*\|locked [a-z]*' | paste -sd' '
+    grep vfio /proc/interrupts | awk '{ s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print "irq", $NF, s }'
+    sleep 0.5
+done) >$out/fdb-watch.log 2>&1 &
+watch_pid=$!
 m0=$(date +%s.%N)
 tv migrate --state-dir $src vfl2 --dest-state-dir $dst --persistent --undefinesource --timeout 600 >$out/migrate.txt 2>&1
 mrc=$?
@@ -322,6 +343,7 @@ verify vf1-mac-through-pf vf_has_mac 1 $mac
 dserial=$dst/run/vfl2/serial.log
 wait_for 300 bonded $dserial
 sleep 10
+kill $watch_pid
 kill $ping_pid
 ping_pid=
 verify guest-rebonded-vf1 bonded $dserial

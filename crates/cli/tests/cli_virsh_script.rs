@@ -920,3 +920,39 @@ fn event_loop_prints_lifecycle_events_as_they_happen() {
     let out = e.ok(&["event", "--loop", "--timeout", "1"]);
     assert_eq!(out, "event loop timed out\nevents received: 0\n");
 }
+
+/// A listing of the definitions that fails for a moment (here: the
+/// definitions directory replaced by a file) is not "the domain was
+/// undefined": `event --loop` reports nothing for it, and nothing when the
+/// listing works again.
+#[test]
+fn event_loop_ignores_a_failed_listing_of_the_definitions() {
+    use std::io::BufRead;
+    let e = Env::new();
+    e.ok(&["net-define", &e.write("lan.xml", LAN)]);
+    e.ok(&["define", &e.write("s1.xml", DOMAIN)]);
+    let mut ev = e
+        .command(&["event", "--loop", "--timeout", "8"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(ev.stderr.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "watching events (Ctrl-C stops)\n");
+    let domains = e.state.join("domains");
+    let aside = e.state.join("domains.aside");
+    std::fs::rename(&domains, &aside).unwrap();
+    std::fs::write(&domains, "not a directory").unwrap();
+    // Several polls (200 ms each) see the failing listing.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::remove_file(&domains).unwrap();
+    std::fs::rename(&aside, &domains).unwrap();
+    let out = ev.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "event loop timed out\nevents received: 0\n"
+    );
+}

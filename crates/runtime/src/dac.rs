@@ -119,6 +119,10 @@ pub struct Label {
     /// that restored owners only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// The uid it was lent to: while it is not given back, that uid must
+    /// not be handed to another VM (`crate::dynuid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lent_to: Option<u32>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -633,6 +637,7 @@ impl<'a> Builder<'a> {
         match self.shared(m).or_else(pending) {
             Some(o) => Label {
                 path: path.to_owned(),
+                lent_to: Some(self.id.uid),
                 ..o
             },
             None => Label {
@@ -642,6 +647,7 @@ impl<'a> Builder<'a> {
                 uid: m.uid(),
                 gid: m.gid(),
                 mode: Some(m.mode() & 0o7777),
+                lent_to: Some(self.id.uid),
             },
         }
     }
@@ -978,6 +984,7 @@ fn parse_mem(v: &str) -> Option<u64> {
 mod giveback;
 pub use giveback::{give_back_vfio, give_back_vfio_in, release};
 use giveback::{load, load_at, other_labels, retry_pending, save};
+pub(crate) use giveback::{pending_holders, pending_holders_at};
 
 /// A link only root can have made or replaced: owned by root, in a
 /// directory owned by root that nobody else can write to.

@@ -96,6 +96,30 @@ pub(super) fn retry_pending(sd: &StateDir) {
     }
 }
 
+/// The uids that objects whose give-back is pending in `sd` are still lent
+/// to: the one recorded, and the object's owner now if the path still
+/// names it (see `crate::dynuid`: such a uid is not handed out again).
+pub(crate) fn pending_holders(sd: &StateDir) -> std::collections::BTreeSet<u32> {
+    pending_holders_at(&sd.run_root())
+}
+
+/// [`pending_holders`] of the state directory whose run root is `run`.
+pub(crate) fn pending_holders_at(run: &Path) -> std::collections::BTreeSet<u32> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(pending) = load_at(&run.join(PENDING)) else {
+        return out;
+    };
+    for l in pending.labels {
+        out.extend(l.lent_to);
+        if let Ok(m) = std::fs::symlink_metadata(&l.path) {
+            if (m.dev(), m.ino()) == (l.dev, l.ino) {
+                out.insert(m.uid());
+            }
+        }
+    }
+    out
+}
+
 impl Label {
     fn describe(&self) -> String {
         let mode = self

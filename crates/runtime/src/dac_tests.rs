@@ -438,6 +438,7 @@ fn failed_give_back_is_kept_and_retried() {
             uid: 0,
             gid: 0,
             mode: None,
+            lent_to: None,
         }],
     };
     save(&dir, &rec).unwrap();

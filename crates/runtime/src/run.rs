@@ -675,8 +675,17 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
             .await);
         }
         if rec.qmp_socket.exists() {
+            // teamvirt binds the socket before QEMU runs (it is lent as a
+            // descriptor, see crate::dac): the connection is queued at once
+            // and the greeting comes only when QEMU has exec'd and built its
+            // machine. That is what the whole `timeout` is for; QMP's own
+            // 10 s greeting limit made a start on a loaded host fail after
+            // 10 s with 20 s of its 30 left.
             let opts = QmpOptions {
                 label: rec.name.clone(),
+                handshake_timeout: deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1)),
                 ..Default::default()
             };
             match Qmp::connect_with(&rec.qmp_socket, opts).await {

@@ -82,6 +82,43 @@ async fn launch_find_and_notice_death() {
     assert!(RunRecord::load(&sd, "vm").unwrap().is_none());
 }
 
+/// A QEMU slow to come up (a loaded host: here a wrapper that waits 11 s
+/// before exec'ing it) still starts within the monitor timeout (20 s
+/// here). The monitor socket is bound before QEMU runs, so the connection
+/// is made at once and only the greeting waits; QMP's fixed 10 s greeting
+/// limit made such starts fail (`cli_trust`'s forged-record migration
+/// test failed 1 in 7 runs in its `start` this way).
+#[tokio::test(flavor = "current_thread")]
+async fn slow_qemu_start_waits_the_whole_monitor_timeout() {
+    let Some(qemu) =
+        teamvirt_testinfra::qemu_or_skip("slow_qemu_start_waits_the_whole_monitor_timeout")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // The QEMU user must reach and run the wrapper.
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let slow = t.path().join("slow-qemu");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\nsleep 11\nexec {} \"$@\"\n", qemu.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sd = StateDir::open(&t.path().join("state")).unwrap();
+    let l = run::launch(&sd, spec(&sd, &slow, "vm", &[])).await;
+    let l = l.unwrap_or_else(|e| panic!("{e}"));
+    assert!(l.record.is_alive());
+    l.qmp.query_status().await.unwrap();
+    drop(l.qmp);
+    l.record
+        .proc
+        .kill_painfully(Duration::from_secs(5))
+        .unwrap();
+    assert!(run::running(&sd, "vm").unwrap().is_none());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn qemu_error_at_start_is_reported() {
     let Some(qemu) = teamvirt_testinfra::qemu_or_skip("qemu_error_at_start_is_reported") else {

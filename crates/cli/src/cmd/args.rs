@@ -3,11 +3,47 @@
 
 use std::path::PathBuf;
 
-use teamvirt_runtime::{Runtime, RuntimeError};
+use teamvirt_runtime::{Runtime, RuntimeError, StartOptions};
 
 /// Upper bound of every wait a user gives in seconds (a day): a bound
 /// beyond it is a typo, and a huge one would overflow a deadline.
 pub const MAX_WAIT_SECS: u64 = 86_400;
+
+/// How `start` and `create` launch a domain.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LaunchArgs {
+    /// Accelerator (default: kvm if usable on this host, else tcg).
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    pub accel: Option<String>,
+    /// Lab mode: replace each VF primary by an emulated vmxnet3 (printed and
+    /// recorded in the live XML).
+    #[arg(long)]
+    pub emulate_vf: bool,
+    /// Wait until every teaming pair negotiated failover (default 60 s);
+    /// fail naming the pairs that did not.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
+    pub wait_failover: Option<u64>,
+    /// Leave the domain paused (vCPUs stopped, as virsh start --paused);
+    /// `resume` runs it.
+    #[arg(long, conflicts_with = "wait_failover")]
+    pub paused: bool,
+}
+
+impl LaunchArgs {
+    pub fn options(&self) -> StartOptions {
+        StartOptions {
+            accel: self
+                .accel
+                .as_deref()
+                .map(|s| s.parse().expect("clap checked")),
+            emulate_vf: self.emulate_vf,
+            wait_failover: self.wait_failover.map(std::time::Duration::from_secs),
+            paused: self.paused,
+            ..Default::default()
+        }
+    }
+}
 
 /// Where the state lives.
 #[derive(clap::Args, Debug, Clone)]

@@ -3,12 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use teamvirt_runtime::accel::Accel;
-use teamvirt_runtime::{RuntimeError, StartOptions};
+use teamvirt_runtime::RuntimeError;
 
-use crate::cmd::args::{StateOpt, MAX_WAIT_SECS};
+use crate::cmd::args::{LaunchArgs, StateOpt};
 use crate::cmd::domain::{print_start_failure, print_start_report, schema_check};
 use crate::cmd::report::report;
 use crate::out::outln;
@@ -18,9 +16,6 @@ use crate::render::render;
 pub struct CreateArgs {
     /// Domain XML file.
     pub file: PathBuf,
-    /// Leave the domain paused (vCPUs stopped); `resume` runs it.
-    #[arg(long, conflicts_with = "wait_failover")]
-    pub paused: bool,
     /// Attach to the serial console once started (Ctrl-] leaves).
     #[arg(long, conflicts_with = "json")]
     pub console: bool,
@@ -32,16 +27,8 @@ pub struct CreateArgs {
     /// --validate).
     #[arg(long)]
     pub validate: bool,
-    /// Accelerator (default: kvm if usable on this host, else tcg).
-    #[arg(long, value_parser = ["kvm", "tcg"])]
-    pub accel: Option<String>,
-    /// Lab mode: replace each VF primary by an emulated vmxnet3.
-    #[arg(long)]
-    pub emulate_vf: bool,
-    /// Wait until every teaming pair negotiated failover (default 60 s).
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
-    pub wait_failover: Option<u64>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
     #[command(flatten)]
     pub state: StateOpt,
 }
@@ -62,16 +49,7 @@ pub fn run(a: CreateArgs) -> ExitCode {
             return c;
         }
     }
-    let opts = StartOptions {
-        accel: a
-            .accel
-            .as_deref()
-            .map(|s| s.parse::<Accel>().expect("clap checked")),
-        emulate_vf: a.emulate_vf,
-        wait_failover: a.wait_failover.map(Duration::from_secs),
-        paused: a.paused,
-        ..Default::default()
-    };
+    let opts = a.launch.options();
     let rt = match a.state.open() {
         Ok(rt) => rt,
         Err(e) => return report(&what, &e),

@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::start::describe_substitution;
 use teamvirt_runtime::teaming::PairState;
-use teamvirt_runtime::{RuntimeError, StartOptions};
+use teamvirt_runtime::RuntimeError;
 
-use super::args::{NameArgs, StateOpt, MAX_WAIT_SECS};
+use super::args::{LaunchArgs, NameArgs, StateOpt};
 use super::report::{report, report_domain};
 use crate::render::render;
 
@@ -251,22 +250,8 @@ pub fn dumpxml(a: DumpxmlArgs) -> ExitCode {
 pub struct StartArgs {
     /// Domain name.
     pub domain: String,
-    /// Accelerator (default: kvm if usable on this host, else tcg).
-    #[arg(long, value_parser = ["kvm", "tcg"])]
-    pub accel: Option<String>,
-    /// Lab mode: replace each VF primary by an emulated vmxnet3 (printed and
-    /// recorded in the live XML).
-    #[arg(long)]
-    pub emulate_vf: bool,
-    /// Wait until every teaming pair negotiated failover (default 60 s);
-    /// fail naming the pairs that did not.
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "60",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
-    pub wait_failover: Option<u64>,
-    /// Leave the domain paused (vCPUs stopped, as virsh start --paused);
-    /// `resume` runs it.
-    #[arg(long, conflicts_with = "wait_failover")]
-    pub paused: bool,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
     /// Attach to the serial console once started (as `console`; Ctrl-]
     /// leaves, the domain keeps running).
     #[arg(long)]
@@ -292,16 +277,7 @@ fn print_pairs(states: &[PairState]) {
 }
 
 pub fn start(a: StartArgs) -> ExitCode {
-    let opts = StartOptions {
-        accel: a
-            .accel
-            .as_deref()
-            .map(|s| s.parse::<Accel>().expect("clap checked")),
-        emulate_vf: a.emulate_vf,
-        wait_failover: a.wait_failover.map(Duration::from_secs),
-        paused: a.paused,
-        ..Default::default()
-    };
+    let opts = a.launch.options();
     let what = format!("Failed to start domain '{}'", a.domain);
     let rt = match a.state.open() {
         Ok(rt) => rt,

@@ -244,11 +244,14 @@ fn new_lines(rt: &Runtime, dom: &str, from: u64) -> (Vec<String>, u64) {
     (lines, start + end as u64)
 }
 
-fn defined(rt: &Runtime) -> BTreeSet<String> {
-    rt.state_dir()
-        .defined_domains()
-        .map(|v| v.into_iter().collect())
-        .unwrap_or_default()
+/// The defined domains, or `last` when they cannot be listed right now: a
+/// failed listing is not "every domain was undefined" (it made a spurious
+/// Undefined/Defined pair, or hid a definition until the next success).
+fn defined(rt: &Runtime, last: &BTreeSet<String>) -> BTreeSet<String> {
+    match rt.state_dir().defined_domains() {
+        Ok(v) => v.into_iter().collect(),
+        Err(_) => last.clone(),
+    }
 }
 
 /// Per running domain, per pair (standby), (negotiated, plugged).
@@ -357,7 +360,7 @@ pub fn run(a: EventArgs) -> ExitCode {
         })
     });
     let mut offsets = log_sizes(&rt);
-    let mut defs = defined(&rt);
+    let mut defs = defined(&rt, &BTreeSet::new());
     // From here on nothing is missed: said on stderr for whoever waits
     // to drive the domains (a script, the tests).
     eprintln!("watching events (Ctrl-C stops)");
@@ -369,7 +372,7 @@ pub fn run(a: EventArgs) -> ExitCode {
             break true;
         }
         std::thread::sleep(Duration::from_millis(200));
-        let now_defs = defined(&rt);
+        let now_defs = defined(&rt, &defs);
         for d in now_defs.difference(&defs) {
             sink.emit(Event {
                 kind: EventKind::Lifecycle,

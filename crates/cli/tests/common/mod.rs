@@ -56,6 +56,9 @@ impl Env {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_teamvirt"));
         c.env_remove("TEAMVIRT_STATE_DIR");
+        // A dynamic uid handed out again is swept of its leftovers
+        // (runtime::dynuid): never in the host's real /tmp from a test.
+        c.env("TEAMVIRT_DYNUID_SWEEP", "");
         match self.via {
             StateVia::Env => {
                 c.env("TEAMVIRT_STATE_DIR", &self.state).args(args);

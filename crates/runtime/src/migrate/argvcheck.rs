@@ -61,12 +61,20 @@ fn options(args: &[String]) -> Vec<(&str, Option<&str>)> {
 
 /// Check the recorded command line against the kernel's one (both without
 /// argv[0]); `Err` names what the record adds that nothing explains.
+///
+/// A record option the kernel does not show verbatim is explained by a
+/// kernel option of the same name carrying a descriptor, one for one and
+/// with the same `id`/`node-name`: "some `-chardev` of the kernel has a
+/// descriptor" explained any number of extra `-chardev socket,path=...` or
+/// `file,path=...` options, whose paths the destination then unlinked or
+/// created as root.
 pub fn check(record: &[String], kernel: &[String]) -> Result<(), String> {
     let rec = options(record);
     let ker = options(kernel);
     let ker_keys: Vec<String> = ker.iter().map(|(o, v)| pair_key(o, *v)).collect();
     let ker_pairs = count(ker_keys.iter().map(String::as_str));
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unexplained = Vec::new();
     for (opt, val) in &rec {
         let key = pair_key(opt, *val);
         let n = seen.entry(key.clone()).or_insert(0);
@@ -74,21 +82,58 @@ pub fn check(record: &[String], kernel: &[String]) -> Result<(), String> {
         if ker_pairs.get(key.as_str()).copied().unwrap_or(0) >= *n {
             continue;
         }
-        // Not on the kernel's command line: explained only as a path the
-        // kernel shows as a descriptor, or a hot-plugged device.
-        let substituted = SUBSTITUTED.contains(opt)
-            && ker
-                .iter()
-                .any(|(o, v)| o == opt && v.is_some_and(is_descriptor));
-        if substituted || HOTPLUG.contains(opt) {
+        unexplained.push((*opt, *val));
+    }
+    // The kernel's descriptor-carrying options the record did not match
+    // verbatim, each usable once.
+    let mut spare: Vec<(&str, &str)> = Vec::new();
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for (o, v) in &ker {
+        let Some(v) = v else { continue };
+        let key = pair_key(o, Some(v));
+        let n = used.entry(key.clone()).or_insert(0);
+        *n += 1;
+        if seen.get(key.as_str()).copied().unwrap_or(0) >= *n {
             continue;
         }
-        return Err(match val {
-            Some(v) => format!("{opt} {v}"),
-            None => (*opt).to_owned(),
-        });
+        if SUBSTITUTED.contains(o) && is_descriptor(v) {
+            spare.push((o, v));
+        }
+    }
+    for (opt, val) in unexplained {
+        if HOTPLUG.contains(&opt) {
+            continue;
+        }
+        let found = SUBSTITUTED.contains(&opt)
+            && spare
+                .iter()
+                .position(|(o, v)| *o == opt && ident(v) == val.and_then(ident))
+                .map(|i| spare.swap_remove(i))
+                .is_some();
+        if !found {
+            return Err(match val {
+                Some(v) => format!("{opt} {v}"),
+                None => opt.to_owned(),
+            });
+        }
     }
     Ok(())
+}
+
+/// The name an option's value gives its object (`id=`, `node-name=`, or
+/// the same keys of a JSON value), if any.
+fn ident(v: &str) -> Option<String> {
+    if v.starts_with('{') {
+        let j: serde_json::Value = serde_json::from_str(v).ok()?;
+        return ["id", "node-name"]
+            .iter()
+            .find_map(|k| j.get(*k).and_then(|x| x.as_str()).map(str::to_owned));
+    }
+    teamvirt_qemu::options::split(v).into_iter().find_map(|kv| {
+        kv.strip_prefix("id=")
+            .or_else(|| kv.strip_prefix("node-name="))
+            .map(str::to_owned)
+    })
 }
 
 fn pair_key(opt: &str, val: Option<&str>) -> String {
@@ -146,5 +191,48 @@ mod tests {
         let rec = v(&["-accel", "kvm"]);
         let ker = v(&["-accel", "tcg"]);
         assert!(check(&rec, &ker).is_err());
+    }
+
+    /// Issue 17: extra `-chardev socket/file` options in the record passed
+    /// because *some* kernel `-chardev` carried a descriptor; the
+    /// destination then unlinked or created root files at their paths.
+    #[test]
+    fn extra_chardevs_are_not_explained_by_another_descriptor() {
+        let ker = v(&[
+            "-chardev",
+            "socket,id=charmonitor,fd=14,server=on,wait=off",
+            "-add-fd",
+            "fd=15,set=1",
+            "-chardev",
+            "file,id=charserial0,path=/dev/fdset/1,append=on",
+        ]);
+        let honest = v(&[
+            "-chardev",
+            "socket,id=charmonitor,path=/s/run/a/qmp.sock,server=on,wait=off",
+            "-chardev",
+            "file,id=charserial0,path=/var/log/a.log,append=on",
+        ]);
+        assert_eq!(check(&honest, &ker), Ok(()));
+        for extra in [
+            "socket,id=charevil,path=/etc/shadow,server=on,wait=off",
+            "file,id=charevil,path=/root/.bashrc",
+            // Its own id again: one descriptor explains one option.
+            "file,id=charserial0,path=/root/.bashrc",
+        ] {
+            let mut rec = honest.clone();
+            rec.extend(v(&["-chardev", extra]));
+            assert_eq!(check(&rec, &ker), Err(format!("-chardev {extra}")));
+        }
+        // Another object's name is no explanation either.
+        let rec = v(&[
+            "-chardev",
+            "socket,id=charmonitor,path=/s/run/a/qmp.sock,server=on,wait=off",
+            "-chardev",
+            "file,id=charother,path=/root/x",
+        ]);
+        assert_eq!(
+            check(&rec, &ker),
+            Err("-chardev file,id=charother,path=/root/x".into())
+        );
     }
 }
