@@ -193,7 +193,7 @@ fn main() -> ExitCode {
         teamvirt_runtime::privdrop::set_qemu_user(u);
     }
     // Every probe of an emulator runs it as the QEMU user, unprivileged.
-    teamvirt_runtime::privdrop::install_probe_jail();
+    teamvirt_runtime::jail::install_probe_jail();
     let code = match cli.command {
         Command::Capabilities(args) => cmd::capabilities::run(args),
         Command::DomxmlToNative(args) => cmd::domxml_to_native::run(args),

@@ -38,7 +38,7 @@
 //! (libvirt's rule). Every chown is recorded first in `run/NAME/dac.json`
 //! (path, device, inode, original owner, group and mode), so whichever
 //! later `teamvirt` sees the domain stopped gives it back exactly
-//! ([`release`], from [`crate::run::forget`]), to the same inode only
+//! ([`release`], from `run::forget`), to the same inode only
 //! (found again by device and inode), mode included even when QEMU
 //! chmod'ed it. A give-back that cannot complete is kept in
 //! `run/dac-pending.json` and retried by every later start and stop,
@@ -120,7 +120,7 @@ pub struct Label {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// The uid it was lent to: while it is not given back, that uid must
-    /// not be handed to another VM (`crate::dynuid`).
+    /// not be handed to another VM (`dynuid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lent_to: Option<u32>,
 }
@@ -158,7 +158,7 @@ impl Default for HostRoots {
 }
 
 /// Prepare the launch of domain `name` with `args` (after the emulator)
-/// as `id` (the VM's own uid, see `crate::dynuid`, or the configured QEMU
+/// as `id` (the VM's own uid, see `dynuid`, or the configured QEMU
 /// user): its descriptors, its labels.
 pub fn lend(
     sd: &StateDir,
@@ -274,7 +274,7 @@ pub fn lend_hotplug(
         return Ok(());
     }
     // Lent to the running QEMU's own identity (its dynamic uid, see
-    // `crate::dynuid`), as the kernel reports it: not the configuration's.
+    // `dynuid`), as the kernel reports it: not the configuration's.
     let id = crate::privdrop::process_identity(pid).map_err(|source| DacError::Access {
         user: format!("of process {pid}"),
         what: "identity (/proc/PID/status) of QEMU",

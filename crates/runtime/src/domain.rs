@@ -1,8 +1,9 @@
 //! Domain verbs other than `start` (see [`crate::start`]): `define`,
 //! `undefine`, `list`, `dumpxml`, `destroy`, `shutdown`, `domstate`,
-//! `teaming`. Every verb runs on a [`Runtime`], which first settles
-//! migrations whose driving process died ([`crate::migrate::recover`](mod@crate::migrate::recover)) and
-//! notices QEMUs that died since the last command ([`crate::run::reconcile`]).
+//! `teaming`. Every verb runs on a [`Runtime`], which notices QEMUs that
+//! died since the last command ([`crate::run::reconcile`]); commands open
+//! it through `teamvirt_runtime::open`, which first settles migrations
+//! whose driving process died.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,13 +13,13 @@ use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
-use crate::error::RuntimeError;
+use crate::asyncrt::block_on;
+use crate::error::{check_formatted, RuntimeError};
 use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
-use crate::util::block_on;
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
@@ -27,6 +28,8 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 // Moved out to untie module cycles; kept here for callers of these paths.
 pub use crate::identity::emulator_of;
 pub use crate::util::random_uuid;
+// Beside the reasons that explain it, which need nothing from here.
+pub use crate::reason::DomainState;
 
 /// The lifecycle API over one state directory.
 #[derive(Debug, Clone)]
@@ -49,35 +52,6 @@ pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError
     })
 }
 
-/// A domain's state as virsh names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DomainState {
-    Running,
-    Paused,
-    ShutOff,
-    /// Running, but its monitor is held by another teamvirt right now.
-    Busy,
-    /// Its QEMU runs but does not answer (stopped with SIGSTOP).
-    NotResponding,
-    /// Its run record cannot be read: the state is unknown (see
-    /// [`DomainSummary::problem`]); `destroy --force` settles it.
-    Damaged,
-}
-
-impl std::fmt::Display for DomainState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DomainState::Running => "running",
-            DomainState::Paused => "paused",
-            DomainState::ShutOff => "shut off",
-            DomainState::Busy => "running (monitor busy)",
-            DomainState::NotResponding => "running (not responding)",
-            DomainState::Damaged => "damaged",
-        })
-    }
-}
-
 /// One row of `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainSummary {
@@ -94,15 +68,21 @@ pub struct DomainSummary {
 }
 
 impl Runtime {
-    /// Open (creating) the state directory, settle migrations whose
-    /// `teamvirt migrate` process died (either side; what was done is in
-    /// [`Runtime::notices`]), and notice dead QEMUs. Every lifecycle and
-    /// network verb passes here once, before it takes any lock (recovery
-    /// only try-locks the domain in both state directories).
+    /// The lifecycle API over `state_dir`: pool state files repaired (what
+    /// was done is in [`Runtime::notices`]) and dead QEMUs noticed.
+    /// Migrations whose `teamvirt migrate` process died are not settled
+    /// here (migration sits above this module): commands open through
+    /// `teamvirt_runtime::open`, which settles them first.
     pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
-        // Recovery first: it knows both sides of a migration; the sweep
-        // after it would free one side's VFs without cancelling anything.
-        let mut notices = crate::migrate::recover_stale_blocking(state_dir);
+        Runtime::open_after(state_dir, Vec::new())
+    }
+
+    /// [`Runtime::open`] with `notices` already gathered by the caller
+    /// (migration recovery, which must run before the sweep below).
+    pub(crate) fn open_after(
+        state_dir: &StateDir,
+        mut notices: Vec<String>,
+    ) -> Result<Runtime, RuntimeError> {
         // Pool state files are rebuilt from the run records when lost or
         // damaged, before anything allocates from them.
         for net in state_dir.defined_networks()? {
@@ -121,15 +101,10 @@ impl Runtime {
         Ok(rt)
     }
 
-    /// Lines for the user about what [`Runtime::open`] settled (a stale
-    /// migration job), each a warning.
+    /// Lines for the user about what opening settled (a stale migration
+    /// job, a rebuilt pool state file), each a warning.
     pub fn notices(&self) -> &[String] {
         &self.notices
-    }
-
-    /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`Runtime::open`].
-    pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
-        Runtime::open(&StateDir::open_default(explicit)?)
     }
 
     /// Prepare real VFs against another sysfs root and `ip` (tests).
@@ -233,7 +208,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(random_uuid()?);
+            def.uuid = Some(random_uuid());
         }
         Ok(())
     }
@@ -628,18 +603,6 @@ impl Runtime {
         Ok(states)
     }
 }
-/// Refuse to store a definition that could not be read back (see
-/// [`RuntimeError::TooLargeFormatted`]).
-pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError> {
-    if xml.len() as u64 > teamvirt_conf::MAX_XML_SIZE {
-        return Err(RuntimeError::TooLargeFormatted {
-            name: name.to_owned(),
-            size: xml.len(),
-        });
-    }
-    Ok(())
-}
-
 /// libvirt's post-parse: a definition without `<emulator>` gets the
 /// default one's path (`qemu-system-x86_64` as found on `PATH` when it is
 /// defined), so that every later command (destroy, migrate, a recovery)

@@ -20,7 +20,7 @@
 //!
 //! The allocation is recorded in `run/NAME/qemu-uid.json` (and the run
 //! record's `qemu_id`) and freed with the run directory's content
-//! (`crate::run::forget`: stop, destroy, a QEMU found dead, a start that
+//! (`run::forget`: stop, destroy, a QEMU found dead, a start that
 //! failed). A migration destination allocates its own id.
 //!
 //! Run directories are per state directory but the ids are the host's:

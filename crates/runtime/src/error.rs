@@ -101,11 +101,52 @@ pub enum RuntimeError {
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
     #[error(transparent)]
-    Hotplug(#[from] crate::hotplug::HotplugError),
+    Hotplug(#[from] HotplugError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    /// Async work from the synchronous API found no runtime installed.
+    #[error("internal error: {0}")]
+    NoRuntime(#[from] crate::asyncrt::NoRuntime),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Errors of `attach-device` / `detach-device` (the hotplug module).
+#[derive(Debug, thiserror::Error)]
+pub enum HotplugError {
+    #[error("{0}")]
+    Plan(#[from] teamvirt_qemu::hotplug::HotplugError),
+    #[error("Requested operation is not valid: domain is not running")]
+    NotRunning,
+    #[error("Requested operation is not valid: cannot modify the persistent configuration of a transient domain")]
+    Transient,
+    #[error("device not found: no device found with alias {0}")]
+    NoAlias(String),
+    #[error("device not found: {0}")]
+    NotFound(String),
+    #[error("operation failed: multiple devices matching MAC address {0} found")]
+    Ambiguous(String),
+    #[error("Requested operation is not valid: standby {standby} still has its failover primary {} attached; detach the primary first (teamvirt detach-device-alias DOMAIN {})", .primaries.join(", "), .primaries[0])]
+    StandbyInUse {
+        standby: String,
+        primaries: Vec<String>,
+    },
+    #[error("internal error: unable to execute QEMU command '{cmd}': {desc}")]
+    Qemu { cmd: String, desc: String },
+    #[error("internal error: live XML of domain '{0}' is missing")]
+    NoLiveXml(String),
+}
+
+/// Refuse to store a definition that could not be read back (see
+/// [`RuntimeError::TooLargeFormatted`]).
+pub(crate) fn check_formatted(name: &str, xml: &str) -> Result<(), RuntimeError> {
+    if xml.len() as u64 > teamvirt_conf::MAX_XML_SIZE {
+        return Err(RuntimeError::TooLargeFormatted {
+            name: name.to_owned(),
+            size: xml.len(),
+        });
+    }
+    Ok(())
 }
 
 fn first_error(diags: &[Diagnostic]) -> String {

@@ -58,7 +58,7 @@ pub struct VfRequest {
     /// Set through the PF (`ip link set dev PF vf N mac MAC`).
     pub mac: Option<String>,
     pub vlan: Option<u32>,
-    /// Bind it, but set MAC and VLAN only when [`apply_parked_recorded`]
+    /// Bind it, but set MAC and VLAN only when `netdev::pair::apply_parked_recorded`
     /// says so (a migration destination, right before the guest resumes).
     pub parked: bool,
 }
@@ -562,16 +562,10 @@ fn save_record(path: &Path, rec: &Record) -> Result<(), crate::state::StateError
 }
 
 /// Park (`park`) or unpark every VF recorded in `run_dir` (see
-/// [`PreparedVf::parked`]); the record is updated. The failover pairs'
-/// bridge ports follow (standby active while parked, see
-/// [`crate::netdev::pair`]), lab primaries included. Returns the failures.
-fn park_recorded(run_dir: &Path, park: bool, active: crate::netdev::pair::Active) -> Vec<String> {
-    let mut problems = park_vfs(run_dir, park);
-    problems.extend(crate::netdev::pair::wire(run_dir, active));
-    problems
-}
-
-fn park_vfs(run_dir: &Path, park: bool) -> Vec<String> {
+/// [`PreparedVf::parked`]); the record is updated. Returns the failures.
+/// The failover pairs' bridge ports follow in `netdev::pair`, which calls
+/// this.
+pub(crate) fn park_vfs(run_dir: &Path, park: bool) -> Vec<String> {
     let path = run_dir.join(RECORD);
     let mut rec = match load_record(&path) {
         Ok(Some(r)) => r,
@@ -630,36 +624,12 @@ pub fn recorded_addresses(run_dir: &Path) -> Vec<String> {
 
 /// Remove every bridge's learnt (dynamic) entry for `mac`.
 fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
-    let bytes = crate::netdev::pair::parse_mac(mac)
+    let bytes = crate::netdev::nl::parse_mac(mac)
         .ok_or_else(|| std::io::Error::other(format!("bad MAC {mac}")))?;
     for port in crate::netdev::nl::fdb_ports(bytes)? {
         crate::netdev::nl::fdb_del(port, bytes)?;
     }
     Ok(())
-}
-
-/// Migration source, once the guest has unplugged its VFs: the PF gets
-/// the VFs' original MAC and VLAN back at once (libvirt restores them when
-/// `DEVICE_DELETED` arrives), so the NIC stops steering the guest's frames
-/// to a VF nobody reads and they reach the standby for the rest of the
-/// migration. Undone by [`apply_parked_recorded`] on a rollback.
-pub fn park_recorded_vfs(run_dir: &Path) -> Vec<String> {
-    park_recorded(run_dir, true, crate::netdev::pair::Active::Standby)
-}
-
-/// The guest's MAC and VLAN on every parked VF of `run_dir`, and the
-/// primaries' halves of the pairs the guest's.
-pub fn apply_parked_recorded(run_dir: &Path) -> Vec<String> {
-    park_recorded(run_dir, false, crate::netdev::pair::Active::Primary)
-}
-
-/// [`apply_parked_recorded`] for a guest about to take its primaries
-/// again (a migration destination right before the guest resumes, a
-/// source rolling back): the VFs get the guest's MAC now (its VF driver
-/// reads it when it probes), the standbys' halves stay the guest's until
-/// [`crate::netdev::pair::primary_when_heard`].
-pub fn apply_parked_standby_first(run_dir: &Path) -> Vec<String> {
-    park_recorded(run_dir, false, crate::netdev::pair::Active::Standby)
 }
 
 /// How much each real VF of `run_dir` has done for its guest, by the
@@ -936,6 +906,7 @@ mod tests {
     /// what a parked VF does not hold already.
     #[test]
     fn parked_vfs_hold_the_original_settings_until_applied() {
+        use crate::netdev::pair::{apply_parked_recorded, park_recorded_vfs};
         let f = Fake::new(0);
         let run = f.dir.path().join("run");
         std::fs::create_dir_all(&run).unwrap();

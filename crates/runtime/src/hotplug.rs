@@ -25,6 +25,7 @@ use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
+use crate::asyncrt::block_on;
 use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
 use crate::hostdev::{self, VfRequest};
@@ -36,7 +37,6 @@ use crate::start::describe_substitution;
 use crate::state::{read_optional, write_atomic};
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
-use crate::util::block_on;
 use crate::Runtime;
 
 /// How long `detach-device` waits for the guest by default (libvirt
@@ -44,31 +44,9 @@ use crate::Runtime;
 /// need more).
 pub const DETACH_WAIT: Duration = Duration::from_secs(15);
 
-/// Errors of this module.
-#[derive(Debug, thiserror::Error)]
-pub enum HotplugError {
-    #[error("{0}")]
-    Plan(#[from] teamvirt_qemu::hotplug::HotplugError),
-    #[error("Requested operation is not valid: domain is not running")]
-    NotRunning,
-    #[error("Requested operation is not valid: cannot modify the persistent configuration of a transient domain")]
-    Transient,
-    #[error("device not found: no device found with alias {0}")]
-    NoAlias(String),
-    #[error("device not found: {0}")]
-    NotFound(String),
-    #[error("operation failed: multiple devices matching MAC address {0} found")]
-    Ambiguous(String),
-    #[error("Requested operation is not valid: standby {standby} still has its failover primary {} attached; detach the primary first (teamvirt detach-device-alias DOMAIN {})", .primaries.join(", "), .primaries[0])]
-    StandbyInUse {
-        standby: String,
-        primaries: Vec<String>,
-    },
-    #[error("internal error: unable to execute QEMU command '{cmd}': {desc}")]
-    Qemu { cmd: String, desc: String },
-    #[error("internal error: live XML of domain '{0}' is missing")]
-    NoLiveXml(String),
-}
+// Defined with the lifecycle error that wraps it, so that error.rs needs
+// nothing from this module (which returns that error).
+pub use crate::error::HotplugError;
 
 fn qemu_err(cmd: &str, e: QmpError) -> HotplugError {
     let desc = match e {
@@ -495,6 +473,7 @@ impl Runtime {
             }
             Ok::<_, RuntimeError>((states, hidden))
         })
+        .map_err(RuntimeError::from)
         .and_then(|r| r);
         let (states, hidden) = match outcome {
             Ok(x) => x,

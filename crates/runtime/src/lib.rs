@@ -3,7 +3,7 @@
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 //!
-//! Entry point: [`Runtime`] (one state directory): `define_domain`,
+//! Entry point: [`Runtime`] (one state directory, opened by [`open()`]): `define_domain`,
 //! `start`/`start_def`, `destroy`, `shutdown`, `domain_state`,
 //! `list_domains`, `domain_xml`, `teaming`, and the network verbs. The
 //! layers below are public for the migration module: [`run`] (launch with
@@ -38,6 +38,8 @@ pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
 pub mod identity;
+/// Emulator probes run as QEMU runs.
+pub mod jail;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 pub mod lock;
@@ -50,12 +52,16 @@ pub mod netdev;
 /// Network verbs and the network lookup used at start.
 pub mod network;
 pub mod nodedev;
+/// A command's way in: stale migrations settled, then the [`Runtime`].
+mod open;
 pub mod pool;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
 /// `domstate --reason`: virsh's reason texts from the domain log.
 pub mod reason;
+/// The run record of a running domain (`run/NAME/state.json`).
+pub mod record;
 pub mod run;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;
@@ -69,9 +75,10 @@ pub mod stop;
 pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
-/// A fresh UUID; async from sync code.
+/// A fresh UUID; control characters escaped.
 pub mod util;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;
+pub use open::{open, open_default};
 pub use start::{StartOptions, StartReport};

@@ -124,10 +124,10 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(crate::util::random_uuid()?);
+            def.uuid = Some(crate::util::random_uuid());
         }
         let xml = def.to_xml();
-        crate::domain::check_formatted(&def.name, &xml)?;
+        crate::error::check_formatted(&def.name, &xml)?;
         write_atomic(&path, xml.as_bytes(), 0o600)?;
         VfPool::new(&self.sd, &def.name).set_emulate_vf(emulate_vf)?;
         Ok((def.name, warnings))

@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+// Recorded in the run records, which the pools are rebuilt from.
+pub use crate::record::{LabSettings, VfBinding};
 use crate::state::{read_optional, write_atomic, StateDir, StateError};
 
 /// Errors of this module.
@@ -134,7 +136,7 @@ impl VfPool {
             return added;
         };
         for name in names {
-            let Ok(Some(rec)) = crate::run::RunRecord::load(&self.sd, &name) else {
+            let Ok(Some(rec)) = crate::record::read(&self.sd, &name) else {
                 continue;
             };
             if !rec.is_alive() {
@@ -328,27 +330,6 @@ impl VfPool {
             Ok(())
         })
     }
-}
-
-/// A VF bound to a device of a running domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VfBinding {
-    pub network: String,
-    /// Device alias (QEMU id).
-    pub device: String,
-    /// Host PCI address.
-    pub address: String,
-    /// The pool's lab settings when the VF was taken (`None`: not in lab
-    /// mode), so a lost pool state is rebuilt with them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lab: Option<LabSettings>,
-}
-
-/// Lab mode of a pool (`net-define --emulate-vf [--lab-bridge BR]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<String>,
 }
 
 impl NetworkState {

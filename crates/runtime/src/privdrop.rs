@@ -71,7 +71,7 @@ fn configured() -> (String, bool) {
     }
 }
 
-/// Does each VM get its own dynamic uid/gid ([`crate::dynuid`])? Yes
+/// Does each VM get its own dynamic uid/gid (the `dynuid` module)? Yes
 /// when teamvirt is root and no user was asked for (`--qemu-user`,
 /// `TEAMVIRT_QEMU_USER`): then [`qemu_identity`] is only the probes'.
 pub fn dynamic_per_vm() -> bool {
@@ -385,28 +385,6 @@ fn grouplist(user: &str, gid: u32) -> Vec<u32> {
             return vec![gid];
         }
     }
-}
-
-/// Probes of an emulator (`define`, `start`, `attach-device`,
-/// `validate`...) run it as QEMU runs: as the QEMU identity, with the same
-/// privilege drop ([`ChildSetup::apply`]: no capabilities, empty bounding
-/// set, `no_new_privs`), as libvirt probes as its QEMU user. The
-/// `<emulator>` comes from a definition, so it is not trusted with root.
-/// Idempotent; call before the first probe.
-pub fn install_probe_jail() {
-    teamvirt_qemu::caps::probe::set_jail(Box::new(|binary| {
-        let id = qemu_identity().map_err(|e| e.to_string())?;
-        crate::dac::check_exec(binary, &id).map_err(|e| e.to_string())?;
-        let mut setup = ChildSetup::for_identity(&id);
-        // /dev/kvm as a start would give it (its group); without it the
-        // probe falls back to TCG, as QEMU would run.
-        let _ = crate::dac::kvm_access(&mut setup, &id, std::path::Path::new("/dev/kvm"));
-        Ok(Some(teamvirt_qemu::caps::probe::Jail {
-            // SAFETY: the hook runs only between fork and exec (the
-            // probe's pre_exec), which is apply's contract.
-            pre_exec: Box::new(move || unsafe { setup.apply() }),
-        }))
-    }));
 }
 
 /// What the child does between fork and exec. Built in the parent (no

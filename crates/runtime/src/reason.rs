@@ -8,7 +8,36 @@
 //! count (`YYYY-MM-DD HH:MM:SS.mmm+0000: ` then the event); QEMU's own
 //! stderr in the same file is skipped.
 
-use crate::domain::DomainState;
+use serde::Serialize;
+
+/// A domain's state as virsh names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainState {
+    Running,
+    Paused,
+    ShutOff,
+    /// Running, but its monitor is held by another teamvirt right now.
+    Busy,
+    /// Its QEMU runs but does not answer (stopped with SIGSTOP).
+    NotResponding,
+    /// Its run record cannot be read: the state is unknown (see
+    /// `domain::DomainSummary::problem`); `destroy --force` settles it.
+    Damaged,
+}
+
+impl std::fmt::Display for DomainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DomainState::Running => "running",
+            DomainState::Paused => "paused",
+            DomainState::ShutOff => "shut off",
+            DomainState::Busy => "running (monitor busy)",
+            DomainState::NotResponding => "running (not responding)",
+            DomainState::Damaged => "damaged",
+        })
+    }
+}
 
 /// The lifecycle event of one teamvirt log line, if it is one.
 fn event(line: &str) -> Option<&str> {

@@ -14,16 +14,15 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 
 use crate::accel::Accel;
 use crate::lock::{FileLock, LockMode};
-// VfBinding lives with the pools (netdev needs it without run).
-pub use crate::pool::VfBinding;
+// The record is read below the pools (they rebuild their state from it).
 use crate::pool::{PoolError, VfPool};
-use crate::process::{spawn_detached_as, ProcId, ProcessError};
-use crate::state::{read_optional, remove_optional, write_atomic, RunPaths, StateDir, StateError};
+use crate::process::{spawn_detached_as, ProcessError};
+pub use crate::record::{RunRecord, VfBinding};
+use crate::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
 
 /// Errors of this module.
@@ -85,77 +84,14 @@ fn log_tail(log: &str) -> String {
     }
 }
 
-/// What `run/NAME/state.json` records about a running domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub name: String,
-    /// virsh-style domain id (unique among running domains of a state dir).
-    #[serde(default)]
-    pub id: u32,
-    pub uuid: Option<String>,
-    pub proc: ProcId,
-    pub emulator: String,
-    pub argv: Vec<String>,
-    pub accel: Accel,
-    pub qmp_socket: PathBuf,
-    pub serial_log: Option<PathBuf>,
-    pub qemu_log: PathBuf,
-    #[serde(default)]
-    pub pairs: Vec<TeamingPair>,
-    #[serde(default)]
-    pub vfs: Vec<VfBinding>,
-    /// Lab-mode substitutions, one human-readable line each.
-    #[serde(default)]
-    pub substitutions: Vec<String>,
-    /// Started with `-incoming` (a migration destination not yet resumed).
-    #[serde(default)]
-    pub incoming: bool,
-    pub started_unix: u64,
-    /// The uid and gid QEMU runs as (absent: teamvirt's own, or a record
-    /// of an older teamvirt).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qemu_id: Option<crate::dynuid::QemuIds>,
-}
-
 impl RunRecord {
-    /// The record of `name` in `sd`, if any.
+    /// The record of `name` in `sd`, if any ([`crate::record::read`]); one
+    /// that cannot be read is [`RunError::Damaged`].
     pub fn load(sd: &StateDir, name: &str) -> Result<Option<RunRecord>, RunError> {
-        let damaged = |reason: String| RunError::Damaged {
+        crate::record::read(sd, name).map_err(|e| RunError::Damaged {
             name: name.to_owned(),
-            reason,
-        };
-        let p = sd
-            .checked_run_paths(name)
-            .map_err(|e| damaged(e.to_string()))?;
-        let text = match read_optional(&p.state_json) {
-            Ok(None) => return Ok(None),
-            Ok(Some(s)) => s,
-            Err(e) => return Err(damaged(e.to_string())),
-        };
-        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| {
-            damaged(format!(
-                "run record {} is unreadable ({e})",
-                p.state_json.display()
-            ))
-        })?;
-        if rec.name != name {
-            return Err(damaged(format!(
-                "run record {} is for domain '{}'",
-                p.state_json.display(),
-                rec.name
-            )));
-        }
-        // teamvirt connects to the socket and reads the log it names: only
-        // the domain's own (a record could name any socket on the host).
-        if rec.qmp_socket != p.qmp_sock || rec.qemu_log != p.qemu_log {
-            return Err(damaged(format!(
-                "run record {} names monitor {} and log {}, not the domain's own",
-                p.state_json.display(),
-                rec.qmp_socket.display(),
-                rec.qemu_log.display()
-            )));
-        }
-        Ok(Some(rec))
+            reason: e.reason,
+        })
     }
 
     /// Write the record (and the plain `pid` file) into `sd`'s run dir
@@ -167,10 +103,6 @@ impl RunRecord {
         let json = serde_json::to_string_pretty(self).expect("record serializes");
         write_atomic(&p.state_json, json.as_bytes(), 0o600)?;
         Ok(())
-    }
-
-    pub fn is_alive(&self) -> bool {
-        self.proc.is_alive()
     }
 }
 
@@ -853,6 +785,7 @@ fn monitor_client_connected(sock: &Path) -> Option<bool> {
 mod tests {
     use super::*;
     use crate::pool::VfPool;
+    use crate::process::ProcId;
 
     fn record(sd: &StateDir, name: &str, proc: ProcId) -> RunRecord {
         let p = sd.run_paths(name).unwrap();

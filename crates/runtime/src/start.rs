@@ -23,6 +23,7 @@ use teamvirt_qemu::resolve::NetworkSource;
 use teamvirt_qemu::topology::fatal_at_start;
 
 use crate::accel::Accel;
+use crate::asyncrt::block_on;
 use crate::error::RuntimeError;
 use crate::hostdev::VfRequest;
 use crate::identity::emulator_of;
@@ -33,7 +34,6 @@ use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{write_atomic, RunPaths};
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
-use crate::util::block_on;
 use crate::Runtime;
 
 /// Options of `start`.
@@ -208,6 +208,7 @@ impl Runtime {
             };
             Ok::<_, RuntimeError>((l.record, launch_time, states))
         })
+        .map_err(RuntimeError::from)
         .and_then(|r| r);
         // QEMU has its own copies of the tap descriptors now.
         drop(hostnet);

@@ -252,7 +252,7 @@ impl StateDir {
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")
     }
-    /// Per-domain logs (see [`crate::domlog`]).
+    /// Per-domain logs (see the `domlog` module).
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("log")
     }

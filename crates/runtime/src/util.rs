@@ -1,19 +1,12 @@
-//! Small helpers used across the runtime: a fresh UUID, and running one
-//! async operation from synchronous code on the process's runtime.
+//! Small helpers used across the runtime: a fresh UUID, and control
+//! characters escaped before they reach a terminal or a log line. It names
+//! no other module (async work from synchronous code: `asyncrt::block_on`).
 
 use teamvirt_conf::model::Uuid;
 
-use crate::error::RuntimeError;
-
 /// A random (version 4) UUID, for definitions that lack one.
-pub fn random_uuid() -> Result<Uuid, RuntimeError> {
-    Ok(Uuid(uuid::Uuid::new_v4().into_bytes()))
-}
-
-/// Run an async QMP conversation from the synchronous API, on the
-/// process's runtime ([`crate::asyncrt`]).
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RuntimeError> {
-    crate::asyncrt::block_on(f).map_err(|e| RuntimeError::Internal(e.to_string()))
+pub fn random_uuid() -> Uuid {
+    Uuid(uuid::Uuid::new_v4().into_bytes())
 }
 
 /// How a character that must not reach a terminal or a log line is

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use teamvirt_runtime::state::StateDir;
-use teamvirt_runtime::Runtime;
 
 use super::args::StateOpt;
 
@@ -57,7 +56,7 @@ pub fn run(a: Args) -> ExitCode {
         }
     };
     // Settle what an earlier run left (a helper that was killed).
-    match Runtime::open(&sd) {
+    match teamvirt_runtime::open(&sd) {
         Ok(rt) => {
             for n in rt.notices() {
                 eprintln!("teamvirt: warning: {n}");

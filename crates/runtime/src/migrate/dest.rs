@@ -12,7 +12,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use teamvirt_conf::NetworkDef;
 use teamvirt_qmp::{Event, MigrationCapability, MigrationStatus, Qmp};
@@ -22,8 +21,8 @@ use super::argv::{destination_args, device_props};
 pub use super::carry::referenced_files;
 use super::carry::{copy_referenced_files, retarget_live_xml};
 use super::job::{self, JobInfo};
+pub use super::proto::PrepareRequest;
 use super::MigrateError;
-use crate::accel::Accel;
 use crate::hostdev::{HostPrep, VfRequest};
 use crate::lock::FileLock;
 use crate::pool::{PoolError, VfAllocation, VfPool};
@@ -31,27 +30,6 @@ use crate::process::ProcId;
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
-
-/// What the source tells the destination about the domain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PrepareRequest {
-    pub name: String,
-    pub uuid: Option<String>,
-    pub emulator: String,
-    /// The source's argv (emulator first); the destination derives its own.
-    pub argv: Vec<String>,
-    pub accel: Accel,
-    /// The source's run directory (paths in `argv` under it are the
-    /// source's own files).
-    pub source_run_dir: PathBuf,
-    pub source_serial_log: Option<PathBuf>,
-    /// The source's state directory (a local destination refuses itself).
-    pub source_root: PathBuf,
-    pub pairs: Vec<TeamingPair>,
-    pub live_xml: String,
-    /// `--persistent`: define the domain on the destination with this XML.
-    pub persistent_xml: Option<String>,
-}
 
 /// Something the destination QEMU reported while the migration runs.
 #[derive(Debug, Clone)]
@@ -390,7 +368,7 @@ impl LocalDestination {
             }
         })?;
         if let Some(dir) = &self.tls_dir {
-            super::remote::tls_setup(&qmp, dir, "server", None, &me)
+            super::tls::tls_setup(&qmp, dir, "server", None, &me)
                 .await
                 .map_err(MigrateError::dst)?;
         }
@@ -717,7 +695,7 @@ impl Destination for LocalDestination {
         };
         self.emulator = Some(emulator.clone());
         // The destination's own QEMU must run what the source runs.
-        crate::privdrop::install_probe_jail();
+        crate::jail::install_probe_jail();
         let caps = teamvirt_qemu::caps::QemuCaps::probe(&emulator, self.sd.cache_dir())
             .await
             .map_err(|e| {
@@ -798,7 +776,8 @@ impl Destination for LocalDestination {
         // the guest runs here. The guest listens on its standbys until it
         // has taken them (netdev::pair, below).
         let dir = self.sd.run_paths(&a.name)?.dir;
-        let problems = blocking(move || crate::hostdev::apply_parked_standby_first(&dir)).await?;
+        let problems =
+            blocking(move || crate::netdev::pair::apply_parked_standby_first(&dir)).await?;
         if !problems.is_empty() {
             return Err(MigrateError::Remote(format!(
                 "operation failed: the destination's VFs could not take the guest's MAC: {}",
@@ -981,6 +960,7 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accel::Accel;
     use teamvirt_conf::DomainDef;
 
     fn pair(net: Option<&str>, vf: Option<&str>, emulated: bool) -> TeamingPair {

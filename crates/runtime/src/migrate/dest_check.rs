@@ -11,7 +11,7 @@ use teamvirt_conf::DomainDef;
 use teamvirt_qemu::caps::probe::PROBED_DEVICES;
 use teamvirt_qemu::caps::QemuCaps;
 
-use super::dest::PrepareRequest;
+use super::proto::PrepareRequest;
 use super::MigrateError;
 
 /// The machine type the domain runs: the live XML's, else `-machine`'s.

@@ -31,14 +31,15 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use teamvirt_qmp::{
     Event, EventStream, MigrateParameters, MigrationCapability, MigrationStatus, Qmp, QmpError,
 };
 use tokio::sync::watch;
 
-use super::dest::{DestEvent, Destination, PrepareRequest, Prepared};
+use super::dest::{DestEvent, Destination, Prepared};
 use super::job::{self, JobInfo, JobPhase};
+pub use super::progress::{Progress, Side};
+use super::proto::PrepareRequest;
 use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
 use crate::process::ProcId;
@@ -80,54 +81,6 @@ impl Default for MigrateOptions {
             tls_dir: None,
         }
     }
-}
-
-/// Which QEMU reported an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-/// What the migration reports as it goes (rendered by the CLI: progress
-/// bar, plain lines or one JSON object each).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum Progress {
-    Warning {
-        message: String,
-    },
-    Info {
-        message: String,
-    },
-    /// A new phase: `prepare`, QEMU's statuses, `finish`, `rollback`.
-    Phase {
-        phase: String,
-        elapsed_ms: u64,
-    },
-    /// A QMP event of either QEMU (UNPLUG_PRIMARY, FAILOVER_NEGOTIATED, ...).
-    Qemu {
-        side: Side,
-        name: String,
-        data: Value,
-        elapsed_ms: u64,
-        /// QEMU's own host-clock stamp of the event (seconds).
-        qemu_time_s: f64,
-    },
-    /// Figures, a few times a second.
-    Stats {
-        phase: String,
-        elapsed_ms: u64,
-        data_processed: Option<u64>,
-        data_remaining: Option<u64>,
-        data_total: Option<u64>,
-        mbps: Option<f64>,
-    },
-    Rollback {
-        step: String,
-        elapsed_ms: u64,
-    },
 }
 
 /// A migration that completed.
@@ -855,15 +808,15 @@ async fn complete<D: Destination>(
 }
 
 /// Park (`true`) or unpark the source's real VFs (see
-/// [`crate::hostdev::park_recorded_vfs`]), the pairs' ports with them
+/// [`crate::netdev::pair::park_recorded_vfs`]), the pairs' ports with them
 /// (`standby_first`: the standbys' halves stay the guest's until it has
 /// its primaries again); failures are shown, not fatal: the migration
 /// goes on either way.
 async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     on_source_run_dir(cx, move |dir| match (park, standby_first) {
-        (true, _) => crate::hostdev::park_recorded_vfs(dir),
-        (false, true) => crate::hostdev::apply_parked_standby_first(dir),
-        (false, false) => crate::hostdev::apply_parked_recorded(dir),
+        (true, _) => crate::netdev::pair::park_recorded_vfs(dir),
+        (false, true) => crate::netdev::pair::apply_parked_standby_first(dir),
+        (false, false) => crate::netdev::pair::apply_parked_recorded(dir),
     })
     .await
 }

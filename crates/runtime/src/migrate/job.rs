@@ -140,8 +140,9 @@ pub struct JobInfo {
     pub abort_reason: Option<String>,
     /// Last notable thing that happened (human readable).
     pub message: Option<String>,
-    /// What [`super::recover`](fn@super::recover) needs when the driver dies: whether the
-    /// source ran (the winner is resumed only then) and the virsh flags.
+    /// What recovery (`migrate::recover`) needs when the driver dies:
+    /// whether the source ran (the winner is resumed only then) and the
+    /// virsh flags.
     #[serde(default)]
     pub source_was_running: Option<bool>,
     #[serde(default)]

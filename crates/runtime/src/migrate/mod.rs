@@ -12,6 +12,7 @@
 //!   local implementation on another state directory of this machine.
 //! * [`driver`]: the source side: drives QEMU, shows progress, enforces
 //!   deadlines, rolls back.
+//! * [`progress`]: what a migration reports as it goes.
 //! * `snapshot`: the source checked and described before anything moves
 //!   (the driver's phase 0).
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
@@ -21,6 +22,7 @@
 //!   `qemu+ssh://`), [`serve`]: the remote helper's side of it, [`proto`]:
 //!   their JSON-lines protocol.
 //! * [`dest_check`]: the destination's QEMU checked before anything moves.
+//! * [`tls`]: QEMU's TLS credentials for `--tls`, either side.
 //! * [`tcg_copy`]: the copy paused under TCG on QEMU < 9.0 (a QEMU bug
 //!   loses guest writes during a live copy there).
 
@@ -33,12 +35,14 @@ pub mod dest_check;
 pub mod driver;
 pub mod job;
 pub mod precheck;
+pub mod progress;
 pub mod proto;
 pub mod recover;
 pub mod remote;
 pub mod serve;
 mod snapshot;
 pub mod tcg_copy;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use super::dest::PrepareRequest;
+use crate::accel::Accel;
 use crate::guestdoc::CheckLine;
 use crate::run::VfBinding;
 use crate::teaming::{PairState, TeamingPair};
@@ -138,6 +138,27 @@ pub fn plain_name(name: &str) -> Result<(), String> {
             crate::util::escape_controls(name)
         ))
     }
+}
+
+/// What the source tells the destination about the domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub emulator: String,
+    /// The source's argv (emulator first); the destination derives its own.
+    pub argv: Vec<String>,
+    pub accel: Accel,
+    /// The source's run directory (paths in `argv` under it are the
+    /// source's own files).
+    pub source_run_dir: PathBuf,
+    pub source_serial_log: Option<PathBuf>,
+    /// The source's state directory (a local destination refuses itself).
+    pub source_root: PathBuf,
+    pub pairs: Vec<TeamingPair>,
+    pub live_xml: String,
+    /// `--persistent`: define the domain on the destination with this XML.
+    pub persistent_xml: Option<String>,
 }
 
 /// How the destination QEMU receives the memory stream.

@@ -38,14 +38,14 @@ struct Side {
 
 impl Side {
     /// The guest's MAC back on its parked VFs and the primaries' halves
-    /// of the pairs the guest's (`hostdev::apply_parked_recorded`).
+    /// of the pairs the guest's (`netdev::pair::apply_parked_recorded`).
     async fn unpark(&self, name: &str, log: &mut Vec<String>) {
         let Ok(paths) = self.sd.run_paths(name) else {
             return;
         };
         let dir = paths.dir;
         let problems =
-            tokio::task::spawn_blocking(move || crate::hostdev::apply_parked_recorded(&dir))
+            tokio::task::spawn_blocking(move || crate::netdev::pair::apply_parked_recorded(&dir))
                 .await
                 .unwrap_or_else(|e| vec![e.to_string()]);
         log.extend(problems);

@@ -2,7 +2,7 @@
 //! libvirt's `qemu+ssh://`: the system `ssh` (the user's keys, known_hosts
 //! and ssh_config, ProxyJump included) runs the remote `teamvirt
 //! __migrate-dest`, which serves the [`Destination`] API as the JSON lines
-//! of [`super::proto`] (see [`super::serve`] for its side). teamvirt stays
+//! of [`super::proto`] (see `migrate::serve` for its side). teamvirt stays
 //! daemonless: the remote helper lives for one migration.
 //!
 //! * `BatchMode=yes`: a missing key is an error, never a password prompt
@@ -26,23 +26,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use teamvirt_qmp::{Event, MigrateParameters, Qmp, QmpError, TlsCredsX509};
+use teamvirt_qmp::{Event, Qmp, QmpError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use super::dest::{referenced_files, DestEvent, Destination, Finished, PrepareRequest, Prepared};
+use super::dest::{referenced_files, DestEvent, Destination, Finished, Prepared};
 use super::proto::{
-    read_line_bounded, FromDest, Incoming, LineError, ToDest, MAGIC, MAX_MESSAGES, MAX_REPLY_LINE,
-    VERSION,
+    read_line_bounded, FromDest, Incoming, LineError, PrepareRequest, ToDest, MAGIC, MAX_MESSAGES,
+    MAX_REPLY_LINE, VERSION,
 };
 use super::MigrateError;
 use crate::process::ProcId;
 
-/// libvirt's default certificate directory for migration TLS.
-pub const DEFAULT_TLS_DIR: &str = "/etc/pki/qemu";
-/// The QOM id libvirt gives the migration's TLS credentials.
-const TLS_ID: &str = "objlibvirt_migrate_tls0";
+pub use super::tls::DEFAULT_TLS_DIR;
 
 /// A parsed `ssh://` or `qemu+ssh://` destination URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -810,77 +807,6 @@ fn uri_host(uri: &str) -> Option<String> {
     rest.rsplit_once(':').map(|(h, _)| h.to_owned())
 }
 
-/// QEMU's TLS for migration as libvirt sets it: the `tls-creds-x509`
-/// object from `dir` (`endpoint` client or server, peers verified) and the
-/// migration's `tls-creds` (and `tls-hostname` on the source).
-/// The PEM files of a libvirt-style TLS directory, copied into a fresh
-/// private directory of `id`, the QEMU's (see `privdrop::socket_dir`).
-fn lend_tls_dir(dir: &Path, id: &crate::privdrop::Identity) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let out = crate::privdrop::socket_dir("tls", id, None)?;
-    let copy = || -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let name = e.file_name();
-            if !name.to_string_lossy().ends_with(".pem") || !e.file_type()?.is_file() {
-                continue;
-            }
-            let data = std::fs::read(e.path())?;
-            let dst = out.join(&name);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&dst)?;
-            std::io::Write::write_all(&mut f, &data)?;
-            if id.switch {
-                std::os::unix::fs::chown(&dst, Some(id.uid), Some(id.gid))?;
-            }
-        }
-        Ok(())
-    };
-    copy().inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&out);
-    })?;
-    Ok(out)
-}
-
-pub async fn tls_setup(
-    qmp: &Qmp,
-    dir: &Path,
-    endpoint: &str,
-    hostname: Option<&str>,
-    qemu: &crate::privdrop::Identity,
-) -> Result<(), QmpError> {
-    // An earlier TLS migration of this QEMU left its object behind.
-    let _ = qmp.object_del(TLS_ID).await;
-    // QEMU runs as the QEMU user and reads the credentials when the object
-    // is made: a copy it can read, gone right after.
-    let lent = lend_tls_dir(dir, qemu).map_err(|e| {
-        QmpError::Protocol(format!(
-            "cannot give QEMU the TLS credentials of {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let added = qmp
-        .object_add_tls_creds_x509(&TlsCredsX509 {
-            id: TLS_ID.to_owned(),
-            dir: lent.display().to_string(),
-            endpoint: endpoint.to_owned(),
-            verify_peer: true,
-        })
-        .await;
-    let _ = std::fs::remove_dir_all(&lent);
-    added?;
-    qmp.migrate_set_parameters(&MigrateParameters {
-        tls_creds: Some(TLS_ID.to_owned()),
-        tls_hostname: hostname.map(str::to_owned),
-        ..Default::default()
-    })
-    .await?;
-    Ok(())
-}
-
 impl Destination for RemoteDestination {
     fn describe(&self) -> String {
         self.target.uri.display()
@@ -1047,7 +973,7 @@ pub async fn source_tls(
     dest_uri: &str,
     qemu: &crate::privdrop::Identity,
 ) -> Result<(), QmpError> {
-    tls_setup(qmp, dir, "client", uri_host(dest_uri).as_deref(), qemu).await
+    super::tls::tls_setup(qmp, dir, "client", uri_host(dest_uri).as_deref(), qemu).await
 }
 
 /// The identity of the QEMU a run directory's record names (the source

@@ -339,8 +339,8 @@ mod tests {
     fn hostile_request(
         dir: &std::path::Path,
         emulator: &str,
-    ) -> super::super::dest::PrepareRequest {
-        super::super::dest::PrepareRequest {
+    ) -> super::super::proto::PrepareRequest {
+        super::super::proto::PrepareRequest {
             name: "vm".into(),
             uuid: None,
             emulator: emulator.into(),
@@ -361,7 +361,7 @@ mod tests {
 
     async fn one_prepare(
         sd: StateDir,
-        req: super::super::dest::PrepareRequest,
+        req: super::super::proto::PrepareRequest,
         files: Vec<(String, Vec<u8>)>,
     ) -> FromDest {
         let (mut to_helper, helper_in) = tokio::io::duplex(1 << 16);

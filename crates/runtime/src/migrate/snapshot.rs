@@ -1,4 +1,4 @@
-//! Phase 0 of the source side of a migration (see [`super::driver`]):
+//! Phase 0 of the source side of a migration (the driver's, `driver.rs`):
 //! the prechecks, and what the later phases need from the source, taken
 //! before anything moves.
 
@@ -7,8 +7,8 @@ use std::time::Duration;
 use teamvirt_conf::DomainDef;
 use teamvirt_qmp::{MigrationStatus, Qmp};
 
-use super::dest::PrepareRequest;
-use super::driver::Progress;
+use super::progress::Progress;
+use super::proto::PrepareRequest;
 use super::{precheck, MigrateError};
 use crate::process::ProcId;
 use crate::run::{self, RunRecord};

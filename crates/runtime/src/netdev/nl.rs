@@ -294,3 +294,16 @@ pub fn rx_packets(index: u32) -> io::Result<Option<u64>> {
         }
     })
 }
+
+/// `52:54:00:..` as bytes (`None` unless six hex octets).
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (b, p) in out.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::nl::parse_mac;
 use super::{load_record, nl, Created};
 use crate::state::{read_optional, remove_optional, write_atomic};
 
@@ -111,18 +112,6 @@ pub struct PairPorts {
     pub mac: [u8; 6],
     pub standby: Created,
     pub primary: PrimaryPort,
-}
-
-pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut out = [0u8; 6];
-    for (b, p) in out.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The pairs of `created` (a run directory's record), their primaries
@@ -460,6 +449,40 @@ pub fn release(run_dir: &Path) -> Vec<String> {
     }
     let _ = remove_optional(&pin_path(run_dir));
     problems
+}
+
+/// Park (`park`) or unpark every VF recorded in `run_dir` (see
+/// [`crate::hostdev::PreparedVf::parked`]); the record is updated. The
+/// failover pairs' bridge ports follow (standby active while parked),
+/// lab primaries included. Returns the failures.
+fn park_recorded(run_dir: &Path, park: bool, active: Active) -> Vec<String> {
+    let mut problems = crate::hostdev::park_vfs(run_dir, park);
+    problems.extend(wire(run_dir, active));
+    problems
+}
+
+/// Migration source, once the guest has unplugged its VFs: the PF gets
+/// the VFs' original MAC and VLAN back at once (libvirt restores them when
+/// `DEVICE_DELETED` arrives), so the NIC stops steering the guest's frames
+/// to a VF nobody reads and they reach the standby for the rest of the
+/// migration. Undone by [`apply_parked_recorded`] on a rollback.
+pub fn park_recorded_vfs(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, true, Active::Standby)
+}
+
+/// The guest's MAC and VLAN on every parked VF of `run_dir`, and the
+/// primaries' halves of the pairs the guest's.
+pub fn apply_parked_recorded(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, false, Active::Primary)
+}
+
+/// [`apply_parked_recorded`] for a guest about to take its primaries
+/// again (a migration destination right before the guest resumes, a
+/// source rolling back): the VFs get the guest's MAC now (its VF driver
+/// reads it when it probes), the standbys' halves stay the guest's until
+/// [`primary_when_heard`].
+pub fn apply_parked_standby_first(run_dir: &Path) -> Vec<String> {
+    park_recorded(run_dir, false, Active::Standby)
 }
 
 #[cfg(test)]
