@@ -20,9 +20,7 @@ pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The same for the doctor's checkpoints, which a start or a migration
 /// waits for: a guest without a running agent costs this once.
 pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Where the doctor keeps the guest's boot id (the run directory: a
-/// reboot is told from a changed one).
-pub(crate) const DOCTOR_RECORD: &str = "guest-doctor.json";
+use crate::run::DOCTOR_RECORD;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct DoctorRecord {
@@ -34,7 +32,7 @@ struct DoctorRecord {
 /// has its socket in the run directory (the command line builder's rule),
 /// so it follows the domain to a migration's destination.
 pub(crate) fn agent_socket_in(sd: &StateDir, name: &str) -> Result<Option<PathBuf>, RuntimeError> {
-    let live = crate::hotplug::live_def_in(sd, name)?;
+    let live = crate::live::live_def_in(sd, name)?;
     let Some(ch) = live.devices.channels.iter().find(|c| c.is_guest_agent()) else {
         return Ok(None);
     };

@@ -34,7 +34,7 @@ use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
-use crate::state::{read_optional, write_atomic};
+use crate::state::write_atomic;
 use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
@@ -134,19 +134,6 @@ pub struct DetachReport {
     pub host_problems: Vec<String>,
 }
 
-/// The teamvirt runtime element inside `<metadata>`, dropped from a live
-/// definition before it is rebuilt.
-pub(crate) fn strip_runtime_metadata(def: &mut DomainDef) {
-    for m in def.extra.iter_mut().filter(|e| e.name == "metadata") {
-        m.children.retain(|c| match c {
-            teamvirt_conf::model::RawNode::Element(e) => !e.name.ends_with(":runtime"),
-            _ => true,
-        });
-    }
-    def.extra
-        .retain(|e| e.name != "metadata" || !e.children.is_empty());
-}
-
 fn device_error(e: teamvirt_conf::ConfError, text: &str, file: Option<&Path>) -> RuntimeError {
     RuntimeError::Invalid {
         diags: vec![e.to_diagnostic(file)],
@@ -174,22 +161,6 @@ fn plan_error(
     }
 }
 
-/// The live definition of `name` in `sd` (see [`Runtime::live_def`]);
-/// also for a migration's destination, which has no [`Runtime`].
-pub(crate) fn live_def_in(
-    sd: &crate::state::StateDir,
-    name: &str,
-) -> Result<DomainDef, RuntimeError> {
-    let p = sd.run_paths(name)?;
-    let text =
-        read_optional(&p.live_xml)?.ok_or_else(|| HotplugError::NoLiveXml(name.to_owned()))?;
-    let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml))
-        .map_err(|e| device_error(e, &text, Some(&p.live_xml)))?;
-    plan::restore_aliases(&mut def);
-    strip_runtime_metadata(&mut def);
-    Ok(def)
-}
-
 impl Runtime {
     /// Is `name` running (for virsh's `--current`)? Unknown: `NoDomain`.
     pub fn is_active(&self, name: &str) -> Result<bool, RuntimeError> {
@@ -202,7 +173,7 @@ impl Runtime {
 
     /// The live definition of a running domain, its device aliases back.
     pub(crate) fn live_def(&self, name: &str) -> Result<DomainDef, RuntimeError> {
-        live_def_in(&self.sd, name)
+        crate::live::live_def_in(&self.sd, name)
     }
 
     /// Write the live XML of `conv` (the running domain's whole

@@ -183,3 +183,37 @@ pub fn with_host_devices(xml: &str, created: &[crate::netdev::Created]) -> Strin
     def.id = live_id(xml);
     to_text(&def)
 }
+
+/// The teamvirt runtime element inside `<metadata>`, dropped from a live
+/// definition before it is rebuilt.
+pub(crate) fn strip_runtime_metadata(def: &mut DomainDef) {
+    for m in def.extra.iter_mut().filter(|e| e.name == "metadata") {
+        m.children.retain(|c| match c {
+            teamvirt_conf::model::RawNode::Element(e) => !e.name.ends_with(":runtime"),
+            _ => true,
+        });
+    }
+    def.extra
+        .retain(|e| e.name != "metadata" || !e.children.is_empty());
+}
+
+/// The live definition of `name` in `sd` (see [`Runtime::live_def`]);
+/// also for a migration's destination, which has no [`Runtime`].
+pub(crate) fn live_def_in(
+    sd: &crate::state::StateDir,
+    name: &str,
+) -> Result<DomainDef, crate::error::RuntimeError> {
+    let p = sd.run_paths(name)?;
+    let text = crate::state::read_optional(&p.live_xml)?
+        .ok_or_else(|| crate::error::HotplugError::NoLiveXml(name.to_owned()))?;
+    let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml)).map_err(|e| {
+        crate::error::RuntimeError::Invalid {
+            diags: vec![e.to_diagnostic(Some(&p.live_xml))],
+            text: text.clone(),
+            file: Some(p.live_xml.clone()),
+        }
+    })?;
+    teamvirt_qemu::hotplug::restore_aliases(&mut def);
+    strip_runtime_metadata(&mut def);
+    Ok(def)
+}

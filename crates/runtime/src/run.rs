@@ -106,6 +106,11 @@ impl RunRecord {
     }
 }
 
+/// Where the guest doctor (`agentops`) keeps the guest's boot id in the
+/// run directory (a reboot is told from a changed one); it goes with the
+/// run.
+pub(crate) const DOCTOR_RECORD: &str = "guest-doctor.json";
+
 /// Remove a domain's run directory content (record, pid, live XML, socket,
 /// master key) without touching the process, after giving back the files
 /// lent to its QEMU ([`crate::dac::release`]). Logs are kept for
@@ -117,7 +122,7 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
     // The guest agent's socket (teamvirt's when the channel has no path
     // of its own) and the guest doctor's record go with the run too.
     let agent = p.dir.join(teamvirt_conf::model::GUEST_AGENT_CHANNEL);
-    let doctor = p.dir.join(crate::agentops::DOCTOR_RECORD);
+    let doctor = p.dir.join(DOCTOR_RECORD);
     for f in [
         &p.state_json,
         &p.pid,
