@@ -482,7 +482,12 @@ async fn wait_unplug_and_copy<D: Destination>(
     let mut tick = tokio::time::interval(opts.poll);
     let stop: Option<Stop> = loop {
         let mut new_status: Option<MigrationStatus> = None;
+        // What QEMU said comes first, in order: an event read before a
+        // poll's reply is handled before the next poll (an unbiased pick
+        // sometimes polled its way to "completed" with UNPLUG_PRIMARY
+        // still queued, and the job never recorded the unplug).
         tokio::select! {
+            biased;
             ev = src_events.recv() => match ev {
                 None => break Some(Stop::SourceGone),
                 Some(ev) => {
