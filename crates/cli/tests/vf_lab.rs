@@ -52,6 +52,7 @@ fn real_vfs_through_start_migration_and_destroy() {
         "vf0-on-vfio",
         "vf0-mac-through-pf",
         "guest-bonded-vf",
+        "guest-answers-before-migration",
         "migrate-rc0",
         "vf0-back-on-igbvf",
         "vf0-mac-restored",
