@@ -173,7 +173,7 @@ pub fn checkpoint(
 
 impl Runtime {
     /// The socket of a running domain's guest agent channel; `None` when
-    /// its definition has none (see [`agent_socket_in`]).
+    /// its definition has none (see `agent_socket_in`).
     pub fn agent_socket(&self, name: &str) -> Result<Option<PathBuf>, RuntimeError> {
         self.running(name)?;
         agent_socket_in(&self.sd, name)
