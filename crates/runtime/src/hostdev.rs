@@ -639,7 +639,7 @@ fn forget_learned_mac(mac: &str) -> std::io::Result<()> {
 /// none, or zeros) still shows the guest's driver at work through the
 /// interrupts, which start when the driver opens the VF. `None` where
 /// neither can be read.
-pub fn recorded_vf_tx(run_dir: &Path) -> Vec<(String, Option<u64>)> {
+pub fn recorded_vf_activity(run_dir: &Path) -> Vec<(String, Option<u64>)> {
     let Ok(Some(rec)) = load_record(&run_dir.join(RECORD)) else {
         return Vec::new();
     };

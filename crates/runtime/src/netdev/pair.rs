@@ -334,13 +334,13 @@ pub fn wire(run_dir: &Path, active: Active) -> Vec<String> {
     problems
 }
 
-/// What the guest has sent through the primary of `p` so far: a lab
-/// tap's received packets, a real VF's transmitted ones (`vf_tx`, by
-/// MAC); `None` when it cannot be known.
-fn primary_sent(p: &PairPorts, vf_tx: &[(String, Option<u64>)]) -> Option<u64> {
+/// What the guest has done through the primary of `p` so far: a lab
+/// tap's received packets, a real VF's transmitted packets and vfio
+/// interrupts (`vf_activity`, by MAC); `None` when it cannot be known.
+fn primary_sent(p: &PairPorts, vf_activity: &[(String, Option<u64>)]) -> Option<u64> {
     match &p.primary {
         PrimaryPort::Ours(l) => nl::rx_packets(l.ifindex).ok().flatten(),
-        PrimaryPort::Uplink { .. } | PrimaryPort::Elsewhere => vf_tx
+        PrimaryPort::Uplink { .. } | PrimaryPort::Elsewhere => vf_activity
             .iter()
             .find(|(m, _)| parse_mac(m) == Some(p.mac))
             .and_then(|(_, n)| *n),
@@ -396,15 +396,15 @@ pub fn primary_when_heard(
         .into_iter()
         .filter(|p| awaited.is_none_or(|a| a.iter().any(|m| parse_mac(m) == Some(p.mac))))
         .collect();
-    let sent = |vf_tx: &[(String, Option<u64>)]| -> Vec<Option<u64>> {
-        pairs.iter().map(|p| primary_sent(p, vf_tx)).collect()
+    let sent = |vf_activity: &[(String, Option<u64>)]| -> Vec<Option<u64>> {
+        pairs.iter().map(|p| primary_sent(p, vf_activity)).collect()
     };
-    let base = sent(&crate::hostdev::recorded_vf_tx(run_dir));
+    let base = sent(&crate::hostdev::recorded_vf_activity(run_dir));
     let start = std::time::Instant::now();
     let mut heard = false;
     while base.iter().any(Option::is_some) && start.elapsed() < bound {
         std::thread::sleep(HEARD_POLL);
-        let now = sent(&crate::hostdev::recorded_vf_tx(run_dir));
+        let now = sent(&crate::hostdev::recorded_vf_activity(run_dir));
         // A lab tap also counts QEMU's own self-announce frames after the
         // resume, so a lab primary is "heard" almost at once. Kept on
         // purpose: the tap holds frames until the guest's NIC takes them,
