@@ -818,6 +818,24 @@ fn bundled_example_matches_the_demo_and_the_hotplug_steps() {
     );
 }
 
+/// `teamvirt ARGS` (an `event` watcher) started, once it says on stderr
+/// that it is watching.
+fn watching(e: &Env, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut c = e
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(c.stderr.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "watching events (Ctrl-C stops)\n");
+    c
+}
+
 /// `event --loop` prints virsh's lifecycle lines as a script drives the
 /// domain, and on Ctrl-C how many it printed; `event` without --loop
 /// stops after the first; `--timeout` ends the loop.
@@ -831,21 +849,7 @@ fn event_loop_prints_lifecycle_events_as_they_happen() {
     let f = e.write("s1.xml", DOMAIN);
     // The state directory must exist for the watcher (net-define makes it).
     e.ok(&["net-define", &e.write("lan.xml", LAN)]);
-    // Started, and watching once it says so on stderr.
-    let spawn = |args: &[&str]| {
-        let mut c = e
-            .command(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        std::io::BufReader::new(c.stderr.as_mut().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert_eq!(first, "watching events (Ctrl-C stops)\n");
-        c
-    };
+    let spawn = |args: &[&str]| watching(&e, args);
     let mut ev = spawn(&["event", "--loop", "--domain", "s1", "--timeout", "300"]);
     let stdout = ev.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -927,21 +931,10 @@ fn event_loop_prints_lifecycle_events_as_they_happen() {
 /// listing works again.
 #[test]
 fn event_loop_ignores_a_failed_listing_of_the_definitions() {
-    use std::io::BufRead;
     let e = Env::new();
     e.ok(&["net-define", &e.write("lan.xml", LAN)]);
     e.ok(&["define", &e.write("s1.xml", DOMAIN)]);
-    let mut ev = e
-        .command(&["event", "--loop", "--timeout", "8"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(ev.stderr.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first, "watching events (Ctrl-C stops)\n");
+    let ev = watching(&e, &["event", "--loop", "--timeout", "8"]);
     let domains = e.state.join("domains");
     let aside = e.state.join("domains.aside");
     std::fs::rename(&domains, &aside).unwrap();
