@@ -142,10 +142,11 @@ ip -d link show dev "$pf"
 
 # The wire: a bridge br0 over L1's virtio NIC, which shares L0's hub with
 # the igb, the standby taps, and a peer namespace on br0 that pings the
-# guest. (With the PF itself in br0 and the peer on the wire, no reply came
-# back through the VF under QEMU 10.0's igb: not investigated yet.) The
-# peer's frames for the guest leave through the wire port to the VF that
-# has its MAC, or reach the standby's tap on br0.
+# guest. The peer's frames for the guest leave through the wire port to the
+# VF that has its MAC, or reach the standby's tap on br0. (With br0 on the
+# PF itself, a VF's unicast never reaches a peer behind br0: the NIC, like
+# an 82576, switches a VF's unicast to the PF only for MACs in its filter
+# table, which would need `bridge fdb add MAC dev PF self`.)
 ip link add br0 type bridge
 ip link set br0 type bridge forward_delay 0 stp_state 0
 ip link set "$wire" master br0
