@@ -83,6 +83,7 @@ def modpath(c, f):
 ident = r"[A-Za-z_][A-Za-z0-9_]*"
 pathre = re.compile(r"\b(crate|super|self)((?:::(?:" + ident + r"|\{[^;]*?\}))+)")
 total_cyclic = 0
+all_lines = sum(len(f.read_text().splitlines()) for f in srcs)
 for c in crates:
     files = {f: modpath(c, f) for f in srcs if f.parts[:2] == c.parts[:2]}
     mods = {m: f for f, m in files.items()}
@@ -137,7 +138,9 @@ for c in crates:
         return [segs]
 
     for f, m in files.items():
-        for kw, rest in pathre.findall(srcs[f]):
+        # Intra-doc links (`[x](crate::a::b)`) in comments are not imports.
+        code = "\n".join(l for l in srcs[f].splitlines() if not l.lstrip().startswith("//"))
+        for kw, rest in pathre.findall(code):
             for segs in expand(rest):
                 if kw == "crate":
                     base, s = (), segs
@@ -176,7 +179,7 @@ for c in crates:
     total_cyclic += len(cyc)
     lines = sum(len(Path(f).read_text().splitlines()) for f in files)
     nedges = sum(len(e) for e in edges.values())
-    print(f"{c.name}: {lines} lines, {len(files)} files, {nedges} import edges, "
+    print(f"{c.name}: {lines} lines ({100 * lines / all_lines:.0f} % of all), {len(files)} files, {nedges} import edges, "
           f"{len(cyc)} circle(s) {[len(s) for s in cyc]}")
     if verbose:
         for s in cyc:
