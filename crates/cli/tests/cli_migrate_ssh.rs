@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use teamvirt_testinfra::{
-    debian_guest_or_skip, guest_lock, procs, qemu_or_skip, temp_dir, test_guest, GuestLock,
-    SerialLog,
+    add_claimed_netns, debian_guest_or_skip, del_claimed_netns, guest_lock, procs, qemu_or_skip,
+    temp_dir, test_guest, GuestLock, SerialLog,
 };
 
 mod migjson;
@@ -197,7 +197,7 @@ impl Lab {
     fn wire(&self, id: &str) {
         let (va, vb) = (format!("tv{id}a"), format!("tv{id}b"));
         for h in [&self.a, &self.b] {
-            assert!(sh(&["ip", "netns", "add", &h.ns]), "netns add {}", h.ns);
+            assert!(add_claimed_netns(&h.ns), "netns add {}", h.ns);
         }
         assert!(sh(&[
             "ip", "link", "add", &va, "netns", &self.a.ns, "type", "veth", "peer", "name", &vb,
@@ -538,13 +538,8 @@ impl Drop for Lab {
             }
         }
         for h in [&self.a, &self.b] {
-            // Whatever still runs inside (a session, a helper, a QEMU).
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", &h.ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).output();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
+            // With whatever still runs inside (a session, a helper, a QEMU).
+            del_claimed_netns(&h.ns);
         }
     }
 }

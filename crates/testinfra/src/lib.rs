@@ -24,7 +24,7 @@ pub mod xml;
 pub use capture::Capture;
 pub use debian::{debian_guest_or_skip, mmdebstrap_available, DebianGuest, DEBIAN_GUEST_IP};
 pub use guest::{guest_dir, guest_lock, test_guest, GuestError, GuestImage, GuestLock};
-pub use netns::Netns;
+pub use netns::{add_claimed_netns, del_claimed_netns, sweep_stale_netns, Netns};
 pub use qemu::{qemu_binary, qemu_or_skip};
 pub use serial::{
     FailoverGroup, GuestIp6, GuestIp6Addr, GuestNetIf, GuestPciDev, GuestState, SerialError,
