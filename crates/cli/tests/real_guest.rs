@@ -414,8 +414,32 @@ fn debian_guest_through_migrations() {
     // Replies that reached the peer but overflowed its ping socket count
     // as lost above: the socket's drop counter (last column) tells.
     peer_sockets(&ns);
+
+    // `reboot` (a reset, as `virsh reset`): the guest boots again, its
+    // net_failover enslaves the primary anew and the peer reaches it.
+    let last = &hosts[n % 2];
+    let up = last.serial().latest_state().map_or(0.0, |s| s.uptime);
+    last.ok(&["reboot", NAME]);
+    let st = last
+        .serial()
+        .wait_for_state(
+            "a new boot with the primary enslaved",
+            |s| s.uptime < up && s.failover_master(2).is_some(),
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("reboot: {e}"));
+    eprintln!("rebooted: {}", st.raw);
+    let t = Instant::now();
+    let after = epoch();
+    while ping.replies_after(after) < 50 {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "no replies from the guest after its reboot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(ping);
-    hosts[n % 2].ok(&["destroy", NAME]);
+    last.ok(&["destroy", NAME]);
 }
 
 /// libvirt's guest agent channel, the socket path left to teamvirt.
