@@ -79,7 +79,7 @@ fn view_at(
         };
         let mut r = guestdoc::diagnose(&info, pairs, &ifaces, list.as_deref());
         r.routes_source = source;
-        r.routes_note = note.map(|n| crate::util::escape_controls(&n));
+        r.routes_note = note.map(|n| teamvirt_host::escape::escape_controls(&n));
         Ok::<_, AgentError>((r, boot))
     })();
     match res {

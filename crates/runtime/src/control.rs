@@ -8,7 +8,6 @@ use serde::Serialize;
 use teamvirt_conf::model::interface::TeamingType;
 use teamvirt_conf::DomainDef;
 
-use crate::asyncrt::block_on;
 use crate::autostart::autostart_path;
 pub use crate::autostart::{autostart_enabled, AutostartKind};
 use crate::domain::{DomainState, Runtime, MONITOR_WAIT};
@@ -16,6 +15,7 @@ use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
 use crate::state::{make_private_dir, remove_optional, write_atomic};
 use crate::teaming::TeamingPair;
+use teamvirt_host::asyncrt::block_on;
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
 #[derive(Debug, Clone, Serialize)]

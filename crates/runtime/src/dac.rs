@@ -60,9 +60,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::lock::{FileLock, LockMode};
-use crate::privdrop::{ChildSetup, Identity, PrivError};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+use teamvirt_host::lock::{FileLock, LockMode};
+use teamvirt_host::privdrop::{ChildSetup, Identity, PrivError};
 
 /// The record of what was chowned for a domain.
 pub const RECORD: &str = "dac.json";
@@ -275,7 +275,7 @@ pub fn lend_hotplug(
     }
     // Lent to the running QEMU's own identity (its dynamic uid, see
     // `dynuid`), as the kernel reports it: not the configuration's.
-    let id = crate::privdrop::process_identity(pid).map_err(|source| DacError::Access {
+    let id = teamvirt_host::privdrop::process_identity(pid).map_err(|source| DacError::Access {
         user: format!("of process {pid}"),
         what: "identity (/proc/PID/status) of QEMU",
         path: PathBuf::from(format!("/proc/{pid}/status")),

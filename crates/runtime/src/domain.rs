@@ -13,13 +13,13 @@ use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
-use crate::asyncrt::block_on;
 use crate::error::{check_formatted, RuntimeError};
-use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::lock::FileLock;
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
@@ -27,9 +27,13 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 
 // Moved out to untie module cycles; kept here for callers of these paths.
 pub use crate::identity::emulator_of;
-pub use crate::util::random_uuid;
 // Beside the reasons that explain it, which need nothing from here.
 pub use crate::reason::DomainState;
+
+/// A random (version 4) UUID, for definitions that lack one.
+pub fn random_uuid() -> teamvirt_conf::model::Uuid {
+    teamvirt_conf::model::Uuid(uuid::Uuid::new_v4().into_bytes())
+}
 
 /// The lifecycle API over one state directory.
 #[derive(Debug, Clone)]
@@ -44,7 +48,7 @@ pub struct Runtime {
 /// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
 /// synchronous code: [`QemuCaps::probe`] on the process's runtime.
 pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
-    crate::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
+    teamvirt_host::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
         Err(CapsError::Io {
             path: PathBuf::from("<tokio runtime>"),
             source: std::io::Error::other(e),

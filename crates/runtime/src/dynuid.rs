@@ -47,9 +47,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lock::{FileLock, LockMode};
-use crate::privdrop::Identity;
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+use teamvirt_host::lock::{FileLock, LockMode};
+use teamvirt_host::privdrop::Identity;
 
 /// Environment variable choosing the range (`FIRST-LAST`, inclusive).
 pub const RANGE_ENV: &str = "TEAMVIRT_QEMU_UID_RANGE";
@@ -79,7 +79,7 @@ pub enum DynUidError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot lock {HOST_LOCK}: {0}")]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] teamvirt_host::lock::LockError),
     #[error("cannot read the running processes' ids in /proc: {0}")]
     Proc(#[source] io::Error),
     #[error("cannot use the host's QEMU uid registry {}: {source}", .path.display())]
@@ -243,8 +243,8 @@ pub fn allocate_in(host: &Host, sd: &StateDir, name: &str) -> Result<Allocation,
         !held.contains(&n)
             && !procs.contains(&n)
             // A failed look-up counts as taken.
-            && matches!(crate::privdrop::user_exists(n), Ok(false))
-            && matches!(crate::privdrop::group_exists(n), Ok(false))
+            && matches!(teamvirt_host::privdrop::user_exists(n), Ok(false))
+            && matches!(teamvirt_host::privdrop::group_exists(n), Ok(false))
     });
     let n = loop {
         let Some(n) = candidates.next() else {

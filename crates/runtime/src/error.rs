@@ -5,10 +5,10 @@
 use teamvirt_conf::Diagnostic;
 
 use crate::pool::PoolError;
-use crate::process::ProcessError;
 use crate::run::RunError;
 use crate::state::StateError;
 use crate::teaming::{PairState, TeamingError};
+use teamvirt_host::process::ProcessError;
 
 /// Everything a lifecycle operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,7 @@ pub enum RuntimeError {
     Console(#[from] crate::console::ConsoleError),
     /// Async work from the synchronous API found no runtime installed.
     #[error("internal error: {0}")]
-    NoRuntime(#[from] crate::asyncrt::NoRuntime),
+    NoRuntime(#[from] teamvirt_host::asyncrt::NoRuntime),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -223,7 +223,7 @@ impl HostPrep {
             .into_iter()
             .next()
             .ok_or_else(|| err(format!("{} is empty", net.display())))?;
-        let vfs = crate::sysfs::virtual_functions_at(&self.device(&pf_addr))
+        let vfs = teamvirt_host::sysfs::virtual_functions_at(&self.device(&pf_addr))
             .map_err(|e| err(e.to_string()))?;
         let index = vfs
             .iter()

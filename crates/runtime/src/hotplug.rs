@@ -25,7 +25,6 @@ use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
-use crate::asyncrt::block_on;
 use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
 use crate::hostdev::{self, VfRequest};
@@ -35,9 +34,10 @@ use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
 use crate::state::write_atomic;
-use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::sysfs::parse_pci;
 
 /// How long `detach-device` waits for the guest by default (libvirt
 /// waits 5 s; a TCG guest and PCIe native hotplug's 5 s button delay

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use teamvirt_conf::DomainDef;
 
-use crate::process::ProcId;
 use crate::state::{read_optional, StateDir};
+use teamvirt_host::process::ProcId;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,6 @@
 pub mod accel;
 pub mod agent;
 mod agentops;
-/// The process's one tokio runtime, installed by `main`.
-pub mod asyncrt;
 /// Autostart flags of domains and networks.
 pub mod autostart;
 /// `console`: the pty QEMU reports, checked before it is opened.
@@ -42,7 +40,6 @@ pub mod identity;
 pub mod jail;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
-pub mod lock;
 pub mod migrate;
 /// `net-start` / `net-destroy`: is a network serving new devices?
 pub mod netactive;
@@ -55,28 +52,19 @@ pub mod nodedev;
 /// A command's way in: stale migrations settled, then the [`Runtime`].
 mod open;
 pub mod pool;
-pub mod privdrop;
-/// Detached QEMU processes, identity across pid reuse.
-pub mod process;
 /// `domstate --reason`: virsh's reason texts from the domain log.
 pub mod reason;
 /// The run record of a running domain (`run/NAME/state.json`).
 pub mod record;
 pub mod run;
-/// The state directory as a trust boundary: ownership, modes, no links.
-pub mod safefs;
 /// `start`: definition to running QEMU.
 pub mod start;
 /// State directory layout, atomic writes.
 pub mod state;
 /// Stopping a domain's QEMU, one sequence with a policy per caller.
 pub mod stop;
-/// PCI addresses and PF/VF links as sysfs shows them.
-pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
-/// A fresh UUID; control characters escaped.
-pub mod util;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;

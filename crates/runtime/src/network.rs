@@ -13,8 +13,8 @@ use crate::error::RuntimeError;
 pub use crate::netdef::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
-pub use crate::sysfs::parse_pci;
 use crate::Runtime;
+pub use teamvirt_host::sysfs::parse_pci;
 
 /// One row of `net-list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -124,7 +124,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(crate::util::random_uuid());
+            def.uuid = Some(crate::domain::random_uuid());
         }
         let xml = def.to_xml();
         crate::error::check_formatted(&def.name, &xml)?;

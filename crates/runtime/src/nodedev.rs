@@ -90,7 +90,7 @@ pub fn list(sys: &Path, cap: Option<Cap>) -> Vec<NodeDev> {
     if cap != Some(Cap::Net) {
         let devs = sys.join("bus/pci/devices");
         for a in sorted_entries(&devs) {
-            if crate::sysfs::parse_pci(&a).is_some() {
+            if teamvirt_host::sysfs::parse_pci(&a).is_some() {
                 let p = devs.join(&a);
                 out.push(NodeDev {
                     name: pci_name(&a),
@@ -133,7 +133,7 @@ fn esc(s: &str) -> String {
 }
 
 fn address_xml(addr: &str) -> Option<String> {
-    let a = crate::sysfs::parse_pci(addr)?;
+    let a = teamvirt_host::sysfs::parse_pci(addr)?;
     Some(format!(
         "<address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>",
         a.domain, a.bus, a.slot, a.function
@@ -146,7 +146,7 @@ fn parent_of(path: &Path) -> String {
     let mut p = path.parent();
     while let Some(d) = p {
         if let Some(n) = d.file_name().map(|f| f.to_string_lossy().into_owned()) {
-            if crate::sysfs::parse_pci(&n).is_some() {
+            if teamvirt_host::sysfs::parse_pci(&n).is_some() {
                 return pci_name(&n);
             }
         }
@@ -175,8 +175,8 @@ pub fn dumpxml(sys: &Path, name: &str) -> Result<String, NodeDevError> {
 fn pci_xml(sys: &Path, dev: &NodeDev, x: &mut String) -> Result<(), NodeDevError> {
     let addr = pci_addr_of(&dev.name).unwrap_or_default();
     let dir = sys.join("bus/pci/devices").join(&addr);
-    let a =
-        crate::sysfs::parse_pci(&addr).ok_or_else(|| NodeDevError::NotFound(dev.name.clone()))?;
+    let a = teamvirt_host::sysfs::parse_pci(&addr)
+        .ok_or_else(|| NodeDevError::NotFound(dev.name.clone()))?;
     let _ = writeln!(x, "  <parent>{}</parent>", esc(&parent_of(&dev.path)));
     if let Some(d) = link_name(&dir.join("driver")) {
         let _ = writeln!(x, "  <driver>\n    <name>{}</name>\n  </driver>", esc(&d));
@@ -210,7 +210,7 @@ fn pci_xml(sys: &Path, dev: &NodeDev, x: &mut String) -> Result<(), NodeDevError
         );
     }
     let total: Option<u32> = read_trim(&dir.join("sriov_totalvfs")).and_then(|t| t.parse().ok());
-    let vfs = crate::sysfs::virtual_functions_at(&dir).unwrap_or_default();
+    let vfs = teamvirt_host::sysfs::virtual_functions_at(&dir).unwrap_or_default();
     if total.is_some_and(|t| t > 0) || !vfs.is_empty() {
         let max = total
             .map(|t| format!(" maxCount='{t}'"))
@@ -252,7 +252,7 @@ fn net_xml(dev: &NodeDev, x: &mut String) {
     // The PCI device the interface belongs to (`device` link), else the
     // directory that holds it.
     let parent = link_name(&dir.join("device"))
-        .filter(|d| crate::sysfs::parse_pci(d).is_some())
+        .filter(|d| teamvirt_host::sysfs::parse_pci(d).is_some())
         .map(|d| pci_name(&d))
         .unwrap_or_else(|| parent_of(dir));
     let _ = writeln!(x, "  <parent>{}</parent>", esc(&parent));
@@ -303,7 +303,7 @@ fn net_xml(dev: &NodeDev, x: &mut String) {
 /// (`nodedev-detach`, `nodedev-reattach`), if that device exists.
 pub fn pci_device(sys: &Path, name: &str) -> Result<String, NodeDevError> {
     pci_addr_of(name)
-        .filter(|a| crate::sysfs::parse_pci(a).is_some())
+        .filter(|a| teamvirt_host::sysfs::parse_pci(a).is_some())
         .filter(|a| sys.join("bus/pci/devices").join(a).exists())
         .ok_or_else(|| NodeDevError::NotFound(name.to_owned()))
 }

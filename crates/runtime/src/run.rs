@@ -17,13 +17,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 
 use crate::accel::Accel;
-use crate::lock::{FileLock, LockMode};
+use teamvirt_host::lock::{FileLock, LockMode};
 // The record is read below the pools (they rebuild their state from it).
 use crate::pool::{PoolError, VfPool};
-use crate::process::{spawn_detached_as, ProcessError};
 pub use crate::record::{RunRecord, VfBinding};
 use crate::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
+use teamvirt_host::process::{spawn_detached_as, ProcessError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,10 @@ fn log_tail(log: &str) -> String {
     } else {
         // Escaped by the reaper already; again, line by line, since this
         // goes to a terminal whatever wrote the log.
-        let lines: Vec<String> = t.lines().map(crate::util::escape_controls).collect();
+        let lines: Vec<String> = t
+            .lines()
+            .map(teamvirt_host::escape::escape_controls)
+            .collect();
         format!(": {}", lines.join("\n"))
     }
 }
@@ -470,9 +473,9 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         if !log.starts_with(&paths.dir) && !log.starts_with(sd.log_dir()) {
             continue;
         }
-        crate::safefs::open_file(log, crate::safefs::Access::Append(0o600))
+        teamvirt_host::safefs::open_file(log, teamvirt_host::safefs::Access::Append(0o600))
             .map_err(|e| StateError::from((log.as_path(), e)))?;
-        crate::safefs::check_file_for_qemu(log)
+        teamvirt_host::safefs::check_file_for_qemu(log)
             .map_err(|source| StateError::Io {
                 path: log.clone(),
                 source,
@@ -504,12 +507,12 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // QEMU runs as the VM's own uid (see crate::dynuid) or the configured
     // QEMU user, reaching the run dir's files only through the
     // descriptors it inherits (see crate::dac).
-    let (alloc, id) = if crate::privdrop::dynamic_per_vm() {
+    let (alloc, id) = if teamvirt_host::privdrop::dynamic_per_vm() {
         let a = crate::dynuid::allocate(sd, &spec.name)?;
         let id = a.id.clone();
         (Some(a), id)
     } else {
-        let id = crate::privdrop::qemu_identity().map_err(crate::dac::DacError::from)?;
+        let id = teamvirt_host::privdrop::qemu_identity().map_err(crate::dac::DacError::from)?;
         (None, id)
     };
     let lent =
@@ -790,7 +793,7 @@ fn monitor_client_connected(sock: &Path) -> Option<bool> {
 mod tests {
     use super::*;
     use crate::pool::VfPool;
-    use crate::process::ProcId;
+    use teamvirt_host::process::ProcId;
 
     fn record(sd: &StateDir, name: &str, proc: ProcId) -> RunRecord {
         let p = sd.run_paths(name).unwrap();

@@ -23,7 +23,6 @@ use teamvirt_qemu::resolve::NetworkSource;
 use teamvirt_qemu::topology::fatal_at_start;
 
 use crate::accel::Accel;
-use crate::asyncrt::block_on;
 use crate::error::RuntimeError;
 use crate::hostdev::VfRequest;
 use crate::identity::emulator_of;
@@ -32,9 +31,10 @@ use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{write_atomic, RunPaths};
-use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::sysfs::parse_pci;
 
 /// Options of `start`.
 #[derive(Debug, Clone, Default)]
@@ -372,9 +372,9 @@ impl Runtime {
             lab_fds: hostnet.lab_fds.clone(),
             // The QEMU user's USER, LOGNAME and PATH, not root's (the
             // launch fails on an identity that does not resolve).
-            env: crate::privdrop::qemu_identity()
+            env: teamvirt_host::privdrop::qemu_identity()
                 .ok()
-                .map(|id| crate::privdrop::qemu_env(&id)),
+                .map(|id| teamvirt_host::privdrop::qemu_env(&id)),
         };
 
         let conv: Conversion = VfPool::update_many(&pools, |states| {

@@ -15,7 +15,7 @@
 //! Every file is written atomically (temporary file, fsync, rename, fsync of
 //! the directory) so a crash leaves either the old or the new content.
 //!
-//! The directory is a trust boundary (see [`crate::safefs`]): the root and
+//! The directory is a trust boundary (see [`teamvirt_host::safefs`]): the root and
 //! every directory in it must be owned by the caller and writable by nobody
 //! else, and files are opened without following links.
 
@@ -24,8 +24,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::lock::{FileLock, LockError, LockMode};
-use crate::safefs::{self, Access, OpenError};
+use teamvirt_host::lock::{FileLock, LockError, LockMode};
+use teamvirt_host::safefs::{self, Access, OpenError};
 
 /// Environment variable overriding the state directory.
 pub const STATE_DIR_ENV: &str = teamvirt_qemu::dirs::STATE_DIR_ENV;
@@ -37,12 +37,12 @@ pub enum StateError {
     NoDefault,
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::util::escape_controls(.0))]
+    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", teamvirt_host::escape::escape_controls(.0))]
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
-    Untrusted(#[from] crate::safefs::Untrusted),
+    Untrusted(#[from] teamvirt_host::safefs::Untrusted),
 }
 
 impl From<(&Path, OpenError)> for StateError {
@@ -147,7 +147,7 @@ const SUBDIRS: [&str; 6] = ["domains", "networks", "run", "locks", "cache", "log
 impl StateDir {
     /// Open `root`, creating it and its subdirectories with mode 0700.
     /// Refuses a root or subdirectory that is a link, belongs to someone
-    /// else or is writable by others (see [`crate::safefs`]).
+    /// else or is writable by others (see [`teamvirt_host::safefs`]).
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
         let root = if root.is_absolute() {
             root.to_owned()
@@ -297,7 +297,7 @@ impl StateDir {
         Ok(p)
     }
     /// The paths of a domain's run directory after checking that the
-    /// directory, if it exists, can be trusted (see [`crate::safefs`]).
+    /// directory, if it exists, can be trusted (see [`teamvirt_host::safefs`]).
     pub fn checked_run_paths(&self, name: &str) -> Result<RunPaths, StateError> {
         let p = self.run_paths(name)?;
         match safefs::check_dir(&p.dir) {
@@ -360,7 +360,7 @@ impl StateDir {
     /// Who holds the domain lock, if it said so (pid, what it does).
     pub fn domain_lock_holder(&self, name: &str) -> Option<(i32, String)> {
         check_name(name).ok()?;
-        crate::lock::holder(&self.domain_lock_path(name))
+        teamvirt_host::lock::holder(&self.domain_lock_path(name))
     }
     fn domain_lock_path(&self, name: &str) -> PathBuf {
         self.locks_dir().join(format!("domain-{name}.lock"))

@@ -24,12 +24,12 @@ use super::job::{self, JobInfo};
 pub use super::proto::PrepareRequest;
 use super::MigrateError;
 use crate::hostdev::{HostPrep, VfRequest};
-use crate::lock::FileLock;
 use crate::pool::{PoolError, VfAllocation, VfPool};
-use crate::process::ProcId;
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
+use teamvirt_host::lock::FileLock;
+use teamvirt_host::process::ProcId;
 
 /// Something the destination QEMU reported while the migration runs.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ pub struct LocalDestination {
     /// The source QEMU's identity when it connects to the unix incoming
     /// socket itself (a same-host migration; each VM has its own uid,
     /// see `crate::dynuid`). `None`: root connects (the tunnel's relay).
-    pub peer: Option<crate::privdrop::Identity>,
+    pub peer: Option<teamvirt_host::privdrop::Identity>,
 }
 
 impl Drop for LocalDestination {
@@ -261,7 +261,7 @@ impl LocalDestination {
                     .ok_or_else(|| {
                         MigrateError::Remote(format!(
                             "protocol error: the serial log {} is not a file of the source's run directory",
-                            crate::util::escape_controls(&p.display().to_string())
+                            teamvirt_host::escape::escape_controls(&p.display().to_string())
                         ))
                     })?;
                 Some(dst_paths.dir.join(rel))
@@ -330,9 +330,9 @@ impl LocalDestination {
             monitor_timeout: Duration::from_secs(30),
             id: reserved.id,
             // The QEMU user's environment, not this process's.
-            env: crate::privdrop::qemu_identity()
+            env: teamvirt_host::privdrop::qemu_identity()
                 .ok()
-                .map(|id| crate::privdrop::qemu_process_env(&id, &dst_paths.dir)),
+                .map(|id| teamvirt_host::privdrop::qemu_process_env(&id, &dst_paths.dir)),
             pass_fds: hostnet.raw(),
         };
         let launched = run::launch(&self.sd, spec).await;
@@ -361,12 +361,13 @@ impl LocalDestination {
             .await
             .map_err(MigrateError::dst)?;
         // This QEMU's own identity (its uid, see `crate::dynuid`).
-        let me = crate::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
-            MigrateError::Io {
-                what: "cannot read the destination QEMU's identity".into(),
-                source: e,
-            }
-        })?;
+        let me =
+            teamvirt_host::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
+                MigrateError::Io {
+                    what: "cannot read the destination QEMU's identity".into(),
+                    source: e,
+                }
+            })?;
         if let Some(dir) = &self.tls_dir {
             super::tls::tls_setup(&qmp, dir, "server", None, &me)
                 .await
@@ -378,12 +379,11 @@ impl LocalDestination {
             // directory, so it is a fresh directory of this QEMU's uid
             // that only the source's gid may also enter, the socket given
             // to the source (nobody else gets in).
-            let dir = crate::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref()).map_err(
-                |e| MigrateError::Io {
+            let dir = teamvirt_host::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref())
+                .map_err(|e| MigrateError::Io {
                     what: "cannot make the incoming socket directory".into(),
                     source: e,
-                },
-            )?;
+                })?;
             let sock = dir.join("migrate-in.sock");
             self.sock_dir = Some(dir);
             let uri = format!("unix:{}", sock.display());
@@ -391,9 +391,11 @@ impl LocalDestination {
                 .await
                 .map_err(MigrateError::dst)?;
             if let Some(peer) = &self.peer {
-                crate::privdrop::give_socket(&sock, peer).map_err(|e| MigrateError::Io {
-                    what: format!("cannot give {} to the source QEMU", sock.display()),
-                    source: e,
+                teamvirt_host::privdrop::give_socket(&sock, peer).map_err(|e| {
+                    MigrateError::Io {
+                        what: format!("cannot give {} to the source QEMU", sock.display()),
+                        source: e,
+                    }
                 })?;
             }
             return Ok(self.prepared(
@@ -488,7 +490,7 @@ pub fn own_emulator(sd: &StateDir, req: &PrepareRequest) -> Result<PathBuf, Migr
                 "unsupported configuration: the source's emulator '{}' is not the destination's ({}): \
                  a destination runs only its own emulator (the domain's definition there, else \
                  qemu-system-x86_64 on PATH)",
-                crate::util::escape_controls(&asked.display().to_string()),
+                teamvirt_host::escape::escape_controls(&asked.display().to_string()),
                 own.display()
             )));
         }

@@ -42,10 +42,10 @@ pub use super::progress::{Progress, Side};
 use super::proto::PrepareRequest;
 use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
-use crate::process::ProcId;
 use crate::run::{self, VfBinding};
 use crate::state::{remove_optional, StateDir};
 use crate::teaming::{self, PairState};
+use teamvirt_host::process::ProcId;
 
 /// How to migrate.
 #[derive(Debug, Clone)]
@@ -380,7 +380,7 @@ async fn prepare_destination<D: Destination>(
         return Err(MigrateError::Remote(format!(
             "operation failed: the destination {} gave the migration URI '{}': only tcp:, unix: and fd: URIs are handed to QEMU",
             dest.describe(),
-            crate::util::escape_controls(&prepared.uri.chars().take(200).collect::<String>())
+            teamvirt_host::escape::escape_controls(&prepared.uri.chars().take(200).collect::<String>())
         )));
     }
     for v in &prepared.vfs {
@@ -438,7 +438,7 @@ async fn start_outgoing(
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
         Some(dir) => {
-            let id = crate::privdrop::process_identity(src_pid)
+            let id = teamvirt_host::privdrop::process_identity(src_pid)
                 .map_err(|e| QmpError::Protocol(format!("source QEMU's identity: {e}")))?;
             super::remote::source_tls(qmp, dir, uri, &id).await?
         }
@@ -1012,7 +1012,7 @@ async fn rollback<D: Destination>(
 
 async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
     // A huge bound (API callers; the CLI caps it) must not overflow.
-    let deadline = crate::process::deadline_after(timeout);
+    let deadline = teamvirt_host::process::deadline_after(timeout);
     loop {
         if let Ok(ids) = teaming::pci_device_ids(qmp).await {
             if ids.contains(id) {

@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use teamvirt_qmp::MigrationStatus;
 
-use crate::process::ProcId;
 use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+use teamvirt_host::process::ProcId;
 
 /// The signal `domjobabort` sends to the migrating process.
 pub const ABORT_SIGNAL: i32 = libc::SIGUSR1;
@@ -29,7 +29,7 @@ pub enum JobError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
-    Process(#[from] crate::process::ProcessError),
+    Process(#[from] teamvirt_host::process::ProcessError),
     #[error("refusing to signal process {pid} named as the driver of the job of domain '{name}': /proc/{pid}/exe is {exe}, not teamvirt ({me}); the job file is damaged or forged")]
     NotTeamvirt {
         name: String,

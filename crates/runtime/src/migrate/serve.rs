@@ -273,7 +273,7 @@ async fn decide_alone(dest: &mut LocalDestination, resume: bool) -> Vec<String> 
 pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
     // tokio's stdin thread may sit in a read(2) that never returns: the
     // binary's main shuts its runtime down without waiting for it.
-    crate::asyncrt::block_on(serve(
+    teamvirt_host::asyncrt::block_on(serve(
         sd,
         tokio::io::BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),

@@ -10,10 +10,10 @@ use teamvirt_qmp::{MigrationStatus, Qmp};
 use super::progress::Progress;
 use super::proto::PrepareRequest;
 use super::{precheck, MigrateError};
-use crate::process::ProcId;
 use crate::run::{self, RunRecord};
 use crate::state::{read_optional, StateDir};
 use crate::teaming;
+use teamvirt_host::process::ProcId;
 
 /// What the prechecks found on the source: all the later phases need.
 /// Nothing has changed anywhere yet.

@@ -1,0 +1,24 @@
+//! # teamvirt-host: host plumbing
+//!
+//! What teamvirt needs from the host, knowing nothing of domains or
+//! migrations (libvirt's `src/util`, cloud-hypervisor's `net_util`):
+//! processes and their identity across pid reuse, the QEMU user and the
+//! privilege drop, flock locks, the state directory as a trust boundary,
+//! control characters escaped, the process's one tokio runtime and PCI
+//! addresses as sysfs shows them. Everything above (`teamvirt-runtime`)
+//! uses it through plain values: paths, names, MACs, PCI addresses.
+
+#![warn(clippy::too_many_lines, clippy::unwrap_used)]
+
+/// The process's one tokio runtime, installed by `main`.
+pub mod asyncrt;
+/// Control characters escaped for terminals and logs.
+pub mod escape;
+pub mod lock;
+pub mod privdrop;
+/// Detached QEMU processes, identity across pid reuse.
+pub mod process;
+/// The state directory as a trust boundary: ownership, modes, no links.
+pub mod safefs;
+/// PCI addresses and PF/VF links as sysfs shows them.
+pub mod sysfs;
