@@ -20,5 +20,7 @@ pub mod privdrop;
 pub mod process;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;
+/// State directory layout, atomic writes.
+pub mod state;
 /// PCI addresses and PF/VF links as sysfs shows them.
 pub mod sysfs;

@@ -13,9 +13,9 @@ pub use crate::autostart::{autostart_enabled, AutostartKind};
 use crate::domain::{DomainState, Runtime, MONITOR_WAIT};
 use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
-use crate::state::{make_private_dir, remove_optional, write_atomic};
 use crate::teaming::TeamingPair;
 use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::state::{make_private_dir, remove_optional, write_atomic};
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
 #[derive(Debug, Clone, Serialize)]

@@ -60,9 +60,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 use teamvirt_host::lock::{FileLock, LockMode};
 use teamvirt_host::privdrop::{ChildSetup, Identity, PrivError};
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 
 /// The record of what was chowned for a domain.
 pub const RECORD: &str = "dac.json";

@@ -15,11 +15,11 @@ use teamvirt_qmp::Qmp;
 
 use crate::error::{check_formatted, RuntimeError};
 use crate::run::{self, RunRecord, VfBinding};
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
 use teamvirt_host::asyncrt::block_on;
 use teamvirt_host::lock::FileLock;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
@@ -181,7 +181,7 @@ impl Runtime {
         };
         let (mut def, mut warnings) =
             DomainDef::parse_str(text, file).map_err(|e| invalid(vec![e.to_diagnostic(file)]))?;
-        crate::state::check_name(&def.name)?;
+        teamvirt_host::state::check_name(&def.name)?;
         pin_default_emulator(&mut def);
         let caps = self.caps(&emulator_of(&def))?;
         let diags = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
@@ -454,7 +454,7 @@ impl Runtime {
     /// what it waits for when another command holds it. A `start
     /// --wait-failover` holding it gives way within half a second: the
     /// second lock returned, held until the stop is done, asks it to
-    /// (see [`crate::state::StateDir::request_stop`]).
+    /// (see [`teamvirt_host::state::StateDir::request_stop`]).
     fn lock_domain_for_stop(
         &self,
         name: &str,

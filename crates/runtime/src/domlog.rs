@@ -18,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// Size past which the log is rotated (once: `NAME.log.1`).
 pub const LOG_CAP: u64 = 1 << 20;

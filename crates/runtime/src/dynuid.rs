@@ -47,9 +47,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 use teamvirt_host::lock::{FileLock, LockMode};
 use teamvirt_host::privdrop::Identity;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 
 /// Environment variable choosing the range (`FIRST-LAST`, inclusive).
 pub const RANGE_ENV: &str = "TEAMVIRT_QEMU_UID_RANGE";
@@ -336,7 +336,7 @@ fn read_holder(entry: &Path) -> Option<Holder> {
 /// does not; one that cannot be read (not a trusted directory any more)
 /// does, to be safe.
 fn holder_holds(h: &Holder, n: u32) -> bool {
-    if crate::state::check_name(&h.name).is_err() {
+    if teamvirt_host::state::check_name(&h.name).is_err() {
         return false;
     }
     let run = h.state_dir.join("run");

@@ -6,9 +6,9 @@ use teamvirt_conf::Diagnostic;
 
 use crate::pool::PoolError;
 use crate::run::RunError;
-use crate::state::StateError;
 use crate::teaming::{PairState, TeamingError};
 use teamvirt_host::process::ProcessError;
+use teamvirt_host::state::StateError;
 
 /// Everything a lifecycle operation can fail with.
 #[derive(Debug, thiserror::Error)]

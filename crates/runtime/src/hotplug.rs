@@ -33,10 +33,10 @@ use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
-use crate::state::write_atomic;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
 use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::state::write_atomic;
 use teamvirt_host::sysfs::parse_pci;
 
 /// How long `detach-device` waits for the guest by default (libvirt

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use teamvirt_conf::DomainDef;
 
-use crate::state::{read_optional, StateDir};
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, StateDir};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

@@ -59,8 +59,8 @@ pub mod record;
 pub mod run;
 /// `start`: definition to running QEMU.
 pub mod start;
-/// State directory layout, atomic writes.
-pub mod state;
+/// Which state directory: `--state-dir`, the environment, the default.
+pub mod state_root;
 /// Stopping a domain's QEMU, one sequence with a policy per caller.
 pub mod stop;
 /// Failover state of teaming pairs (over QMP).

@@ -200,11 +200,11 @@ pub(crate) fn strip_runtime_metadata(def: &mut DomainDef) {
 /// The live definition of `name` in `sd` (see [`Runtime::live_def`]);
 /// also for a migration's destination, which has no [`Runtime`].
 pub(crate) fn live_def_in(
-    sd: &crate::state::StateDir,
+    sd: &teamvirt_host::state::StateDir,
     name: &str,
 ) -> Result<DomainDef, crate::error::RuntimeError> {
     let p = sd.run_paths(name)?;
-    let text = crate::state::read_optional(&p.live_xml)?
+    let text = teamvirt_host::state::read_optional(&p.live_xml)?
         .ok_or_else(|| crate::error::HotplugError::NoLiveXml(name.to_owned()))?;
     let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml)).map_err(|e| {
         crate::error::RuntimeError::Invalid {

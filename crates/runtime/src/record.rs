@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::accel::Accel;
-use crate::state::{read_optional, StateDir};
 use crate::teaming::TeamingPair;
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, StateDir};
 
 /// What `run/NAME/state.json` records about a running domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

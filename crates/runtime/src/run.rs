@@ -21,9 +21,9 @@ use teamvirt_host::lock::{FileLock, LockMode};
 // The record is read below the pools (they rebuild their state from it).
 use crate::pool::{PoolError, VfPool};
 pub use crate::record::{RunRecord, VfBinding};
-use crate::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
 use teamvirt_host::process::{spawn_detached_as, ProcessError};
+use teamvirt_host::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

@@ -30,10 +30,10 @@ use crate::live;
 use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
-use crate::state::{write_atomic, RunPaths};
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
 use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::state::{write_atomic, RunPaths};
 use teamvirt_host::sysfs::parse_pci;
 
 /// Options of `start`.
@@ -75,8 +75,11 @@ pub struct StartReport {
 }
 
 /// Returns once a `destroy` asks to stop `name` (polled: the request is a
-/// held lock, see [`crate::state::StateDir::request_stop`]).
-async fn stop_requested(sd: &crate::state::StateDir, name: &str) -> Result<(), RuntimeError> {
+/// held lock, see [`teamvirt_host::state::StateDir::request_stop`]).
+async fn stop_requested(
+    sd: &teamvirt_host::state::StateDir,
+    name: &str,
+) -> Result<(), RuntimeError> {
     loop {
         if sd.stop_requested(name)? {
             return Ok(());
@@ -124,7 +127,7 @@ impl Runtime {
         opts: &StartOptions,
     ) -> Result<StartReport, RuntimeError> {
         let name = def.name.clone();
-        crate::state::check_name(&name)?;
+        teamvirt_host::state::check_name(&name)?;
         // VNC passwords are set over QMP once QEMU runs (`password=on`
         // keeps every client out until then), never on its command line.
         let vnc_auth =

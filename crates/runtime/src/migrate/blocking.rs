@@ -12,7 +12,7 @@ use super::driver::{migrate, MigrateOptions, Outcome, Progress};
 use super::job::ABORT_SIGNAL;
 use super::remote::RemoteDestination;
 use super::MigrateError;
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// Migrate `name` from `sd` to the state directory `dest_root` of this
 /// host, blocking until done. `progress` sees every step.
@@ -154,7 +154,7 @@ fn sig_err(e: std::io::Error) -> MigrateError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::write_atomic;
+    use teamvirt_host::state::write_atomic;
 
     /// Unknown domain first, then the destination; a missing destination
     /// is neither created nor is anything done on the source.

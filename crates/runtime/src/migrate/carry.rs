@@ -7,8 +7,8 @@ use std::path::Path;
 use teamvirt_conf::DomainDef;
 
 use super::MigrateError;
-use crate::state::write_atomic;
 use crate::teaming::TeamingPair;
+use teamvirt_host::state::write_atomic;
 
 /// Files of the source's run directory that QEMU reads at start (the
 /// master key `-object secret,file=...`): the destination gets a copy.

@@ -26,10 +26,10 @@ use super::MigrateError;
 use crate::hostdev::{HostPrep, VfRequest};
 use crate::pool::{PoolError, VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
-use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
 use teamvirt_host::lock::FileLock;
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, write_atomic, StateDir};
 
 /// Something the destination QEMU reported while the migration runs.
 #[derive(Debug, Clone)]

@@ -43,9 +43,9 @@ use super::proto::PrepareRequest;
 use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
 use crate::run::{self, VfBinding};
-use crate::state::{remove_optional, StateDir};
 use crate::teaming::{self, PairState};
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{remove_optional, StateDir};
 
 /// How to migrate.
 #[derive(Debug, Clone)]

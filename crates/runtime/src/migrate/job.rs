@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use teamvirt_qmp::MigrationStatus;
 
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 
 /// The signal `domjobabort` sends to the migrating process.
 pub const ABORT_SIGNAL: i32 = libc::SIGUSR1;

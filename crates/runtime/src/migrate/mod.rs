@@ -150,7 +150,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] teamvirt_host::state::StateError),
     #[error(transparent)]
     Job(#[from] job::JobError),
     #[error(transparent)]

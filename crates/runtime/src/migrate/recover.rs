@@ -24,9 +24,9 @@ use teamvirt_qmp::{MigrationStatus, Qmp};
 use super::job::{self, JobInfo};
 use super::MigrateError;
 use crate::run::{self, RunRecord};
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::StopPolicy;
 use teamvirt_host::lock::FileLock;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
 
 /// One side of the abandoned migration.
 struct Side {

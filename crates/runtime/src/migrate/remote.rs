@@ -826,7 +826,7 @@ impl Destination for RemoteDestination {
             }
         };
         let files = referenced_files(&req.source_run_dir, &req.argv)?;
-        let source_was_running = crate::state::StateDir::open(&req.source_root)
+        let source_was_running = teamvirt_host::state::StateDir::open(&req.source_root)
             .ok()
             .and_then(|sd| super::job::current(&sd, &req.name).ok().flatten())
             .and_then(|j| j.source_was_running)
@@ -980,7 +980,7 @@ pub async fn source_tls(
 /// The identity of the QEMU a run directory's record names (the source
 /// of a tunnelled migration connects to the tunnel's socket).
 fn run_dir_qemu(run_dir: &Path) -> std::io::Result<teamvirt_host::privdrop::Identity> {
-    let text = crate::state::read_optional(&run_dir.join("state.json"))
+    let text = teamvirt_host::state::read_optional(&run_dir.join("state.json"))
         .map_err(std::io::Error::other)?
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let rec: crate::run::RunRecord = serde_json::from_str(&text).map_err(std::io::Error::other)?;

@@ -24,7 +24,7 @@ use super::proto::{
     MAX_REQUEST_LINE, VERSION,
 };
 use super::MigrateError;
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// How long the destination waits, after losing the channel, for an
 /// incoming copy to complete before it tears it down: long enough for

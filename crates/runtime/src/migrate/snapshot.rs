@@ -11,9 +11,9 @@ use super::progress::Progress;
 use super::proto::PrepareRequest;
 use super::{precheck, MigrateError};
 use crate::run::{self, RunRecord};
-use crate::state::{read_optional, StateDir};
 use crate::teaming;
 use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, StateDir};
 
 /// What the prechecks found on the source: all the later phases need.
 /// Nothing has changed anywhere yet.

@@ -28,7 +28,7 @@ use teamvirt_conf::model::{DomainDef, Interface, InterfaceType, MacAddr, Teaming
 use teamvirt_qemu::command::NetFds;
 use teamvirt_qemu::resolve::{ActualNet, NetworkSource};
 
-use crate::state::{read_optional, remove_optional, write_atomic};
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic};
 
 /// Errors of host network setup.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub enum NetdevError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] teamvirt_host::state::StateError),
 }
 
 /// One thing created on the host for a domain.

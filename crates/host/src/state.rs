@@ -15,7 +15,7 @@
 //! Every file is written atomically (temporary file, fsync, rename, fsync of
 //! the directory) so a crash leaves either the old or the new content.
 //!
-//! The directory is a trust boundary (see [`teamvirt_host::safefs`]): the root and
+//! The directory is a trust boundary (see [`crate::safefs`]): the root and
 //! every directory in it must be owned by the caller and writable by nobody
 //! else, and files are opened without following links.
 
@@ -24,11 +24,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use teamvirt_host::lock::{FileLock, LockError, LockMode};
-use teamvirt_host::safefs::{self, Access, OpenError};
+use crate::lock::{FileLock, LockError, LockMode};
+use crate::safefs::{self, Access, OpenError};
 
-/// Environment variable overriding the state directory.
-pub const STATE_DIR_ENV: &str = teamvirt_qemu::dirs::STATE_DIR_ENV;
+/// Environment variable overriding the state directory (the same name as
+/// `teamvirt_qemu::dirs::STATE_DIR_ENV`, which picks the default root; a
+/// runtime test checks they agree).
+pub const STATE_DIR_ENV: &str = "TEAMVIRT_STATE_DIR";
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +39,12 @@ pub enum StateError {
     NoDefault,
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", teamvirt_host::escape::escape_controls(.0))]
+    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::escape::escape_controls(.0))]
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
-    Untrusted(#[from] teamvirt_host::safefs::Untrusted),
+    Untrusted(#[from] crate::safefs::Untrusted),
 }
 
 impl From<(&Path, OpenError)> for StateError {
@@ -61,24 +63,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     move |source| StateError::Io {
         path: path.to_owned(),
         source,
-    }
-}
-
-/// The default state directory: `/var/lib/teamvirt` for root,
-/// `$XDG_STATE_HOME/teamvirt` (or `~/.local/state/teamvirt`) otherwise
-/// (one rule for every default directory: [`teamvirt_qemu::dirs`]).
-pub fn default_root() -> Result<PathBuf, StateError> {
-    teamvirt_qemu::dirs::default_state_root().map_err(|_| StateError::NoDefault)
-}
-
-/// `--state-dir` if given, else `TEAMVIRT_STATE_DIR`, else [`default_root`].
-pub fn resolve_root(explicit: Option<&Path>) -> Result<PathBuf, StateError> {
-    if let Some(p) = explicit {
-        return Ok(p.to_owned());
-    }
-    match std::env::var_os(STATE_DIR_ENV) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => default_root(),
     }
 }
 
@@ -147,7 +131,7 @@ const SUBDIRS: [&str; 6] = ["domains", "networks", "run", "locks", "cache", "log
 impl StateDir {
     /// Open `root`, creating it and its subdirectories with mode 0700.
     /// Refuses a root or subdirectory that is a link, belongs to someone
-    /// else or is writable by others (see [`teamvirt_host::safefs`]).
+    /// else or is writable by others (see [`crate::safefs`]).
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
         let root = if root.is_absolute() {
             root.to_owned()
@@ -232,11 +216,6 @@ impl StateDir {
         })
     }
 
-    /// [`resolve_root`] + [`StateDir::open`].
-    pub fn open_default(explicit: Option<&Path>) -> Result<StateDir, StateError> {
-        StateDir::open(&resolve_root(explicit)?)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -297,7 +276,7 @@ impl StateDir {
         Ok(p)
     }
     /// The paths of a domain's run directory after checking that the
-    /// directory, if it exists, can be trusted (see [`teamvirt_host::safefs`]).
+    /// directory, if it exists, can be trusted (see [`crate::safefs`]).
     pub fn checked_run_paths(&self, name: &str) -> Result<RunPaths, StateError> {
         let p = self.run_paths(name)?;
         match safefs::check_dir(&p.dir) {
@@ -360,7 +339,7 @@ impl StateDir {
     /// Who holds the domain lock, if it said so (pid, what it does).
     pub fn domain_lock_holder(&self, name: &str) -> Option<(i32, String)> {
         check_name(name).ok()?;
-        teamvirt_host::lock::holder(&self.domain_lock_path(name))
+        crate::lock::holder(&self.domain_lock_path(name))
     }
     fn domain_lock_path(&self, name: &str) -> PathBuf {
         self.locks_dir().join(format!("domain-{name}.lock"))
@@ -497,12 +476,6 @@ pub fn remove_optional(path: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn explicit_root_wins() {
-        let r = resolve_root(Some(Path::new("/some/where"))).unwrap();
-        assert_eq!(r, PathBuf::from("/some/where"));
-    }
 
     #[test]
     fn layout_is_private() {
