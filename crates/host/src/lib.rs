@@ -12,6 +12,10 @@
 
 /// The process's one tokio runtime, installed by `main`.
 pub mod asyncrt;
+/// What an unprivileged QEMU is lent (descriptors, chowns) and given back.
+pub mod dac;
+/// One uid/gid per running VM, from a reserved range.
+pub mod dynuid;
 /// Control characters escaped for terminals and logs.
 pub mod escape;
 pub mod lock;

@@ -399,10 +399,10 @@ impl Runtime {
         // guest memory for it: lend the node, raise its memlock limit.
         if !req.is_empty() {
             if let Err(e) =
-                crate::dac::lend_hotplug(&self.sd, &name, rec.proc.pid, &rec.argv, &plan.argv)
+                crate::lend_argv::lend_hotplug(&self.sd, &name, rec.proc.pid, &rec.argv, &plan.argv)
             {
                 for r in &req {
-                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                    let _ = teamvirt_host::dac::give_back_vfio(&self.sd, &name, &r.address);
                 }
                 give_back(true);
                 return Err(RuntimeError::from(crate::run::RunError::from(e)));
@@ -450,7 +450,7 @@ impl Runtime {
             Ok(x) => x,
             Err(e) => {
                 for r in &req {
-                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                    let _ = teamvirt_host::dac::give_back_vfio(&self.sd, &name, &r.address);
                 }
                 give_back(true);
                 return Err(e);
@@ -599,7 +599,7 @@ impl Runtime {
         rec.vfs = kept;
         for v in gone {
             // The VFIO group node goes when the VF leaves vfio-pci.
-            match crate::dac::give_back_vfio(&self.sd, &name, &v.address) {
+            match teamvirt_host::dac::give_back_vfio(&self.sd, &name, &v.address) {
                 Ok(p) => report.host_problems.extend(p),
                 Err(e) => report.host_problems.push(e.to_string()),
             }
@@ -612,7 +612,7 @@ impl Runtime {
         // A plain <hostdev> or a type='hostdev' interface has no pool
         // but may have been prepared on the host.
         if let Some(addr) = vf_address(&live, slot) {
-            match crate::dac::give_back_vfio(&self.sd, &name, &addr) {
+            match teamvirt_host::dac::give_back_vfio(&self.sd, &name, &addr) {
                 Ok(p) => report.host_problems.extend(p),
                 Err(e) => report.host_problems.push(e.to_string()),
             }

@@ -21,12 +21,9 @@ pub mod console;
 /// The virsh verbs beyond the lifecycle: suspend, resume, reboot,
 /// dominfo, domiflist, autostart, console.
 pub mod control;
-pub mod dac;
 /// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
 pub mod domlog;
-/// One uid/gid per running VM, from a reserved range.
-pub mod dynuid;
 /// The lifecycle error type.
 pub mod error;
 pub mod guestdoc;
@@ -38,6 +35,8 @@ pub mod hotplug;
 pub mod identity;
 /// Emulator probes run as QEMU runs.
 pub mod jail;
+/// Lending QEMU what its command line names (descriptors, chowns).
+pub mod lend_argv;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
 pub mod migrate;

@@ -42,7 +42,7 @@ pub struct RunRecord {
     /// The uid and gid QEMU runs as (absent: teamvirt's own, or a record
     /// of an older teamvirt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qemu_id: Option<crate::dynuid::QemuIds>,
+    pub qemu_id: Option<teamvirt_host::dynuid::QemuIds>,
 }
 
 /// A VF bound to a device of a running domain.

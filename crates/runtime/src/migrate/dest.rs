@@ -147,7 +147,7 @@ pub struct LocalDestination {
     sock_dir: Option<PathBuf>,
     /// The source QEMU's identity when it connects to the unix incoming
     /// socket itself (a same-host migration; each VM has its own uid,
-    /// see `crate::dynuid`). `None`: root connects (the tunnel's relay).
+    /// see `teamvirt_host::dynuid`). `None`: root connects (the tunnel's relay).
     pub peer: Option<teamvirt_host::privdrop::Identity>,
 }
 
@@ -360,7 +360,7 @@ impl LocalDestination {
         qmp.migrate_set_capabilities(&[MigrationCapability::on("events")])
             .await
             .map_err(MigrateError::dst)?;
-        // This QEMU's own identity (its uid, see `crate::dynuid`).
+        // This QEMU's own identity (its uid, see `teamvirt_host::dynuid`).
         let me =
             teamvirt_host::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
                 MigrateError::Io {

@@ -1,5 +1,7 @@
 use super::*;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
+use teamvirt_host::dac::*;
 use teamvirt_host::privdrop::resolve;
 
 fn is_root() -> bool {

@@ -47,9 +47,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use teamvirt_host::lock::{FileLock, LockMode};
-use teamvirt_host::privdrop::Identity;
-use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+use crate::lock::{FileLock, LockMode};
+use crate::privdrop::Identity;
+use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 
 /// Environment variable choosing the range (`FIRST-LAST`, inclusive).
 pub const RANGE_ENV: &str = "TEAMVIRT_QEMU_UID_RANGE";
@@ -79,7 +79,7 @@ pub enum DynUidError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot lock {HOST_LOCK}: {0}")]
-    Lock(#[from] teamvirt_host::lock::LockError),
+    Lock(#[from] crate::lock::LockError),
     #[error("cannot read the running processes' ids in /proc: {0}")]
     Proc(#[source] io::Error),
     #[error("cannot use the host's QEMU uid registry {}: {source}", .path.display())]
@@ -243,8 +243,8 @@ pub fn allocate_in(host: &Host, sd: &StateDir, name: &str) -> Result<Allocation,
         !held.contains(&n)
             && !procs.contains(&n)
             // A failed look-up counts as taken.
-            && matches!(teamvirt_host::privdrop::user_exists(n), Ok(false))
-            && matches!(teamvirt_host::privdrop::group_exists(n), Ok(false))
+            && matches!(crate::privdrop::user_exists(n), Ok(false))
+            && matches!(crate::privdrop::group_exists(n), Ok(false))
     });
     let n = loop {
         let Some(n) = candidates.next() else {
@@ -336,7 +336,7 @@ fn read_holder(entry: &Path) -> Option<Holder> {
 /// does not; one that cannot be read (not a trusted directory any more)
 /// does, to be safe.
 fn holder_holds(h: &Holder, n: u32) -> bool {
-    if teamvirt_host::state::check_name(&h.name).is_err() {
+    if crate::state::check_name(&h.name).is_err() {
         return false;
     }
     let run = h.state_dir.join("run");
@@ -566,14 +566,17 @@ mod tests {
         std::fs::create_dir_all(&vfio).unwrap();
         let node = vfio.join("9");
         std::fs::write(&node, b"").unwrap();
-        let args: Vec<String> = ["-device", "vfio-pci,host=0000:3b:02.1,id=hostdev0"]
-            .map(String::from)
-            .to_vec();
 
         a.create_run_dir("vm").unwrap();
         let alloc = allocate_in(&host, &a, "vm").unwrap();
         let uid = alloc.id.uid;
-        drop(crate::dac::lend_as(&a, "vm", &args, &alloc.id, &roots).unwrap());
+        // What a start lends for `-device vfio-pci,host=0000:3b:02.1`
+        // (teamvirt_runtime::lend_argv reads the argv).
+        let group = crate::dac::vfio_group(&roots, "0000:3b:02.1").unwrap();
+        let mut lender = crate::dac::Lender::new(&alloc.id, &a, "vm");
+        lender.device(&group).unwrap();
+        lender.record(&a.run_paths("vm").unwrap().dir).unwrap();
+        lender.chown_pending().unwrap();
         drop(alloc);
         assert_eq!(std::fs::metadata(&node).unwrap().uid(), uid);
         // QEMU is gone; its give-back cannot complete (the node's
@@ -581,8 +584,14 @@ mod tests {
         let away = roots.dev.join("vfio.away");
         std::fs::rename(&vfio, &away).unwrap();
         std::fs::write(&vfio, b"").unwrap();
-        let e = crate::run::forget(&a, "vm").unwrap_err();
-        assert!(e.to_string().contains("retried"), "{e}");
+        // What the runtime's `run::forget` does with the lent object and
+        // the uid.
+        let problems = crate::dac::release(&a, "vm").unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("retried")),
+            "{problems:?}"
+        );
+        free(&a, "vm").unwrap();
         assert!(recorded(&a, "vm").is_none(), "the domain's record is gone");
 
         // Still the id's: neither state directory hands it out.
