@@ -18,7 +18,11 @@ pub mod dac;
 pub mod dynuid;
 /// Control characters escaped for terminals and logs.
 pub mod escape;
+/// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
+pub mod hostdev;
 pub mod lock;
+/// Taps, macvtaps, bridge ports and FDB entries (netlink).
+pub mod netdev;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;

@@ -27,13 +27,9 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 
 // Moved out to untie module cycles; kept here for callers of these paths.
 pub use crate::identity::emulator_of;
+pub use crate::uuidgen::random_uuid;
 // Beside the reasons that explain it, which need nothing from here.
 pub use crate::reason::DomainState;
-
-/// A random (version 4) UUID, for definitions that lack one.
-pub fn random_uuid() -> teamvirt_conf::model::Uuid {
-    teamvirt_conf::model::Uuid(uuid::Uuid::new_v4().into_bytes())
-}
 
 /// The lifecycle API over one state directory.
 #[derive(Debug, Clone)]
@@ -42,7 +38,7 @@ pub struct Runtime {
     /// What opening it settled (see [`Runtime::open`]).
     notices: Vec<String>,
     /// Where real VFs are bound and configured (`/sys`, `ip`).
-    pub(crate) host: crate::hostdev::HostPrep,
+    pub(crate) host: teamvirt_host::hostdev::HostPrep,
 }
 
 /// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
@@ -99,7 +95,7 @@ impl Runtime {
         let rt = Runtime {
             sd: state_dir.clone(),
             notices,
-            host: crate::hostdev::HostPrep::system(),
+            host: teamvirt_host::hostdev::HostPrep::system(),
         };
         run::reconcile(&rt.sd)?;
         Ok(rt)
@@ -112,7 +108,7 @@ impl Runtime {
     }
 
     /// Prepare real VFs against another sysfs root and `ip` (tests).
-    pub fn set_host_prep(&mut self, host: crate::hostdev::HostPrep) {
+    pub fn set_host_prep(&mut self, host: teamvirt_host::hostdev::HostPrep) {
         self.host = host;
     }
 
@@ -408,7 +404,7 @@ impl Runtime {
             if let Some(_rec) = run::running(&self.sd, name)? {
                 let p = self.sd.run_paths(name)?;
                 if let Some(x) = read_optional(&p.live_xml)? {
-                    let taps = crate::netdev::recorded(&p.dir);
+                    let taps = teamvirt_host::netdev::recorded(&p.dir);
                     return Ok(crate::live::with_host_devices(&x, &taps));
                 }
             }

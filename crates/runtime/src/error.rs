@@ -89,9 +89,9 @@ pub enum RuntimeError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
-    Hostdev(#[from] crate::hostdev::HostdevError),
+    Hostdev(#[from] teamvirt_host::hostdev::HostdevError),
     #[error(transparent)]
-    Netdev(#[from] crate::netdev::NetdevError),
+    Netdev(#[from] teamvirt_host::netdev::NetdevError),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]

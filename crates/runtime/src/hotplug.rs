@@ -27,7 +27,6 @@ use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
 use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
-use crate::hostdev::{self, VfRequest};
 use crate::identity::emulator_of;
 use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
@@ -36,6 +35,7 @@ use crate::start::describe_substitution;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
 use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::hostdev::{self, VfRequest};
 use teamvirt_host::state::write_atomic;
 use teamvirt_host::sysfs::parse_pci;
 
@@ -472,7 +472,10 @@ impl Runtime {
         rec.save(&self.sd)?;
         self.write_live(&rec, &plan.conv)?;
         // A new primary's half becomes the guest's (netdev::pair).
-        for p in crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary) {
+        for p in teamvirt_host::netdev::pair::wire(
+            &paths.dir,
+            teamvirt_host::netdev::pair::Active::Primary,
+        ) {
             crate::domlog::event(&self.sd, &name, &format!("warning: {p}"));
         }
         Ok(AttachReport {
@@ -621,10 +624,12 @@ impl Runtime {
                 .extend(hostdev::release_recorded_one(&paths.dir, &addr));
         }
         // A pair that lost its primary is its standby's alone again.
-        report.host_problems.extend(crate::netdev::pair::wire(
-            &paths.dir,
-            crate::netdev::pair::Active::Primary,
-        ));
+        report
+            .host_problems
+            .extend(teamvirt_host::netdev::pair::wire(
+                &paths.dir,
+                teamvirt_host::netdev::pair::Active::Primary,
+            ));
         rec.pairs.retain(|p| p.primary != alias);
         let marker = format!("failover primary {alias} ");
         rec.substitutions.retain(|l| !l.contains(&marker));

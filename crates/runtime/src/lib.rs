@@ -28,8 +28,6 @@ pub mod domlog;
 pub mod error;
 pub mod guestdoc;
 pub mod guestroute;
-/// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
-pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
 pub mod identity;
@@ -44,7 +42,8 @@ pub mod migrate;
 pub mod netactive;
 /// Hostdev networks as VF pools: the rule and the members.
 pub mod netdef;
-pub mod netdev;
+/// The host network devices of a domain's interfaces (taps, macvtaps).
+pub mod netsetup;
 /// Network verbs and the network lookup used at start.
 pub mod network;
 pub mod nodedev;
@@ -64,6 +63,9 @@ pub mod state_root;
 pub mod stop;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
+
+/// A fresh UUID for definitions that lack one.
+pub mod uuidgen;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;

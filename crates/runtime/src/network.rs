@@ -124,7 +124,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(crate::domain::random_uuid());
+            def.uuid = Some(crate::uuidgen::random_uuid());
         }
         let xml = def.to_xml();
         crate::error::check_formatted(&def.name, &xml)?;

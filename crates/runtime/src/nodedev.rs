@@ -322,7 +322,7 @@ impl crate::Runtime {
         }
         for dom in sorted_entries(&self.sd.run_root()) {
             let dir = self.sd.run_root().join(&dom);
-            if crate::hostdev::recorded_addresses(&dir)
+            if teamvirt_host::hostdev::recorded_addresses(&dir)
                 .iter()
                 .any(|a| a == addr)
             {

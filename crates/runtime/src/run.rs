@@ -39,7 +39,7 @@ pub enum RunError {
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
-    Hostdev(#[from] crate::hostdev::HostdevError),
+    Hostdev(#[from] teamvirt_host::hostdev::HostdevError),
     #[error(transparent)]
     Dac(#[from] teamvirt_host::dac::DacError),
     #[error(transparent)]
@@ -182,12 +182,12 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 }
 
 /// Undo the host-side VF preparation recorded in the domain's run dir
-/// (see [`crate::hostdev`]); the steps that failed.
+/// (see [`teamvirt_host::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
     // The record says what to write to sysfs: only from a trusted dir.
     let dir = sd.checked_run_paths(name)?.dir;
-    let mut problems = crate::hostdev::release_recorded(&dir);
-    problems.extend(crate::netdev::release_recorded(&dir));
+    let mut problems = teamvirt_host::hostdev::release_recorded(&dir);
+    problems.extend(teamvirt_host::netdev::release_recorded(&dir));
     Ok(problems)
 }
 

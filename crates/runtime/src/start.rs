@@ -24,7 +24,6 @@ use teamvirt_qemu::topology::fatal_at_start;
 
 use crate::accel::Accel;
 use crate::error::RuntimeError;
-use crate::hostdev::VfRequest;
 use crate::identity::emulator_of;
 use crate::live;
 use crate::network::{is_hostdev_network, StateNetworks};
@@ -33,6 +32,7 @@ use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
 use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::hostdev::VfRequest;
 use teamvirt_host::state::{write_atomic, RunPaths};
 use teamvirt_host::sysfs::parse_pci;
 
@@ -168,7 +168,10 @@ impl Runtime {
         // leaves them locked: the guest still runs where it comes from,
         // maybe on this very bridge, and whoever resumes it wires them.
         let wiring = match opts.incoming {
-            None => crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary),
+            None => teamvirt_host::netdev::pair::wire(
+                &paths.dir,
+                teamvirt_host::netdev::pair::Active::Primary,
+            ),
             Some(_) => Vec::new(),
         };
         for p in wiring {
@@ -363,9 +366,9 @@ impl Runtime {
         }
         // Taps, macvtaps and lab-bridge ports, made before QEMU exists
         // (their descriptors are on its command line).
-        crate::netdev::check_standbys(&def, &src)?;
+        crate::netsetup::check_standbys(&def, &src)?;
         let hostnet =
-            crate::netdev::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
+            crate::netsetup::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
         let bopts = BuildOptions {
             test_env: false,
             domain_dir: Some(paths.dir.clone()),
@@ -504,7 +507,7 @@ struct Prepared {
     /// Real (not emulated) VF primaries to prepare on the host.
     host: Vec<VfRequest>,
     /// Tap descriptors on QEMU's command line (kept open until it runs).
-    hostnet: crate::netdev::HostNet,
+    hostnet: crate::netsetup::HostNet,
 }
 
 /// The first `<tag id>` of a `<vlan>`.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use teamvirt_runtime::hostdev::HostPrep;
+use teamvirt_host::hostdev::HostPrep;
 use teamvirt_runtime::nodedev::{self, Cap};
 
 use crate::cmd::args::StateOpt;
@@ -141,7 +141,7 @@ fn rebind(
     a: &DetachArgs,
     verb: &str,
     done: &str,
-    op: impl FnOnce(&HostPrep, &str) -> Result<(), teamvirt_runtime::hostdev::HostdevError>,
+    op: impl FnOnce(&HostPrep, &str) -> Result<(), teamvirt_host::hostdev::HostdevError>,
 ) -> ExitCode {
     let what = format!("Failed to {verb} device {}", a.device);
     let addr = match free_pci(&a.device, &a.state, &what) {

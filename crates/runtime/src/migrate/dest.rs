@@ -23,10 +23,10 @@ use super::carry::{copy_referenced_files, retarget_live_xml};
 use super::job::{self, JobInfo};
 pub use super::proto::PrepareRequest;
 use super::MigrateError;
-use crate::hostdev::{HostPrep, VfRequest};
 use crate::pool::{PoolError, VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::teaming::{self, PairState, TeamingPair};
+use teamvirt_host::hostdev::{HostPrep, VfRequest};
 use teamvirt_host::lock::FileLock;
 use teamvirt_host::process::ProcId;
 use teamvirt_host::state::{read_optional, write_atomic, StateDir};
@@ -293,12 +293,12 @@ impl LocalDestination {
             self.sd.clone(),
             req.live_xml.clone(),
             pairs.clone(),
-            crate::netdev::dest::lab_bridges(&self.sd, vfs),
+            crate::netsetup::dest::lab_bridges(&self.sd, vfs),
             dst_paths.dir.clone(),
         );
         let (hostnet, new_args) = blocking(move || {
             let mut args = args;
-            crate::netdev::dest::setup_for_destination(
+            crate::netsetup::dest::setup_for_destination(
                 &live,
                 &crate::network::StateNetworks { sd: &sd },
                 &pairs_c,
@@ -779,7 +779,7 @@ impl Destination for LocalDestination {
         // has taken them (netdev::pair, below).
         let dir = self.sd.run_paths(&a.name)?.dir;
         let problems =
-            blocking(move || crate::netdev::pair::apply_parked_standby_first(&dir)).await?;
+            blocking(move || teamvirt_host::netdev::pair::apply_parked_standby_first(&dir)).await?;
         if !problems.is_empty() {
             return Err(MigrateError::Remote(format!(
                 "operation failed: the destination's VFs could not take the guest's MAC: {}",
@@ -813,13 +813,16 @@ impl Destination for LocalDestination {
             .collect();
         let awaited = plugged.clone();
         let heard = blocking(move || match running {
-            true => crate::netdev::pair::primary_when_heard(
+            true => teamvirt_host::netdev::pair::primary_when_heard(
                 &dir,
-                crate::netdev::pair::HEARD_BOUND,
+                teamvirt_host::netdev::pair::HEARD_BOUND,
                 Some(&awaited),
             ),
-            false => crate::netdev::pair::Heard {
-                problems: crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
+            false => teamvirt_host::netdev::pair::Heard {
+                problems: teamvirt_host::netdev::pair::wire(
+                    &dir,
+                    teamvirt_host::netdev::pair::Active::Primary,
+                ),
                 ..Default::default()
             },
         })
@@ -902,9 +905,11 @@ impl Destination for LocalDestination {
             return Vec::new();
         };
         let dir = paths.dir;
-        blocking(move || crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Standby))
-            .await
-            .unwrap_or_else(|e| vec![e.to_string()])
+        blocking(move || {
+            teamvirt_host::netdev::pair::wire(&dir, teamvirt_host::netdev::pair::Active::Standby)
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()])
     }
 
     async fn abort(&mut self) -> Result<Vec<String>, MigrateError> {

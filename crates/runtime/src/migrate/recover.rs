@@ -44,10 +44,11 @@ impl Side {
             return;
         };
         let dir = paths.dir;
-        let problems =
-            tokio::task::spawn_blocking(move || crate::netdev::pair::apply_parked_recorded(&dir))
-                .await
-                .unwrap_or_else(|e| vec![e.to_string()]);
+        let problems = tokio::task::spawn_blocking(move || {
+            teamvirt_host::netdev::pair::apply_parked_recorded(&dir)
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()]);
         log.extend(problems);
     }
 

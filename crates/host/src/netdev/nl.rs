@@ -2,7 +2,7 @@
 //!
 //! Each call opens its netlink socket on the calling thread, so the socket
 //! is in that thread's network namespace (tests run in a namespace of
-//! their own), and runs on the process's one runtime ([`teamvirt_host::asyncrt`]).
+//! their own), and runs on the process's one runtime ([`crate::asyncrt`]).
 //! Callers are both plain (start) and async (migration destination, from
 //! `spawn_blocking`); from inside the runtime, a scoped thread (which
 //! inherits the namespace) does the blocking wait.
@@ -52,7 +52,7 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = io::Result<T>>,
 {
-    let rt = teamvirt_host::asyncrt::handle().map_err(io::Error::other)?;
+    let rt = crate::asyncrt::handle().map_err(io::Error::other)?;
     let call = move || {
         let (conn, handle, _) = {
             // The socket registers with the runtime's reactor.

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use teamvirt_host::state::{read_optional, remove_optional, write_atomic};
+use crate::state::{read_optional, remove_optional, write_atomic};
 
 const VFIO: &str = "vfio-pci";
 const RECORD: &str = "hostdev.json";
@@ -223,7 +223,7 @@ impl HostPrep {
             .into_iter()
             .next()
             .ok_or_else(|| err(format!("{} is empty", net.display())))?;
-        let vfs = teamvirt_host::sysfs::virtual_functions_at(&self.device(&pf_addr))
+        let vfs = crate::sysfs::virtual_functions_at(&self.device(&pf_addr))
             .map_err(|e| err(e.to_string()))?;
         let index = vfs
             .iter()
@@ -556,7 +556,7 @@ fn load_record(path: &Path) -> Result<Option<Record>, String> {
     }
 }
 
-fn save_record(path: &Path, rec: &Record) -> Result<(), teamvirt_host::state::StateError> {
+fn save_record(path: &Path, rec: &Record) -> Result<(), crate::state::StateError> {
     let json = serde_json::to_string_pretty(rec).expect("record serializes");
     write_atomic(path, json.as_bytes(), 0o600)
 }

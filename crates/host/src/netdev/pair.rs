@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::nl::parse_mac;
 use super::{load_record, nl, Created};
-use teamvirt_host::state::{read_optional, remove_optional, write_atomic};
+use crate::state::{read_optional, remove_optional, write_atomic};
 
 /// A failover pair member's port, as recorded in `netdevs.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
