@@ -23,6 +23,8 @@ pub mod hostdev;
 pub mod lock;
 /// Taps, macvtaps, bridge ports and FDB entries (netlink).
 pub mod netdev;
+/// Host PCI devices as libvirt's node devices (`nodedev-*`).
+pub mod nodedev;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;

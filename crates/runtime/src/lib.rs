@@ -46,9 +46,10 @@ pub mod netdef;
 pub mod netsetup;
 /// Network verbs and the network lookup used at start.
 pub mod network;
-pub mod nodedev;
 /// A command's way in: stale migrations settled, then the [`Runtime`].
 mod open;
+/// Who holds a PCI device (VF pools, prepared VFs).
+mod pci_users;
 pub mod pool;
 /// `domstate --reason`: virsh's reason texts from the domain log.
 pub mod reason;

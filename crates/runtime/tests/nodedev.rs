@@ -10,7 +10,7 @@ use relax_ng::{
     Content, DatatypeRegistry, ExpandedName, ResolveError, Schema, SchemaResolver, SchemaSource,
     SchemaSyntax,
 };
-use teamvirt_runtime::nodedev::{self, Cap};
+use teamvirt_host::nodedev::{self, Cap};
 
 const PF: &str = "0000:03:00.0";
 const VFS: [&str; 2] = ["0000:03:10.0", "0000:03:10.2"];

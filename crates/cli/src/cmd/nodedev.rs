@@ -1,14 +1,14 @@
 //! `nodedev-list`, `nodedev-dumpxml`, `nodedev-detach`,
 //! `nodedev-reattach`: the host's PCI and network devices as libvirt's
 //! node device API shows them (read from sysfs by
-//! `teamvirt_runtime::nodedev`), and binding a PCI device to vfio-pci and
+//! `teamvirt_host::nodedev`), and binding a PCI device to vfio-pci and
 //! back with the code `start` uses for managed hostdevs.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use teamvirt_host::hostdev::HostPrep;
-use teamvirt_runtime::nodedev::{self, Cap};
+use teamvirt_host::nodedev::{self, Cap};
 
 use crate::cmd::args::StateOpt;
 use crate::cmd::report::report;

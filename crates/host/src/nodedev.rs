@@ -67,7 +67,8 @@ fn link_name(p: &Path) -> Option<String> {
         .map(|f| f.to_string_lossy().into_owned())
 }
 
-fn sorted_entries(dir: &Path) -> Vec<String> {
+/// The names in `dir`, sorted (empty when it cannot be read).
+pub fn sorted_entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -90,7 +91,7 @@ pub fn list(sys: &Path, cap: Option<Cap>) -> Vec<NodeDev> {
     if cap != Some(Cap::Net) {
         let devs = sys.join("bus/pci/devices");
         for a in sorted_entries(&devs) {
-            if teamvirt_host::sysfs::parse_pci(&a).is_some() {
+            if crate::sysfs::parse_pci(&a).is_some() {
                 let p = devs.join(&a);
                 out.push(NodeDev {
                     name: pci_name(&a),
@@ -133,7 +134,7 @@ fn esc(s: &str) -> String {
 }
 
 fn address_xml(addr: &str) -> Option<String> {
-    let a = teamvirt_host::sysfs::parse_pci(addr)?;
+    let a = crate::sysfs::parse_pci(addr)?;
     Some(format!(
         "<address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>",
         a.domain, a.bus, a.slot, a.function
@@ -146,7 +147,7 @@ fn parent_of(path: &Path) -> String {
     let mut p = path.parent();
     while let Some(d) = p {
         if let Some(n) = d.file_name().map(|f| f.to_string_lossy().into_owned()) {
-            if teamvirt_host::sysfs::parse_pci(&n).is_some() {
+            if crate::sysfs::parse_pci(&n).is_some() {
                 return pci_name(&n);
             }
         }
@@ -175,8 +176,8 @@ pub fn dumpxml(sys: &Path, name: &str) -> Result<String, NodeDevError> {
 fn pci_xml(sys: &Path, dev: &NodeDev, x: &mut String) -> Result<(), NodeDevError> {
     let addr = pci_addr_of(&dev.name).unwrap_or_default();
     let dir = sys.join("bus/pci/devices").join(&addr);
-    let a = teamvirt_host::sysfs::parse_pci(&addr)
-        .ok_or_else(|| NodeDevError::NotFound(dev.name.clone()))?;
+    let a =
+        crate::sysfs::parse_pci(&addr).ok_or_else(|| NodeDevError::NotFound(dev.name.clone()))?;
     let _ = writeln!(x, "  <parent>{}</parent>", esc(&parent_of(&dev.path)));
     if let Some(d) = link_name(&dir.join("driver")) {
         let _ = writeln!(x, "  <driver>\n    <name>{}</name>\n  </driver>", esc(&d));
@@ -210,7 +211,7 @@ fn pci_xml(sys: &Path, dev: &NodeDev, x: &mut String) -> Result<(), NodeDevError
         );
     }
     let total: Option<u32> = read_trim(&dir.join("sriov_totalvfs")).and_then(|t| t.parse().ok());
-    let vfs = teamvirt_host::sysfs::virtual_functions_at(&dir).unwrap_or_default();
+    let vfs = crate::sysfs::virtual_functions_at(&dir).unwrap_or_default();
     if total.is_some_and(|t| t > 0) || !vfs.is_empty() {
         let max = total
             .map(|t| format!(" maxCount='{t}'"))
@@ -252,7 +253,7 @@ fn net_xml(dev: &NodeDev, x: &mut String) {
     // The PCI device the interface belongs to (`device` link), else the
     // directory that holds it.
     let parent = link_name(&dir.join("device"))
-        .filter(|d| teamvirt_host::sysfs::parse_pci(d).is_some())
+        .filter(|d| crate::sysfs::parse_pci(d).is_some())
         .map(|d| pci_name(&d))
         .unwrap_or_else(|| parent_of(dir));
     let _ = writeln!(x, "  <parent>{}</parent>", esc(&parent));
@@ -303,36 +304,9 @@ fn net_xml(dev: &NodeDev, x: &mut String) {
 /// (`nodedev-detach`, `nodedev-reattach`), if that device exists.
 pub fn pci_device(sys: &Path, name: &str) -> Result<String, NodeDevError> {
     pci_addr_of(name)
-        .filter(|a| teamvirt_host::sysfs::parse_pci(a).is_some())
+        .filter(|a| crate::sysfs::parse_pci(a).is_some())
         .filter(|a| sys.join("bus/pci/devices").join(a).exists())
         .ok_or_else(|| NodeDevError::NotFound(name.to_owned()))
-}
-
-impl crate::Runtime {
-    /// Who holds PCI device `addr`: domains with it in a VF pool
-    /// allocation, or prepared for their QEMU (`nodedev-detach` and
-    /// `nodedev-reattach` leave such a device alone, as libvirt does).
-    pub fn pci_device_users(&self, addr: &str) -> Result<Vec<String>, crate::RuntimeError> {
-        let mut users = Vec::new();
-        for net in self.sd.defined_networks()? {
-            let st = crate::pool::VfPool::new(&self.sd, &net).state()?;
-            for a in st.allocations.iter().filter(|a| a.address == addr) {
-                users.push(a.domain.clone());
-            }
-        }
-        for dom in sorted_entries(&self.sd.run_root()) {
-            let dir = self.sd.run_root().join(&dom);
-            if teamvirt_host::hostdev::recorded_addresses(&dir)
-                .iter()
-                .any(|a| a == addr)
-            {
-                users.push(dom);
-            }
-        }
-        users.sort();
-        users.dedup();
-        Ok(users)
-    }
 }
 
 #[cfg(test)]
