@@ -28,6 +28,8 @@ pub mod nodedev;
 pub mod privdrop;
 /// Detached QEMU processes, identity across pid reuse.
 pub mod process;
+/// Is a process the QEMU one expects (checked in /proc)?
+pub mod procmatch;
 /// The state directory as a trust boundary: ownership, modes, no links.
 pub mod safefs;
 /// State directory layout, atomic writes.

@@ -782,7 +782,7 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
 /// (state 03) with an inode. `None` when the listener is not visible (other
 /// network namespace): unknown.
 fn monitor_client_connected(sock: &Path) -> Option<bool> {
-    let entries = crate::identity::unix_sockets_at(Path::new("/proc/net/unix"), sock)?;
+    let entries = teamvirt_host::procmatch::unix_sockets_at(Path::new("/proc/net/unix"), sock)?;
     let listener = entries.iter().any(|(state, _)| state == "01");
     let accepted = entries
         .iter()

@@ -473,7 +473,8 @@ impl LocalDestination {
 /// XML's) must be that same file, or the migration is refused: the
 /// source never chooses a program this host runs.
 pub fn own_emulator(sd: &StateDir, req: &PrepareRequest) -> Result<PathBuf, MigrateError> {
-    use crate::identity::{resolve_program, xml_emulator};
+    use crate::identity::xml_emulator;
+    use teamvirt_host::procmatch::resolve_program;
     let configured = read_optional(&sd.domain_xml(&req.name)?)?
         .and_then(|text| teamvirt_conf::DomainDef::parse_str(&text, None).ok())
         .map(|(def, _)| crate::identity::emulator_of(&def))

@@ -306,8 +306,8 @@ pub fn request_abort(sd: &StateDir, name: &str) -> Result<JobInfo, JobError> {
     let pid = job.driver.ok_or(JobError::NoJob)?;
     // The job file is a file: SIGUSR1 kills most processes, so it goes
     // only to a process running teamvirt's own binary.
-    let exe = crate::identity::exe_of(pid.pid);
-    let me = crate::identity::exe_of(std::process::id() as i32);
+    let exe = teamvirt_host::procmatch::exe_of(pid.pid);
+    let me = teamvirt_host::procmatch::exe_of(std::process::id() as i32);
     if exe.is_none() || exe != me {
         let show = |p: Option<std::path::PathBuf>| {
             p.map_or_else(|| "unknown".into(), |p| p.display().to_string())

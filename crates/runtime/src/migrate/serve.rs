@@ -396,8 +396,9 @@ mod tests {
     async fn hostile_source_file_names_are_refused() {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(&t.path().join("dst")).unwrap();
-        let qemu = crate::identity::resolve_program(std::path::Path::new("qemu-system-x86_64"))
-            .unwrap_or_else(|| "/usr/bin/qemu-system-x86_64".into());
+        let qemu =
+            teamvirt_host::procmatch::resolve_program(std::path::Path::new("qemu-system-x86_64"))
+                .unwrap_or_else(|| "/usr/bin/qemu-system-x86_64".into());
         let target = t.path().join("escaped");
         for name in [
             "../../escaped".to_string(),

@@ -131,7 +131,7 @@ pub(super) async fn precheck_and_snapshot(
     // with the one the kernel shows for the source QEMU (see argvcheck).
     crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
     let emulator = crate::identity::definition_emulator(sd, name);
-    let kernel_argv = crate::identity::cmdline_of(rec.proc.pid).unwrap_or_default();
+    let kernel_argv = teamvirt_host::procmatch::cmdline_of(rec.proc.pid).unwrap_or_default();
     let recorded = rec.argv.get(1..).unwrap_or_default();
     if let Err(what) = super::argvcheck::check(recorded, kernel_argv.get(1..).unwrap_or_default()) {
         return Err(run::RunError::Damaged {
