@@ -1,5 +1,7 @@
-//! Running teamvirt domains: the per-host state directory and its locks,
-//! VF pools, QEMU processes, lifecycle verbs and the guest's failover state.
+//! Running teamvirt domains: VF pools, QEMU processes, lifecycle verbs and
+//! the guest's failover state, over the host plumbing of `teamvirt_host`
+//! (state directory, locks, processes, privilege drop and lending, taps,
+//! vfio binding), which knows no domain.
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 //!
