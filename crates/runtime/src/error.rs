@@ -93,6 +93,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Netdev(#[from] teamvirt_host::netdev::NetdevError),
     #[error(transparent)]
+    Standby(#[from] crate::netsetup::StandbyNotOnVfSegment),
+    #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Process(#[from] ProcessError),

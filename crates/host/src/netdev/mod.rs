@@ -56,12 +56,6 @@ pub enum NetdevError {
         bridge: String,
         reason: String,
     },
-    #[error("unsupported configuration: interface {mac} is a failover standby on network '{network}' (forward mode '{mode}'), which is not the L2 segment of its VF: while the VF is unplugged (migration) its traffic would go to a different network; put the standby on a bridge over the VF's PF (<forward mode='bridge'/> or <interface type='bridge'>)")]
-    StandbyNotOnVfSegment {
-        mac: String,
-        network: String,
-        mode: String,
-    },
     #[error("cannot set up host network device {what}: {source}")]
     Link {
         what: String,

@@ -76,8 +76,20 @@ pub fn other_segment_mode(nd: &teamvirt_conf::NetworkDef) -> Option<String> {
     }
 }
 
+/// A failover standby on a network that is not its VF's L2 segment.
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported configuration: interface {mac} is a failover standby on network '{network}' (forward mode '{mode}'), which is not the L2 segment of its VF: while the VF is unplugged (migration) its traffic would go to a different network; put the standby on a bridge over the VF's PF (<forward mode='bridge'/> or <interface type='bridge'>)")]
+pub struct StandbyNotOnVfSegment {
+    pub mac: String,
+    pub network: String,
+    pub mode: String,
+}
+
 /// Refuse a standby on a network that is not the VF's L2 segment.
-pub fn check_standbys(def: &DomainDef, source: &dyn NetworkSource) -> Result<(), NetdevError> {
+pub fn check_standbys(
+    def: &DomainDef,
+    source: &dyn NetworkSource,
+) -> Result<(), StandbyNotOnVfSegment> {
     for net in &def.devices.interfaces {
         if net.type_ != InterfaceType::Network
             || net.teaming_type() != Some(TeamingType::Persistent)
@@ -87,7 +99,7 @@ pub fn check_standbys(def: &DomainDef, source: &dyn NetworkSource) -> Result<(),
         let name = net.source_network().unwrap_or_default();
         if let Ok(Some((nd, _))) = source.lookup(name) {
             if let Some(mode) = other_segment_mode(&nd) {
-                return Err(NetdevError::StandbyNotOnVfSegment {
+                return Err(StandbyNotOnVfSegment {
                     mac: mac_str(net),
                     network: name.to_string(),
                     mode,
@@ -258,5 +270,33 @@ mod tests {
         assert_eq!(mode("<forward mode='route'/>").as_deref(), Some("route"));
         assert_eq!(mode("").as_deref(), Some("none (isolated)"));
         assert_eq!(mode("<forward mode='bridge'/>"), None);
+    }
+
+    /// `start` refuses a persistent (standby) interface on a NAT network,
+    /// with the text it had when the error was `NetdevError`'s.
+    #[test]
+    fn standby_on_a_nat_network_is_refused() {
+        let nd = teamvirt_conf::NetworkDef::parse_str(
+            "<network><name>nat0</name><forward mode='nat'/><bridge name='virbr9'/></network>",
+            None,
+        )
+        .unwrap()
+        .0;
+        let mut nets = teamvirt_qemu::resolve::NetworkMap::default();
+        nets.insert(nd, None);
+        let def = DomainDef::parse_str(
+            "<domain type='qemu'><name>vm</name><memory>131072</memory><os><type>hvm</type></os>\
+             <devices><interface type='network'><mac address='52:54:00:aa:00:01'/>\
+             <source network='nat0'/><model type='virtio'/><teaming type='persistent'/>\
+             <alias name='ua-net0'/></interface></devices></domain>",
+            None,
+        )
+        .unwrap()
+        .0;
+        let e = check_standbys(&def, &nets).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unsupported configuration: interface 52:54:00:aa:00:01 is a failover standby on network 'nat0' (forward mode 'nat'), which is not the L2 segment of its VF: while the VF is unplugged (migration) its traffic would go to a different network; put the standby on a bridge over the VF's PF (<forward mode='bridge'/> or <interface type='bridge'>)"
+        );
     }
 }
