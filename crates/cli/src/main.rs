@@ -176,7 +176,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     trace::init(cli.debug);
     // The process's one async runtime: the libraries run their QMP,
-    // netlink, migration and probe work on it (teamvirt_runtime::asyncrt).
+    // netlink, migration and probe work on it (teamvirt_host::asyncrt).
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -188,9 +188,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    teamvirt_runtime::asyncrt::install(rt.handle().clone());
+    teamvirt_host::asyncrt::install(rt.handle().clone());
     if let Some(u) = &cli.qemu_user {
-        teamvirt_runtime::privdrop::set_qemu_user(u);
+        teamvirt_host::privdrop::set_qemu_user(u);
     }
     // Every probe of an emulator runs it as the QEMU user, unprivileged.
     teamvirt_runtime::jail::install_probe_jail();

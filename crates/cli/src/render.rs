@@ -86,9 +86,9 @@ fn quote_line(text: &str, col: usize) -> (String, String) {
     (shown, marker)
 }
 
-// One escaping for terminals and logs alike (`teamvirt_runtime::util`).
-use teamvirt_runtime::util::escape_char;
-pub use teamvirt_runtime::util::escape_controls;
+// One escaping for terminals and logs alike (`teamvirt_host::escape`).
+use teamvirt_host::escape::escape_char;
+pub use teamvirt_host::escape::escape_controls;
 
 /// One diagnostic as JSON.
 pub fn diagnostic_json(d: &Diagnostic) -> Value {

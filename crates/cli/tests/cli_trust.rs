@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use teamvirt_host::process::ProcId;
 use teamvirt_runtime::accel::Accel;
-use teamvirt_runtime::process::ProcId;
 use teamvirt_runtime::run::RunRecord;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip};
 

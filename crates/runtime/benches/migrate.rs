@@ -22,10 +22,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::migrate::{argv, migrate_to_state_dir, MigrateOptions, Outcome, Progress};
 use teamvirt_runtime::run::RunRecord;
-use teamvirt_runtime::state::StateDir;
 use teamvirt_runtime::{Runtime, StartOptions};
 use teamvirt_testinfra::{GuestImage, SerialLog};
 

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
-use teamvirt_runtime::state::StateDir;
 use teamvirt_runtime::{Runtime, StartOptions};
 
 const NET: &str = "<network><name>pool</name><forward mode='hostdev' managed='yes'>

@@ -5,7 +5,7 @@
 //! The agent is the guest's: everything it says is untrusted input. Replies
 //! are bounded ([`MAX_REPLY`]), every wait has a deadline, interface lists
 //! are capped, and text from it is escaped before anyone prints it (the
-//! callers use [`crate::util::escape_controls`]).
+//! callers use [`teamvirt_host::escape::escape_controls`]).
 //!
 //! A session starts like libvirt's: a 0xFF byte resets the agent's parser,
 //! then `guest-sync-delimited` with a random id; the agent answers with a

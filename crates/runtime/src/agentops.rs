@@ -11,9 +11,9 @@ use teamvirt_conf::model::GUEST_AGENT_CHANNEL;
 use crate::agent::{Agent, AgentError, GuestInterface};
 use crate::guestdoc::{self, CheckLine, Checkpoint, GuestView};
 use crate::guestroute::{self, Routes};
-use crate::state::StateDir;
 use crate::teaming::TeamingPair;
 use crate::{Runtime, RuntimeError};
+use teamvirt_host::state::StateDir;
 
 /// How long one agent command may take (a TCG guest on a loaded host is slow).
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,7 +79,7 @@ fn view_at(
         };
         let mut r = guestdoc::diagnose(&info, pairs, &ifaces, list.as_deref());
         r.routes_source = source;
-        r.routes_note = note.map(|n| crate::util::escape_controls(&n));
+        r.routes_note = note.map(|n| teamvirt_host::escape::escape_controls(&n));
         Ok::<_, AgentError>((r, boot))
     })();
     match res {
@@ -108,7 +108,7 @@ fn record_path(sd: &StateDir, name: &str) -> Result<PathBuf, RuntimeError> {
 fn load_record(sd: &StateDir, name: &str) -> DoctorRecord {
     record_path(sd, name)
         .ok()
-        .and_then(|p| crate::state::read_optional(&p).ok().flatten())
+        .and_then(|p| teamvirt_host::state::read_optional(&p).ok().flatten())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
@@ -120,7 +120,7 @@ fn save_record(sd: &StateDir, name: &str, boot: Option<&str>) {
         boot_id: Some(boot.to_owned()),
     };
     if let (Ok(p), Ok(text)) = (record_path(sd, name), serde_json::to_vec(&rec)) {
-        let _ = crate::state::write_atomic(&p, &text, 0o600);
+        let _ = teamvirt_host::state::write_atomic(&p, &text, 0o600);
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::error::RuntimeError;
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// Which kind of object an autostart flag is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(crate) fn autostart_path(
     kind: AutostartKind,
     name: &str,
 ) -> Result<PathBuf, RuntimeError> {
-    crate::state::check_name(name)?;
+    teamvirt_host::state::check_name(name)?;
     Ok(sd
         .root()
         .join("autostart")

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use teamvirt_qmp::ChardevInfo;
 
-use crate::util::escape_controls;
+use teamvirt_host::escape::escape_controls;
 
 /// `statfs.f_type` of devpts.
 const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;

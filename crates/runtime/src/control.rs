@@ -8,14 +8,14 @@ use serde::Serialize;
 use teamvirt_conf::model::interface::TeamingType;
 use teamvirt_conf::DomainDef;
 
-use crate::asyncrt::block_on;
 use crate::autostart::autostart_path;
 pub use crate::autostart::{autostart_enabled, AutostartKind};
 use crate::domain::{DomainState, Runtime, MONITOR_WAIT};
 use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
-use crate::state::{make_private_dir, remove_optional, write_atomic};
 use crate::teaming::TeamingPair;
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::state::{make_private_dir, remove_optional, write_atomic};
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
 #[derive(Debug, Clone, Serialize)]
@@ -337,7 +337,7 @@ mod tests {
 
     /// The live XML of a running lab-mode pair as `start` writes it, and
     /// the tap it recorded for the standby.
-    fn running_lab_pair() -> (String, Vec<crate::netdev::Created>) {
+    fn running_lab_pair() -> (String, Vec<teamvirt_host::netdev::Created>) {
         let xml = "<domain type='qemu'><name>d</name><memory>262144</memory><os><type>hvm</type></os><devices>\
             <interface type='network'><mac address='52:54:00:00:00:01'/><source network='lan'/><model type='virtio'/>\
               <teaming type='persistent'/><alias name='ua-sb'/></interface>\
@@ -360,7 +360,7 @@ mod tests {
         ));
         def.extra.push(m);
         def.id = Some(7);
-        let taps = vec![crate::netdev::Created {
+        let taps = vec![teamvirt_host::netdev::Created {
             device: "net0 (52:54:00:00:00:01)".into(),
             ifname: "vnet0".into(),
             ifindex: 12,

@@ -13,13 +13,13 @@ use teamvirt_conf::{Diagnostic, DomainDef};
 use teamvirt_qemu::caps::{CapsError, QemuCaps};
 use teamvirt_qmp::Qmp;
 
-use crate::asyncrt::block_on;
 use crate::error::{check_formatted, RuntimeError};
-use crate::lock::FileLock;
 use crate::run::{self, RunRecord, VfBinding};
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::lock::FileLock;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
 
 /// How long a one-shot command waits for the QMP greeting (another
 /// `teamvirt` may hold the single monitor connection).
@@ -27,7 +27,7 @@ pub const MONITOR_WAIT: Duration = Duration::from_secs(5);
 
 // Moved out to untie module cycles; kept here for callers of these paths.
 pub use crate::identity::emulator_of;
-pub use crate::util::random_uuid;
+pub use crate::uuidgen::random_uuid;
 // Beside the reasons that explain it, which need nothing from here.
 pub use crate::reason::DomainState;
 
@@ -38,13 +38,13 @@ pub struct Runtime {
     /// What opening it settled (see [`Runtime::open`]).
     notices: Vec<String>,
     /// Where real VFs are bound and configured (`/sys`, `ip`).
-    pub(crate) host: crate::hostdev::HostPrep,
+    pub(crate) host: teamvirt_host::hostdev::HostPrep,
 }
 
 /// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
 /// synchronous code: [`QemuCaps::probe`] on the process's runtime.
 pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
-    crate::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
+    teamvirt_host::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
         Err(CapsError::Io {
             path: PathBuf::from("<tokio runtime>"),
             source: std::io::Error::other(e),
@@ -95,7 +95,7 @@ impl Runtime {
         let rt = Runtime {
             sd: state_dir.clone(),
             notices,
-            host: crate::hostdev::HostPrep::system(),
+            host: teamvirt_host::hostdev::HostPrep::system(),
         };
         run::reconcile(&rt.sd)?;
         Ok(rt)
@@ -108,7 +108,7 @@ impl Runtime {
     }
 
     /// Prepare real VFs against another sysfs root and `ip` (tests).
-    pub fn set_host_prep(&mut self, host: crate::hostdev::HostPrep) {
+    pub fn set_host_prep(&mut self, host: teamvirt_host::hostdev::HostPrep) {
         self.host = host;
     }
 
@@ -177,7 +177,7 @@ impl Runtime {
         };
         let (mut def, mut warnings) =
             DomainDef::parse_str(text, file).map_err(|e| invalid(vec![e.to_diagnostic(file)]))?;
-        crate::state::check_name(&def.name)?;
+        teamvirt_host::state::check_name(&def.name)?;
         pin_default_emulator(&mut def);
         let caps = self.caps(&emulator_of(&def))?;
         let diags = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
@@ -404,7 +404,7 @@ impl Runtime {
             if let Some(_rec) = run::running(&self.sd, name)? {
                 let p = self.sd.run_paths(name)?;
                 if let Some(x) = read_optional(&p.live_xml)? {
-                    let taps = crate::netdev::recorded(&p.dir);
+                    let taps = teamvirt_host::netdev::recorded(&p.dir);
                     return Ok(crate::live::with_host_devices(&x, &taps));
                 }
             }
@@ -450,7 +450,7 @@ impl Runtime {
     /// what it waits for when another command holds it. A `start
     /// --wait-failover` holding it gives way within half a second: the
     /// second lock returned, held until the stop is done, asks it to
-    /// (see [`crate::state::StateDir::request_stop`]).
+    /// (see [`teamvirt_host::state::StateDir::request_stop`]).
     fn lock_domain_for_stop(
         &self,
         name: &str,

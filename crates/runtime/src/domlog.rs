@@ -18,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// Size past which the log is rotated (once: `NAME.log.1`).
 pub const LOG_CAP: u64 = 1 << 20;
@@ -59,7 +59,7 @@ pub fn event(sd: &StateDir, name: &str, line: &str) {
 /// a peer cannot start a forged line ("shutting down, reason=destroyed"),
 /// hide text with `\r` or drive the terminal of whoever reads the log.
 pub fn append(log: &Path, line: &str) {
-    let line = &crate::util::escape_controls(line);
+    let line = &teamvirt_host::escape::escape_controls(line);
     rotate(log, LOG_CAP);
     write_line(log, &format!("{}: {line}\n", timestamp(SystemTime::now())));
     tracing::info!(log = %log.display(), "{line}");
@@ -83,7 +83,7 @@ fn write_line(log: &Path, text: &str) {
 /// control characters escaped as [`append`] does (a `\n` inside it too),
 /// then a line end. Never follows a link or blocks on a FIFO.
 pub fn append_untimed(log: &Path, line: &str) {
-    let mut out = crate::util::escape_controls(line.strip_suffix('\n').unwrap_or(line));
+    let mut out = teamvirt_host::escape::escape_controls(line.strip_suffix('\n').unwrap_or(line));
     out.push('\n');
     write_line(log, &out);
 }

@@ -5,10 +5,10 @@
 use teamvirt_conf::Diagnostic;
 
 use crate::pool::PoolError;
-use crate::process::ProcessError;
 use crate::run::RunError;
-use crate::state::StateError;
 use crate::teaming::{PairState, TeamingError};
+use teamvirt_host::process::ProcessError;
+use teamvirt_host::state::StateError;
 
 /// Everything a lifecycle operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +89,11 @@ pub enum RuntimeError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
-    Hostdev(#[from] crate::hostdev::HostdevError),
+    Hostdev(#[from] teamvirt_host::hostdev::HostdevError),
     #[error(transparent)]
-    Netdev(#[from] crate::netdev::NetdevError),
+    Netdev(#[from] teamvirt_host::netdev::NetdevError),
+    #[error(transparent)]
+    Standby(#[from] crate::netsetup::StandbyNotOnVfSegment),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
@@ -106,7 +108,7 @@ pub enum RuntimeError {
     Console(#[from] crate::console::ConsoleError),
     /// Async work from the synchronous API found no runtime installed.
     #[error("internal error: {0}")]
-    NoRuntime(#[from] crate::asyncrt::NoRuntime),
+    NoRuntime(#[from] teamvirt_host::asyncrt::NoRuntime),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::agent::{AgentInfo, GuestInterface, GuestRoute};
 use crate::teaming::TeamingPair;
-use crate::util::escape_controls;
+use teamvirt_host::escape::escape_controls;
 
 /// The suffix net_failover gives the standby slave's name.
 pub const STANDBY_SUFFIX: &str = "nsby";

@@ -25,19 +25,19 @@ use teamvirt_conf::{DeviceDef, Diagnostic};
 use teamvirt_qemu::hotplug::{self as plan, AttachPlan, Slot};
 use teamvirt_qmp::{EventStream, Qmp, QmpError};
 
-use crate::asyncrt::block_on;
 use crate::domain::MONITOR_WAIT;
 use crate::error::RuntimeError;
-use crate::hostdev::{self, VfRequest};
 use crate::identity::emulator_of;
 use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
-use crate::state::write_atomic;
-use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::hostdev::{self, VfRequest};
+use teamvirt_host::state::write_atomic;
+use teamvirt_host::sysfs::parse_pci;
 
 /// How long `detach-device` waits for the guest by default (libvirt
 /// waits 5 s; a TCG guest and PCIe native hotplug's 5 s button delay
@@ -399,10 +399,10 @@ impl Runtime {
         // guest memory for it: lend the node, raise its memlock limit.
         if !req.is_empty() {
             if let Err(e) =
-                crate::dac::lend_hotplug(&self.sd, &name, rec.proc.pid, &rec.argv, &plan.argv)
+                crate::lend_argv::lend_hotplug(&self.sd, &name, rec.proc.pid, &rec.argv, &plan.argv)
             {
                 for r in &req {
-                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                    let _ = teamvirt_host::dac::give_back_vfio(&self.sd, &name, &r.address);
                 }
                 give_back(true);
                 return Err(RuntimeError::from(crate::run::RunError::from(e)));
@@ -450,7 +450,7 @@ impl Runtime {
             Ok(x) => x,
             Err(e) => {
                 for r in &req {
-                    let _ = crate::dac::give_back_vfio(&self.sd, &name, &r.address);
+                    let _ = teamvirt_host::dac::give_back_vfio(&self.sd, &name, &r.address);
                 }
                 give_back(true);
                 return Err(e);
@@ -472,7 +472,10 @@ impl Runtime {
         rec.save(&self.sd)?;
         self.write_live(&rec, &plan.conv)?;
         // A new primary's half becomes the guest's (netdev::pair).
-        for p in crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary) {
+        for p in teamvirt_host::netdev::pair::wire(
+            &paths.dir,
+            teamvirt_host::netdev::pair::Active::Primary,
+        ) {
             crate::domlog::event(&self.sd, &name, &format!("warning: {p}"));
         }
         Ok(AttachReport {
@@ -599,7 +602,7 @@ impl Runtime {
         rec.vfs = kept;
         for v in gone {
             // The VFIO group node goes when the VF leaves vfio-pci.
-            match crate::dac::give_back_vfio(&self.sd, &name, &v.address) {
+            match teamvirt_host::dac::give_back_vfio(&self.sd, &name, &v.address) {
                 Ok(p) => report.host_problems.extend(p),
                 Err(e) => report.host_problems.push(e.to_string()),
             }
@@ -612,7 +615,7 @@ impl Runtime {
         // A plain <hostdev> or a type='hostdev' interface has no pool
         // but may have been prepared on the host.
         if let Some(addr) = vf_address(&live, slot) {
-            match crate::dac::give_back_vfio(&self.sd, &name, &addr) {
+            match teamvirt_host::dac::give_back_vfio(&self.sd, &name, &addr) {
                 Ok(p) => report.host_problems.extend(p),
                 Err(e) => report.host_problems.push(e.to_string()),
             }
@@ -621,10 +624,12 @@ impl Runtime {
                 .extend(hostdev::release_recorded_one(&paths.dir, &addr));
         }
         // A pair that lost its primary is its standby's alone again.
-        report.host_problems.extend(crate::netdev::pair::wire(
-            &paths.dir,
-            crate::netdev::pair::Active::Primary,
-        ));
+        report
+            .host_problems
+            .extend(teamvirt_host::netdev::pair::wire(
+                &paths.dir,
+                teamvirt_host::netdev::pair::Active::Primary,
+            ));
         rec.pairs.retain(|p| p.primary != alias);
         let marker = format!("failover primary {alias} ");
         rec.substitutions.retain(|l| !l.contains(&marker));

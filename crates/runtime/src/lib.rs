@@ -1,5 +1,7 @@
-//! Running teamvirt domains: the per-host state directory and its locks,
-//! VF pools, QEMU processes, lifecycle verbs and the guest's failover state.
+//! Running teamvirt domains: VF pools, QEMU processes, lifecycle verbs and
+//! the guest's failover state, over the host plumbing of `teamvirt_host`
+//! (state directory, locks, processes, privilege drop and lending, taps,
+//! vfio binding), which knows no domain.
 //! libvirt counterparts: `qemu_process.c`, the network driver's port
 //! allocation, `qemu_migration.c` (in `migrate`, separate).
 //!
@@ -14,8 +16,6 @@
 pub mod accel;
 pub mod agent;
 mod agentops;
-/// The process's one tokio runtime, installed by `main`.
-pub mod asyncrt;
 /// Autostart flags of domains and networks.
 pub mod autostart;
 /// `console`: the pty QEMU reports, checked before it is opened.
@@ -23,60 +23,52 @@ pub mod console;
 /// The virsh verbs beyond the lifecycle: suspend, resume, reboot,
 /// dominfo, domiflist, autostart, console.
 pub mod control;
-pub mod dac;
 /// Domain verbs and the [`Runtime`] handle.
 pub mod domain;
 pub mod domlog;
-/// One uid/gid per running VM, from a reserved range.
-pub mod dynuid;
 /// The lifecycle error type.
 pub mod error;
 pub mod guestdoc;
 pub mod guestroute;
-/// Host-side VF preparation (vfio-pci binding, MAC/VLAN via the PF).
-pub mod hostdev;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
 pub mod identity;
 /// Emulator probes run as QEMU runs.
 pub mod jail;
+/// Lending QEMU what its command line names (descriptors, chowns).
+pub mod lend_argv;
 /// Live XML with teamvirt's runtime metadata.
 pub mod live;
-pub mod lock;
 pub mod migrate;
 /// `net-start` / `net-destroy`: is a network serving new devices?
 pub mod netactive;
 /// Hostdev networks as VF pools: the rule and the members.
 pub mod netdef;
-pub mod netdev;
+/// The host network devices of a domain's interfaces (taps, macvtaps).
+pub mod netsetup;
 /// Network verbs and the network lookup used at start.
 pub mod network;
-pub mod nodedev;
 /// A command's way in: stale migrations settled, then the [`Runtime`].
 mod open;
+/// Who holds a PCI device (VF pools, prepared VFs).
+mod pci_users;
 pub mod pool;
-pub mod privdrop;
-/// Detached QEMU processes, identity across pid reuse.
-pub mod process;
 /// `domstate --reason`: virsh's reason texts from the domain log.
 pub mod reason;
 /// The run record of a running domain (`run/NAME/state.json`).
 pub mod record;
 pub mod run;
-/// The state directory as a trust boundary: ownership, modes, no links.
-pub mod safefs;
 /// `start`: definition to running QEMU.
 pub mod start;
-/// State directory layout, atomic writes.
-pub mod state;
+/// Which state directory: `--state-dir`, the environment, the default.
+pub mod state_root;
 /// Stopping a domain's QEMU, one sequence with a policy per caller.
 pub mod stop;
-/// PCI addresses and PF/VF links as sysfs shows them.
-pub mod sysfs;
 /// Failover state of teaming pairs (over QMP).
 pub mod teaming;
-/// A fresh UUID; control characters escaped.
-pub mod util;
+
+/// A fresh UUID for definitions that lack one.
+pub mod uuidgen;
 
 pub use domain::{DomainState, DomainSummary, Runtime};
 pub use error::RuntimeError;

@@ -133,7 +133,7 @@ pub(crate) fn show_actual(def: &mut DomainDef, conv: &Conversion) {
 /// index and MAC, else by the MAC alone when one record has it (a detach
 /// shifted the indexes). The stored live XML does not carry them: a
 /// migration destination makes taps of its own from it.
-pub fn show_host_devices(def: &mut DomainDef, created: &[crate::netdev::Created]) -> bool {
+pub fn show_host_devices(def: &mut DomainDef, created: &[teamvirt_host::netdev::Created]) -> bool {
     let recs: Vec<(usize, &str, &str)> = created
         .iter()
         .filter_map(|c| {
@@ -170,7 +170,7 @@ pub fn show_host_devices(def: &mut DomainDef, created: &[crate::netdev::Created]
 
 /// The live XML text `xml` with [`show_host_devices`] applied (unchanged
 /// when there is nothing to add).
-pub fn with_host_devices(xml: &str, created: &[crate::netdev::Created]) -> String {
+pub fn with_host_devices(xml: &str, created: &[teamvirt_host::netdev::Created]) -> String {
     if created.is_empty() {
         return xml.to_owned();
     }
@@ -200,11 +200,11 @@ pub(crate) fn strip_runtime_metadata(def: &mut DomainDef) {
 /// The live definition of `name` in `sd` (see [`Runtime::live_def`]);
 /// also for a migration's destination, which has no [`Runtime`].
 pub(crate) fn live_def_in(
-    sd: &crate::state::StateDir,
+    sd: &teamvirt_host::state::StateDir,
     name: &str,
 ) -> Result<DomainDef, crate::error::RuntimeError> {
     let p = sd.run_paths(name)?;
-    let text = crate::state::read_optional(&p.live_xml)?
+    let text = teamvirt_host::state::read_optional(&p.live_xml)?
         .ok_or_else(|| crate::error::HotplugError::NoLiveXml(name.to_owned()))?;
     let (mut def, _) = DomainDef::parse_str(&text, Some(&p.live_xml)).map_err(|e| {
         crate::error::RuntimeError::Invalid {

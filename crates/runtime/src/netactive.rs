@@ -15,8 +15,8 @@ use teamvirt_conf::NetworkDef;
 use crate::error::RuntimeError;
 use crate::netdef::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
-use crate::state::{remove_optional, write_atomic, StateDir};
 use crate::Runtime;
+use teamvirt_host::state::{remove_optional, write_atomic, StateDir};
 
 /// A network's state as `net-list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -9,7 +9,7 @@ use teamvirt_conf::model::PciAddress;
 use teamvirt_conf::NetworkDef;
 
 use crate::error::RuntimeError;
-use crate::sysfs::virtual_functions_at;
+use teamvirt_host::sysfs::virtual_functions_at;
 
 /// The VFs of a `<pf dev='X'/>` from sysfs (`/sys/class/net/X/device/virtfnN`).
 pub(crate) fn pf_virtual_functions(pf: &str) -> Result<Vec<PciAddress>, RuntimeError> {

@@ -12,9 +12,9 @@ use teamvirt_qemu::resolve::{NetworkSource, ResolveError};
 use crate::error::RuntimeError;
 pub use crate::netdef::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
-pub use crate::sysfs::parse_pci;
 use crate::Runtime;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
+pub use teamvirt_host::sysfs::parse_pci;
 
 /// One row of `net-list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,7 +106,7 @@ impl Runtime {
         emulate_vf: bool,
     ) -> Result<(String, Vec<Diagnostic>), RuntimeError> {
         let (mut def, warnings) = parse_network(text, file)?;
-        crate::state::check_name(&def.name)?;
+        teamvirt_host::state::check_name(&def.name)?;
         let _g = self.sd.lock_global()?;
         let path = self.sd.network_xml(&def.name)?;
         if let Some(old) = read_optional(&path)? {
@@ -124,7 +124,7 @@ impl Runtime {
             }
         }
         if def.uuid.is_none() {
-            def.uuid = Some(crate::util::random_uuid());
+            def.uuid = Some(crate::uuidgen::random_uuid());
         }
         let xml = def.to_xml();
         crate::error::check_formatted(&def.name, &xml)?;

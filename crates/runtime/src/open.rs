@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::error::RuntimeError;
 use crate::migrate::recover::recover_stale_blocking;
-use crate::state::StateDir;
 use crate::Runtime;
+use teamvirt_host::state::StateDir;
 
 /// Settle stale migrations of `state_dir` (either side), then
 /// [`Runtime::open`]; what was done is in [`Runtime::notices`]. Every
@@ -23,5 +23,5 @@ pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
 
 /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`open`].
 pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
-    open(&StateDir::open_default(explicit)?)
+    open(&crate::state_root::open_default(explicit)?)
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 // Recorded in the run records, which the pools are rebuilt from.
 pub use crate::record::{LabSettings, VfBinding};
-use crate::state::{read_optional, write_atomic, StateDir, StateError};
+use teamvirt_host::state::{read_optional, write_atomic, StateDir, StateError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

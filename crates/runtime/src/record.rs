@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::accel::Accel;
-use crate::process::ProcId;
-use crate::state::{read_optional, StateDir};
 use crate::teaming::TeamingPair;
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, StateDir};
 
 /// What `run/NAME/state.json` records about a running domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct RunRecord {
     /// The uid and gid QEMU runs as (absent: teamvirt's own, or a record
     /// of an older teamvirt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qemu_id: Option<crate::dynuid::QemuIds>,
+    pub qemu_id: Option<teamvirt_host::dynuid::QemuIds>,
 }
 
 /// A VF bound to a device of a running domain.

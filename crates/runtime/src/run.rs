@@ -17,13 +17,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use teamvirt_qmp::{EventStream, Qmp, QmpError, QmpOptions};
 
 use crate::accel::Accel;
-use crate::lock::{FileLock, LockMode};
+use teamvirt_host::lock::{FileLock, LockMode};
 // The record is read below the pools (they rebuild their state from it).
 use crate::pool::{PoolError, VfPool};
-use crate::process::{spawn_detached_as, ProcessError};
 pub use crate::record::{RunRecord, VfBinding};
-use crate::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 use crate::teaming::TeamingPair;
+use teamvirt_host::process::{spawn_detached_as, ProcessError};
+use teamvirt_host::state::{remove_optional, write_atomic, RunPaths, StateDir, StateError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +39,11 @@ pub enum RunError {
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
-    Hostdev(#[from] crate::hostdev::HostdevError),
+    Hostdev(#[from] teamvirt_host::hostdev::HostdevError),
     #[error(transparent)]
-    Dac(#[from] crate::dac::DacError),
+    Dac(#[from] teamvirt_host::dac::DacError),
     #[error(transparent)]
-    DynUid(#[from] crate::dynuid::DynUidError),
+    DynUid(#[from] teamvirt_host::dynuid::DynUidError),
     #[error("internal error: files lent to the QEMU of domain '{name}' were not fully given back: {}", .problems.join("; "))]
     Restore { name: String, problems: Vec<String> },
     #[error("internal error: VFs of domain '{name}' were not fully given back to the host: {}", .problems.join("; "))]
@@ -79,7 +79,10 @@ fn log_tail(log: &str) -> String {
     } else {
         // Escaped by the reaper already; again, line by line, since this
         // goes to a terminal whatever wrote the log.
-        let lines: Vec<String> = t.lines().map(crate::util::escape_controls).collect();
+        let lines: Vec<String> = t
+            .lines()
+            .map(teamvirt_host::escape::escape_controls)
+            .collect();
         format!(": {}", lines.join("\n"))
     }
 }
@@ -113,12 +116,12 @@ pub(crate) const DOCTOR_RECORD: &str = "guest-doctor.json";
 
 /// Remove a domain's run directory content (record, pid, live XML, socket,
 /// master key) without touching the process, after giving back the files
-/// lent to its QEMU ([`crate::dac::release`]). Logs are kept for
+/// lent to its QEMU ([`teamvirt_host::dac::release`]). Logs are kept for
 /// post-mortems.
 pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
     // Never through a run directory that is a link or someone else's.
     let p = sd.checked_run_paths(name)?;
-    let problems = crate::dac::release(sd, name)?;
+    let problems = teamvirt_host::dac::release(sd, name)?;
     // The guest agent's socket (teamvirt's when the channel has no path
     // of its own) and the guest doctor's record go with the run too.
     let agent = p.dir.join(teamvirt_conf::model::GUEST_AGENT_CHANNEL);
@@ -134,7 +137,7 @@ pub fn forget(sd: &StateDir, name: &str) -> Result<(), RunError> {
         remove_optional(f)?;
     }
     // The VM's uid goes last: what was lent to it is given back.
-    crate::dynuid::free(sd, name)?;
+    teamvirt_host::dynuid::free(sd, name)?;
     if !problems.is_empty() {
         return Err(RunError::Restore {
             name: name.to_owned(),
@@ -179,12 +182,12 @@ pub fn release_vfs(sd: &StateDir, name: &str) -> Result<Vec<VfBinding>, RunError
 }
 
 /// Undo the host-side VF preparation recorded in the domain's run dir
-/// (see [`crate::hostdev`]); the steps that failed.
+/// (see [`teamvirt_host::hostdev`]); the steps that failed.
 pub fn release_host(sd: &StateDir, name: &str) -> Result<Vec<String>, RunError> {
     // The record says what to write to sysfs: only from a trusted dir.
     let dir = sd.checked_run_paths(name)?.dir;
-    let mut problems = crate::hostdev::release_recorded(&dir);
-    problems.extend(crate::netdev::release_recorded(&dir));
+    let mut problems = teamvirt_host::hostdev::release_recorded(&dir);
+    problems.extend(teamvirt_host::netdev::release_recorded(&dir));
     Ok(problems)
 }
 
@@ -271,7 +274,7 @@ pub fn cleanup_dead(
     // Files lent to QEMU first: a VF's `/dev/vfio/N` disappears when the
     // VF goes back to its host driver, and its owner is given back by
     // the device it still is.
-    let lent = crate::dac::release(sd, name);
+    let lent = teamvirt_host::dac::release(sd, name);
     // A VF the host did not take back is reported, but the domain is
     // still gone (its record must go, or every command would retry).
     let freed = release_vfs(sd, name);
@@ -470,9 +473,9 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         if !log.starts_with(&paths.dir) && !log.starts_with(sd.log_dir()) {
             continue;
         }
-        crate::safefs::open_file(log, crate::safefs::Access::Append(0o600))
+        teamvirt_host::safefs::open_file(log, teamvirt_host::safefs::Access::Append(0o600))
             .map_err(|e| StateError::from((log.as_path(), e)))?;
-        crate::safefs::check_file_for_qemu(log)
+        teamvirt_host::safefs::check_file_for_qemu(log)
             .map_err(|source| StateError::Io {
                 path: log.clone(),
                 source,
@@ -501,20 +504,21 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         .map(|m| m.len())
         .unwrap_or(0);
 
-    // QEMU runs as the VM's own uid (see crate::dynuid) or the configured
+    // QEMU runs as the VM's own uid (see teamvirt_host::dynuid) or the configured
     // QEMU user, reaching the run dir's files only through the
-    // descriptors it inherits (see crate::dac).
-    let (alloc, id) = if crate::privdrop::dynamic_per_vm() {
-        let a = crate::dynuid::allocate(sd, &spec.name)?;
+    // descriptors it inherits (see teamvirt_host::dac).
+    let (alloc, id) = if teamvirt_host::privdrop::dynamic_per_vm() {
+        let a = teamvirt_host::dynuid::allocate(sd, &spec.name)?;
         let id = a.id.clone();
         (Some(a), id)
     } else {
-        let id = crate::privdrop::qemu_identity().map_err(crate::dac::DacError::from)?;
+        let id =
+            teamvirt_host::privdrop::qemu_identity().map_err(teamvirt_host::dac::DacError::from)?;
         (None, id)
     };
-    let lent =
-        crate::dac::lend(sd, &spec.name, &spec.emulator, &spec.args, &id).inspect_err(|_| {
-            let _ = crate::dynuid::free(sd, &spec.name);
+    let lent = crate::lend_argv::lend(sd, &spec.name, &spec.emulator, &spec.args, &id)
+        .inspect_err(|_| {
+            let _ = teamvirt_host::dynuid::free(sd, &spec.name);
         })?;
     let proc = spawn_detached_as(
         &spec.emulator,
@@ -525,8 +529,8 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         &spec.pass_fds,
     )
     .map_err(|e| {
-        let _ = crate::dac::release(sd, &spec.name);
-        let _ = crate::dynuid::free(sd, &spec.name);
+        let _ = teamvirt_host::dac::release(sd, &spec.name);
+        let _ = teamvirt_host::dynuid::free(sd, &spec.name);
         match e {
             ProcessError::ExitedAtStart { .. } => RunError::DiedAtStart {
                 name: spec.name.clone(),
@@ -560,7 +564,7 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        qemu_id: id.switch.then_some(crate::dynuid::QemuIds {
+        qemu_id: id.switch.then_some(teamvirt_host::dynuid::QemuIds {
             uid: id.uid,
             gid: id.gid,
             dynamic,
@@ -692,7 +696,7 @@ async fn wait_monitor(rec: &RunRecord, timeout: Duration, log_start: u64) -> Res
         }
         if rec.qmp_socket.exists() {
             // teamvirt binds the socket before QEMU runs (it is lent as a
-            // descriptor, see crate::dac): the connection is queued at once
+            // descriptor, see teamvirt_host::dac): the connection is queued at once
             // and the greeting comes only when QEMU has exec'd and built its
             // machine. That is what the whole `timeout` is for; QMP's own
             // 10 s greeting limit made a start on a loaded host fail after
@@ -778,7 +782,7 @@ pub async fn connect(rec: &RunRecord, timeout: Duration) -> Result<Qmp, RunError
 /// (state 03) with an inode. `None` when the listener is not visible (other
 /// network namespace): unknown.
 fn monitor_client_connected(sock: &Path) -> Option<bool> {
-    let entries = crate::identity::unix_sockets_at(Path::new("/proc/net/unix"), sock)?;
+    let entries = teamvirt_host::procmatch::unix_sockets_at(Path::new("/proc/net/unix"), sock)?;
     let listener = entries.iter().any(|(state, _)| state == "01");
     let accepted = entries
         .iter()
@@ -790,7 +794,7 @@ fn monitor_client_connected(sock: &Path) -> Option<bool> {
 mod tests {
     use super::*;
     use crate::pool::VfPool;
-    use crate::process::ProcId;
+    use teamvirt_host::process::ProcId;
 
     fn record(sd: &StateDir, name: &str, proc: ProcId) -> RunRecord {
         let p = sd.run_paths(name).unwrap();

@@ -23,18 +23,18 @@ use teamvirt_qemu::resolve::NetworkSource;
 use teamvirt_qemu::topology::fatal_at_start;
 
 use crate::accel::Accel;
-use crate::asyncrt::block_on;
 use crate::error::RuntimeError;
-use crate::hostdev::VfRequest;
 use crate::identity::emulator_of;
 use crate::live;
 use crate::network::{is_hostdev_network, StateNetworks};
 use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
-use crate::state::{write_atomic, RunPaths};
-use crate::sysfs::parse_pci;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
+use teamvirt_host::asyncrt::block_on;
+use teamvirt_host::hostdev::VfRequest;
+use teamvirt_host::state::{write_atomic, RunPaths};
+use teamvirt_host::sysfs::parse_pci;
 
 /// Options of `start`.
 #[derive(Debug, Clone, Default)]
@@ -75,8 +75,11 @@ pub struct StartReport {
 }
 
 /// Returns once a `destroy` asks to stop `name` (polled: the request is a
-/// held lock, see [`crate::state::StateDir::request_stop`]).
-async fn stop_requested(sd: &crate::state::StateDir, name: &str) -> Result<(), RuntimeError> {
+/// held lock, see [`teamvirt_host::state::StateDir::request_stop`]).
+async fn stop_requested(
+    sd: &teamvirt_host::state::StateDir,
+    name: &str,
+) -> Result<(), RuntimeError> {
     loop {
         if sd.stop_requested(name)? {
             return Ok(());
@@ -124,7 +127,7 @@ impl Runtime {
         opts: &StartOptions,
     ) -> Result<StartReport, RuntimeError> {
         let name = def.name.clone();
-        crate::state::check_name(&name)?;
+        teamvirt_host::state::check_name(&name)?;
         // VNC passwords are set over QMP once QEMU runs (`password=on`
         // keeps every client out until then), never on its command line.
         let vnc_auth =
@@ -165,7 +168,10 @@ impl Runtime {
         // leaves them locked: the guest still runs where it comes from,
         // maybe on this very bridge, and whoever resumes it wires them.
         let wiring = match opts.incoming {
-            None => crate::netdev::pair::wire(&paths.dir, crate::netdev::pair::Active::Primary),
+            None => teamvirt_host::netdev::pair::wire(
+                &paths.dir,
+                teamvirt_host::netdev::pair::Active::Primary,
+            ),
             Some(_) => Vec::new(),
         };
         for p in wiring {
@@ -360,9 +366,9 @@ impl Runtime {
         }
         // Taps, macvtaps and lab-bridge ports, made before QEMU exists
         // (their descriptors are on its command line).
-        crate::netdev::check_standbys(&def, &src)?;
+        crate::netsetup::check_standbys(&def, &src)?;
         let hostnet =
-            crate::netdev::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
+            crate::netsetup::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
         let bopts = BuildOptions {
             test_env: false,
             domain_dir: Some(paths.dir.clone()),
@@ -372,9 +378,9 @@ impl Runtime {
             lab_fds: hostnet.lab_fds.clone(),
             // The QEMU user's USER, LOGNAME and PATH, not root's (the
             // launch fails on an identity that does not resolve).
-            env: crate::privdrop::qemu_identity()
+            env: teamvirt_host::privdrop::qemu_identity()
                 .ok()
-                .map(|id| crate::privdrop::qemu_env(&id)),
+                .map(|id| teamvirt_host::privdrop::qemu_env(&id)),
         };
 
         let conv: Conversion = VfPool::update_many(&pools, |states| {
@@ -501,7 +507,7 @@ struct Prepared {
     /// Real (not emulated) VF primaries to prepare on the host.
     host: Vec<VfRequest>,
     /// Tap descriptors on QEMU's command line (kept open until it runs).
-    hostnet: crate::netdev::HostNet,
+    hostnet: crate::netsetup::HostNet,
 }
 
 /// The first `<tag id>` of a `<vlan>`.

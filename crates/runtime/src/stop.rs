@@ -9,8 +9,8 @@ use std::time::Duration;
 use teamvirt_qmp::Qmp;
 
 use crate::identity::IdentityError;
-use crate::process::{ProcId, ProcessError};
-use crate::state::StateDir;
+use teamvirt_host::process::{ProcId, ProcessError};
+use teamvirt_host::state::StateDir;
 
 /// Why a QEMU was not stopped.
 #[derive(Debug, thiserror::Error)]

@@ -199,7 +199,7 @@ pub async fn wait_negotiated(
     timeout: Duration,
 ) -> Result<Vec<PairState>, TeamingError> {
     // A huge bound (API callers; the CLI caps it) must not overflow.
-    let deadline = crate::process::deadline_after(timeout);
+    let deadline = teamvirt_host::process::deadline_after(timeout);
     let mut seen: HashSet<String> = HashSet::new();
     loop {
         let states = query(qmp, pairs).await.map_err(gone)?;

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{write_atomic, StateDir};
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::pool::VfPool;
-use teamvirt_runtime::process::ProcId;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunRecord, VfBinding};
-use teamvirt_runtime::state::{write_atomic, StateDir};
 use teamvirt_runtime::{DomainState, Runtime};
 
 /// A process that is not QEMU, killed when dropped.

@@ -5,8 +5,8 @@
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use teamvirt_runtime::hostdev::HostPrep;
-use teamvirt_runtime::state::StateDir;
+use teamvirt_host::hostdev::HostPrep;
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::{Runtime, StartOptions};
 
 const VF: &str = "0000:03:10.2";

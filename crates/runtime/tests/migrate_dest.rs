@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
+use teamvirt_host::state::{write_atomic, StateDir};
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::migrate::dest::{Destination, LocalDestination, PrepareRequest};
 use teamvirt_runtime::migrate::MigrateError;
 use teamvirt_runtime::pool::VfPool;
 use teamvirt_runtime::run::{monitor_args, RunRecord};
-use teamvirt_runtime::state::{write_atomic, StateDir};
 use teamvirt_runtime::teaming::TeamingPair;
 
 const POOL: &str = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'>\

@@ -10,7 +10,7 @@ use relax_ng::{
     Content, DatatypeRegistry, ExpandedName, ResolveError, Schema, SchemaResolver, SchemaSource,
     SchemaSyntax,
 };
-use teamvirt_runtime::nodedev::{self, Cap};
+use teamvirt_host::nodedev::{self, Cap};
 
 const PF: &str = "0000:03:00.0";
 const VFS: [&str; 2] = ["0000:03:10.0", "0000:03:10.2"];
@@ -272,8 +272,8 @@ impl relax_ng::Element for Elem<'_, '_> {
 /// has users; `nodedev-detach`/`nodedev-reattach` refuse it.
 #[test]
 fn pci_device_users_from_pools_and_run_records() {
+    use teamvirt_host::state::StateDir;
     use teamvirt_runtime::pool::VfPool;
-    use teamvirt_runtime::state::StateDir;
     let d = tempfile::tempdir().unwrap();
     let sd = StateDir::open(&d.path().join("state")).unwrap();
     let rt = teamvirt_runtime::Runtime::open(&sd).unwrap();

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::pool::VfPool;
-use teamvirt_runtime::state::StateDir;
 
 const POOL_SIZE: usize = 64;
 const THREADS: usize = 50;

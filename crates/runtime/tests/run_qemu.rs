@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunError, RunRecord};
-use teamvirt_runtime::state::StateDir;
 
 fn spec(sd: &StateDir, qemu: &std::path::Path, name: &str, extra: &[&str]) -> LaunchSpec {
     let p = sd.run_paths(name).unwrap();

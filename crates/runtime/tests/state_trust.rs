@@ -7,9 +7,9 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunRecord};
-use teamvirt_runtime::state::StateDir;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

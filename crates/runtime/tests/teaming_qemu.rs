@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec};
-use teamvirt_runtime::state::StateDir;
 use teamvirt_runtime::teaming::{self, TeamingPair};
 
 const MAC: &str = "52:54:00:12:34:56";

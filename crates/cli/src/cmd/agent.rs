@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
+use teamvirt_host::escape::escape_controls;
 use teamvirt_runtime::guestdoc::{CheckLine, GuestView, IfaceView, Level};
-use teamvirt_runtime::util::escape_controls;
 
 use super::args::StateOpt;
 use super::report::report_domain;

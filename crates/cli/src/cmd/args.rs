@@ -69,7 +69,7 @@ impl StateOpt {
     /// exist yet (nothing is defined or running), which reading must not
     /// create; else [`StateOpt::open`].
     pub fn open_existing(&self) -> Result<Option<Runtime>, RuntimeError> {
-        let root = teamvirt_runtime::state::resolve_root(self.state_dir.as_deref())?;
+        let root = teamvirt_runtime::state_root::resolve_root(self.state_dir.as_deref())?;
         if std::fs::symlink_metadata(&root).is_err() {
             return Ok(None);
         }

@@ -6,9 +6,9 @@
 use crate::out::outln;
 use std::process::ExitCode;
 
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::migrate::job;
 use teamvirt_runtime::run::RunRecord;
-use teamvirt_runtime::state::StateDir;
 
 use super::args::StateOpt;
 
@@ -30,7 +30,10 @@ pub(crate) fn open_for_job(state: &StateOpt, name: &str) -> Result<(StateDir, bo
     let sd = state
         .state_dir
         .as_deref()
-        .map_or_else(|| StateDir::open_default(None), StateDir::open)
+        .map_or_else(
+            || teamvirt_runtime::state_root::open_default(None),
+            StateDir::open,
+        )
         .map_err(|e| e.to_string())?;
     match teamvirt_runtime::migrate::recover_blocking(&sd, name) {
         Ok(Some(log)) => {

@@ -164,7 +164,7 @@ pub fn uri_of(root: &Path) -> String {
 
 /// `uri`: which state directory this command works on, as a URI.
 pub fn uri(a: JsonArgs) -> ExitCode {
-    let root = match teamvirt_runtime::state::resolve_root(a.state.state_dir.as_deref()) {
+    let root = match teamvirt_runtime::state_root::resolve_root(a.state.state_dir.as_deref()) {
         Ok(r) => r,
         Err(e) => return report("failed to get the connection URI", &e.into()),
     };

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use teamvirt_host::state::StateDir;
 use teamvirt_runtime::migrate::{self, MigrateError, MigrateOptions, Outcome, Progress};
-use teamvirt_runtime::state::StateDir;
 
 use super::args::{StateOpt, MAX_WAIT_SECS};
 use crate::render::render;
@@ -273,12 +273,10 @@ pub fn run(a: MigrateArgs) -> ExitCode {
         eprintln!("error: unsupported flag {flag}: {why}");
         return ExitCode::FAILURE;
     }
-    let sd = match a
-        .state
-        .state_dir
-        .as_deref()
-        .map_or_else(|| StateDir::open_default(None), StateDir::open)
-    {
+    let sd = match a.state.state_dir.as_deref().map_or_else(
+        || teamvirt_runtime::state_root::open_default(None),
+        StateDir::open,
+    ) {
         Ok(sd) => sd,
         Err(e) => {
             eprintln!("error: {e}");

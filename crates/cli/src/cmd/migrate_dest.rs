@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use teamvirt_runtime::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 use super::args::StateOpt;
 
@@ -43,12 +43,10 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let sd = match a
-        .state
-        .state_dir
-        .as_deref()
-        .map_or_else(|| StateDir::open_default(None), StateDir::open)
-    {
+    let sd = match a.state.state_dir.as_deref().map_or_else(
+        || teamvirt_runtime::state_root::open_default(None),
+        StateDir::open,
+    ) {
         Ok(sd) => sd,
         Err(e) => {
             eprintln!("teamvirt: {e}");

@@ -1,14 +1,14 @@
 //! `nodedev-list`, `nodedev-dumpxml`, `nodedev-detach`,
 //! `nodedev-reattach`: the host's PCI and network devices as libvirt's
 //! node device API shows them (read from sysfs by
-//! `teamvirt_runtime::nodedev`), and binding a PCI device to vfio-pci and
+//! `teamvirt_host::nodedev`), and binding a PCI device to vfio-pci and
 //! back with the code `start` uses for managed hostdevs.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use teamvirt_runtime::hostdev::HostPrep;
-use teamvirt_runtime::nodedev::{self, Cap};
+use teamvirt_host::hostdev::HostPrep;
+use teamvirt_host::nodedev::{self, Cap};
 
 use crate::cmd::args::StateOpt;
 use crate::cmd::report::report;
@@ -141,7 +141,7 @@ fn rebind(
     a: &DetachArgs,
     verb: &str,
     done: &str,
-    op: impl FnOnce(&HostPrep, &str) -> Result<(), teamvirt_runtime::hostdev::HostdevError>,
+    op: impl FnOnce(&HostPrep, &str) -> Result<(), teamvirt_host::hostdev::HostdevError>,
 ) -> ExitCode {
     let what = format!("Failed to {verb} device {}", a.device);
     let addr = match free_pci(&a.device, &a.state, &what) {

@@ -264,7 +264,7 @@ fn standby_segment_warnings(dom: &DomainDef, nets: &NetworkMap) -> Vec<Diagnosti
         let Ok(Some((nd, _))) = nets.lookup(name) else {
             continue;
         };
-        if let Some(mode) = teamvirt_runtime::netdev::other_segment_mode(&nd) {
+        if let Some(mode) = teamvirt_runtime::netsetup::other_segment_mode(&nd) {
             out.push(
                 Diagnostic::warning(
                     "teaming-standby-segment",

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 /// Options whose value teamvirt replaces by a descriptor at exec
-/// (`runtime::dac`), or that name a device hot-plugged (`-device`,
+/// (`runtime::lend_argv`), or that name a device hot-plugged (`-device`,
 /// `-netdev`): their values may differ between the record and the kernel.
 const SUBSTITUTED: &[&str] = &[
     "-kernel",

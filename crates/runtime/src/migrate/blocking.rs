@@ -1,5 +1,5 @@
 //! The synchronous entry point the CLI uses: the job on the process's
-//! runtime ([`crate::asyncrt`]), and the process signals that cancel it (Ctrl-C, SIGTERM, and
+//! runtime ([`teamvirt_host::asyncrt`]), and the process signals that cancel it (Ctrl-C, SIGTERM, and
 //! `domjobabort`'s [`super::job::ABORT_SIGNAL`]).
 
 use std::path::Path;
@@ -12,7 +12,7 @@ use super::driver::{migrate, MigrateOptions, Outcome, Progress};
 use super::job::ABORT_SIGNAL;
 use super::remote::RemoteDestination;
 use super::MigrateError;
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// Migrate `name` from `sd` to the state directory `dest_root` of this
 /// host, blocking until done. `progress` sees every step.
@@ -36,7 +36,7 @@ pub fn migrate_to_state_dir(
     dest.peer = crate::run::RunRecord::load(sd, name)
         .ok()
         .flatten()
-        .and_then(|r| crate::privdrop::process_identity(r.proc.pid).ok());
+        .and_then(|r| teamvirt_host::privdrop::process_identity(r.proc.pid).ok());
     drive(sd, name, dest, opts, progress)
 }
 
@@ -68,7 +68,7 @@ pub fn migrate_to_remote(
 }
 
 fn runtime() -> Result<tokio::runtime::Handle, MigrateError> {
-    crate::asyncrt::handle().map_err(|e| MigrateError::Io {
+    teamvirt_host::asyncrt::handle().map_err(|e| MigrateError::Io {
         what: "tokio runtime".into(),
         source: std::io::Error::other(e),
     })
@@ -154,7 +154,7 @@ fn sig_err(e: std::io::Error) -> MigrateError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::write_atomic;
+    use teamvirt_host::state::write_atomic;
 
     /// Unknown domain first, then the destination; a missing destination
     /// is neither created nor is anything done on the source.

@@ -7,8 +7,8 @@ use std::path::Path;
 use teamvirt_conf::DomainDef;
 
 use super::MigrateError;
-use crate::state::write_atomic;
 use crate::teaming::TeamingPair;
+use teamvirt_host::state::write_atomic;
 
 /// Files of the source's run directory that QEMU reads at start (the
 /// master key `-object secret,file=...`): the destination gets a copy.
@@ -89,7 +89,7 @@ pub(crate) fn retarget_live_xml(
     let retarget = |pci: &mut Option<teamvirt_conf::model::PciAddress>| {
         let Some(p) = pci.as_mut() else { return };
         if let Some((_, new)) = moves.iter().find(|(old, _)| *old == p.to_string()) {
-            if let Some(n) = crate::sysfs::parse_pci(new) {
+            if let Some(n) = teamvirt_host::sysfs::parse_pci(new) {
                 *p = n;
             }
         }

@@ -23,13 +23,13 @@ use super::carry::{copy_referenced_files, retarget_live_xml};
 use super::job::{self, JobInfo};
 pub use super::proto::PrepareRequest;
 use super::MigrateError;
-use crate::hostdev::{HostPrep, VfRequest};
-use crate::lock::FileLock;
 use crate::pool::{PoolError, VfAllocation, VfPool};
-use crate::process::ProcId;
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
-use crate::state::{read_optional, write_atomic, StateDir};
 use crate::teaming::{self, PairState, TeamingPair};
+use teamvirt_host::hostdev::{HostPrep, VfRequest};
+use teamvirt_host::lock::FileLock;
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, write_atomic, StateDir};
 
 /// Something the destination QEMU reported while the migration runs.
 #[derive(Debug, Clone)]
@@ -147,8 +147,8 @@ pub struct LocalDestination {
     sock_dir: Option<PathBuf>,
     /// The source QEMU's identity when it connects to the unix incoming
     /// socket itself (a same-host migration; each VM has its own uid,
-    /// see `crate::dynuid`). `None`: root connects (the tunnel's relay).
-    pub peer: Option<crate::privdrop::Identity>,
+    /// see `teamvirt_host::dynuid`). `None`: root connects (the tunnel's relay).
+    pub peer: Option<teamvirt_host::privdrop::Identity>,
 }
 
 impl Drop for LocalDestination {
@@ -261,7 +261,7 @@ impl LocalDestination {
                     .ok_or_else(|| {
                         MigrateError::Remote(format!(
                             "protocol error: the serial log {} is not a file of the source's run directory",
-                            crate::util::escape_controls(&p.display().to_string())
+                            teamvirt_host::escape::escape_controls(&p.display().to_string())
                         ))
                     })?;
                 Some(dst_paths.dir.join(rel))
@@ -293,12 +293,12 @@ impl LocalDestination {
             self.sd.clone(),
             req.live_xml.clone(),
             pairs.clone(),
-            crate::netdev::dest::lab_bridges(&self.sd, vfs),
+            crate::netsetup::dest::lab_bridges(&self.sd, vfs),
             dst_paths.dir.clone(),
         );
         let (hostnet, new_args) = blocking(move || {
             let mut args = args;
-            crate::netdev::dest::setup_for_destination(
+            crate::netsetup::dest::setup_for_destination(
                 &live,
                 &crate::network::StateNetworks { sd: &sd },
                 &pairs_c,
@@ -330,9 +330,9 @@ impl LocalDestination {
             monitor_timeout: Duration::from_secs(30),
             id: reserved.id,
             // The QEMU user's environment, not this process's.
-            env: crate::privdrop::qemu_identity()
+            env: teamvirt_host::privdrop::qemu_identity()
                 .ok()
-                .map(|id| crate::privdrop::qemu_process_env(&id, &dst_paths.dir)),
+                .map(|id| teamvirt_host::privdrop::qemu_process_env(&id, &dst_paths.dir)),
             pass_fds: hostnet.raw(),
         };
         let launched = run::launch(&self.sd, spec).await;
@@ -360,13 +360,14 @@ impl LocalDestination {
         qmp.migrate_set_capabilities(&[MigrationCapability::on("events")])
             .await
             .map_err(MigrateError::dst)?;
-        // This QEMU's own identity (its uid, see `crate::dynuid`).
-        let me = crate::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
-            MigrateError::Io {
-                what: "cannot read the destination QEMU's identity".into(),
-                source: e,
-            }
-        })?;
+        // This QEMU's own identity (its uid, see `teamvirt_host::dynuid`).
+        let me =
+            teamvirt_host::privdrop::process_identity(launched.record.proc.pid).map_err(|e| {
+                MigrateError::Io {
+                    what: "cannot read the destination QEMU's identity".into(),
+                    source: e,
+                }
+            })?;
         if let Some(dir) = &self.tls_dir {
             super::tls::tls_setup(&qmp, dir, "server", None, &me)
                 .await
@@ -378,12 +379,11 @@ impl LocalDestination {
             // directory, so it is a fresh directory of this QEMU's uid
             // that only the source's gid may also enter, the socket given
             // to the source (nobody else gets in).
-            let dir = crate::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref()).map_err(
-                |e| MigrateError::Io {
+            let dir = teamvirt_host::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref())
+                .map_err(|e| MigrateError::Io {
                     what: "cannot make the incoming socket directory".into(),
                     source: e,
-                },
-            )?;
+                })?;
             let sock = dir.join("migrate-in.sock");
             self.sock_dir = Some(dir);
             let uri = format!("unix:{}", sock.display());
@@ -391,9 +391,11 @@ impl LocalDestination {
                 .await
                 .map_err(MigrateError::dst)?;
             if let Some(peer) = &self.peer {
-                crate::privdrop::give_socket(&sock, peer).map_err(|e| MigrateError::Io {
-                    what: format!("cannot give {} to the source QEMU", sock.display()),
-                    source: e,
+                teamvirt_host::privdrop::give_socket(&sock, peer).map_err(|e| {
+                    MigrateError::Io {
+                        what: format!("cannot give {} to the source QEMU", sock.display()),
+                        source: e,
+                    }
                 })?;
             }
             return Ok(self.prepared(
@@ -471,7 +473,8 @@ impl LocalDestination {
 /// XML's) must be that same file, or the migration is refused: the
 /// source never chooses a program this host runs.
 pub fn own_emulator(sd: &StateDir, req: &PrepareRequest) -> Result<PathBuf, MigrateError> {
-    use crate::identity::{resolve_program, xml_emulator};
+    use crate::identity::xml_emulator;
+    use teamvirt_host::procmatch::resolve_program;
     let configured = read_optional(&sd.domain_xml(&req.name)?)?
         .and_then(|text| teamvirt_conf::DomainDef::parse_str(&text, None).ok())
         .map(|(def, _)| crate::identity::emulator_of(&def))
@@ -488,7 +491,7 @@ pub fn own_emulator(sd: &StateDir, req: &PrepareRequest) -> Result<PathBuf, Migr
                 "unsupported configuration: the source's emulator '{}' is not the destination's ({}): \
                  a destination runs only its own emulator (the domain's definition there, else \
                  qemu-system-x86_64 on PATH)",
-                crate::util::escape_controls(&asked.display().to_string()),
+                teamvirt_host::escape::escape_controls(&asked.display().to_string()),
                 own.display()
             )));
         }
@@ -777,7 +780,7 @@ impl Destination for LocalDestination {
         // has taken them (netdev::pair, below).
         let dir = self.sd.run_paths(&a.name)?.dir;
         let problems =
-            blocking(move || crate::netdev::pair::apply_parked_standby_first(&dir)).await?;
+            blocking(move || teamvirt_host::netdev::pair::apply_parked_standby_first(&dir)).await?;
         if !problems.is_empty() {
             return Err(MigrateError::Remote(format!(
                 "operation failed: the destination's VFs could not take the guest's MAC: {}",
@@ -811,13 +814,16 @@ impl Destination for LocalDestination {
             .collect();
         let awaited = plugged.clone();
         let heard = blocking(move || match running {
-            true => crate::netdev::pair::primary_when_heard(
+            true => teamvirt_host::netdev::pair::primary_when_heard(
                 &dir,
-                crate::netdev::pair::HEARD_BOUND,
+                teamvirt_host::netdev::pair::HEARD_BOUND,
                 Some(&awaited),
             ),
-            false => crate::netdev::pair::Heard {
-                problems: crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Primary),
+            false => teamvirt_host::netdev::pair::Heard {
+                problems: teamvirt_host::netdev::pair::wire(
+                    &dir,
+                    teamvirt_host::netdev::pair::Active::Primary,
+                ),
                 ..Default::default()
             },
         })
@@ -900,9 +906,11 @@ impl Destination for LocalDestination {
             return Vec::new();
         };
         let dir = paths.dir;
-        blocking(move || crate::netdev::pair::wire(&dir, crate::netdev::pair::Active::Standby))
-            .await
-            .unwrap_or_else(|e| vec![e.to_string()])
+        blocking(move || {
+            teamvirt_host::netdev::pair::wire(&dir, teamvirt_host::netdev::pair::Active::Standby)
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()])
     }
 
     async fn abort(&mut self) -> Result<Vec<String>, MigrateError> {

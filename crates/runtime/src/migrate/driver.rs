@@ -42,10 +42,10 @@ pub use super::progress::{Progress, Side};
 use super::proto::PrepareRequest;
 use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
-use crate::process::ProcId;
 use crate::run::{self, VfBinding};
-use crate::state::{remove_optional, StateDir};
 use crate::teaming::{self, PairState};
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{remove_optional, StateDir};
 
 /// How to migrate.
 #[derive(Debug, Clone)]
@@ -284,10 +284,10 @@ async fn run_phases<D: Destination>(
             message: super::tcg_copy::notice(src.qmp.qemu_version()),
         });
     }
-    wire_source_pairs(&mut cx, crate::netdev::pair::Active::Handover).await;
+    wire_source_pairs(&mut cx, teamvirt_host::netdev::pair::Active::Handover).await;
     if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy, src.proc.pid).await
     {
-        wire_source_pairs(&mut cx, crate::netdev::pair::Active::Primary).await;
+        wire_source_pairs(&mut cx, teamvirt_host::netdev::pair::Active::Primary).await;
         let _ = dest.abort().await;
         let _ = job::clear(sd, name);
         return Err(MigrateError::src(e));
@@ -380,7 +380,7 @@ async fn prepare_destination<D: Destination>(
         return Err(MigrateError::Remote(format!(
             "operation failed: the destination {} gave the migration URI '{}': only tcp:, unix: and fd: URIs are handed to QEMU",
             dest.describe(),
-            crate::util::escape_controls(&prepared.uri.chars().take(200).collect::<String>())
+            teamvirt_host::escape::escape_controls(&prepared.uri.chars().take(200).collect::<String>())
         )));
     }
     for v in &prepared.vfs {
@@ -438,7 +438,7 @@ async fn start_outgoing(
     // A QEMU keeps the TLS settings of its last migration: always set.
     match &opts.tls_dir {
         Some(dir) => {
-            let id = crate::privdrop::process_identity(src_pid)
+            let id = teamvirt_host::privdrop::process_identity(src_pid)
                 .map_err(|e| QmpError::Protocol(format!("source QEMU's identity: {e}")))?;
             super::remote::source_tls(qmp, dir, uri, &id).await?
         }
@@ -813,23 +813,26 @@ async fn complete<D: Destination>(
 }
 
 /// Park (`true`) or unpark the source's real VFs (see
-/// [`crate::netdev::pair::park_recorded_vfs`]), the pairs' ports with them
+/// [`teamvirt_host::netdev::pair::park_recorded_vfs`]), the pairs' ports with them
 /// (`standby_first`: the standbys' halves stay the guest's until it has
 /// its primaries again); failures are shown, not fatal: the migration
 /// goes on either way.
 async fn park_source_vfs(cx: &mut Ctx<'_>, park: bool, standby_first: bool) {
     on_source_run_dir(cx, move |dir| match (park, standby_first) {
-        (true, _) => crate::netdev::pair::park_recorded_vfs(dir),
-        (false, true) => crate::netdev::pair::apply_parked_standby_first(dir),
-        (false, false) => crate::netdev::pair::apply_parked_recorded(dir),
+        (true, _) => teamvirt_host::netdev::pair::park_recorded_vfs(dir),
+        (false, true) => teamvirt_host::netdev::pair::apply_parked_standby_first(dir),
+        (false, false) => teamvirt_host::netdev::pair::apply_parked_recorded(dir),
     })
     .await
 }
 
 /// Wire the source's failover pairs' bridge ports (see
-/// [`crate::netdev::pair`]); failures are shown, not fatal.
-async fn wire_source_pairs(cx: &mut Ctx<'_>, active: crate::netdev::pair::Active) {
-    on_source_run_dir(cx, move |dir| crate::netdev::pair::wire(dir, active)).await
+/// [`teamvirt_host::netdev::pair`]); failures are shown, not fatal.
+async fn wire_source_pairs(cx: &mut Ctx<'_>, active: teamvirt_host::netdev::pair::Active) {
+    on_source_run_dir(cx, move |dir| {
+        teamvirt_host::netdev::pair::wire(dir, active)
+    })
+    .await
 }
 
 /// Run `f` on the source's run directory off the async threads and show
@@ -972,7 +975,7 @@ async fn rollback<D: Destination>(
     // has taken them (netdev::pair); a guest that never let go of them
     // (not parked) has them already: back from the handover at once.
     if !parked {
-        wire_source_pairs(cx, crate::netdev::pair::Active::Primary).await;
+        wire_source_pairs(cx, teamvirt_host::netdev::pair::Active::Primary).await;
     }
     if let (true, Ok(paths)) = (parked, cx.sd.checked_run_paths(cx.name)) {
         let dir = paths.dir;
@@ -980,11 +983,11 @@ async fn rollback<D: Destination>(
         // as short as before the longer bound (the guest is on its standby
         // for good until a replug).
         let bound = match all_back {
-            true => crate::netdev::pair::HEARD_BOUND,
+            true => teamvirt_host::netdev::pair::HEARD_BOUND,
             false => Duration::from_secs(3),
         };
         let problems = tokio::task::spawn_blocking(move || {
-            crate::netdev::pair::primary_when_heard(&dir, bound, None).problems
+            teamvirt_host::netdev::pair::primary_when_heard(&dir, bound, None).problems
         })
         .await
         .unwrap_or_else(|e| vec![e.to_string()]);
@@ -1012,7 +1015,7 @@ async fn rollback<D: Destination>(
 
 async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {
     // A huge bound (API callers; the CLI caps it) must not overflow.
-    let deadline = crate::process::deadline_after(timeout);
+    let deadline = teamvirt_host::process::deadline_after(timeout);
     loop {
         if let Ok(ids) = teaming::pci_device_ids(qmp).await {
             if ids.contains(id) {

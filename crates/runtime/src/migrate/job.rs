@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use teamvirt_qmp::MigrationStatus;
 
-use crate::process::ProcId;
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir, StateError};
 
 /// The signal `domjobabort` sends to the migrating process.
 pub const ABORT_SIGNAL: i32 = libc::SIGUSR1;
@@ -29,7 +29,7 @@ pub enum JobError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
-    Process(#[from] crate::process::ProcessError),
+    Process(#[from] teamvirt_host::process::ProcessError),
     #[error("refusing to signal process {pid} named as the driver of the job of domain '{name}': /proc/{pid}/exe is {exe}, not teamvirt ({me}); the job file is damaged or forged")]
     NotTeamvirt {
         name: String,
@@ -306,8 +306,8 @@ pub fn request_abort(sd: &StateDir, name: &str) -> Result<JobInfo, JobError> {
     let pid = job.driver.ok_or(JobError::NoJob)?;
     // The job file is a file: SIGUSR1 kills most processes, so it goes
     // only to a process running teamvirt's own binary.
-    let exe = crate::identity::exe_of(pid.pid);
-    let me = crate::identity::exe_of(std::process::id() as i32);
+    let exe = teamvirt_host::procmatch::exe_of(pid.pid);
+    let me = teamvirt_host::procmatch::exe_of(std::process::id() as i32);
     if exe.is_none() || exe != me {
         let show = |p: Option<std::path::PathBuf>| {
             p.map_or_else(|| "unknown".into(), |p| p.display().to_string())

@@ -144,13 +144,13 @@ pub enum MigrateError {
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
-    Hostdev(#[from] crate::hostdev::HostdevError),
+    Hostdev(#[from] teamvirt_host::hostdev::HostdevError),
     #[error(transparent)]
-    Netdev(#[from] crate::netdev::NetdevError),
+    Netdev(#[from] teamvirt_host::netdev::NetdevError),
     #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] teamvirt_host::state::StateError),
     #[error(transparent)]
     Job(#[from] job::JobError),
     #[error(transparent)]

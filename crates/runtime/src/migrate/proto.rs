@@ -135,7 +135,7 @@ pub fn plain_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "the file name '{}' is not a plain file name",
-            crate::util::escape_controls(name)
+            teamvirt_host::escape::escape_controls(name)
         ))
     }
 }

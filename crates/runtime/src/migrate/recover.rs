@@ -23,10 +23,10 @@ use teamvirt_qmp::{MigrationStatus, Qmp};
 
 use super::job::{self, JobInfo};
 use super::MigrateError;
-use crate::lock::FileLock;
 use crate::run::{self, RunRecord};
-use crate::state::{read_optional, remove_optional, write_atomic, StateDir};
 use crate::stop::StopPolicy;
+use teamvirt_host::lock::FileLock;
+use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
 
 /// One side of the abandoned migration.
 struct Side {
@@ -44,10 +44,11 @@ impl Side {
             return;
         };
         let dir = paths.dir;
-        let problems =
-            tokio::task::spawn_blocking(move || crate::netdev::pair::apply_parked_recorded(&dir))
-                .await
-                .unwrap_or_else(|e| vec![e.to_string()]);
+        let problems = tokio::task::spawn_blocking(move || {
+            teamvirt_host::netdev::pair::apply_parked_recorded(&dir)
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()]);
         log.extend(problems);
     }
 
@@ -330,7 +331,7 @@ pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>
     if !job::job_path(sd, name)?.exists() {
         return Ok(None);
     }
-    crate::asyncrt::block_on(recover(sd, name)).map_err(|e| MigrateError::Io {
+    teamvirt_host::asyncrt::block_on(recover(sd, name)).map_err(|e| MigrateError::Io {
         what: "tokio runtime".into(),
         source: std::io::Error::other(e),
     })?
@@ -363,7 +364,7 @@ pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
     if stale.is_empty() {
         return out;
     }
-    let rt = match crate::asyncrt::handle() {
+    let rt = match teamvirt_host::asyncrt::handle() {
         Ok(rt) => rt,
         Err(e) => {
             out.push(format!("stale migration jobs cannot be settled: {e}"));
@@ -389,7 +390,7 @@ fn unsettled(name: &str, e: &MigrateError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::ProcId;
+    use teamvirt_host::process::ProcId;
 
     #[test]
     fn live_or_missing_jobs_are_left_alone_and_dead_ones_without_qemu_cleared() {

@@ -37,7 +37,7 @@ use super::proto::{
     MAX_REPLY_LINE, VERSION,
 };
 use super::MigrateError;
-use crate::process::ProcId;
+use teamvirt_host::process::ProcId;
 
 pub use super::tls::DEFAULT_TLS_DIR;
 
@@ -641,12 +641,13 @@ impl RemoteDestination {
             what: "cannot read the source QEMU's identity".into(),
             source: e,
         })?;
-        let dir = crate::privdrop::socket_dir("migrate-tunnel", &id, None).map_err(|e| {
-            MigrateError::Io {
-                what: "cannot make the tunnel socket directory".into(),
-                source: e,
-            }
-        })?;
+        let dir =
+            teamvirt_host::privdrop::socket_dir("migrate-tunnel", &id, None).map_err(|e| {
+                MigrateError::Io {
+                    what: "cannot make the tunnel socket directory".into(),
+                    source: e,
+                }
+            })?;
         let sock = dir.join("migrate-tunnel.sock");
         let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| MigrateError::Io {
             what: format!("cannot listen on {}", sock.display()),
@@ -752,7 +753,7 @@ fn parse_from_dest(line: &str) -> Result<FromDest, serde_json::Error> {
 /// Text a peer chose (its error messages, its stderr), safe to print: no
 /// control characters or escape sequences reach the terminal.
 fn peer_text(s: &str) -> String {
-    crate::util::escape_controls(s)
+    teamvirt_host::escape::escape_controls(s)
 }
 
 /// Whether `uri`, a destination's answer to prepare, is where this
@@ -825,7 +826,7 @@ impl Destination for RemoteDestination {
             }
         };
         let files = referenced_files(&req.source_run_dir, &req.argv)?;
-        let source_was_running = crate::state::StateDir::open(&req.source_root)
+        let source_was_running = teamvirt_host::state::StateDir::open(&req.source_root)
             .ok()
             .and_then(|sd| super::job::current(&sd, &req.name).ok().flatten())
             .and_then(|j| j.source_was_running)
@@ -971,19 +972,19 @@ pub async fn source_tls(
     qmp: &Qmp,
     dir: &Path,
     dest_uri: &str,
-    qemu: &crate::privdrop::Identity,
+    qemu: &teamvirt_host::privdrop::Identity,
 ) -> Result<(), QmpError> {
     super::tls::tls_setup(qmp, dir, "client", uri_host(dest_uri).as_deref(), qemu).await
 }
 
 /// The identity of the QEMU a run directory's record names (the source
 /// of a tunnelled migration connects to the tunnel's socket).
-fn run_dir_qemu(run_dir: &Path) -> std::io::Result<crate::privdrop::Identity> {
-    let text = crate::state::read_optional(&run_dir.join("state.json"))
+fn run_dir_qemu(run_dir: &Path) -> std::io::Result<teamvirt_host::privdrop::Identity> {
+    let text = teamvirt_host::state::read_optional(&run_dir.join("state.json"))
         .map_err(std::io::Error::other)?
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let rec: crate::run::RunRecord = serde_json::from_str(&text).map_err(std::io::Error::other)?;
-    crate::privdrop::process_identity(rec.proc.pid)
+    teamvirt_host::privdrop::process_identity(rec.proc.pid)
 }
 
 /// The doctor's lines from a remote destination: a peer's text, so few,

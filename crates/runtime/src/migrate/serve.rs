@@ -24,7 +24,7 @@ use super::proto::{
     MAX_REQUEST_LINE, VERSION,
 };
 use super::MigrateError;
-use crate::state::StateDir;
+use teamvirt_host::state::StateDir;
 
 /// How long the destination waits, after losing the channel, for an
 /// incoming copy to complete before it tears it down: long enough for
@@ -273,7 +273,7 @@ async fn decide_alone(dest: &mut LocalDestination, resume: bool) -> Vec<String> 
 pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
     // tokio's stdin thread may sit in a read(2) that never returns: the
     // binary's main shuts its runtime down without waiting for it.
-    crate::asyncrt::block_on(serve(
+    teamvirt_host::asyncrt::block_on(serve(
         sd,
         tokio::io::BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),
@@ -396,8 +396,9 @@ mod tests {
     async fn hostile_source_file_names_are_refused() {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(&t.path().join("dst")).unwrap();
-        let qemu = crate::identity::resolve_program(std::path::Path::new("qemu-system-x86_64"))
-            .unwrap_or_else(|| "/usr/bin/qemu-system-x86_64".into());
+        let qemu =
+            teamvirt_host::procmatch::resolve_program(std::path::Path::new("qemu-system-x86_64"))
+                .unwrap_or_else(|| "/usr/bin/qemu-system-x86_64".into());
         let target = t.path().join("escaped");
         for name in [
             "../../escaped".to_string(),

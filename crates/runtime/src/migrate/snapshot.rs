@@ -10,10 +10,10 @@ use teamvirt_qmp::{MigrationStatus, Qmp};
 use super::progress::Progress;
 use super::proto::PrepareRequest;
 use super::{precheck, MigrateError};
-use crate::process::ProcId;
 use crate::run::{self, RunRecord};
-use crate::state::{read_optional, StateDir};
 use crate::teaming;
+use teamvirt_host::process::ProcId;
+use teamvirt_host::state::{read_optional, StateDir};
 
 /// What the prechecks found on the source: all the later phases need.
 /// Nothing has changed anywhere yet.
@@ -131,7 +131,7 @@ pub(super) async fn precheck_and_snapshot(
     // with the one the kernel shows for the source QEMU (see argvcheck).
     crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
     let emulator = crate::identity::definition_emulator(sd, name);
-    let kernel_argv = crate::identity::cmdline_of(rec.proc.pid).unwrap_or_default();
+    let kernel_argv = teamvirt_host::procmatch::cmdline_of(rec.proc.pid).unwrap_or_default();
     let recorded = rec.argv.get(1..).unwrap_or_default();
     if let Err(what) = super::argvcheck::check(recorded, kernel_argv.get(1..).unwrap_or_default()) {
         return Err(run::RunError::Damaged {

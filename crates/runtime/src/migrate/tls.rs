@@ -13,9 +13,9 @@ const TLS_ID: &str = "objlibvirt_migrate_tls0";
 
 /// The PEM files of a libvirt-style TLS directory, copied into a fresh
 /// private directory of `id`, the QEMU's (see `privdrop::socket_dir`).
-fn lend_tls_dir(dir: &Path, id: &crate::privdrop::Identity) -> std::io::Result<PathBuf> {
+fn lend_tls_dir(dir: &Path, id: &teamvirt_host::privdrop::Identity) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
-    let out = crate::privdrop::socket_dir("tls", id, None)?;
+    let out = teamvirt_host::privdrop::socket_dir("tls", id, None)?;
     let copy = || -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -51,7 +51,7 @@ pub async fn tls_setup(
     dir: &Path,
     endpoint: &str,
     hostname: Option<&str>,
-    qemu: &crate::privdrop::Identity,
+    qemu: &teamvirt_host::privdrop::Identity,
 ) -> Result<(), QmpError> {
     // An earlier TLS migration of this QEMU left its object behind.
     let _ = qmp.object_del(TLS_ID).await;

@@ -320,7 +320,7 @@ unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
         0,
         0,
     );
-    let mut esc = crate::util::EscapeStream::default();
+    let mut esc = crate::escape::EscapeStream::default();
     let mut buf = [0u8; 4096];
     let mut open = true;
     let mut status = 0;
@@ -366,7 +366,7 @@ unsafe fn reap_and_log(qemu: libc::pid_t) -> ! {
 /// One read of QEMU's output (fd 0) copied escaped to the log (fd 2);
 /// false at its end (or when nothing is there, non-blocking).
 /// Async-signal-safe, no allocation (see `reap_and_log`).
-unsafe fn copy_escaped(esc: &mut crate::util::EscapeStream, buf: &mut [u8; 4096]) -> bool {
+unsafe fn copy_escaped(esc: &mut crate::escape::EscapeStream, buf: &mut [u8; 4096]) -> bool {
     let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
     if n < 0 {
         return *libc::__errno_location() == libc::EINTR;

@@ -348,7 +348,7 @@ fn getgrnam(name: &str) -> io::Result<Option<u32>> {
 }
 
 /// Is `gid` a group of the group database?
-pub(crate) fn group_exists(gid: u32) -> io::Result<bool> {
+pub fn group_exists(gid: u32) -> io::Result<bool> {
     let mut buf = vec![0 as libc::c_char; 1 << 16];
     // SAFETY: as in getpwnam.
     unsafe {
@@ -363,7 +363,7 @@ pub(crate) fn group_exists(gid: u32) -> io::Result<bool> {
 }
 
 /// Is `uid` a user of the user database?
-pub(crate) fn user_exists(uid: u32) -> io::Result<bool> {
+pub fn user_exists(uid: u32) -> io::Result<bool> {
     Ok(getpwuid(uid)?.is_some())
 }
 

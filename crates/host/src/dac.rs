@@ -58,7 +58,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::lock::{FileLock, LockMode};
 use crate::privdrop::{ChildSetup, Identity, PrivError};
@@ -125,20 +124,10 @@ pub struct Label {
     pub lent_to: Option<u32>,
 }
 
+/// The labels recorded for a domain (`run/NAME/dac.json`) or pending.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Record {
-    labels: Vec<Label>,
-}
-
-/// What [`lend`] prepared for one launch.
-#[derive(Debug)]
-pub struct Lent {
-    /// The argv to exec (descriptors instead of paths).
-    pub args: Vec<String>,
-    /// Identity switch and inherited descriptors, for the child.
-    pub setup: ChildSetup,
-    /// Keep open until QEMU is spawned, then drop.
-    pub fds: Vec<OwnedFd>,
+pub struct Record {
+    pub labels: Vec<Label>,
 }
 
 /// Where VFIO groups are looked up (tests use a fake tree).
@@ -155,20 +144,6 @@ impl Default for HostRoots {
             dev: PathBuf::from("/dev"),
         }
     }
-}
-
-/// Prepare the launch of domain `name` with `args` (after the emulator)
-/// as `id` (the VM's own uid, see `dynuid`, or the configured QEMU
-/// user): its descriptors, its labels.
-pub fn lend(
-    sd: &StateDir,
-    name: &str,
-    emulator: &Path,
-    args: &[String],
-    id: &Identity,
-) -> Result<Lent, DacError> {
-    check_exec(emulator, id)?;
-    lend_as(sd, name, args, id, &HostRoots::default())
 }
 
 /// The QEMU user must be able to execute the emulator itself (libvirt
@@ -214,112 +189,8 @@ fn may_exec(m: &std::fs::Metadata, id: &Identity) -> bool {
     m.mode() & x != 0
 }
 
-/// [`lend`] for a given identity and host tree.
-pub fn lend_as(
-    sd: &StateDir,
-    name: &str,
-    args: &[String],
-    id: &Identity,
-    roots: &HostRoots,
-) -> Result<Lent, DacError> {
-    let _l = dac_lock(sd)?;
-    retry_pending(sd);
-    let dir = sd.run_paths(name)?.dir;
-    let mut b = Builder::new(id, sd, name);
-    let res = b.translate(args, &dir, roots);
-    b.record(&dir)?;
-    let out = res.and_then(|args| b.chown_pending().map(|()| args));
-    let args = match out {
-        Ok(a) => a,
-        Err(e) => {
-            drop(_l);
-            let _ = release(sd, name);
-            return Err(e);
-        }
-    };
-    let fds = b.fds;
-    let mut setup = ChildSetup::for_identity(id);
-    setup.keep_fds = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    if uses_kvm(&args) {
-        if let Err(e) = kvm_access(&mut setup, id, &roots.dev.join("kvm")) {
-            // release takes the lock itself (a second flock of it here
-            // would wait for ever).
-            drop(_l);
-            let _ = release(sd, name);
-            return Err(e);
-        }
-    }
-    if args.iter().any(|a| is_vfio_device(a)) {
-        setup.memlock = Some(memlock_bytes(&args));
-    }
-    Ok(Lent {
-        args: with_fdsets(args, &b.fdsets),
-        setup,
-        fds,
-    })
-}
-
-/// Hotplug: lend what the new options `new` of running domain `name`
-/// need (a VF's `/dev/vfio/N`), recorded like a start's labels, and raise
-/// its QEMU's RLIMIT_MEMLOCK for VFIO as a start with the VF would have
-/// (guest memory from `argv` + 1 GiB), as libvirt does on hotplug.
-pub fn lend_hotplug(
-    sd: &StateDir,
-    name: &str,
-    pid: i32,
-    argv: &[String],
-    new: &[String],
-) -> Result<(), DacError> {
-    if !new.iter().any(|a| is_vfio_device(a)) {
-        return Ok(());
-    }
-    // Lent to the running QEMU's own identity (its dynamic uid, see
-    // `dynuid`), as the kernel reports it: not the configuration's.
-    let id = crate::privdrop::process_identity(pid).map_err(|source| DacError::Access {
-        user: format!("of process {pid}"),
-        what: "identity (/proc/PID/status) of QEMU",
-        path: PathBuf::from(format!("/proc/{pid}/status")),
-        source,
-    })?;
-    lend_hotplug_as(sd, name, pid, argv, new, &id, &HostRoots::default())
-}
-
-/// [`lend_hotplug`] for a given identity and host tree.
-pub fn lend_hotplug_as(
-    sd: &StateDir,
-    name: &str,
-    pid: i32,
-    argv: &[String],
-    new: &[String],
-    id: &Identity,
-    roots: &HostRoots,
-) -> Result<(), DacError> {
-    let _l = dac_lock(sd)?;
-    let dir = sd.run_paths(name)?.dir;
-    let mut b = Builder::new(id, sd, name);
-    b.translate(new, &dir, roots)?;
-    b.record(&dir)?;
-    b.chown_pending()?;
-    let mut all = argv.to_vec();
-    all.extend(new.iter().cloned());
-    match raise_memlock(pid, memlock_bytes(&all)) {
-        // Best effort, as at start: without CAP_SYS_RESOURCE (a container)
-        // the limit stays and QEMU names the VFIO mapping that failed.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            tracing::warn!(pid, "cannot raise QEMU's RLIMIT_MEMLOCK for VFIO: {e}");
-            Ok(())
-        }
-        r => r.map_err(|source| DacError::Access {
-            user: id.name.clone(),
-            what: "locked memory limit (RLIMIT_MEMLOCK) of QEMU",
-            path: PathBuf::from(format!("/proc/{pid}")),
-            source,
-        }),
-    }
-}
-
 /// Raise (never lower) a running process's RLIMIT_MEMLOCK.
-fn raise_memlock(pid: i32, bytes: u64) -> io::Result<()> {
+pub fn raise_memlock(pid: i32, bytes: u64) -> io::Result<()> {
     let mut cur = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -342,7 +213,8 @@ fn raise_memlock(pid: i32, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn dac_lock(sd: &StateDir) -> Result<FileLock, DacError> {
+/// The lock serializing lending and giving back in `sd`.
+pub fn dac_lock(sd: &StateDir) -> Result<FileLock, DacError> {
     Ok(
         FileLock::acquire(&sd.locks_dir().join("dac.lock"), LockMode::Exclusive)
             .map_err(StateError::from)?,
@@ -372,7 +244,11 @@ fn may_access(m: &std::fs::Metadata, id: &Identity, write: bool) -> bool {
     m.mode() & r != 0 && (!write || m.mode() & w != 0)
 }
 
-struct Builder<'a> {
+/// What one launch (or hotplug) of a domain's QEMU is lent, gathered
+/// while its command line is rewritten (`teamvirt_runtime::lend_argv`
+/// knows QEMU's options): descriptors QEMU inherits, fdsets, and the
+/// labels of what is chowned, recorded before the first chown.
+pub struct Lender<'a> {
     id: &'a Identity,
     sd: &'a StateDir,
     name: &'a str,
@@ -386,9 +262,10 @@ struct Builder<'a> {
     last_set: u32,
 }
 
-impl<'a> Builder<'a> {
-    fn new(id: &'a Identity, sd: &'a StateDir, name: &'a str) -> Builder<'a> {
-        Builder {
+impl<'a> Lender<'a> {
+    /// Lending for domain `name` of `sd` to `id`.
+    pub fn new(id: &'a Identity, sd: &'a StateDir, name: &'a str) -> Lender<'a> {
+        Lender {
             id,
             sd,
             name,
@@ -402,7 +279,7 @@ impl<'a> Builder<'a> {
 
     /// Add this launch's labels to the run directory's record, before the
     /// first chown: a crash in between still gives back.
-    fn record(&self, dir: &Path) -> Result<(), DacError> {
+    pub fn record(&self, dir: &Path) -> Result<(), DacError> {
         if self.labels.is_empty() {
             return Ok(());
         }
@@ -412,7 +289,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Give QEMU's identity the files opened for labeling.
-    fn chown_pending(&self) -> Result<(), DacError> {
+    pub fn chown_pending(&self) -> Result<(), DacError> {
         for (f, label, what) in &self.pending {
             chown_fd(f, self.id.uid, self.id.gid).map_err(|source| DacError::Access {
                 user: self.id.name.clone(),
@@ -424,7 +301,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn access_err(&self, what: &'static str, path: &Path, source: io::Error) -> DacError {
+    pub fn access_err(&self, what: &'static str, path: &Path, source: io::Error) -> DacError {
         DacError::Access {
             user: self.id.name.clone(),
             what,
@@ -433,7 +310,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn keep(&mut self, fd: impl Into<OwnedFd>) -> RawFd {
+    pub fn keep(&mut self, fd: impl Into<OwnedFd>) -> RawFd {
         let fd: OwnedFd = fd.into();
         let raw = fd.as_raw_fd();
         self.fds.push(fd);
@@ -449,7 +326,7 @@ impl<'a> Builder<'a> {
     }
 
     /// A new fdset holding `fds`: its `/dev/fdset/N` name.
-    fn fdset(&mut self, fds: Vec<File>) -> String {
+    pub fn fdset(&mut self, fds: Vec<File>) -> String {
         self.last_set += 1;
         let set = self.last_set;
         for f in fds {
@@ -549,7 +426,7 @@ impl<'a> Builder<'a> {
     /// A log QEMU appends to (serial `type='file'` outputs, `logfile=`,
     /// the run directory's logs): opened here (created 0600, never through
     /// a link, a regular file only), handed over as an fdset.
-    fn log(&mut self, path: &Path) -> Result<String, DacError> {
+    pub fn log(&mut self, path: &Path) -> Result<String, DacError> {
         let f = self.open_checked(
             "log file",
             path,
@@ -564,7 +441,7 @@ impl<'a> Builder<'a> {
     /// fdsets in QEMU 7.2's loader): `/proc/self/fd/N` of the opened file
     /// when the QEMU user may read it by its mode, else of a sealed copy
     /// in a memfd, so nothing is chowned.
-    fn boot_file(&mut self, what: &'static str, path: &Path) -> Result<String, DacError> {
+    pub fn boot_file(&mut self, what: &'static str, path: &Path) -> Result<String, DacError> {
         let mut f = self.open_checked(what, path, OpenOptions::new().read(true), false, true)?;
         let m = f.metadata().map_err(|e| self.access_err(what, path, e))?;
         if !self.id.switch || may_access(&m, self.id, false) {
@@ -578,7 +455,7 @@ impl<'a> Builder<'a> {
     /// descriptor and, when `write`, a read-write one of the same file.
     /// `auto_ro`: QEMU may do with read-only (`auto-read-only`), so a file
     /// root cannot open read-write is lent read-only.
-    fn disk(&mut self, path: &Path, write: bool, auto_ro: bool) -> Result<String, DacError> {
+    pub fn disk(&mut self, path: &Path, write: bool, auto_ro: bool) -> Result<String, DacError> {
         let what = "disk image";
         let ro = self.open_checked(what, path, OpenOptions::new().read(true), true, true)?;
         let mut fds = Vec::new();
@@ -603,6 +480,41 @@ impl<'a> Builder<'a> {
         }
         fds.push(ro);
         Ok(self.fdset(fds))
+    }
+
+    /// The identity lent to.
+    pub fn id(&self) -> &Identity {
+        self.id
+    }
+
+    /// The descriptors QEMU inherits and the `(fd, set)` pairs of its
+    /// `-add-fd` options, once the command line is rewritten.
+    pub fn into_parts(self) -> (Vec<OwnedFd>, Vec<(RawFd, u32)>) {
+        (self.fds, self.fdsets)
+    }
+
+    /// A server socket QEMU listens on (its monitor): bound here (a stale
+    /// socket removed first, the file root's 0600), handed over as a
+    /// descriptor.
+    pub fn listen(&mut self, p: &Path) -> Result<RawFd, DacError> {
+        // A stale socket would make bind fail.
+        remove_optional(p)?;
+        let l = UnixListener::bind(p).map_err(|e| self.access_err("monitor socket", p, e))?;
+        set_mode(p, 0o600);
+        Ok(self.keep(l))
+    }
+
+    /// The master key at `p` (root's, in the run directory): its
+    /// `/proc/self/fd/N` name, a sealed copy when QEMU runs as another
+    /// user (nothing of the state directory is chowned).
+    pub fn master_key(&mut self, p: &Path) -> Result<String, DacError> {
+        let what = "master key";
+        let mut f = self.open_checked(what, p, OpenOptions::new().read(true), false, false)?;
+        if !self.id.switch {
+            return Ok(format!("/proc/self/fd/{}", self.keep(f)));
+        }
+        let copy = sealed_copy(&mut f).map_err(|e| self.access_err(what, p, e))?;
+        Ok(format!("/proc/self/fd/{}", self.keep(copy)))
     }
 
     fn label_needed(&self, m: &std::fs::Metadata, write: bool) -> bool {
@@ -653,7 +565,7 @@ impl<'a> Builder<'a> {
     }
 
     /// A device node QEMU opens by path (VFIO group): chowned.
-    fn device(&mut self, path: &Path) -> Result<(), DacError> {
+    pub fn device(&mut self, path: &Path) -> Result<(), DacError> {
         let what = "VFIO group device";
         // The node itself, never a link's target (O_PATH: opening a VFIO
         // group has effects).
@@ -673,156 +585,6 @@ impl<'a> Builder<'a> {
         }
         Ok(())
     }
-
-    fn translate(
-        &mut self,
-        args: &[String],
-        dir: &Path,
-        roots: &HostRoots,
-    ) -> Result<Vec<String>, DacError> {
-        let mut out = Vec::with_capacity(args.len());
-        let mut i = 0;
-        while i < args.len() {
-            let a = &args[i];
-            let Some(v) = args.get(i + 1) else {
-                out.push(a.clone());
-                break;
-            };
-            let nv = match a.as_str() {
-                "-chardev" => self.chardev(v)?,
-                "-serial" => match v.strip_prefix("file:") {
-                    Some(p) => Some(format!("file:{}", self.log(Path::new(p))?)),
-                    None => None,
-                },
-                "-kernel" => Some(self.boot_file("kernel", Path::new(v))?),
-                "-initrd" => Some(self.boot_file("initrd", Path::new(v))?),
-                "-object" => self.object(v, dir)?,
-                "-blockdev" => self.blockdev(v)?,
-                "-drive" => self.drive(v)?,
-                "-device" => {
-                    if let Some(host) = vfio_host(v) {
-                        if let Some(g) = vfio_group(roots, &host) {
-                            self.device(&g)?;
-                        }
-                    }
-                    None
-                }
-                _ => {
-                    out.push(a.clone());
-                    i += 1;
-                    continue;
-                }
-            };
-            out.push(a.clone());
-            out.push(nv.unwrap_or_else(|| v.clone()));
-            i += 2;
-        }
-        Ok(out)
-    }
-
-    fn chardev(&mut self, v: &str) -> Result<Option<String>, DacError> {
-        if v.starts_with('{') {
-            return Ok(None);
-        }
-        let mut opts = teamvirt_qemu::options::split(v);
-        let backend = opts.first().cloned().unwrap_or_default();
-        let mut changed = false;
-        for o in opts.iter_mut() {
-            if backend == "socket" && o.starts_with("path=") && v.contains("server=on") {
-                let p = PathBuf::from(&o["path=".len()..]);
-                // A stale socket would make bind fail.
-                remove_optional(&p)?;
-                let l =
-                    UnixListener::bind(&p).map_err(|e| self.access_err("monitor socket", &p, e))?;
-                set_mode(&p, 0o600);
-                *o = format!("fd={}", self.keep(l));
-                changed = true;
-            } else if backend == "file" && o.starts_with("path=") {
-                *o = format!("path={}", self.log(Path::new(&o["path=".len()..]))?);
-                changed = true;
-            } else if o.starts_with("logfile=") {
-                *o = format!("logfile={}", self.log(Path::new(&o["logfile=".len()..]))?);
-                changed = true;
-            }
-        }
-        Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
-    }
-
-    /// `-object secret,...,file=DIR/master-key.aes` (either syntax): the
-    /// key stays root's; QEMU reads a sealed copy through its descriptor
-    /// (nothing of the state directory is chowned).
-    fn object(&mut self, v: &str, dir: &Path) -> Result<Option<String>, DacError> {
-        let key = dir.join(MASTER_KEY);
-        let open_key = |b: &mut Self, p: &Path| -> Result<String, DacError> {
-            let what = "master key";
-            let mut f = b.open_checked(what, p, OpenOptions::new().read(true), false, false)?;
-            if !b.id.switch {
-                return Ok(format!("/proc/self/fd/{}", b.keep(f)));
-            }
-            let copy = sealed_copy(&mut f).map_err(|e| b.access_err(what, p, e))?;
-            Ok(format!("/proc/self/fd/{}", b.keep(copy)))
-        };
-        if v.starts_with('{') {
-            let Ok(mut j) = serde_json::from_str::<Value>(v) else {
-                return Ok(None);
-            };
-            let file = j.get("file").and_then(Value::as_str).map(PathBuf::from);
-            match file {
-                Some(p) if j["qom-type"] == "secret" && p == key => {
-                    j["file"] = Value::String(open_key(self, &p)?);
-                    Ok(Some(j.to_string()))
-                }
-                _ => Ok(None),
-            }
-        } else {
-            let mut opts = teamvirt_qemu::options::split(v);
-            if opts.first().map(String::as_str) != Some("secret") {
-                return Ok(None);
-            }
-            let mut changed = false;
-            for o in opts.iter_mut() {
-                if let Some(p) = o.strip_prefix("file=") {
-                    if Path::new(p) == key {
-                        *o = format!("file={}", open_key(self, &key)?);
-                        changed = true;
-                    }
-                }
-            }
-            Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
-        }
-    }
-
-    /// A `file`/`host_device` blockdev: its image through a descriptor.
-    fn blockdev(&mut self, v: &str) -> Result<Option<String>, DacError> {
-        let Ok(mut j) = serde_json::from_str::<Value>(v) else {
-            return Ok(None);
-        };
-        let driver = j.get("driver").and_then(Value::as_str).unwrap_or("");
-        if driver != "file" && driver != "host_device" {
-            return Ok(None);
-        }
-        let Some(p) = j.get("filename").and_then(Value::as_str).map(PathBuf::from) else {
-            return Ok(None);
-        };
-        let write = j.get("read-only").and_then(Value::as_bool) != Some(true);
-        let auto_ro = j.get("auto-read-only").and_then(Value::as_bool) == Some(true);
-        j["filename"] = Value::String(self.disk(&p, write, auto_ro)?);
-        Ok(Some(j.to_string()))
-    }
-
-    fn drive(&mut self, v: &str) -> Result<Option<String>, DacError> {
-        let mut opts = teamvirt_qemu::options::split(v);
-        let write = !opts.iter().any(|o| o == "readonly=on");
-        let mut changed = false;
-        for o in opts.iter_mut() {
-            if let Some(p) = o.strip_prefix("file=") {
-                let p = PathBuf::from(p);
-                *o = format!("file={}", self.disk(&p, write, false)?);
-                changed = true;
-            }
-        }
-        Ok(changed.then(|| teamvirt_qemu::options::join(&opts)))
-    }
 }
 
 fn set_mode(p: &Path, mode: u32) {
@@ -830,29 +592,11 @@ fn set_mode(p: &Path, mode: u32) {
     let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
 }
 
-fn uses_kvm(args: &[String]) -> bool {
-    args.windows(2).any(|w| {
-        (w[0] == "-accel"
-            && teamvirt_qemu::options::split(&w[1])
-                .first()
-                .is_some_and(|a| a == "kvm"))
-            || (w[0] == "-machine"
-                && teamvirt_qemu::options::split(&w[1])
-                    .iter()
-                    .any(|o| o == "accel=kvm"))
-            || (w[0] == "-enable-kvm")
-    })
-}
-
 /// `/dev/kvm` for the QEMU user. libvirt's user is in the `kvm` group
 /// udev gives the device; where the user is not, the device's group is
 /// added to QEMU's groups (the device is never chowned: it is shared by
 /// every VM of the host). A root-only `/dev/kvm` is an error naming the fix.
-pub(crate) fn kvm_access(
-    setup: &mut ChildSetup,
-    id: &Identity,
-    kvm: &Path,
-) -> Result<(), DacError> {
+pub fn kvm_access(setup: &mut ChildSetup, id: &Identity, kvm: &Path) -> Result<(), DacError> {
     let Some((_, _, groups)) = setup.switch.as_mut() else {
         return Ok(());
     };
@@ -900,40 +644,8 @@ fn sealed_copy(src: &mut File) -> io::Result<File> {
     Ok(copy)
 }
 
-/// `-add-fd fd=N,set=S` first (QEMU needs the sets before the chardevs).
-fn with_fdsets(args: Vec<String>, sets: &[(RawFd, u32)]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len() + 2 * sets.len());
-    for (fd, set) in sets {
-        out.push("-add-fd".into());
-        out.push(format!("fd={fd},set={set}"));
-    }
-    out.extend(args);
-    out
-}
-
-fn is_vfio_device(a: &str) -> bool {
-    vfio_host(a).is_some()
-}
-
-/// The host address of a `vfio-pci` `-device` value (either syntax).
-fn vfio_host(v: &str) -> Option<String> {
-    if v.starts_with('{') {
-        let j: Value = serde_json::from_str(v).ok()?;
-        if j.get("driver")?.as_str()? != "vfio-pci" {
-            return None;
-        }
-        return j.get("host")?.as_str().map(str::to_owned);
-    }
-    let opts = teamvirt_qemu::options::split(v);
-    if opts.first().map(String::as_str) != Some("vfio-pci") {
-        return None;
-    }
-    opts.iter()
-        .find_map(|o| o.strip_prefix("host=").map(str::to_owned))
-}
-
 /// `/dev/vfio/N` of a PCI address (its IOMMU group in sysfs).
-fn vfio_group(roots: &HostRoots, host: &str) -> Option<PathBuf> {
+pub fn vfio_group(roots: &HostRoots, host: &str) -> Option<PathBuf> {
     let host = if host.matches(':').count() == 1 {
         format!("0000:{host}")
     } else {
@@ -952,39 +664,13 @@ fn vfio_group(roots: &HostRoots, host: &str) -> Option<PathBuf> {
     Some(roots.dev.join("vfio").join(group))
 }
 
-/// Guest memory (`-m`) + 1 GiB, libvirt's VFIO memlock limit; unlimited
-/// when `-m` cannot be read.
-fn memlock_bytes(args: &[String]) -> u64 {
-    let m = args
-        .iter()
-        .position(|a| a == "-m")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| parse_mem(v));
-    match m {
-        Some(b) => b.saturating_add(1 << 30),
-        None => libc::RLIM_INFINITY,
-    }
-}
-
-/// `-m 256`, `-m 256M`, `-m size=219136k,slots=...`: bytes (default unit MiB).
-fn parse_mem(v: &str) -> Option<u64> {
-    let first = teamvirt_qemu::options::split(v).into_iter().next()?;
-    let s = first.strip_prefix("size=").unwrap_or(&first);
-    let (num, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
-        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
-        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1 << 20),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
 #[path = "dac_giveback.rs"]
 mod giveback;
-pub use giveback::{give_back_vfio, give_back_vfio_in, release};
-use giveback::{load, load_at, other_labels, retry_pending, save};
-pub(crate) use giveback::{pending_holders, pending_holders_at};
+pub use giveback::{
+    give_back_vfio, give_back_vfio_in, pending_holders, pending_holders_at, release, retry_pending,
+    save,
+};
+use giveback::{load, load_at, other_labels};
 
 /// A link only root can have made or replaced: owned by root, in a
 /// directory owned by root that nobody else can write to.
@@ -995,7 +681,3 @@ fn trusted_link(link: &Path, m: &std::fs::Metadata) -> bool {
         .is_some_and(|d| d.uid() == 0 && d.mode() & 0o022 == 0);
     m.uid() == 0 && dir_ok
 }
-
-#[cfg(test)]
-#[path = "dac_tests.rs"]
-mod tests;

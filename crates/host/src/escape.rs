@@ -1,13 +1,4 @@
-//! Small helpers used across the runtime: a fresh UUID, and control
-//! characters escaped before they reach a terminal or a log line. It names
-//! no other module (async work from synchronous code: `asyncrt::block_on`).
-
-use teamvirt_conf::model::Uuid;
-
-/// A random (version 4) UUID, for definitions that lack one.
-pub fn random_uuid() -> Uuid {
-    Uuid(uuid::Uuid::new_v4().into_bytes())
-}
+//! Control characters escaped before they reach a terminal or a log line.
 
 /// How a character that must not reach a terminal or a log line is
 /// written, `None` for the others (tab included): C0, DEL and C1 controls

@@ -62,7 +62,7 @@ pub(super) fn give_back_all(
 /// Retry the pending give-backs (under the dac lock): each that completes
 /// (or whose object is gone for good) leaves the list; one that a running
 /// domain holds again waits for it.
-pub(super) fn retry_pending(sd: &StateDir) {
+pub fn retry_pending(sd: &StateDir) {
     let path = sd.run_root().join(PENDING);
     let Ok(mut pending) = load_at(&path) else {
         return;
@@ -99,12 +99,12 @@ pub(super) fn retry_pending(sd: &StateDir) {
 /// The uids that objects whose give-back is pending in `sd` are still lent
 /// to: the one recorded, and the object's owner now if the path still
 /// names it (see `crate::dynuid`: such a uid is not handed out again).
-pub(crate) fn pending_holders(sd: &StateDir) -> std::collections::BTreeSet<u32> {
+pub fn pending_holders(sd: &StateDir) -> std::collections::BTreeSet<u32> {
     pending_holders_at(&sd.run_root())
 }
 
 /// [`pending_holders`] of the state directory whose run root is `run`.
-pub(crate) fn pending_holders_at(run: &Path) -> std::collections::BTreeSet<u32> {
+pub fn pending_holders_at(run: &Path) -> std::collections::BTreeSet<u32> {
     let mut out = std::collections::BTreeSet::new();
     let Ok(pending) = load_at(&run.join(PENDING)) else {
         return out;
@@ -173,7 +173,7 @@ pub(super) fn load_at(path: &Path) -> Result<Record, DacError> {
         .unwrap_or_default())
 }
 
-pub(super) fn save(dir: &Path, rec: &Record) -> Result<(), DacError> {
+pub fn save(dir: &Path, rec: &Record) -> Result<(), DacError> {
     save_at(&dir.join(RECORD), rec)
 }
 

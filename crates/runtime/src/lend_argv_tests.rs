@@ -1,6 +1,8 @@
 use super::*;
-use crate::privdrop::resolve;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
+use teamvirt_host::dac::*;
+use teamvirt_host::privdrop::resolve;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -65,7 +65,7 @@ pub fn setup_for_destination(
 
 /// The lab bridges of the destination pools the VFs came from.
 pub fn lab_bridges(
-    sd: &crate::state::StateDir,
+    sd: &teamvirt_host::state::StateDir,
     vfs: &[crate::pool::VfBinding],
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

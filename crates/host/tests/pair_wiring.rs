@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use teamvirt_runtime::netdev::pair::{self, Active};
+use teamvirt_host::netdev::pair::{self, Active};
 use teamvirt_testinfra::Netns;
 
 const MAC: &str = "52:54:00:6d:90:02";
@@ -139,7 +139,7 @@ fn a_real_vf_pair_pins_the_pf_and_gives_it_back() {
     let r = run.clone();
     assert!(in_ns(&ns, move || pair::wire(&r, Active::Primary)).is_empty());
     let r = run.clone();
-    let problems = in_ns(&ns, move || teamvirt_runtime::netdev::release_recorded(&r));
+    let problems = in_ns(&ns, move || teamvirt_host::netdev::release_recorded(&r));
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(entries(&ns), Vec::<String>::new());
     assert!(!ns.links().contains(&"sb0".to_string()));

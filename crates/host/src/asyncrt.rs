@@ -19,7 +19,7 @@ static HANDLE: OnceLock<Handle> = OnceLock::new();
 
 /// No runtime was installed (see the module docs).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("internal error: no tokio runtime installed (the program's main must call teamvirt_runtime::asyncrt::install)")]
+#[error("internal error: no tokio runtime installed (the program's main must call teamvirt_host::asyncrt::install)")]
 pub struct NoRuntime;
 
 /// Install the runtime `main` built. One per process: false (and nothing

@@ -7,7 +7,7 @@ use std::path::Path;
 use teamvirt_conf::model::PciAddress;
 
 /// The `virtfnN` links of a PF's PCI device directory, by N.
-pub(crate) fn virtual_functions_at(dir: &Path) -> Result<Vec<(u32, PciAddress)>, String> {
+pub fn virtual_functions_at(dir: &Path) -> Result<Vec<(u32, PciAddress)>, String> {
     let mut vfs: Vec<(u32, PciAddress)> = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let e = e.map_err(|e| e.to_string())?;

@@ -27,8 +27,10 @@ use std::path::{Path, PathBuf};
 use crate::lock::{FileLock, LockError, LockMode};
 use crate::safefs::{self, Access, OpenError};
 
-/// Environment variable overriding the state directory.
-pub const STATE_DIR_ENV: &str = teamvirt_qemu::dirs::STATE_DIR_ENV;
+/// Environment variable overriding the state directory (the same name as
+/// `teamvirt_qemu::dirs::STATE_DIR_ENV`, which picks the default root; a
+/// runtime test checks they agree).
+pub const STATE_DIR_ENV: &str = "TEAMVIRT_STATE_DIR";
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,7 @@ pub enum StateError {
     NoDefault,
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::util::escape_controls(.0))]
+    #[error("invalid name '{}': names must be non-empty, must not start with '.', and must not contain '/', control characters or bidirectional overrides", crate::escape::escape_controls(.0))]
     BadName(String),
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -61,24 +63,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     move |source| StateError::Io {
         path: path.to_owned(),
         source,
-    }
-}
-
-/// The default state directory: `/var/lib/teamvirt` for root,
-/// `$XDG_STATE_HOME/teamvirt` (or `~/.local/state/teamvirt`) otherwise
-/// (one rule for every default directory: [`teamvirt_qemu::dirs`]).
-pub fn default_root() -> Result<PathBuf, StateError> {
-    teamvirt_qemu::dirs::default_state_root().map_err(|_| StateError::NoDefault)
-}
-
-/// `--state-dir` if given, else `TEAMVIRT_STATE_DIR`, else [`default_root`].
-pub fn resolve_root(explicit: Option<&Path>) -> Result<PathBuf, StateError> {
-    if let Some(p) = explicit {
-        return Ok(p.to_owned());
-    }
-    match std::env::var_os(STATE_DIR_ENV) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => default_root(),
     }
 }
 
@@ -230,11 +214,6 @@ impl StateDir {
             root,
             dir: std::sync::Arc::new(dir),
         })
-    }
-
-    /// [`resolve_root`] + [`StateDir::open`].
-    pub fn open_default(explicit: Option<&Path>) -> Result<StateDir, StateError> {
-        StateDir::open(&resolve_root(explicit)?)
     }
 
     pub fn root(&self) -> &Path {
@@ -497,12 +476,6 @@ pub fn remove_optional(path: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn explicit_root_wins() {
-        let r = resolve_root(Some(Path::new("/some/where"))).unwrap();
-        assert_eq!(r, PathBuf::from("/some/where"));
-    }
 
     #[test]
     fn layout_is_private() {

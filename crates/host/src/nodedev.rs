@@ -67,7 +67,8 @@ fn link_name(p: &Path) -> Option<String> {
         .map(|f| f.to_string_lossy().into_owned())
 }
 
-fn sorted_entries(dir: &Path) -> Vec<String> {
+/// The names in `dir`, sorted (empty when it cannot be read).
+pub fn sorted_entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -306,33 +307,6 @@ pub fn pci_device(sys: &Path, name: &str) -> Result<String, NodeDevError> {
         .filter(|a| crate::sysfs::parse_pci(a).is_some())
         .filter(|a| sys.join("bus/pci/devices").join(a).exists())
         .ok_or_else(|| NodeDevError::NotFound(name.to_owned()))
-}
-
-impl crate::Runtime {
-    /// Who holds PCI device `addr`: domains with it in a VF pool
-    /// allocation, or prepared for their QEMU (`nodedev-detach` and
-    /// `nodedev-reattach` leave such a device alone, as libvirt does).
-    pub fn pci_device_users(&self, addr: &str) -> Result<Vec<String>, crate::RuntimeError> {
-        let mut users = Vec::new();
-        for net in self.sd.defined_networks()? {
-            let st = crate::pool::VfPool::new(&self.sd, &net).state()?;
-            for a in st.allocations.iter().filter(|a| a.address == addr) {
-                users.push(a.domain.clone());
-            }
-        }
-        for dom in sorted_entries(&self.sd.run_root()) {
-            let dir = self.sd.run_root().join(&dom);
-            if crate::hostdev::recorded_addresses(&dir)
-                .iter()
-                .any(|a| a == addr)
-            {
-                users.push(dom);
-            }
-        }
-        users.sort();
-        users.dedup();
-        Ok(users)
-    }
 }
 
 #[cfg(test)]
