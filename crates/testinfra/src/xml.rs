@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct PairDomain {
     pub name: String,
+    /// `<uuid>`; `None` leaves it to the definition.
+    pub uuid: Option<String>,
     /// `kvm` or `qemu` (teamvirt runs TCG either way where KVM is absent).
     pub domain_type: String,
     pub memory_mib: u32,
@@ -46,6 +48,7 @@ impl PairDomain {
     pub fn new(name: &str) -> Self {
         PairDomain {
             name: name.to_owned(),
+            uuid: None,
             domain_type: "kvm".into(),
             memory_mib: 64,
             mac: "52:54:00:12:34:56".into(),
@@ -60,6 +63,11 @@ impl PairDomain {
             first_devices: String::new(),
             after_devices: String::new(),
         }
+    }
+
+    pub fn uuid(mut self, uuid: &str) -> Self {
+        self.uuid = Some(uuid.to_owned());
+        self
     }
 
     pub fn domain_type(mut self, t: &str) -> Self {
@@ -160,6 +168,11 @@ impl PairDomain {
             })
             .unwrap_or_default()
         };
+        let uuid = self
+            .uuid
+            .as_deref()
+            .map(|u| format!("\n  <uuid>{u}</uuid>"))
+            .unwrap_or_default();
         let (standby_address, primary_address) =
             (address(self.standby_bus), address(self.primary_bus));
         let PairDomain {
@@ -176,7 +189,7 @@ impl PairDomain {
         } = self;
         format!(
             "<domain type='{domain_type}'>
-  <name>{name}</name>
+  <name>{name}</name>{uuid}
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
   <os>
@@ -327,13 +340,17 @@ mod tests {
     fn pair_domain_variants() {
         let x = PairDomain::new("d")
             .domain_type("qemu")
+            .uuid("6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11")
             .standby_network("lan")
             .standby_bus(1)
             .primary_bus(2)
             .devices_first("    <emulator>/q</emulator>\n")
             .after_devices("  <on_poweroff>destroy</on_poweroff>\n")
             .xml();
-        assert!(x.starts_with("<domain type='qemu'>"), "{x}");
+        assert!(
+            x.starts_with("<domain type='qemu'>\n  <name>d</name>\n  <uuid>6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11</uuid>\n"),
+            "{x}"
+        );
         assert!(
             x.contains("<devices>\n    <emulator>/q</emulator>\n    <interface type='network'>\n      <source network='lan'/>"),
             "{x}"
