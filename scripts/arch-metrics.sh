@@ -282,13 +282,44 @@ for c in crates:
             print(f"    {n:4} {f}:{line} {name}")
 print(f"functions over {LONG_FN} lines in all crates: {total_long}")
 
-# 4. Copied test fixtures in the cli tests.
+# 4. Copied test fixtures in the tests of cli and runtime: string literals (plain or raw)
+# holding a teaming domain (`<domain` with a persistent teaming half) or a
+# VF pool (`<network` forwarding in hostdev mode), where testinfra's
+# builders (`xml::PairDomain`, `xml::pool_xml`) should write them. Files
+# whose literals are the odd XML under test stay literal on purpose.
+on_purpose = {
+    # validate's diagnostics: each literal is the broken domain under test,
+    # its line and column included in the expected output.
+    "crates/cli/tests/cli_conf.rs",
+}
+lit = re.compile(r'r(#*)"(.*?)"\1|"((?:[^"\\]|\\.)*)"', re.S)
+def literals(t):
+    t = re.sub(r"^\s*//.*$", "", t, flags=re.M)
+    for m in lit.finditer(t):
+        yield m.group(2) if m.group(2) is not None else m.group(3)
 tests = sorted(Path("crates/cli/tests").glob("*.rs"))
-teaming = sum(1 for t in tests if "<teaming type='persistent'/>" in t.read_text()
-              and "<domain" in t.read_text())
-pool = sum(t.read_text().count("<forward mode='hostdev'") for t in tests)
-pool_files = sum(1 for t in tests if "<forward mode='hostdev'" in t.read_text())
+# The crates whose tests and benchmarks run domains (conf's and qemu's
+# test the parser and the command line on XML written for each case).
+fixture_files = [t for c in ("cli", "runtime") for d in ("tests", "benches")
+                 for t in sorted(Path("crates", c, d).glob("*.rs")) if str(t) not in on_purpose]
+def count(files, want):
+    per = {}
+    for t in files:
+        n = sum(1 for l in literals(t.read_text()) if want(l))
+        if n:
+            per[str(t)] = n
+    return per
+dom = count(fixture_files, lambda l: "<domain" in l and "<teaming type='persistent'/>" in l)
+pools = count(fixture_files, lambda l: "<network" in l and "<forward mode='hostdev'" in l)
+teaming = len(dom)
+pool = sum(pools.values())
+pool_files = len(pools)
 incl = sum(1 for t in tests if re.search(r'#\[path = "[^"]*benches', t.read_text()))
-print(f"cli tests: teaming domain XML written in {teaming} files; "
+if verbose:
+    for f, n in sorted(dom.items()):
+        print(f"  teaming domain XML: {f}: {n}")
+    for f, n in sorted(pools.items()):
+        print(f"  pool XML: {f}: {n}")
+print(f"tests and benches: teaming domain XML written in {teaming} files; "
       f"pool XML {pool} times in {pool_files} files; {incl} #[path]-include a bench")
 PY

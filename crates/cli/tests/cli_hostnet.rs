@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::Env;
-use teamvirt_testinfra::xml::pool_xml;
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 use teamvirt_testinfra::{qemu_or_skip, Netns};
 
 const MAC: &str = "52:54:00:aa:00:01";
@@ -29,6 +29,20 @@ fn domain(name: &str, nics: &str) -> String {
 </domain>
 "
     )
+}
+
+/// Domain `d`: a teaming pair, its standby on network `standby_net`, its
+/// primary from `pool`.
+fn pair_domain(standby_net: &str) -> String {
+    PairDomain::new("d")
+        .domain_type("qemu")
+        .uuid("6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11")
+        .mac(MAC)
+        .standby("ua-sb")
+        .standby_network(standby_net)
+        .pool("pool")
+        .memballoon(None)
+        .xml()
 }
 
 fn tv(ns: &Netns, e: &Env, args: &[&str]) -> Output {
@@ -289,13 +303,7 @@ fn standby_on_a_nat_network_is_refused() {
     let pool = e.write("p.xml", &pool_xml("pool", &["0000:3b:02.1"]));
     ok(&ns, &e, &["net-define", &net]);
     ok(&ns, &e, &["net-define", &pool, "--emulate-vf"]);
-    let nics = format!(
-        "<interface type='network'><source network='natnet'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
-         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
-    );
-    let f = e.write("d.xml", &domain("d", &nics));
+    let f = e.write("d.xml", &pair_domain("natnet"));
     ok(&ns, &e, &["define", &f]);
     let err = fail(&ns, &e, &["start", "d", "--accel", "tcg"]);
     assert!(
@@ -323,13 +331,7 @@ fn lab_vf_on_a_lab_bridge_and_without_one() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("each a tap on bridge 'br0'"));
     let list = ok(&ns, &e, &["net-list", "--all"]);
     assert!(list.contains("(lab mode, bridge br0)"), "{list}");
-    let nics = format!(
-        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
-         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
-    );
-    let f = e.write("d.xml", &domain("d", &nics));
+    let f = e.write("d.xml", &pair_domain("lan"));
     ok(&ns, &e, &["define", &f]);
     start(&ns, &e, "d");
     let ports: Vec<String> = created_links(&ns);
@@ -386,13 +388,7 @@ fn validate_warns_about_a_standby_off_the_vf_segment() {
             "n.xml",
             &format!("<network><name>seg</name>{fwd}<bridge name='br0'/></network>"),
         );
-        let nics = format!(
-            "<interface type='network'><source network='seg'/><mac address='{MAC}'/>
-               <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
-             <interface type='network'><source network='pool'/><mac address='{MAC}'/>
-               <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
-        );
-        let f = e.write("d.xml", &domain("d", &nics));
+        let f = e.write("d.xml", &pair_domain("seg"));
         let out = e.run(&["validate", "--network", &net, "--network", &pool, &f]);
         let text = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
@@ -448,13 +444,7 @@ fn failover_guest_frames_reach_only_its_active_port() {
         &e,
         &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"],
     );
-    let nics = format!(
-        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
-         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
-    );
-    let f = e.write("d.xml", &domain("d", &nics));
+    let f = e.write("d.xml", &pair_domain("lan"));
     ok(&ns, &e, &["define", &f]);
     start(&ns, &e, "d");
     let (sb, lab) = pair_taps(&e, "d");
@@ -545,13 +535,7 @@ fn lab_vf_on_another_bridge_than_its_standby_is_open() {
         &e,
         &["net-define", &pool, "--emulate-vf", "--lab-bridge", "br1"],
     );
-    let nics = format!(
-        "<interface type='network'><source network='lan'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='persistent'/><alias name='ua-sb'/></interface>
-         <interface type='network'><source network='pool'/><mac address='{MAC}'/>
-           <model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>"
-    );
-    let f = e.write("d.xml", &domain("d", &nics));
+    let f = e.write("d.xml", &pair_domain("lan"));
     ok(&ns, &e, &["define", &f]);
     start(&ns, &e, "d");
     let (sb, lab) = pair_taps(&e, "d");

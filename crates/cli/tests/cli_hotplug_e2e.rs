@@ -24,15 +24,13 @@ use std::time::{Duration, Instant};
 
 use common::Env;
 use serde_json::Value;
+use teamvirt_testinfra::xml::pool_xml;
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
 
-const NET: &str = "<network>
-  <name>vfpool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+/// A pool with exactly one VF.
+fn net() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 const STANDBY: &str = "<interface type='user'>
   <mac address='52:54:00:12:34:56'/>
@@ -138,7 +136,7 @@ fn hot_added_pair_negotiates_migrates_and_unplugs() {
     let _lock = guest_lock();
     let src = Env::new();
     let dst = Env::new();
-    let net = src.write("net.xml", NET);
+    let net = src.write("net.xml", &net());
     let dom = src.write(
         "hp.xml",
         &domain("hp", &guest.kernel, &guest.initrd, &guest.cmdline(""), 4),
@@ -298,7 +296,7 @@ fn standby_goes_last_and_config_edits() {
         return;
     }
     let e = Env::new();
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &net());
     e.ok(&["net-define", &net]);
     let dom = e.write(
         "c.xml",
@@ -358,7 +356,7 @@ fn failed_attach_is_undone() {
     }
     let _lock = guest_lock();
     let e = Env::new();
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &net());
     e.ok(&["net-define", &net]);
     // No kernel: QEMU runs the firmware only, which is all this needs.
     let dom = domain("u", Path::new("/x"), Path::new("/y"), "", 4).replace(

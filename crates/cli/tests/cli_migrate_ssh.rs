@@ -37,7 +37,7 @@ use teamvirt_testinfra::{
 mod migjson;
 
 use migjson::{events, has_qemu_event, phases, qmp};
-use teamvirt_testinfra::xml::{teaming_domain_xml, vfpool_network_xml};
+use teamvirt_testinfra::xml::{teaming_domain_xml, vfpool_network_xml, PairDomain};
 
 const NAME: &str = "sshmig";
 const BOOT: Duration = Duration::from_secs(120);
@@ -1047,22 +1047,26 @@ fn killed_source_is_settled_by_the_next_command() {
 /// The Debian guest (ifupdown on its failover master) with libvirt's
 /// guest agent channel, its standby on user networking as the lab's.
 fn debian_agent_xml(g: &teamvirt_testinfra::DebianGuest, disk: &Path) -> String {
-    format!(
-        "<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>
-<os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd><cmdline>{}</cmdline></os>
-<features><acpi/></features><devices>
-<controller type='pci' index='0' model='pcie-root'/><controller type='pci' index='1' model='pcie-root-port'/><controller type='pci' index='2' model='pcie-root-port'/>
-<interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/><teaming type='persistent'/><alias name='ua-sb0'/><address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></interface>
-<interface type='network'><mac address='52:54:00:12:34:56'/><source network='vfpool'/><teaming type='transient' persistent='ua-sb0'/><address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></interface>
-<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>
-<channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-<memballoon model='none'/></devices></domain>
+    PairDomain::new(NAME)
+        .domain_type("qemu")
+        .memory_mib(512)
+        .standby("ua-sb0")
+        .standby_bus(1)
+        .primary_bus(2)
+        .boot(&g.kernel, &g.initrd, &g.cmdline())
+        .devices_first(
+            "    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' index='1' model='pcie-root-port'/>
+    <controller type='pci' index='2' model='pcie-root-port'/>
 ",
-        g.kernel.display(),
-        g.initrd.display(),
-        g.cmdline(),
-        disk.display()
-    )
+        )
+        .devices(&format!(
+            "    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>
+    <channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+",
+            disk.display()
+        ))
+        .xml()
 }
 
 /// The agent channel over SSH: the destination rebuilds the channel's

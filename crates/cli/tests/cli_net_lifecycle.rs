@@ -7,7 +7,7 @@ mod common;
 
 use common::Env;
 use teamvirt_testinfra::qemu_or_skip;
-use teamvirt_testinfra::xml::pool_xml;
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 
 /// The VF pool `vfpool`.
 fn pool() -> String {
@@ -22,27 +22,13 @@ const LAN: &str = "<network>
 </network>
 ";
 
-const DOMAIN: &str = "<domain type='kvm'>
-  <name>n1</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <interface type='user'>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-backup0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-backup0'/>
-    </interface>
-  </devices>
-</domain>
-";
+/// A teaming pair whose primary comes from `vfpool`.
+fn domain() -> String {
+    PairDomain::new("n1")
+        .standby("ua-backup0")
+        .memballoon(None)
+        .xml()
+}
 
 fn row<'a>(list: &'a str, net: &str) -> &'a str {
     list.lines()
@@ -88,7 +74,7 @@ fn stopped_network_refuses_new_devices_until_started() {
     let e = Env::new();
     let pool = e.write("pool.xml", &pool());
     e.ok(&["net-define", &pool, "--emulate-vf"]);
-    let dom = e.write("d.xml", DOMAIN);
+    let dom = e.write("d.xml", &domain());
     e.ok(&["define", &dom]);
     assert!(row(&e.ok(&["net-list"]), "vfpool").contains(" active "));
 

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use teamvirt_testinfra::xml::pool_xml;
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest};
 
 /// The VF pool `vfpool`.
@@ -26,20 +26,13 @@ fn pool() -> String {
 }
 
 fn domain(kernel: &Path, initrd: &Path, cmdline: &str, disk: &Path, console: &Path) -> String {
-    format!(
-        "<domain type='kvm'>
-  <name>tv</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{}</kernel>
-    <initrd>{}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
+    PairDomain::new("tv")
+        .memory_mib(256)
+        .standby("ua-backup0")
+        .boot(kernel, initrd, cmdline)
+        .memballoon(None)
+        .devices_first(&format!(
+            "    <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='{}'/>
       <target dev='vda' bus='virtio'/>
@@ -48,26 +41,11 @@ fn domain(kernel: &Path, initrd: &Path, cmdline: &str, disk: &Path, console: &Pa
       <source path='{}'/>
       <target port='0'/>
     </serial>
-    <interface type='user'>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-backup0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='52:54:00:12:34:56'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-backup0'/>
-    </interface>
-  </devices>
-</domain>
 ",
-        kernel.display(),
-        initrd.display(),
-        disk.display(),
-        console.display()
-    )
+            disk.display(),
+            console.display()
+        ))
+        .xml()
 }
 
 /// `teamvirt ARGS` with the default QEMU user (the developer's

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::Env;
 use serde_json::Value;
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, SerialLog};
 
 const MAC: &str = "52:54:00:12:34:56";
@@ -23,46 +24,18 @@ fn serial(e: &Env, dom: &str) -> SerialLog {
 }
 
 /// A pool with exactly one VF.
-const NET: &str = "<network>
-  <name>vfpool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-  </forward>
-</network>
-";
+fn net() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 fn domain(name: &str, kernel: &Path, initrd: &Path, cmdline: &str) -> String {
-    format!(
-        "<domain type='kvm'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{}</kernel>
-    <initrd>{}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='user'>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-backup0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-backup0'/>
-    </interface>
-  </devices>
-</domain>
-",
-        kernel.display(),
-        initrd.display()
-    )
+    PairDomain::new(name)
+        .memory_mib(256)
+        .mac(MAC)
+        .standby("ua-backup0")
+        .boot(kernel, initrd, cmdline)
+        .memballoon(None)
+        .xml()
 }
 
 fn pair(v: &Value) -> &Value {
@@ -79,7 +52,7 @@ fn failover_pair_negotiates_in_lab_mode_and_vf_returns() {
     let guest = test_guest().expect("test guest builds");
     let _lock = guest_lock();
     let e = Env::new();
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &net());
     let d1 = e.write(
         "tv1.xml",
         &domain("tv1", &guest.kernel, &guest.initrd, &guest.cmdline("")),
@@ -233,7 +206,7 @@ fn guest_without_failover_support_is_reported() {
     let guest = test_guest().expect("test guest builds");
     let _lock = guest_lock();
     let e = Env::new();
-    let net = e.write("net.xml", NET);
+    let net = e.write("net.xml", &net());
     let d = e.write(
         "tv.xml",
         &domain(

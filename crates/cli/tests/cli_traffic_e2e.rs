@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use common::Env;
 use serde_json::Value;
 use teamvirt_testinfra::traffic::{epoch, GuestCounters, Pinger};
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 use teamvirt_testinfra::{guest_lock, qemu_or_skip, test_guest, Netns, SerialLog};
 
 /// The guest's MAC as bytes.
@@ -67,45 +68,22 @@ const NAME: &str = "tr";
 const GUEST_IP: &str = "10.77.0.2";
 
 fn domain(kernel: &Path, initrd: &Path, cmdline: &str) -> String {
-    format!(
-        "<domain type='kvm'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{}</kernel>
-    <initrd>{}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='network'>
-      <source network='lan'/>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-standby0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-standby0'/>
-    </interface>
-  </devices>
-  <on_poweroff>destroy</on_poweroff>
-</domain>
-",
-        kernel.display(),
-        initrd.display()
-    )
+    PairDomain::new(NAME)
+        .memory_mib(256)
+        .mac(MAC)
+        .standby_network("lan")
+        .boot(kernel, initrd, cmdline)
+        .memballoon(None)
+        .after_devices("  <on_poweroff>destroy</on_poweroff>\n")
+        .xml()
 }
 
 const LAN: &str = "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>";
-const POOL: &str = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'>
-  <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-</forward></network>";
+
+/// The VF pool `vfpool` with one VF.
+fn pool() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 struct Host<'a> {
     ns: &'a Netns,
@@ -292,7 +270,7 @@ fn traffic_moves_standby_then_primary_through_migrations() {
     };
     for h in [&src, &dst] {
         let lan = h.env.write("lan.xml", LAN);
-        let pool = h.env.write("pool.xml", POOL);
+        let pool = h.env.write("pool.xml", &pool());
         h.ok(&["net-define", &lan]);
         h.ok(&["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"]);
     }

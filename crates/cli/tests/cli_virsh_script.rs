@@ -15,7 +15,7 @@ mod common;
 
 use common::Env;
 use teamvirt_testinfra::qemu_or_skip;
-use teamvirt_testinfra::xml::pool_xml;
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 
 /// A domain with nothing to boot: QEMU sits in its firmware.
 const DOMAIN: &str = "<domain type='qemu'>
@@ -348,26 +348,15 @@ fn pool() -> String {
 }
 
 /// A teaming pair whose primary comes from the pool.
-const PAIR: &str = "<domain type='qemu'>
-  <name>p1</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <interface type='user'>
-      <mac address='52:54:00:00:00:01'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-sb'/>
-    </interface>
-    <interface type='network'>
-      <source network='pool'/>
-      <mac address='52:54:00:00:00:01'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-sb'/>
-    </interface>
-  </devices>
-</domain>
-";
+fn pair() -> String {
+    PairDomain::new("p1")
+        .domain_type("qemu")
+        .mac("52:54:00:00:00:01")
+        .standby("ua-sb")
+        .pool("pool")
+        .memballoon(None)
+        .xml()
+}
 
 /// `dumpxml --migratable` of a running domain: the pool VF shows as the
 /// network interface it was defined as (the destination takes its own),
@@ -379,7 +368,7 @@ fn migratable_xml_of_a_running_domain_with_a_pool_vf() {
     }
     let e = Env::new();
     e.ok(&["net-define", &e.write("pool.xml", &pool()), "--emulate-vf"]);
-    e.ok(&["define", &e.write("p1.xml", PAIR)]);
+    e.ok(&["define", &e.write("p1.xml", &pair())]);
     e.ok(&["start", "p1", "--accel", "tcg"]);
     let live = e.ok(&["dumpxml", "p1"]);
     assert!(

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use common::Env;
 use serde_json::Value;
 use teamvirt_testinfra::traffic::{epoch, Pinger};
+use teamvirt_testinfra::xml::{pool_xml, PairDomain};
 use teamvirt_testinfra::{
     debian_guest_or_skip, guest_lock, qemu_or_skip, temp_dir, DebianGuest, Netns, SerialLog,
     DEBIAN_GUEST_IP,
@@ -71,55 +72,35 @@ fn domain_with(
     extra: &str,
     cmdline: &str,
 ) -> String {
-    let emulator = emulator.map_or_else(String::new, |e| format!("<emulator>{e}</emulator>\n    "));
-    format!(
-        "<domain type='kvm'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>512</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{}</kernel>
-    <initrd>{}</initrd>
-    <cmdline>{}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    {emulator}<interface type='network'>
-      <source network='lan'/>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='persistent'/>
-      <alias name='ua-standby0'/>
-      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
-    </interface>
-    <interface type='network'>
-      <source network='vfpool'/>
-      <mac address='{MAC}'/>
-      <model type='virtio'/>
-      <teaming type='transient' persistent='ua-standby0'/>
-    </interface>
-    <disk type='file' device='disk'>
+    let emulator = emulator.map_or_else(String::new, |e| format!("    <emulator>{e}</emulator>\n"));
+    PairDomain::new(NAME)
+        .memory_mib(512)
+        .mac(MAC)
+        .standby_network("lan")
+        .standby_bus(1)
+        .boot(&g.kernel, &g.initrd, cmdline)
+        .memballoon(None)
+        .devices_first(&emulator)
+        .devices(&format!(
+            "    <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='{}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     {extra}
-  </devices>
-  <on_poweroff>destroy</on_poweroff>
-</domain>
 ",
-        g.kernel.display(),
-        g.initrd.display(),
-        cmdline,
-        disk.display()
-    )
+            disk.display()
+        ))
+        .after_devices("  <on_poweroff>destroy</on_poweroff>\n")
+        .xml()
 }
 
 const LAN: &str = "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>";
-const POOL: &str = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'>
-  <address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>
-</forward></network>";
+
+/// The VF pool `vfpool` with one VF.
+fn pool() -> String {
+    pool_xml("vfpool", &["0000:3b:02.1"])
+}
 
 struct Host<'a> {
     ns: &'a Netns,
@@ -316,7 +297,7 @@ fn debian_guest_through_migrations() {
     ];
     for h in &hosts {
         let lan = h.env.write("lan.xml", LAN);
-        let pool = h.env.write("pool.xml", POOL);
+        let pool = h.env.write("pool.xml", &pool());
         h.ok(&["net-define", &lan]);
         h.ok(&["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"]);
     }
@@ -522,7 +503,7 @@ fn debian_guest_doctor() {
     ];
     for h in &hosts {
         let lan = h.env.write("lan.xml", LAN);
-        let pool = h.env.write("pool.xml", POOL);
+        let pool = h.env.write("pool.xml", &pool());
         h.ok(&["net-define", &lan]);
         h.ok(&["net-define", &pool, "--emulate-vf", "--lab-bridge", "br0"]);
     }

@@ -17,16 +17,22 @@ use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::{Runtime, StartOptions};
 
-const NET: &str = "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-<address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/></forward></network>";
+/// The pool `pool` with one VF (lab mode: no VF is touched).
+fn net() -> String {
+    teamvirt_testinfra::xml::pool_xml("pool", &["0000:3b:02.1"])
+}
 
-const DOM: &str = "<domain type='qemu'><name>bench</name><memory unit='MiB'>128</memory>
-<os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
-<interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/>
-<teaming type='persistent'/><alias name='ua-sb'/></interface>
-<interface type='network'><source network='pool'/><mac address='52:54:00:00:00:01'/>
-<model type='virtio'/><teaming type='transient' persistent='ua-sb'/></interface>
-</devices></domain>";
+/// One teaming pair, its primary from `pool`.
+fn dom() -> String {
+    teamvirt_testinfra::xml::PairDomain::new("bench")
+        .domain_type("qemu")
+        .memory_mib(128)
+        .mac("52:54:00:00:00:01")
+        .standby("ua-sb")
+        .pool("pool")
+        .memballoon(None)
+        .xml()
+}
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -103,8 +109,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sd = StateDir::open(&dir.path().join("state")).unwrap();
     let rt = Runtime::open(&sd).unwrap();
-    rt.define_network(NET, None, true).unwrap();
-    rt.define_domain(DOM, None).unwrap();
+    rt.define_network(&net(), None, true).unwrap();
+    rt.define_domain(&dom(), None).unwrap();
     let opts = StartOptions {
         accel: Some(Accel::Tcg),
         ..Default::default()

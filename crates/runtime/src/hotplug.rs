@@ -301,62 +301,17 @@ impl Runtime {
         let live = self.live_def(&name)?;
         let caps = self.caps(&emulator_of(&live))?;
         let src = StateNetworks { sd: &self.sd };
-
-        // The pool an interface draws from, if any.
-        let mut pool = None;
-        let mut net_vlan = None;
-        if let DeviceDef::Interface(n) = &dev {
-            if n.type_ == InterfaceType::Network {
-                let net = n.source_network().unwrap_or_default().to_owned();
-                let Some((nd, _)) = teamvirt_qemu::resolve::NetworkSource::lookup(&src, &net)
-                    .map_err(RuntimeError::from)?
-                else {
-                    return Err(RuntimeError::NoNetwork(net));
-                };
-                if is_hostdev_network(&nd) {
-                    net_vlan = nd.vlan.as_ref().and_then(|v| v.tags.first()).map(|t| t.id);
-                    pool = Some(VfPool::new(&self.sd, &net));
-                }
-            }
-        }
-        let mut emulate = opts.emulate_vf || !rec.substitutions.is_empty();
-        let mut lab = None;
-        if let Some(p) = &pool {
-            let st = p.state()?;
-            emulate |= st.emulate_vf;
-            lab = st.lab();
-        }
-        let bopts = teamvirt_qemu::command::BuildOptions {
-            emulate_vf: emulate,
-            ..Default::default()
-        };
-
+        let ap = self.attach_pool(&dev, &src, opts, &rec)?;
         // Plan; a VF is booked in the same step, under the pool's lock.
-        let plan: AttachPlan = match &pool {
-            Some(p) => VfPool::update_many(std::slice::from_ref(p), |states| {
-                let in_use: Vec<_> = states[0]
-                    .allocations
-                    .iter()
-                    .filter_map(|a| parse_pci(&a.address))
-                    .collect();
-                let plan = match plan::plan_attach(&live, dev.clone(), &caps, &src, &in_use, &bopts)
-                {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Err(e)),
-                };
-                if let Some(addr) = plan.actual.as_ref().and_then(|a| a.hostdev.as_ref()) {
-                    states[0].allocations.push(VfAllocation {
-                        address: addr.to_string(),
-                        domain: name.clone(),
-                        device: plan.alias.clone(),
-                    });
-                }
-                Ok(Ok(plan))
-            })?
-            .map_err(|e| plan_error(e, text, file))?,
-            None => plan::plan_attach(&live, dev.clone(), &caps, &src, &[], &bopts)
-                .map_err(|e| plan_error(e, text, file))?,
-        };
+        let plan = self
+            .plan_booking_vf(&name, &live, dev, &caps, &src, &ap)?
+            .map_err(|e| plan_error(e, text, file))?;
+        let AttachPool {
+            pool,
+            net_vlan,
+            lab,
+            ..
+        } = ap;
         let alias = plan.alias.clone();
         let vf = match (&pool, plan.actual.as_ref().and_then(|a| a.hostdev.as_ref())) {
             (Some(p), Some(addr)) => Some(VfBinding {
@@ -409,44 +364,7 @@ impl Runtime {
             }
         }
 
-        let wait = opts.wait_failover;
-        let outcome = block_on(async {
-            let q = run::connect(&rec, MONITOR_WAIT).await?;
-            let mut events = q.subscribe();
-            plug(&q, &plan).await?;
-            let mut states = None;
-            let mut hidden = None;
-            if let Some(p) = &pair {
-                let st = match wait {
-                    Some(w) => {
-                        teaming::wait_negotiated(&q, &mut events, std::slice::from_ref(p), w)
-                            .await?
-                    }
-                    None => teaming::query(&q, std::slice::from_ref(p))
-                        .await
-                        .map_err(|e| qemu_err("query-pci", e))?,
-                };
-                if st.iter().any(|s| !s.negotiated) {
-                    hidden = Some(p.primary.clone());
-                }
-                if wait.is_some() {
-                    states = Some(st);
-                }
-            } else if let (Some(w), Some(standby)) = (wait, standby_alias(&plan)) {
-                // A standby alone: its negotiation is the event.
-                let _ = events
-                    .wait_for(
-                        "FAILOVER_NEGOTIATED",
-                        |e| e.data_str("device-id") == Some(standby.as_str()),
-                        w,
-                    )
-                    .await;
-            }
-            Ok::<_, RuntimeError>((states, hidden))
-        })
-        .map_err(RuntimeError::from)
-        .and_then(|r| r);
-        let (states, hidden) = match outcome {
+        let (states, hidden) = match plug_and_wait(&rec, &plan, pair.as_ref(), opts.wait_failover) {
             Ok(x) => x,
             Err(e) => {
                 for r in &req {
@@ -487,6 +405,85 @@ impl Runtime {
             hidden_primary: hidden,
             teaming: states,
             warnings: plan.warnings.clone(),
+        })
+    }
+
+    /// Live attach: the pool an interface draws from, if any, and whether
+    /// the attach is in lab mode.
+    fn attach_pool(
+        &self,
+        dev: &DeviceDef,
+        src: &StateNetworks,
+        opts: &AttachOptions,
+        rec: &RunRecord,
+    ) -> Result<AttachPool, RuntimeError> {
+        let mut pool = None;
+        let mut net_vlan = None;
+        if let DeviceDef::Interface(n) = dev {
+            if n.type_ == InterfaceType::Network {
+                let net = n.source_network().unwrap_or_default().to_owned();
+                let Some((nd, _)) = teamvirt_qemu::resolve::NetworkSource::lookup(src, &net)
+                    .map_err(RuntimeError::from)?
+                else {
+                    return Err(RuntimeError::NoNetwork(net));
+                };
+                if is_hostdev_network(&nd) {
+                    net_vlan = nd.vlan.as_ref().and_then(|v| v.tags.first()).map(|t| t.id);
+                    pool = Some(VfPool::new(&self.sd, &net));
+                }
+            }
+        }
+        let mut emulate = opts.emulate_vf || !rec.substitutions.is_empty();
+        let mut lab = None;
+        if let Some(p) = &pool {
+            let st = p.state()?;
+            emulate |= st.emulate_vf;
+            lab = st.lab();
+        }
+        Ok(AttachPool {
+            pool,
+            net_vlan,
+            emulate,
+            lab,
+        })
+    }
+
+    /// Live attach: the plan, with its VF (if any) booked under the pool's
+    /// lock. The inner error is the plan's, for [`plan_error`].
+    fn plan_booking_vf(
+        &self,
+        name: &str,
+        live: &DomainDef,
+        dev: DeviceDef,
+        caps: &teamvirt_qemu::caps::QemuCaps,
+        src: &StateNetworks,
+        ap: &AttachPool,
+    ) -> Result<Result<AttachPlan, plan::HotplugError>, RuntimeError> {
+        let bopts = teamvirt_qemu::command::BuildOptions {
+            emulate_vf: ap.emulate,
+            ..Default::default()
+        };
+        Ok(match &ap.pool {
+            Some(p) => VfPool::update_many(std::slice::from_ref(p), |states| {
+                let in_use: Vec<_> = states[0]
+                    .allocations
+                    .iter()
+                    .filter_map(|a| parse_pci(&a.address))
+                    .collect();
+                let plan = match plan::plan_attach(live, dev.clone(), caps, src, &in_use, &bopts) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if let Some(addr) = plan.actual.as_ref().and_then(|a| a.hostdev.as_ref()) {
+                    states[0].allocations.push(VfAllocation {
+                        address: addr.to_string(),
+                        domain: name.to_owned(),
+                        device: plan.alias.clone(),
+                    });
+                }
+                Ok(Ok(plan))
+            })?,
+            None => plan::plan_attach(live, dev, caps, src, &[], &bopts),
         })
     }
 
@@ -767,6 +764,62 @@ fn vf_address(def: &DomainDef, slot: Slot) -> Option<String> {
             .as_ref()
             .map(PciAddress::to_string),
     }
+}
+
+/// The pool a live attach draws its VF from (see [`Runtime::attach_pool`]).
+struct AttachPool {
+    pool: Option<VfPool>,
+    /// The pool's network's VLAN tag.
+    net_vlan: Option<u32>,
+    /// Lab mode: asked for, the domain's already, or the pool's.
+    emulate: bool,
+    lab: Option<crate::record::LabSettings>,
+}
+
+/// Live attach in QEMU: plug the device, then wait for (or query) the
+/// failover negotiation of its pair. Returns the pair's states when waited
+/// for, and the primary when QEMU hides it (not negotiated).
+fn plug_and_wait(
+    rec: &RunRecord,
+    plan: &AttachPlan,
+    pair: Option<&TeamingPair>,
+    wait: Option<Duration>,
+) -> Result<(Option<Vec<PairState>>, Option<String>), RuntimeError> {
+    block_on(async {
+        let q = run::connect(rec, MONITOR_WAIT).await?;
+        let mut events = q.subscribe();
+        plug(&q, plan).await?;
+        let mut states = None;
+        let mut hidden = None;
+        if let Some(p) = pair {
+            let st = match wait {
+                Some(w) => {
+                    teaming::wait_negotiated(&q, &mut events, std::slice::from_ref(p), w).await?
+                }
+                None => teaming::query(&q, std::slice::from_ref(p))
+                    .await
+                    .map_err(|e| qemu_err("query-pci", e))?,
+            };
+            if st.iter().any(|s| !s.negotiated) {
+                hidden = Some(p.primary.clone());
+            }
+            if wait.is_some() {
+                states = Some(st);
+            }
+        } else if let (Some(w), Some(standby)) = (wait, standby_alias(plan)) {
+            // A standby alone: its negotiation is the event.
+            let _ = events
+                .wait_for(
+                    "FAILOVER_NEGOTIATED",
+                    |e| e.data_str("device-id") == Some(standby.as_str()),
+                    w,
+                )
+                .await;
+        }
+        Ok::<_, RuntimeError>((states, hidden))
+    })
+    .map_err(RuntimeError::from)
+    .and_then(|r| r)
 }
 
 /// The alias of the planned device when it is a standby.

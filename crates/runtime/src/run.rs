@@ -462,114 +462,9 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
     // A stale socket from a dead QEMU would make connect fail confusingly.
     remove_optional(&paths.qmp_sock)?;
     write_atomic(&paths.live_xml, spec.live_xml.as_bytes(), 0o600)?;
-    // QEMU opens its log files by name, as root: each must be a regular
-    // file of ours, never a link planted there (`serial.log -> /etc/x`).
-    // Created private up front (QEMU truncates or appends, keeping the mode).
-    for log in [Some(&paths.qemu_log), spec.serial_log.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        // A file the definition names elsewhere is the user's business.
-        if !log.starts_with(&paths.dir) && !log.starts_with(sd.log_dir()) {
-            continue;
-        }
-        teamvirt_host::safefs::open_file(log, teamvirt_host::safefs::Access::Append(0o600))
-            .map_err(|e| StateError::from((log.as_path(), e)))?;
-        teamvirt_host::safefs::check_file_for_qemu(log)
-            .map_err(|source| StateError::Io {
-                path: log.clone(),
-                source,
-            })?
-            .map_err(StateError::from)?;
-    }
-    crate::domlog::append(
-        &paths.qemu_log,
-        &format!(
-            "starting up teamvirt {}{}",
-            env!("CARGO_PKG_VERSION"),
-            match (spec.incoming, spec.args.iter().any(|a| a == "-incoming")) {
-                (true, true) => " (incoming migration)",
-                // `start --paused`: launched without `cont` (see `reason`).
-                (true, false) => " (paused)",
-                _ => "",
-            }
-        ),
-    );
-    let cmdline = shell_line(spec.env.as_deref(), &spec.emulator, &spec.args);
-    tracing::debug!(domain = %spec.name, argv = %cmdline, "launching QEMU");
-    // Escaped: a `<cmdline>` with a newline must not forge log lines.
-    crate::domlog::append_untimed(&paths.qemu_log, &cmdline);
-    // Mark where this start's log begins, so errors show only its output.
-    let log_start = std::fs::metadata(&paths.qemu_log)
-        .map(|m| m.len())
-        .unwrap_or(0);
-
-    // QEMU runs as the VM's own uid (see teamvirt_host::dynuid) or the configured
-    // QEMU user, reaching the run dir's files only through the
-    // descriptors it inherits (see teamvirt_host::dac).
-    let (alloc, id) = if teamvirt_host::privdrop::dynamic_per_vm() {
-        let a = teamvirt_host::dynuid::allocate(sd, &spec.name)?;
-        let id = a.id.clone();
-        (Some(a), id)
-    } else {
-        let id =
-            teamvirt_host::privdrop::qemu_identity().map_err(teamvirt_host::dac::DacError::from)?;
-        (None, id)
-    };
-    let lent = crate::lend_argv::lend(sd, &spec.name, &spec.emulator, &spec.args, &id)
-        .inspect_err(|_| {
-            let _ = teamvirt_host::dynuid::free(sd, &spec.name);
-        })?;
-    let proc = spawn_detached_as(
-        &spec.emulator,
-        &lent.args,
-        spec.env.as_deref(),
-        &paths.qemu_log,
-        Some(lent.setup),
-        &spec.pass_fds,
-    )
-    .map_err(|e| {
-        let _ = teamvirt_host::dac::release(sd, &spec.name);
-        let _ = teamvirt_host::dynuid::free(sd, &spec.name);
-        match e {
-            ProcessError::ExitedAtStart { .. } => RunError::DiedAtStart {
-                name: spec.name.clone(),
-                log: read_log_from(&paths.qemu_log, log_start),
-            },
-            e => e.into(),
-        }
-    })?;
-    // QEMU has its copies now, and runs as its id (others see it in /proc).
-    drop(lent.fds);
-    let dynamic = alloc.is_some();
-    drop(alloc);
-    let mut argv = vec![spec.emulator.display().to_string()];
-    argv.extend(spec.args.iter().cloned());
-    let record = RunRecord {
-        name: spec.name.clone(),
-        id: spec.id,
-        uuid: spec.uuid.clone(),
-        proc,
-        emulator: spec.emulator.display().to_string(),
-        argv,
-        accel: spec.accel,
-        qmp_socket: paths.qmp_sock.clone(),
-        serial_log: spec.serial_log.clone(),
-        qemu_log: paths.qemu_log.clone(),
-        pairs: spec.pairs.clone(),
-        vfs: spec.vfs.clone(),
-        substitutions: spec.substitutions.clone(),
-        incoming: spec.incoming,
-        started_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        qemu_id: id.switch.then_some(teamvirt_host::dynuid::QemuIds {
-            uid: id.uid,
-            gid: id.gid,
-            dynamic,
-        }),
-    };
+    let log_start = open_logs(sd, &paths, &spec)?;
+    let (proc, id, dynamic) = spawn_qemu(sd, &spec, &paths, log_start)?;
+    let record = launched_record(&spec, &paths, proc, &id, dynamic);
     // Killing waits for QEMU to go: off the async worker.
     let name = spec.name.as_str();
     let fail = |e: RunError| async move {
@@ -611,6 +506,147 @@ pub async fn launch(sd: &StateDir, spec: LaunchSpec) -> Result<Launched, RunErro
         qmp,
         events,
     })
+}
+
+/// Launch, step 1: the log files QEMU opens made safe, the start and the
+/// command line logged. Returns where this start's log begins.
+fn open_logs(sd: &StateDir, paths: &RunPaths, spec: &LaunchSpec) -> Result<u64, RunError> {
+    // QEMU opens its log files by name, as root: each must be a regular
+    // file of ours, never a link planted there (`serial.log -> /etc/x`).
+    // Created private up front (QEMU truncates or appends, keeping the mode).
+    for log in [Some(&paths.qemu_log), spec.serial_log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        // A file the definition names elsewhere is the user's business.
+        if !log.starts_with(&paths.dir) && !log.starts_with(sd.log_dir()) {
+            continue;
+        }
+        teamvirt_host::safefs::open_file(log, teamvirt_host::safefs::Access::Append(0o600))
+            .map_err(|e| StateError::from((log.as_path(), e)))?;
+        teamvirt_host::safefs::check_file_for_qemu(log)
+            .map_err(|source| StateError::Io {
+                path: log.clone(),
+                source,
+            })?
+            .map_err(StateError::from)?;
+    }
+    crate::domlog::append(
+        &paths.qemu_log,
+        &format!(
+            "starting up teamvirt {}{}",
+            env!("CARGO_PKG_VERSION"),
+            match (spec.incoming, spec.args.iter().any(|a| a == "-incoming")) {
+                (true, true) => " (incoming migration)",
+                // `start --paused`: launched without `cont` (see `reason`).
+                (true, false) => " (paused)",
+                _ => "",
+            }
+        ),
+    );
+    let cmdline = shell_line(spec.env.as_deref(), &spec.emulator, &spec.args);
+    tracing::debug!(domain = %spec.name, argv = %cmdline, "launching QEMU");
+    // Escaped: a `<cmdline>` with a newline must not forge log lines.
+    crate::domlog::append_untimed(&paths.qemu_log, &cmdline);
+    // Mark where this start's log begins, so errors show only its output.
+    Ok(std::fs::metadata(&paths.qemu_log)
+        .map(|m| m.len())
+        .unwrap_or(0))
+}
+
+/// Launch, step 2: QEMU spawned detached under its identity, with the
+/// run directory's files lent to it. Returns its process, its identity
+/// and whether that is a per-VM uid.
+fn spawn_qemu(
+    sd: &StateDir,
+    spec: &LaunchSpec,
+    paths: &RunPaths,
+    log_start: u64,
+) -> Result<
+    (
+        teamvirt_host::process::ProcId,
+        teamvirt_host::privdrop::Identity,
+        bool,
+    ),
+    RunError,
+> {
+    // QEMU runs as the VM's own uid (see crate::dynuid) or the configured
+    // QEMU user, reaching the run dir's files only through the
+    // descriptors it inherits (see teamvirt_host::dac).
+    let (alloc, id) = if teamvirt_host::privdrop::dynamic_per_vm() {
+        let a = teamvirt_host::dynuid::allocate(sd, &spec.name)?;
+        let id = a.id.clone();
+        (Some(a), id)
+    } else {
+        let id =
+            teamvirt_host::privdrop::qemu_identity().map_err(teamvirt_host::dac::DacError::from)?;
+        (None, id)
+    };
+    let lent = crate::lend_argv::lend(sd, &spec.name, &spec.emulator, &spec.args, &id)
+        .inspect_err(|_| {
+            let _ = teamvirt_host::dynuid::free(sd, &spec.name);
+        })?;
+    let proc = spawn_detached_as(
+        &spec.emulator,
+        &lent.args,
+        spec.env.as_deref(),
+        &paths.qemu_log,
+        Some(lent.setup),
+        &spec.pass_fds,
+    )
+    .map_err(|e| {
+        let _ = teamvirt_host::dac::release(sd, &spec.name);
+        let _ = teamvirt_host::dynuid::free(sd, &spec.name);
+        match e {
+            ProcessError::ExitedAtStart { .. } => RunError::DiedAtStart {
+                name: spec.name.clone(),
+                log: read_log_from(&paths.qemu_log, log_start),
+            },
+            e => e.into(),
+        }
+    })?;
+    // QEMU has its copies now, and runs as its id (others see it in /proc).
+    drop(lent.fds);
+    let dynamic = alloc.is_some();
+    drop(alloc);
+    Ok((proc, id, dynamic))
+}
+
+/// Launch, step 3: the run record of the QEMU just spawned.
+fn launched_record(
+    spec: &LaunchSpec,
+    paths: &RunPaths,
+    proc: teamvirt_host::process::ProcId,
+    id: &teamvirt_host::privdrop::Identity,
+    dynamic: bool,
+) -> RunRecord {
+    let mut argv = vec![spec.emulator.display().to_string()];
+    argv.extend(spec.args.iter().cloned());
+    RunRecord {
+        name: spec.name.clone(),
+        id: spec.id,
+        uuid: spec.uuid.clone(),
+        proc,
+        emulator: spec.emulator.display().to_string(),
+        argv,
+        accel: spec.accel,
+        qmp_socket: paths.qmp_sock.clone(),
+        serial_log: spec.serial_log.clone(),
+        qemu_log: paths.qemu_log.clone(),
+        pairs: spec.pairs.clone(),
+        vfs: spec.vfs.clone(),
+        substitutions: spec.substitutions.clone(),
+        incoming: spec.incoming,
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        qemu_id: id.switch.then_some(teamvirt_host::dynuid::QemuIds {
+            uid: id.uid,
+            gid: id.gid,
+            dynamic,
+        }),
+    }
 }
 
 /// The environment and command line as a shell would take them (libvirt

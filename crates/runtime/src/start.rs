@@ -157,10 +157,49 @@ impl Runtime {
             host,
             hostnet,
         } = prep;
-        // Real VFs go to vfio-pci and get the guest's MAC before QEMU opens
-        // them; recorded so that whoever sees QEMU gone gives them back.
-        if let Err(e) = self.host.prepare_recorded(&paths.dir, &host) {
-            let _ = run::release_vfs(&self.sd, &name);
+        self.prepare_host(&name, &paths, &host, opts)?;
+        let t0 = Instant::now();
+        // A paused guest negotiates nothing: there is nothing to wait for.
+        let wait = opts
+            .wait_failover
+            .filter(|_| opts.incoming.is_none() && !opts.paused);
+        let outcome = self.launch_and_wait(&name, spec, &vnc_auth, opts, wait, t0);
+        // QEMU has its own copies of the tap descriptors now.
+        drop(hostnet);
+        // The id is ours until the record carrying it exists (or the start failed).
+        drop(id);
+        let (record, launch_time, states) = match outcome {
+            Ok(x) => x,
+            Err(e) => return Err(self.launch_failed(&name, _lock, e)),
+        };
+        log_launched(&self.sd, &name, &record);
+        let mut report = StartReport {
+            record,
+            substitutions,
+            warnings,
+            notes,
+            teaming: None,
+            guest: Vec::new(),
+            launch_time,
+        };
+        if let (Some(wait), Some(states)) = (wait, states) {
+            self.check_failover(name, wait, states, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Start, on the host: real VFs go to vfio-pci and get the guest's
+    /// MAC before QEMU opens them, and the pairs' bridge ports are wired.
+    fn prepare_host(
+        &self,
+        name: &str,
+        paths: &RunPaths,
+        host: &[VfRequest],
+        opts: &StartOptions,
+    ) -> Result<(), RuntimeError> {
+        // Recorded so that whoever sees QEMU gone gives them back.
+        if let Err(e) = self.host.prepare_recorded(&paths.dir, host) {
+            let _ = run::release_vfs(&self.sd, name);
             return Err(e.into());
         }
         // The pairs' bridge ports follow the VFs' MACs: the primary's half
@@ -176,19 +215,29 @@ impl Runtime {
         };
         for p in wiring {
             tracing::warn!("{p}");
-            crate::domlog::event(&self.sd, &name, &format!("warning: {p}"));
+            crate::domlog::event(&self.sd, name, &format!("warning: {p}"));
         }
+        Ok(())
+    }
+
+    /// Start: launch QEMU, set its VNC passwords and, when asked, wait for
+    /// failover to be negotiated. Returns the record, the launch time and
+    /// the pairs' states when waited for.
+    fn launch_and_wait(
+        &self,
+        name: &str,
+        spec: LaunchSpec,
+        vnc_auth: &[teamvirt_qemu::vncauth::VncPassword],
+        opts: &StartOptions,
+        wait: Option<Duration>,
+        t0: Instant,
+    ) -> Result<(RunRecord, Duration, Option<Vec<PairState>>), RuntimeError> {
         let pairs = spec.pairs.clone();
-        let t0 = Instant::now();
         // One tokio runtime for the whole conversation: the QMP connection's
         // tasks live on it, so it must outlast the wait for failover.
-        // A paused guest negotiates nothing: there is nothing to wait for.
-        let wait = opts
-            .wait_failover
-            .filter(|_| opts.incoming.is_none() && !opts.paused);
-        let outcome = block_on(async {
+        block_on(async {
             let mut l = run::launch(&self.sd, spec).await?;
-            if let Err(e) = set_vnc_passwords(&l.qmp, &vnc_auth).await {
+            if let Err(e) = set_vnc_passwords(&l.qmp, vnc_auth).await {
                 // Nobody could connect to it: stopped, as libvirt does.
                 let _ = l.qmp.quit().await;
                 return Err(e);
@@ -205,9 +254,9 @@ impl Runtime {
                 // behind this start's domain lock: it asks, this gives way.
                 Some(w) => tokio::select! {
                     r = teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w) => Some(r?),
-                    r = stop_requested(&self.sd, &name) => {
+                    r = stop_requested(&self.sd, name) => {
                         r?;
-                        return Err(RuntimeError::DestroyedWhileWaiting { name: name.clone() });
+                        return Err(RuntimeError::DestroyedWhileWaiting { name: name.to_owned() });
                     }
                 },
                 None => None,
@@ -215,87 +264,85 @@ impl Runtime {
             Ok::<_, RuntimeError>((l.record, launch_time, states))
         })
         .map_err(RuntimeError::from)
-        .and_then(|r| r);
-        // QEMU has its own copies of the tap descriptors now.
-        drop(hostnet);
-        // The id is ours until the record carrying it exists (or the start failed).
-        drop(id);
-        let (record, launch_time, states) = match outcome {
-            Ok(x) => x,
-            Err(RuntimeError::DestroyedWhileWaiting { name }) => {
+        .and_then(|r| r)
+    }
+
+    /// Start: the launch (or the failover wait) failed. What to report,
+    /// once a destroy that interrupted the wait is done.
+    fn launch_failed(
+        &self,
+        name: &str,
+        lock: teamvirt_host::lock::FileLock,
+        e: RuntimeError,
+    ) -> RuntimeError {
+        match e {
+            RuntimeError::DestroyedWhileWaiting { name } => {
                 // The destroy stops QEMU and releases everything under the
                 // domain lock; reported once it is done, saying whether it
                 // succeeded.
-                drop(_lock);
-                let _done = self.sd.wait_stop_requests(&name)?;
+                drop(lock);
+                let _done = match self.sd.wait_stop_requests(&name) {
+                    Ok(d) => d,
+                    Err(e) => return e.into(),
+                };
                 let running =
                     matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive());
-                return Err(if running {
+                if running {
                     RuntimeError::DestroyInterruptedWait { name }
                 } else {
                     RuntimeError::DestroyedWhileWaiting { name }
-                });
+                }
             }
-            Err(e) => {
+            e => {
                 // A QEMU that failed to come up is gone; one that is running
                 // (failover wait failed) keeps its VFs.
-                if !matches!(RunRecord::load(&self.sd, &name), Ok(Some(r)) if r.is_alive()) {
-                    let _ = run::release_vfs(&self.sd, &name);
+                if !matches!(RunRecord::load(&self.sd, name), Ok(Some(r)) if r.is_alive()) {
+                    let _ = run::release_vfs(&self.sd, name);
                 }
-                return Err(e);
+                e
             }
-        };
-        for v in &record.vfs {
-            crate::domlog::event(
-                &self.sd,
-                &name,
-                &format!(
-                    "VF {} of network '{}' bound to device {}",
-                    v.address, v.network, v.device
-                ),
-            );
         }
-        // Each line says "lab mode: ..." already.
-        for line in &record.substitutions {
-            crate::domlog::event(&self.sd, &name, line);
-        }
-        let mut report = StartReport {
-            record,
-            substitutions,
-            warnings,
-            notes,
-            teaming: None,
-            guest: Vec::new(),
-            launch_time,
-        };
-        if let (Some(wait), Some(states)) = (wait, states) {
-            let problems: Vec<String> = states.iter().filter_map(PairState::problem).collect();
-            if !problems.is_empty() {
-                let substitutions = report
-                    .substitutions
-                    .iter()
-                    .map(describe_substitution)
-                    .collect();
-                return Err(RuntimeError::FailoverNotNegotiated {
-                    name,
-                    secs: wait.as_secs(),
-                    problems,
-                    states,
-                    substitutions,
-                });
-            }
-            let pairs: Vec<_> = states.iter().map(|s| s.pair.clone()).collect();
-            report.guest = crate::agentops::checkpoint(
-                &self.sd,
-                &name,
-                &pairs,
-                crate::guestdoc::Checkpoint::Start,
-            );
-            report.teaming = Some(states);
-        }
-        Ok(report)
     }
 
+    /// Start, after the failover wait: every pair negotiated, or the start
+    /// fails saying which did not; then the guest doctor's checkpoint.
+    fn check_failover(
+        &self,
+        name: String,
+        wait: Duration,
+        states: Vec<PairState>,
+        report: &mut StartReport,
+    ) -> Result<(), RuntimeError> {
+        let problems: Vec<String> = states.iter().filter_map(PairState::problem).collect();
+        if !problems.is_empty() {
+            let substitutions = report
+                .substitutions
+                .iter()
+                .map(describe_substitution)
+                .collect();
+            return Err(RuntimeError::FailoverNotNegotiated {
+                name,
+                secs: wait.as_secs(),
+                problems,
+                states,
+                substitutions,
+            });
+        }
+        let pairs: Vec<_> = states.iter().map(|s| s.pair.clone()).collect();
+        report.guest = crate::agentops::checkpoint(
+            &self.sd,
+            &name,
+            &pairs,
+            crate::guestdoc::Checkpoint::Start,
+        );
+        report.teaming = Some(states);
+        Ok(())
+    }
+
+    /// Everything a start does before QEMU runs (libvirt's
+    /// qemuProcessPrepareDomain and PrepareHost): the accelerator, the
+    /// validation, the VF pools, the host's taps, the conversion with its
+    /// VFs reserved, and the launch spec.
     fn prepare(
         &self,
         mut def: DomainDef,
@@ -304,25 +351,7 @@ impl Runtime {
         paths: &RunPaths,
     ) -> Result<Prepared, RuntimeError> {
         let name = def.name.clone();
-        let mut notes = Vec::new();
-        let accel = match opts.accel {
-            Some(a) => a,
-            None => match crate::accel::kvm_unusable() {
-                None => Accel::Kvm,
-                Some(why) => {
-                    if def.type_ == "kvm" {
-                        notes.push(format!(
-                            "domain type 'kvm' but KVM is not usable on this host ({why}): running '{name}' with TCG (choose with --accel)"
-                        ));
-                    }
-                    Accel::Tcg
-                }
-            },
-        };
-        def.type_ = match accel {
-            Accel::Kvm => "kvm".into(),
-            Accel::Tcg => "qemu".into(),
-        };
+        let (accel, notes) = choose_accel(&mut def, opts);
         let caps = self.caps(&emulator_of(&def))?;
         let mut warnings = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
         if warnings.iter().any(Diagnostic::is_error) {
@@ -333,8 +362,81 @@ impl Runtime {
             });
         }
 
-        // The VF pools this domain draws from.
         let src = StateNetworks { sd: &self.sd };
+        let pools = self.start_pools(&def, &src, opts)?;
+        // Taps, macvtaps and lab-bridge ports, made before QEMU exists
+        // (their descriptors are on its command line).
+        crate::netsetup::check_standbys(&def, &src)?;
+        let hostnet = crate::netsetup::setup_for_start(
+            &def,
+            &src,
+            &pools.lab_bridges,
+            pools.emulate,
+            &paths.dir,
+        )?;
+        let bopts = BuildOptions {
+            test_env: false,
+            domain_dir: Some(paths.dir.clone()),
+            monitor: Monitor::Path(paths.qmp_sock.clone()),
+            emulate_vf: pools.emulate,
+            net_fds: hostnet.net_fds.clone(),
+            lab_fds: hostnet.lab_fds.clone(),
+            // The QEMU user's USER, LOGNAME and PATH, not root's (the
+            // launch fails on an identity that does not resolve).
+            env: teamvirt_host::privdrop::qemu_identity()
+                .ok()
+                .map(|id| teamvirt_host::privdrop::qemu_env(&id)),
+        };
+        let conv = self.convert_reserving_vfs(&def, text, &caps, &src, &pools, &bopts)?;
+        warnings.extend(conv.warnings.iter().cloned());
+
+        let reserved = run::reserve_id(&self.sd)?;
+        let id = reserved.id;
+        let vfs = vf_bindings(&conv, &pools.labs);
+        let pairs = teaming_pairs(&conv);
+        let host = host_requests(&conv, &pools.net_vlans);
+        let substitutions = conv.built.substitutions.clone();
+        let sub_lines: Vec<String> = substitutions.iter().map(describe_substitution).collect();
+        let live_xml = live::live_xml(&conv, id, accel, &vfs, &substitutions);
+        let (emulator, argv, serial_log) = launch_argv(&conv, paths, opts)?;
+        let spec = LaunchSpec {
+            name: name.clone(),
+            id,
+            uuid: def.uuid.map(|u| u.to_string()),
+            emulator,
+            env: Some(conv.built.cmd.env.clone()),
+            args: argv,
+            accel,
+            serial_log: Some(serial_log),
+            pairs,
+            vfs,
+            substitutions: sub_lines,
+            live_xml,
+            // No `cont` after the launch: a migration destination waits for
+            // its copy, a paused start for `resume` (see `start_def`).
+            incoming: opts.incoming.is_some() || opts.paused,
+            monitor_timeout: opts.monitor_timeout.unwrap_or(Duration::from_secs(30)),
+            pass_fds: hostnet.raw(),
+        };
+        Ok(Prepared {
+            spec,
+            id: reserved,
+            substitutions,
+            warnings,
+            notes,
+            host,
+            hostnet,
+        })
+    }
+
+    /// Prepare: the VF pools this domain draws from, and whether any of
+    /// them is in lab mode.
+    fn start_pools(
+        &self,
+        def: &DomainDef,
+        src: &StateNetworks,
+        opts: &StartOptions,
+    ) -> Result<StartPools, RuntimeError> {
         let mut nets = BTreeSet::new();
         let mut net_vlans = BTreeMap::new();
         for iface in def
@@ -364,26 +466,30 @@ impl Runtime {
                 lab_bridges.insert(p.network().to_owned(), br);
             }
         }
-        // Taps, macvtaps and lab-bridge ports, made before QEMU exists
-        // (their descriptors are on its command line).
-        crate::netsetup::check_standbys(&def, &src)?;
-        let hostnet =
-            crate::netsetup::setup_for_start(&def, &src, &lab_bridges, emulate, &paths.dir)?;
-        let bopts = BuildOptions {
-            test_env: false,
-            domain_dir: Some(paths.dir.clone()),
-            monitor: Monitor::Path(paths.qmp_sock.clone()),
-            emulate_vf: emulate,
-            net_fds: hostnet.net_fds.clone(),
-            lab_fds: hostnet.lab_fds.clone(),
-            // The QEMU user's USER, LOGNAME and PATH, not root's (the
-            // launch fails on an identity that does not resolve).
-            env: teamvirt_host::privdrop::qemu_identity()
-                .ok()
-                .map(|id| teamvirt_host::privdrop::qemu_env(&id)),
-        };
+        Ok(StartPools {
+            nets,
+            net_vlans,
+            pools,
+            emulate,
+            lab_bridges,
+            labs,
+        })
+    }
 
-        let conv: Conversion = VfPool::update_many(&pools, |states| {
+    /// Prepare: the conversion to QEMU's command line, under the pools'
+    /// locks, with the VFs it chose recorded as this domain's.
+    fn convert_reserving_vfs(
+        &self,
+        def: &DomainDef,
+        text: &str,
+        caps: &teamvirt_qemu::caps::QemuCaps,
+        src: &StateNetworks,
+        pools: &StartPools,
+        bopts: &BuildOptions,
+    ) -> Result<Conversion, RuntimeError> {
+        let name = def.name.clone();
+        let nets = &pools.nets;
+        let conv: Conversion = VfPool::update_many(&pools.pools, |states| {
             for st in states.iter_mut() {
                 st.allocations.retain(|a| a.domain != name);
             }
@@ -392,7 +498,7 @@ impl Runtime {
                 .flat_map(|s| s.allocations.iter())
                 .filter_map(|a| parse_pci(&a.address))
                 .collect();
-            let conv = match convert(def.clone(), &caps, &src, &in_use, &bopts) {
+            let conv = match convert(def.clone(), caps, src, &in_use, bopts) {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(RuntimeError::from(e))),
             };
@@ -431,71 +537,111 @@ impl Runtime {
             }
             Ok(Ok(conv))
         })??;
-        warnings.extend(conv.warnings.iter().cloned());
-
-        let reserved = run::reserve_id(&self.sd)?;
-        let id = reserved.id;
-        let vfs: Vec<VfBinding> = conv
-            .actual
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| match (a.type_, &a.network, &a.hostdev) {
-                (InterfaceType::Hostdev, Some(net), Some(addr)) => Some(VfBinding {
-                    network: net.clone(),
-                    device: conv.built.aliases.interfaces[i].clone(),
-                    address: addr.to_string(),
-                    lab: labs.get(net).cloned().flatten(),
-                }),
-                _ => None,
-            })
-            .collect();
-        let pairs = teaming_pairs(&conv);
-        let host = host_requests(&conv, &net_vlans);
-        let substitutions = conv.built.substitutions.clone();
-        let sub_lines: Vec<String> = substitutions.iter().map(describe_substitution).collect();
-        let live_xml = live::live_xml(&conv, id, accel, &vfs, &substitutions);
-
-        // Runtime parts of the argv.
-        write_master_key(&paths.dir)?;
-        let mut argv = conv.built.cmd.argv.clone();
-        let emulator = PathBuf::from(argv.remove(0));
-        if powers_off_by_itself(&conv.def) {
-            argv.retain(|a| a != "-no-shutdown");
-        }
-        let serial_log = serial_logging(&mut argv, &paths.serial_log);
-        if let Some(uri) = &opts.incoming {
-            argv.push("-incoming".into());
-            argv.push(uri.clone());
-        }
-        let spec = LaunchSpec {
-            name: name.clone(),
-            id,
-            uuid: def.uuid.map(|u| u.to_string()),
-            emulator,
-            env: Some(conv.built.cmd.env.clone()),
-            args: argv,
-            accel,
-            serial_log: Some(serial_log),
-            pairs,
-            vfs,
-            substitutions: sub_lines,
-            live_xml,
-            // No `cont` after the launch: a migration destination waits for
-            // its copy, a paused start for `resume` (see `start_def`).
-            incoming: opts.incoming.is_some() || opts.paused,
-            monitor_timeout: opts.monitor_timeout.unwrap_or(Duration::from_secs(30)),
-            pass_fds: hostnet.raw(),
-        };
-        Ok(Prepared {
-            spec,
-            id: reserved,
-            substitutions,
-            warnings,
-            notes,
-            host,
-            hostnet,
-        })
+        Ok(conv)
     }
+}
+
+/// The domain's log after a launch: the VFs bound and the lab-mode
+/// substitutions.
+fn log_launched(sd: &teamvirt_host::state::StateDir, name: &str, record: &RunRecord) {
+    for v in &record.vfs {
+        crate::domlog::event(
+            sd,
+            name,
+            &format!(
+                "VF {} of network '{}' bound to device {}",
+                v.address, v.network, v.device
+            ),
+        );
+    }
+    // Each line says "lab mode: ..." already.
+    for line in &record.substitutions {
+        crate::domlog::event(sd, name, line);
+    }
+}
+
+/// The VF pools a start draws from (see [`Runtime::start_pools`]).
+struct StartPools {
+    /// The hostdev networks the domain's interfaces name.
+    nets: BTreeSet<String>,
+    /// Each network's VLAN tag.
+    net_vlans: BTreeMap<String, Option<u32>>,
+    /// One pool per network of `nets`, in that order.
+    pools: Vec<VfPool>,
+    /// Lab mode, asked for or set on one of the pools.
+    emulate: bool,
+    lab_bridges: BTreeMap<String, String>,
+    labs: BTreeMap<String, Option<crate::record::LabSettings>>,
+}
+
+/// The accelerator a start uses (asked for, else KVM when usable), the
+/// domain's type set to match, and a note when KVM was asked for by the
+/// domain but cannot be had.
+fn choose_accel(def: &mut DomainDef, opts: &StartOptions) -> (Accel, Vec<String>) {
+    let name = def.name.clone();
+    let mut notes = Vec::new();
+    let accel = match opts.accel {
+        Some(a) => a,
+        None => match crate::accel::kvm_unusable() {
+            None => Accel::Kvm,
+            Some(why) => {
+                if def.type_ == "kvm" {
+                    notes.push(format!(
+                        "domain type 'kvm' but KVM is not usable on this host ({why}): running '{name}' with TCG (choose with --accel)"
+                    ));
+                }
+                Accel::Tcg
+            }
+        },
+    };
+    def.type_ = match accel {
+        Accel::Kvm => "kvm".into(),
+        Accel::Tcg => "qemu".into(),
+    };
+    (accel, notes)
+}
+
+/// The VFs the conversion chose, by network and device alias.
+fn vf_bindings(
+    conv: &Conversion,
+    labs: &BTreeMap<String, Option<crate::record::LabSettings>>,
+) -> Vec<VfBinding> {
+    conv.actual
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match (a.type_, &a.network, &a.hostdev) {
+            (InterfaceType::Hostdev, Some(net), Some(addr)) => Some(VfBinding {
+                network: net.clone(),
+                device: conv.built.aliases.interfaces[i].clone(),
+                address: addr.to_string(),
+                lab: labs.get(net).cloned().flatten(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The runtime parts of the argv: the master key written, the emulator
+/// taken off, `-no-shutdown` dropped for a domain that powers off by
+/// itself, the serial log and `-incoming`. Returns the emulator, the
+/// arguments and the serial log.
+fn launch_argv(
+    conv: &Conversion,
+    paths: &RunPaths,
+    opts: &StartOptions,
+) -> Result<(PathBuf, Vec<String>, PathBuf), RuntimeError> {
+    write_master_key(&paths.dir)?;
+    let mut argv = conv.built.cmd.argv.clone();
+    let emulator = PathBuf::from(argv.remove(0));
+    if powers_off_by_itself(&conv.def) {
+        argv.retain(|a| a != "-no-shutdown");
+    }
+    let serial_log = serial_logging(&mut argv, &paths.serial_log);
+    if let Some(uri) = &opts.incoming {
+        argv.push("-incoming".into());
+        argv.push(uri.clone());
+    }
+    Ok((emulator, argv, serial_log))
 }
 
 struct Prepared {

@@ -57,24 +57,20 @@ fn read(p: PathBuf) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-const NET: &str = "<network><name>pool</name>
-  <forward mode='hostdev' managed='yes'>
-    <address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x2'/>
-  </forward><vlan><tag id='42'/></vlan></network>";
+/// The pool `pool`: one VF, VLAN 42.
+fn net() -> String {
+    teamvirt_testinfra::xml::pool_xml_vlan("pool", &[VF], 42)
+}
 
 fn domain(qemu: &Path) -> String {
-    format!(
-        "<domain type='qemu'><name>vm</name><memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>
-  <emulator>{}</emulator>
-  <interface type='user'><mac address='52:54:00:6d:90:02'/><model type='virtio'/>
-    <teaming type='persistent'/><alias name='ua-backup0'/></interface>
-  <interface type='network'><source network='pool'/><mac address='52:54:00:6d:90:02'/>
-    <model type='virtio'/>
-    <teaming type='transient' persistent='ua-backup0'/></interface>
-  </devices></domain>",
-        qemu.display()
-    )
+    teamvirt_testinfra::xml::PairDomain::new("vm")
+        .domain_type("qemu")
+        .mac("52:54:00:6d:90:02")
+        .standby("ua-backup0")
+        .pool("pool")
+        .memballoon(None)
+        .devices_first(&format!("    <emulator>{}</emulator>\n", qemu.display()))
+        .xml()
 }
 
 fn setup(t: &Path, qemu: &Path, emulate: bool) -> (Runtime, HostPrep) {
@@ -82,7 +78,7 @@ fn setup(t: &Path, qemu: &Path, emulate: bool) -> (Runtime, HostPrep) {
     let mut rt = Runtime::open(&sd).unwrap();
     let host = fake_host(t);
     rt.set_host_prep(host.clone());
-    rt.define_network(NET, None, emulate).unwrap();
+    rt.define_network(&net(), None, emulate).unwrap();
     rt.define_domain(&domain(qemu), None).unwrap();
     (rt, host)
 }
@@ -206,7 +202,7 @@ fn unmanaged_pool_vf_on_its_driver_is_refused_with_libvirts_text() {
     let t = tempfile::tempdir().unwrap();
     let (rt, host) = setup(t.path(), &qemu, false);
     rt.undefine_network("pool").unwrap();
-    rt.define_network(&NET.replace("managed='yes'", "managed='no'"), None, false)
+    rt.define_network(&net().replace("managed='yes'", "managed='no'"), None, false)
         .unwrap();
     let e = rt
         .start("vm", &StartOptions::default())

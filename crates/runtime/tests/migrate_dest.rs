@@ -14,8 +14,10 @@ use teamvirt_runtime::pool::VfPool;
 use teamvirt_runtime::run::{monitor_args, RunRecord};
 use teamvirt_runtime::teaming::TeamingPair;
 
-const POOL: &str = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'>\
-<address type='pci' domain='0x0000' bus='0x81' slot='0x00' function='0x1'/></forward></network>";
+/// The pool `vfpool` with one VF.
+fn pool() -> String {
+    teamvirt_testinfra::xml::pool_xml("vfpool", &["0000:81:00.1"])
+}
 
 fn request(src: &StateDir, qemu: &str) -> PrepareRequest {
     let run = src.run_paths("vm").unwrap();
@@ -95,7 +97,12 @@ fn prepare_listens_and_abort_cleans_up() {
             MigrateError::SameHost(_)
         ));
 
-        write_atomic(&dst.network_xml("vfpool").unwrap(), POOL.as_bytes(), 0o600).unwrap();
+        write_atomic(
+            &dst.network_xml("vfpool").unwrap(),
+            pool().as_bytes(),
+            0o600,
+        )
+        .unwrap();
         let pool = VfPool::new(&dst, "vfpool");
         // The only VF is taken: refused before QEMU starts.
         pool.reserve("0000:81:00.1", "other", "hostdev0").unwrap();

@@ -278,9 +278,7 @@ fn pci_device_users_from_pools_and_run_records() {
     let sd = StateDir::open(&d.path().join("state")).unwrap();
     let rt = teamvirt_runtime::Runtime::open(&sd).unwrap();
     rt.define_network(
-        "<network><name>pool</name><forward mode='hostdev' managed='yes'>
-         <address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x2'/>
-         </forward></network>",
+        &teamvirt_testinfra::xml::pool_xml("pool", &["0000:03:10.2"]),
         None,
         true,
     )

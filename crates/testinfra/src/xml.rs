@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct PairDomain {
     pub name: String,
+    /// `<uuid>`; `None` leaves it to the definition.
+    pub uuid: Option<String>,
     /// `kvm` or `qemu` (teamvirt runs TCG either way where KVM is absent).
     pub domain_type: String,
     pub memory_mib: u32,
@@ -29,6 +31,15 @@ pub struct PairDomain {
     pub extra_devices: String,
     /// `<memballoon model=.../>`; `None` leaves the element out.
     pub memballoon: Option<String>,
+    /// The standby's `type='network'` source; `None`: user networking.
+    pub standby_network: Option<String>,
+    /// The standby's and the primary's PCI bus (`<address>` at slot 0).
+    pub standby_bus: Option<u8>,
+    pub primary_bus: Option<u8>,
+    /// Devices before the pair (`<emulator>`, controllers, a disk...).
+    pub first_devices: String,
+    /// Elements after `</devices>` (`<on_poweroff>`...).
+    pub after_devices: String,
 }
 
 impl PairDomain {
@@ -37,6 +48,7 @@ impl PairDomain {
     pub fn new(name: &str) -> Self {
         PairDomain {
             name: name.to_owned(),
+            uuid: None,
             domain_type: "kvm".into(),
             memory_mib: 64,
             mac: "52:54:00:12:34:56".into(),
@@ -45,7 +57,52 @@ impl PairDomain {
             boot: None,
             extra_devices: String::new(),
             memballoon: Some("none".into()),
+            standby_network: None,
+            standby_bus: None,
+            primary_bus: None,
+            first_devices: String::new(),
+            after_devices: String::new(),
         }
+    }
+
+    pub fn uuid(mut self, uuid: &str) -> Self {
+        self.uuid = Some(uuid.to_owned());
+        self
+    }
+
+    pub fn domain_type(mut self, t: &str) -> Self {
+        self.domain_type = t.to_owned();
+        self
+    }
+
+    /// The standby on `type='network'` `network` instead of user networking.
+    pub fn standby_network(mut self, network: &str) -> Self {
+        self.standby_network = Some(network.to_owned());
+        self
+    }
+
+    /// The standby on PCI bus `bus`, slot 0.
+    pub fn standby_bus(mut self, bus: u8) -> Self {
+        self.standby_bus = Some(bus);
+        self
+    }
+
+    /// The primary on PCI bus `bus`, slot 0.
+    pub fn primary_bus(mut self, bus: u8) -> Self {
+        self.primary_bus = Some(bus);
+        self
+    }
+
+    /// Put devices (XML, indented by the caller) before the pair.
+    pub fn devices_first(mut self, xml: &str) -> Self {
+        self.first_devices.push_str(xml);
+        self
+    }
+
+    /// Put elements (XML, indented by the caller) after `</devices>`.
+    pub fn after_devices(mut self, xml: &str) -> Self {
+        self.after_devices.push_str(xml);
+        self
     }
 
     pub fn memory_mib(mut self, mib: u32) -> Self {
@@ -99,6 +156,25 @@ impl PairDomain {
             .as_deref()
             .map(|m| format!("    <memballoon model='{m}'/>\n"))
             .unwrap_or_default();
+        let standby_source = match &self.standby_network {
+            Some(n) => format!("<interface type='network'>\n      <source network='{n}'/>"),
+            None => "<interface type='user'>".to_owned(),
+        };
+        let address = |bus: Option<u8>| {
+            bus.map(|b| {
+                format!(
+                    "      <address type='pci' domain='0x0000' bus='{b:#04x}' slot='0x00' function='0x0'/>\n"
+                )
+            })
+            .unwrap_or_default()
+        };
+        let uuid = self
+            .uuid
+            .as_deref()
+            .map(|u| format!("\n  <uuid>{u}</uuid>"))
+            .unwrap_or_default();
+        let (standby_address, primary_address) =
+            (address(self.standby_bus), address(self.primary_bus));
         let PairDomain {
             name,
             domain_type,
@@ -107,11 +183,13 @@ impl PairDomain {
             standby,
             pool,
             extra_devices,
+            first_devices,
+            after_devices,
             ..
         } = self;
         format!(
             "<domain type='{domain_type}'>
-  <name>{name}</name>
+  <name>{name}</name>{uuid}
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
   <os>
@@ -119,20 +197,20 @@ impl PairDomain {
   </os>
   <features><acpi/></features>
   <devices>
-    <interface type='user'>
+{first_devices}    {standby_source}
       <mac address='{mac}'/>
       <model type='virtio'/>
       <teaming type='persistent'/>
       <alias name='{standby}'/>
-    </interface>
+{standby_address}    </interface>
     <interface type='network'>
       <source network='{pool}'/>
       <mac address='{mac}'/>
       <model type='virtio'/>
       <teaming type='transient' persistent='{standby}'/>
-    </interface>
+{primary_address}    </interface>
 {extra_devices}{balloon}  </devices>
-</domain>
+{after_devices}</domain>
 "
         )
     }
@@ -201,6 +279,14 @@ pub fn pool_xml(name: &str, vfs: &[&str]) -> String {
     )
 }
 
+/// [`pool_xml`] whose network tags its VFs' traffic with VLAN `tag`.
+pub fn pool_xml_vlan(name: &str, vfs: &[&str], tag: u32) -> String {
+    pool_xml(name, vfs).replace(
+        "</network>",
+        &format!("  <vlan>\n    <tag id='{tag}'/>\n  </vlan>\n</network>"),
+    )
+}
+
 /// `<address type='pci' .../>` of `DDDD:BB:SS.F`, each field as written.
 /// A malformed address is a bug in the calling test: it panics.
 pub fn pci_address(vf: &str) -> String {
@@ -242,6 +328,42 @@ mod tests {
             x.contains("<kernel>/k</kernel>") && x.contains("<cmdline>console=ttyS0</cmdline>")
         );
         assert!(x.contains("    <serial type='pty'/>\n  </devices>") && !x.contains("memballoon"));
+    }
+
+    #[test]
+    fn pool_with_a_vlan() {
+        assert!(pool_xml_vlan("p", &["0000:03:10.2"], 42)
+            .ends_with("  </forward>\n  <vlan>\n    <tag id='42'/>\n  </vlan>\n</network>\n"));
+    }
+
+    #[test]
+    fn pair_domain_variants() {
+        let x = PairDomain::new("d")
+            .domain_type("qemu")
+            .uuid("6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11")
+            .standby_network("lan")
+            .standby_bus(1)
+            .primary_bus(2)
+            .devices_first("    <emulator>/q</emulator>\n")
+            .after_devices("  <on_poweroff>destroy</on_poweroff>\n")
+            .xml();
+        assert!(
+            x.starts_with("<domain type='qemu'>\n  <name>d</name>\n  <uuid>6d3a7b3c-2b8e-4a55-9f3c-0c7f8d9e0a11</uuid>\n"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<devices>\n    <emulator>/q</emulator>\n    <interface type='network'>\n      <source network='lan'/>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("bus='0x01' slot='0x00' function='0x0'/>\n    </interface>"),
+            "{x}"
+        );
+        assert!(x.contains("bus='0x02'") && !PairDomain::new("d").xml().contains("<address"));
+        assert!(
+            x.ends_with("</devices>\n  <on_poweroff>destroy</on_poweroff>\n</domain>\n"),
+            "{x}"
+        );
     }
 
     #[test]

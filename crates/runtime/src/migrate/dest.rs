@@ -208,11 +208,38 @@ impl LocalDestination {
         out
     }
 
+    /// libvirt's Prepare on the destination: plan the incoming QEMU from
+    /// the request, set up the host and launch it paused, configure its
+    /// monitor, and make it listen.
     async fn start(
         &mut self,
         req: &PrepareRequest,
         vfs: &[VfBinding],
     ) -> Result<Prepared, MigrateError> {
+        let plan = self.plan_incoming(req, vfs)?;
+        let launched = self.launch_incoming(req, vfs, &plan).await?;
+        let active = self.active.as_mut().expect("set by prepare");
+        active.qmp = Some(launched.qmp.clone());
+        active.record = Some(launched.record.clone());
+        let me = self.configure_incoming(req, &launched).await?;
+        let uri = self.listen_incoming(&launched.qmp, &me).await?;
+        Ok(self.prepared(
+            uri,
+            plan.pairs,
+            vfs,
+            plan.substitutions,
+            launched.record.proc,
+            launched.events,
+        ))
+    }
+
+    /// Prepare, step 1: what the destination runs, worked out from the
+    /// request before anything on this host changes.
+    fn plan_incoming(
+        &self,
+        req: &PrepareRequest,
+        vfs: &[VfBinding],
+    ) -> Result<IncomingPlan, MigrateError> {
         let dst_paths = self.sd.run_paths(&req.name)?;
         let host: BTreeMap<String, String> = req
             .pairs
@@ -226,28 +253,7 @@ impl LocalDestination {
             .collect();
         let src_args = req.argv.get(1..).unwrap_or_default();
         let args = destination_args(src_args, &req.source_run_dir, &dst_paths.dir, &host)?;
-        let mut pairs = req.pairs.clone();
-        let mut substitutions = Vec::new();
-        for p in pairs.iter_mut() {
-            if let Some(v) = vfs.iter().find(|v| v.device == p.primary) {
-                p.vf = Some(v.address.clone());
-                p.network = Some(v.network.clone());
-            }
-            if p.emulated {
-                let model = device_props(&args, &p.primary)
-                    .and_then(|m| m.get("driver").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| "an emulated NIC".into());
-                substitutions.push(format!(
-                    "lab mode (carried over from the source): {} is an emulated {model}{}, not a VF",
-                    p.primary,
-                    match (&p.vf, &p.network) {
-                        (Some(vf), Some(net)) => format!(" standing for VF {vf} of network '{net}'"),
-                        (Some(vf), None) => format!(" standing for VF {vf}"),
-                        _ => String::new(),
-                    }
-                ));
-            }
-        }
+        let (pairs, substitutions) = destination_pairs(req, vfs, &args);
         // The serial log is a file of the run directory (see `start`): the
         // destination's own, never a path the request names elsewhere.
         let serial_log = match &req.source_serial_log {
@@ -270,31 +276,50 @@ impl LocalDestination {
         super::proto::check_files(&self.run_files)
             .map_err(|why| MigrateError::Remote(format!("protocol error: {why}")))?;
         let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs)?;
+        Ok(IncomingPlan {
+            dir: dst_paths.dir,
+            args,
+            pairs,
+            substitutions,
+            serial_log,
+            live_xml,
+        })
+    }
+
+    /// Prepare, step 2: the run directory with the carried files, the
+    /// host's VFs and taps, and QEMU started with `-incoming defer`.
+    async fn launch_incoming(
+        &self,
+        req: &PrepareRequest,
+        vfs: &[VfBinding],
+        plan: &IncomingPlan,
+    ) -> Result<run::Launched, MigrateError> {
         self.sd.create_run_dir(&req.name)?;
         if !self.own_emulator {
             // A source on this host: its run directory is here.
-            copy_referenced_files(&req.source_run_dir, &dst_paths.dir, &req.argv)?;
+            copy_referenced_files(&req.source_run_dir, &plan.dir, &req.argv)?;
         }
         for (name, data) in &self.run_files {
-            write_atomic(&dst_paths.dir.join(name), data, 0o600)?;
+            write_atomic(&plan.dir.join(name), data, 0o600)?;
         }
         // Held until `launch` has saved the record carrying the id, so a
         // start or another migration into this state dir cannot take it.
         let reserved = run::reserve_id(&self.sd)?;
         // Like a start: the destination's real VFs are bound to vfio-pci
         // and get the guest's MAC before QEMU opens them.
-        let host = host_requests(&self.sd, &req.live_xml, &req.pairs, &pairs)?;
+        let host = host_requests(&self.sd, &req.live_xml, &req.pairs, &plan.pairs)?;
         // sysfs writes (driver unbind/bind can take a while) and netlink
         // run off the async worker.
-        let (hp, dir) = (self.host.clone(), dst_paths.dir.clone());
+        let (hp, dir) = (self.host.clone(), plan.dir.clone());
         blocking(move || hp.prepare_recorded(&dir, &host)).await??;
         // The destination's own taps (the source's descriptors are its own).
-        let (sd, live, pairs_c, bridges, dir) = (
+        let (sd, live, pairs_c, bridges, dir, args) = (
             self.sd.clone(),
             req.live_xml.clone(),
-            pairs.clone(),
+            plan.pairs.clone(),
             crate::netsetup::dest::lab_bridges(&self.sd, vfs),
-            dst_paths.dir.clone(),
+            plan.dir.clone(),
+            plan.args.clone(),
         );
         let (hostnet, new_args) = blocking(move || {
             let mut args = args;
@@ -321,27 +346,34 @@ impl LocalDestination {
                 .unwrap_or_else(|| crate::identity::xml_emulator(&req.live_xml)),
             args,
             accel: req.accel,
-            serial_log,
-            pairs: pairs.clone(),
+            serial_log: plan.serial_log.clone(),
+            pairs: plan.pairs.clone(),
             vfs: vfs.to_vec(),
-            substitutions: substitutions.clone(),
-            live_xml,
+            substitutions: plan.substitutions.clone(),
+            live_xml: plan.live_xml.clone(),
             incoming: true,
             monitor_timeout: Duration::from_secs(30),
             id: reserved.id,
             // The QEMU user's environment, not this process's.
             env: teamvirt_host::privdrop::qemu_identity()
                 .ok()
-                .map(|id| teamvirt_host::privdrop::qemu_process_env(&id, &dst_paths.dir)),
+                .map(|id| teamvirt_host::privdrop::qemu_process_env(&id, &plan.dir)),
             pass_fds: hostnet.raw(),
         };
         let launched = run::launch(&self.sd, spec).await;
         drop(hostnet);
         let launched = launched?;
         drop(reserved);
-        let active = self.active.as_mut().expect("set by prepare");
-        active.qmp = Some(launched.qmp.clone());
-        active.record = Some(launched.record.clone());
+        Ok(launched)
+    }
+
+    /// Prepare, step 3: the incoming QEMU's VNC passwords, the incoming
+    /// job, migration events and TLS. Returns the QEMU's identity.
+    async fn configure_incoming(
+        &self,
+        req: &PrepareRequest,
+        launched: &run::Launched,
+    ) -> Result<teamvirt_host::privdrop::Identity, MigrateError> {
         // The VNC password, as a start sets it (it is not in the argv).
         if let Ok((def, _)) = teamvirt_conf::DomainDef::parse_str(&req.live_xml, None) {
             let cmds =
@@ -356,7 +388,7 @@ impl LocalDestination {
         incoming.operation = "migration in".into();
         incoming.phase = super::job::JobPhase::Incoming;
         job::publish(&self.sd, &req.name, &incoming)?;
-        let qmp = launched.qmp;
+        let qmp = &launched.qmp;
         qmp.migrate_set_capabilities(&[MigrationCapability::on("events")])
             .await
             .map_err(MigrateError::dst)?;
@@ -369,17 +401,27 @@ impl LocalDestination {
                 }
             })?;
         if let Some(dir) = &self.tls_dir {
-            super::tls::tls_setup(&qmp, dir, "server", None, &me)
+            super::tls::tls_setup(qmp, dir, "server", None, &me)
                 .await
                 .map_err(MigrateError::dst)?;
         }
+        Ok(me)
+    }
+
+    /// Prepare, step 4: `migrate-incoming` on a socket only the source may
+    /// reach, or on TCP. Returns the URI the source sends to.
+    async fn listen_incoming(
+        &mut self,
+        qmp: &Qmp,
+        me: &teamvirt_host::privdrop::Identity,
+    ) -> Result<String, MigrateError> {
         if self.unix_incoming {
             // QEMU binds it, and the source QEMU (or root's relay)
             // connects: neither QEMU can enter the root-only run
             // directory, so it is a fresh directory of this QEMU's uid
             // that only the source's gid may also enter, the socket given
             // to the source (nobody else gets in).
-            let dir = teamvirt_host::privdrop::socket_dir("migrate-in", &me, self.peer.as_ref())
+            let dir = teamvirt_host::privdrop::socket_dir("migrate-in", me, self.peer.as_ref())
                 .map_err(|e| MigrateError::Io {
                     what: "cannot make the incoming socket directory".into(),
                     source: e,
@@ -398,14 +440,7 @@ impl LocalDestination {
                     }
                 })?;
             }
-            return Ok(self.prepared(
-                uri,
-                pairs,
-                vfs,
-                substitutions,
-                launched.record.proc,
-                launched.events,
-            ));
+            return Ok(uri);
         }
         // Port 0: the kernel picks a free port; QEMU reports it back.
         let listen = if self.listen.contains(':') {
@@ -428,14 +463,7 @@ impl LocalDestination {
                 )))
             })?;
         let host = self.advertise.clone().unwrap_or(listen);
-        Ok(self.prepared(
-            format!("tcp:{host}:{port}"),
-            pairs,
-            vfs,
-            substitutions,
-            launched.record.proc,
-            launched.events,
-        ))
+        Ok(format!("tcp:{host}:{port}"))
     }
 
     fn prepared(
@@ -465,6 +493,51 @@ impl LocalDestination {
             events: rx,
         }
     }
+}
+
+/// The incoming QEMU as Prepare plans it from the request (see
+/// [`LocalDestination::plan_incoming`]).
+struct IncomingPlan {
+    /// The destination's run directory.
+    dir: PathBuf,
+    args: Vec<String>,
+    /// The pairs with the destination's VFs.
+    pairs: Vec<TeamingPair>,
+    substitutions: Vec<String>,
+    serial_log: Option<PathBuf>,
+    live_xml: String,
+}
+
+/// The request's pairs with the destination's VFs, and a line for each
+/// emulated primary carried over from a lab-mode source.
+fn destination_pairs(
+    req: &PrepareRequest,
+    vfs: &[VfBinding],
+    args: &[String],
+) -> (Vec<TeamingPair>, Vec<String>) {
+    let mut pairs = req.pairs.clone();
+    let mut substitutions = Vec::new();
+    for p in pairs.iter_mut() {
+        if let Some(v) = vfs.iter().find(|v| v.device == p.primary) {
+            p.vf = Some(v.address.clone());
+            p.network = Some(v.network.clone());
+        }
+        if p.emulated {
+            let model = device_props(args, &p.primary)
+                .and_then(|m| m.get("driver").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "an emulated NIC".into());
+            substitutions.push(format!(
+                "lab mode (carried over from the source): {} is an emulated {model}{}, not a VF",
+                p.primary,
+                match (&p.vf, &p.network) {
+                    (Some(vf), Some(net)) => format!(" standing for VF {vf} of network '{net}'"),
+                    (Some(vf), None) => format!(" standing for VF {vf}"),
+                    _ => String::new(),
+                }
+            ));
+        }
+    }
+    (pairs, substitutions)
 }
 
 /// The emulator a destination serving a remote source runs: its own
@@ -733,6 +806,9 @@ impl Destination for LocalDestination {
         }
     }
 
+    /// libvirt's Finish on the destination: wait for the incoming state,
+    /// give the VFs the guest's MACs, resume, check that the primaries are
+    /// plugged and taken, and make the domain this host's.
     async fn finish(&mut self, resume: bool, timeout: Duration) -> Result<Finished, MigrateError> {
         let a = self
             .active
@@ -742,114 +818,14 @@ impl Destination for LocalDestination {
             .qmp
             .clone()
             .ok_or_else(|| MigrateError::Sequence("finish without a destination QEMU"))?;
-        let deadline = Instant::now() + timeout;
-        // Woken by QEMU's MIGRATION events (the `events` capability is on),
-        // not a poll period: every millisecond between the load's end and
-        // `cont` is guest downtime. The timer only bounds a missed event.
-        let mut events = qmp.subscribe();
-        loop {
-            let q = qmp.query_migrate().await.map_err(MigrateError::dst)?;
-            match q.status {
-                MigrationStatus::Completed => break,
-                MigrationStatus::Failed | MigrationStatus::Cancelled => {
-                    return Err(MigrateError::IncomingEnded {
-                        status: q.status.to_string(),
-                        desc: q.error_desc,
-                    })
-                }
-                _ if Instant::now() >= deadline => {
-                    return Err(MigrateError::IncomingTimeout(timeout.as_secs()))
-                }
-                _ => {
-                    // Also ends at once when QEMU goes away (the stream
-                    // closes), so the next query reports that without
-                    // delay and a killed destination is named as such.
-                    let _ = tokio::time::timeout(Duration::from_millis(250), async {
-                        while let Some(ev) = events.recv().await {
-                            if ev.name == "MIGRATION" {
-                                return;
-                            }
-                        }
-                    })
-                    .await;
-                }
-            }
-        }
-        // The VFs get the guest's MAC (and VLAN) now: QEMU plugs them when
-        // the guest runs here. The guest listens on its standbys until it
-        // has taken them (netdev::pair, below).
-        let dir = self.sd.run_paths(&a.name)?.dir;
-        let problems =
-            blocking(move || teamvirt_host::netdev::pair::apply_parked_standby_first(&dir)).await?;
-        if !problems.is_empty() {
-            return Err(MigrateError::Remote(format!(
-                "operation failed: the destination's VFs could not take the guest's MAC: {}",
-                problems.join("; ")
-            )));
-        }
+        wait_incoming_completed(&qmp, timeout).await?;
+        give_vfs_guest_macs(&self.sd, &a.name).await?;
         if resume {
             qmp.cont().await.map_err(MigrateError::dst)?;
         }
-        // The primaries are plugged while the device state loads; give the
-        // hotplug a moment to show on the bus.
-        let mut states = teaming::query(&qmp, &a.pairs)
-            .await
-            .map_err(MigrateError::dst)?;
-        let plug_deadline = Instant::now() + Duration::from_secs(10);
-        while states.iter().any(|s| s.negotiated && !s.plugged) && Instant::now() < plug_deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            states = teaming::query(&qmp, &a.pairs)
-                .await
-                .map_err(MigrateError::dst)?;
-        }
+        let states = wait_primaries_plugged(&qmp, &a.pairs).await?;
         let running = qmp.query_status().await.map_err(MigrateError::dst)? == "running";
-        // A paused guest takes its primaries whenever it is resumed, with
-        // nobody watching: theirs at once.
-        let dir = self.sd.run_paths(&a.name)?.dir;
-        // Only primaries QEMU plugged are waited for (by their MACs).
-        let plugged: Vec<String> = states
-            .iter()
-            .filter(|s| s.negotiated && s.plugged)
-            .filter_map(|s| s.pair.primary_mac.clone().or(s.pair.standby_mac.clone()))
-            .collect();
-        let awaited = plugged.clone();
-        let heard = blocking(move || match running {
-            true => teamvirt_host::netdev::pair::primary_when_heard(
-                &dir,
-                teamvirt_host::netdev::pair::HEARD_BOUND,
-                Some(&awaited),
-            ),
-            false => teamvirt_host::netdev::pair::Heard {
-                problems: teamvirt_host::netdev::pair::wire(
-                    &dir,
-                    teamvirt_host::netdev::pair::Active::Primary,
-                ),
-                ..Default::default()
-            },
-        })
-        .await?;
-        if running && !plugged.is_empty() && heard.pairs > 0 {
-            crate::domlog::event(
-                &self.sd,
-                &a.name,
-                &if !heard.countable {
-                    "warning: nothing shows when the guest takes its primaries (no per-VF statistics or vfio interrupts to read); their halves of the pairs are its ports at once".to_string()
-                } else if heard.heard {
-                    format!(
-                        "the guest took its primaries {:.1} s after the resume; their halves of the pairs are its ports now",
-                        heard.waited.as_secs_f64()
-                    )
-                } else {
-                    format!(
-                        "warning: the guest sent nothing through its primaries within {} s; their halves of the pairs are its ports anyway",
-                        heard.waited.as_secs()
-                    )
-                },
-            );
-        }
-        for p in heard.problems {
-            crate::domlog::event(&self.sd, &a.name, &format!("warning: {p}"));
-        }
+        watch_primaries_taken(&self.sd, &a.name, running, &states).await?;
         crate::domlog::event(
             &self.sd,
             &a.name,
@@ -956,6 +932,137 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// Finish, step 1: until the incoming migration has completed (or failed,
+/// or `timeout` passed).
+async fn wait_incoming_completed(qmp: &Qmp, timeout: Duration) -> Result<(), MigrateError> {
+    let deadline = Instant::now() + timeout;
+    // Woken by QEMU's MIGRATION events (the `events` capability is on),
+    // not a poll period: every millisecond between the load's end and
+    // `cont` is guest downtime. The timer only bounds a missed event.
+    let mut events = qmp.subscribe();
+    loop {
+        let q = qmp.query_migrate().await.map_err(MigrateError::dst)?;
+        match q.status {
+            MigrationStatus::Completed => return Ok(()),
+            MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                return Err(MigrateError::IncomingEnded {
+                    status: q.status.to_string(),
+                    desc: q.error_desc,
+                })
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(MigrateError::IncomingTimeout(timeout.as_secs()))
+            }
+            _ => {
+                // Also ends at once when QEMU goes away (the stream
+                // closes), so the next query reports that without
+                // delay and a killed destination is named as such.
+                let _ = tokio::time::timeout(Duration::from_millis(250), async {
+                    while let Some(ev) = events.recv().await {
+                        if ev.name == "MIGRATION" {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// Finish, step 2: the VFs get the guest's MAC (and VLAN) now: QEMU plugs
+/// them when the guest runs here. The guest listens on its standbys until
+/// it has taken them (netdev::pair, see [`watch_primaries_taken`]).
+async fn give_vfs_guest_macs(sd: &StateDir, name: &str) -> Result<(), MigrateError> {
+    let dir = sd.run_paths(name)?.dir;
+    let problems =
+        blocking(move || teamvirt_host::netdev::pair::apply_parked_standby_first(&dir)).await?;
+    if !problems.is_empty() {
+        return Err(MigrateError::Remote(format!(
+            "operation failed: the destination's VFs could not take the guest's MAC: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// Finish, step 3: the primaries are plugged while the device state loads;
+/// give the hotplug a moment to show on the bus.
+async fn wait_primaries_plugged(
+    qmp: &Qmp,
+    pairs: &[TeamingPair],
+) -> Result<Vec<PairState>, MigrateError> {
+    let mut states = teaming::query(qmp, pairs)
+        .await
+        .map_err(MigrateError::dst)?;
+    let plug_deadline = Instant::now() + Duration::from_secs(10);
+    while states.iter().any(|s| s.negotiated && !s.plugged) && Instant::now() < plug_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        states = teaming::query(qmp, pairs)
+            .await
+            .map_err(MigrateError::dst)?;
+    }
+    Ok(states)
+}
+
+/// Finish, step 4: the pairs' active halves become the primaries once a
+/// running guest is heard on them (a paused guest's at once), logged.
+async fn watch_primaries_taken(
+    sd: &StateDir,
+    name: &str,
+    running: bool,
+    states: &[PairState],
+) -> Result<(), MigrateError> {
+    // A paused guest takes its primaries whenever it is resumed, with
+    // nobody watching: theirs at once.
+    let dir = sd.run_paths(name)?.dir;
+    // Only primaries QEMU plugged are waited for (by their MACs).
+    let plugged: Vec<String> = states
+        .iter()
+        .filter(|s| s.negotiated && s.plugged)
+        .filter_map(|s| s.pair.primary_mac.clone().or(s.pair.standby_mac.clone()))
+        .collect();
+    let awaited = plugged.clone();
+    let heard = blocking(move || match running {
+        true => teamvirt_host::netdev::pair::primary_when_heard(
+            &dir,
+            teamvirt_host::netdev::pair::HEARD_BOUND,
+            Some(&awaited),
+        ),
+        false => teamvirt_host::netdev::pair::Heard {
+            problems: teamvirt_host::netdev::pair::wire(
+                &dir,
+                teamvirt_host::netdev::pair::Active::Primary,
+            ),
+            ..Default::default()
+        },
+    })
+    .await?;
+    if running && !plugged.is_empty() && heard.pairs > 0 {
+        crate::domlog::event(
+            sd,
+            name,
+            &if !heard.countable {
+                "warning: nothing shows when the guest takes its primaries (no per-VF statistics or vfio interrupts to read); their halves of the pairs are its ports at once".to_string()
+            } else if heard.heard {
+                format!(
+                    "the guest took its primaries {:.1} s after the resume; their halves of the pairs are its ports now",
+                    heard.waited.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "warning: the guest sent nothing through its primaries within {} s; their halves of the pairs are its ports anyway",
+                    heard.waited.as_secs()
+                )
+            },
+        );
+    }
+    for p in heard.problems {
+        crate::domlog::event(sd, name, &format!("warning: {p}"));
+    }
+    Ok(())
 }
 
 /// Run blocking host work (sysfs, netlink, flock) on tokio's blocking pool.

@@ -472,13 +472,7 @@ async fn wait_unplug_and_copy<D: Destination>(
     abort: &mut watch::Receiver<Option<String>>,
 ) -> Copied {
     let migrating_since = cx.migrating_since;
-    let mut status = MigrationStatus::Setup;
-    let mut vfs_parked = false;
-    let mut unplug_since: Option<Instant> = None;
-    let mut paused_by_us = false;
-    let mut copy_released = !cx.pause_copy;
-    let mut switched = false;
-    let mut error_desc: Option<String> = None;
+    let mut w = CopyWatch::new(cx.pause_copy);
     let mut tick = tokio::time::interval(opts.poll);
     let stop: Option<Stop> = loop {
         let mut new_status: Option<MigrationStatus> = None;
@@ -490,70 +484,16 @@ async fn wait_unplug_and_copy<D: Destination>(
             biased;
             ev = src_events.recv() => match ev {
                 None => break Some(Stop::SourceGone),
-                Some(ev) => {
-                    if ev.name == "MIGRATION" {
-                        new_status = ev.data_str("status").map(MigrationStatus::parse);
-                    } else {
-                        if ev.name == "UNPLUG_PRIMARY" {
-                            if let Some(d) = ev.data_str("device-id") {
-                                cx.job.unplugged.push(d.to_owned());
-                            }
-                        }
-                        // The source's vCPUs stopped for good once the
-                        // copy runs (QEMU's last pass, or a pause of ours
-                        // that a rollback would undo, re-pinning the
-                        // source's standby).
-                        if ev.name == "STOP" && !switched && rank(&status) >= rank(&MigrationStatus::Active) {
-                            switched = true;
-                            for p in dest.switchover().await {
-                                cx.emit(Progress::Info { message: format!("destination: {p}") });
-                            }
-                        }
-                        show(cx, Side::Source, &ev);
-                    }
+                Some(ev) => new_status = w.source_event(cx, dest, &ev).await,
+            },
+            ev = prepared.events.recv() => {
+                if let Some(stop) = w.destination_event(cx, ev) {
+                    break Some(stop);
                 }
             },
-            ev = prepared.events.recv() => match ev {
-                None | Some(DestEvent::Exited) => {
-                    if status != MigrationStatus::Completed {
-                        break Some(Stop::DestGone);
-                    }
-                }
-                Some(DestEvent::Lost(why)) => {
-                    if status != MigrationStatus::Completed {
-                        break Some(Stop::ChannelLost(why));
-                    }
-                }
-                Some(DestEvent::Qmp(ev)) => {
-                    if ev.name == "FAILOVER_NEGOTIATED" {
-                        if let Some(d) = ev.data_str("device-id") {
-                            cx.job.negotiated_on_destination.push(d.to_owned());
-                        }
-                    }
-                    show(cx, Side::Destination, &ev);
-                }
-            },
-            _ = tick.tick() => {
-                match qmp.query_migrate_timeout(Duration::from_secs(5)).await {
-                    Ok(q) => {
-                        cx.job.update_from_query(&q);
-                        if let Some(d) = q.error_desc {
-                            error_desc = Some(d);
-                        }
-                        new_status = Some(q.status);
-                        let (phase, elapsed_ms) = (cx.job.phase.to_string(), cx.ms());
-                        let j = &cx.job;
-                        let stats = Progress::Stats {
-                            phase, elapsed_ms,
-                            data_processed: j.data_processed, data_remaining: j.data_remaining,
-                            data_total: j.data_total, mbps: j.mbps,
-                        };
-                        cx.emit(stats);
-                        cx.publish(false);
-                    }
-                    Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
-                    Err(_) => {}
-                }
+            _ = tick.tick() => match w.poll(cx, qmp).await {
+                Ok(s) => new_status = s,
+                Err(stop) => break Some(stop),
             },
             r = abort.changed() => {
                 let reason = match r {
@@ -567,60 +507,226 @@ async fn wait_unplug_and_copy<D: Destination>(
         }
         // Events and polled statuses interleave: a late reply must not
         // move the phase backwards.
-        if let Some(ns) = new_status.filter(|s| rank(s) > rank(&status)) {
-            if ns == MigrationStatus::WaitUnplug {
-                unplug_since = Some(Instant::now());
-            } else if status == MigrationStatus::WaitUnplug {
-                if let Some(t) = unplug_since {
-                    cx.job.wait_unplug_ms = Some(t.elapsed().as_millis() as u64);
-                }
-            }
-            status = ns;
-            // A paused copy is released before anyone hears "active": a
-            // migrate process killed at that moment leaves a copy QEMU
-            // finishes alone, not one trickling at 10 B/s.
-            if !copy_released && rank(&status) >= rank(&MigrationStatus::Active) {
-                copy_released = true;
-                let running = cx.job.source_was_running == Some(true);
-                match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib, running).await {
-                    Ok(paused) => paused_by_us = paused,
-                    Err(teamvirt_qmp::QmpError::Disconnected) => break Some(Stop::SourceGone),
-                    Err(_) => {}
-                }
-                if running && !paused_by_us {
-                    let message = super::tcg_copy::NOT_PAUSED.into();
-                    cx.emit(Progress::Warning { message });
-                }
-            }
-            cx.phase(JobPhase::Qemu(status.clone()));
-            // Past wait-unplug the guest has let go of its VFs: the PF gets
-            // their original MAC back at once, or the NIC keeps steering the
-            // guest's frames to a VF nobody reads instead of the standby.
-            if !vfs_parked && rank(&status) >= rank(&MigrationStatus::Active) {
-                vfs_parked = true;
-                park_source_vfs(cx, true, false).await;
+        if let Some(ns) = new_status.filter(|s| rank(s) > rank(&w.status)) {
+            if let Some(stop) = w.advance(cx, qmp, opts, ns).await {
+                break Some(stop);
             }
         }
-        match status {
-            MigrationStatus::Completed => break None,
+        if let std::ops::ControlFlow::Break(stop) =
+            w.check(cx, qmp, prepared, opts, migrating_since).await
+        {
+            break stop;
+        }
+    };
+    match stop {
+        None => Copied::Completed,
+        Some(stop) => Copied::Stopped {
+            stop,
+            status: w.status,
+            paused_by_us: w.paused_by_us,
+            parked: w.vfs_parked,
+        },
+    }
+}
+
+/// What [`wait_unplug_and_copy`] knows of the migration as it follows it.
+struct CopyWatch {
+    /// The furthest status QEMU reported (the phase only moves forward).
+    status: MigrationStatus,
+    /// The source's VFs have their original MACs back (see [`park_source_vfs`]).
+    vfs_parked: bool,
+    unplug_since: Option<Instant>,
+    /// The source's vCPUs were stopped by this migration, not the user.
+    paused_by_us: bool,
+    /// A copy paused at its start (`cx.pause_copy`) runs again.
+    copy_released: bool,
+    /// The destination was told the switchover happened.
+    switched: bool,
+    error_desc: Option<String>,
+}
+
+impl CopyWatch {
+    fn new(pause_copy: bool) -> CopyWatch {
+        CopyWatch {
+            status: MigrationStatus::Setup,
+            vfs_parked: false,
+            unplug_since: None,
+            paused_by_us: false,
+            copy_released: !pause_copy,
+            switched: false,
+            error_desc: None,
+        }
+    }
+
+    /// An event of the source QEMU: a MIGRATION event's status, or shown.
+    async fn source_event<D: Destination>(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        dest: &mut D,
+        ev: &Event,
+    ) -> Option<MigrationStatus> {
+        if ev.name == "MIGRATION" {
+            return ev.data_str("status").map(MigrationStatus::parse);
+        }
+        if ev.name == "UNPLUG_PRIMARY" {
+            if let Some(d) = ev.data_str("device-id") {
+                cx.job.unplugged.push(d.to_owned());
+            }
+        }
+        // The source's vCPUs stopped for good once the
+        // copy runs (QEMU's last pass, or a pause of ours
+        // that a rollback would undo, re-pinning the
+        // source's standby).
+        if ev.name == "STOP"
+            && !self.switched
+            && rank(&self.status) >= rank(&MigrationStatus::Active)
+        {
+            self.switched = true;
+            for p in dest.switchover().await {
+                cx.emit(Progress::Info {
+                    message: format!("destination: {p}"),
+                });
+            }
+        }
+        show(cx, Side::Source, ev);
+        None
+    }
+
+    /// What the destination reported: shown, or why to stop (it is gone
+    /// before the copy completed).
+    fn destination_event(&mut self, cx: &mut Ctx<'_>, ev: Option<DestEvent>) -> Option<Stop> {
+        match ev {
+            None | Some(DestEvent::Exited) => {
+                if self.status != MigrationStatus::Completed {
+                    return Some(Stop::DestGone);
+                }
+            }
+            Some(DestEvent::Lost(why)) => {
+                if self.status != MigrationStatus::Completed {
+                    return Some(Stop::ChannelLost(why));
+                }
+            }
+            Some(DestEvent::Qmp(ev)) => {
+                if ev.name == "FAILOVER_NEGOTIATED" {
+                    if let Some(d) = ev.data_str("device-id") {
+                        cx.job.negotiated_on_destination.push(d.to_owned());
+                    }
+                }
+                show(cx, Side::Destination, &ev);
+            }
+        }
+        None
+    }
+
+    /// The periodic `query-migrate`: the figures shown and published, and
+    /// the status it reports.
+    async fn poll(&mut self, cx: &mut Ctx<'_>, qmp: &Qmp) -> Result<Option<MigrationStatus>, Stop> {
+        match qmp.query_migrate_timeout(Duration::from_secs(5)).await {
+            Ok(q) => {
+                cx.job.update_from_query(&q);
+                if let Some(d) = q.error_desc {
+                    self.error_desc = Some(d);
+                }
+                let (phase, elapsed_ms) = (cx.job.phase.to_string(), cx.ms());
+                let j = &cx.job;
+                let stats = Progress::Stats {
+                    phase,
+                    elapsed_ms,
+                    data_processed: j.data_processed,
+                    data_remaining: j.data_remaining,
+                    data_total: j.data_total,
+                    mbps: j.mbps,
+                };
+                cx.emit(stats);
+                cx.publish(false);
+                Ok(Some(q.status))
+            }
+            Err(teamvirt_qmp::QmpError::Disconnected) => Err(Stop::SourceGone),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The migration moved on to `ns`: time the unplug, release a paused
+    /// copy, publish the phase and park the source's VFs once the guest
+    /// has let go of them.
+    async fn advance(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        qmp: &Qmp,
+        opts: &MigrateOptions,
+        ns: MigrationStatus,
+    ) -> Option<Stop> {
+        if ns == MigrationStatus::WaitUnplug {
+            self.unplug_since = Some(Instant::now());
+        } else if self.status == MigrationStatus::WaitUnplug {
+            if let Some(t) = self.unplug_since {
+                cx.job.wait_unplug_ms = Some(t.elapsed().as_millis() as u64);
+            }
+        }
+        self.status = ns;
+        // A paused copy is released before anyone hears "active": a
+        // migrate process killed at that moment leaves a copy QEMU
+        // finishes alone, not one trickling at 10 B/s.
+        if !self.copy_released && rank(&self.status) >= rank(&MigrationStatus::Active) {
+            self.copy_released = true;
+            let running = cx.job.source_was_running == Some(true);
+            match super::tcg_copy::pause_now(qmp, opts.bandwidth_mib, running).await {
+                Ok(paused) => self.paused_by_us = paused,
+                Err(teamvirt_qmp::QmpError::Disconnected) => return Some(Stop::SourceGone),
+                Err(_) => {}
+            }
+            if running && !self.paused_by_us {
+                let message = super::tcg_copy::NOT_PAUSED.into();
+                cx.emit(Progress::Warning { message });
+            }
+        }
+        cx.phase(JobPhase::Qemu(self.status.clone()));
+        // Past wait-unplug the guest has let go of its VFs: the PF gets
+        // their original MAC back at once, or the NIC keeps steering the
+        // guest's frames to a VF nobody reads instead of the standby.
+        if !self.vfs_parked && rank(&self.status) >= rank(&MigrationStatus::Active) {
+            self.vfs_parked = true;
+            park_source_vfs(cx, true, false).await;
+        }
+        None
+    }
+
+    /// After each step: done (`Break(None)`), abandoned (`Break(Some)`),
+    /// or go on; past `--timeout` the copying source is paused.
+    async fn check(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        qmp: &Qmp,
+        prepared: &mut Prepared,
+        opts: &MigrateOptions,
+        migrating_since: Instant,
+    ) -> std::ops::ControlFlow<Option<Stop>> {
+        match self.status {
+            MigrationStatus::Completed => return std::ops::ControlFlow::Break(None),
             MigrationStatus::Failed | MigrationStatus::Cancelled => {
                 if let Some(cause) = destination_cause(cx, prepared).await {
-                    break Some(cause);
+                    return std::ops::ControlFlow::Break(Some(cause));
                 }
-                break Some(Stop::QemuFailed(error_desc.clone().unwrap_or_else(|| {
-                    format!("QEMU reported the migration {status}")
-                })));
+                let status = &self.status;
+                return std::ops::ControlFlow::Break(Some(Stop::QemuFailed(
+                    self.error_desc
+                        .clone()
+                        .unwrap_or_else(|| format!("QEMU reported the migration {status}")),
+                )));
             }
             MigrationStatus::Setup | MigrationStatus::WaitUnplug
                 if migrating_since.elapsed() >= opts.unplug_timeout =>
             {
                 let pending: Vec<String> = cx.job.unplugged.clone();
-                break Some(Stop::Deadline(pending));
+                return std::ops::ControlFlow::Break(Some(Stop::Deadline(pending)));
             }
             MigrationStatus::Active => {
                 if let Some(t) = opts.timeout {
-                    if !paused_by_us && migrating_since.elapsed() >= t && qmp.stop().await.is_ok() {
-                        paused_by_us = true;
+                    if !self.paused_by_us
+                        && migrating_since.elapsed() >= t
+                        && qmp.stop().await.is_ok()
+                    {
+                        self.paused_by_us = true;
                         cx.emit(Progress::Info {
                             message: format!(
                                 "--timeout {} s reached: source paused so the migration converges",
@@ -632,15 +738,7 @@ async fn wait_unplug_and_copy<D: Destination>(
             }
             _ => {}
         }
-    };
-    match stop {
-        None => Copied::Completed,
-        Some(stop) => Copied::Stopped {
-            stop,
-            status,
-            paused_by_us,
-            parked: vfs_parked,
-        },
+        std::ops::ControlFlow::Continue(())
     }
 }
 
@@ -873,34 +971,83 @@ async fn rollback<D: Destination>(
     let mut log = Vec::new();
     cx.phase(JobPhase::Rollback);
     if matches!(stop, Stop::SourceGone) {
-        for l in dest.abort().await.unwrap_or_default() {
-            cx.rollback(l, &mut log);
-        }
-        match run::cleanup_dead(cx.sd, cx.name, None) {
-            Ok(freed) => {
-                for v in freed {
-                    cx.rollback(
-                        format!(
-                            "source VF {} returned to network '{}'",
-                            v.address, v.network
-                        ),
-                        &mut log,
-                    );
-                }
-            }
-            Err(e) => cx.rollback(format!("source cleanup failed: {e}"), &mut log),
-        }
+        rollback_source_gone(cx, dest, &mut log).await;
         return (log, false);
     }
     // The guest's MAC back on the source VFs before QEMU plugs them again.
     park_source_vfs(cx, false, parked).await;
+    let repause = cancel_on_source(cx, qmp, &status, paused_by_us, &mut log).await;
+    settle_on_source(cx, qmp, status, &mut log).await;
+    for l in dest
+        .abort()
+        .await
+        .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")])
+    {
+        cx.rollback(l, &mut log);
+    }
+    let all_back = verify_primaries_back(cx, qmp, plugged_before, &mut log).await;
+    primaries_taken_on_source(cx, parked, all_back, &mut log).await;
+    if repause {
+        // Let the guest process the re-plug before pausing it again.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if qmp.stop().await.is_ok() {
+            cx.rollback("guest paused again, as it was".into(), &mut log);
+        }
+    }
+    let state = qmp
+        .query_status()
+        .await
+        .unwrap_or_else(|_| "unknown".into());
+    cx.rollback(
+        format!("domain '{}' runs on the source ({state})", cx.name),
+        &mut log,
+    );
+    (log, all_back)
+}
+
+/// Rollback, the source QEMU is gone: the destination torn down, the
+/// source's VFs returned.
+async fn rollback_source_gone<D: Destination>(
+    cx: &mut Ctx<'_>,
+    dest: &mut D,
+    log: &mut Vec<String>,
+) {
+    for l in dest.abort().await.unwrap_or_default() {
+        cx.rollback(l, log);
+    }
+    match run::cleanup_dead(cx.sd, cx.name, None) {
+        Ok(freed) => {
+            for v in freed {
+                cx.rollback(
+                    format!(
+                        "source VF {} returned to network '{}'",
+                        v.address, v.network
+                    ),
+                    log,
+                );
+            }
+        }
+        Err(e) => cx.rollback(format!("source cleanup failed: {e}"), log),
+    }
+}
+
+/// Rollback on the source: `migrate_cancel` (unless QEMU already ended
+/// the migration), and the guest resumed when this migration paused it or
+/// an unplug is pending. True when it must be paused again afterwards.
+async fn cancel_on_source(
+    cx: &mut Ctx<'_>,
+    qmp: &Qmp,
+    status: &MigrationStatus,
+    paused_by_us: bool,
+    log: &mut Vec<String>,
+) -> bool {
     if !status.is_final() {
         match qmp.migrate_cancel().await {
             Ok(()) => cx.rollback(
                 "migration cancelled on the source (migrate_cancel)".into(),
-                &mut log,
+                log,
             ),
-            Err(e) => cx.rollback(format!("migrate_cancel failed: {e}"), &mut log),
+            Err(e) => cx.rollback(format!("migrate_cancel failed: {e}"), log),
         }
     }
     // A paused guest cannot finish a pending unplug (see the module docs).
@@ -912,18 +1059,28 @@ async fn rollback<D: Destination>(
         if paused_by_us {
             cx.rollback(
                 "source resumed (teamvirt had paused it for the copy)".into(),
-                &mut log,
+                log,
             );
         } else {
             repause = true;
             cx.rollback(format!(
                 "guest was {run_state} with an unplug pending: resumed it so the unplug finishes and QEMU can plug the primary back (paused, it would delete the primary at its next resume); it is paused again afterwards"
-            ), &mut log);
+            ), log);
         }
     }
-    // Wait for QEMU to settle (it waits up to 30 s for a pending unplug).
+    repause
+}
+
+/// Rollback on the source: wait for QEMU to settle (it waits up to 30 s
+/// for a pending unplug), and say where it ended.
+async fn settle_on_source(
+    cx: &mut Ctx<'_>,
+    qmp: &Qmp,
+    status: MigrationStatus,
+    log: &mut Vec<String>,
+) {
     let deadline = Instant::now() + Duration::from_secs(40);
-    let mut final_status = status.clone();
+    let mut final_status = status;
     while !final_status.is_final() && Instant::now() < deadline {
         match qmp.query_migrate().await {
             Ok(q) => {
@@ -934,23 +1091,22 @@ async fn rollback<D: Destination>(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    cx.rollback(format!("source migration status: {final_status}"), &mut log);
-    for l in dest
-        .abort()
-        .await
-        .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")])
-    {
-        cx.rollback(l, &mut log);
-    }
-    // Verify that every primary that was plugged is plugged again.
+    cx.rollback(format!("source migration status: {final_status}"), log);
+}
+
+/// Rollback: verify that every primary that was plugged is plugged again.
+/// True when all are.
+async fn verify_primaries_back(
+    cx: &mut Ctx<'_>,
+    qmp: &Qmp,
+    plugged_before: &[String],
+    log: &mut Vec<String>,
+) -> bool {
     let mut all_back = true;
     for id in plugged_before {
         let back = wait_plugged(qmp, id, Duration::from_secs(10)).await;
         if back {
-            cx.rollback(
-                format!("primary {id} is plugged on the source again"),
-                &mut log,
-            );
+            cx.rollback(format!("primary {id} is plugged on the source again"), log);
             continue;
         }
         let exists = qmp
@@ -968,12 +1124,21 @@ async fn rollback<D: Destination>(
                 // primary of the standby.
                 format!("primary {id} was deleted by the guest (DEVICE_DELETED) and cannot be plugged into this QEMU again; the domain keeps running on its virtio standby until it is restarted")
             },
-            &mut log,
+            log,
         );
     }
-    // The primaries' halves of the pairs become the guest's again once it
-    // has taken them (netdev::pair); a guest that never let go of them
-    // (not parked) has them already: back from the handover at once.
+    all_back
+}
+
+/// Rollback: the primaries' halves of the pairs become the guest's again
+/// once it has taken them (netdev::pair); a guest that never let go of
+/// them (not parked) has them already: back from the handover at once.
+async fn primaries_taken_on_source(
+    cx: &mut Ctx<'_>,
+    parked: bool,
+    all_back: bool,
+    log: &mut Vec<String>,
+) {
     if !parked {
         wire_source_pairs(cx, teamvirt_host::netdev::pair::Active::Primary).await;
     }
@@ -992,25 +1157,9 @@ async fn rollback<D: Destination>(
         .await
         .unwrap_or_else(|e| vec![e.to_string()]);
         for p in problems {
-            cx.rollback(format!("source: {p}"), &mut log);
+            cx.rollback(format!("source: {p}"), log);
         }
     }
-    if repause {
-        // Let the guest process the re-plug before pausing it again.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        if qmp.stop().await.is_ok() {
-            cx.rollback("guest paused again, as it was".into(), &mut log);
-        }
-    }
-    let state = qmp
-        .query_status()
-        .await
-        .unwrap_or_else(|_| "unknown".into());
-    cx.rollback(
-        format!("domain '{}' runs on the source ({state})", cx.name),
-        &mut log,
-    );
-    (log, all_back)
 }
 
 async fn wait_plugged(qmp: &Qmp, id: &str, timeout: Duration) -> bool {

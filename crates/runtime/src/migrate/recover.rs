@@ -135,7 +135,6 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
     let Some(j) = stale_job(sd, name)? else {
         return Ok(None);
     };
-    let other = PathBuf::from(&j.destination);
     let outgoing = j.operation != "migration in";
     let mut log = vec![format!(
         "the process (pid {}) that drove the {} of domain '{name}' died in phase '{}'",
@@ -143,16 +142,7 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
         j.operation,
         j.phase
     )];
-    // Only a state directory of this host can be repaired from here.
-    let other_sd = if other.is_absolute() && other.join("run").is_dir() {
-        Some(StateDir::open(&other)?)
-    } else {
-        None
-    };
-    let (src_sd, dst_sd) = match (outgoing, other_sd) {
-        (true, d) => (Some(sd.clone()), d),
-        (false, s) => (s, Some(sd.clone())),
-    };
+    let (src_sd, dst_sd) = side_dirs(sd, &j, outgoing)?;
     // The source's job carries the flags (the destination's may not).
     let j = match (&src_sd, outgoing) {
         (Some(s), false) => read_optional(&job::job_path(s, name)?)?
@@ -200,129 +190,212 @@ pub async fn recover(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, M
     // tears down. The source follows the same rule from its own QEMU.
     if outgoing && super::remote::SshUri::is_remote(&j.destination) {
         if let (Some(s), Some(MigrationStatus::Completed)) = (&src, &src_status) {
-            log.push(format!(
-                "the copy to {} completed: the remote destination takes the domain over",
-                j.destination
-            ));
-            s.teardown(name, "source", &mut log).await;
-            if j.undefine_source {
-                remove_optional(&s.sd.domain_xml(name)?)?;
-                log.push("domain undefined on the source (--undefinesource)".into());
-            }
-            log.push(format!("domain '{name}' runs on {}", j.destination));
+            remote_takes_over(name, &j, s, &mut log).await?;
             return Ok(Some(log));
         }
     }
 
     if let (true, true, Some(d)) = (src_done, dst_done, &dst) {
-        log.push("the destination received everything: it takes the domain over".into());
-        let q = d.qmp.as_ref().expect("status came from it");
-        // What the killed migration would have done right before the
-        // guest resumes: the VFs' MACs, the pairs' ports.
-        d.unpark(name, &mut log).await;
-        // Resume unless the source was known to be paused.
-        if !dst_resumed && j.source_was_running != Some(false) {
-            match q.cont().await {
-                Ok(()) => log.push("destination resumed".into()),
-                Err(e) => log.push(format!("destination could not be resumed: {e}")),
-            }
-        }
-        if let Some(mut rec) = d.rec.clone() {
-            rec.incoming = false;
-            rec.save(&d.sd)?;
-        }
-        let _ = job::clear(&d.sd, name);
-        if let Some(s) = &src {
-            let def = read_optional(&s.sd.domain_xml(name)?)?;
-            if let (true, Some(xml)) = (j.persistent, def) {
-                write_atomic(&d.sd.domain_xml(name)?, xml.as_bytes(), 0o600)?;
-                log.push("domain defined on the destination (--persistent)".into());
-            }
-            s.teardown(name, "source", &mut log).await;
-            if j.undefine_source {
-                remove_optional(&s.sd.domain_xml(name)?)?;
-                log.push("domain undefined on the source (--undefinesource)".into());
-            }
-        }
-        log.push(format!(
-            "domain '{name}' runs on the destination {}",
-            d.sd.root().display()
-        ));
+        destination_takes_over(name, &j, d, src.as_ref(), dst_resumed, &mut log).await?;
         return Ok(Some(log));
     }
 
-    log.push("the destination did not receive everything: the source keeps the domain".into());
-    let Some(s) = src.as_ref().filter(|s| s.rec.is_some()) else {
-        if let Some(d) = &dst {
-            d.teardown(name, "destination", &mut log).await;
+    source_keeps(name, &j, src.as_ref(), dst.as_ref(), src_status, &mut log).await;
+    Ok(Some(log))
+}
+
+/// Recovery: the source's and the destination's state directories, from
+/// the side `sd` is and the other its job file names. Only a state
+/// directory of this host can be repaired from here.
+fn side_dirs(
+    sd: &StateDir,
+    j: &JobInfo,
+    outgoing: bool,
+) -> Result<(Option<StateDir>, Option<StateDir>), MigrateError> {
+    let other = PathBuf::from(&j.destination);
+    let other_sd = if other.is_absolute() && other.join("run").is_dir() {
+        Some(StateDir::open(&other)?)
+    } else {
+        None
+    };
+    Ok(match (outgoing, other_sd) {
+        (true, d) => (Some(sd.clone()), d),
+        (false, s) => (s, Some(sd.clone())),
+    })
+}
+
+/// Recovery, the copy to a remote destination completed: it is the
+/// destination's; the source goes.
+async fn remote_takes_over(
+    name: &str,
+    j: &JobInfo,
+    s: &Side,
+    log: &mut Vec<String>,
+) -> Result<(), MigrateError> {
+    log.push(format!(
+        "the copy to {} completed: the remote destination takes the domain over",
+        j.destination
+    ));
+    s.teardown(name, "source", log).await;
+    if j.undefine_source {
+        remove_optional(&s.sd.domain_xml(name)?)?;
+        log.push("domain undefined on the source (--undefinesource)".into());
+    }
+    log.push(format!("domain '{name}' runs on {}", j.destination));
+    Ok(())
+}
+
+/// Recovery, the destination received everything: it is resumed and
+/// takes the domain over, the source goes.
+async fn destination_takes_over(
+    name: &str,
+    j: &JobInfo,
+    d: &Side,
+    src: Option<&Side>,
+    dst_resumed: bool,
+    log: &mut Vec<String>,
+) -> Result<(), MigrateError> {
+    log.push("the destination received everything: it takes the domain over".into());
+    let q = d.qmp.as_ref().expect("status came from it");
+    // What the killed migration would have done right before the
+    // guest resumes: the VFs' MACs, the pairs' ports.
+    d.unpark(name, log).await;
+    // Resume unless the source was known to be paused.
+    if !dst_resumed && j.source_was_running != Some(false) {
+        match q.cont().await {
+            Ok(()) => log.push("destination resumed".into()),
+            Err(e) => log.push(format!("destination could not be resumed: {e}")),
         }
-        if let Some(s) = &src {
-            s.teardown(name, "source", &mut log).await;
+    }
+    if let Some(mut rec) = d.rec.clone() {
+        rec.incoming = false;
+        rec.save(&d.sd)?;
+    }
+    let _ = job::clear(&d.sd, name);
+    if let Some(s) = src {
+        let def = read_optional(&s.sd.domain_xml(name)?)?;
+        if let (true, Some(xml)) = (j.persistent, def) {
+            write_atomic(&d.sd.domain_xml(name)?, xml.as_bytes(), 0o600)?;
+            log.push("domain defined on the destination (--persistent)".into());
+        }
+        s.teardown(name, "source", log).await;
+        if j.undefine_source {
+            remove_optional(&s.sd.domain_xml(name)?)?;
+            log.push("domain undefined on the source (--undefinesource)".into());
+        }
+    }
+    log.push(format!(
+        "domain '{name}' runs on the destination {}",
+        d.sd.root().display()
+    ));
+    Ok(())
+}
+
+/// Recovery, the destination did not receive everything: the migration
+/// is cancelled and the source resumed, the destination torn down.
+async fn source_keeps(
+    name: &str,
+    j: &JobInfo,
+    src: Option<&Side>,
+    dst: Option<&Side>,
+    src_status: Option<MigrationStatus>,
+    log: &mut Vec<String>,
+) {
+    log.push("the destination did not receive everything: the source keeps the domain".into());
+    let Some(s) = src.filter(|s| s.rec.is_some()) else {
+        if let Some(d) = dst {
+            d.teardown(name, "destination", log).await;
+        }
+        if let Some(s) = src {
+            s.teardown(name, "source", log).await;
         }
         log.push(format!(
             "the source QEMU is gone too: domain '{name}' is shut off"
         ));
-        return Ok(Some(log));
+        return;
     };
     let q = s.qmp.as_ref();
     if let (Some(q), Some(st)) = (q, &src_status) {
-        if !st.is_final() {
-            let _ = q.migrate_cancel().await;
-            log.push(format!("migration cancelled on the source (it was {st})"));
-            let deadline = Instant::now() + Duration::from_secs(40);
-            while Instant::now() < deadline {
-                let now = s.status().await;
-                if now.as_ref().is_none_or(MigrationStatus::is_final) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let state = q.query_status().await.unwrap_or_default();
-        if state != "running" && j.source_was_running != Some(false) {
-            match q.cont().await {
-                Ok(()) => log.push(format!("source resumed (it was {state})")),
-                Err(e) => log.push(format!("source could not be resumed: {e}")),
-            }
-        }
-        if *st == MigrationStatus::Completed {
-            log.push("the source had completed the copy: QEMU does not plug its primaries back, so the domain runs on its virtio standbys until restarted".into());
-        }
+        cancel_and_resume_source(s, q, st, j, log).await;
     }
     // Cancelled first (QEMU plugs the primaries back), then torn down.
-    if let Some(d) = &dst {
-        d.teardown(name, "destination", &mut log).await;
+    if let Some(d) = dst {
+        d.teardown(name, "destination", log).await;
     }
     if let (Some(q), Some(rec)) = (q, &s.rec) {
-        // QEMU plugs them back shortly after the cancel settles.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut pairs = crate::teaming::query(q, &rec.pairs).await.ok();
-        while pairs
-            .as_ref()
-            .is_some_and(|ps| ps.iter().any(|p| p.negotiated && !p.plugged))
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            pairs = crate::teaming::query(q, &rec.pairs).await.ok();
-        }
-        // The guest has its primaries again: their MACs and ports too.
-        s.unpark(name, &mut log).await;
-        if let Some(pairs) = pairs {
-            for p in pairs.iter().filter(|p| p.negotiated) {
-                log.push(format!(
-                    "primary {} is {}plugged on the source",
-                    p.pair.primary,
-                    if p.plugged { "" } else { "NOT " }
-                ));
-            }
-        }
+        primaries_back_on_source(name, s, q, rec, log).await;
     }
     let _ = job::clear(&s.sd, name);
     log.push(format!(
         "domain '{name}' runs on the source {}",
         s.sd.root().display()
     ));
-    Ok(Some(log))
+}
+
+/// Recovery on the source: cancel a migration still running (QEMU plugs
+/// the primaries back) and resume the guest if it was running.
+async fn cancel_and_resume_source(
+    s: &Side,
+    q: &Qmp,
+    st: &MigrationStatus,
+    j: &JobInfo,
+    log: &mut Vec<String>,
+) {
+    if !st.is_final() {
+        let _ = q.migrate_cancel().await;
+        log.push(format!("migration cancelled on the source (it was {st})"));
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            let now = s.status().await;
+            if now.as_ref().is_none_or(MigrationStatus::is_final) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let state = q.query_status().await.unwrap_or_default();
+    if state != "running" && j.source_was_running != Some(false) {
+        match q.cont().await {
+            Ok(()) => log.push(format!("source resumed (it was {state})")),
+            Err(e) => log.push(format!("source could not be resumed: {e}")),
+        }
+    }
+    if *st == MigrationStatus::Completed {
+        log.push("the source had completed the copy: QEMU does not plug its primaries back, so the domain runs on its virtio standbys until restarted".into());
+    }
+}
+
+/// Recovery on the source, after the cancel: wait for QEMU to plug the
+/// primaries back, give the guest their MACs and ports, and say which are.
+async fn primaries_back_on_source(
+    name: &str,
+    s: &Side,
+    q: &Qmp,
+    rec: &RunRecord,
+    log: &mut Vec<String>,
+) {
+    // QEMU plugs them back shortly after the cancel settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pairs = crate::teaming::query(q, &rec.pairs).await.ok();
+    while pairs
+        .as_ref()
+        .is_some_and(|ps| ps.iter().any(|p| p.negotiated && !p.plugged))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pairs = crate::teaming::query(q, &rec.pairs).await.ok();
+    }
+    // The guest has its primaries again: their MACs and ports too.
+    s.unpark(name, log).await;
+    if let Some(pairs) = pairs {
+        for p in pairs.iter().filter(|p| p.negotiated) {
+            log.push(format!(
+                "primary {} is {}plugged on the source",
+                p.pair.primary,
+                if p.plugged { "" } else { "NOT " }
+            ));
+        }
+    }
 }
 
 /// [`recover`] for synchronous callers (the CLI's verbs).

@@ -402,28 +402,35 @@ impl RemoteDestination {
                 ))
             })?;
         let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let buf = self.stderr.clone();
-        tokio::spawn(async move {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut b) = buf.lock() {
-                    // Bounded: a chatty remote must not grow this forever.
-                    if b.len() < 64 * 1024 {
-                        b.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                    }
-                }
-            }
-        });
+        let stderr = child.stderr.take().expect("piped");
+        collect_stderr(stderr, self.stderr.clone());
         let mut lines = BufReader::new(stdout);
+        self.read_greeting(&mut child, &mut lines, &host).await?;
+        let stdin = child.stdin.take();
+        let (replies, events) = spawn_reader(lines, &host, self.stderr.clone());
+        self.conn = Some(Conn {
+            child,
+            stdin,
+            replies,
+            events: Some(events),
+        });
+        self.setup = Some(t0.elapsed());
+        Ok(())
+    }
+
+    /// Connect, step 2: the remote helper's first line must be its hello,
+    /// in this teamvirt's protocol version.
+    async fn read_greeting(
+        &mut self,
+        child: &mut Child,
+        lines: &mut BufReader<tokio::process::ChildStdout>,
+        host: &str,
+    ) -> Result<(), MigrateError> {
         // ConnectTimeout bounds the TCP part; this bounds the rest (auth,
         // a remote that never answers).
         let first = tokio::time::timeout(
             Duration::from_secs(60),
-            read_line_bounded(&mut lines, MAX_REPLY_LINE),
+            read_line_bounded(lines, MAX_REPLY_LINE),
         )
         .await;
         let first = match first {
@@ -463,96 +470,20 @@ impl RemoteDestination {
                     )));
                 }
                 self.remote = Some((teamvirt, state_dir));
+                Ok(())
             }
             // The helper could not start (its state directory is missing).
-            Ok(FromDest::Error { message }) => {
-                return Err(MigrateError::Channel(format!(
-                    "{} ({host})",
-                    peer_text(&message)
-                )));
-            }
+            Ok(FromDest::Error { message }) => Err(MigrateError::Channel(format!(
+                "{} ({host})",
+                peer_text(&message)
+            ))),
             _ => {
                 let shown: String = peer_text(&first.chars().take(120).collect::<String>());
-                return Err(MigrateError::Channel(format!(
+                Err(MigrateError::Channel(format!(
                     "failed to connect to the hypervisor: '{tv}' on {host} does not speak teamvirt's migration protocol (it printed '{shown}')"
-                )));
+                )))
             }
         }
-        let stdin = child.stdin.take();
-        let (rep_tx, replies) = mpsc::unbounded_channel();
-        let (ev_tx, events) = mpsc::unbounded_channel();
-        let buf = self.stderr.clone();
-        let what = format!("the SSH control channel to {host} closed");
-        tokio::spawn(async move {
-            let mut messages = 0usize;
-            let mut broken = None;
-            loop {
-                let l = match read_line_bounded(&mut lines, MAX_REPLY_LINE).await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => break,
-                    Err(e @ LineError::TooLong(_)) => {
-                        broken = Some(e.to_string());
-                        break;
-                    }
-                    Err(_) => break,
-                };
-                messages += 1;
-                if messages > MAX_MESSAGES {
-                    broken = Some(format!(
-                        "protocol error: the destination sent more than {MAX_MESSAGES} messages"
-                    ));
-                    break;
-                }
-                match parse_from_dest(&l) {
-                    Ok(FromDest::Event {
-                        name,
-                        data,
-                        seconds,
-                        microseconds,
-                    }) => {
-                        let _ = ev_tx.send(DestEvent::Qmp(Event {
-                            name,
-                            data,
-                            timestamp: (seconds, microseconds),
-                        }));
-                    }
-                    Ok(FromDest::Exited) => {
-                        let _ = ev_tx.send(DestEvent::Exited);
-                    }
-                    Ok(m) => {
-                        let _ = rep_tx.send(m);
-                    }
-                    // Not ours (a remote profile printing on stdout):
-                    // ignored, the replies are what counts.
-                    Err(_) => {}
-                }
-            }
-            if let Some(why) = broken {
-                // Nothing more is read from this peer; the source treats
-                // the channel as lost (and rolls back), saying why.
-                if let Ok(mut b) = buf.lock() {
-                    b.push('\n');
-                    b.push_str(&why);
-                }
-                drop(rep_tx);
-                let _ = ev_tx.send(DestEvent::Lost(format!("{what}: {why}")));
-                return;
-            }
-            // ssh prints why (keepalive timeout, reset) just before it exits.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let detail = buf.lock().map(|s| s.trim().to_owned()).unwrap_or_default();
-            let detail: Vec<&str> = detail.lines().collect();
-            let detail = peer_text(&detail[detail.len().saturating_sub(3)..].join("; "));
-            let _ = ev_tx.send(DestEvent::Lost(format!("{what}{}", with_detail(&detail))));
-        });
-        self.conn = Some(Conn {
-            child,
-            stdin,
-            replies,
-            events: Some(events),
-        });
-        self.setup = Some(t0.elapsed());
-        Ok(())
     }
 
     /// Why the remote helper never greeted: ssh's own failure (exit 255),
@@ -754,6 +685,104 @@ fn parse_from_dest(line: &str) -> Result<FromDest, serde_json::Error> {
 /// control characters or escape sequences reach the terminal.
 fn peer_text(s: &str) -> String {
     teamvirt_host::escape::escape_controls(s)
+}
+
+/// Connect, step 1: the helper's stderr kept (bounded) for the errors
+/// that name why the channel failed.
+fn collect_stderr(mut stderr: tokio::process::ChildStderr, buf: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = buf.lock() {
+                // Bounded: a chatty remote must not grow this forever.
+                if b.len() < 64 * 1024 {
+                    b.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            }
+        }
+    });
+}
+
+/// Connect, step 3: the task reading the channel after the greeting:
+/// replies to one receiver, the destination's events to the other, and a
+/// [`DestEvent::Lost`] saying why when the channel ends or breaks.
+fn spawn_reader(
+    mut lines: BufReader<tokio::process::ChildStdout>,
+    host: &str,
+    buf: Arc<Mutex<String>>,
+) -> (
+    mpsc::UnboundedReceiver<FromDest>,
+    mpsc::UnboundedReceiver<DestEvent>,
+) {
+    let (rep_tx, replies) = mpsc::unbounded_channel();
+    let (ev_tx, events) = mpsc::unbounded_channel();
+    let what = format!("the SSH control channel to {host} closed");
+    tokio::spawn(async move {
+        let mut messages = 0usize;
+        let mut broken = None;
+        loop {
+            let l = match read_line_bounded(&mut lines, MAX_REPLY_LINE).await {
+                Ok(Some(l)) => l,
+                Ok(None) => break,
+                Err(e @ LineError::TooLong(_)) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+                Err(_) => break,
+            };
+            messages += 1;
+            if messages > MAX_MESSAGES {
+                broken = Some(format!(
+                    "protocol error: the destination sent more than {MAX_MESSAGES} messages"
+                ));
+                break;
+            }
+            match parse_from_dest(&l) {
+                Ok(FromDest::Event {
+                    name,
+                    data,
+                    seconds,
+                    microseconds,
+                }) => {
+                    let _ = ev_tx.send(DestEvent::Qmp(Event {
+                        name,
+                        data,
+                        timestamp: (seconds, microseconds),
+                    }));
+                }
+                Ok(FromDest::Exited) => {
+                    let _ = ev_tx.send(DestEvent::Exited);
+                }
+                Ok(m) => {
+                    let _ = rep_tx.send(m);
+                }
+                // Not ours (a remote profile printing on stdout):
+                // ignored, the replies are what counts.
+                Err(_) => {}
+            }
+        }
+        if let Some(why) = broken {
+            // Nothing more is read from this peer; the source treats
+            // the channel as lost (and rolls back), saying why.
+            if let Ok(mut b) = buf.lock() {
+                b.push('\n');
+                b.push_str(&why);
+            }
+            drop(rep_tx);
+            let _ = ev_tx.send(DestEvent::Lost(format!("{what}: {why}")));
+            return;
+        }
+        // ssh prints why (keepalive timeout, reset) just before it exits.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let detail = buf.lock().map(|s| s.trim().to_owned()).unwrap_or_default();
+        let detail: Vec<&str> = detail.lines().collect();
+        let detail = peer_text(&detail[detail.len().saturating_sub(3)..].join("; "));
+        let _ = ev_tx.send(DestEvent::Lost(format!("{what}{}", with_detail(&detail))));
+    });
+    (replies, events)
 }
 
 /// Whether `uri`, a destination's answer to prepare, is where this

@@ -40,6 +40,90 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let (tx, writer) = spawn_writer(output);
+    let _ = tx.send(FromDest::Hello {
+        magic: MAGIC.into(),
+        version: VERSION,
+        teamvirt: env!("CARGO_PKG_VERSION").into(),
+        state_dir: sd.root().display().to_string(),
+    });
+    let mut session = Session::new(sd, tx);
+    let mut input = input;
+    let mut requests = 0usize;
+    let mut signals = Signals::install()?;
+    let mut alone = Vec::new();
+    loop {
+        let line = tokio::select! {
+            l = read_line_bounded(&mut input, MAX_REQUEST_LINE) => l,
+            _ = signals.term.recv() => Ok(None),
+            _ = signals.hup.recv() => Ok(None),
+            _ = signals.int.recv() => Ok(None),
+            _ = signals.usr.recv() => {
+                // `domjobabort` on this host: stopping the incoming QEMU
+                // makes the source roll back (it sees the destination exit).
+                let log = session.dest.abort().await.unwrap_or_default();
+                for l in log {
+                    eprintln!("teamvirt: domjobabort: {l}");
+                }
+                continue;
+            }
+        };
+        requests += 1;
+        let line = match line {
+            Err(e @ LineError::TooLong(_)) => {
+                // Not read further: the source is broken or hostile.
+                session.send(FromDest::Error {
+                    message: e.to_string(),
+                });
+                Ok(None)
+            }
+            _ if requests > MAX_REQUESTS => {
+                session.send(FromDest::Error {
+                    message: format!(
+                        "protocol error: the source sent more than {MAX_REQUESTS} lines"
+                    ),
+                });
+                Ok(None)
+            }
+            l => l,
+        };
+        let Ok(Some(line)) = line else {
+            // The channel is gone: decide alone.
+            if session.prepared {
+                alone = decide_alone(&mut session.dest, session.source_was_running).await;
+            }
+            break;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let msg: ToDest = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                session.send(FromDest::Error {
+                    message: format!(
+                        "internal error: the destination does not understand the request: {e}"
+                    ),
+                });
+                continue;
+            }
+        };
+        session.handle(msg).await;
+    }
+    // The destination outlives the writer, as it did when this was one
+    // function: its incoming socket directory goes last.
+    let Session { tx, dest, .. } = session;
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    drop(dest);
+    Ok(alone)
+}
+
+/// The task writing [`FromDest`] lines to the channel, and its sender.
+fn spawn_writer<W>(output: W) -> (mpsc::UnboundedSender<FromDest>, tokio::task::JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<FromDest>();
     let writer = tokio::spawn(async move {
         let mut out = output;
@@ -52,90 +136,63 @@ where
             }
         }
     });
-    let send = |m: FromDest| {
-        let _ = tx.send(m);
-    };
-    send(FromDest::Hello {
-        magic: MAGIC.into(),
-        version: VERSION,
-        teamvirt: env!("CARGO_PKG_VERSION").into(),
-        state_dir: sd.root().display().to_string(),
-    });
+    (tx, writer)
+}
 
-    let mut dest = LocalDestination::new(sd);
-    // A remote source names no program: this host's own emulator runs.
-    dest.own_emulator = true;
-    let mut input = input;
-    let mut requests = 0usize;
-    let mut source_was_running = true;
-    let mut prepared = false;
-    let sig = |k: SignalKind| {
-        signal(k).map_err(|e| MigrateError::Io {
-            what: "cannot install signal handlers".into(),
-            source: e,
+/// The signals that end the session (TERM, HUP, INT: the channel is taken
+/// as gone) and `domjobabort`'s.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, MigrateError> {
+        let sig = |k: SignalKind| {
+            signal(k).map_err(|e| MigrateError::Io {
+                what: "cannot install signal handlers".into(),
+                source: e,
+            })
+        };
+        Ok(Signals {
+            term: sig(SignalKind::terminate())?,
+            hup: sig(SignalKind::hangup())?,
+            int: sig(SignalKind::interrupt())?,
+            usr: sig(SignalKind::from_raw(ABORT_SIGNAL))?,
         })
-    };
-    let mut term = sig(SignalKind::terminate())?;
-    let mut hup = sig(SignalKind::hangup())?;
-    let mut int = sig(SignalKind::interrupt())?;
-    let mut usr = sig(SignalKind::from_raw(ABORT_SIGNAL))?;
-    let mut alone = Vec::new();
-    loop {
-        let line = tokio::select! {
-            l = read_line_bounded(&mut input, MAX_REQUEST_LINE) => l,
-            _ = term.recv() => Ok(None),
-            _ = hup.recv() => Ok(None),
-            _ = int.recv() => Ok(None),
-            _ = usr.recv() => {
-                // `domjobabort` on this host: stopping the incoming QEMU
-                // makes the source roll back (it sees the destination exit).
-                let log = dest.abort().await.unwrap_or_default();
-                for l in log {
-                    eprintln!("teamvirt: domjobabort: {l}");
-                }
-                continue;
-            }
-        };
-        requests += 1;
-        let line = match line {
-            Err(e @ LineError::TooLong(_)) => {
-                // Not read further: the source is broken or hostile.
-                send(FromDest::Error {
-                    message: e.to_string(),
-                });
-                Ok(None)
-            }
-            _ if requests > MAX_REQUESTS => {
-                send(FromDest::Error {
-                    message: format!(
-                        "protocol error: the source sent more than {MAX_REQUESTS} lines"
-                    ),
-                });
-                Ok(None)
-            }
-            l => l,
-        };
-        let Ok(Some(line)) = line else {
-            // The channel is gone: decide alone.
-            if prepared {
-                alone = decide_alone(&mut dest, source_was_running).await;
-            }
-            break;
-        };
-        if line.trim().is_empty() {
-            continue;
+    }
+}
+
+/// One migration served: the destination and what the channel told it.
+struct Session {
+    dest: LocalDestination,
+    tx: mpsc::UnboundedSender<FromDest>,
+    source_was_running: bool,
+    /// A destination QEMU is prepared and not yet finished or aborted.
+    prepared: bool,
+}
+
+impl Session {
+    fn new(sd: StateDir, tx: mpsc::UnboundedSender<FromDest>) -> Session {
+        let mut dest = LocalDestination::new(sd);
+        // A remote source names no program: this host's own emulator runs.
+        dest.own_emulator = true;
+        Session {
+            dest,
+            tx,
+            source_was_running: true,
+            prepared: false,
         }
-        let msg: ToDest = match serde_json::from_str(&line) {
-            Ok(m) => m,
-            Err(e) => {
-                send(FromDest::Error {
-                    message: format!(
-                        "internal error: the destination does not understand the request: {e}"
-                    ),
-                });
-                continue;
-            }
-        };
+    }
+
+    fn send(&self, m: FromDest) {
+        let _ = self.tx.send(m);
+    }
+
+    /// Answer one request of the source.
+    async fn handle(&mut self, msg: ToDest) {
         match msg {
             ToDest::Prepare {
                 req,
@@ -144,107 +201,121 @@ where
                 files,
                 source_was_running: r,
             } => {
-                source_was_running = r;
+                self.source_was_running = r;
                 if let Err(why) = check_files(&files) {
-                    send(FromDest::Error {
+                    self.send(FromDest::Error {
                         message: format!("protocol error: the prepare request carries {why}"),
                     });
-                    continue;
+                    return;
                 }
-                match incoming {
-                    Incoming::Tcp {
-                        listen,
-                        port,
-                        advertise,
-                    } => {
-                        // The destination's choice: the address the source's
-                        // SSH connection reached (sshd's SSH_CONNECTION), so
-                        // QEMU listens there only.
-                        let reached = std::env::var("SSH_CONNECTION")
-                            .ok()
-                            .and_then(|s| s.split_whitespace().nth(2).map(str::to_owned));
-                        let listen = listen
-                            .or_else(|| reached.clone())
-                            .unwrap_or_else(|| "0.0.0.0".into());
-                        let wildcard = matches!(listen.as_str(), "0.0.0.0" | "::" | "[::]");
-                        let advertise = advertise.or(if wildcard { reached } else { None });
-                        dest.listen = listen;
-                        dest.port = port;
-                        dest.advertise = advertise.map(|a| {
-                            if a.contains(':') && !a.starts_with('[') {
-                                format!("[{a}]")
-                            } else {
-                                a
-                            }
-                        });
-                        dest.unix_incoming = false;
-                    }
-                    Incoming::Tunnel => dest.unix_incoming = true,
-                }
-                dest.tls_dir = tls_dir;
-                dest.run_files = files;
-                match dest.prepare(&req).await {
-                    Ok(mut p) => {
-                        prepared = true;
-                        send(FromDest::Prepared {
-                            uri: p.uri.clone(),
-                            pairs: p.pairs.clone(),
-                            vfs: p.vfs.clone(),
-                            substitutions: p.substitutions.clone(),
-                            pid: p.pid.map(|p| p.pid as u32),
-                        });
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            while let Some(ev) = p.events.recv().await {
-                                let m = match ev {
-                                    DestEvent::Qmp(e) => FromDest::Event {
-                                        name: e.name,
-                                        data: e.data,
-                                        seconds: e.timestamp.0,
-                                        microseconds: e.timestamp.1,
-                                    },
-                                    _ => FromDest::Exited,
-                                };
-                                if tx.send(m).is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                    Err(e) => send(FromDest::Error {
-                        message: e.to_string(),
-                    }),
-                }
+                self.listen_as_asked(incoming);
+                self.dest.tls_dir = tls_dir;
+                self.dest.run_files = files;
+                self.prepare(&req).await;
             }
             ToDest::Finish { resume, timeout_ms } => {
-                match dest.finish(resume, Duration::from_millis(timeout_ms)).await {
+                match self
+                    .dest
+                    .finish(resume, Duration::from_millis(timeout_ms))
+                    .await
+                {
                     Ok(f) => {
-                        prepared = false;
-                        send(FromDest::Finished {
+                        self.prepared = false;
+                        self.send(FromDest::Finished {
                             pairs: f.pairs,
                             running: f.running,
                             defined: f.defined,
                             guest: f.guest,
                         })
                     }
-                    Err(e) => send(FromDest::Error {
+                    Err(e) => self.send(FromDest::Error {
                         message: e.to_string(),
                     }),
                 }
             }
             ToDest::Abort => {
-                let log = dest
+                let log = self
+                    .dest
                     .abort()
                     .await
                     .unwrap_or_else(|e| vec![format!("destination teardown failed: {e}")]);
-                prepared = false;
-                send(FromDest::Aborted { log });
+                self.prepared = false;
+                self.send(FromDest::Aborted { log });
             }
         }
     }
-    drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    Ok(alone)
+
+    /// Where the incoming QEMU listens, as the prepare request asks.
+    fn listen_as_asked(&mut self, incoming: Incoming) {
+        let dest = &mut self.dest;
+        match incoming {
+            Incoming::Tcp {
+                listen,
+                port,
+                advertise,
+            } => {
+                // The destination's choice: the address the source's
+                // SSH connection reached (sshd's SSH_CONNECTION), so
+                // QEMU listens there only.
+                let reached = std::env::var("SSH_CONNECTION")
+                    .ok()
+                    .and_then(|s| s.split_whitespace().nth(2).map(str::to_owned));
+                let listen = listen
+                    .or_else(|| reached.clone())
+                    .unwrap_or_else(|| "0.0.0.0".into());
+                let wildcard = matches!(listen.as_str(), "0.0.0.0" | "::" | "[::]");
+                let advertise = advertise.or(if wildcard { reached } else { None });
+                dest.listen = listen;
+                dest.port = port;
+                dest.advertise = advertise.map(|a| {
+                    if a.contains(':') && !a.starts_with('[') {
+                        format!("[{a}]")
+                    } else {
+                        a
+                    }
+                });
+                dest.unix_incoming = false;
+            }
+            Incoming::Tunnel => dest.unix_incoming = true,
+        }
+    }
+
+    /// Prepare the destination and, once prepared, forward its QEMU's
+    /// events to the source.
+    async fn prepare(&mut self, req: &super::proto::PrepareRequest) {
+        match self.dest.prepare(req).await {
+            Ok(mut p) => {
+                self.prepared = true;
+                self.send(FromDest::Prepared {
+                    uri: p.uri.clone(),
+                    pairs: p.pairs.clone(),
+                    vfs: p.vfs.clone(),
+                    substitutions: p.substitutions.clone(),
+                    pid: p.pid.map(|p| p.pid as u32),
+                });
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = p.events.recv().await {
+                        let m = match ev {
+                            DestEvent::Qmp(e) => FromDest::Event {
+                                name: e.name,
+                                data: e.data,
+                                seconds: e.timestamp.0,
+                                microseconds: e.timestamp.1,
+                            },
+                            _ => FromDest::Exited,
+                        };
+                        if tx.send(m).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => self.send(FromDest::Error {
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// The channel is lost with the destination prepared: take over when the

@@ -42,51 +42,12 @@ pub(super) async fn precheck_and_snapshot(
     opts: &super::MigrateOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Source, MigrateError> {
-    let rec = match RunRecord::load(sd, name)? {
-        Some(r) if r.is_alive() => r,
-        Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
-        None if sd.domain_xml(name)?.exists() => {
-            return Err(MigrateError::NotRunning(name.to_owned()))
-        }
-        None => return Err(MigrateError::NoDomain(name.to_owned())),
-    };
-    if rec.incoming {
-        return Err(MigrateError::Incoming(name.to_owned()));
-    }
+    let rec = running_record(sd, name)?;
     let paths = sd.run_paths(name)?;
     let live_xml = read_optional(&paths.live_xml)?.unwrap_or_default();
-    if !live_xml.trim().is_empty() {
-        let (def, _) = DomainDef::parse_str(&live_xml, Some(&paths.live_xml)).map_err(|e| {
-            MigrateError::Xml {
-                what: format!("live XML {}", paths.live_xml.display()),
-                source: e,
-            }
-        })?;
-        let blockers = precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| {
-            network_is_hostdev_pool(sd, n)
-        });
-        if !blockers.is_empty() {
-            return Err(MigrateError::Unsupported(blockers));
-        }
-    }
+    check_hostdevs(sd, &paths, &live_xml)?;
     let qmp = run::connect(&rec, Duration::from_secs(5)).await?;
-    let q = qmp.query_migrate().await.map_err(MigrateError::src)?;
-    if let Some(reasons) = precheck::blocked_reasons(&q) {
-        return Err(MigrateError::Blocked(reasons));
-    }
-    let status = q.status;
-    if !matches!(
-        status,
-        MigrationStatus::None
-            | MigrationStatus::Completed
-            | MigrationStatus::Failed
-            | MigrationStatus::Cancelled
-    ) {
-        return Err(MigrateError::InProgress {
-            name: name.to_owned(),
-            status: status.to_string(),
-        });
-    }
+    check_no_migration(&qmp, name).await?;
     let run_state = qmp.query_status().await.map_err(MigrateError::src)?;
     let was_running = run_state == "running";
     let mut warnings = Vec::new();
@@ -126,9 +87,91 @@ pub(super) async fn precheck_and_snapshot(
     } else {
         None
     };
-    // The record is a file: the destination runs the definition's
-    // emulator, with the recorded command line only as far as it agrees
-    // with the one the kernel shows for the source QEMU (see argvcheck).
+    let req = prepare_request(sd, name, &rec, &paths.dir, live_xml, persistent_xml)?;
+    Ok(Source {
+        qmp,
+        proc: rec.proc,
+        req,
+        was_running,
+        plugged_before,
+        warnings,
+    })
+}
+
+/// Phase 0: the domain's run record, when its QEMU runs and is not a
+/// migration's destination.
+fn running_record(sd: &StateDir, name: &str) -> Result<RunRecord, MigrateError> {
+    let rec = match RunRecord::load(sd, name)? {
+        Some(r) if r.is_alive() => r,
+        Some(_) => return Err(MigrateError::NotRunning(name.to_owned())),
+        None if sd.domain_xml(name)?.exists() => {
+            return Err(MigrateError::NotRunning(name.to_owned()))
+        }
+        None => return Err(MigrateError::NoDomain(name.to_owned())),
+    };
+    if rec.incoming {
+        return Err(MigrateError::Incoming(name.to_owned()));
+    }
+    Ok(rec)
+}
+
+/// Phase 0: no hostdev of the live definition that cannot migrate.
+fn check_hostdevs(
+    sd: &StateDir,
+    paths: &teamvirt_host::state::RunPaths,
+    live_xml: &str,
+) -> Result<(), MigrateError> {
+    if !live_xml.trim().is_empty() {
+        let (def, _) = DomainDef::parse_str(live_xml, Some(&paths.live_xml)).map_err(|e| {
+            MigrateError::Xml {
+                what: format!("live XML {}", paths.live_xml.display()),
+                source: e,
+            }
+        })?;
+        let blockers = precheck::hostdev_blockers(&def, Some(&paths.live_xml), &|n| {
+            network_is_hostdev_pool(sd, n)
+        });
+        if !blockers.is_empty() {
+            return Err(MigrateError::Unsupported(blockers));
+        }
+    }
+    Ok(())
+}
+
+/// Phase 0: QEMU knows no blocker, and no migration is in progress.
+async fn check_no_migration(qmp: &Qmp, name: &str) -> Result<(), MigrateError> {
+    let q = qmp.query_migrate().await.map_err(MigrateError::src)?;
+    if let Some(reasons) = precheck::blocked_reasons(&q) {
+        return Err(MigrateError::Blocked(reasons));
+    }
+    let status = q.status;
+    if !matches!(
+        status,
+        MigrationStatus::None
+            | MigrationStatus::Completed
+            | MigrationStatus::Failed
+            | MigrationStatus::Cancelled
+    ) {
+        return Err(MigrateError::InProgress {
+            name: name.to_owned(),
+            status: status.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Phase 0: what the destination is asked to prepare. The record is a
+/// file: the destination runs the definition's emulator, with the
+/// recorded command line only as far as it agrees with the one the kernel
+/// shows for the source QEMU (see argvcheck).
+fn prepare_request(
+    sd: &StateDir,
+    name: &str,
+    rec: &RunRecord,
+    run_dir: &std::path::Path,
+    live_xml: String,
+    persistent_xml: Option<String>,
+) -> Result<PrepareRequest, MigrateError> {
     crate::identity::verify(sd, name, &rec.proc).map_err(run::RunError::from)?;
     let emulator = crate::identity::definition_emulator(sd, name);
     let kernel_argv = teamvirt_host::procmatch::cmdline_of(rec.proc.pid).unwrap_or_default();
@@ -145,26 +188,18 @@ pub(super) async fn precheck_and_snapshot(
     }
     let mut argv = vec![emulator.display().to_string()];
     argv.extend(recorded.iter().cloned());
-    let req = PrepareRequest {
+    Ok(PrepareRequest {
         name: name.to_owned(),
         uuid: rec.uuid.clone(),
         emulator: emulator.display().to_string(),
         argv,
         accel: rec.accel,
-        source_run_dir: paths.dir.clone(),
+        source_run_dir: run_dir.to_owned(),
         source_serial_log: rec.serial_log.clone(),
         source_root: sd.root().to_owned(),
         pairs: rec.pairs.clone(),
         live_xml,
         persistent_xml,
-    };
-    Ok(Source {
-        qmp,
-        proc: rec.proc,
-        req,
-        was_running,
-        plugged_before,
-        warnings,
     })
 }
 
