@@ -34,6 +34,8 @@ pub mod domlog;
 pub mod error;
 pub mod guestdoc;
 pub mod guestroute;
+/// Hostdev networks as VF pools: the rule and the members.
+pub mod hostdev_net;
 /// attach-device / detach-device on running and defined domains.
 pub mod hotplug;
 pub mod identity;
@@ -45,9 +47,7 @@ pub mod lend_argv;
 pub mod live;
 pub mod migrate;
 /// `net-start` / `net-destroy`: is a network serving new devices?
-pub mod netactive;
-/// Hostdev networks as VF pools: the rule and the members.
-pub mod netdef;
+pub mod net_state;
 /// The host network devices of a domain's interfaces (taps, macvtaps).
 pub mod netsetup;
 /// Network verbs and the network lookup used at start.

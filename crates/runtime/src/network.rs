@@ -1,6 +1,6 @@
 //! Network verbs (`net-define`, `net-undefine`, `net-list`, `net-dumpxml`)
 //! and the network lookup used when a domain starts (refused on a network
-//! stopped by `net-destroy`, see [`crate::netactive`]); a hostdev
+//! stopped by `net-destroy`, see [`crate::net_state`]); a hostdev
 //! network's pool is its `<address>` list, or the VFs of its `<pf>`.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use teamvirt_conf::{Diagnostic, NetworkDef, NetworkPortDef};
 use teamvirt_qemu::resolve::{NetworkSource, ResolveError};
 
 use crate::error::RuntimeError;
-pub use crate::netdef::{is_hostdev_network, pool_members};
+pub use crate::hostdev_net::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
 use crate::Runtime;
 use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
@@ -30,7 +30,7 @@ pub struct NetworkSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lab_bridge: Option<String>,
     /// Active, or inactive and why (`net-start` / `net-destroy`).
-    pub activity: crate::netactive::Activity,
+    pub activity: crate::net_state::Activity,
     pub autostart: bool,
 }
 
@@ -73,7 +73,7 @@ impl NetworkSource for StateNetworks<'_> {
         };
         // Only devices being plugged look networks up here (start,
         // attach, an incoming migration): none on a stopped network.
-        if crate::netactive::is_destroyed(self.sd, name) {
+        if crate::net_state::is_destroyed(self.sd, name) {
             return Err(ResolveError::Inactive(name.to_owned()));
         }
         let (mut def, _) = NetworkDef::parse_str(&text, Some(&path))
@@ -146,7 +146,7 @@ impl Runtime {
     /// defines, then starts); starting one already started by `net-start`
     /// is libvirt's error, as a second `virsh net-start` is. After
     /// `net-destroy` it starts again.
-    pub fn net_start_virsh(&self, name: &str) -> Result<crate::netactive::Started, RuntimeError> {
+    pub fn net_start_virsh(&self, name: &str) -> Result<crate::net_state::Started, RuntimeError> {
         let started = self.net_start(name)?;
         let _g = self.sd.lock_global()?;
         let marker = started_marker(&self.sd, name)?;
@@ -178,7 +178,7 @@ impl Runtime {
         }
         remove_optional(&path)?;
         remove_optional(&self.sd.network_state(name)?)?;
-        crate::netactive::clear_destroyed(&self.sd, name)?;
+        crate::net_state::clear_destroyed(&self.sd, name)?;
         remove_optional(&started_marker(&self.sd, name)?)?;
         Ok(())
     }
@@ -248,7 +248,7 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netdef::pf_virtual_functions_in;
+    use crate::hostdev_net::pf_virtual_functions_in;
     use teamvirt_conf::model::PciAddress;
 
     #[test]

@@ -72,8 +72,8 @@ fn info(a: &NetInfoArgs) -> Result<NetInfo, RuntimeError> {
         .find(|n| n.name == name)
         .ok_or_else(|| RuntimeError::NoNetwork(name.clone()))?;
     let inactive_reason = match row.activity {
-        teamvirt_runtime::netactive::Activity::Active => None,
-        teamvirt_runtime::netactive::Activity::Inactive(why) => Some(why),
+        teamvirt_runtime::net_state::Activity::Active => None,
+        teamvirt_runtime::net_state::Activity::Inactive(why) => Some(why),
     };
     Ok(NetInfo {
         uuid: def.uuid.map(|u| u.to_string()).unwrap_or_default(),

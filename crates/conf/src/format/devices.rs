@@ -1,7 +1,8 @@
 //! `<devices>` and the device kinds other than `<interface>`.
 
 use super::{
-    device_info, hostdev_pci_source, interface, raws_named, raws_unordered, teaming, Attrs, W,
+    device_info, hostdev_pci_source, interface, raws_named, raws_unordered, teaming, Attrs,
+    XmlWriter,
 };
 use crate::model::*;
 
@@ -10,7 +11,7 @@ impl crate::parse::DeviceDef {
     /// element as `dumpxml --inactive` prints it inside `<devices>`, at
     /// the top level.
     pub fn to_xml(&self) -> String {
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         match self {
             crate::parse::DeviceDef::Interface(i) => interface::interface(&mut w, i),
             crate::parse::DeviceDef::Hostdev(h) => hostdev(&mut w, h),
@@ -19,7 +20,7 @@ impl crate::parse::DeviceDef {
     }
 }
 
-pub(crate) fn devices(w: &mut W, d: &Devices) {
+pub(crate) fn devices(w: &mut XmlWriter, d: &Devices) {
     w.block("devices", Attrs::new(), |w| {
         for name in DEVICE_ORDER {
             match *name {
@@ -71,7 +72,7 @@ const DISK_ORDER: &[&str] = &[
     "encryption",
 ];
 
-fn disk(w: &mut W, d: &Disk) {
+fn disk(w: &mut XmlWriter, d: &Disk) {
     let at = Attrs::new()
         .add("type", &d.type_)
         .add("device", d.device.as_deref().unwrap_or("disk"))
@@ -128,7 +129,7 @@ fn disk(w: &mut W, d: &Disk) {
     });
 }
 
-fn controller(w: &mut W, c: &Controller) {
+fn controller(w: &mut XmlWriter, c: &Controller) {
     let at = Attrs::new()
         .add("type", &c.type_)
         .num("index", c.index)
@@ -162,7 +163,7 @@ fn controller(w: &mut W, c: &Controller) {
     });
 }
 
-fn hostdev(w: &mut W, h: &Hostdev) {
+fn hostdev(w: &mut XmlWriter, h: &Hostdev) {
     let subsys = h.mode == "subsystem";
     let at = Attrs::new()
         .add("mode", &h.mode)
@@ -222,7 +223,7 @@ fn hostdev(w: &mut W, h: &Hostdev) {
     });
 }
 
-fn chardev(w: &mut W, name: &str, c: &Chardev) {
+fn chardev(w: &mut XmlWriter, name: &str, c: &Chardev) {
     w.elem(
         name,
         Attrs::new().add("type", &c.type_).raw(&c.extra_attrs),
@@ -261,7 +262,7 @@ fn chardev(w: &mut W, name: &str, c: &Chardev) {
     );
 }
 
-fn input(w: &mut W, i: &Input) {
+fn input(w: &mut XmlWriter, i: &Input) {
     let at = Attrs::new()
         .add("type", &i.type_)
         .opt("bus", i.bus.as_deref())
@@ -272,7 +273,7 @@ fn input(w: &mut W, i: &Input) {
     });
 }
 
-fn graphics(w: &mut W, g: &Graphics) {
+fn graphics(w: &mut XmlWriter, g: &Graphics) {
     w.elem(
         "graphics",
         Attrs::new().add("type", &g.type_).raw(&g.attrs),
@@ -280,7 +281,7 @@ fn graphics(w: &mut W, g: &Graphics) {
     );
 }
 
-fn audio(w: &mut W, a: &Audio) {
+fn audio(w: &mut XmlWriter, a: &Audio) {
     let at = Attrs::new()
         .num("id", a.id)
         .add("type", &a.type_)
@@ -288,7 +289,7 @@ fn audio(w: &mut W, a: &Audio) {
     w.elem("audio", at, |w| w.raws(&a.extra));
 }
 
-fn video(w: &mut W, v: &Video) {
+fn video(w: &mut XmlWriter, v: &Video) {
     w.elem("video", Attrs::new(), |w| {
         if v.model_type.is_some() || !v.model_attrs.is_empty() {
             w.empty(
@@ -309,7 +310,7 @@ fn video(w: &mut W, v: &Video) {
     });
 }
 
-fn watchdog(w: &mut W, x: &Watchdog) {
+fn watchdog(w: &mut XmlWriter, x: &Watchdog) {
     let at = Attrs::new()
         .add("model", &x.model)
         .add("action", x.action.as_deref().unwrap_or("reset"))
@@ -317,7 +318,7 @@ fn watchdog(w: &mut W, x: &Watchdog) {
     w.elem("watchdog", at, |w| device_info(w, &x.info));
 }
 
-fn memballoon(w: &mut W, m: &Memballoon) {
+fn memballoon(w: &mut XmlWriter, m: &Memballoon) {
     let at = Attrs::new()
         .add("model", &m.model)
         .on_off("autodeflate", m.autodeflate)
@@ -329,7 +330,7 @@ fn memballoon(w: &mut W, m: &Memballoon) {
     });
 }
 
-fn panic(w: &mut W, p: &Panic) {
+fn panic(w: &mut XmlWriter, p: &Panic) {
     let at = Attrs::new()
         .opt("model", p.model.as_deref())
         .raw(&p.extra_attrs);

@@ -1,6 +1,6 @@
 //! `<domain>` top level (libvirt `virDomainDefFormatInternal`, inactive).
 
-use super::{devices, raws_named, raws_unordered, Attrs, W};
+use super::{devices, raws_named, raws_unordered, Attrs, XmlWriter};
 use crate::model::*;
 
 const OS_ORDER: &[&str] = &[
@@ -40,7 +40,7 @@ const CPU_ORDER: &[&str] = &[
 impl DomainDef {
     /// Canonical inactive XML, as `virsh dumpxml --inactive` prints it.
     pub fn to_xml(&self) -> String {
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         let mut at = Attrs::new().add("type", &self.type_);
         for (p, uri) in &self.namespaces {
             at = at.add(&format!("xmlns:{p}"), uri);
@@ -56,7 +56,7 @@ impl DomainDef {
         w.finish()
     }
 
-    fn top(&self, w: &mut W, name: &str) {
+    fn top(&self, w: &mut XmlWriter, name: &str) {
         match name {
             "name" => w.text("name", Attrs::new(), &self.name),
             "uuid" => {
@@ -128,7 +128,7 @@ impl DomainDef {
     }
 }
 
-fn lifecycle(w: &mut W, name: &str, l: &Option<Lifecycle>, default: &str) {
+fn lifecycle(w: &mut XmlWriter, name: &str, l: &Option<Lifecycle>, default: &str) {
     w.text(
         name,
         Attrs::new(),
@@ -136,7 +136,7 @@ fn lifecycle(w: &mut W, name: &str, l: &Option<Lifecycle>, default: &str) {
     );
 }
 
-fn os(w: &mut W, os: &Os) {
+fn os(w: &mut XmlWriter, os: &Os) {
     w.block("os", Attrs::new().raw(&os.extra_attrs), |w| {
         for name in OS_ORDER {
             match *name {
@@ -176,13 +176,13 @@ fn os(w: &mut W, os: &Os) {
     });
 }
 
-fn text_opt(w: &mut W, name: &str, v: &Option<String>) {
+fn text_opt(w: &mut XmlWriter, name: &str, v: &Option<String>) {
     if let Some(v) = v {
         w.text(name, Attrs::new(), v);
     }
 }
 
-fn features(w: &mut W, f: &Features) {
+fn features(w: &mut XmlWriter, f: &Features) {
     if !f.acpi && !f.apic && !f.pae && f.extra.is_empty() {
         return;
     }
@@ -203,7 +203,7 @@ fn features(w: &mut W, f: &Features) {
     });
 }
 
-fn cpu(w: &mut W, c: &Cpu) {
+fn cpu(w: &mut XmlWriter, c: &Cpu) {
     let at = Attrs::new()
         .opt("mode", c.mode.as_deref())
         .opt("match", c.match_.as_deref())

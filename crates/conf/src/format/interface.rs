@@ -1,6 +1,8 @@
 //! `<interface>` (libvirt `virDomainNetDefFormat`, inactive).
 
-use super::{device_info, hostdev_pci_source, raws_named, teaming, virtualport, vlan, Attrs, W};
+use super::{
+    device_info, hostdev_pci_source, raws_named, teaming, virtualport, vlan, Attrs, XmlWriter,
+};
 use crate::model::*;
 
 /// Children kept verbatim, placed by name in libvirt's order relative to
@@ -16,7 +18,7 @@ const BEFORE_TARGET: &[&str] = &[
     "backenddomain",
 ];
 
-pub(crate) fn interface(w: &mut W, i: &Interface) {
+pub(crate) fn interface(w: &mut XmlWriter, i: &Interface) {
     let hostdev = i.type_ == InterfaceType::Hostdev;
     let at = Attrs::new()
         .add("type", i.type_.as_str())
@@ -123,7 +125,7 @@ fn driver_is_name_only(d: &NetDriver) -> bool {
     *d == only
 }
 
-fn source(w: &mut W, t: InterfaceType, s: &InterfaceSource) {
+fn source(w: &mut XmlWriter, t: InterfaceType, s: &InterfaceSource) {
     if t == InterfaceType::Hostdev {
         if let Some(p) = &s.pci {
             hostdev_pci_source(w, p, true, &s.other_attrs);
@@ -144,7 +146,7 @@ fn source(w: &mut W, t: InterfaceType, s: &InterfaceSource) {
     w.elem("source", at, |w| w.raws(&s.extra));
 }
 
-fn driver(w: &mut W, d: &NetDriver) {
+fn driver(w: &mut XmlWriter, d: &NetDriver) {
     let at = Attrs::new()
         .opt("name", d.name.as_deref())
         .opt("txmode", d.txmode.as_deref())

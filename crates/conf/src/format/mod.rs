@@ -77,7 +77,7 @@ impl Attrs {
 
 /// Indenting writer.
 #[derive(Default)]
-pub(crate) struct W {
+pub(crate) struct XmlWriter {
     pub(crate) out: String,
     indent: usize,
 }
@@ -87,7 +87,7 @@ pub(crate) struct W {
 /// so output stays linear in the input however deep kept XML nests.
 const MAX_INDENT_LEVELS: usize = 30;
 
-impl W {
+impl XmlWriter {
     fn line(&mut self, s: &str) {
         for _ in 0..self.indent.min(MAX_INDENT_LEVELS) {
             self.out.push_str("  ");
@@ -106,8 +106,8 @@ impl W {
 
     /// An element with children; self-closing when `body` writes nothing
     /// (libvirt's child-buffer pattern).
-    pub(crate) fn elem(&mut self, name: &str, attrs: Attrs, body: impl FnOnce(&mut W)) {
-        let mut child = W {
+    pub(crate) fn elem(&mut self, name: &str, attrs: Attrs, body: impl FnOnce(&mut XmlWriter)) {
+        let mut child = XmlWriter {
             out: String::new(),
             indent: self.indent + 1,
         };
@@ -122,7 +122,7 @@ impl W {
     }
 
     /// An element always written with an open and a close tag.
-    pub(crate) fn block(&mut self, name: &str, attrs: Attrs, body: impl FnOnce(&mut W)) {
+    pub(crate) fn block(&mut self, name: &str, attrs: Attrs, body: impl FnOnce(&mut XmlWriter)) {
         self.line(&format!("<{name}{}>", attrs.0));
         self.indent += 1;
         body(self);
@@ -174,12 +174,12 @@ impl W {
 }
 
 /// Emit `extra` elements named `name`.
-pub(crate) fn raws_named(w: &mut W, extra: &[RawElement], name: &str) {
+pub(crate) fn raws_named(w: &mut XmlWriter, extra: &[RawElement], name: &str) {
     w.raws(extra.iter().filter(|e| e.name == name));
 }
 
 /// Emit `extra` elements whose name is not in `order`.
-pub(crate) fn raws_unordered(w: &mut W, extra: &[RawElement], order: &[&str]) {
+pub(crate) fn raws_unordered(w: &mut XmlWriter, extra: &[RawElement], order: &[&str]) {
     w.raws(extra.iter().filter(|e| !order.contains(&e.name.as_str())));
 }
 
@@ -195,7 +195,7 @@ pub(crate) fn pci_attrs(a: Attrs, p: &PciAddress) -> Attrs {
 /// `<source><address .../></source>` of a PCI hostdev, shared by
 /// `<hostdev>` and `<interface type='hostdev'>` (which adds `type='pci'`).
 pub(crate) fn hostdev_pci_source(
-    w: &mut W,
+    w: &mut XmlWriter,
     addr: &PciAddress,
     with_type: bool,
     extra_attrs: &[RawAttr],
@@ -210,7 +210,7 @@ pub(crate) fn hostdev_pci_source(
     });
 }
 
-pub(crate) fn address(w: &mut W, a: &Address) {
+pub(crate) fn address(w: &mut XmlWriter, a: &Address) {
     match a {
         Address::Pci(p) => {
             let mut at = Attrs::new().add("type", "pci");
@@ -260,7 +260,7 @@ pub(crate) fn address(w: &mut W, a: &Address) {
 }
 
 /// `<boot/>`, `<alias/>`, `<rom/>`, `<acpi/>`, `<address/>`.
-pub(crate) fn device_info(w: &mut W, info: &DeviceInfo) {
+pub(crate) fn device_info(w: &mut XmlWriter, info: &DeviceInfo) {
     if let Some(b) = &info.boot {
         w.empty(
             "boot",
@@ -291,7 +291,7 @@ pub(crate) fn device_info(w: &mut W, info: &DeviceInfo) {
     }
 }
 
-pub(crate) fn teaming(w: &mut W, t: &Teaming) {
+pub(crate) fn teaming(w: &mut XmlWriter, t: &Teaming) {
     w.empty(
         "teaming",
         Attrs::new()
@@ -300,7 +300,7 @@ pub(crate) fn teaming(w: &mut W, t: &Teaming) {
     );
 }
 
-pub(crate) fn vlan(w: &mut W, v: &Vlan) {
+pub(crate) fn vlan(w: &mut XmlWriter, v: &Vlan) {
     w.block(
         "vlan",
         Attrs::new().yes_no("trunk", v.trunk.filter(|&t| t)),
@@ -317,7 +317,7 @@ pub(crate) fn vlan(w: &mut W, v: &Vlan) {
     );
 }
 
-pub(crate) fn virtualport(w: &mut W, v: &VirtualPort) {
+pub(crate) fn virtualport(w: &mut XmlWriter, v: &VirtualPort) {
     w.elem(
         "virtualport",
         Attrs::new().opt("type", v.type_.as_deref()),
@@ -348,14 +348,14 @@ mod tests {
         assert_eq!(escape("a<b>&'\""), "a&lt;b&gt;&amp;&apos;&quot;");
         assert_eq!(escape("a\r\n\tb"), "a&#13;\n\tb");
         assert_eq!(Attrs::new().add("x", "a\r\n\tb").0, " x='a&#13;&#10;&#9;b'");
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         w.empty("x", Attrs::new().add("a", "it's"));
         assert_eq!(w.finish(), "<x a='it&apos;s'/>\n");
     }
 
     #[test]
     fn elem_collapses_when_empty() {
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         w.elem("a", Attrs::new(), |_| {});
         w.elem("b", Attrs::new(), |w| w.empty("c", Attrs::new()));
         assert_eq!(w.finish(), "<a/>\n<b>\n  <c/>\n</b>\n");

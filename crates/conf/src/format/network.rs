@@ -1,7 +1,7 @@
 //! `<network>` (`virNetworkDefFormatBuf`) and `<networkport>`
 //! (`virNetworkPortDefFormatBuf`).
 
-use super::{pci_attrs, raws_named, raws_unordered, virtualport, vlan, Attrs, W};
+use super::{pci_attrs, raws_named, raws_unordered, virtualport, vlan, Attrs, XmlWriter};
 use crate::model::*;
 
 const NETWORK_ORDER: &[&str] = &[
@@ -26,7 +26,7 @@ const NETWORK_ORDER: &[&str] = &[
 impl NetworkDef {
     /// Canonical XML, as `virsh net-dumpxml --inactive` prints it.
     pub fn to_xml(&self) -> String {
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         let at = Attrs::new()
             .yes_no("ipv6", self.ipv6.filter(|&v| v))
             .yes_no("trustGuestRxFilters", self.trust_guest_rx_filters)
@@ -79,7 +79,7 @@ impl NetworkDef {
     }
 }
 
-fn forward(w: &mut W, f: &Forward) {
+fn forward(w: &mut XmlWriter, f: &Forward) {
     let at = Attrs::new()
         .opt("dev", f.dev.as_deref())
         .opt("mode", f.mode.as_deref())
@@ -103,7 +103,7 @@ fn forward(w: &mut W, f: &Forward) {
     });
 }
 
-fn net_ip(w: &mut W, ip: &NetIp) {
+fn net_ip(w: &mut XmlWriter, ip: &NetIp) {
     let at = Attrs::new()
         .opt("family", ip.family.as_deref())
         .opt("address", ip.address.as_deref())
@@ -138,7 +138,7 @@ fn net_ip(w: &mut W, ip: &NetIp) {
     });
 }
 
-fn portgroup(w: &mut W, p: &PortGroup) {
+fn portgroup(w: &mut XmlWriter, p: &PortGroup) {
     let at = Attrs::new()
         .add("name", &p.name)
         .yes_no("default", p.default.filter(|&d| d))
@@ -157,7 +157,7 @@ fn portgroup(w: &mut W, p: &PortGroup) {
 impl NetworkPortDef {
     /// Canonical XML of a network port.
     pub fn to_xml(&self) -> String {
-        let mut w = W::default();
+        let mut w = XmlWriter::default();
         w.block("networkport", Attrs::new().raw(&self.extra_attrs), |w| {
             if let Some(u) = &self.uuid {
                 w.text("uuid", Attrs::new(), &u.to_string());

@@ -7,12 +7,15 @@
 //! on the way; the destination plugs its own VF back (`FAILOVER_NEGOTIATED`
 //! there) and resumes; the source QEMU exits and its VFs return to the pool.
 //!
-//! In the code: [`migrate`] settles a dead job (`recover`) and takes the
-//! domain's lock; phase 0, `snapshot::precheck_and_snapshot`, checks the
-//! source and takes what the destination needs; `run_phases` then runs
-//! `prepare_destination` (1), `start_outgoing` (2), `wait_unplug_and_copy`
-//! (3), and `complete` (4a) or `rollback` (4b), undoing what each failure
-//! leaves behind.
+//! In the code, with libvirt's phase names (`qemu_migration.c`: the
+//! source's Begin, Perform and Confirm around the destination's Prepare
+//! and Finish): [`migrate`] settles a dead job (`recover`) and takes the
+//! domain's lock; Begin, `begin::begin`, checks the source and takes what
+//! the destination needs; `run_phases` then runs `prepare_destination`
+//! (1, the destination's Prepare), Perform in two steps, `perform_start`
+//! (2) and `perform_copy` (3), and Confirm: `confirm_completed` (4a, which
+//! also has the destination Finish) or `confirm_rollback` (4b), undoing
+//! what each failure leaves behind.
 //!
 //! Rollback: QEMU waits in `wait-unplug` forever, so teamvirt cancels at
 //! `--unplug-timeout`, on a failed migration, a destination that died,
@@ -36,11 +39,11 @@ use teamvirt_qmp::{
 };
 use tokio::sync::watch;
 
+use super::begin::{begin, Source};
 use super::dest::{DestEvent, Destination, Prepared};
 use super::job::{self, JobInfo, JobPhase};
 pub use super::progress::{Progress, Side};
 use super::proto::PrepareRequest;
-use super::snapshot::{precheck_and_snapshot, Source};
 use super::MigrateError;
 use crate::run::{self, VfBinding};
 use crate::teaming::{self, PairState};
@@ -127,7 +130,7 @@ impl Stop {
     }
 }
 
-/// How the copy ([`wait_unplug_and_copy`]) ended.
+/// How the copy ([`perform_copy`]) ended.
 #[derive(Debug)]
 enum Copied {
     /// QEMU reported `completed`: the destination takes over.
@@ -238,15 +241,15 @@ pub async fn migrate<D: Destination>(
         .try_lock_domain(name)?
         .ok_or_else(|| MigrateError::Locked(name.to_owned()))?;
     _lock.note_holder("teamvirt migrate");
-    let src = precheck_and_snapshot(sd, name, opts, progress).await?;
+    let src = begin(sd, name, opts, progress).await?;
     run_phases(sd, name, src, dest, opts, abort, progress).await
 }
 
 /// The phases after the prechecks, with what each failure undoes: prepare
 /// the destination, start the outgoing migration, wait for the unplug and
-/// the copy, then hand over ([`complete`]) or take back ([`rollback`]).
+/// the copy, then hand over ([`confirm_completed`]) or take back ([`confirm_rollback`]).
 /// The job file is removed whenever it ends, except on success, where
-/// [`complete`] removes it itself.
+/// [`confirm_completed`] removes it itself.
 async fn run_phases<D: Destination>(
     sd: &StateDir,
     name: &str,
@@ -285,7 +288,7 @@ async fn run_phases<D: Destination>(
         });
     }
     wire_source_pairs(&mut cx, teamvirt_host::netdev::pair::Active::Handover).await;
-    if let Err(e) = start_outgoing(&src.qmp, opts, &prepared.uri, cx.pause_copy, src.proc.pid).await
+    if let Err(e) = perform_start(&src.qmp, opts, &prepared.uri, cx.pause_copy, src.proc.pid).await
     {
         wire_source_pairs(&mut cx, teamvirt_host::netdev::pair::Active::Primary).await;
         let _ = dest.abort().await;
@@ -297,7 +300,7 @@ async fn run_phases<D: Destination>(
     cx.migrating_since = Instant::now();
 
     // 3. The guest unplugs its primaries, QEMU copies.
-    let copied = wait_unplug_and_copy(
+    let copied = perform_copy(
         &mut cx,
         dest,
         &src.qmp,
@@ -311,7 +314,7 @@ async fn run_phases<D: Destination>(
     match copied {
         // 4a. Completed: the destination takes over, the source QEMU goes.
         Copied::Completed => {
-            let out = complete(
+            let out = confirm_completed(
                 &mut cx,
                 dest,
                 &src.qmp,
@@ -337,7 +340,7 @@ async fn run_phases<D: Destination>(
         } => {
             let reason = stop.reason(opts.unplug_timeout);
             cx.job.abort_reason = Some(reason.clone());
-            let (rollback, primaries_back) = rollback(
+            let (rollback, primaries_back) = confirm_rollback(
                 &mut cx,
                 dest,
                 &src.qmp,
@@ -412,7 +415,7 @@ async fn prepare_destination<D: Destination>(
 /// Phase 2: migration events on, bandwidth and TLS set, `migrate` to `uri`.
 /// `pause_copy`: a trickle bandwidth until the source is paused (see
 /// [`super::tcg_copy`]).
-async fn start_outgoing(
+async fn perform_start(
     qmp: &Qmp,
     opts: &MigrateOptions,
     uri: &str,
@@ -462,7 +465,7 @@ async fn start_outgoing(
 /// `cx.migrating_since`. Past `--timeout` the copying source is paused so the
 /// copy converges; with `cx.pause_copy` it is paused as soon as the copy
 /// begins (see [`super::tcg_copy`]).
-async fn wait_unplug_and_copy<D: Destination>(
+async fn perform_copy<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
     qmp: &Qmp,
@@ -529,7 +532,7 @@ async fn wait_unplug_and_copy<D: Destination>(
     }
 }
 
-/// What [`wait_unplug_and_copy`] knows of the migration as it follows it.
+/// What [`perform_copy`] knows of the migration as it follows it.
 struct CopyWatch {
     /// The furthest status QEMU reported (the phase only moves forward).
     status: MigrationStatus,
@@ -816,7 +819,7 @@ fn show(cx: &mut Ctx, side: Side, ev: &Event) {
 /// the source QEMU is stopped and its VFs return. A destination that
 /// cannot take over gives the domain back to the source, resumed.
 #[allow(clippy::too_many_arguments)]
-async fn complete<D: Destination>(
+async fn confirm_completed<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
     qmp: &Qmp,
@@ -958,7 +961,7 @@ async fn on_source_run_dir(
 /// primary that was plugged is plugged again. Returns the steps taken and
 /// whether all primaries are back.
 #[allow(clippy::too_many_arguments)]
-async fn rollback<D: Destination>(
+async fn confirm_rollback<D: Destination>(
     cx: &mut Ctx<'_>,
     dest: &mut D,
     qmp: &Qmp,

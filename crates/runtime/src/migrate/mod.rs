@@ -13,8 +13,8 @@
 //! * [`driver`]: the source side: drives QEMU, shows progress, enforces
 //!   deadlines, rolls back.
 //! * [`progress`]: what a migration reports as it goes.
-//! * `snapshot`: the source checked and described before anything moves
-//!   (the driver's phase 0).
+//! * `begin`: the source checked and described before anything moves
+//!   (the source's Begin phase, as libvirt names it).
 //! * [`job`]: the job as other shells see it (`domjobinfo`, `domjobabort`).
 //! * [`argv`]: the destination's command line derived from the source's.
 //! * [`recover`](mod@recover): settles a migration whose driving process died.
@@ -28,6 +28,7 @@
 
 pub mod argv;
 mod argvcheck;
+mod begin;
 pub mod blocking;
 pub mod carry;
 pub mod dest;
@@ -40,7 +41,6 @@ pub mod proto;
 pub mod recover;
 pub mod remote;
 pub mod serve;
-mod snapshot;
 pub mod tcg_copy;
 pub mod tls;
 

@@ -1,6 +1,6 @@
 //! What a network definition offers as a VF pool: whether it is a hostdev
 //! network, and its members (its `<address>` list, or the VFs of its `<pf>`
-//! from sysfs). Read by `network` (verbs, lookups) and `netactive`
+//! from sysfs). Read by `network` (verbs, lookups) and `net_state`
 //! (`net-start` checks) alike.
 
 use std::path::Path;

@@ -1,6 +1,7 @@
-//! Phase 0 of the source side of a migration (the driver's, `driver.rs`):
-//! the prechecks, and what the later phases need from the source, taken
-//! before anything moves.
+//! Begin, the first phase of the source side of a migration (libvirt's
+//! `qemuMigrationSrcBegin`; the driver is `driver.rs`): the prechecks, and
+//! what the later phases need from the source, taken before anything
+//! moves.
 
 use std::time::Duration;
 
@@ -32,11 +33,11 @@ pub(super) struct Source {
     pub(super) warnings: Vec<String>,
 }
 
-/// Phase 0: check that the domain runs and can move (hostdevs, QEMU's
+/// Begin: check that the domain runs and can move (hostdevs, QEMU's
 /// blockers, no migration in progress, the record matches the QEMU the
 /// kernel shows) and take what the destination needs. Warns about a
 /// paused guest and primaries that will not unplug. Changes nothing.
-pub(super) async fn precheck_and_snapshot(
+pub(super) async fn begin(
     sd: &StateDir,
     name: &str,
     opts: &super::MigrateOptions,

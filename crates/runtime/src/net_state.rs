@@ -13,7 +13,7 @@ use serde::Serialize;
 use teamvirt_conf::NetworkDef;
 
 use crate::error::RuntimeError;
-use crate::netdef::{is_hostdev_network, pool_members};
+use crate::hostdev_net::{is_hostdev_network, pool_members};
 use crate::pool::VfPool;
 use crate::Runtime;
 use teamvirt_host::state::{remove_optional, write_atomic, StateDir};
