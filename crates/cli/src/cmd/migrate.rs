@@ -427,7 +427,8 @@ fn summary(a: &MigrateArgs, out: &Outcome) {
 
 fn failure(a: &MigrateArgs, e: &MigrateError) {
     if a.json {
-        let mut v = json!({"event": "result", "ok": false, "error": e.to_string()});
+        let mut v =
+            json!({"event": "result", "ok": false, "error": e.to_string(), "code": e.code()});
         match e {
             MigrateError::Failed {
                 rollback,

@@ -265,7 +265,7 @@ impl LocalDestination {
                     .and_then(|r| r.to_str())
                     .filter(|r| super::proto::plain_name(r).is_ok())
                     .ok_or_else(|| {
-                        MigrateError::Remote(format!(
+                        MigrateError::remote(super::proto::ErrorCode::Protocol, format!(
                             "protocol error: the serial log {} is not a file of the source's run directory",
                             teamvirt_host::escape::escape_controls(&p.display().to_string())
                         ))
@@ -273,8 +273,12 @@ impl LocalDestination {
                 Some(dst_paths.dir.join(rel))
             }
         };
-        super::proto::check_files(&self.run_files)
-            .map_err(|why| MigrateError::Remote(format!("protocol error: {why}")))?;
+        super::proto::check_files(&self.run_files).map_err(|why| {
+            MigrateError::remote(
+                super::proto::ErrorCode::Protocol,
+                format!("protocol error: {why}"),
+            )
+        })?;
         let live_xml = retarget_live_xml(&req.live_xml, &req.pairs, &pairs)?;
         Ok(IncomingPlan {
             dir: dst_paths.dir,
@@ -980,10 +984,13 @@ async fn give_vfs_guest_macs(sd: &StateDir, name: &str) -> Result<(), MigrateErr
     let problems =
         blocking(move || teamvirt_host::netdev::pair::apply_parked_standby_first(&dir)).await?;
     if !problems.is_empty() {
-        return Err(MigrateError::Remote(format!(
-            "operation failed: the destination's VFs could not take the guest's MAC: {}",
-            problems.join("; ")
-        )));
+        return Err(MigrateError::remote(
+            super::proto::ErrorCode::OperationFailed,
+            format!(
+                "operation failed: the destination's VFs could not take the guest's MAC: {}",
+                problems.join("; ")
+            ),
+        ));
     }
     Ok(())
 }

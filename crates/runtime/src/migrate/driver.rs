@@ -380,7 +380,7 @@ async fn prepare_destination<D: Destination>(
     let scheme = prepared.uri.split(':').next().unwrap_or("");
     if !matches!(scheme, "tcp" | "unix" | "fd") || prepared.uri.chars().any(char::is_control) {
         let _ = dest.abort().await;
-        return Err(MigrateError::Remote(format!(
+        return Err(MigrateError::remote(super::proto::ErrorCode::Protocol, format!(
             "operation failed: the destination {} gave the migration URI '{}': only tcp:, unix: and fd: URIs are handed to QEMU",
             dest.describe(),
             teamvirt_host::escape::escape_controls(&prepared.uri.chars().take(200).collect::<String>())

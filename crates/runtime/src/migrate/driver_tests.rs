@@ -195,7 +195,8 @@ impl Destination for FakeDest {
     async fn finish(&mut self, resume: bool, _timeout: Duration) -> Result<Finished, MigrateError> {
         self.calls.push(format!("finish resume={resume}"));
         if self.fail_finish {
-            return Err(MigrateError::Remote(
+            return Err(MigrateError::remote(
+                crate::migrate::proto::ErrorCode::OperationFailed,
                 "the destination QEMU did not resume".into(),
             ));
         }

@@ -98,9 +98,13 @@ pub enum MigrateError {
     /// The destination's QEMU cannot run the domain (failover, a device model).
     #[error("{0}")]
     DestQemu(String),
-    /// An error the remote destination reported, its text as it gave it.
-    #[error("{0}")]
-    Remote(String),
+    /// An error the destination reported (or a broken answer of its), its
+    /// text as it gave it.
+    #[error("{message}")]
+    Remote {
+        code: proto::ErrorCode,
+        message: String,
+    },
     /// The SSH control channel could not be set up or was lost.
     #[error("{0}")]
     Channel(String),
@@ -167,6 +171,53 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
+    pub(crate) fn remote(code: proto::ErrorCode, message: String) -> MigrateError {
+        MigrateError::Remote { code, message }
+    }
+
+    /// The error's class, as a destination sends it to the source (and
+    /// as `migrate --json` shows it).
+    pub fn code(&self) -> proto::ErrorCode {
+        use proto::ErrorCode as C;
+        match self {
+            MigrateError::Remote { code, .. } => *code,
+            MigrateError::NoDomain(_) => C::NoDomain,
+            MigrateError::DestNoNetwork { .. } => C::NoNetwork,
+            MigrateError::NotRunning(_)
+            | MigrateError::Locked(_)
+            | MigrateError::InProgress { .. }
+            | MigrateError::Incoming(_)
+            | MigrateError::SameHost(_)
+            | MigrateError::DestActive(_)
+            | MigrateError::DestStateDir { .. } => C::OperationInvalid,
+            MigrateError::Unsupported(_)
+            | MigrateError::DestNotHostdev { .. }
+            | MigrateError::DestSharedVf { .. }
+            | MigrateError::DestMachine { .. }
+            | MigrateError::DestQemu(_) => C::ConfigUnsupported,
+            MigrateError::Blocked(_)
+            | MigrateError::DestUuidClash { .. }
+            | MigrateError::Failed { .. }
+            | MigrateError::IncomingEnded { .. }
+            | MigrateError::IncomingTimeout(_)
+            | MigrateError::Channel(_)
+            | MigrateError::Hostdev(_)
+            | MigrateError::Netdev(_)
+            | MigrateError::Pool(_) => C::OperationFailed,
+            MigrateError::Qmp { .. }
+            | MigrateError::Xml { .. }
+            | MigrateError::Io { .. }
+            | MigrateError::Sequence(_)
+            | MigrateError::Join(_)
+            | MigrateError::Json(_)
+            | MigrateError::Runtime(_)
+            | MigrateError::Run(_)
+            | MigrateError::State(_)
+            | MigrateError::Job(_)
+            | MigrateError::Argv(_) => C::Internal,
+        }
+    }
+
     pub(crate) fn src(source: QmpError) -> MigrateError {
         MigrateError::Qmp {
             side: "source",

@@ -237,8 +237,40 @@ pub enum FromDest {
         log: Vec<String>,
     },
     Error {
+        /// What kind of failure (absent from older destinations: internal).
+        #[serde(default)]
+        code: ErrorCode,
         message: String,
     },
+}
+
+/// What kind of failure a destination reports, beside its text: the
+/// classes of libvirt's error numbers that a migration meets
+/// (`VIR_ERR_OPERATION_INVALID`, `VIR_ERR_CONFIG_UNSUPPORTED`, ...), so
+/// the source acts on a code, not on the wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The peer broke the protocol: a line too long, a request not
+    /// understood, file names outside the run directory, an answer that
+    /// does not fit the question.
+    Protocol,
+    /// No such domain (`VIR_ERR_NO_DOMAIN`).
+    NoDomain,
+    /// No such network (`VIR_ERR_NO_NETWORK`).
+    NoNetwork,
+    /// Not valid in the present state: running already, locked, migrating
+    /// (`VIR_ERR_OPERATION_INVALID`).
+    OperationInvalid,
+    /// The domain's configuration cannot run there
+    /// (`VIR_ERR_CONFIG_UNSUPPORTED`).
+    ConfigUnsupported,
+    /// An operation failed on the way: QEMU, the host's devices
+    /// (`VIR_ERR_OPERATION_FAILED`).
+    OperationFailed,
+    /// Anything else (`VIR_ERR_INTERNAL_ERROR`).
+    #[default]
+    Internal,
 }
 
 #[cfg(test)]
@@ -306,5 +338,42 @@ mod tests {
             serde_json::from_str(r#"{"msg":"finished","pairs":[],"running":true,"defined":false}"#)
                 .unwrap();
         assert!(matches!(f, FromDest::Finished { guest, .. } if guest.is_empty()));
+    }
+
+    /// A destination's error carries its code; one from a destination that
+    /// sends none (older teamvirt) is internal.
+    #[test]
+    fn error_codes_cross_the_wire() {
+        let e = FromDest::Error {
+            code: ErrorCode::NoNetwork,
+            message: "Network not found".into(),
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains("\"code\":\"no-network\""), "{line}");
+        match serde_json::from_str::<FromDest>(&line).unwrap() {
+            FromDest::Error { code, message } => {
+                assert_eq!(code, ErrorCode::NoNetwork);
+                assert_eq!(message, "Network not found");
+            }
+            m => panic!("{m:?}"),
+        }
+        let mut v = serde_json::to_value(&e).unwrap();
+        remove_code(&mut v);
+        let old: FromDest = serde_json::from_value(v).unwrap();
+        match old {
+            FromDest::Error { code, .. } => assert_eq!(code, ErrorCode::Internal),
+            m => panic!("{m:?}"),
+        }
+    }
+
+    fn remove_code(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("code");
+                m.values_mut().for_each(remove_code);
+            }
+            Value::Array(a) => a.iter_mut().for_each(remove_code),
+            _ => {}
+        }
     }
 }

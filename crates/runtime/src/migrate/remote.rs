@@ -473,7 +473,7 @@ impl RemoteDestination {
                 Ok(())
             }
             // The helper could not start (its state directory is missing).
-            Ok(FromDest::Error { message }) => Err(MigrateError::Channel(format!(
+            Ok(FromDest::Error { message, .. }) => Err(MigrateError::Channel(format!(
                 "{} ({host})",
                 peer_text(&message)
             ))),
@@ -527,7 +527,9 @@ impl RemoteDestination {
         }
         let conn = self.conn.as_mut().expect("checked");
         match tokio::time::timeout(timeout, conn.replies.recv()).await {
-            Ok(Some(FromDest::Error { message })) => Err(MigrateError::Remote(peer_text(&message))),
+            Ok(Some(FromDest::Error { code, message })) => {
+                Err(MigrateError::remote(code, peer_text(&message)))
+            }
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(self.lost()),
             Err(_) => Err(MigrateError::Channel(format!(
@@ -890,20 +892,26 @@ impl Destination for RemoteDestination {
         } = reply
         else {
             self.close().await;
-            return Err(MigrateError::Remote(format!(
-                "internal error: unexpected reply to prepare from {}",
-                t.uri.host
-            )));
+            return Err(MigrateError::remote(
+                super::proto::ErrorCode::Protocol,
+                format!(
+                    "internal error: unexpected reply to prepare from {}",
+                    t.uri.host
+                ),
+            ));
         };
         // The source QEMU is told to send there: only the transport this
         // migration asked for, never `exec:` (a command on this host) or
         // `file:`. Refused before the source QEMU sees it.
         if let Err(why) = check_prepared_uri(&uri, t.tunnelled) {
             let _ = self.abort().await;
-            return Err(MigrateError::Remote(format!(
-                "operation failed: the destination {} answered prepare with {why}",
-                t.uri.host
-            )));
+            return Err(MigrateError::remote(
+                super::proto::ErrorCode::Protocol,
+                format!(
+                    "operation failed: the destination {} answered prepare with {why}",
+                    t.uri.host
+                ),
+            ));
         }
         let substitutions: Vec<String> = substitutions.iter().map(|s| peer_text(s)).collect();
         let uri = if t.tunnelled {
@@ -962,7 +970,8 @@ impl Destination for RemoteDestination {
                     guest: bounded_guest_lines(guest),
                 })
             }
-            _ => Err(MigrateError::Remote(
+            _ => Err(MigrateError::remote(
+                super::proto::ErrorCode::Protocol,
                 "internal error: unexpected reply to finish".into(),
             )),
         }
@@ -1210,6 +1219,37 @@ mod tests {
             e.contains("\\x1b]0;owned\\x07\\x1b[2Jfake\\nteamvirt: ok\\x9b"),
             "{e}"
         );
+    }
+
+    /// The destination's error code reaches the source's error (which
+    /// `migrate --json` shows); an error without one is internal.
+    #[test]
+    fn destination_error_codes_reach_the_source() {
+        for (sent, want) in [
+            (
+                r#","code":"no-network""#,
+                super::super::proto::ErrorCode::NoNetwork,
+            ),
+            (
+                r#","code":"operation-invalid""#,
+                super::super::proto::ErrorCode::OperationInvalid,
+            ),
+            ("", super::super::proto::ErrorCode::Internal),
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            let body = format!(
+                "echo '{HELLO}'\nread l\n\
+                 printf '%s\\n' '{{\"msg\":\"error\"{sent},\"message\":\"Network not found\"}}'\nread l"
+            );
+            let mut d = scripted(t.path(), &body);
+            match rt().block_on(d.prepare(&request(t.path()))) {
+                Err(MigrateError::Remote { code, message }) => {
+                    assert_eq!(code, want, "{sent}");
+                    assert_eq!(message, "Network not found");
+                }
+                other => panic!("{sent}: {other:?}"),
+            }
+        }
     }
 
     #[test]

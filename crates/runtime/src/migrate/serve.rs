@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use super::dest::{DestEvent, Destination, LocalDestination};
 use super::job::ABORT_SIGNAL;
 use super::proto::{
-    check_files, read_line_bounded, FromDest, Incoming, LineError, ToDest, MAGIC, MAX_REQUESTS,
-    MAX_REQUEST_LINE, VERSION,
+    check_files, read_line_bounded, ErrorCode, FromDest, Incoming, LineError, ToDest, MAGIC,
+    MAX_REQUESTS, MAX_REQUEST_LINE, VERSION,
 };
 use super::MigrateError;
 use teamvirt_host::state::StateDir;
@@ -73,12 +73,14 @@ where
             Err(e @ LineError::TooLong(_)) => {
                 // Not read further: the source is broken or hostile.
                 session.send(FromDest::Error {
+                    code: ErrorCode::Protocol,
                     message: e.to_string(),
                 });
                 Ok(None)
             }
             _ if requests > MAX_REQUESTS => {
                 session.send(FromDest::Error {
+                    code: ErrorCode::Protocol,
                     message: format!(
                         "protocol error: the source sent more than {MAX_REQUESTS} lines"
                     ),
@@ -101,6 +103,7 @@ where
             Ok(m) => m,
             Err(e) => {
                 session.send(FromDest::Error {
+                    code: ErrorCode::Protocol,
                     message: format!(
                         "internal error: the destination does not understand the request: {e}"
                     ),
@@ -204,6 +207,7 @@ impl Session {
                 self.source_was_running = r;
                 if let Err(why) = check_files(&files) {
                     self.send(FromDest::Error {
+                        code: ErrorCode::Protocol,
                         message: format!("protocol error: the prepare request carries {why}"),
                     });
                     return;
@@ -229,6 +233,7 @@ impl Session {
                         })
                     }
                     Err(e) => self.send(FromDest::Error {
+                        code: e.code(),
                         message: e.to_string(),
                     }),
                 }
@@ -312,6 +317,7 @@ impl Session {
                 });
             }
             Err(e) => self.send(FromDest::Error {
+                code: e.code(),
                 message: e.to_string(),
             }),
         }
@@ -388,7 +394,8 @@ mod tests {
             .await
             .unwrap();
         match next!() {
-            FromDest::Error { message } => {
+            FromDest::Error { code, message } => {
+                assert_eq!(code, ErrorCode::Protocol);
                 assert!(message.contains("does not understand"), "{message}")
             }
             m => panic!("{m:?}"),
@@ -478,7 +485,7 @@ mod tests {
         ] {
             let req = hostile_request(t.path(), &qemu.display().to_string());
             match one_prepare(sd.clone(), req, vec![(name.clone(), b"owned".to_vec())]).await {
-                FromDest::Error { message } => {
+                FromDest::Error { message, .. } => {
                     assert!(
                         message.contains("not a plain file name"),
                         "{name}: {message}"
@@ -507,7 +514,7 @@ mod tests {
         std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
         let req = hostile_request(t.path(), &evil.display().to_string());
         match one_prepare(sd, req, Vec::new()).await {
-            FromDest::Error { message } => assert!(
+            FromDest::Error { message, .. } => assert!(
                 message.contains("is not the destination's") || message.contains("not installed"),
                 "{message}"
             ),
@@ -543,7 +550,9 @@ mod tests {
             .unwrap()
             .unwrap();
         match serde_json::from_str::<FromDest>(&reply).unwrap() {
-            FromDest::Error { message } => assert!(message.contains("longer than"), "{message}"),
+            FromDest::Error { message, .. } => {
+                assert!(message.contains("longer than"), "{message}")
+            }
             m => panic!("{m:?}"),
         }
         tokio::time::timeout(Duration::from_secs(10), task)
