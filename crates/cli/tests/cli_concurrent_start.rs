@@ -195,7 +195,7 @@ fn hundred_concurrent_starts_never_hand_out_a_vf_twice() {
         assert!(!e.run_dir(name).join("qemu-uid.json").exists(), "{name}");
     }
     // As root each winner's QEMU runs as a uid of its own, allocated by
-    // concurrent starts (runtime::dynuid).
+    // concurrent starts (teamvirt_host::dynuid).
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 && std::env::var_os("TEAMVIRT_QEMU_USER").is_none() {
         let uids: BTreeSet<String> = pids

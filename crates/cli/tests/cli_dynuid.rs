@@ -1,4 +1,4 @@
-//! One uid per running VM (`runtime::dynuid`): two VMs started as root run
+//! One uid per running VM (`teamvirt_host::dynuid`): two VMs started as root run
 //! their QEMUs as two different uids of the reserved range, and from one
 //! QEMU's identity the other's `/proc/PID/mem` and `/proc/PID/fd/*` (its
 //! master key among them) cannot be opened, while its own identity can

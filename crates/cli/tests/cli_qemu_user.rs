@@ -1,5 +1,5 @@
 //! QEMU off root, through the `teamvirt` binary with the test guest in lab
-//! mode: QEMU runs as a uid of its own (`runtime::dynuid`) with
+//! mode: QEMU runs as a uid of its own (`teamvirt_host::dynuid`) with
 //! no capabilities, the failover pair still negotiates, a kernel and a
 //! disk only root could read reach it as descriptors (nothing chowned), a
 //! serial file output is created root's 0600 and written through a
@@ -150,7 +150,7 @@ fn qemu_runs_unprivileged_and_failover_negotiates() {
     let pid = qemu_pid(&e);
     wait_exec(&pid);
     let (uid, gid) = if root {
-        // The VM's own id from the reserved range (runtime::dynuid).
+        // The VM's own id from the reserved range (teamvirt_host::dynuid).
         let u: u32 = status_field(&pid, "Uid:")
             .split(' ')
             .next()

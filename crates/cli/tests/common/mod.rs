@@ -57,7 +57,7 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_teamvirt"));
         c.env_remove("TEAMVIRT_STATE_DIR");
         // A dynamic uid handed out again is swept of its leftovers
-        // (runtime::dynuid): never in the host's real /tmp from a test.
+        // (teamvirt_host::dynuid): never in the host's real /tmp from a test.
         c.env("TEAMVIRT_DYNUID_SWEEP", "");
         match self.via {
             StateVia::Env => {
