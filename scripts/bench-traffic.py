@@ -10,7 +10,7 @@ next to QEMU's reported downtime, for
       with the same primary model as (a) unless --raw-primary MODEL says
       otherwise (--raw-primary e1000e is the recipe's pair: add its
       500 ms of emulated autonegotiation, during which the guest's
-      net_failover already ignores the standby, see DESIGN.md "Lab primary").
+      net_failover already ignores the standby, see docs/decisions.md "Lab primary").
 
 Three migrations each (there and back; the median is reported), same test
 guest (TCG, 256 MiB), everything inside a private

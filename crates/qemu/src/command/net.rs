@@ -17,7 +17,7 @@ use crate::resolve::ActualNet;
 /// moment a primary registers, so a model that cannot receive yet leaves
 /// the guest deaf. QEMU's e1000e receives only after its emulated 500 ms
 /// autonegotiation and e1000 holds frames for 1 s after receive-enable;
-/// either costs that much outage after every migration (DESIGN.md, "Lab
+/// either costs that much outage after every migration (docs/decisions.md, "Lab
 /// primary").
 pub const LAB_PRIMARY_MODEL: &str = "vmxnet3";
 
