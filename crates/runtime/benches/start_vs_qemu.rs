@@ -131,7 +131,8 @@ fn main() {
             })
             .collect()
     };
-    rt.destroy("bench").unwrap();
+    // The run directory goes with the domain: its master key is taken
+    // for the hand-run QEMU first.
     let run = sd.run_paths("bench").unwrap();
     let hand_dir = dir.path().join("hand");
     std::fs::create_dir_all(&hand_dir).unwrap();
@@ -140,6 +141,7 @@ fn main() {
         hand_dir.join("master-key.aes"),
     )
     .unwrap();
+    rt.destroy("bench").unwrap();
     let run_dir = run.dir.display().to_string();
     let hand_argv: Vec<String> = argv
         .iter()
