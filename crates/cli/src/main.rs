@@ -172,11 +172,22 @@ enum Command {
     MigrateDest(cmd::migrate_dest::Args),
 }
 
+/// Drive `f` to completion on the runtime `main` built: the verbs' one way
+/// into the libraries' async API (lifecycle verbs, migration, the probe).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    match teamvirt_host::asyncrt::handle() {
+        Ok(h) => h.block_on(f),
+        // main installs it before any verb runs.
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     trace::init(cli.debug);
-    // The process's one async runtime: the libraries run their QMP,
-    // netlink, migration and probe work on it (teamvirt_host::asyncrt).
+    // The process's one async runtime: the verbs drive the libraries'
+    // async API on it ([`block_on`]); netlink finds it through
+    // teamvirt_host::asyncrt.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

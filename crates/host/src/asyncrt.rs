@@ -1,16 +1,14 @@
-//! The process's one tokio runtime. The binary's `main` builds it and
-//! [`install`](crate::asyncrt::install)s its handle before anything else; the synchronous API
-//! (lifecycle verbs, netlink, migration entry points, the caps probe) runs
-//! its async work on it through
-//! [`block_on`](crate::asyncrt::block_on), and no library builds a
-//! runtime of its own.
+//! The process's one tokio runtime. The binary's `main` builds it, drives
+//! the libraries' async API (lifecycle verbs, migration, the caps probe)
+//! on it, and [`install`](crate::asyncrt::install)s its handle before
+//! anything else for what still runs from synchronous code (netlink); no
+//! library builds a runtime of its own.
 //!
 //! Tests and benchmarks, which have no such `main`, get one built on first
 //! use with the `test-runtime` feature (enabled by this crate's
 //! dev-dependencies); a production binary that forgot to install one gets
 //! an error, not a second runtime.
 
-use std::future::Future;
 use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
@@ -54,19 +52,17 @@ fn fallback() -> Result<Handle, NoRuntime> {
     Err(NoRuntime)
 }
 
-/// Run `f` to completion on the process's runtime, from synchronous code
-/// (a plain thread or a `spawn_blocking` one, never a runtime worker).
-pub fn block_on<F: Future>(f: F) -> Result<F::Output, NoRuntime> {
-    Ok(handle()?.block_on(f))
-}
-
 #[cfg(test)]
 mod tests {
     /// Work blocked on from two threads runs on the one runtime: both see
     /// the same runtime id.
     #[test]
     fn one_runtime_for_every_caller() {
-        let id = || super::block_on(async { tokio::runtime::Handle::current().id() }).unwrap();
+        let id = || {
+            super::handle()
+                .unwrap()
+                .block_on(async { tokio::runtime::Handle::current().id() })
+        };
         let here = id();
         let there = std::thread::spawn(id).join().unwrap();
         assert_eq!(here, there);

@@ -13,8 +13,8 @@
 //!   module for the subset of flags derived; flags outside it are never
 //!   set by a probe). Results are cached as JSON in a cache directory keyed
 //!   by the binary's canonical path, size and mtime ([`default_cache_dir`]
-//!   computes the default one). Synchronous callers run it on their
-//!   process's runtime (`teamvirt_runtime::domain::probe_caps`).
+//!   computes the default one). The binary drives it on its one runtime
+//!   (through `teamvirt_runtime::domain::probe_caps`).
 //! - [`QemuCaps::from_flags`]: an explicit flag list, like libvirt's older
 //!   tests that ran without a caps file (`historical/v8.1.0`).
 //!

@@ -40,6 +40,11 @@ fn domain_xml(g: &GuestImage, pairs: usize) -> String {
 
 use xml::vfpool_network_xml as network_xml;
 
+/// Drive the runtime's async API from a test (the `test-runtime` one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
+}
+
 /// Wait until the guest (its console in `log`) shows `pairs` failover
 /// masters with both slaves, in a state printed after uptime `after`.
 fn enslaved(log: &Path, pairs: usize, after: f64) -> f64 {
@@ -116,7 +121,7 @@ fn teamvirt(from: &Host, to: &Host, pairs: usize) -> Run {
     let before = uptime(&src_log);
     let mut unplug_events_s = Vec::new();
     let t = Instant::now();
-    let out = migrate_to_state_dir(
+    let out = block_on(migrate_to_state_dir(
         &from.sd,
         NAME,
         to.sd.root(),
@@ -131,7 +136,7 @@ fn teamvirt(from: &Host, to: &Host, pairs: usize) -> Run {
                 }
             }
         },
-    )
+    ))
     .unwrap_or_else(|e| panic!("{e}"));
     let wall = t.elapsed();
     enslaved(&serial_of(to), pairs, before);
@@ -204,8 +209,8 @@ fn main() {
         host(&tmp.path().join("a"), 2),
         host(&tmp.path().join("b"), 2),
     );
-    a.rt.define_domain(&domain_xml(&guest, 1), None).unwrap();
-    a.rt.start(NAME, &start_opts).unwrap();
+    block_on(a.rt.define_domain(&domain_xml(&guest, 1), None)).unwrap();
+    block_on(a.rt.start(NAME, &start_opts)).unwrap();
     enslaved(&serial_of(&a), 1, 0.0);
     let mut tv: Vec<Run> = Vec::new();
     for i in 0..iters {
@@ -274,8 +279,8 @@ fn main() {
         host(&tmp.path().join("c"), N),
         host(&tmp.path().join("d"), N),
     );
-    c.rt.define_domain(&domain_xml(&guest, N), None).unwrap();
-    let rep = c.rt.start(NAME, &start_opts).unwrap();
+    block_on(c.rt.define_domain(&domain_xml(&guest, N), None)).unwrap();
+    let rep = block_on(c.rt.start(NAME, &start_opts)).unwrap();
     let before = rep.teaming.expect("waited for failover");
     assert!(
         before.len() == N && before.iter().all(|s| s.negotiated && s.plugged),

@@ -17,6 +17,11 @@ use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::{Runtime, StartOptions};
 
+/// Drive the runtime's async API from a test (the `test-runtime` one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
+}
+
 /// The pool `pool` with one VF (lab mode: no VF is touched).
 fn net() -> String {
     teamvirt_testinfra::xml::pool_xml("pool", &["0000:3b:02.1"])
@@ -110,14 +115,14 @@ fn main() {
     let sd = StateDir::open(&dir.path().join("state")).unwrap();
     let rt = Runtime::open(&sd).unwrap();
     rt.define_network(&net(), None, true).unwrap();
-    rt.define_domain(&dom(), None).unwrap();
+    block_on(rt.define_domain(&dom(), None)).unwrap();
     let opts = StartOptions {
         accel: Some(Accel::Tcg),
         ..Default::default()
     };
 
     // Warm-up: fills the capability cache, page cache, and gives the argv.
-    let warm = rt.start("bench", &opts).unwrap();
+    let warm = block_on(rt.start("bench", &opts)).unwrap();
     let argv = warm.record.argv.clone();
     let env: Vec<(String, String)> = {
         // The same environment teamvirt gave QEMU.
@@ -153,7 +158,7 @@ fn main() {
     let (mut tv, mut hand) = (Vec::new(), Vec::new());
     for _ in 0..iters {
         let t0 = Instant::now();
-        let r = rt.start("bench", &opts).unwrap();
+        let r = block_on(rt.start("bench", &opts)).unwrap();
         tv.push(t0.elapsed());
         assert!(r.record.is_alive());
         rt.destroy("bench").unwrap();

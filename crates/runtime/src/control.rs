@@ -14,7 +14,6 @@ use crate::domain::{DomainState, Runtime, MONITOR_WAIT};
 use crate::error::RuntimeError;
 use crate::run::{self, RunRecord};
 use crate::teaming::TeamingPair;
-use teamvirt_host::asyncrt::block_on;
 use teamvirt_host::state::{make_private_dir, remove_optional, write_atomic};
 
 /// What `dominfo` shows (virsh's fields, plus the domain log).
@@ -90,33 +89,33 @@ impl Runtime {
         })
     }
 
-    fn on_running(&self, name: &str, cmd: MachineCommand) -> Result<RunRecord, RuntimeError> {
+    async fn on_running(&self, name: &str, cmd: MachineCommand) -> Result<RunRecord, RuntimeError> {
         let rec = self.running(name)?;
-        block_on(Self::machine_command(&rec, cmd))??;
+        Self::machine_command(&rec, cmd).await?;
         Ok(rec)
     }
 
     /// `suspend`: pause the vCPUs (QMP `stop`).
     /// On a paused domain it does nothing and succeeds, as libvirt's
     /// (no second `stop`, no second log line).
-    pub fn suspend(&self, name: &str) -> Result<(), RuntimeError> {
+    pub async fn suspend(&self, name: &str) -> Result<(), RuntimeError> {
         let rec = self.running(name)?;
-        if self.live_state(&rec)? == Some(DomainState::Paused) {
+        if self.live_state(&rec).await? == Some(DomainState::Paused) {
             return Ok(());
         }
-        block_on(Self::machine_command(&rec, MachineCommand::Stop))??;
+        Self::machine_command(&rec, MachineCommand::Stop).await?;
         crate::domlog::event(&self.sd, name, "suspended");
         Ok(())
     }
 
     /// `resume`: run the vCPUs again (QMP `cont`); libvirt's error on a
     /// domain that is running.
-    pub fn resume(&self, name: &str) -> Result<(), RuntimeError> {
+    pub async fn resume(&self, name: &str) -> Result<(), RuntimeError> {
         let rec = self.running(name)?;
-        if self.live_state(&rec)? == Some(DomainState::Running) {
+        if self.live_state(&rec).await? == Some(DomainState::Running) {
             return Err(RuntimeError::AlreadyRunning(name.to_owned()));
         }
-        block_on(Self::machine_command(&rec, MachineCommand::Cont))??;
+        Self::machine_command(&rec, MachineCommand::Cont).await?;
         crate::domlog::event(&self.sd, name, "resumed");
         Ok(())
     }
@@ -126,8 +125,8 @@ impl Runtime {
     /// teamvirt has none, so it resets, like `virsh reset`. The guest
     /// negotiates failover again as it boots (QEMU hides the primary until
     /// it does).
-    pub fn reboot(&self, name: &str) -> Result<(), RuntimeError> {
-        self.on_running(name, MachineCommand::SystemReset)?;
+    pub async fn reboot(&self, name: &str) -> Result<(), RuntimeError> {
+        self.on_running(name, MachineCommand::SystemReset).await?;
         crate::domlog::event(&self.sd, name, "reboot (system_reset)");
         Ok(())
     }
@@ -144,9 +143,9 @@ impl Runtime {
     }
 
     /// `dominfo`.
-    pub fn dominfo(&self, name: &str) -> Result<DomInfo, RuntimeError> {
+    pub async fn dominfo(&self, name: &str) -> Result<DomInfo, RuntimeError> {
         let (def, rec) = self.current_def(name)?;
-        let state = self.domain_state(name)?;
+        let state = self.domain_state(name).await?;
         let running = state != DomainState::ShutOff;
         Ok(DomInfo {
             id: rec.as_ref().filter(|_| running).map(|r| r.id),
@@ -215,7 +214,7 @@ impl Runtime {
     /// The host pty of a running domain's first serial port (`console`),
     /// opened: QEMU reports it as `pty:/dev/pts/N` in `query-chardev`, and
     /// is believed only for a pty its own uid owns ([`crate::console`]).
-    pub fn open_console(&self, name: &str) -> Result<(PathBuf, std::fs::File), RuntimeError> {
+    pub async fn open_console(&self, name: &str) -> Result<(PathBuf, std::fs::File), RuntimeError> {
         let rec = self.running(name)?;
         // The uid that must own the pty is read from the process the
         // kernel confirms is this domain's QEMU, not from the record.
@@ -224,15 +223,13 @@ impl Runtime {
         if !rec.is_alive() {
             return Err(RuntimeError::NotRunning(name.to_owned()));
         }
-        let chardevs = block_on(async {
-            let q = run::connect(&rec, MONITOR_WAIT).await?;
-            q.query_chardev().await.map_err(|source| {
-                RuntimeError::from(run::RunError::Qmp {
-                    name: rec.name.clone(),
-                    source,
-                })
+        let q = run::connect(&rec, MONITOR_WAIT).await?;
+        let chardevs = q.query_chardev().await.map_err(|source| {
+            RuntimeError::from(run::RunError::Qmp {
+                name: rec.name.clone(),
+                source,
             })
-        })??;
+        })?;
         Ok(crate::console::open_reported(name, &chardevs, uid)?)
     }
 }

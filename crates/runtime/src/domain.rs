@@ -5,7 +5,7 @@
 //! it through `teamvirt_runtime::open`, which first settles migrations
 //! whose driving process died.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,7 +17,6 @@ use crate::error::{check_formatted, RuntimeError};
 use crate::run::{self, RunRecord, VfBinding};
 use crate::stop::{stop_process, StopPolicy};
 use crate::teaming::{self, PairState};
-use teamvirt_host::asyncrt::block_on;
 use teamvirt_host::lock::FileLock;
 use teamvirt_host::state::{read_optional, remove_optional, write_atomic, StateDir};
 
@@ -41,15 +40,10 @@ pub struct Runtime {
     pub(crate) host: teamvirt_host::hostdev::HostPrep,
 }
 
-/// Capabilities of `binary` (a live probe, cached in `cache_dir`), from
-/// synchronous code: [`QemuCaps::probe`] on the process's runtime.
-pub fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
-    teamvirt_host::asyncrt::block_on(QemuCaps::probe(binary, cache_dir)).unwrap_or_else(|e| {
-        Err(CapsError::Io {
-            path: PathBuf::from("<tokio runtime>"),
-            source: std::io::Error::other(e),
-        })
-    })
+/// Capabilities of `binary` (a live probe, cached in `cache_dir`):
+/// [`QemuCaps::probe`].
+pub async fn probe_caps(binary: &Path, cache_dir: &Path) -> Result<QemuCaps, CapsError> {
+    QemuCaps::probe(binary, cache_dir).await
 }
 
 /// One row of `list`.
@@ -117,8 +111,10 @@ impl Runtime {
     }
 
     /// Capabilities of `binary`, cached in the state directory.
-    pub fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
-        probe_caps(binary, &self.sd.cache_dir()).map_err(RuntimeError::from)
+    pub async fn caps(&self, binary: &Path) -> Result<QemuCaps, RuntimeError> {
+        probe_caps(binary, &self.sd.cache_dir())
+            .await
+            .map_err(RuntimeError::from)
     }
 
     /// The defined (persistent) configuration of `name`.
@@ -148,12 +144,12 @@ impl Runtime {
     /// `define`: parse, validate (libvirt's checks + teamvirt's), apply
     /// libvirt's define-time defaults (PCI addresses, MACs, controllers) and
     /// store the canonical XML. Returns the name and the warnings.
-    pub fn define_domain(
+    pub async fn define_domain(
         &self,
         text: &str,
         file: Option<&Path>,
     ) -> Result<(String, Vec<Diagnostic>), RuntimeError> {
-        let (mut def, warnings) = self.checked_definition(text, file)?;
+        let (mut def, warnings) = self.checked_definition(text, file).await?;
         let _g = self.sd.lock_global()?;
         let path = self.sd.domain_xml(&def.name)?;
         self.keep_uuid(&mut def)?;
@@ -165,7 +161,7 @@ impl Runtime {
 
     /// What `define` and `create` both do to a document: parse, check
     /// (libvirt's, QEMU's and teaming checks) and fill in QEMU's defaults.
-    fn checked_definition(
+    async fn checked_definition(
         &self,
         text: &str,
         file: Option<&Path>,
@@ -179,7 +175,7 @@ impl Runtime {
             DomainDef::parse_str(text, file).map_err(|e| invalid(vec![e.to_diagnostic(file)]))?;
         teamvirt_host::state::check_name(&def.name)?;
         pin_default_emulator(&mut def);
-        let caps = self.caps(&emulator_of(&def))?;
+        let caps = self.caps(&emulator_of(&def)).await?;
         let diags = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
         if diags.iter().any(Diagnostic::is_error) {
             return Err(invalid(diags));
@@ -219,13 +215,13 @@ impl Runtime {
     /// UUID (libvirt's clash error otherwise); its definition stays as it
     /// is. Returns the name, the report of the start and the parser's
     /// warnings.
-    pub fn create_domain(
+    pub async fn create_domain(
         &self,
         text: &str,
         file: Option<&Path>,
         opts: &crate::StartOptions,
     ) -> Result<(String, crate::StartReport, Vec<Diagnostic>), RuntimeError> {
-        let (mut def, warnings) = self.checked_definition(text, file)?;
+        let (mut def, warnings) = self.checked_definition(text, file).await?;
         {
             let _g = self.sd.lock_global()?;
             self.keep_uuid(&mut def)?;
@@ -233,7 +229,7 @@ impl Runtime {
         let xml = def.to_xml();
         check_formatted(&def.name, &xml)?;
         let name = def.name.clone();
-        let report = self.start_def(def, &xml, opts)?;
+        let report = self.start_def(def, &xml, opts).await?;
         Ok((name, report, warnings))
     }
 
@@ -252,14 +248,18 @@ impl Runtime {
     /// State of a running domain from QEMU (`None`: shut off). A guest that
     /// powered off leaves QEMU in `shutdown` (libvirt passes -no-shutdown);
     /// like libvirt's SHUTDOWN handler, that QEMU is stopped here.
-    pub(crate) fn live_state(&self, rec: &RunRecord) -> Result<Option<DomainState>, RuntimeError> {
-        let status = block_on(async {
+    pub(crate) async fn live_state(
+        &self,
+        rec: &RunRecord,
+    ) -> Result<Option<DomainState>, RuntimeError> {
+        let status = async {
             let q = run::connect(rec, MONITOR_WAIT).await?;
             q.query_status().await.map_err(|source| run::RunError::Qmp {
                 name: rec.name.clone(),
                 source,
             })
-        })?;
+        }
+        .await;
         let status = match status {
             Ok(s) => s,
             Err(run::RunError::MonitorBusy { .. }) => return Ok(Some(DomainState::Busy)),
@@ -283,16 +283,16 @@ impl Runtime {
     }
 
     /// `domstate`.
-    pub fn domain_state(&self, name: &str) -> Result<DomainState, RuntimeError> {
+    pub async fn domain_state(&self, name: &str) -> Result<DomainState, RuntimeError> {
         match run::running(&self.sd, name)? {
-            Some(rec) => Ok(self.live_state(&rec)?.unwrap_or(DomainState::ShutOff)),
+            Some(rec) => Ok(self.live_state(&rec).await?.unwrap_or(DomainState::ShutOff)),
             None if self.sd.domain_xml(name)?.exists() => Ok(DomainState::ShutOff),
             None => Err(RuntimeError::NoDomain(name.to_owned())),
         }
     }
 
     /// `list [--all]`: running domains, plus shut-off defined ones with `all`.
-    pub fn list_domains(&self, all: bool) -> Result<Vec<DomainSummary>, RuntimeError> {
+    pub async fn list_domains(&self, all: bool) -> Result<Vec<DomainSummary>, RuntimeError> {
         let defined = self.sd.defined_domains()?;
         let mut names: Vec<String> = self.sd.run_entries()?;
         names.extend(defined.iter().cloned());
@@ -303,7 +303,7 @@ impl Runtime {
             let persistent = defined.contains(&name);
             // One domain's trouble (damaged record, frozen QEMU) is shown
             // on its row; the others are listed all the same.
-            let (id, state, problem) = match self.list_row(&name) {
+            let (id, state, problem) = match self.list_row(&name).await {
                 Ok((id, st)) => (id, st, None),
                 Err(RuntimeError::Run(
                     e @ (run::RunError::Stopped { .. } | run::RunError::NotResponding { .. }),
@@ -349,11 +349,11 @@ impl Runtime {
 
     /// `domstate --reason`: the state and virsh's reason text for it
     /// (from the domain log, see [`crate::reason`]).
-    pub fn domain_state_reason(
+    pub async fn domain_state_reason(
         &self,
         name: &str,
     ) -> Result<(DomainState, &'static str), RuntimeError> {
-        let state = self.domain_state(name)?;
+        let state = self.domain_state(name).await?;
         let log = crate::domlog::path(&self.sd, name);
         // The log is capped (rotated once): its tail holds the last run.
         let text = crate::domlog::tail(&log, crate::domlog::LOG_CAP);
@@ -361,10 +361,11 @@ impl Runtime {
         if state == DomainState::Paused && reason == "unknown" {
             // Not paused by a teamvirt verb: QEMU's own run state says why.
             if let Some(rec) = run::running(&self.sd, name)? {
-                let status = block_on(async {
+                let status = async {
                     let q = run::connect(&rec, MONITOR_WAIT).await.ok()?;
                     q.query_status().await.ok()
-                })?;
+                }
+                .await;
                 if let Some(s) = status {
                     reason = crate::reason::paused_by_qemu(&s);
                 }
@@ -373,9 +374,9 @@ impl Runtime {
         Ok((state, reason))
     }
 
-    fn list_row(&self, name: &str) -> Result<(Option<u32>, DomainState), RuntimeError> {
+    async fn list_row(&self, name: &str) -> Result<(Option<u32>, DomainState), RuntimeError> {
         Ok(match run::running(&self.sd, name)? {
-            Some(rec) => match self.live_state(&rec)? {
+            Some(rec) => match self.live_state(&rec).await? {
                 // Shown with why (on its row, see `list_domains`).
                 Some(DomainState::NotResponding) => {
                     let (name, pid) = (rec.name.clone(), rec.proc.pid);
@@ -573,33 +574,29 @@ impl Runtime {
     /// `shutdown`: ask the guest to power off (ACPI power button) and
     /// return, like virsh. When the guest has powered off, the next command
     /// sees the domain shut off.
-    pub fn shutdown(&self, name: &str) -> Result<(), RuntimeError> {
+    pub async fn shutdown(&self, name: &str) -> Result<(), RuntimeError> {
         let rec = self.running(name)?;
         crate::domlog::event(&self.sd, name, "shutdown requested (ACPI power button)");
-        block_on(async {
-            let q = run::connect(&rec, MONITOR_WAIT).await?;
-            q.system_powerdown()
-                .await
-                .map_err(|source| run::RunError::Qmp {
-                    name: rec.name.clone(),
-                    source,
-                })
-        })??;
+        let q = run::connect(&rec, MONITOR_WAIT).await?;
+        q.system_powerdown()
+            .await
+            .map_err(|source| run::RunError::Qmp {
+                name: rec.name.clone(),
+                source,
+            })?;
         Ok(())
     }
 
     /// `teaming`: the failover state of every pair of a running domain.
-    pub fn teaming(&self, name: &str) -> Result<Vec<PairState>, RuntimeError> {
+    pub async fn teaming(&self, name: &str) -> Result<Vec<PairState>, RuntimeError> {
         let rec = self.running(name)?;
-        let states = block_on(async {
-            let q: Qmp = run::connect(&rec, MONITOR_WAIT).await?;
-            teaming::query(&q, &rec.pairs)
-                .await
-                .map_err(|source| run::RunError::Qmp {
-                    name: rec.name.clone(),
-                    source,
-                })
-        })??;
+        let q: Qmp = run::connect(&rec, MONITOR_WAIT).await?;
+        let states = teaming::query(&q, &rec.pairs)
+            .await
+            .map_err(|source| run::RunError::Qmp {
+                name: rec.name.clone(),
+                source,
+            })?;
         Ok(states)
     }
 }

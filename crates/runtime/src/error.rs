@@ -106,9 +106,6 @@ pub enum RuntimeError {
     Hotplug(#[from] HotplugError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
-    /// Async work from the synchronous API found no runtime installed.
-    #[error("internal error: {0}")]
-    NoRuntime(#[from] teamvirt_host::asyncrt::NoRuntime),
     #[error("internal error: {0}")]
     Internal(String),
 }

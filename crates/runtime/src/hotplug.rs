@@ -34,7 +34,6 @@ use crate::run::{self, RunRecord, VfBinding};
 use crate::start::describe_substitution;
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
-use teamvirt_host::asyncrt::block_on;
 use teamvirt_host::hostdev::{self, VfRequest};
 use teamvirt_host::state::write_atomic;
 use teamvirt_host::sysfs::parse_pci;
@@ -194,12 +193,12 @@ impl Runtime {
     }
 
     /// Re-convert a live definition (for its live XML after a change).
-    fn convert_live(
+    async fn convert_live(
         &self,
         def: DomainDef,
         emulate: bool,
     ) -> Result<teamvirt_qemu::command::Conversion, RuntimeError> {
-        let caps = self.caps(&emulator_of(&def))?;
+        let caps = self.caps(&emulator_of(&def)).await?;
         let src = StateNetworks { sd: &self.sd };
         let bopts = teamvirt_qemu::command::BuildOptions {
             test_env: true,
@@ -216,7 +215,7 @@ impl Runtime {
     }
 
     /// `attach-device DOMAIN FILE`.
-    pub fn attach_device(
+    pub async fn attach_device(
         &self,
         name: &str,
         text: &str,
@@ -245,7 +244,7 @@ impl Runtime {
                 DeviceDef::Interface(n) => def.devices.interfaces.push(n),
                 DeviceDef::Hostdev(h) => def.devices.hostdevs.push(h),
             }
-            let caps = self.caps(&emulator_of(&def))?;
+            let caps = self.caps(&emulator_of(&def)).await?;
             let v = teamvirt_qemu::validate::QemuValidator {
                 has_failover: Some(caps.supports_failover()),
             };
@@ -274,7 +273,7 @@ impl Runtime {
         if live {
             let rec = running.expect("checked");
             let _l = self.sd.lock_domain(name)?;
-            let r = self.attach_live(rec, dev, text, file, opts)?;
+            let r = self.attach_live(rec, dev, text, file, opts).await?;
             report = AttachReport {
                 config,
                 warnings: r.warnings.clone(),
@@ -282,14 +281,14 @@ impl Runtime {
             };
         }
         if let Some(def) = new_config {
-            let (_, w) = self.define_domain(&def.to_xml(), None)?;
+            let (_, w) = self.define_domain(&def.to_xml(), None).await?;
             warnings.extend(w);
         }
         report.warnings.splice(0..0, warnings);
         Ok(report)
     }
 
-    fn attach_live(
+    async fn attach_live(
         &self,
         mut rec: RunRecord,
         dev: DeviceDef,
@@ -299,7 +298,7 @@ impl Runtime {
     ) -> Result<AttachReport, RuntimeError> {
         let name = rec.name.clone();
         let live = self.live_def(&name)?;
-        let caps = self.caps(&emulator_of(&live))?;
+        let caps = self.caps(&emulator_of(&live)).await?;
         let src = StateNetworks { sd: &self.sd };
         let ap = self.attach_pool(&dev, &src, opts, &rec)?;
         // Plan; a VF is booked in the same step, under the pool's lock.
@@ -364,7 +363,8 @@ impl Runtime {
             }
         }
 
-        let (states, hidden) = match plug_and_wait(&rec, &plan, pair.as_ref(), opts.wait_failover) {
+        let plugged = plug_and_wait(&rec, &plan, pair.as_ref(), opts.wait_failover).await;
+        let (states, hidden) = match plugged {
             Ok(x) => x,
             Err(e) => {
                 for r in &req {
@@ -488,7 +488,7 @@ impl Runtime {
     }
 
     /// `detach-device DOMAIN FILE`.
-    pub fn detach_device(
+    pub async fn detach_device(
         &self,
         name: &str,
         text: &str,
@@ -497,24 +497,24 @@ impl Runtime {
         wait: Duration,
     ) -> Result<DetachReport, RuntimeError> {
         let (dev, _) = DeviceDef::parse_str(text, file).map_err(|e| device_error(e, text, file))?;
-        self.detach(name, Target::Device(&dev), affect, wait)
+        self.detach(name, Target::Device(&dev), affect, wait).await
     }
 
     /// `detach-device-alias DOMAIN ALIAS`.
-    pub fn detach_device_alias(
+    pub async fn detach_device_alias(
         &self,
         name: &str,
         alias: &str,
         affect: Affect,
         wait: Duration,
     ) -> Result<DetachReport, RuntimeError> {
-        self.detach(name, Target::Alias(alias), affect, wait)
+        self.detach(name, Target::Alias(alias), affect, wait).await
     }
 
-    fn detach(
+    async fn detach(
         &self,
         name: &str,
-        target: Target,
+        target: Target<'_>,
         affect: Affect,
         wait: Duration,
     ) -> Result<DetachReport, RuntimeError> {
@@ -550,22 +550,22 @@ impl Runtime {
         if affect.live {
             let rec = running.expect("checked");
             let _l = self.sd.lock_domain(name)?;
-            let r = self.detach_live(rec, &target, wait)?;
+            let r = self.detach_live(rec, &target, wait).await?;
             report = DetachReport {
                 config: affect.config,
                 ..r
             };
         }
         if let Some(def) = new_config {
-            self.define_domain(&def.to_xml(), None)?;
+            self.define_domain(&def.to_xml(), None).await?;
         }
         Ok(report)
     }
 
-    fn detach_live(
+    async fn detach_live(
         &self,
         mut rec: RunRecord,
-        target: &Target,
+        target: &Target<'_>,
         wait: Duration,
     ) -> Result<DetachReport, RuntimeError> {
         let name = rec.name.clone();
@@ -577,10 +577,8 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Internal("device without alias in live XML".into()))?;
         let netdev = plan::netdev_of(&rec.argv, &alias);
 
-        let removed = block_on(async {
-            let q = run::connect(&rec, MONITOR_WAIT).await?;
-            unplug(&q, &alias, netdev.as_deref(), wait).await
-        })??;
+        let q = run::connect(&rec, MONITOR_WAIT).await?;
+        let removed = unplug(&q, &alias, netdev.as_deref(), wait).await?;
         let mut report = DetachReport {
             alias: Some(alias.clone()),
             live: true,
@@ -637,7 +635,7 @@ impl Runtime {
         plan::remove_device(&mut live, slot);
         let emulate = !rec.substitutions.is_empty();
         rec.save(&self.sd)?;
-        let conv = self.convert_live(live, emulate)?;
+        let conv = self.convert_live(live, emulate).await?;
         self.write_live(&rec, &conv)?;
         Ok(report)
     }
@@ -648,46 +646,44 @@ impl Runtime {
     /// (see [`PairState::removed`]) back, with its alias, PCI address and
     /// the VF still held for it, then wait up to `wait` for the pairs to
     /// work again. Returns the state of every pair.
-    pub fn replug(&self, name: &str, wait: Duration) -> Result<Vec<PairState>, RuntimeError> {
+    pub async fn replug(&self, name: &str, wait: Duration) -> Result<Vec<PairState>, RuntimeError> {
         let rec = self.running(name)?;
         let _l = self.sd.lock_domain(name)?;
         let live = self.live_def(name)?;
-        let caps = self.caps(&emulator_of(&live))?;
+        let caps = self.caps(&emulator_of(&live)).await?;
         let src = StateNetworks { sd: &self.sd };
         let emulate = !rec.substitutions.is_empty();
-        block_on(async {
-            let q = run::connect(&rec, MONITOR_WAIT).await?;
-            let mut events = q.subscribe();
-            let states = teaming::query(&q, &rec.pairs)
-                .await
-                .map_err(|e| qemu_err("query-pci", e))?;
-            let todo: Vec<TeamingPair> = states
-                .iter()
-                .filter(|s| s.removed.is_some())
-                .map(|s| s.pair.clone())
-                .collect();
-            if todo.is_empty() {
-                return Ok(states);
-            }
-            for p in &todo {
-                let (device, netdev) = plan::device_args(&live, &caps, &src, &p.primary, emulate)
-                    .map_err(HotplugError::Plan)?;
-                if let Some(n) = netdev {
-                    // The guest's eject leaves the backend in place.
-                    match q.netdev_add(&n).await {
-                        Ok(()) => {}
-                        Err(QmpError::Command { desc, .. }) if desc.contains("Duplicate") => {}
-                        Err(e) => return Err(qemu_err("netdev_add", e).into()),
-                    }
+        let q = run::connect(&rec, MONITOR_WAIT).await?;
+        let mut events = q.subscribe();
+        let states = teaming::query(&q, &rec.pairs)
+            .await
+            .map_err(|e| qemu_err("query-pci", e))?;
+        let todo: Vec<TeamingPair> = states
+            .iter()
+            .filter(|s| s.removed.is_some())
+            .map(|s| s.pair.clone())
+            .collect();
+        if todo.is_empty() {
+            return Ok(states);
+        }
+        for p in &todo {
+            let (device, netdev) = plan::device_args(&live, &caps, &src, &p.primary, emulate)
+                .map_err(HotplugError::Plan)?;
+            if let Some(n) = netdev {
+                // The guest's eject leaves the backend in place.
+                match q.netdev_add(&n).await {
+                    Ok(()) => {}
+                    Err(QmpError::Command { desc, .. }) if desc.contains("Duplicate") => {}
+                    Err(e) => return Err(qemu_err("netdev_add", e).into()),
                 }
-                q.device_add(&device)
-                    .await
-                    .map_err(|e| qemu_err("device_add", e))?;
             }
-            teaming::wait_negotiated(&q, &mut events, &rec.pairs, wait)
+            q.device_add(&device)
                 .await
-                .map_err(RuntimeError::from)
-        })?
+                .map_err(|e| qemu_err("device_add", e))?;
+        }
+        teaming::wait_negotiated(&q, &mut events, &rec.pairs, wait)
+            .await
+            .map_err(RuntimeError::from)
     }
 }
 
@@ -779,47 +775,43 @@ struct AttachPool {
 /// Live attach in QEMU: plug the device, then wait for (or query) the
 /// failover negotiation of its pair. Returns the pair's states when waited
 /// for, and the primary when QEMU hides it (not negotiated).
-fn plug_and_wait(
+async fn plug_and_wait(
     rec: &RunRecord,
     plan: &AttachPlan,
     pair: Option<&TeamingPair>,
     wait: Option<Duration>,
 ) -> Result<(Option<Vec<PairState>>, Option<String>), RuntimeError> {
-    block_on(async {
-        let q = run::connect(rec, MONITOR_WAIT).await?;
-        let mut events = q.subscribe();
-        plug(&q, plan).await?;
-        let mut states = None;
-        let mut hidden = None;
-        if let Some(p) = pair {
-            let st = match wait {
-                Some(w) => {
-                    teaming::wait_negotiated(&q, &mut events, std::slice::from_ref(p), w).await?
-                }
-                None => teaming::query(&q, std::slice::from_ref(p))
-                    .await
-                    .map_err(|e| qemu_err("query-pci", e))?,
-            };
-            if st.iter().any(|s| !s.negotiated) {
-                hidden = Some(p.primary.clone());
+    let q = run::connect(rec, MONITOR_WAIT).await?;
+    let mut events = q.subscribe();
+    plug(&q, plan).await?;
+    let mut states = None;
+    let mut hidden = None;
+    if let Some(p) = pair {
+        let st = match wait {
+            Some(w) => {
+                teaming::wait_negotiated(&q, &mut events, std::slice::from_ref(p), w).await?
             }
-            if wait.is_some() {
-                states = Some(st);
-            }
-        } else if let (Some(w), Some(standby)) = (wait, standby_alias(plan)) {
-            // A standby alone: its negotiation is the event.
-            let _ = events
-                .wait_for(
-                    "FAILOVER_NEGOTIATED",
-                    |e| e.data_str("device-id") == Some(standby.as_str()),
-                    w,
-                )
-                .await;
+            None => teaming::query(&q, std::slice::from_ref(p))
+                .await
+                .map_err(|e| qemu_err("query-pci", e))?,
+        };
+        if st.iter().any(|s| !s.negotiated) {
+            hidden = Some(p.primary.clone());
         }
-        Ok::<_, RuntimeError>((states, hidden))
-    })
-    .map_err(RuntimeError::from)
-    .and_then(|r| r)
+        if wait.is_some() {
+            states = Some(st);
+        }
+    } else if let (Some(w), Some(standby)) = (wait, standby_alias(plan)) {
+        // A standby alone: its negotiation is the event.
+        let _ = events
+            .wait_for(
+                "FAILOVER_NEGOTIATED",
+                |e| e.data_str("device-id") == Some(standby.as_str()),
+                w,
+            )
+            .await;
+    }
+    Ok((states, hidden))
 }
 
 /// The alias of the planned device when it is a standby.

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::error::RuntimeError;
-use crate::migrate::recover::recover_stale_blocking;
+use crate::migrate::recover::recover_stale;
 use crate::Runtime;
 use teamvirt_host::state::StateDir;
 
@@ -16,12 +16,12 @@ use teamvirt_host::state::StateDir;
 /// [`Runtime::open`]; what was done is in [`Runtime::notices`]. Every
 /// lifecycle and network verb passes here once, before it takes any lock
 /// (recovery only try-locks the domain in both state directories).
-pub fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
-    let notices = recover_stale_blocking(state_dir);
+pub async fn open(state_dir: &StateDir) -> Result<Runtime, RuntimeError> {
+    let notices = recover_stale(state_dir).await;
     Runtime::open_after(state_dir, notices)
 }
 
 /// `--state-dir` / `TEAMVIRT_STATE_DIR` / default, then [`open`].
-pub fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
-    open(&crate::state_root::open_default(explicit)?)
+pub async fn open_default(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+    open(&crate::state_root::open_default(explicit)?).await
 }

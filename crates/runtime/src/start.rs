@@ -31,7 +31,6 @@ use crate::pool::{VfAllocation, VfPool};
 use crate::run::{self, LaunchSpec, RunRecord, VfBinding};
 use crate::teaming::{self, PairState, TeamingPair};
 use crate::Runtime;
-use teamvirt_host::asyncrt::block_on;
 use teamvirt_host::hostdev::VfRequest;
 use teamvirt_host::state::{write_atomic, RunPaths};
 use teamvirt_host::sysfs::parse_pci;
@@ -102,7 +101,11 @@ pub fn describe_substitution(s: &Substitution) -> String {
 
 impl Runtime {
     /// `start NAME`: the defined domain.
-    pub fn start(&self, name: &str, opts: &StartOptions) -> Result<StartReport, RuntimeError> {
+    pub async fn start(
+        &self,
+        name: &str,
+        opts: &StartOptions,
+    ) -> Result<StartReport, RuntimeError> {
         let (def, text) = match self.domain_def(name) {
             Ok(d) => d,
             // A running transient domain (undefined while it runs) is
@@ -115,12 +118,12 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        self.start_def(def, &text, opts)
+        self.start_def(def, &text, opts).await
     }
 
     /// Start a domain from a definition that need not be stored here
     /// (transient; the migration destination uses this with `incoming`).
-    pub fn start_def(
+    pub async fn start_def(
         &self,
         def: DomainDef,
         text: &str,
@@ -141,7 +144,7 @@ impl Runtime {
             run::cleanup_dead(&self.sd, &name, None)?;
         }
         let paths = self.sd.create_run_dir(&name)?;
-        let prep = match self.prepare(def, text, opts, &paths) {
+        let prep = match self.prepare(def, text, opts, &paths).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = run::release_vfs(&self.sd, &name);
@@ -163,7 +166,9 @@ impl Runtime {
         let wait = opts
             .wait_failover
             .filter(|_| opts.incoming.is_none() && !opts.paused);
-        let outcome = self.launch_and_wait(&name, spec, &vnc_auth, opts, wait, t0);
+        let outcome = self
+            .launch_and_wait(&name, spec, &vnc_auth, opts, wait, t0)
+            .await;
         // QEMU has its own copies of the tap descriptors now.
         drop(hostnet);
         // The id is ours until the record carrying it exists (or the start failed).
@@ -223,7 +228,7 @@ impl Runtime {
     /// Start: launch QEMU, set its VNC passwords and, when asked, wait for
     /// failover to be negotiated. Returns the record, the launch time and
     /// the pairs' states when waited for.
-    fn launch_and_wait(
+    async fn launch_and_wait(
         &self,
         name: &str,
         spec: LaunchSpec,
@@ -233,38 +238,34 @@ impl Runtime {
         t0: Instant,
     ) -> Result<(RunRecord, Duration, Option<Vec<PairState>>), RuntimeError> {
         let pairs = spec.pairs.clone();
-        // One tokio runtime for the whole conversation: the QMP connection's
-        // tasks live on it, so it must outlast the wait for failover.
-        block_on(async {
-            let mut l = run::launch(&self.sd, spec).await?;
-            if let Err(e) = set_vnc_passwords(&l.qmp, vnc_auth).await {
-                // Nobody could connect to it: stopped, as libvirt does.
-                let _ = l.qmp.quit().await;
-                return Err(e);
-            }
-            if opts.paused && opts.incoming.is_none() {
-                // Launched as if incoming (no `cont`); it is not a
-                // migration destination, which the record must say.
-                l.record.incoming = false;
-                l.record.save(&self.sd)?;
-            }
-            let launch_time = t0.elapsed();
-            let states = match wait {
-                // A `destroy` must not wait out the whole failover wait
-                // behind this start's domain lock: it asks, this gives way.
-                Some(w) => tokio::select! {
-                    r = teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w) => Some(r?),
-                    r = stop_requested(&self.sd, name) => {
-                        r?;
-                        return Err(RuntimeError::DestroyedWhileWaiting { name: name.to_owned() });
-                    }
-                },
-                None => None,
-            };
-            Ok::<_, RuntimeError>((l.record, launch_time, states))
-        })
-        .map_err(RuntimeError::from)
-        .and_then(|r| r)
+        // The QMP connection's tasks live on the process's runtime, which
+        // outlasts the wait for failover.
+        let mut l = run::launch(&self.sd, spec).await?;
+        if let Err(e) = set_vnc_passwords(&l.qmp, vnc_auth).await {
+            // Nobody could connect to it: stopped, as libvirt does.
+            let _ = l.qmp.quit().await;
+            return Err(e);
+        }
+        if opts.paused && opts.incoming.is_none() {
+            // Launched as if incoming (no `cont`); it is not a
+            // migration destination, which the record must say.
+            l.record.incoming = false;
+            l.record.save(&self.sd)?;
+        }
+        let launch_time = t0.elapsed();
+        let states = match wait {
+            // A `destroy` must not wait out the whole failover wait
+            // behind this start's domain lock: it asks, this gives way.
+            Some(w) => tokio::select! {
+                r = teaming::wait_negotiated(&l.qmp, &mut l.events, &pairs, w) => Some(r?),
+                r = stop_requested(&self.sd, name) => {
+                    r?;
+                    return Err(RuntimeError::DestroyedWhileWaiting { name: name.to_owned() });
+                }
+            },
+            None => None,
+        };
+        Ok((l.record, launch_time, states))
     }
 
     /// Start: the launch (or the failover wait) failed. What to report,
@@ -343,7 +344,7 @@ impl Runtime {
     /// qemuProcessPrepareDomain and PrepareHost): the accelerator, the
     /// validation, the VF pools, the host's taps, the conversion with its
     /// VFs reserved, and the launch spec.
-    fn prepare(
+    async fn prepare(
         &self,
         mut def: DomainDef,
         text: &str,
@@ -352,7 +353,7 @@ impl Runtime {
     ) -> Result<Prepared, RuntimeError> {
         let name = def.name.clone();
         let (accel, notes) = choose_accel(&mut def, opts);
-        let caps = self.caps(&emulator_of(&def))?;
+        let caps = self.caps(&emulator_of(&def)).await?;
         let mut warnings = teamvirt_qemu::validate::validate(&def, Some(caps.supports_failover()));
         if warnings.iter().any(Diagnostic::is_error) {
             return Err(RuntimeError::Invalid {

@@ -13,6 +13,11 @@ use teamvirt_runtime::pool::VfPool;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunRecord, VfBinding};
 use teamvirt_runtime::{DomainState, Runtime};
 
+/// Drive the runtime's async API from a test (the `test-runtime` one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
+}
+
 /// A process that is not QEMU, killed when dropped.
 struct Victim(Child);
 
@@ -206,7 +211,7 @@ fn damaged_run_record_keeps_the_domain_and_its_vf() {
         );
         assert_eq!(holders(&sd), vec![(VF.to_string(), "vm".to_string())]);
 
-        let list = rt.list_domains(true).unwrap();
+        let list = block_on(rt.list_domains(true)).unwrap();
         let row = |n: &str| list.iter().find(|d| d.name == n).cloned().unwrap();
         assert_eq!(row("vm").state, DomainState::Damaged);
         let why = row("vm").problem.unwrap();
@@ -219,7 +224,7 @@ fn damaged_run_record_keeps_the_domain_and_its_vf() {
             "{e}"
         );
         assert!(q.0[0].is_alive());
-        let e = rt.domain_state("vm").unwrap_err().to_string();
+        let e = block_on(rt.domain_state("vm")).unwrap_err().to_string();
         assert!(e.contains("is damaged"), "{e}");
 
         let freed = rt.destroy_with("vm", true, &mut |_| {}).unwrap();
@@ -245,7 +250,7 @@ fn deleted_run_record_does_not_free_the_vf() {
     std::fs::remove_file(sd.run_paths("vm").unwrap().state_json).unwrap();
     let rt = Runtime::open(&sd).unwrap();
     assert_eq!(holders(&sd), vec![(VF.to_string(), "vm".to_string())]);
-    let e = rt.domain_state("vm").unwrap_err().to_string();
+    let e = block_on(rt.domain_state("vm")).unwrap_err().to_string();
     assert!(e.contains("run record") && e.contains("is missing"), "{e}");
     rt.destroy_with("vm", true, &mut |_| {}).unwrap();
     assert!(!q.0[0].is_alive());
@@ -307,13 +312,13 @@ fn stopped_qemu_costs_only_its_own_domain() {
     ]);
     q.0[0].signal(libc::SIGSTOP).unwrap();
     let rt = Runtime::open(&sd).unwrap();
-    let list = rt.list_domains(false).unwrap();
+    let list = block_on(rt.list_domains(false)).unwrap();
     let row = |n: &str| list.iter().find(|d| d.name == n).cloned().unwrap();
     assert_eq!(row("frozen").state, DomainState::NotResponding);
     assert_eq!(row("frozen").id, Some(1));
     assert!(row("frozen").problem.unwrap().contains("is stopped"));
     assert_eq!(row("fine").state, DomainState::Paused);
-    let e = rt.teaming("frozen").unwrap_err().to_string();
+    let e = block_on(rt.teaming("frozen")).unwrap_err().to_string();
     assert!(
         e.contains(&format!("(pid {}) is not responding", q.0[0].pid))
             && !e.contains("another teamvirt command"),
@@ -369,16 +374,16 @@ fn silent_monitor_is_not_responding_unless_another_client_holds_it() {
     // Listening, never accepting: a hung QEMU.
     let listener = std::os::unix::net::UnixListener::bind(&p.qmp_sock).unwrap();
     let rt = Runtime::open(&sd).unwrap();
-    let e = rt.teaming("vm").unwrap_err().to_string();
+    let e = block_on(rt.teaming("vm")).unwrap_err().to_string();
     assert!(
         e.contains("is not responding: no QMP greeting") && !e.contains("another teamvirt"),
         "{e}"
     );
-    let list = rt.list_domains(false).unwrap();
+    let list = block_on(rt.list_domains(false)).unwrap();
     assert_eq!(list[0].state, DomainState::NotResponding);
     // Now another client holds it (accepted), and ours waits in vain.
     let _other = std::os::unix::net::UnixStream::connect(&p.qmp_sock).unwrap();
     let _held = listener.accept().unwrap();
-    let e = rt.teaming("vm").unwrap_err().to_string();
+    let e = block_on(rt.teaming("vm")).unwrap_err().to_string();
     assert!(e.contains("another teamvirt command is connected"), "{e}");
 }

@@ -9,6 +9,11 @@ use teamvirt_host::hostdev::HostPrep;
 use teamvirt_host::state::StateDir;
 use teamvirt_runtime::{Runtime, StartOptions};
 
+/// Drive the runtime's async API from a test (the `test-runtime` one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
+}
+
 const VF: &str = "0000:03:10.2";
 const PF: &str = "0000:03:00.0";
 
@@ -79,7 +84,7 @@ fn setup(t: &Path, qemu: &Path, emulate: bool) -> (Runtime, HostPrep) {
     let host = fake_host(t);
     rt.set_host_prep(host.clone());
     rt.define_network(&net(), None, emulate).unwrap();
-    rt.define_domain(&domain(qemu), None).unwrap();
+    block_on(rt.define_domain(&domain(qemu), None)).unwrap();
     (rt, host)
 }
 
@@ -110,7 +115,7 @@ fn real_vf_is_prepared_before_start_and_given_back_on_destroy() {
     let (rt, host) = setup(t.path(), &qemu, false);
     // QEMU hides a failover primary until the guest negotiates, so the
     // missing VF does not stop it from running here.
-    rt.start("vm", &StartOptions::default()).unwrap();
+    block_on(rt.start("vm", &StartOptions::default())).unwrap();
     let _stops = Stops(&rt);
     let dev = host.sysfs.join("bus/pci/devices").join(VF);
     assert_eq!(ip_log(t.path()), [SET]);
@@ -144,7 +149,7 @@ fn real_vf_is_given_back_when_qemu_fails_to_launch() {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (rt, host) = setup(t.path(), &wrapper, false);
-    let e = rt.start("vm", &StartOptions::default()).unwrap_err();
+    let e = block_on(rt.start("vm", &StartOptions::default())).unwrap_err();
     assert!(e.to_string().contains("exited while starting"), "{e}");
     assert_eq!(ip_log(t.path()), [SET, RESTORE]);
     let dev = host.sysfs.join("bus/pci/devices").join(VF);
@@ -161,8 +166,7 @@ fn bind_failure_names_the_vf_and_frees_the_pool() {
     let (rt, host) = setup(t.path(), &qemu, false);
     std::fs::remove_file(host.sysfs.join("bus/pci/drivers_probe")).unwrap();
     std::fs::create_dir(host.sysfs.join("bus/pci/drivers_probe")).unwrap();
-    let e = rt
-        .start("vm", &StartOptions::default())
+    let e = block_on(rt.start("vm", &StartOptions::default()))
         .unwrap_err()
         .to_string();
     assert!(
@@ -182,7 +186,7 @@ fn lab_mode_primary_is_never_touched() {
     };
     let t = tempfile::tempdir().unwrap();
     let (rt, host) = setup(t.path(), &qemu, true);
-    let r = rt.start("vm", &StartOptions::default()).unwrap();
+    let r = block_on(rt.start("vm", &StartOptions::default())).unwrap();
     let _stops = Stops(&rt);
     assert_eq!(r.substitutions.len(), 1);
     rt.destroy("vm").unwrap();
@@ -204,8 +208,7 @@ fn unmanaged_pool_vf_on_its_driver_is_refused_with_libvirts_text() {
     rt.undefine_network("pool").unwrap();
     rt.define_network(&net().replace("managed='yes'", "managed='no'"), None, false)
         .unwrap();
-    let e = rt
-        .start("vm", &StartOptions::default())
+    let e = block_on(rt.start("vm", &StartOptions::default()))
         .unwrap_err()
         .to_string();
     assert!(

@@ -131,7 +131,7 @@ pub fn shutdown(a: ShutdownArgs) -> ExitCode {
     for m in &modes {
         let r = match *m {
             "agent" => rt.shutdown_agent(&a.domain),
-            _ => rt.shutdown(&a.domain),
+            _ => crate::block_on(rt.shutdown(&a.domain)),
         };
         match r {
             Ok(()) => {

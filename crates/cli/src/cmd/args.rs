@@ -58,7 +58,7 @@ impl StateOpt {
     /// The runtime, with what opening it settled (a migration whose
     /// `teamvirt migrate` died) reported on stderr.
     pub fn open(&self) -> Result<Runtime, RuntimeError> {
-        let rt = teamvirt_runtime::open_default(self.state_dir.as_deref())?;
+        let rt = crate::block_on(teamvirt_runtime::open_default(self.state_dir.as_deref()))?;
         for n in rt.notices() {
             eprintln!("warning: {n}");
         }

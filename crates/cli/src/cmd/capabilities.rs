@@ -48,7 +48,7 @@ pub fn run(args: Args) -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-            teamvirt_runtime::domain::probe_caps(&emulator, &cache_dir)
+            crate::block_on(teamvirt_runtime::domain::probe_caps(&emulator, &cache_dir))
         }
     };
     let caps = match loaded {

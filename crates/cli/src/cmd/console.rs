@@ -26,7 +26,7 @@ pub fn run(a: NameArgs) -> ExitCode {
 /// --console`, `create --console`) until Ctrl-] or the domain goes away.
 pub fn attach(rt: &Runtime, domain: &str) -> ExitCode {
     // Opened by the runtime, which checks it is QEMU's pty.
-    let mut dev = match rt.open_console(domain) {
+    let mut dev = match crate::block_on(rt.open_console(domain)) {
         Ok((_, f)) => f,
         Err(e) => return report_domain(domain, "", &e),
     };

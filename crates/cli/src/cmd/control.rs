@@ -25,7 +25,10 @@ pub struct InfoArgs {
 }
 
 pub fn dominfo(a: InfoArgs) -> ExitCode {
-    let info = match a.state.read_domain(&a.domain, |rt| rt.dominfo(&a.domain)) {
+    let info = match a
+        .state
+        .read_domain(&a.domain, |rt| crate::block_on(rt.dominfo(&a.domain)))
+    {
         Ok(i) => i,
         Err(e) => return report_domain(&a.domain, "", &e),
     };
@@ -119,7 +122,7 @@ pub fn domiflist(a: InfoArgs) -> ExitCode {
 
 fn simple(
     a: NameArgs,
-    act: fn(&Runtime, &str) -> Result<(), teamvirt_runtime::RuntimeError>,
+    act: impl FnOnce(&Runtime, &str) -> Result<(), teamvirt_runtime::RuntimeError>,
     done: &str,
     failed: &str,
 ) -> ExitCode {
@@ -137,15 +140,30 @@ fn simple(
 }
 
 pub fn suspend(a: NameArgs) -> ExitCode {
-    simple(a, Runtime::suspend, "suspended", "suspend")
+    simple(
+        a,
+        |rt, d| crate::block_on(rt.suspend(d)),
+        "suspended",
+        "suspend",
+    )
 }
 
 pub fn resume(a: NameArgs) -> ExitCode {
-    simple(a, Runtime::resume, "resumed", "resume")
+    simple(
+        a,
+        |rt, d| crate::block_on(rt.resume(d)),
+        "resumed",
+        "resume",
+    )
 }
 
 pub fn reboot(a: NameArgs) -> ExitCode {
-    simple(a, Runtime::reboot, "is being rebooted", "reboot")
+    simple(
+        a,
+        |rt, d| crate::block_on(rt.reboot(d)),
+        "is being rebooted",
+        "reboot",
+    )
 }
 
 #[derive(clap::Args, Debug)]
@@ -241,7 +259,7 @@ pub fn start_autostart(a: StartAutostartArgs) -> ExitCode {
         paused: false,
     };
     for d in doms {
-        match rt.domain_state(&d) {
+        match crate::block_on(rt.domain_state(&d)) {
             Ok(teamvirt_runtime::domain::DomainState::ShutOff) => {}
             Ok(_) => {
                 outln!("Domain '{d}' is already running");
@@ -253,7 +271,7 @@ pub fn start_autostart(a: StartAutostartArgs) -> ExitCode {
                 continue;
             }
         }
-        match rt.start(&d, &opts) {
+        match crate::block_on(rt.start(&d, &opts)) {
             Ok(_) => outln!("Domain '{d}' started"),
             Err(e) => {
                 ok = false;

@@ -54,7 +54,7 @@ pub fn run(a: CreateArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(&what, &e),
     };
-    match rt.create_domain(&text, Some(&a.file), &opts) {
+    match crate::block_on(rt.create_domain(&text, Some(&a.file), &opts)) {
         Ok((name, r, warnings)) => {
             for w in &warnings {
                 let w = w.clone().with_file(Some(a.file.clone()));

@@ -138,7 +138,7 @@ pub fn complete_names(a: CompleteNamesArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let names: Vec<String> = if a.kind == "domains" {
-        rt.list_domains(true)
+        crate::block_on(rt.list_domains(true))
             .map(|d| d.into_iter().map(|d| d.name).collect())
             .unwrap_or_default()
     } else {

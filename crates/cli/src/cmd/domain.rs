@@ -74,7 +74,7 @@ pub fn define(a: DefineArgs) -> ExitCode {
     let res = a
         .state
         .open()
-        .and_then(|rt| rt.define_domain(&text, Some(&a.file)));
+        .and_then(|rt| crate::block_on(rt.define_domain(&text, Some(&a.file))));
     match res {
         Ok((name, warnings)) => {
             for w in &warnings {
@@ -159,7 +159,7 @@ pub fn list(a: ListArgs) -> ExitCode {
     let doms = match a
         .state
         .open_existing()
-        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_domains(true)))
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| crate::block_on(rt.list_domains(true))))
     {
         Ok(d) => d,
         Err(e) => return report("Failed to list domains", &e),
@@ -283,7 +283,7 @@ pub fn start(a: StartArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(&what, &e),
     };
-    match rt.start(&a.domain, &opts) {
+    match crate::block_on(rt.start(&a.domain, &opts)) {
         Ok(r) => {
             print_start_report(&r);
             outln!("Domain '{}' started", a.domain);
@@ -398,10 +398,9 @@ pub struct DomstateArgs {
 }
 
 pub fn domstate(a: DomstateArgs) -> ExitCode {
-    match a
-        .state
-        .read_domain(&a.domain, |rt| rt.domain_state_reason(&a.domain))
-    {
+    match a.state.read_domain(&a.domain, |rt| {
+        crate::block_on(rt.domain_state_reason(&a.domain))
+    }) {
         Ok((s, why)) => {
             if a.json {
                 let mut v = serde_json::json!({ "domain": a.domain, "state": s.to_string() });
@@ -467,8 +466,8 @@ fn yes_no(b: bool) -> &'static str {
 pub fn teaming(a: TeamingArgs) -> ExitCode {
     let got = a.state.open().and_then(|rt| {
         let states = match a.replug {
-            Some(secs) => rt.replug(&a.domain, Duration::from_secs(secs))?,
-            None => rt.teaming(&a.domain)?,
+            Some(secs) => crate::block_on(rt.replug(&a.domain, Duration::from_secs(secs)))?,
+            None => crate::block_on(rt.teaming(&a.domain))?,
         };
         // The guest's side: a domain without an agent says so, an agent
         // that does not answer is a note, neither fails the verb.

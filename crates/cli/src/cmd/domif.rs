@@ -99,7 +99,7 @@ pub fn render_stats(s: &IfStats) -> String {
 /// libvirt's "not running" error.
 fn running_rows(state: &StateOpt, dom: &str) -> Result<Vec<IfaceRow>, RuntimeError> {
     state.read_domain(dom, |rt| {
-        if rt.domain_state(dom)? == DomainState::ShutOff {
+        if crate::block_on(rt.domain_state(dom))? == DomainState::ShutOff {
             return Err(RuntimeError::NotRunning(dom.to_owned()));
         }
         rt.domiflist(dom)

@@ -35,7 +35,7 @@ pub(crate) fn open_for_job(state: &StateOpt, name: &str) -> Result<(StateDir, bo
             StateDir::open,
         )
         .map_err(|e| e.to_string())?;
-    match teamvirt_runtime::migrate::recover_blocking(&sd, name) {
+    match crate::block_on(teamvirt_runtime::migrate::recover(&sd, name)) {
         Ok(Some(log)) => {
             for l in log {
                 eprintln!("warning: stale migration job: {l}");

@@ -75,7 +75,7 @@ pub fn run(a: EditArgs) -> ExitCode {
                 continue;
             }
         }
-        match rt.define_domain(&edited, Some(file.path())) {
+        match crate::block_on(rt.define_domain(&edited, Some(file.path()))) {
             Ok((name, warnings)) => {
                 for w in &warnings {
                     eprint!("{}", crate::render::render(w, Some(&edited)));

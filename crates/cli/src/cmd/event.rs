@@ -259,12 +259,12 @@ type PairView = BTreeMap<String, BTreeMap<String, (bool, bool, String)>>;
 
 fn pair_view(rt: &Runtime, only: Option<&str>) -> PairView {
     let mut v = PairView::new();
-    let doms = rt.list_domains(false).unwrap_or_default();
+    let doms = crate::block_on(rt.list_domains(false)).unwrap_or_default();
     for d in doms.iter().filter(|d| d.state == DomainState::Running) {
         if only.is_some_and(|o| o != d.name) {
             continue;
         }
-        let Ok(states) = rt.teaming(&d.name) else {
+        let Ok(states) = crate::block_on(rt.teaming(&d.name)) else {
             continue;
         };
         let m = states

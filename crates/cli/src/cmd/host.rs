@@ -50,7 +50,7 @@ fn find(a: &DomLookupArgs) -> Result<DomainSummary, ExitCode> {
     let doms = match a
         .state
         .open_existing()
-        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| rt.list_domains(true)))
+        .and_then(|rt| rt.map_or(Ok(vec![]), |rt| crate::block_on(rt.list_domains(true))))
     {
         Ok(d) => d,
         Err(e) => return Err(report("Failed to list domains", &e)),

@@ -136,7 +136,7 @@ pub fn attach(a: AttachArgs) -> ExitCode {
             emulate_vf: a.emulate_vf,
             wait_failover: a.wait_failover.map(Duration::from_secs),
         };
-        rt.attach_device(&a.domain, &text, Some(&a.file), &opts)
+        crate::block_on(rt.attach_device(&a.domain, &text, Some(&a.file), &opts))
     });
     let r: AttachReport = match res {
         Ok(r) => r,
@@ -215,13 +215,13 @@ pub fn detach(a: DetachArgs) -> ExitCode {
     };
     let res = a.state.open().and_then(|rt| {
         let affect = a.affect.resolve(&rt, &a.domain)?;
-        rt.detach_device(
+        crate::block_on(rt.detach_device(
             &a.domain,
             &text,
             Some(&a.file),
             affect,
             Duration::from_secs(a.timeout),
-        )
+        ))
     });
     match res {
         Ok(r) => print_detach(&a.domain, &r, false, a.timeout),
@@ -232,7 +232,12 @@ pub fn detach(a: DetachArgs) -> ExitCode {
 pub fn detach_alias(a: DetachAliasArgs) -> ExitCode {
     let res = a.state.open().and_then(|rt| {
         let affect = a.affect.resolve(&rt, &a.domain)?;
-        rt.detach_device_alias(&a.domain, &a.alias, affect, Duration::from_secs(a.timeout))
+        crate::block_on(rt.detach_device_alias(
+            &a.domain,
+            &a.alias,
+            affect,
+            Duration::from_secs(a.timeout),
+        ))
     });
     match res {
         Ok(r) => print_detach(&a.domain, &r, true, a.timeout),

@@ -301,13 +301,13 @@ pub fn run(a: MigrateArgs) -> ExitCode {
     };
     let res = match (&a.uri, &a.dest_state_dir) {
         (Some(uri), _) => match remote_target(&a, uri) {
-            Ok(t) => migrate::migrate_to_remote(
+            Ok(t) => crate::block_on(migrate::migrate_to_remote(
                 &sd,
                 &a.domain,
                 migrate::RemoteDestination::new(t),
                 &opts,
                 &mut |p| view.show(&p),
-            ),
+            )),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
@@ -318,7 +318,13 @@ pub fn run(a: MigrateArgs) -> ExitCode {
                 eprintln!("error: invalid argument: --migrateuri, --listen-address and --tunnelled need a destination host URI");
                 return ExitCode::FAILURE;
             }
-            migrate::migrate_to_state_dir(&sd, &a.domain, dir, &opts, &mut |p| view.show(&p))
+            crate::block_on(migrate::migrate_to_state_dir(
+                &sd,
+                &a.domain,
+                dir,
+                &opts,
+                &mut |p| view.show(&p),
+            ))
         }
         (None, None) => unreachable!("clap requires one"),
     };

@@ -54,7 +54,7 @@ pub fn run(a: Args) -> ExitCode {
         }
     };
     // Settle what an earlier run left (a helper that was killed).
-    match teamvirt_runtime::open(&sd) {
+    match crate::block_on(teamvirt_runtime::open(&sd)) {
         Ok(rt) => {
             for n in rt.notices() {
                 eprintln!("teamvirt: warning: {n}");
@@ -65,7 +65,7 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let res = teamvirt_runtime::migrate::serve::serve_stdio(sd);
+    let res = crate::block_on(teamvirt_runtime::migrate::serve::serve_stdio(sd));
     match res {
         Ok(log) => {
             for l in log {

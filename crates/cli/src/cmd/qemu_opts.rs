@@ -63,9 +63,12 @@ impl QemuOpts {
             (Some(f), _) => QemuCaps::from_libvirt_xml(f)
                 .map(Some)
                 .map_err(|e| e.to_string()),
-            (None, Some(bin)) => teamvirt_runtime::domain::probe_caps(bin, &self.cache_dir()?)
-                .map(Some)
-                .map_err(|e| e.to_string()),
+            (None, Some(bin)) => crate::block_on(teamvirt_runtime::domain::probe_caps(
+                bin,
+                &self.cache_dir()?,
+            ))
+            .map(Some)
+            .map_err(|e| e.to_string()),
             (None, None) => Ok(None),
         }
     }
@@ -77,8 +80,11 @@ impl QemuOpts {
             Some(c) => Ok(c),
             None => {
                 let bin = probe_target(def)?;
-                teamvirt_runtime::domain::probe_caps(&bin, &self.cache_dir()?)
-                    .map_err(|e| e.to_string())
+                crate::block_on(teamvirt_runtime::domain::probe_caps(
+                    &bin,
+                    &self.cache_dir()?,
+                ))
+                .map_err(|e| e.to_string())
             }
         }
     }

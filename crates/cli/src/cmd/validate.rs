@@ -106,7 +106,8 @@ impl QemuSide {
             }
         };
         let r = self.probed.entry(bin.clone()).or_insert_with(|| {
-            teamvirt_runtime::domain::probe_caps(&bin, cache_dir).map_err(|e| e.to_string())
+            crate::block_on(teamvirt_runtime::domain::probe_caps(&bin, cache_dir))
+                .map_err(|e| e.to_string())
         });
         match r {
             Ok(c) => Some(c.clone()),

@@ -1,6 +1,6 @@
-//! The synchronous entry point the CLI uses: the job on the process's
-//! runtime ([`teamvirt_host::asyncrt`]), and the process signals that cancel it (Ctrl-C, SIGTERM, and
-//! `domjobabort`'s [`super::job::ABORT_SIGNAL`]).
+//! The entry points the CLI uses: the job, and the process signals that
+//! cancel it (Ctrl-C, SIGTERM, and `domjobabort`'s
+//! [`super::job::ABORT_SIGNAL`]).
 
 use std::path::Path;
 
@@ -15,8 +15,8 @@ use super::MigrateError;
 use teamvirt_host::state::StateDir;
 
 /// Migrate `name` from `sd` to the state directory `dest_root` of this
-/// host, blocking until done. `progress` sees every step.
-pub fn migrate_to_state_dir(
+/// host. `progress` sees every step.
+pub async fn migrate_to_state_dir(
     sd: &StateDir,
     name: &str,
     dest_root: &Path,
@@ -37,13 +37,13 @@ pub fn migrate_to_state_dir(
         .ok()
         .flatten()
         .and_then(|r| teamvirt_host::privdrop::process_identity(r.proc.pid).ok());
-    drive(sd, name, dest, opts, progress)
+    drive(sd, name, dest, opts, progress).await
 }
 
-/// Migrate `name` to another host over SSH (see [`super::remote`]),
-/// blocking until done. The control channel comes up first (its set-up
+/// Migrate `name` to another host over SSH (see [`super::remote`]).
+/// The control channel comes up first (its set-up
 /// time is shown apart, as an info line), after the domain is known here.
-pub fn migrate_to_remote(
+pub async fn migrate_to_remote(
     sd: &StateDir,
     name: &str,
     mut dest: RemoteDestination,
@@ -53,8 +53,7 @@ pub fn migrate_to_remote(
     if !sd.run_paths(name)?.state_json.exists() && !sd.domain_xml(name)?.exists() {
         return Err(MigrateError::NoDomain(name.to_owned()));
     }
-    let rt = runtime()?;
-    rt.block_on(dest.connect())?;
+    dest.connect().await?;
     if let (Some(t), Some((version, dir))) = (dest.setup, &dest.remote) {
         progress(Progress::Info {
             message: format!(
@@ -64,61 +63,41 @@ pub fn migrate_to_remote(
             ),
         });
     }
-    drive_on(&rt, sd, name, dest, opts, progress)
-}
-
-fn runtime() -> Result<tokio::runtime::Handle, MigrateError> {
-    teamvirt_host::asyncrt::handle().map_err(|e| MigrateError::Io {
-        what: "tokio runtime".into(),
-        source: std::io::Error::other(e),
-    })
-}
-
-fn drive<D: Destination>(
-    sd: &StateDir,
-    name: &str,
-    dest: D,
-    opts: &MigrateOptions,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Outcome, MigrateError> {
-    drive_on(&runtime()?, sd, name, dest, opts, progress)
+    drive(sd, name, dest, opts, progress).await
 }
 
 /// The job under the signals that cancel it.
-fn drive_on<D: Destination>(
-    rt: &tokio::runtime::Handle,
+async fn drive<D: Destination>(
     sd: &StateDir,
     name: &str,
     mut dest: D,
     opts: &MigrateOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, MigrateError> {
-    rt.block_on(async {
-        let (tx, rx) = watch::channel(None);
-        let mut int = signal(SignalKind::interrupt()).map_err(sig_err)?;
-        let mut term = signal(SignalKind::terminate()).map_err(sig_err)?;
-        let mut usr = signal(SignalKind::from_raw(ABORT_SIGNAL)).map_err(sig_err)?;
-        let watcher = tokio::spawn(async move {
-            // Only the first request counts; later ones are ignored while
-            // the rollback runs (it must not be interrupted half-way).
-            let reason = tokio::select! {
-                _ = int.recv() => "interrupted (SIGINT)",
-                _ = term.recv() => "terminated (SIGTERM)",
-                _ = usr.recv() => "canceled by client",
-            };
-            let _ = tx.send(Some(reason.to_owned()));
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                    _ = usr.recv() => {}
-                }
+    let (tx, rx) = watch::channel(None);
+    let mut int = signal(SignalKind::interrupt()).map_err(sig_err)?;
+    let mut term = signal(SignalKind::terminate()).map_err(sig_err)?;
+    let mut usr = signal(SignalKind::from_raw(ABORT_SIGNAL)).map_err(sig_err)?;
+    let watcher = tokio::spawn(async move {
+        // Only the first request counts; later ones are ignored while
+        // the rollback runs (it must not be interrupted half-way).
+        let reason = tokio::select! {
+            _ = int.recv() => "interrupted (SIGINT)",
+            _ = term.recv() => "terminated (SIGTERM)",
+            _ = usr.recv() => "canceled by client",
+        };
+        let _ = tx.send(Some(reason.to_owned()));
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = usr.recv() => {}
             }
-        });
-        let out = migrate(sd, name, &mut dest, opts, rx, progress).await;
-        watcher.abort();
-        out
-    })
+        }
+    });
+    let out = migrate(sd, name, &mut dest, opts, rx, progress).await;
+    watcher.abort();
+    out
 }
 
 /// What virsh checks before anything moves, in its order: the domain
@@ -158,16 +137,17 @@ mod tests {
 
     /// Unknown domain first, then the destination; a missing destination
     /// is neither created nor is anything done on the source.
-    #[test]
-    fn unknown_domain_then_missing_destination_are_refused_up_front() {
+    #[tokio::test]
+    async fn unknown_domain_then_missing_destination_are_refused_up_front() {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::open(&t.path().join("src")).unwrap();
         let typo = t.path().join("dts");
         let mut seen = |_: Progress| panic!("nothing may start");
-        let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen);
+        let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen).await;
         assert!(matches!(e, Err(MigrateError::NoDomain(_))), "{e:?}");
         write_atomic(&sd.domain_xml("vm").unwrap(), b"<domain/>", 0o600).unwrap();
         let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen)
+            .await
             .unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -180,6 +160,7 @@ mod tests {
         assert!(!sd.run_paths("vm").unwrap().dir.exists());
         std::fs::write(&typo, b"").unwrap();
         let e = migrate_to_state_dir(&sd, "vm", &typo, &MigrateOptions::default(), &mut seen)
+            .await
             .unwrap_err();
         assert!(e.to_string().ends_with("is not a directory"), "{e}");
     }

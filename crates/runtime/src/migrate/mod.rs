@@ -53,7 +53,7 @@ pub use blocking::{migrate_to_remote, migrate_to_state_dir};
 pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
 pub use driver::{migrate, MigrateOptions, Outcome, Progress};
 pub use job::JobInfo;
-pub use recover::{recover, recover_blocking, recover_stale_blocking};
+pub use recover::{recover, recover_stale};
 pub use remote::{RemoteDestination, RemoteTarget, SshUri};
 
 /// Errors of a migration. Texts are libvirt's where virsh prints one.

@@ -398,24 +398,12 @@ async fn primaries_back_on_source(
     }
 }
 
-/// [`recover`] for synchronous callers (the CLI's verbs).
-pub fn recover_blocking(sd: &StateDir, name: &str) -> Result<Option<Vec<String>>, MigrateError> {
-    // Cheap check first: nothing async for the common case of no job file.
-    if !job::job_path(sd, name)?.exists() {
-        return Ok(None);
-    }
-    teamvirt_host::asyncrt::block_on(recover(sd, name)).map_err(|e| MigrateError::Io {
-        what: "tokio runtime".into(),
-        source: std::io::Error::other(e),
-    })?
-}
-
 /// [`recover`] for every domain of `sd` with a job file left by a dead
 /// process, from either side (the entry point of the lifecycle verbs, see
 /// [`crate::Runtime::open`]). One line per thing done, or per migration
 /// that could not be settled. Costs a `stat` per running domain when
 /// nothing is stale.
-pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
+pub async fn recover_stale(sd: &StateDir) -> Vec<String> {
     let mut out = Vec::new();
     let mut stale = Vec::new();
     match sd.run_entries() {
@@ -437,15 +425,8 @@ pub fn recover_stale_blocking(sd: &StateDir) -> Vec<String> {
     if stale.is_empty() {
         return out;
     }
-    let rt = match teamvirt_host::asyncrt::handle() {
-        Ok(rt) => rt,
-        Err(e) => {
-            out.push(format!("stale migration jobs cannot be settled: {e}"));
-            return out;
-        }
-    };
     for name in stale {
-        match rt.block_on(recover(sd, &name)) {
+        match recover(sd, &name).await {
             Ok(Some(log)) => {
                 out.extend(log.into_iter().map(|l| format!("stale migration job: {l}")))
             }
@@ -465,18 +446,18 @@ mod tests {
     use super::*;
     use teamvirt_host::process::ProcId;
 
-    #[test]
-    fn live_or_missing_jobs_are_left_alone_and_dead_ones_without_qemu_cleared() {
+    #[tokio::test]
+    async fn live_or_missing_jobs_are_left_alone_and_dead_ones_without_qemu_cleared() {
         let t = tempfile::tempdir().unwrap();
         let src = StateDir::open(&t.path().join("src")).unwrap();
         let dst = StateDir::open(&t.path().join("dst")).unwrap();
-        assert!(recover_blocking(&src, "vm").unwrap().is_none());
+        assert!(recover(&src, "vm").await.unwrap().is_none());
         src.create_run_dir("vm").unwrap();
         dst.create_run_dir("vm").unwrap();
         let mut j = JobInfo::new(&dst.root().display().to_string());
         job::publish(&src, "vm", &j).unwrap();
         // Its driver (this test) is alive: not stale.
-        assert!(recover_blocking(&src, "vm").unwrap().is_none());
+        assert!(recover(&src, "vm").await.unwrap().is_none());
         let me = j.driver.unwrap();
         j.driver = Some(ProcId {
             pid: me.pid,
@@ -488,21 +469,21 @@ mod tests {
         inc.driver = j.driver;
         job::publish(&dst, "vm", &inc).unwrap();
         // No QEMU on either side: both job files go, the domain is off.
-        let log = recover_blocking(&dst, "vm").unwrap().unwrap();
+        let log = recover(&dst, "vm").await.unwrap().unwrap();
         assert!(log.iter().any(|l| l.contains("shut off")), "{log:?}");
         assert!(!job::job_path(&src, "vm").unwrap().exists());
         assert!(!job::job_path(&dst, "vm").unwrap().exists());
-        assert!(recover_blocking(&src, "vm").unwrap().is_none());
+        assert!(recover(&src, "vm").await.unwrap().is_none());
     }
 
     /// The verbs' sweep settles a dead job from the destination's side and
     /// leaves a live one alone.
-    #[test]
-    fn sweep_settles_dead_jobs_only() {
+    #[tokio::test]
+    async fn sweep_settles_dead_jobs_only() {
         let t = tempfile::tempdir().unwrap();
         let src = StateDir::open(&t.path().join("src")).unwrap();
         let dst = StateDir::open(&t.path().join("dst")).unwrap();
-        assert!(recover_stale_blocking(&dst).is_empty());
+        assert!(recover_stale(&dst).await.is_empty());
         for n in ["dead", "live"] {
             src.create_run_dir(n).unwrap();
             dst.create_run_dir(n).unwrap();
@@ -520,7 +501,7 @@ mod tests {
             job::publish(&src, n, &j).unwrap();
             job::publish(&dst, n, &inc).unwrap();
         }
-        let log = recover_stale_blocking(&dst);
+        let log = recover_stale(&dst).await;
         assert!(
             log.iter()
                 .any(|l| l.starts_with("stale migration job: ") && l.contains("'dead'")),
@@ -531,6 +512,6 @@ mod tests {
             assert!(!job::job_path(sd, "dead").unwrap().exists());
             assert!(job::job_path(sd, "live").unwrap().exists());
         }
-        assert!(recover_stale_blocking(&src).is_empty());
+        assert!(recover_stale(&src).await.is_empty());
     }
 }

@@ -346,19 +346,16 @@ async fn decide_alone(dest: &mut LocalDestination, resume: bool) -> Vec<String> 
     }
 }
 
-/// [`serve`] on this process's stdin/stdout, blocking (the helper verb).
-pub fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
+/// [`serve`] on this process's stdin/stdout (the helper verb).
+pub async fn serve_stdio(sd: StateDir) -> Result<Vec<String>, MigrateError> {
     // tokio's stdin thread may sit in a read(2) that never returns: the
     // binary's main shuts its runtime down without waiting for it.
-    teamvirt_host::asyncrt::block_on(serve(
+    serve(
         sd,
         tokio::io::BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),
-    ))
-    .map_err(|e| MigrateError::Io {
-        what: "tokio runtime".into(),
-        source: std::io::Error::other(e),
-    })?
+    )
+    .await
 }
 
 #[cfg(test)]
