@@ -29,11 +29,11 @@
 pub mod argv;
 mod argvcheck;
 mod begin;
-pub mod blocking;
 pub mod carry;
 pub mod dest;
 pub mod dest_check;
 pub mod driver;
+pub mod entry;
 pub mod job;
 pub mod precheck;
 pub mod progress;
@@ -49,9 +49,9 @@ use std::path::PathBuf;
 use teamvirt_conf::Diagnostic;
 use teamvirt_qmp::QmpError;
 
-pub use blocking::{migrate_to_remote, migrate_to_state_dir};
 pub use dest::{Destination, LocalDestination, PrepareRequest, Prepared};
 pub use driver::{migrate, MigrateOptions, Outcome, Progress};
+pub use entry::{migrate_to_remote, migrate_to_state_dir};
 pub use job::JobInfo;
 pub use recover::{recover, recover_stale};
 pub use remote::{RemoteDestination, RemoteTarget, SshUri};
