@@ -47,6 +47,14 @@ fn fallback() -> Result<Handle, NoRuntime> {
     Ok(HANDLE.get_or_init(|| rt.handle().clone()).clone())
 }
 
+/// Drive an async API from a test or benchmark, which has no `main` of
+/// its own: on the runtime built on first use. Only with `test-runtime`:
+/// no library blocks on the runtime.
+#[cfg(feature = "test-runtime")]
+pub fn block_on_in_test<F: std::future::Future>(f: F) -> F::Output {
+    fallback().unwrap_or_else(|e| panic!("{e}")).block_on(f)
+}
+
 #[cfg(not(feature = "test-runtime"))]
 fn fallback() -> Result<Handle, NoRuntime> {
     Err(NoRuntime)

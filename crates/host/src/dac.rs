@@ -412,14 +412,7 @@ impl<'a> Lender<'a> {
             };
             return Err(self.refused(what, path, format!("is not a regular file but {kind}")));
         }
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe {
-            let fd = f.as_raw_fd();
-            let fl = libc::fcntl(fd, libc::F_GETFL);
-            if fl >= 0 {
-                libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
-            }
-        }
+        crate::safefs::clear_nonblock(&f);
         Ok(f)
     }
 

@@ -438,17 +438,22 @@ pub fn open_file(path: &Path, access: Access) -> Result<File, OpenError> {
             format!("is not a regular file but {}", type_name(&m)),
         )));
     }
-    // Reads and writes block normally from here on.
+    clear_nonblock(&f);
+    Ok(f)
+}
+
+/// Reads and writes on `f`, opened `O_NONBLOCK` (so opening a FIFO planted
+/// at the path cannot hang), block normally from here on.
+pub(crate) fn clear_nonblock(f: &File) {
+    use std::os::fd::AsRawFd;
     // SAFETY: fcntl on a descriptor we own.
     unsafe {
-        use std::os::fd::AsRawFd;
         let fd = f.as_raw_fd();
         let fl = libc::fcntl(fd, libc::F_GETFL);
         if fl >= 0 {
             libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
         }
     }
-    Ok(f)
 }
 
 /// `lstat` check of a path QEMU will open by name (serial log): absent, or

@@ -40,10 +40,7 @@ fn domain_xml(g: &GuestImage, pairs: usize) -> String {
 
 use xml::vfpool_network_xml as network_xml;
 
-/// Drive the runtime's async API from a test (the `test-runtime` one).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
-}
+use teamvirt_host::asyncrt::block_on_in_test as block_on;
 
 /// Wait until the guest (its console in `log`) shows `pairs` failover
 /// masters with both slaves, in a state printed after uptime `after`.

@@ -17,10 +17,7 @@ use teamvirt_host::state::StateDir;
 use teamvirt_runtime::accel::Accel;
 use teamvirt_runtime::{Runtime, StartOptions};
 
-/// Drive the runtime's async API from a test (the `test-runtime` one).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
-}
+use teamvirt_host::asyncrt::block_on_in_test as block_on;
 
 /// The pool `pool` with one VF (lab mode: no VF is touched).
 fn net() -> String {

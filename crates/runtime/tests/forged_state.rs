@@ -13,10 +13,7 @@ use teamvirt_runtime::pool::VfPool;
 use teamvirt_runtime::run::{self, monitor_args, LaunchSpec, RunRecord, VfBinding};
 use teamvirt_runtime::{DomainState, Runtime};
 
-/// Drive the runtime's async API from a test (the `test-runtime` one).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
-}
+use teamvirt_host::asyncrt::block_on_in_test as block_on;
 
 /// A process that is not QEMU, killed when dropped.
 struct Victim(Child);

@@ -9,10 +9,7 @@ use teamvirt_host::hostdev::HostPrep;
 use teamvirt_host::state::StateDir;
 use teamvirt_runtime::{Runtime, StartOptions};
 
-/// Drive the runtime's async API from a test (the `test-runtime` one).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    teamvirt_host::asyncrt::handle().unwrap().block_on(f)
-}
+use teamvirt_host::asyncrt::block_on_in_test as block_on;
 
 const VF: &str = "0000:03:10.2";
 const PF: &str = "0000:03:00.0";

@@ -244,7 +244,8 @@ pub fn bridge_tap(
             reason: "Open vSwitch is not installed (no ovs-vsctl in PATH)".into(),
         });
     }
-    let (name, fds, idx) = open_tap(spec)?;
+    let (name, fds) = open_tap(spec)?;
+    let idx = link_index(&name)?;
     let standby = ovs.is_none() && standby;
     // Wired as a pair's half only with the guest's MAC to pin.
     let member = spec.mac.filter(|_| standby).map(|m| PairMember {
@@ -305,16 +306,12 @@ fn bridge_link(bridge: &str, network: Option<&str>) -> Result<nl::Link, NetdevEr
 }
 
 /// Open the tap of `spec`: its name, queue descriptors and link index.
-fn open_tap(spec: &TapSpec) -> Result<(String, Vec<OwnedFd>, u32), NetdevError> {
-    let (name, fds) =
-        tap::open_tap(&spec.template, spec.queues, spec.vnet_hdr).map_err(|source| {
-            NetdevError::Tap {
-                name: spec.template.clone(),
-                source,
-            }
-        })?;
-    let idx = link_index(&name)?;
-    Ok((name, fds, idx))
+/// The tap `spec` asks for: its name and queue descriptors.
+fn open_tap(spec: &TapSpec) -> Result<(String, Vec<OwnedFd>), NetdevError> {
+    tap::open_tap(&spec.template, spec.queues, spec.vnet_hdr).map_err(|source| NetdevError::Tap {
+        name: spec.template.clone(),
+        source,
+    })
 }
 
 fn link_index(name: &str) -> Result<u32, NetdevError> {
@@ -370,13 +367,7 @@ pub fn ethernet_tap(spec: &TapSpec, unmanaged: bool) -> Result<Vec<OwnedFd>, Net
             dev: spec.template.clone(),
         });
     }
-    let (name, fds) =
-        tap::open_tap(&spec.template, spec.queues, spec.vnet_hdr).map_err(|source| {
-            NetdevError::Tap {
-                name: spec.template.clone(),
-                source,
-            }
-        })?;
+    let (name, fds) = open_tap(spec)?;
     if !unmanaged {
         let idx = link_index(&name)?;
         append_record(
