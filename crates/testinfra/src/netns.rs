@@ -79,13 +79,18 @@ pub fn sweep_stale_netns() -> Vec<String> {
     removed
 }
 
+/// [`sweep_stale_netns`], saying what it removed.
+fn sweep_and_say() {
+    for n in sweep_stale_netns() {
+        eprintln!("removed namespace {n} left by a test process that is gone");
+    }
+}
+
 /// `ip netns add NAME`, claimed for this process (see the module docs)
 /// after stale namespaces are swept. For tests that name their namespaces
 /// themselves; release with [`del_claimed_netns`].
 pub fn add_claimed_netns(name: &str) -> bool {
-    for n in sweep_stale_netns() {
-        eprintln!("removed namespace {n} left by a test process that is gone");
-    }
+    sweep_and_say();
     let ok = Command::new("ip")
         .args(["netns", "add", name])
         .output()
@@ -114,9 +119,7 @@ impl Netns {
     /// no iproute2).
     pub fn new(tag: &str) -> Option<Netns> {
         let name = format!("tv-{tag}-{}", std::process::id());
-        for n in sweep_stale_netns() {
-            eprintln!("removed namespace {n} left by a test process that is gone");
-        }
+        sweep_and_say();
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         match Command::new("ip").args(["netns", "add", &name]).output() {
             Ok(o) if o.status.success() => claim(&name),
